@@ -1,0 +1,87 @@
+"""Gateway errors and the error envelopes of the two APIs we speak."""
+
+from __future__ import annotations
+
+import orjson
+
+# Anthropic error type for each HTTP status the gateway itself produces or maps.
+ANTHROPIC_TYPE_BY_STATUS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    408: "timeout_error",
+    413: "request_too_large",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+# OpenAI error `type` for each Anthropic error type.
+OPENAI_TYPE_BY_ANTHROPIC = {
+    "invalid_request_error": "invalid_request_error",
+    "authentication_error": "authentication_error",
+    "billing_error": "insufficient_quota",
+    "permission_error": "permission_error",
+    "not_found_error": "not_found_error",
+    "request_too_large": "invalid_request_error",
+    "rate_limit_error": "rate_limit_error",
+    "timeout_error": "timeout_error",
+    "overloaded_error": "service_unavailable",
+    "api_error": "api_error",
+}
+
+
+def anthropic_type_for_status(status: int) -> str:
+    """The Anthropic `error.type` a status maps to (400 for unknown 4xx, api_error for 5xx)."""
+    if status in ANTHROPIC_TYPE_BY_STATUS:
+        return ANTHROPIC_TYPE_BY_STATUS[status]
+    return "invalid_request_error" if status < 500 else "api_error"
+
+
+class GatewayError(Exception):
+    """An error parley produces itself; rendered in the envelope of the API that was called."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type or anthropic_type_for_status(status)
+        self.headers = headers or {}
+        self.param = param
+        self.code = code
+
+    def anthropic_body(self, request_id: str) -> bytes:
+        return anthropic_error_body(self.type, self.message, request_id)
+
+    def openai_body(self) -> bytes:
+        return openai_error_body(self.message, OPENAI_TYPE_BY_ANTHROPIC.get(self.type, self.type),
+                                 self.param, self.code)
+
+
+def anthropic_error_body(type: str, message: str, request_id: str | None) -> bytes:
+    return orjson.dumps(
+        {"type": "error", "error": {"type": type, "message": message}, "request_id": request_id}
+    )
+
+
+def openai_error_body(message: str, type: str, param: str | None = None, code: str | None = None) -> bytes:
+    return orjson.dumps({"error": {"message": message, "type": type, "param": param, "code": code}})
+
+
+def invalid_request(message: str, **kw) -> GatewayError:
+    return GatewayError(400, message, "invalid_request_error", **kw)

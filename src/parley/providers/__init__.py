@@ -1,0 +1,1 @@
+"""Backends: one module per provider, all behind `Provider.send`."""

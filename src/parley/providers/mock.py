@@ -1,0 +1,99 @@
+"""A built-in offline model (`mock/<name>`): speaks the Anthropic Messages API in process.
+
+It answers with a short echo of the last user text, streams it word by word when asked, and calls
+the first tool when `tool_choice` forces one. It lets `make run` work with no keys and no network.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import orjson
+
+from parley.errors import GatewayError
+from parley.providers.base import UpstreamCall, UpstreamReply
+from parley.anthropic_stream import message_frames
+from parley.tokens import count_request_tokens, text_tokens
+
+
+class MockProvider:
+    api = "anthropic"
+
+    async def send(self, call: UpstreamCall) -> UpstreamReply:
+        try:
+            body = orjson.loads(call.body)
+        except orjson.JSONDecodeError:
+            raise GatewayError(400, "mock: body is not JSON") from None
+        if call.path.endswith("/count_tokens"):
+            return _json_reply({"input_tokens": count_request_tokens(body)})
+        message = build_message(body, call.target.upstream_model)
+        if call.stream:
+            return UpstreamReply(200, {"content-type": "text/event-stream; charset=utf-8",
+                                       "cache-control": "no-cache"},
+                                 source=FrameSource(message_frames(message)))
+        return _json_reply(message)
+
+
+def _json_reply(payload: dict) -> UpstreamReply:
+    return UpstreamReply(200, {"content-type": "application/json"}, body=orjson.dumps(payload))
+
+
+def build_message(body: dict, model: str) -> dict:
+    text = f"Hello from {model}. You said: {last_user_text(body)[:200]}"
+    content: list[dict] = []
+    stop_reason = "end_turn"
+    forced = _forced_tool(body)
+    if forced is not None:
+        content.append({"type": "tool_use", "id": "toolu_" + secrets.token_hex(12), "name": forced,
+                        "input": {}})
+        stop_reason = "tool_use"
+    else:
+        content.append({"type": "text", "text": text})
+    output = sum(text_tokens(b.get("text", "")) + (5 if b["type"] == "tool_use" else 0) for b in content)
+    return {
+        "id": "msg_" + secrets.token_hex(12), "type": "message", "role": "assistant", "model": model,
+        "content": content, "stop_reason": stop_reason, "stop_sequence": None,
+        "usage": {"input_tokens": count_request_tokens(body), "output_tokens": max(1, output),
+                  "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+    }
+
+
+def last_user_text(body: dict) -> str:
+    for message in reversed(body.get("messages") or []):
+        if not isinstance(message, dict) or message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            return content
+        if isinstance(content, list):
+            texts = [b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text"]
+            if texts:
+                return " ".join(texts)
+    return ""
+
+
+def _forced_tool(body: dict) -> str | None:
+    tools = [t for t in body.get("tools") or [] if isinstance(t, dict) and t.get("name")]
+    choice = body.get("tool_choice") or {}
+    if not tools or not isinstance(choice, dict):
+        return None
+    if choice.get("type") == "tool":
+        return choice.get("name")
+    if choice.get("type") == "any":
+        return tools[0]["name"]
+    return None
+
+
+class FrameSource:
+    """A ChunkSource over frames made in memory."""
+
+    __slots__ = ("_frames",)
+
+    def __init__(self, frames: list[bytes]) -> None:
+        self._frames = iter(frames)
+
+    async def next_chunk(self) -> bytes | None:
+        return next(self._frames, None)
+
+    def close(self) -> None:
+        self._frames = iter(())

@@ -1,0 +1,1 @@
+"""The HTTP server: Starlette routes around the Gateway object."""

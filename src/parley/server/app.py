@@ -1,0 +1,79 @@
+"""Build the Starlette application around one Gateway."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from parley.config import Config
+from parley.context import new_request_id
+from parley.errors import anthropic_error_body, anthropic_type_for_status
+from parley.features import build_gateway
+from parley.gateway import Gateway
+from parley.server.messages import MessagesRoutes
+from parley.server.models import ModelRoutes
+from parley.server.responses import JSONBytes
+
+log = logging.getLogger("parley")
+
+
+def create_app(config: Config, gateway: Gateway | None = None) -> Starlette:
+    gw = gateway or build_gateway(config)
+    messages = MessagesRoutes(gw)
+    models = ModelRoutes(gw)
+    routes = [
+        Route("/", root, methods=["GET", "HEAD"]),
+        Route("/health/liveness", liveness, methods=["GET"]),
+        Route("/health/readiness", liveness, methods=["GET"]),
+        Route("/health", liveness, methods=["GET"]),
+        Route("/v1/messages", messages.create, methods=["POST"]),
+        Route("/v1/messages/count_tokens", messages.count_tokens, methods=["POST"]),
+        Route("/v1/models", models.list, methods=["GET"]),
+        Route("/v1/models/{model_id:path}", models.get, methods=["GET"]),
+    ]
+    for extend in gw.route_extensions:
+        routes.extend(extend(gw))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        await gw.start()
+        try:
+            yield
+        finally:
+            await gw.stop()
+
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
+        HTTPException: http_error, Exception: unexpected_error})
+    app.state.gateway = gw
+    return app
+
+
+async def root(request: Request) -> Response:
+    return JSONBytes({"status": "ok", "service": "parley"}, headers={"request-id": new_request_id()})
+
+
+async def liveness(request: Request) -> Response:
+    return JSONBytes({"status": "healthy"}, headers={"request-id": new_request_id()})
+
+
+async def http_error(request: Request, exc: HTTPException) -> Response:
+    request_id = new_request_id()
+    message = {404: f"not found: {request.method} {request.url.path}",
+               405: f"method {request.method} not allowed on {request.url.path}"}.get(
+                   exc.status_code, str(exc.detail))
+    return JSONBytes(anthropic_error_body(anthropic_type_for_status(exc.status_code), message, request_id),
+                     status_code=exc.status_code, headers={"request-id": request_id})
+
+
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    request_id = new_request_id()
+    log.exception("unexpected error on %s %s (request %s)", request.method, request.url.path, request_id)
+    return JSONBytes(anthropic_error_body("api_error", "internal gateway error; see the gateway log "
+                                          f"for request {request_id}", request_id),
+                     status_code=500, headers={"request-id": request_id})

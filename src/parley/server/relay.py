@@ -1,0 +1,117 @@
+"""ASGI responses that send an UpstreamReply to the client.
+
+Streams are relayed chunk by chunk as they arrive (no buffering), with a keep-alive ping after
+`ping_interval` seconds of upstream silence (only between events), and a watcher that cancels the
+relay, and so closes the upstream connection, the moment the client disconnects. The gateway's
+after_call hooks run exactly once, whatever way the reply ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Callable
+
+from starlette.types import Receive, Scope, Send
+
+from parley.context import RequestContext
+from parley.errors import anthropic_error_body
+from parley.gateway import Gateway
+from parley.http import UpstreamBroken
+from parley.providers.base import UpstreamReply
+from parley.sse import PING_FRAME, encode_event
+
+
+def _raw_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
+
+def anthropic_stream_error(ctx: RequestContext, type_: str, message: str) -> bytes:
+    return encode_event("error", {"type": "error", "error": {"type": type_, "message": message},
+                                  "request_id": ctx.request_id})
+
+
+class RelayResponse:
+    """Send `reply` (whole or streamed) and finish the request context."""
+
+    def __init__(self, gateway: Gateway, ctx: RequestContext, reply: UpstreamReply,
+                 headers: dict[str, str], *, ping_frame: bytes = PING_FRAME,
+                 error_frame: Callable[[RequestContext, str, str], bytes] = anthropic_stream_error,
+                 ) -> None:
+        self.gateway = gateway
+        self.ctx = ctx
+        self.reply = reply
+        self.headers = headers
+        self.ping_frame = ping_frame
+        self.error_frame = error_frame
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ctx, reply = self.ctx, self.reply
+        ctx.status = reply.status
+        try:
+            if reply.source is None:
+                body = reply.body or b""
+                await send({"type": "http.response.start", "status": reply.status,
+                            "headers": _raw_headers(self.headers)
+                            + [(b"content-length", str(len(body)).encode())]})
+                ctx.mark_first_byte()
+                await send({"type": "http.response.body", "body": body})
+            else:
+                await self._stream(receive, send)
+        finally:
+            self.gateway.finish(ctx)
+
+    async def _stream(self, receive: Receive, send: Send) -> None:
+        ctx, source = self.ctx, self.reply.source
+        relay = asyncio.current_task()
+        done = False
+
+        async def watch_disconnect() -> None:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    if not done:
+                        ctx.status = 499
+                        ctx.error_type = ctx.error_type or "client_disconnected"
+                        relay.cancel()
+                    return
+
+        watcher = asyncio.get_running_loop().create_task(watch_disconnect())
+        interval = self.gateway.ping_interval
+        try:
+            await send({"type": "http.response.start", "status": self.reply.status,
+                        "headers": _raw_headers(self.headers)})
+            while True:
+                try:
+                    async with asyncio.timeout(interval):
+                        chunk = await source.next_chunk()
+                except TimeoutError:
+                    if getattr(source, "at_boundary", True):
+                        await send({"type": "http.response.body", "body": self.ping_frame,
+                                    "more_body": True})
+                    continue
+                except UpstreamBroken as e:
+                    ctx.error_type = ctx.error_type or "api_error"
+                    ctx.error_message = f"upstream connection broke mid-stream: {e}"
+                    await send({"type": "http.response.body",
+                                "body": self.error_frame(ctx, "api_error", ctx.error_message),
+                                "more_body": True})
+                    break
+                if chunk is None:
+                    break
+                if chunk:
+                    ctx.mark_first_byte()
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            done = True
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if ctx.status == 499:  # the client went away: swallow, the upstream is closed below
+                relay.uncancel()
+                return
+            raise
+        except OSError:  # the client's socket failed while we wrote
+            ctx.status = 499
+            ctx.error_type = ctx.error_type or "client_disconnected"
+        finally:
+            done = True
+            watcher.cancel()
+            source.close()

@@ -1,0 +1,34 @@
+"""Small response builders shared by the routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+from parley.context import RequestContext
+from parley.errors import GatewayError
+
+
+class JSONBytes(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return content if isinstance(content, bytes) else orjson.dumps(content)
+
+
+def anthropic_error(ctx: RequestContext, error: GatewayError) -> Response:
+    ctx.status = error.status
+    ctx.error_type = error.type
+    ctx.error_message = error.message
+    headers = {"request-id": ctx.request_id, **error.headers}
+    return JSONBytes(error.anthropic_body(ctx.request_id), status_code=error.status, headers=headers)
+
+
+def openai_error(ctx: RequestContext, error: GatewayError) -> Response:
+    ctx.status = error.status
+    ctx.error_type = error.type
+    ctx.error_message = error.message
+    headers = {"request-id": ctx.request_id, **error.headers}
+    return JSONBytes(error.openai_body(), status_code=error.status, headers=headers)

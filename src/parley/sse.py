@@ -1,0 +1,90 @@
+"""Server-sent events: an incremental decoder and an encoder.
+
+The decoder follows the WHATWG rules the official SDKs implement: `\n`, `\r` and `\r\n` line ends,
+one optional space after the colon, comment lines starting with `:`, multi-line `data`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import orjson
+
+
+class Event(NamedTuple):
+    event: str | None
+    data: str
+
+
+class SSEDecoder:
+    """Feed raw bytes as they arrive; get back the events they complete."""
+
+    __slots__ = ("_buf", "_pending_cr")
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._pending_cr = False
+
+    @property
+    def at_boundary(self) -> bool:
+        """True when every byte fed so far belongs to a completed event."""
+        return not self._buf and not self._pending_cr
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        if self._pending_cr:
+            chunk = b"\r" + chunk
+            self._pending_cr = False
+        if b"\r" in chunk:
+            if chunk.endswith(b"\r"):
+                chunk = chunk[:-1]
+                self._pending_cr = True
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        buf = self._buf + chunk if self._buf else chunk
+        if b"\n\n" not in buf:
+            self._buf = buf
+            return []
+        *blocks, self._buf = buf.split(b"\n\n")
+        events = []
+        for block in blocks:
+            event = _parse_block(block)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def flush(self) -> list[Event]:
+        """Events left in the buffer when the stream ends without a final blank line."""
+        rest, self._buf = self._buf, b""
+        event = _parse_block(rest.strip(b"\n")) if rest.strip() else None
+        return [event] if event is not None else []
+
+
+def _parse_block(block: bytes) -> Event | None:
+    name: str | None = None
+    data: list[str] = []
+    for line in block.decode("utf-8", "replace").split("\n"):
+        if not line or line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if field == "event":
+            name = value
+        elif field == "data":
+            data.append(value)
+    if name is None and not data:
+        return None
+    return Event(name, "\n".join(data))
+
+
+def encode_event(name: str, payload: Any) -> bytes:
+    """One Anthropic-style frame: an `event:` line and a JSON `data:` line."""
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+def encode_data(payload: Any) -> bytes:
+    """One OpenAI-style frame: a JSON `data:` line only."""
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+PING_FRAME = b'event: ping\ndata: {"type": "ping"}\n\n'
+OPENAI_DONE_FRAME = b"data: [DONE]\n\n"

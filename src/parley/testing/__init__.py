@@ -1,0 +1,1 @@
+"""Test helpers users can run too: fake upstreams that speak the providers' wire protocols."""

@@ -1,0 +1,166 @@
+"""The Anthropic side of the fake upstream.
+
+A reply spec (all keys optional):
+    {"api": "anthropic",                      only Anthropic-protocol requests take it
+     "status": 200, "error": {"type", "message"}, "headers": {...},   an HTTP error when status >= 400
+     "content": [blocks], "stop_reason": "end_turn", "stop_sequence": null, "usage": {...},
+     "model": "...",                          else the requested model
+     "delay": s,                              before the response starts
+     "chunk_delay": s,                        between stream events
+     "silence": s,                            a pause after the first content_block_start
+     "stream_error": {"type", "message"}, "error_after": n,   an `event: error` after n events
+     "disconnect_after": n,                   drop the connection after n events
+     "raw": "...", "content_type": "..."}     send these bytes verbatim
+Without a script the reply echoes the last user text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from parley.anthropic_stream import message_events
+from parley.sse import encode_event
+from parley.testing.fake_upstream import STATE, json_response, sleep
+from parley.tokens import count_request_tokens, text_tokens
+
+ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+               404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+               500: "api_error", 504: "timeout_error", 529: "overloaded_error"}
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/messages", messages)
+    app.router.add_post("/v1/messages/count_tokens", count_tokens)
+    app.router.add_get("/v1/models", models)
+
+
+def error_body(type_: str, message: str) -> dict:
+    return {"type": "error", "error": {"type": type_, "message": message},
+            "request_id": "req_fake" + secrets.token_hex(8)}
+
+
+def _check(request: web.Request, raw: bytes) -> tuple[dict | None, web.Response | None]:
+    if not request.headers.get("x-api-key") and not request.headers.get("authorization"):
+        return None, json_response(error_body("authentication_error", "x-api-key header is required"), 401)
+    if not request.headers.get("anthropic-version"):
+        return None, json_response(error_body("invalid_request_error",
+                                              "anthropic-version: header is required"), 400)
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None, json_response(error_body("invalid_request_error", "invalid JSON body"), 400)
+    if not isinstance(body, dict):
+        return None, json_response(error_body("invalid_request_error", "body must be an object"), 400)
+    return body, None
+
+
+async def count_tokens(request: web.Request) -> web.Response:
+    raw, _ = await request.app[STATE].record(request)
+    body, error = _check(request, raw)
+    if error is not None:
+        return error
+    if "max_tokens" in body:
+        return json_response(error_body("invalid_request_error",
+                                        "max_tokens: Extra inputs are not permitted"), 400)
+    return json_response({"input_tokens": count_request_tokens(body)})
+
+
+async def models(request: web.Request) -> web.Response:
+    await request.app[STATE].record(request)
+    data = [{"type": "model", "id": "claude-sonnet-4-5-20250929", "display_name": "Claude Sonnet 4.5",
+             "created_at": "2025-09-29T00:00:00Z"}]
+    return json_response({"data": data, "has_more": False, "first_id": data[0]["id"],
+                          "last_id": data[0]["id"]})
+
+
+async def messages(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    raw, _ = await state.record(request)
+    body, error = _check(request, raw)
+    if error is not None:
+        return error
+    spec = state.next_reply("anthropic") or {}
+    await sleep(spec.get("delay"))
+    if "raw" in spec:
+        return web.Response(body=spec["raw"].encode(), status=spec.get("status", 200),
+                            content_type=spec.get("content_type", "application/json"))
+    status = spec.get("status", 200)
+    if status >= 400:
+        err = spec.get("error") or {}
+        return json_response(error_body(err.get("type", ERROR_TYPES.get(status, "api_error")),
+                                        err.get("message", "scripted error")),
+                             status, headers=spec.get("headers"))
+    message = build_message(body, spec)
+    if not body.get("stream"):
+        return json_response(message, headers=spec.get("headers"))
+    return await stream_message(request, message, spec)
+
+
+def build_message(body: dict, spec: dict) -> dict[str, Any]:
+    content = spec.get("content")
+    if content is None:
+        content = [{"type": "text", "text": "Hello! You said: " + _last_user_text(body)}]
+    content = [_fill_ids(block) for block in content]
+    output = sum(text_tokens(orjson.dumps(b).decode()) for b in content)
+    usage = {"input_tokens": count_request_tokens(body), "output_tokens": max(1, output),
+             "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+    usage.update(spec.get("usage") or {})
+    stop = spec.get("stop_reason") or ("tool_use" if any(b["type"] == "tool_use" for b in content)
+                                       else "end_turn")
+    return {"id": "msg_fake" + secrets.token_hex(10), "type": "message", "role": "assistant",
+            "model": spec.get("model", body.get("model")), "content": content, "stop_reason": stop,
+            "stop_sequence": spec.get("stop_sequence"), "usage": usage}
+
+
+def _fill_ids(block: dict) -> dict:
+    if block.get("type") == "tool_use" and "id" not in block:
+        return dict(block, id="toolu_fake" + secrets.token_hex(10))
+    if block.get("type") == "thinking" and "signature" not in block:
+        return dict(block, signature="sig_" + secrets.token_hex(16))
+    return block
+
+
+def _last_user_text(body: dict) -> str:
+    for message in reversed(body.get("messages") or []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):
+                return " ".join(b.get("text", "") for b in content
+                                if isinstance(b, dict) and b.get("type") == "text")
+    return ""
+
+
+async def stream_message(request: web.Request, message: dict, spec: dict) -> web.StreamResponse:
+    state = request.app[STATE]
+    response = web.StreamResponse(status=200, headers={
+        "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache",
+        "request-id": "req_fake" + secrets.token_hex(8), **(spec.get("headers") or {})})
+    await response.prepare(request)
+    sent = 0
+    try:
+        for name, payload in message_events(message, spec.get("piece", 16)):
+            if spec.get("disconnect_after") is not None and sent >= spec["disconnect_after"]:
+                state.events.append({"disconnected_by_fake": True, "after": sent})
+                request.transport.close()
+                return response
+            if spec.get("error_after") is not None and sent >= spec["error_after"]:
+                err = spec.get("stream_error") or {"type": "overloaded_error", "message": "Overloaded"}
+                await response.write(encode_event("error", {"type": "error", "error": err}))
+                break
+            await response.write(encode_event(name, payload))
+            sent += 1
+            if name == "content_block_start" and spec.get("silence") and sent <= 3:
+                await sleep(spec["silence"])
+            await sleep(spec.get("chunk_delay"))
+        await response.write_eof()
+        state.events.append({"stream_completed": True, "events": sent})
+    except (ConnectionResetError, asyncio.CancelledError, RuntimeError):
+        state.events.append({"stream_aborted": True, "events": sent})
+    return response

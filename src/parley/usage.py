@@ -1,0 +1,99 @@
+"""Token usage as Anthropic reports it, and a sniffer that reads it off a native SSE stream."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from parley.sse import SSEDecoder
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token counts by kind. `input_tokens` excludes cache reads and writes, as Anthropic's does."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cache_creation_5m: int = 0
+    cache_creation_1h: int = 0
+    estimated: bool = False
+
+    def update(self, usage: Any) -> None:
+        """Apply an Anthropic usage object; absent or null fields keep their value (cumulative)."""
+        if not isinstance(usage, dict):
+            return
+        for name in ("input_tokens", "output_tokens", "cache_creation_input_tokens",
+                     "cache_read_input_tokens"):
+            value = usage.get(name)
+            if isinstance(value, int):
+                setattr(self, name, value)
+        breakdown = usage.get("cache_creation")
+        if isinstance(breakdown, dict):
+            self.cache_creation_5m = int(breakdown.get("ephemeral_5m_input_tokens") or 0)
+            self.cache_creation_1h = int(breakdown.get("ephemeral_1h_input_tokens") or 0)
+
+    @property
+    def total_tokens(self) -> int:
+        return (self.input_tokens + self.output_tokens + self.cache_creation_input_tokens
+                + self.cache_read_input_tokens)
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cache_creation_input_tokens": self.cache_creation_input_tokens,
+            "cache_read_input_tokens": self.cache_read_input_tokens,
+        }
+
+
+class AnthropicStreamSniffer:
+    """Reads usage, stop reason and errors off native Anthropic SSE bytes on the side.
+
+    Only `message_start`, `message_delta` and `error` frames are JSON-decoded; the bytes themselves are
+    forwarded untouched by the caller.
+    """
+
+    __slots__ = ("decoder", "usage", "stop_reason", "model", "error", "saw_stop", "output_chars")
+
+    def __init__(self, usage: Usage) -> None:
+        self.decoder = SSEDecoder()
+        self.usage = usage
+        self.stop_reason: str | None = None
+        self.model: str | None = None
+        self.error: dict | None = None
+        self.saw_stop = False
+        self.output_chars = 0
+
+    @property
+    def at_boundary(self) -> bool:
+        return self.decoder.at_boundary
+
+    def feed(self, chunk: bytes) -> None:
+        for event in self.decoder.feed(chunk):
+            name = event.event
+            if name == "content_block_delta":
+                self.output_chars += len(event.data)
+            elif name == "message_start":
+                message = _loads(event.data).get("message") or {}
+                self.model = message.get("model")
+                self.usage.update(message.get("usage"))
+            elif name == "message_delta":
+                data = _loads(event.data)
+                self.usage.update(data.get("usage"))
+                self.stop_reason = (data.get("delta") or {}).get("stop_reason") or self.stop_reason
+            elif name == "message_stop":
+                self.saw_stop = True
+            elif name == "error":
+                self.error = _loads(event.data).get("error") or {"type": "api_error"}
+
+
+def _loads(data: str) -> dict:
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
