@@ -15,6 +15,7 @@ from parley.policies.base import Authenticator, Policy
 from parley.providers.anthropic import AnthropicProvider
 from parley.providers.base import Provider
 from parley.providers.mock import MockProvider
+from parley.providers.openai import OpenAIProvider
 from parley.router.table import ModelTable
 
 log = logging.getLogger("parley")
@@ -28,6 +29,7 @@ class Gateway:
         self.providers: dict[str, Provider] = {
             "anthropic": AnthropicProvider(self.http),
             "mock": MockProvider(),
+            "openai": OpenAIProvider(self.http),
         }
         # (client API, backend API) -> translator bridge, e.g. ("anthropic", "openai")
         self.bridges: dict[tuple[str, str], Any] = {}

@@ -1,0 +1,142 @@
+"""Start parley and the fake upstream as real processes on loopback (tests and benchmarks)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from typing import Any
+
+import orjson
+import yaml
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before serving {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status < 500:
+                    return
+        except Exception:
+            time.sleep(0.05)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+class ServerProcess:
+    """A child process serving HTTP on 127.0.0.1:`port`."""
+
+    def __init__(self, argv: list[str], port: int, ready_path: str, env: dict[str, str] | None = None,
+                 log_path: str | None = None) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = log_path or tempfile.mktemp(prefix="parley-proc-", suffix=".log")
+        self._log = open(self.log_path, "wb")
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=full_env,
+                                     start_new_session=True)
+        try:
+            _wait_http(self.url + ready_path, self.proc)
+        except Exception:
+            self.stop()
+            raise RuntimeError(f"{argv} failed to start; log:\n{self.log()}") from None
+
+    def log(self) -> str:
+        self._log.flush()
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+class FakeUpstream(ServerProcess):
+    """`parley fake-upstream` in a child process, with its HTTP control API wrapped."""
+
+    def __init__(self, port: int | None = None) -> None:
+        port = port or free_port()
+        super().__init__([sys.executable, "-m", "parley", "fake-upstream", "--port", str(port)],
+                         port, "/_fake/requests")
+
+    def _call(self, method: str, path: str, payload: Any = None) -> Any:
+        data = orjson.dumps(payload) if payload is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"content-type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return orjson.loads(r.read())
+
+    def script(self, *specs: dict) -> None:
+        """Queue scripted replies (see parley.testing.fake_anthropic for the spec)."""
+        self._call("POST", "/_fake/script", list(specs))
+
+    def reset(self) -> None:
+        self._call("POST", "/_fake/reset", {})
+
+    def requests(self) -> list[dict]:
+        return self._call("GET", "/_fake/requests")
+
+    def events(self) -> list[dict]:
+        return self._call("GET", "/_fake/events")
+
+    def last_body(self) -> dict:
+        return orjson.loads(self.requests()[-1]["body"])
+
+
+class Gateway(ServerProcess):
+    """`parley serve` in a child process, from a config given as a dict."""
+
+    def __init__(self, config: dict, env: dict[str, str] | None = None, workers: int = 1,
+                 port: int | None = None, extra_args: list[str] | None = None) -> None:
+        port = port or free_port()
+        fd, self.config_path = tempfile.mkstemp(prefix="parley-config-", suffix=".yaml")
+        with os.fdopen(fd, "w") as f:
+            yaml.safe_dump(config, f)
+        argv = [sys.executable, "-m", "parley", "serve", "--config", self.config_path,
+                "--port", str(port), "--workers", str(workers), *(extra_args or [])]
+        super().__init__(argv, port, "/health/liveness", env=env)
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        code = super().stop(timeout)
+        try:
+            os.unlink(self.config_path)
+        except OSError:
+            pass
+        return code
+
+
+def anthropic_deployment(name: str, upstream: FakeUpstream, model: str | None = None,
+                         **params: Any) -> dict:
+    """A model_list entry pointing `name` at the fake upstream's Anthropic API."""
+    return {"model_name": name, "params": {"model": f"anthropic/{model or name}",
+                                           "api_base": upstream.url, "api_key": "sk-ant-upstream-real",
+                                           **params}}
+
+
+def openai_deployment(name: str, upstream: FakeUpstream, model: str | None = None,
+                      **params: Any) -> dict:
+    """A model_list entry pointing `name` at the fake upstream's OpenAI API."""
+    return {"model_name": name, "params": {"model": f"openai/{model or name}",
+                                           "api_base": upstream.url + "/v1",
+                                           "api_key": "sk-openai-upstream-real", **params}}
