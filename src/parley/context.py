@@ -14,6 +14,17 @@ def new_request_id() -> str:
     return "req_" + secrets.token_hex(12)
 
 
+@dataclass(frozen=True, slots=True)
+class LimitSpec:
+    """Rate limits that apply to one subject (a key, user, team, customer, or key+model)."""
+
+    scope: str  # "key", "user", "team", "customer", "key_model"
+    id: str
+    rpm: int | None = None
+    tpm: int | None = None
+    max_parallel: int | None = None
+
+
 @dataclass(slots=True, eq=False)
 class RequestContext:
     api: str  # the API the client called: "anthropic" or "openai"
@@ -42,6 +53,7 @@ class RequestContext:
     attempts: int = 0
     dropped: list[str] = field(default_factory=list)  # request fields the backend could not take
     response_headers: dict[str, str] = field(default_factory=dict)  # extra x-parley-* headers
+    limits: list[LimitSpec] = field(default_factory=list)  # filled by auth, enforced by rate limits
     extra: dict[str, Any] = field(default_factory=dict)  # room for policies (reservations, ...)
 
     @property

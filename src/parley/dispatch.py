@@ -19,15 +19,6 @@ from parley.router.table import Target
 from parley.usage import AnthropicStreamSniffer
 
 
-def resolve(gw: Gateway, ctx: RequestContext, model: str) -> list[Target]:
-    targets = gw.table.resolve(model)
-    if not targets:
-        served = ", ".join(gw.table.names()) or "none"
-        raise GatewayError(404, f"model: {model!r} is not served here; models served: {served}",
-                           "not_found_error")
-    return targets
-
-
 def native_body(ctx: RequestContext, target: Target, body: dict[str, Any], raw: bytes) -> bytes:
     """The bytes to send upstream: the client's own unless the model name or a policy changed them."""
     if body.get("model") == target.upstream_model and not ctx.body_changed:
@@ -72,21 +63,22 @@ async def send_messages(gw: Gateway, ctx: RequestContext, body: dict[str, Any], 
                         headers: Mapping[str, str], query: str = "",
                         path: str = "/v1/messages") -> UpstreamReply:
     """Route a Messages request (or count_tokens, by `path`) and send it."""
-    target = resolve(gw, ctx, body["model"])[0]
-    ctx.deployment = target.deployment
-    ctx.upstream_model = target.upstream_model
+
+    async def attempt(target: Target) -> UpstreamReply:
+        api = gw.provider_for(target.deployment).api
+        if api == "anthropic":
+            return await send_anthropic_native(gw, ctx, target, body, raw, headers, path, query)
+        bridge = gw.bridges.get(("anthropic", api))
+        if bridge is None:
+            raise GatewayError(400, f"model {ctx.model!r}: no translation from the Anthropic API "
+                                    f"to the {api} API", "invalid_request_error")
+        if path.endswith("/count_tokens"):
+            return await bridge.count_tokens(gw, ctx, target, body, headers)
+        return await bridge.messages(gw, ctx, target, body, headers)
+
+    gw.router.targets(body["model"])  # 404 before any policy runs
     await gw.before_call(ctx, body)
-    ctx.attempts += 1
-    api = gw.provider_for(target.deployment).api
-    if api == "anthropic":
-        return await send_anthropic_native(gw, ctx, target, body, raw, headers, path, query)
-    bridge = gw.bridges.get(("anthropic", api))
-    if bridge is None:
-        raise GatewayError(400, f"model {ctx.model!r}: no translation from the Anthropic API to "
-                                f"the {api} API yet", "invalid_request_error")
-    if path.endswith("/count_tokens"):
-        return await bridge.count_tokens(gw, ctx, target, body, headers)
-    return await bridge.messages(gw, ctx, target, body, headers)
+    return await gw.router.run(ctx, body["model"], attempt)
 
 
 class SniffingSource:

@@ -16,6 +16,7 @@ from parley.providers.anthropic import AnthropicProvider
 from parley.providers.base import Provider
 from parley.providers.mock import MockProvider
 from parley.providers.openai import OpenAIProvider
+from parley.router.run import Router
 from parley.router.table import ModelTable
 
 log = logging.getLogger("parley")
@@ -25,6 +26,7 @@ class Gateway:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.table = ModelTable(config.deployments, config.model_group_alias)
+        self.router = Router(self.table)
         self.http = HttpClient()
         self.providers: dict[str, Provider] = {
             "anthropic": AnthropicProvider(self.http),

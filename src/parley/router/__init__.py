@@ -1,5 +1,4 @@
-"""Routing: which deployments serve a requested model name."""
+"""Routing: which deployments serve a requested model name, and how a request is sent.
 
-from parley.router.table import ModelTable, Target
-
-__all__ = ["ModelTable", "Target"]
+Modules: `table` (name -> deployments), `run` (the Router every route calls).
+"""

@@ -56,7 +56,8 @@ class ServerProcess:
             raise RuntimeError(f"{argv} failed to start; log:\n{self.log()}") from None
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         with open(self.log_path, "rb") as f:
             return f.read().decode("utf-8", "replace")
 
