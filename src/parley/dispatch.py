@@ -11,7 +11,7 @@ from typing import Any, Mapping
 import orjson
 
 from parley.context import RequestContext
-from parley.errors import GatewayError
+from parley.errors import GatewayError, anthropic_error_body, anthropic_type_for_status
 from parley.gateway import Gateway
 from parley.providers.anthropic import forwardable_headers
 from parley.providers.base import ChunkSource, UpstreamCall, UpstreamReply
@@ -42,21 +42,31 @@ async def send_anthropic_native(gw: Gateway, ctx: RequestContext, target: Target
 
 
 def note_json_reply(ctx: RequestContext, reply: UpstreamReply) -> None:
-    """Record usage or the error type from an Anthropic JSON reply."""
+    """Record usage or the error from an Anthropic JSON reply; replace garbage with a clear error.
+
+    Well-formed Anthropic error bodies pass through unchanged (clients match on their wording).
+    """
     try:
         data = orjson.loads(reply.body) if reply.body else None
     except orjson.JSONDecodeError:
         data = None
-    if not isinstance(data, dict):
-        if reply.status >= 400:
-            ctx.error_type = "api_error"
-        return
-    if reply.status >= 400:
-        error = data.get("error")
-        ctx.error_type = error.get("type") if isinstance(error, dict) else "api_error"
-        ctx.error_message = error.get("message") if isinstance(error, dict) else None
-    else:
+    error = data.get("error") if isinstance(data, dict) else None
+    if reply.status < 400 and isinstance(data, dict):
         ctx.usage.update(data.get("usage"))
+        return
+    if reply.status >= 400 and isinstance(error, dict) and "type" in error:
+        ctx.error_type = error.get("type")
+        ctx.error_message = error.get("message")
+        return
+    snippet = (reply.body or b"")[:200].decode("utf-8", "replace")
+    status = reply.status if reply.status >= 400 else 502
+    error_type = anthropic_type_for_status(status)
+    message = (f"upstream returned HTTP {reply.status} with an unexpected body: {snippet!r}"
+               if reply.status >= 400 else f"upstream returned an invalid response body: {snippet!r}")
+    ctx.error_type, ctx.error_message = error_type, message
+    reply.status = status
+    reply.body = anthropic_error_body(error_type, message, ctx.request_id)
+    reply.headers["content-type"] = "application/json"
 
 
 async def send_messages(gw: Gateway, ctx: RequestContext, body: dict[str, Any], raw: bytes,

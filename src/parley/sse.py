@@ -19,25 +19,23 @@ class Event(NamedTuple):
 class SSEDecoder:
     """Feed raw bytes as they arrive; get back the events they complete."""
 
-    __slots__ = ("_buf", "_pending_cr")
+    __slots__ = ("_buf", "_skip_lf")
 
     def __init__(self) -> None:
         self._buf = b""
-        self._pending_cr = False
+        self._skip_lf = False  # the last chunk ended in CR: a leading LF belongs to it
 
     @property
     def at_boundary(self) -> bool:
         """True when every byte fed so far belongs to a completed event."""
-        return not self._buf and not self._pending_cr
+        return not self._buf
 
     def feed(self, chunk: bytes) -> list[Event]:
-        if self._pending_cr:
-            chunk = b"\r" + chunk
-            self._pending_cr = False
+        if self._skip_lf and chunk.startswith(b"\n"):
+            chunk = chunk[1:]
+        self._skip_lf = False
         if b"\r" in chunk:
-            if chunk.endswith(b"\r"):
-                chunk = chunk[:-1]
-                self._pending_cr = True
+            self._skip_lf = chunk.endswith(b"\r")
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         buf = self._buf + chunk if self._buf else chunk
         if b"\n\n" not in buf:
