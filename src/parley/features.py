@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from parley.config import Config
 from parley.gateway import Gateway
+from parley.server import passthrough
 
 
 def build_gateway(config: Config) -> Gateway:
     gw = Gateway(config)
+    passthrough.install(gw)
     return gw
 
 

@@ -36,6 +36,16 @@ class Usage:
             self.cache_creation_5m = int(breakdown.get("ephemeral_5m_input_tokens") or 0)
             self.cache_creation_1h = int(breakdown.get("ephemeral_1h_input_tokens") or 0)
 
+    def update_add(self, usage: Any) -> None:
+        """Add an Anthropic usage object's counts (for summing many messages)."""
+        if not isinstance(usage, dict):
+            return
+        for name in ("input_tokens", "output_tokens", "cache_creation_input_tokens",
+                     "cache_read_input_tokens"):
+            value = usage.get(name)
+            if isinstance(value, int):
+                setattr(self, name, getattr(self, name) + value)
+
     @property
     def total_tokens(self) -> int:
         return (self.input_tokens + self.output_tokens + self.cache_creation_input_tokens

@@ -88,6 +88,7 @@ class FrameSource:
     """A ChunkSource over frames made in memory."""
 
     __slots__ = ("_frames",)
+    at_boundary = True  # every chunk is a whole frame
 
     def __init__(self, frames: list[bytes]) -> None:
         self._frames = iter(frames)

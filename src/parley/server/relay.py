@@ -85,7 +85,7 @@ class RelayResponse:
                     async with asyncio.timeout(interval):
                         chunk = await source.next_chunk()
                 except TimeoutError:
-                    if getattr(source, "at_boundary", True):
+                    if getattr(source, "at_boundary", False):  # raw bytes of unknown framing: never
                         await send({"type": "http.response.body", "body": self.ping_frame,
                                     "more_body": True})
                     continue

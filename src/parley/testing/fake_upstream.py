@@ -74,7 +74,7 @@ async def _events(request: web.Request) -> web.Response:
 
 
 def build_app() -> web.Application:
-    from parley.testing import fake_anthropic
+    from parley.testing import fake_anthropic, fake_batches
 
     app = web.Application(client_max_size=512 * 1024 * 1024)
     app[STATE] = FakeState()
@@ -83,6 +83,7 @@ def build_app() -> web.Application:
     app.router.add_get("/_fake/requests", _requests)
     app.router.add_get("/_fake/events", _events)
     fake_anthropic.add_routes(app)
+    fake_batches.add_routes(app)
     try:
         from parley.testing import fake_openai
     except ImportError:

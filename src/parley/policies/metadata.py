@@ -1,0 +1,59 @@
+"""Who a request is for and how it is tagged: end user, session and tags, from headers and body.
+
+End user, first match wins: header `x-parley-end-user`, `litellm_metadata.user`,
+`metadata.user_id` (Claude Code's JSON string: `account_uuid` when non-empty, else `device_id`;
+its `session_id` becomes the session), OpenAI `user`. Tags: `litellm_metadata.tags` and the
+comma-separated header `x-parley-tags`. `litellm_metadata` is removed so the backend never sees it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from parley.context import RequestContext
+
+
+def apply_request_metadata(ctx: RequestContext, body: dict[str, Any] | None) -> None:
+    headers = ctx.headers
+    tags = [t.strip() for t in (headers.get("x-parley-tags") or "").split(",") if t.strip()]
+    end_user = headers.get("x-parley-end-user") or None
+    session = headers.get("x-claude-code-session-id") or None
+    if isinstance(body, dict):
+        meta = body.pop("litellm_metadata", None)
+        if meta is not None:
+            ctx.body_changed = True
+        if isinstance(meta, dict):
+            tags.extend(str(t) for t in meta.get("tags") or () if t)
+            end_user = end_user or _str(meta.get("user"))
+        user_id = (body.get("metadata") or {}).get("user_id") if isinstance(body.get("metadata"), dict) else None
+        person, session_from_id = parse_user_id(user_id)
+        end_user = end_user or person or _str(body.get("user"))
+        session = session or session_from_id
+    ctx.end_user = end_user
+    ctx.session_id = session
+    ctx.tags = list(dict.fromkeys(tags))
+
+
+def parse_user_id(user_id: Any) -> tuple[str | None, str | None]:
+    """(end user, session) from `metadata.user_id`, understanding Claude Code's formats."""
+    if not isinstance(user_id, str) or not user_id:
+        return None, None
+    if user_id.startswith("{"):
+        try:
+            data = orjson.loads(user_id)
+        except orjson.JSONDecodeError:
+            return user_id, None
+        if isinstance(data, dict):
+            person = _str(data.get("account_uuid")) or _str(data.get("device_id"))
+            return person, _str(data.get("session_id"))
+    if user_id.startswith("user_") and "_session_" in user_id:  # older Claude Code format
+        head, _, session = user_id.partition("_session_")
+        account = head.partition("_account_")[2]
+        return account or head, session or None
+    return user_id, None
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

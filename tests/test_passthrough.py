@@ -1,0 +1,93 @@
+"""`/anthropic/*` with the official anthropic SDK: every endpoint, native format, key swapped."""
+
+from __future__ import annotations
+
+import time
+
+import anthropic
+import orjson
+import pytest
+
+MASTER = "sk-parley-master-pass"
+
+
+@pytest.fixture(scope="module")
+def gateway(start_gateway, fake_upstream):
+    return start_gateway({
+        "model_list": [{"model_name": "parley-mock", "params": {"model": "mock/parley-mock"}}],
+        "general_settings": {"master_key": MASTER},
+        "anthropic_passthrough": {"api_base": fake_upstream.url, "api_key": "sk-ant-real-upstream"},
+    })
+
+
+@pytest.fixture
+def client(gateway):
+    return anthropic.Anthropic(base_url=gateway.url + "/anthropic", api_key=MASTER, max_retries=0)
+
+
+def assert_upstream_saw_real_key_only(upstream):
+    for seen in upstream.requests():
+        assert seen["headers"]["x-api-key"] == "sk-ant-real-upstream"
+        assert MASTER not in orjson.dumps(seen).decode()
+
+
+def test_create_stream_count_tokens_models(client, upstream):
+    message = client.messages.create(model="claude-sonnet-4-5-20250929", max_tokens=32,
+                                     messages=[{"role": "user", "content": "native"}])
+    assert message.content[0].text == "Hello! You said: native"
+    assert message.model == "claude-sonnet-4-5-20250929"
+    with client.messages.stream(model="claude-sonnet-4-5-20250929", max_tokens=32,
+                                messages=[{"role": "user", "content": "streamed"}]) as stream:
+        assert "".join(stream.text_stream) == "Hello! You said: streamed"
+    tokens = client.messages.count_tokens(model="claude-sonnet-4-5-20250929",
+                                          messages=[{"role": "user", "content": "count me"}])
+    assert tokens.input_tokens > 0
+    assert [m.id for m in client.models.list()] == ["claude-sonnet-4-5-20250929"]
+    paths = [(r["method"], r["path"]) for r in upstream.requests()]
+    assert paths == [("POST", "/v1/messages"), ("POST", "/v1/messages"),
+                     ("POST", "/v1/messages/count_tokens"), ("GET", "/v1/models")]
+    assert_upstream_saw_real_key_only(upstream)
+
+
+def test_batches_lifecycle(client, upstream):
+    requests = [{"custom_id": f"r{i}", "params": {"model": "claude-haiku-4-5", "max_tokens": 16,
+                                                  "messages": [{"role": "user", "content": f"q{i}"}]}}
+                for i in range(3)]
+    batch = client.messages.batches.create(requests=requests)
+    assert batch.processing_status == "in_progress"
+    assert client.messages.batches.retrieve(batch.id).id == batch.id
+    assert batch.id in [b.id for b in client.messages.batches.list()]
+    deadline = time.monotonic() + 5
+    while client.messages.batches.retrieve(batch.id).processing_status != "ended":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    ended = client.messages.batches.retrieve(batch.id)
+    assert ended.results_url.startswith(client.base_url.__str__().rstrip("/") + "/v1/messages/batches/")
+    results = {r.custom_id: r.result for r in client.messages.batches.results(batch.id)}
+    assert sorted(results) == ["r0", "r1", "r2"]
+    assert results["r1"].type == "succeeded" and results["r1"].message.content[0].text == "Hello! You said: q1"
+    other = client.messages.batches.create(requests=requests[:1])
+    assert client.messages.batches.cancel(other.id).processing_status == "canceling"
+    deleted = client.messages.batches.delete(batch.id)
+    assert deleted.type == "message_batch_deleted"
+    assert_upstream_saw_real_key_only(upstream)
+
+
+def test_litellm_metadata_is_removed_before_forwarding(client, upstream):
+    client.messages.create(model="claude-x", max_tokens=8, messages=[{"role": "user", "content": "m"}],
+                           extra_body={"litellm_metadata": {"tags": ["team-a"], "user": "alice"}})
+    body = upstream.last_body()
+    assert "litellm_metadata" not in body and body["model"] == "claude-x"
+
+
+def test_parley_errors_use_anthropic_envelope_and_upstream_errors_pass(gateway, client, upstream):
+    bad = anthropic.Anthropic(base_url=gateway.url + "/anthropic", api_key="wrong", max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError) as info:
+        bad.models.list()
+    assert info.value.body["type"] == "error"
+    upstream.script({"status": 529, "error": {"type": "overloaded_error", "message": "Overloaded"}})
+    with pytest.raises(anthropic.InternalServerError) as info:
+        client.messages.create(model="claude-x", max_tokens=8, messages=[{"role": "user", "content": "m"}])
+    assert info.value.status_code == 529 and info.value.body["error"]["message"] == "Overloaded"
+    with pytest.raises(anthropic.NotFoundError):
+        client.messages.batches.retrieve("msgbatch_missing")
