@@ -85,3 +85,83 @@ def openai_error_body(message: str, type: str, param: str | None = None, code: s
 
 def invalid_request(message: str, **kw) -> GatewayError:
     return GatewayError(400, message, "invalid_request_error", **kw)
+
+
+# --- Exceptions the Python SDK raises (parley.messages / parley.completion) -------------------------
+
+
+class ParleyError(Exception):
+    """Base of every exception the SDK raises."""
+
+
+class APIConnectionError(ParleyError):
+    """The backend could not be reached."""
+
+
+class Timeout(APIConnectionError):
+    """The backend did not answer in time."""
+
+
+APITimeoutError = Timeout
+
+
+class APIStatusError(ParleyError):
+    """The backend (or parley) answered with an error status; `body` is the parsed error body."""
+
+    def __init__(self, message: str, status_code: int, body: object = None, error_type: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.body = body
+        self.type = error_type
+
+
+class BadRequestError(APIStatusError):
+    pass
+
+
+class AuthenticationError(APIStatusError):
+    pass
+
+
+class PermissionDeniedError(APIStatusError):
+    pass
+
+
+class NotFoundError(APIStatusError):
+    pass
+
+
+class RequestTooLargeError(APIStatusError):
+    pass
+
+
+class RateLimitError(APIStatusError):
+    pass
+
+
+class InternalServerError(APIStatusError):
+    pass
+
+
+class OverloadedError(InternalServerError):
+    pass
+
+
+_BY_STATUS = {400: BadRequestError, 401: AuthenticationError, 403: PermissionDeniedError,
+              404: NotFoundError, 413: RequestTooLargeError, 429: RateLimitError, 529: OverloadedError}
+
+
+def status_error(status: int, message: str, body: object = None, error_type: str | None = None) -> APIStatusError:
+    """The typed exception for an error status."""
+    cls = _BY_STATUS.get(status) or (InternalServerError if status >= 500 else APIStatusError)
+    return cls(message, status, body, error_type)
+
+
+def sdk_error(error: GatewayError) -> ParleyError:
+    """The SDK exception for an error parley produced itself."""
+    if error.status == 504:
+        return Timeout(error.message)
+    if error.status == 502 and error.message.startswith("upstream unreachable"):
+        return APIConnectionError(error.message)
+    return status_error(error.status, error.message, orjson.loads(error.anthropic_body("")), error.type)

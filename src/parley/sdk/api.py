@@ -1,0 +1,137 @@
+"""The public SDK: `parley.messages.create/acreate`, `parley.Router`.
+
+    import parley
+    msg = parley.messages.create(model="anthropic/claude-haiku-4-5", max_tokens=256,
+                                 messages=[{"role": "user", "content": "Hello"}])
+    print(msg.content[0].text)
+
+`model` is `provider/name` (keys and bases from arguments or ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL,
+OPENAI_API_KEY, OPENAI_BASE_URL), or a model name of a loaded config through `parley.Router`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, AsyncIterator, Iterator
+
+from parley.config import Config, load_config
+from parley.sdk.core import Engine, adhoc_config, create_message, split_options
+
+
+async def _adhoc_message(**kwargs: Any) -> Any:
+    body, options = split_options(kwargs)
+    engine = Engine(adhoc_config(str(body.get("model", "")), options))
+    await engine.start()
+    try:
+        result = await create_message(engine.gateway, body, options.get("extra_headers") or {})
+    except BaseException:
+        await engine.close()
+        raise
+    if isinstance(result, dict):
+        await engine.close()
+        return result
+    return _closing(result, engine)
+
+
+async def _closing(events: AsyncIterator, engine: Engine) -> AsyncIterator:
+    try:
+        async for event in events:
+            yield event
+    finally:
+        await engine.close()
+
+
+def _run_sync(coro_factory, *args, **kwargs) -> Any:
+    """Run an SDK coroutine from synchronous code; a stream becomes a blocking iterator."""
+    loop = asyncio.new_event_loop()
+    try:
+        result = loop.run_until_complete(coro_factory(*args, **kwargs))
+    except BaseException:
+        loop.close()
+        raise
+    if isinstance(result, dict):
+        loop.close()
+        return result
+    return _sync_iter(loop, result)
+
+
+def _sync_iter(loop: asyncio.AbstractEventLoop, events: AsyncIterator) -> Iterator:
+    try:
+        while True:
+            try:
+                yield loop.run_until_complete(events.__anext__())
+            except StopAsyncIteration:
+                return
+    finally:
+        loop.run_until_complete(events.aclose())
+        loop.close()
+
+
+class Messages:
+    """`parley.messages`: the Anthropic Messages interface to any provider."""
+
+    def __init__(self, router: "Router | None" = None) -> None:
+        self._router = router
+
+    async def acreate(self, **kwargs: Any) -> Any:
+        if self._router is not None:
+            return await self._router._message(**kwargs)
+        return await _adhoc_message(**kwargs)
+
+    def create(self, **kwargs: Any) -> Any:
+        if self._router is not None:
+            return self._router._sync(self._router._message, **kwargs)
+        return _run_sync(_adhoc_message, **kwargs)
+
+
+class Router:
+    """Several deployments from a config (dict, path or Config), with the server's routing.
+
+        router = parley.Router({"model_list": [...], "router_settings": {...}})
+        msg = await router.messages.acreate(model="claude-sonnet-4-5", ...)
+        await router.aclose()
+    """
+
+    def __init__(self, config: Config | dict | str) -> None:
+        from parley.config import build_config
+
+        if isinstance(config, str):
+            config = load_config(config)
+        elif isinstance(config, dict):
+            config = build_config(config, "Router")
+        self._engine = Engine(config)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.messages = Messages(self)
+
+    async def _message(self, **kwargs: Any) -> Any:
+        body, options = split_options(kwargs)
+        await self._engine.start()
+        return await create_message(self._engine.gateway, body, options.get("extra_headers") or {})
+
+    def _sync(self, fn, **kwargs: Any) -> Any:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        result = self._loop.run_until_complete(fn(**kwargs))
+        if isinstance(result, dict):
+            return result
+        return _router_iter(self._loop, result)
+
+    async def aclose(self) -> None:
+        await self._engine.close()
+
+    def close(self) -> None:
+        if self._loop is not None:
+            self._loop.run_until_complete(self._engine.close())
+            self._loop.close()
+            self._loop = None
+
+
+def _router_iter(loop: asyncio.AbstractEventLoop, events: AsyncIterator) -> Iterator:
+    while True:
+        try:
+            yield loop.run_until_complete(events.__anext__())
+        except StopAsyncIteration:
+            return
+
+
+messages = Messages()

@@ -1,0 +1,122 @@
+"""Calls through the gateway core in process: the same dispatch, router and translators as the server."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, AsyncIterator, Mapping
+
+import orjson
+
+from parley.config import PROVIDERS, Config, build_config
+from parley.context import RequestContext
+from parley.dispatch import send_messages
+from parley.errors import GatewayError, sdk_error, status_error
+from parley.features import build_gateway
+from parley.gateway import Gateway
+from parley.providers.base import ChunkSource, UpstreamReply
+from parley.sdk.objects import Record, wrap
+from parley.server.body import check_messages_request
+from parley.sse import SSEDecoder
+
+# Per-provider environment defaults: (key variable, base URL variables)
+_ENV = {"anthropic": ("ANTHROPIC_API_KEY", ("ANTHROPIC_API_BASE", "ANTHROPIC_BASE_URL")),
+        "openai": ("OPENAI_API_KEY", ("OPENAI_BASE_URL", "OPENAI_API_BASE"))}
+CALL_OPTIONS = ("api_key", "api_base", "timeout", "extra_headers")
+
+
+def adhoc_config(model: str, options: Mapping[str, Any]) -> Config:
+    """A one-deployment config for `provider/name`, with keys and bases from options or the env."""
+    provider = model.partition("/")[0]
+    if provider not in PROVIDERS or "/" not in model:
+        known = ", ".join(sorted(PROVIDERS))
+        raise status_error(400, f"model {model!r}: expected provider/name with provider one of {known}")
+    params: dict[str, Any] = {"model": model}
+    key_env, base_envs = _ENV.get(PROVIDERS[provider][0], (None, ()))
+    api_key = options.get("api_key") or (os.environ.get(key_env) if key_env else None)
+    api_base = options.get("api_base") or next((os.environ[e] for e in base_envs if os.environ.get(e)), None)
+    for name, value in (("api_key", api_key), ("api_base", api_base), ("timeout", options.get("timeout")),
+                        ("extra_headers", options.get("extra_headers"))):
+        if value is not None:
+            params[name] = value
+    try:
+        return build_config({"model_list": [{"model_name": model, "params": params}]}, "sdk")
+    except ValueError as e:
+        raise status_error(400, str(e)) from None
+
+
+def split_options(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(request body, call options) from the keyword arguments of a create call."""
+    options = {k: kwargs.pop(k) for k in CALL_OPTIONS if k in kwargs}
+    extra_body = kwargs.pop("extra_body", None)
+    body = {k: v for k, v in kwargs.items() if v is not None}
+    if extra_body:
+        body.update(extra_body)
+    return body, options
+
+
+async def create_message(gw: Gateway, body: dict[str, Any], headers: Mapping[str, str]) -> Any:
+    """One Messages call: a Record shaped like anthropic's Message, or an async event iterator."""
+    ctx = RequestContext(api="anthropic", route="sdk:/v1/messages", headers=dict(headers))
+    try:
+        check_messages_request(body)
+        ctx.model, ctx.stream = body["model"], bool(body.get("stream"))
+        reply = await send_messages(gw, ctx, body, orjson.dumps(body), ctx.headers)
+    except GatewayError as error:
+        gw.finish(ctx)
+        raise sdk_error(error) from None
+    if reply.source is None:
+        gw.finish(ctx)
+        return _json_result(reply)
+    return anthropic_events(gw, ctx, reply.source)
+
+
+def _json_result(reply: UpstreamReply) -> Record:
+    try:
+        data = orjson.loads(reply.body or b"null")
+    except orjson.JSONDecodeError:
+        data = None
+    if reply.status >= 400 or not isinstance(data, dict):
+        error = data.get("error") if isinstance(data, dict) else None
+        message = error.get("message") if isinstance(error, dict) else f"HTTP {reply.status}"
+        error_type = error.get("type") if isinstance(error, dict) else None
+        raise status_error(reply.status if reply.status >= 400 else 502, message, data, error_type)
+    return wrap(data)
+
+
+async def anthropic_events(gw: Gateway, ctx: RequestContext, source: ChunkSource) -> AsyncIterator[Record]:
+    """Anthropic stream events (pings skipped) as Records; an `error` event raises."""
+    decoder = SSEDecoder()
+    try:
+        while (chunk := await source.next_chunk()) is not None:
+            for event in decoder.feed(chunk):
+                if event.event in (None, "ping"):
+                    continue
+                payload = orjson.loads(event.data)
+                if event.event == "error":
+                    error = payload.get("error") or {}
+                    raise status_error(500 if error.get("type") != "overloaded_error" else 529,
+                                       error.get("message", "stream error"), payload, error.get("type"))
+                yield wrap(payload)
+    finally:
+        source.close()
+        gw.finish(ctx)
+
+
+class Engine:
+    """A Gateway for in-process use; build one per config (Router) or per ad-hoc call."""
+
+    def __init__(self, config: Config) -> None:
+        self.gateway = build_gateway(config)
+        self._started = False
+
+    async def start(self) -> None:
+        if not self._started:
+            self._started = True
+            await self.gateway.start()
+
+    async def close(self) -> None:
+        if self._started:
+            await self.gateway.stop()
+            self._started = False
+        else:
+            await self.gateway.http.close()
