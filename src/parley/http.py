@@ -57,6 +57,13 @@ class HttpClient:
         if self._session is not None:
             await self._session.close()
 
+    async def send_call(self, call, headers: dict[str, str]) -> UpstreamReply:
+        """Send an UpstreamCall to its deployment's api_base with the given headers."""
+        dep = call.target.deployment
+        headers.update(dep.extra_headers)
+        url = dep.api_base + call.path + (("?" + call.query) if call.query else "")
+        return await self.send(call.method, url, headers, call.body, dep.timeout, call.stream)
+
     async def send(self, method: str, url: str, headers: dict[str, str], body: bytes | None,
                    timeout: float, stream: bool) -> UpstreamReply:
         """Send one request. A 2xx streamed reply comes back as a source; anything else is read whole."""

@@ -24,27 +24,17 @@ class Usage:
 
     def update(self, usage: Any) -> None:
         """Apply an Anthropic usage object; absent or null fields keep their value (cumulative)."""
-        if not isinstance(usage, dict):
-            return
-        for name in ("input_tokens", "output_tokens", "cache_creation_input_tokens",
-                     "cache_read_input_tokens"):
-            value = usage.get(name)
-            if isinstance(value, int):
-                setattr(self, name, value)
-        breakdown = usage.get("cache_creation")
+        for name, value in _counts(usage):
+            setattr(self, name, value)
+        breakdown = usage.get("cache_creation") if isinstance(usage, dict) else None
         if isinstance(breakdown, dict):
             self.cache_creation_5m = int(breakdown.get("ephemeral_5m_input_tokens") or 0)
             self.cache_creation_1h = int(breakdown.get("ephemeral_1h_input_tokens") or 0)
 
     def update_add(self, usage: Any) -> None:
         """Add an Anthropic usage object's counts (for summing many messages)."""
-        if not isinstance(usage, dict):
-            return
-        for name in ("input_tokens", "output_tokens", "cache_creation_input_tokens",
-                     "cache_read_input_tokens"):
-            value = usage.get(name)
-            if isinstance(value, int):
-                setattr(self, name, getattr(self, name) + value)
+        for name, value in _counts(usage):
+            setattr(self, name, getattr(self, name) + value)
 
     @property
     def total_tokens(self) -> int:
@@ -58,6 +48,16 @@ class Usage:
             "cache_creation_input_tokens": self.cache_creation_input_tokens,
             "cache_read_input_tokens": self.cache_read_input_tokens,
         }
+
+
+_COUNTS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+
+
+def _counts(usage: Any) -> list[tuple[str, int]]:
+    """The integer token counts present in an Anthropic usage object."""
+    if not isinstance(usage, dict):
+        return []
+    return [(name, usage[name]) for name in _COUNTS if isinstance(usage.get(name), int)]
 
 
 class AnthropicStreamSniffer:

@@ -29,11 +29,8 @@ class OpenAIProvider:
         self.http = http
 
     async def send(self, call: UpstreamCall) -> UpstreamReply:
-        dep = call.target.deployment
         headers = dict(call.headers)
         headers["content-type"] = "application/json"
-        if dep.api_key:
-            headers["authorization"] = "Bearer " + dep.api_key
-        headers.update(dep.extra_headers)
-        url = dep.api_base + call.path + (("?" + call.query) if call.query else "")
-        return await self.http.send(call.method, url, headers, call.body, dep.timeout, call.stream)
+        if call.target.deployment.api_key:
+            headers["authorization"] = "Bearer " + call.target.deployment.api_key
+        return await self.http.send_call(call, headers)
