@@ -91,3 +91,29 @@ def test_parley_errors_use_anthropic_envelope_and_upstream_errors_pass(gateway, 
     assert info.value.status_code == 529 and info.value.body["error"]["message"] == "Overloaded"
     with pytest.raises(anthropic.NotFoundError):
         client.messages.batches.retrieve("msgbatch_missing")
+
+
+def test_beta_query_and_headers_forwarded(client, upstream):
+    client.beta.messages.create(model="claude-x", max_tokens=8, betas=["files-api-2025-04-14"],
+                                messages=[{"role": "user", "content": "beta"}])
+    seen = upstream.requests()[-1]
+    assert (seen["path"], seen["query"]) == ("/v1/messages", "beta=true")
+    assert "files-api-2025-04-14" in seen["headers"]["anthropic-beta"]
+
+
+def test_bring_your_own_key_mode(start_gateway, fake_upstream, upstream):
+    byok = start_gateway({
+        "model_list": [{"model_name": "parley-mock", "params": {"model": "mock/parley-mock"}}],
+        "general_settings": {"master_key": MASTER},
+        "anthropic_passthrough": {"api_base": fake_upstream.url, "forward_client_key": True},
+    })
+    own = anthropic.Anthropic(base_url=byok.url + "/anthropic", api_key="sk-ant-users-own-key",
+                              default_headers={"x-parley-api-key": MASTER}, max_retries=0)
+    assert own.messages.create(model="claude-x", max_tokens=8,
+                               messages=[{"role": "user", "content": "own"}]).content[0].text
+    seen = upstream.requests()[-1]["headers"]
+    assert seen["x-api-key"] == "sk-ant-users-own-key" and "x-parley-api-key" not in seen
+    no_gateway_key = anthropic.Anthropic(base_url=byok.url + "/anthropic", api_key="sk-ant-users-own-key",
+                                         max_retries=0)
+    with pytest.raises(anthropic.AuthenticationError):
+        no_gateway_key.models.list()
