@@ -93,12 +93,18 @@ def test_parley_errors_use_anthropic_envelope_and_upstream_errors_pass(gateway, 
         client.messages.batches.retrieve("msgbatch_missing")
 
 
-def test_beta_query_and_headers_forwarded(client, upstream):
+def test_beta_query_and_headers_forwarded(gateway, client, upstream):
     client.beta.messages.create(model="claude-x", max_tokens=8, betas=["files-api-2025-04-14"],
                                 messages=[{"role": "user", "content": "beta"}])
+    assert "files-api-2025-04-14" in upstream.requests()[-1]["headers"]["anthropic-beta"]
+    # anthropic 2.12 no longer appends ?beta=true itself; older clients and Claude Code do
+    import urllib.request
+    req = urllib.request.Request(gateway.url + "/anthropic/v1/models?beta=true&limit=5",
+                                 headers={"x-api-key": MASTER})
+    with urllib.request.urlopen(req) as r:
+        assert r.status == 200
     seen = upstream.requests()[-1]
-    assert (seen["path"], seen["query"]) == ("/v1/messages", "beta=true")
-    assert "files-api-2025-04-14" in seen["headers"]["anthropic-beta"]
+    assert (seen["path"], seen["query"]) == ("/v1/models", "beta=true&limit=5")
 
 
 def test_bring_your_own_key_mode(start_gateway, fake_upstream, upstream):
@@ -112,7 +118,8 @@ def test_bring_your_own_key_mode(start_gateway, fake_upstream, upstream):
     assert own.messages.create(model="claude-x", max_tokens=8,
                                messages=[{"role": "user", "content": "own"}]).content[0].text
     seen = upstream.requests()[-1]["headers"]
-    assert seen["x-api-key"] == "sk-ant-users-own-key" and "x-parley-api-key" not in seen
+    credential = seen.get("x-api-key") or seen.get("authorization", "").removeprefix("Bearer ")
+    assert credential == "sk-ant-users-own-key" and "x-parley-api-key" not in seen
     no_gateway_key = anthropic.Anthropic(base_url=byok.url + "/anthropic", api_key="sk-ant-users-own-key",
                                          max_retries=0)
     with pytest.raises(anthropic.AuthenticationError):
