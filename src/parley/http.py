@@ -58,10 +58,11 @@ class HttpClient:
             await self._session.close()
 
     async def send(self, method: str, url: str, headers: dict[str, str], body: bytes | None,
-                   timeout: float, stream: bool) -> UpstreamReply:
+                   timeout: float, stream: bool, connect_timeout: float | None = None) -> UpstreamReply:
         """Send one request. A 2xx streamed reply comes back as a source; anything else is read whole."""
+        connect = float(connect_timeout) if connect_timeout else self.connect_timeout
         client_timeout = aiohttp.ClientTimeout(
-            total=None if stream else timeout, sock_connect=min(self.connect_timeout, timeout),
+            total=None if stream else timeout, sock_connect=min(connect, timeout),
             sock_read=timeout,
         )
         try:

@@ -36,4 +36,5 @@ class OpenAIProvider:
             headers["authorization"] = "Bearer " + dep.api_key
         headers.update(dep.extra_headers)
         url = dep.api_base + call.path + (("?" + call.query) if call.query else "")
-        return await self.http.send(call.method, url, headers, call.body, dep.timeout, call.stream)
+        return await self.http.send(call.method, url, headers, call.body, dep.timeout, call.stream,
+                                    dep.params.get("connect_timeout"))
