@@ -51,10 +51,10 @@ def test_repeat_is_served_from_cache_at_zero_usage(gateway, upstream):
 def test_what_shapes_the_reply_is_in_the_key(gateway, upstream):
     text = f"question {uuid.uuid4()}"
     ask(gateway, text)
-    assert ask(gateway, text, temperature=0.5).headers["x-parley-cache"] == "miss"
+    assert ask(gateway, text, extra_body={"temperature": 0.5}).headers["x-parley-cache"] == "miss"
     assert ask(gateway, text, system="be brief").headers["x-parley-cache"] == "miss"
     assert ask(gateway, text + "!").headers["x-parley-cache"] == "miss"
-    assert ask(gateway, text, temperature=0.5).headers["x-parley-cache"] == "hit"
+    assert ask(gateway, text, extra_body={"temperature": 0.5}).headers["x-parley-cache"] == "hit"
     assert len(upstream.requests()) == 4
 
 
