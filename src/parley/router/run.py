@@ -187,11 +187,13 @@ class Router:
         first_byte, total = dep_timeouts(dep, self.settings, ctx.stream)
         self.health.begin(dep.id)
         started = time.perf_counter()
+        limit = first_byte if ctx.stream else min(first_byte, total)
         try:
-            async with asyncio.timeout(first_byte if ctx.stream else min(first_byte, total)):
-                reply = await attempt(target)
-                if reply.source is not None and reply.status < 400:
-                    reply = await peek(reply)
+            if limit < dep.timeout:  # else the HTTP client's own timeouts are as tight
+                async with asyncio.timeout(limit):
+                    reply = await _first_byte(attempt, target)
+            else:
+                reply = await _first_byte(attempt, target)
         except StreamFailed as e:
             return await self._failed(ctx, dep.id, Failure(
                 "retry", error=GatewayError(e.status, e.message)), e.message)
@@ -229,6 +231,14 @@ class Router:
         ctx.error_message = None
         await self.health.fail(dep_id, reason)
         return failure
+
+
+async def _first_byte(attempt: Attempt, target: Target) -> UpstreamReply:
+    """The reply, with the first chunk of a stream already read (see `peek`)."""
+    reply = await attempt(target)
+    if reply.source is not None and reply.status < 400:
+        reply = await peek(reply)
+    return reply
 
 
 def _session(ctx: RequestContext) -> str | None:
