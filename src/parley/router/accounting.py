@@ -7,11 +7,15 @@ per-minute `tpm` capacity. Both are settled in `after_call`.
 
 from __future__ import annotations
 
+import logging
+
 from parley.context import RequestContext
 from parley.policies.base import Policy
 from parley.router.health import Health
 from parley.router.run import INFLIGHT_KEY, Router
 from parley.router.settings import RouterSettings
+
+log = logging.getLogger("parley.router")
 
 
 class RouterAccounting(Policy):
@@ -30,4 +34,9 @@ def install(gw) -> None:
     settings = RouterSettings.from_config(gw.config.router_settings)
     health = Health(settings, getattr(gw, "redis", None))
     gw.router = Router(gw.table, settings, health)
+    for table in (settings.fallbacks, settings.context_window_fallbacks, settings.content_policy_fallbacks):
+        for model, targets in table.items():
+            for name in targets:
+                if not gw.table.resolve(name):
+                    log.warning("router_settings: fallback %r of %r is not a served model", name, model)
     gw.policies.append(RouterAccounting(health))
