@@ -23,6 +23,7 @@ def gateway(start_gateway, fake_upstream):
                                               "api_base": f"http://127.0.0.1:{free_port()}"}},
         ],
         "general_settings": {"master_key": MASTER, "max_request_size_mb": 1},
+        "router_settings": {"num_retries": 0, "allowed_fails": 1000},  # these tests are about what one failure looks like
     })
 
 

@@ -66,7 +66,8 @@ def test_sync_stream(upstream):
 async def test_errors_are_typed(upstream, status, exc):
     upstream.script({"status": status, "error": {"message": f"scripted {status}"}})
     with pytest.raises(exc) as info:
-        await parley.messages.acreate(**hi("anthropic/claude-x"), api_key="k", api_base=upstream.url)
+        await parley.messages.acreate(**hi("anthropic/claude-x"), api_key="k", api_base=upstream.url,
+                                      num_retries=0)
     assert info.value.status_code == status and info.value.message == f"scripted {status}"
 
 

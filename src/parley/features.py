@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from parley.config import Config
+from parley import redis_link
+from parley.cache import hook as cache_hook
 from parley.gateway import Gateway
 from parley.server import passthrough
+from parley.policies import rate_limit
+from parley.router import accounting as router_accounting
 
 
 def build_gateway(config: Config) -> Gateway:
     gw = Gateway(config)
     passthrough.install(gw)
+    redis_link.install(gw)  # first: the router, rate limits and cache share it
+    router_accounting.install(gw)
+    rate_limit.install(gw)
+    cache_hook.install(gw)
     return gw
 
 

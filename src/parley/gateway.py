@@ -39,6 +39,8 @@ class Gateway:
         # callables gateway -> list of Starlette routes, added by features (admin API, pass-through)
         self.route_extensions: list[Any] = []
         self.policies: list[Policy] = [AccessLog()]
+        self.redis: Any = None  # a RedisLink when Redis is configured (parley.redis_link)
+        self.response_cache: Any = None  # parley.cache.hook.ResponseCache when caching is on
         self.ping_interval = float(config.general_settings.get("stream_ping_interval", 15.0))
         self._background: set[asyncio.Task] = set()
         self._startup: list[Any] = []

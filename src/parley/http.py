@@ -62,13 +62,15 @@ class HttpClient:
         dep = call.target.deployment
         headers.update(dep.extra_headers)
         url = dep.api_base + call.path + (("?" + call.query) if call.query else "")
-        return await self.send(call.method, url, headers, call.body, dep.timeout, call.stream)
+        return await self.send(call.method, url, headers, call.body, dep.timeout, call.stream,
+                               dep.params.get("connect_timeout"))
 
     async def send(self, method: str, url: str, headers: dict[str, str], body: bytes | None,
-                   timeout: float, stream: bool) -> UpstreamReply:
+                   timeout: float, stream: bool, connect_timeout: float | None = None) -> UpstreamReply:
         """Send one request. A 2xx streamed reply comes back as a source; anything else is read whole."""
+        connect = float(connect_timeout) if connect_timeout else self.connect_timeout
         client_timeout = aiohttp.ClientTimeout(
-            total=None if stream else timeout, sock_connect=min(self.connect_timeout, timeout),
+            total=None if stream else timeout, sock_connect=min(connect, timeout),
             sock_read=timeout,
         )
         try:

@@ -21,7 +21,7 @@ from parley.sse import SSEDecoder
 # Per-provider environment defaults: (key variable, base URL variables)
 _ENV = {"anthropic": ("ANTHROPIC_API_KEY", ("ANTHROPIC_API_BASE", "ANTHROPIC_BASE_URL")),
         "openai": ("OPENAI_API_KEY", ("OPENAI_BASE_URL", "OPENAI_API_BASE"))}
-CALL_OPTIONS = ("api_key", "api_base", "timeout", "extra_headers")
+CALL_OPTIONS = ("api_key", "api_base", "timeout", "extra_headers", "num_retries")
 
 
 def adhoc_config(model: str, options: Mapping[str, Any]) -> Config:
@@ -38,8 +38,10 @@ def adhoc_config(model: str, options: Mapping[str, Any]) -> Config:
                         ("extra_headers", options.get("extra_headers"))):
         if value is not None:
             params[name] = value
+    router = {"num_retries": options["num_retries"]} if options.get("num_retries") is not None else {}
     try:
-        return build_config({"model_list": [{"model_name": model, "params": params}]}, "sdk")
+        return build_config({"model_list": [{"model_name": model, "params": params}],
+                             "router_settings": router}, "sdk")
     except ValueError as e:
         raise status_error(400, str(e)) from None
 

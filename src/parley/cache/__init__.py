@@ -1,0 +1,1 @@
+"""The response cache: exact-match replies for repeated requests (see `hook`)."""

@@ -1,0 +1,54 @@
+"""Where cached replies live: in process (LRU with expiry) or in Redis (shared)."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+
+from parley.redis_link import RedisLink, RedisUnavailable
+
+
+class LocalStore:
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self.max_entries = max_entries
+        self._items: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+
+    async def get(self, key: str) -> bytes | None:
+        item = self._items.get(key)
+        if item is None:
+            return None
+        expires, value = item
+        if expires <= time.monotonic():
+            del self._items[key]
+            return None
+        self._items.move_to_end(key)
+        return value
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        self._items[key] = (time.monotonic() + ttl, value)
+        self._items.move_to_end(key)
+        while len(self._items) > self.max_entries:
+            self._items.popitem(last=False)
+
+
+class RedisStore:
+    """Entries under `<prefix>:cache:<namespace>:<key>`; a Redis outage reads as a miss."""
+
+    def __init__(self, link: RedisLink, namespace: str | None = None) -> None:
+        self.link = link
+        self.namespace = namespace
+
+    def _key(self, key: str) -> str:
+        return self.link.key("cache", *( [self.namespace] if self.namespace else []), key)
+
+    async def get(self, key: str) -> bytes | None:
+        try:
+            return await self.link.run(lambda c: c.get(self._key(key)))
+        except RedisUnavailable:
+            return None
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        try:
+            await self.link.run(lambda c: c.set(self._key(key), value, px=max(1, int(ttl * 1000))))
+        except RedisUnavailable:
+            pass

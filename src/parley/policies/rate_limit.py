@@ -1,0 +1,158 @@
+"""Rate limits: requests, tokens and parallel requests per key, user, team, customer, key+model.
+
+Every `LimitSpec` in `ctx.limits` is enforced (authentication fills them from virtual keys). A
+spec of scope `key_model` has the id `<key id>:<model>` and applies only to requests for that
+model. Keys without limits of their own get `router_settings.default_limits`:
+
+    router_settings:
+      default_limits: {rpm_limit: 60, tpm_limit: 100000, max_parallel_requests: 4,
+                       model_rpm_limit: {claude-opus-4-1: 10}, model_tpm_limit: {...}}
+
+applied per client credential (the key presented, hashed; requests without one share one bucket).
+Tokens (input, cache writes and output) are settled after the call. Over a limit: 429
+`rate_limit_error` with `retry-after` and `anthropic-ratelimit-{requests,tokens}-*` headers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import math
+import time
+from typing import Any, Mapping
+
+from parley.config import ConfigError
+from parley.context import LimitSpec, RequestContext
+from parley.errors import GatewayError
+from parley.policies.base import Policy
+from parley.policies.rate_limit_store import Decision, LocalLimiter, RedisLimiter
+
+_STATE = "_rate_limit"
+_LIMIT_NAMES = ("rpm_limit", "tpm_limit", "max_parallel_requests", "model_rpm_limit", "model_tpm_limit")
+
+
+def key_id(key: str | None) -> str:
+    """A stable id for a credential that does not reveal it."""
+    if not key:
+        return "anonymous"
+    return hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+def default_specs(defaults: Mapping[str, Any], key: str | None, model: str | None) -> list[LimitSpec]:
+    kid = key_id(key)
+    specs = []
+    if any(defaults.get(n) for n in ("rpm_limit", "tpm_limit", "max_parallel_requests")):
+        specs.append(LimitSpec("key", kid, defaults.get("rpm_limit"), defaults.get("tpm_limit"),
+                               defaults.get("max_parallel_requests")))
+    rpm = (defaults.get("model_rpm_limit") or {}).get(model)
+    tpm = (defaults.get("model_tpm_limit") or {}).get(model)
+    if model and (rpm or tpm):
+        specs.append(LimitSpec("key_model", f"{kid}:{model}", rpm, tpm))
+    return specs
+
+
+def applicable(ctx: RequestContext, defaults: Mapping[str, Any]) -> list[LimitSpec]:
+    specs = [s for s in ctx.limits if s.rpm or s.tpm or s.max_parallel]
+    specs = [s for s in specs if s.scope != "key_model" or s.id.endswith(f":{ctx.model}")]
+    if defaults and not any(s.scope == "key" for s in ctx.limits):
+        specs.extend(default_specs(defaults, ctx.key, ctx.model))
+    return specs
+
+
+def rfc3339(ms_from_now: int) -> str:
+    when = dt.datetime.fromtimestamp(time.time() + ms_from_now / 1000, dt.timezone.utc)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def refusal(decision: Decision) -> GatewayError:
+    spec = decision.spec
+    wait = max(1, math.ceil(decision.wait_ms / 1000))
+    what = {"rpm": f"{spec.rpm} requests per minute", "tpm": f"{spec.tpm} tokens per minute",
+            "parallel": f"{spec.max_parallel} parallel requests"}[decision.kind]
+    headers = {"retry-after": str(wait)}
+    reset = rfc3339(decision.wait_ms)
+    if spec.rpm:
+        headers.update({"anthropic-ratelimit-requests-limit": str(spec.rpm),
+                        "anthropic-ratelimit-requests-remaining": "0" if decision.kind == "rpm" else "",
+                        "anthropic-ratelimit-requests-reset": reset})
+    if spec.tpm:
+        headers.update({"anthropic-ratelimit-tokens-limit": str(spec.tpm),
+                        "anthropic-ratelimit-tokens-remaining": "0" if decision.kind == "tpm" else "",
+                        "anthropic-ratelimit-tokens-reset": reset})
+    headers = {k: v for k, v in headers.items() if v}
+    return GatewayError(429, f"rate limit exceeded: {spec.scope} limit of {what}; retry in {wait}s",
+                        "rate_limit_error", headers=headers)
+
+
+def success_headers(specs: list[LimitSpec], decision: Decision) -> dict[str, str]:
+    """The tightest request and token limits, as Anthropic reports its own."""
+    headers: dict[str, str] = {}
+    reset = rfc3339(decision.wait_ms)
+    with_rpm = [(s.rpm - used[0], s) for s, used in zip(specs, decision.used) if s.rpm]
+    if with_rpm:
+        remaining, spec = min(with_rpm, key=lambda x: x[0])
+        headers.update({"anthropic-ratelimit-requests-limit": str(spec.rpm),
+                        "anthropic-ratelimit-requests-remaining": str(max(0, remaining)),
+                        "anthropic-ratelimit-requests-reset": reset})
+    with_tpm = [(s.tpm - used[1], s) for s, used in zip(specs, decision.used) if s.tpm]
+    if with_tpm:
+        remaining, spec = min(with_tpm, key=lambda x: x[0])
+        headers.update({"anthropic-ratelimit-tokens-limit": str(spec.tpm),
+                        "anthropic-ratelimit-tokens-remaining": str(max(0, remaining)),
+                        "anthropic-ratelimit-tokens-reset": reset})
+    return headers
+
+
+class RateLimitPolicy(Policy):
+    def __init__(self, gw, defaults: Mapping[str, Any]) -> None:
+        self.gw = gw
+        self.defaults = defaults
+        self.local = LocalLimiter()
+        link = getattr(gw, "redis", None)
+        self.shared = RedisLimiter(link, self.local) if link is not None else None
+
+    async def before_call(self, ctx: RequestContext, body: dict[str, Any] | None) -> None:
+        if ctx.route.endswith("/count_tokens"):  # free upstream, and Claude Code calls it often
+            return
+        specs = applicable(ctx, self.defaults)
+        if not specs:
+            return
+        if self.shared is not None:
+            decision, in_redis = await self.shared.acquire(specs, ctx.request_id)
+        else:
+            decision, in_redis = self.local.acquire(specs, ctx.request_id), False
+        if not decision.allowed:
+            raise refusal(decision)
+        ctx.extra[_STATE] = (specs, in_redis)
+        ctx.response_headers.update(success_headers(specs, decision))
+
+    def after_call(self, ctx: RequestContext) -> None:
+        state = ctx.extra.pop(_STATE, None)
+        if state is None:
+            return
+        specs, in_redis = state
+        u = ctx.usage
+        tokens = 0 if ctx.cache_hit else u.input_tokens + u.cache_creation_input_tokens + u.output_tokens
+        if in_redis and self.shared is not None:
+            self.gw.spawn(self.shared.settle(specs, ctx.request_id, tokens, True))
+        else:
+            self.local.settle(specs, ctx.request_id, tokens)
+
+
+def check_defaults(settings: Mapping[str, Any]) -> dict[str, Any]:
+    defaults = settings.get("default_limits") or {}
+    where = "router_settings.default_limits"
+    if not isinstance(defaults, dict):
+        raise ConfigError(f"{where}: must be a mapping")
+    for name, value in defaults.items():
+        if name not in _LIMIT_NAMES:
+            raise ConfigError(f"{where}.{name}: unknown; known: {', '.join(_LIMIT_NAMES)}")
+        values = value.values() if isinstance(value, dict) and name.startswith("model_") else [value]
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+            raise ConfigError(f"{where}.{name}: must be a positive integer"
+                              + (" per model" if name.startswith("model_") else ""))
+    return defaults
+
+
+def install(gw) -> None:
+    gw.policies.append(RateLimitPolicy(gw, check_defaults(gw.config.router_settings)))

@@ -1,0 +1,207 @@
+"""Rate-limit counters: in process, or in Redis (atomic Lua) shared by every worker and instance.
+
+Per subject (a LimitSpec):
+- requests per minute: a sliding-window log (a sorted set of request times), exact;
+- tokens per minute: a sliding-window counter (this minute + the previous one, weighted by how much
+  of it is still inside the window), settled after each call with its real token count;
+- parallel requests: a set of request ids in flight, removed when the reply is over (entries older
+  than `lease` seconds are dropped, so a crashed worker cannot hold a slot forever).
+
+`acquire` checks every subject and records the request in all of them only if all pass, atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from parley.context import LimitSpec
+from parley.redis_link import RedisLink, RedisUnavailable
+
+log = logging.getLogger("parley.ratelimit")
+
+WINDOW_MS = 60_000
+LEASE_MS = 900_000
+
+
+@dataclass(slots=True)
+class Decision:
+    allowed: bool
+    spec: LimitSpec | None = None  # the subject that refused, when refused
+    kind: str = ""  # "rpm", "tpm" or "parallel"
+    wait_ms: int = 0  # until a slot frees (refused), or until the window resets (allowed)
+    # per spec (allowed): (requests used in the window incl. this one, tokens used in the window)
+    used: list[tuple[int, int]] = field(default_factory=list)
+
+
+_ACQUIRE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local n = tonumber(ARGV[1])
+local member = ARGV[2]
+local lease = tonumber(ARGV[3])
+local minute = math.floor(now / 60000)
+local frac = (now % 60000) / 60000
+local used = {}
+for i = 1, n do
+  local rpm = tonumber(ARGV[3 + (i - 1) * 3 + 1])
+  local tpm = tonumber(ARGV[3 + (i - 1) * 3 + 2])
+  local par = tonumber(ARGV[3 + (i - 1) * 3 + 3])
+  local kr, kt, kp = KEYS[(i - 1) * 3 + 1], KEYS[(i - 1) * 3 + 2], KEYS[(i - 1) * 3 + 3]
+  local reqs, toks = 0, 0
+  if rpm > 0 then
+    redis.call('ZREMRANGEBYSCORE', kr, '-inf', now - 60000)
+    reqs = redis.call('ZCARD', kr)
+    if reqs >= rpm then
+      local oldest = redis.call('ZRANGE', kr, 0, 0, 'WITHSCORES')
+      return {0, i, 'rpm', tonumber(oldest[2]) + 60000 - now}
+    end
+  end
+  if tpm > 0 then
+    local cur = tonumber(redis.call('HGET', kt, tostring(minute)) or '0')
+    local prev = tonumber(redis.call('HGET', kt, tostring(minute - 1)) or '0')
+    toks = math.floor(prev * (1 - frac) + cur)
+    if toks >= tpm then return {0, i, 'tpm', 60000 - now % 60000} end
+  end
+  if par > 0 then
+    redis.call('ZREMRANGEBYSCORE', kp, '-inf', now - lease)
+    if redis.call('ZCARD', kp) >= par then return {0, i, 'parallel', 1000} end
+  end
+  used[#used + 1] = reqs + 1
+  used[#used + 1] = toks
+end
+for i = 1, n do
+  if tonumber(ARGV[3 + (i - 1) * 3 + 1]) > 0 then
+    redis.call('ZADD', KEYS[(i - 1) * 3 + 1], now, member)
+    redis.call('PEXPIRE', KEYS[(i - 1) * 3 + 1], 61000)
+  end
+  if tonumber(ARGV[3 + (i - 1) * 3 + 3]) > 0 then
+    redis.call('ZADD', KEYS[(i - 1) * 3 + 3], now, member)
+    redis.call('PEXPIRE', KEYS[(i - 1) * 3 + 3], lease)
+  end
+end
+table.insert(used, 1, 60000 - now % 60000)
+table.insert(used, 1, 1)
+return used
+"""
+
+_SETTLE_LUA = """
+local t = redis.call('TIME')
+local minute = tostring(math.floor(tonumber(t[1]) / 60))
+local n = tonumber(ARGV[1])
+local tokens = tonumber(ARGV[3])
+for i = 1, n do
+  if tokens > 0 and ARGV[3 + i] == '1' then
+    redis.call('HINCRBY', KEYS[(i - 1) * 2 + 1], minute, tokens)
+    redis.call('PEXPIRE', KEYS[(i - 1) * 2 + 1], 130000)
+  end
+  redis.call('ZREM', KEYS[(i - 1) * 2 + 2], ARGV[2])
+end
+return 1
+"""
+
+
+@dataclass(slots=True)
+class _Subject:
+    requests: deque = field(default_factory=deque)  # ms times
+    tokens: dict = field(default_factory=dict)  # minute -> tokens
+    inflight: dict = field(default_factory=dict)  # member -> ms time
+
+
+class LocalLimiter:
+    """The same rules in process (one worker's view)."""
+
+    def __init__(self) -> None:
+        self._subjects: dict[tuple[str, str], _Subject] = {}
+
+    def _subject(self, spec: LimitSpec) -> _Subject:
+        key = (spec.scope, spec.id)
+        s = self._subjects.get(key)
+        if s is None:
+            s = self._subjects[key] = _Subject()
+        return s
+
+    def acquire(self, specs: list[LimitSpec], member: str) -> Decision:
+        now = int(time.time() * 1000)
+        minute, frac = now // WINDOW_MS, (now % WINDOW_MS) / WINDOW_MS
+        used = []
+        for spec in specs:
+            s = self._subject(spec)
+            while s.requests and s.requests[0] <= now - WINDOW_MS:
+                s.requests.popleft()
+            if spec.rpm and len(s.requests) >= spec.rpm:
+                return Decision(False, spec, "rpm", s.requests[0] + WINDOW_MS - now)
+            toks = int(s.tokens.get(minute - 1, 0) * (1 - frac) + s.tokens.get(minute, 0))
+            if spec.tpm and toks >= spec.tpm:
+                return Decision(False, spec, "tpm", WINDOW_MS - now % WINDOW_MS)
+            for m in [m for m, at in s.inflight.items() if at <= now - LEASE_MS]:
+                del s.inflight[m]
+            if spec.max_parallel and len(s.inflight) >= spec.max_parallel:
+                return Decision(False, spec, "parallel", 1000)
+            used.append((len(s.requests) + 1, toks))
+        for spec in specs:
+            s = self._subject(spec)
+            if spec.rpm:
+                s.requests.append(now)
+            if spec.max_parallel:
+                s.inflight[member] = now
+        return Decision(True, wait_ms=WINDOW_MS - now % WINDOW_MS, used=used)
+
+    def settle(self, specs: list[LimitSpec], member: str, tokens: int) -> None:
+        minute = int(time.time() // 60)
+        for spec in specs:
+            s = self._subject(spec)
+            s.inflight.pop(member, None)
+            if tokens and spec.tpm:
+                for m in [m for m in s.tokens if m < minute - 1]:
+                    del s.tokens[m]
+                s.tokens[minute] = s.tokens.get(minute, 0) + tokens
+
+
+class RedisLimiter:
+    """Counters in Redis; while Redis is down, the local limiter stands in (see RedisLink)."""
+
+    def __init__(self, link: RedisLink, local: LocalLimiter) -> None:
+        self.link = link
+        self.local = local
+        self._acquire = link.script(_ACQUIRE_LUA)
+        self._settle = link.script(_SETTLE_LUA)
+
+    def _keys(self, spec: LimitSpec) -> tuple[str, str, str]:
+        base = self.link.key("rl", spec.scope, spec.id)
+        return base + ":req", base + ":tok", base + ":par"
+
+    async def acquire(self, specs: list[LimitSpec], member: str) -> tuple[Decision, bool]:
+        """The decision, and whether Redis made it (False: the local fallback did)."""
+        keys: list[str] = []
+        args: list = [len(specs), member, LEASE_MS]
+        for spec in specs:
+            keys.extend(self._keys(spec))
+            args.extend([spec.rpm or 0, spec.tpm or 0, spec.max_parallel or 0])
+        try:
+            out = await self.link.run(lambda c: self._acquire(keys=keys, args=args, client=c))
+        except RedisUnavailable:
+            return self.local.acquire(specs, member), False
+        if int(out[0]) == 0:
+            kind = out[2].decode() if isinstance(out[2], bytes) else str(out[2])
+            return Decision(False, specs[int(out[1]) - 1], kind, int(out[3])), True
+        used = [(int(out[2 + 2 * i]), int(out[3 + 2 * i])) for i in range(len(specs))]
+        return Decision(True, wait_ms=int(out[1]), used=used), True
+
+    async def settle(self, specs: list[LimitSpec], member: str, tokens: int, shared: bool) -> None:
+        if not shared:
+            self.local.settle(specs, member, tokens)
+            return
+        keys: list[str] = []
+        args: list = [len(specs), member, tokens]
+        for spec in specs:
+            _, tok, par = self._keys(spec)
+            keys.extend([tok, par])
+            args.append("1" if spec.tpm else "0")
+        try:
+            await self.link.run(lambda c: self._settle(keys=keys, args=args, client=c))
+        except RedisUnavailable:
+            log.warning("rate limits: could not settle %d tokens in Redis; counted locally", tokens)
+            self.local.settle(specs, member, tokens)

@@ -1,0 +1,128 @@
+"""One shared Redis connection for the state parley spreads across workers and instances.
+
+Router cooldowns, rate-limit counters and the response cache use it when Redis is configured
+(`REDIS_URL`, or `router_settings.redis_url` / `redis_host` + `redis_port` + `redis_password`).
+Every call is bounded by a short timeout. When Redis fails, the link is marked down with one loud
+log line; callers get `RedisUnavailable` and fall back to in-process state until `retry_interval`
+has passed, then the next call tries again (and logs the recovery).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Awaitable, Callable, Mapping
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+log = logging.getLogger("parley.redis")
+
+DEFAULT_PREFIX = "parley"
+
+
+class RedisUnavailable(Exception):
+    """Redis is not configured or currently down: use local state."""
+
+
+class RedisLink:
+    def __init__(self, url: str, prefix: str = DEFAULT_PREFIX, *, timeout: float = 0.5,
+                 retry_interval: float = 2.0) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.timeout = timeout
+        self.retry_interval = retry_interval
+        self._client: aioredis.Redis | None = None
+        self._down_since: float | None = None
+        self._retry_at = 0.0
+
+    @property
+    def client(self) -> aioredis.Redis:
+        if self._client is None:
+            self._client = aioredis.from_url(
+                self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
+                retry=Retry(NoBackoff(), 0), health_check_interval=0)
+        return self._client
+
+    @property
+    def up(self) -> bool:
+        """False while a recent failure says Redis is down (no call is attempted then)."""
+        return self._down_since is None or time.monotonic() >= self._retry_at
+
+    def key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    def script(self, lua: str) -> Any:
+        """A registered Lua script (EVALSHA, loaded on first use)."""
+        return self.client.register_script(lua)
+
+    async def run(self, fn: Callable[[aioredis.Redis], Awaitable[Any]]) -> Any:
+        """`await fn(client)` within the timeout; RedisUnavailable if Redis is down or fails."""
+        if not self.up:
+            raise RedisUnavailable(self.url)
+        try:
+            async with asyncio.timeout(self.timeout):
+                result = await fn(self.client)
+        except (RedisError, OSError, TimeoutError) as e:
+            self._mark_down(e)
+            raise RedisUnavailable(str(e)) from e
+        if self._down_since is not None:
+            log.warning("Redis at %s is reachable again after %.1fs: shared state restored",
+                        _safe_url(self.url), time.monotonic() - self._down_since)
+            self._down_since = None
+        return result
+
+    def _mark_down(self, error: Exception) -> None:
+        now = time.monotonic()
+        if self._down_since is None:
+            self._down_since = now
+            log.error("Redis at %s failed (%s: %s): falling back to IN-PROCESS rate limits, "
+                      "cooldowns and cache until it is back; retrying every %.0fs",
+                      _safe_url(self.url), type(error).__name__, error, self.retry_interval)
+        self._retry_at = now + self.retry_interval
+
+    async def close(self) -> None:
+        if self._client is not None:
+            try:
+                await self._client.aclose()
+            except Exception:  # closing a dead connection may fail; nothing to do
+                pass
+
+
+def redis_url_from(settings: Mapping[str, Any], env: Mapping[str, str]) -> str | None:
+    """The Redis URL from router_settings (redis_url, or host/port/password) or REDIS_URL."""
+    url = settings.get("redis_url")
+    if url:
+        return str(url)
+    host = settings.get("redis_host")
+    if host:
+        password = settings.get("redis_password")
+        auth = f":{password}@" if password else ""
+        return f"redis://{auth}{host}:{int(settings.get('redis_port') or 6379)}"
+    return env.get("REDIS_URL") or None
+
+
+def _safe_url(url: str) -> str:
+    """The URL without a password, for logs."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.split('@', 1)[1]}"
+
+
+def install(gw) -> None:
+    """Attach `gw.redis` (a RedisLink, or None when Redis is not configured)."""
+    import os
+
+    settings = gw.config.router_settings
+    url = redis_url_from(settings, os.environ)
+    if not url:
+        gw.redis = None
+        return
+    prefix = str(settings.get("redis_key_prefix") or DEFAULT_PREFIX)
+    link = RedisLink(url, prefix, timeout=float(settings.get("redis_timeout", 0.5)))
+    gw.redis = link
+    gw.on_shutdown(link.close)

@@ -1,0 +1,138 @@
+"""How an attempt ended, and what the router should do about it.
+
+Kinds: "ok" (hand it to the client), "retry" (connection error, timeout, 408/409/429/5xx/529, or an
+error event before the first byte of a stream), "context_window" and "content_policy" (errors that
+only a fallback model group can fix), "fatal" (any other client error: returned as it is).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from typing import Mapping
+
+import orjson
+
+from parley.http import UpstreamBroken
+from parley.providers.base import UpstreamReply
+
+RETRY_STATUSES = frozenset({408, 409, 429})
+
+_CONTEXT_WINDOW = ("prompt is too long", "context length", "context_length_exceeded",
+                   "context window", "maximum context", "exceed context limit",
+                   "too many tokens", "input is too long", "model_context_window_exceeded")
+_CONTENT_POLICY = ("content_policy", "content policy", "content_filter", "content management policy",
+                   "safety system", "responsibleaipolicyviolation")
+
+_STREAM_ERROR_STATUS = {"overloaded_error": 529, "rate_limit_error": 429, "api_error": 500,
+                        "timeout_error": 504}
+
+
+def classify(status: int, body: bytes | None, headers: Mapping[str, str]) -> str:
+    if status < 400:
+        return "ok"
+    if headers.get("x-should-retry") == "false":
+        return "fatal"
+    if status in RETRY_STATUSES or status >= 500:
+        return "retry"
+    text = (body or b"")[:4000].decode("utf-8", "replace").lower()
+    if status in (400, 413, 422) and any(p in text for p in _CONTEXT_WINDOW):
+        return "context_window"
+    if status in (400, 403, 422) and any(p in text for p in _CONTENT_POLICY):
+        return "content_policy"
+    return "fatal"
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds the upstream asked us to wait: retry-after-ms, then retry-after (seconds or a date)."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class ReplaySource:
+    """A stream whose first chunk was read ahead by the router: replays it, then reads on."""
+
+    __slots__ = ("_first", "inner")
+
+    def __init__(self, first: bytes, inner) -> None:
+        self._first: bytes | None = first
+        self.inner = inner
+
+    @property
+    def at_boundary(self) -> bool:
+        return self._first is None and getattr(self.inner, "at_boundary", True)
+
+    async def next_chunk(self) -> bytes | None:
+        if self._first is not None:
+            chunk, self._first = self._first, None
+            return chunk
+        return await self.inner.next_chunk()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class StreamFailed(Exception):
+    """A stream failed before its first byte could reach the client."""
+
+    def __init__(self, status: int, message: str, body: bytes | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.body = body
+
+
+async def peek(reply: UpstreamReply) -> UpstreamReply:
+    """Read the first chunk of a streamed reply; StreamFailed if the stream is dead or an error."""
+    source = reply.source
+    try:
+        chunk = b""
+        while not chunk:
+            chunk = await source.next_chunk()
+            if chunk is None:
+                raise StreamFailed(502, "upstream closed the stream before sending anything")
+    except UpstreamBroken as e:
+        source.close()
+        raise StreamFailed(502, f"upstream stream broke before the first byte: {e}") from None
+    except BaseException:
+        source.close()
+        raise
+    status = _error_event_status(chunk)
+    if status is not None:
+        source.close()
+        raise StreamFailed(status, "upstream stream began with an error event", chunk)
+    reply.source = ReplaySource(chunk, source)
+    return reply
+
+
+def _error_event_status(chunk: bytes) -> int | None:
+    """The status an error frame at the start of a stream stands for (Anthropic or OpenAI SSE)."""
+    head = chunk.lstrip()
+    if head.startswith(b"event: error") or head.startswith(b"event:error"):
+        data = head.split(b"data:", 1)[1] if b"data:" in head else b"{}"
+    elif head.startswith(b'data: {"error"') or head.startswith(b'data:{"error"'):
+        data = head.split(b"data:", 1)[1]
+    else:
+        return None
+    try:
+        payload = orjson.loads(data.split(b"\n", 1)[0])
+        kind = payload.get("error", {}).get("type")
+    except (orjson.JSONDecodeError, AttributeError):
+        kind = None
+    return _STREAM_ERROR_STATUS.get(kind, 500)

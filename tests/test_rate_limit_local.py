@@ -1,0 +1,100 @@
+"""Rate limits in process: router_settings.default_limits per client key, via the anthropic SDK."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime as dt
+
+import anthropic
+import pytest
+
+from parley.testing.procs import anthropic_deployment
+
+MODEL = "claude-sonnet-4-5"
+
+
+def client(gw, key="sk-one"):
+    return anthropic.Anthropic(base_url=gw.url, api_key=key, max_retries=0)
+
+
+def ask(c, model=MODEL):
+    return c.messages.with_raw_response.create(model=model, max_tokens=16,
+                                               messages=[{"role": "user", "content": "hi"}])
+
+
+@pytest.fixture(scope="module")
+def gateway(start_gateway, fake_upstream):
+    return start_gateway({
+        "model_list": [anthropic_deployment(MODEL, fake_upstream), anthropic_deployment("other", fake_upstream)],
+        "router_settings": {"default_limits": {"rpm_limit": 3, "model_rpm_limit": {"other": 1}}},
+    })
+
+
+def test_rpm_limit_per_key_with_headers(gateway, upstream):
+    c = client(gateway, "sk-rpm")
+    remaining = [ask(c).headers["anthropic-ratelimit-requests-remaining"] for _ in range(3)]
+    assert remaining == ["2", "1", "0"]
+    with pytest.raises(anthropic.RateLimitError) as info:
+        ask(c)
+    error = info.value
+    assert error.body["error"]["type"] == "rate_limit_error"
+    headers = error.response.headers
+    assert 1 <= int(headers["retry-after"]) <= 60
+    assert headers["anthropic-ratelimit-requests-limit"] == "3"
+    assert headers["anthropic-ratelimit-requests-remaining"] == "0"
+    reset = dt.datetime.strptime(headers["anthropic-ratelimit-requests-reset"], "%Y-%m-%dT%H:%M:%SZ")
+    assert reset.year >= 2025
+    assert len(upstream.requests()) == 3
+    # another key has its own budget
+    assert ask(client(gateway, "sk-someone-else")).http_response.status_code == 200
+
+
+def test_per_key_per_model_limit(gateway, upstream):
+    c = client(gateway, "sk-model")
+    ask(c, "other")
+    with pytest.raises(anthropic.RateLimitError) as info:
+        ask(c, "other")
+    assert "key_model" in info.value.message
+    assert ask(c, MODEL).http_response.status_code == 200  # other models are not limited by it
+
+
+def test_tpm_limit_settled_after_the_call(start_gateway, upstream):
+    gw = start_gateway({"model_list": [anthropic_deployment(MODEL, upstream)],
+                        "router_settings": {"default_limits": {"tpm_limit": 100}}})
+    c = client(gw, "sk-tpm")
+    upstream.script({"usage": {"input_tokens": 70, "output_tokens": 40}})
+    first = ask(c)
+    assert first.headers["anthropic-ratelimit-tokens-limit"] == "100"
+    assert first.headers["anthropic-ratelimit-tokens-remaining"] == "100"  # nothing used before it
+    with pytest.raises(anthropic.RateLimitError) as info:
+        ask(c)
+    assert info.value.response.headers["anthropic-ratelimit-tokens-remaining"] == "0"
+    assert "tokens per minute" in info.value.message
+
+
+def test_max_parallel_requests(start_gateway, upstream):
+    gw = start_gateway({"model_list": [anthropic_deployment(MODEL, upstream)],
+                        "router_settings": {"default_limits": {"max_parallel_requests": 1}}})
+    upstream.script({"delay": 1.5})
+    c = client(gw, "sk-par")
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        slow = pool.submit(ask, c)
+        while not upstream.requests():
+            pass
+        with pytest.raises(anthropic.RateLimitError):
+            ask(c)
+        assert slow.result().http_response.status_code == 200
+    assert ask(c).http_response.status_code == 200  # released when the first finished
+
+
+def test_stream_holds_its_parallel_slot_until_done(start_gateway, upstream):
+    gw = start_gateway({"model_list": [anthropic_deployment(MODEL, upstream)],
+                        "router_settings": {"default_limits": {"max_parallel_requests": 1}}})
+    upstream.script({"content": [{"type": "text", "text": "x " * 40}], "chunk_delay": 0.02})
+    c = client(gw, "sk-stream")
+    with c.messages.stream(model=MODEL, max_tokens=16, messages=[{"role": "user", "content": "hi"}]) as s:
+        next(iter(s.text_stream))
+        with pytest.raises(anthropic.RateLimitError):
+            ask(c)
+        s.until_done()
+    assert ask(c).http_response.status_code == 200
