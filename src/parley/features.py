@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from parley.bridges import openai_anthropic
 from parley.config import Config
 from parley.gateway import Gateway
 
 
 def build_gateway(config: Config) -> Gateway:
     gw = Gateway(config)
+    openai_anthropic.install(gw)
     return gw
 
 
