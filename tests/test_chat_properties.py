@@ -198,5 +198,5 @@ def test_streamed_and_whole_replies_agree(msg, piece, json_tool):
             del chat_message["content"]  # the role chunk starts content at ""; no text means None
         for call in chat_message.get("tool_calls") or ():
             call["function"].pop("parsed_arguments", None)
-            call["function"]["arguments"] = orjson.loads(call["function"]["arguments"] or "{}")
+            call["function"]["arguments"] = orjson.loads(call["function"]["arguments"])
     assert b == a

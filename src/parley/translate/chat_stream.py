@@ -113,8 +113,10 @@ class ChatStreamTranslator:
             return []
         if kind == "input_json_delta" and delta.get("partial_json"):
             if state.kind == "json":
+                state.text.append(delta["partial_json"])
                 return [self.chunk({"content": delta["partial_json"]})]
             if state.kind == "tool":
+                state.text.append("")  # arguments have started
                 return [self.chunk({"tool_calls": [{"index": state.ordinal,
                                                     "function": {"arguments": delta["partial_json"]}}]})]
         if kind == "citations_delta" and isinstance(delta.get("citation"), dict):
@@ -127,6 +129,10 @@ class ChatStreamTranslator:
         state = self.blocks.get(data.get("index"))  # type: ignore[arg-type]
         if state is None:
             return []
+        if state.kind == "json" and not state.text:  # a tool input of {} streams no deltas
+            return [self.chunk({"content": "{}"})]
+        if state.kind == "tool" and not state.text:
+            return [self.chunk({"tool_calls": [{"index": state.ordinal, "function": {"arguments": "{}"}}]})]
         if state.kind == "thinking":
             entry = {"index": state.ordinal, "type": "thinking", "thinking": "".join(state.text),
                      "signature": state.signature}
