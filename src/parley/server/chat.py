@@ -6,6 +6,7 @@ Routed by `model` like `/v1/messages`; errors use OpenAI's envelope, streams Ope
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from starlette.requests import Request
@@ -23,6 +24,7 @@ from parley.sse import encode_data
 from parley.translate.chat_errors import openai_stream_error
 
 OPENAI_PING_FRAME = b": ping\n\n"
+log = logging.getLogger("parley")
 
 
 def openai_stream_error_frame(ctx: RequestContext, type_: str, message: str) -> bytes:
@@ -65,6 +67,12 @@ class ChatRoutes:
             reply = await send_chat(gw, ctx, body, raw, request.headers)
         except GatewayError as error:
             response = openai_error(ctx, error)
+            gw.finish(ctx)
+            return response
+        except Exception:  # a bug: still answer in the envelope of the API called
+            log.exception("unexpected error on /v1/chat/completions (request %s)", ctx.request_id)
+            response = openai_error(ctx, GatewayError(500, "internal gateway error; see the gateway log "
+                                                           f"for request {ctx.request_id}", "api_error"))
             gw.finish(ctx)
             return response
         headers = reply_headers(ctx, reply.headers)
