@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from parley.bridges import openai_anthropic
 from parley.config import Config
 from parley import redis_link
 from parley.cache import hook as cache_hook
@@ -18,6 +19,7 @@ def build_gateway(config: Config) -> Gateway:
     router_accounting.install(gw)
     rate_limit.install(gw)
     cache_hook.install(gw)
+    openai_anthropic.install(gw)
     return gw
 
 

@@ -16,6 +16,7 @@ from parley.context import new_request_id
 from parley.errors import anthropic_error_body, anthropic_type_for_status
 from parley.features import build_gateway
 from parley.gateway import Gateway
+from parley.server.chat import ChatRoutes
 from parley.server.messages import MessagesRoutes
 from parley.server.models import ModelRoutes
 from parley.server.responses import JSONBytes
@@ -27,6 +28,7 @@ def create_app(config: Config, gateway: Gateway | None = None) -> Starlette:
     gw = gateway or build_gateway(config)
     messages = MessagesRoutes(gw)
     models = ModelRoutes(gw)
+    chat = ChatRoutes(gw)
     routes = [
         Route("/", root, methods=["GET", "HEAD"]),
         Route("/health/liveness", liveness, methods=["GET"]),
@@ -34,6 +36,8 @@ def create_app(config: Config, gateway: Gateway | None = None) -> Starlette:
         Route("/health", liveness, methods=["GET"]),
         Route("/v1/messages", messages.create, methods=["POST"]),
         Route("/v1/messages/count_tokens", messages.count_tokens, methods=["POST"]),
+        Route("/v1/chat/completions", chat.create, methods=["POST"]),
+        Route("/chat/completions", chat.create, methods=["POST"]),
         Route("/v1/models", models.list, methods=["GET"]),
         Route("/v1/models/{model_id:path}", models.get, methods=["GET"]),
     ]

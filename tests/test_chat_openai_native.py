@@ -1,0 +1,54 @@
+"""/v1/chat/completions in front of an OpenAI-protocol upstream: bytes forwarded, model rewritten."""
+
+from __future__ import annotations
+
+import openai
+import orjson
+import pytest
+
+pytest.importorskip("parley.testing.fake_openai")
+
+from parley.testing.procs import openai_deployment  # noqa: E402
+
+MASTER = "sk-parley-master-native"
+
+
+@pytest.fixture(scope="module")
+def gateway(start_gateway, fake_upstream):
+    return start_gateway({
+        "model_list": [openai_deployment("gpt-fast", fake_upstream, model="gpt-4o-mini-2024-07-18")],
+        "general_settings": {"master_key": MASTER},
+    })
+
+
+@pytest.fixture
+def client(gateway):
+    return openai.OpenAI(base_url=gateway.url + "/v1", api_key=MASTER, max_retries=0)
+
+
+def test_forwarded_with_model_rewritten_and_key_swapped(client, upstream):
+    completion = client.chat.completions.create(model="gpt-fast", n=2, seed=7,
+                                                messages=[{"role": "user", "content": "ping"}])
+    assert completion.choices[0].message.content
+    seen = upstream.requests()[-1]
+    assert seen["path"] == "/v1/chat/completions"
+    body = orjson.loads(seen["body"])
+    assert body["model"] == "gpt-4o-mini-2024-07-18"
+    assert (body["n"], body["seed"]) == (2, 7)  # nothing the backend understands is dropped
+    assert seen["headers"]["authorization"] == "Bearer sk-openai-upstream-real"
+    assert MASTER not in str(seen["headers"])
+
+
+def test_stream_relayed(client, upstream):
+    chunks = list(client.chat.completions.create(model="gpt-fast", stream=True,
+                                                 stream_options={"include_usage": True},
+                                                 messages=[{"role": "user", "content": "stream me"}]))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text
+    assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens > 0
+
+
+def test_upstream_error_passes_through(client, upstream):
+    upstream.script({"api": "openai", "status": 429, "error": {"message": "slow down"}})
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model="gpt-fast", messages=[{"role": "user", "content": "x"}])
