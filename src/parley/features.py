@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from parley.config import Config
+from parley.bridges import anthropic_openai
 from parley.gateway import Gateway
 
 
 def build_gateway(config: Config) -> Gateway:
     gw = Gateway(config)
+    anthropic_openai.install(gw)
     return gw
 
 
