@@ -92,7 +92,8 @@ class OpenAIStreamTranslator:
             self._finish_reason, has_tool_use=bool(self._tools), refused=self._refused,
             matched=self._matched, stop_sequences=self.stop_sequences)
         out.append(("message_delta", {"type": "message_delta",
-                                      "delta": {"stop_reason": reason, "stop_sequence": sequence},
+                                      "delta": {"stop_reason": reason, "stop_sequence": sequence,
+                                                "stop_details": None},
                                       "usage": self.final_usage()}))
         out.append(("message_stop", {"type": "message_stop"}))
         return out
@@ -243,7 +244,7 @@ class OpenAIStreamTranslator:
         return ("message_start", {"type": "message_start", "message": {
             "id": anthropic_id("msg_", upstream_id), "type": "message", "role": "assistant",
             "model": self.model, "content": [], "stop_reason": None, "stop_sequence": None,
-            "usage": usage}})
+            "stop_details": None, "usage": usage}})
 
     def _fail(self, error: Any) -> list[Event]:
         self.finished = True

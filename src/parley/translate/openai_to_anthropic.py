@@ -133,5 +133,5 @@ def to_anthropic_message(completion: dict[str, Any], *, model: str,
     return {
         "id": anthropic_id("msg_", completion.get("id")), "type": "message", "role": "assistant",
         "model": model, "content": content, "stop_reason": reason, "stop_sequence": sequence,
-        "usage": usage,
+        "stop_details": None, "usage": usage,
     }, notes
