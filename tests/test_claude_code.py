@@ -70,7 +70,8 @@ def test_claude_code_runs_bash_through_openai_backend(gateway, upstream):
             [str(claude), "-p", "Run `echo parley-ok` with the Bash tool and tell me what it printed.",
              "--allowedTools", "Bash", "--output-format", "text"],
             cwd=home, env=env, capture_output=True, text=True, timeout=90)
-    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}\n{gateway.log()[-3000:]}"
+    assert result.returncode == 0, \
+        f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}\n{gateway.log()[-3000:]}"
     assert ANSWER in result.stdout
     main = [orjson.loads(r["body"]) for r in upstream.requests()
             if r["path"] == "/v1/chat/completions" and orjson.loads(r["body"])["model"] == "cc-main"

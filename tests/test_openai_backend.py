@@ -356,3 +356,24 @@ def test_count_tokens_is_a_local_estimate(client, upstream):
         {"role": "user", "content": "How many tokens is this?"}], tools=[WEATHER])
     assert 15 < count.input_tokens < 200
     assert not upstream.requests()
+
+
+def test_client_disconnect_cancels_upstream(gateway, upstream):
+    import http.client
+    import time
+
+    upstream.script({"api": "openai", "content": "word " * 200, "piece": 5, "chunk_delay": 0.05})
+    conn = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=10)
+    conn.request("POST", "/v1/messages", body=orjson.dumps({
+        "model": "gpt-test", "max_tokens": 500, "stream": True,
+        "messages": [{"role": "user", "content": "talk"}]}),
+        headers={"x-api-key": MASTER, "anthropic-version": "2023-06-01",
+                 "content-type": "application/json"})
+    response = conn.getresponse()
+    assert response.status == 200
+    assert b"event: message_start" in response.read1(4096)
+    conn.close()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not upstream.events():
+        time.sleep(0.05)
+    assert upstream.events() and upstream.events()[0].get("stream_aborted"), upstream.events()

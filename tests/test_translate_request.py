@@ -51,7 +51,8 @@ json_value = st.recursive(st.none() | st.booleans() | st.integers(-1000, 1000) |
                           lambda inner: st.lists(inner, max_size=3)
                           | st.dictionaries(ident, inner, max_size=3), max_leaves=6)
 image = st.builds(lambda data: {"type": "image", "source": {
-    "type": "base64", "media_type": "image/png", "data": data}}, st.from_regex(r"[A-Za-z0-9+/]{4,20}", fullmatch=True)) \
+    "type": "base64", "media_type": "image/png", "data": data}},
+    st.from_regex(r"[A-Za-z0-9+/]{4,20}", fullmatch=True)) \
     | st.builds(lambda u: {"type": "image", "source": {"type": "url", "url": "https://x.test/" + u}}, ident)
 text_block = st.builds(lambda t, cached: {"type": "text", "text": t, **(
     {"cache_control": {"type": "ephemeral"}} if cached else {})}, text, st.booleans())
@@ -154,8 +155,9 @@ def test_claude_code_shaped_request():
         "model": "claude-opus-5-5", "max_tokens": 32000, "stream": True,
         "system": [{"type": "text", "text": "x-anthropic-billing-header: cc_version=2"},
                    {"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}}],
-        "messages": [{"role": "user", "content": [{"type": "text", "text": "<system-reminder>ctx</system-reminder>"},
-                                                  {"type": "text", "text": "list files"}]},
+        "messages": [{"role": "user", "content": [
+                         {"type": "text", "text": "<system-reminder>ctx</system-reminder>"},
+                         {"type": "text", "text": "list files"}]},
                      {"role": "system", "content": "mid-conversation note"}],
         "tools": [{"name": "Bash", "description": "Run bash", "input_schema": {"type": "object"},
                    "cache_control": {"type": "ephemeral"}, "defer_loading": False}],

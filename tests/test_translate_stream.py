@@ -34,7 +34,8 @@ json_value = st.recursive(
 def completion(draw) -> dict:
     message: dict = {"role": "assistant", "content": draw(st.none() | st.text(min_size=1, max_size=60))}
     if draw(st.booleans()):
-        message[draw(st.sampled_from(["reasoning_content", "reasoning"]))] = draw(st.text(min_size=1, max_size=60))
+        field = draw(st.sampled_from(["reasoning_content", "reasoning"]))
+        message[field] = draw(st.text(min_size=1, max_size=60))
     if draw(st.integers(0, 9)) == 0:
         message["refusal"] = draw(st.text(min_size=1, max_size=20))
     calls = [{"id": f"call_{i}{draw(ident)}", "type": "function", "function": {
@@ -182,7 +183,7 @@ def test_interleaved_calls_stream_open_call_immediately():
     """The first call's fragments go out as they arrive; the second waits for the first to close."""
     def frag(i, args, **head):
         return {"id": "x", "choices": [{"index": 0, "delta": {"tool_calls": [
-            {"index": i, **head, "function": {"arguments": args, **({"name": head.pop("name")} if "name" in head else {})}}]},
+            {"index": i, "id": head.get("id"), "function": {"arguments": args, "name": head.get("name")}}]},
             "finish_reason": None}]}
     machine = OpenAIStreamTranslator(model="m")
     out = machine.feed(frag(0, '{"a"', id="call_a", name="f"))

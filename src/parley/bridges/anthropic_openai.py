@@ -105,7 +105,8 @@ class AnthropicOpenAIBridge:
                                "api_error")
         message, notes = to_anthropic_message(
             completion, model=body["model"], stop_sequences=body.get("stop_sequences") or (),
-            input_estimate=count_request_tokens(body))
+            input_estimate=0 if isinstance(completion.get("usage"), dict)
+            else count_request_tokens(body))
         ctx.usage.update(message["usage"])
         ctx.usage.estimated = "usage_estimated" in notes
         _report(ctx, notes)
