@@ -120,19 +120,30 @@ def test_cooldown_skips_then_retries_deployment(start_gateway, upstream, b):
 
 
 def test_all_deployments_cooling_is_529_with_retry_after(start_gateway, upstream):
-    gw = start_gateway({"model_list": [anthropic_deployment(MODEL, upstream)],
+    gw = start_gateway({"model_list": [anthropic_deployment(MODEL, upstream), anthropic_deployment(MODEL, upstream)],
                         "router_settings": {"num_retries": 0, "allowed_fails": 1, "cooldown_time": 20}})
     client = client_for(gw)
-    upstream.script({"status": 503})
-    with pytest.raises(anthropic.APIStatusError) as first:
-        create(client)
-    assert first.value.status_code == 503
+    upstream.script({"status": 503}, {"status": 503})
+    for _ in range(2):  # one failure each cools both deployments down
+        with pytest.raises(anthropic.APIStatusError) as first:
+            create(client)
+        assert first.value.status_code == 503
     with pytest.raises(anthropic.OverloadedError) as info:
         create(client)
     assert info.value.status_code == 529
     assert info.value.body["error"]["type"] == "overloaded_error"
     assert 1 <= int(info.value.response.headers["retry-after"]) <= 20
-    assert len(upstream.requests()) == 1
+    assert len(upstream.requests()) == 2
+
+
+def test_a_lone_deployment_never_cools_down(start_gateway, upstream):
+    gw = start_gateway({"model_list": [anthropic_deployment(MODEL, upstream)],
+                        "router_settings": {"num_retries": 0, "allowed_fails": 1, "cooldown_time": 20}})
+    client = client_for(gw)
+    upstream.script({"status": 503})
+    with pytest.raises(anthropic.APIStatusError):
+        create(client)
+    assert create(client).status_code == 200  # tried again at once: nothing else could serve it
 
 
 def test_timeout_fails_over(start_gateway, upstream, b):

@@ -6,6 +6,7 @@ from parley.bridges import openai_anthropic
 from parley.config import Config
 from parley import redis_link
 from parley.cache import hook as cache_hook
+from parley.bridges import anthropic_openai
 from parley.gateway import Gateway
 from parley.server import passthrough
 from parley.policies import rate_limit
@@ -20,6 +21,7 @@ def build_gateway(config: Config) -> Gateway:
     rate_limit.install(gw)
     cache_hook.install(gw)
     openai_anthropic.install(gw)
+    anthropic_openai.install(gw)
     return gw
 
 

@@ -147,9 +147,10 @@ class Router:
         ids = [t.deployment.id for t in targets]
         await self.health.sync(ids)
         now = time.monotonic()
+        alone = len(targets) == 1  # a lone deployment never cools down: there is nothing else to try
         out = []
         for t in targets:
-            if self.health.cooling(t.deployment.id, now) > 0:
+            if not alone and self.health.cooling(t.deployment.id, now) > 0:
                 continue
             rpm, tpm = dep_limit(t.deployment, "rpm"), dep_limit(t.deployment, "tpm")
             if rpm or tpm:

@@ -1,0 +1,86 @@
+"""Claude Code (the real `claude` CLI) through the gateway to an OpenAI-protocol backend.
+
+The CLI is installed with npm into .cache/claude-code (gitignored) on first use; the test is
+skipped, with the reason shown, only when npm cannot install it. The fake upstream plays the
+model: on the main turn it calls Bash (`echo parley-ok`), then answers once the tool result is
+back. Side requests Claude Code makes (titles, summaries) get the fake's default echo.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import orjson
+import pytest
+
+from parley.testing.procs import openai_deployment
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / ".cache" / "claude-code"
+CLAUDE = CACHE / "node_modules" / ".bin" / "claude"
+MASTER = "sk-parley-master-cc"
+ANSWER = "The Bash command printed parley-ok, so the gateway works."
+
+
+def claude_binary() -> Path:
+    if CLAUDE.exists():
+        return CLAUDE
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.skip("npm is not installed, so @anthropic-ai/claude-code cannot be installed")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run([npm, "install", "--prefix", str(CACHE), "--no-audit", "--no-fund",
+                             "@anthropic-ai/claude-code"], capture_output=True, text=True, timeout=300)
+    if result.returncode != 0 or not CLAUDE.exists():
+        pytest.skip(f"npm could not install @anthropic-ai/claude-code: {result.stderr[-500:]}")
+    return CLAUDE
+
+
+@pytest.fixture(scope="module")
+def gateway(start_gateway, fake_upstream):
+    return start_gateway({
+        "model_list": [
+            openai_deployment("claude-main", fake_upstream, model="cc-main"),
+            openai_deployment("*", fake_upstream, model="cc-side"),
+        ],
+        "general_settings": {"master_key": MASTER},
+    })
+
+
+def test_claude_code_runs_bash_through_openai_backend(gateway, upstream):
+    claude = claude_binary()
+    upstream.script(
+        {"api": "openai", "match": {"model": "cc-main", "has_tools": True}, "piece": 6,
+         "tool_calls": [{"id": "call_bash1", "name": "Bash", "arguments": {
+             "command": "echo parley-ok", "description": "Print a marker"}}]},
+        {"api": "openai", "match": {"model": "cc-main", "has_tools": True}, "content": ANSWER})
+    with tempfile.TemporaryDirectory(prefix="parley-cc-") as home:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CLAUDE"))}
+        env.update({
+            "HOME": home, "ANTHROPIC_BASE_URL": gateway.url, "ANTHROPIC_API_KEY": MASTER,
+            "ANTHROPIC_MODEL": "claude-main", "ANTHROPIC_DEFAULT_HAIKU_MODEL": "claude-side",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_TELEMETRY": "1",
+            "DISABLE_AUTOUPDATER": "1", "CLAUDE_CODE_MAX_RETRIES": "0",
+        })
+        result = subprocess.run(
+            [str(claude), "-p", "Run `echo parley-ok` with the Bash tool and tell me what it printed.",
+             "--allowedTools", "Bash", "--output-format", "text"],
+            cwd=home, env=env, capture_output=True, text=True, timeout=90)
+    assert result.returncode == 0, \
+        f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}\n{gateway.log()[-3000:]}"
+    assert ANSWER in result.stdout
+    main = [orjson.loads(r["body"]) for r in upstream.requests()
+            if r["path"] == "/v1/chat/completions" and orjson.loads(r["body"])["model"] == "cc-main"
+            and orjson.loads(r["body"]).get("tools")]
+    assert len(main) >= 2
+    history = main[-1]["messages"]
+    call = next(m for m in history if m["role"] == "assistant" and m.get("tool_calls"))
+    assert call["tool_calls"][0]["function"]["name"] == "Bash"
+    results = [m for m in history if m["role"] == "tool"]
+    assert results and results[0]["tool_call_id"] == call["tool_calls"][0]["id"] == "toolu_call_bash1"
+    assert "parley-ok" in results[0]["content"]
+    assert main[0]["stream"] is True
