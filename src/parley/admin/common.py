@@ -33,6 +33,11 @@ class Endpoint:
     required: tuple[str, ...] = ()
 
 
+def plain(row: Any) -> dict[str, Any]:
+    """A row as a dict with plain str keys."""
+    return {str(k): v for k, v in row._asdict().items()}
+
+
 def check_master(service: Any, request: Request) -> None:
     master = service.gw.config.master_key
     if master is None:
@@ -79,7 +84,8 @@ def wrap(service: Any, endpoint: Endpoint) -> Callable[[Request], Awaitable[Resp
 def public(row: Any, drop: tuple[str, ...] = ()) -> dict[str, Any]:
     """A DB row as admin JSON: times in ISO 8601, `metadata` and lists never null."""
     out = {}
-    for name, value in row._mapping.items():
+    for name, value in row._asdict().items():
+        name = str(name)  # a quoted_name, which orjson refuses as a key
         if name in drop:
             continue
         out[name] = iso(value) if name in TIME_FIELDS else value

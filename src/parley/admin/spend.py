@@ -7,7 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from starlette.requests import Request
 
-from parley.admin.common import Endpoint, page_args, total_pages
+from parley.admin.common import Endpoint, page_args, plain, total_pages
 from parley.admin.fields import bad
 from parley.admin.keys import token_of
 from parley.spend.periods import iso, parse_time
@@ -55,7 +55,7 @@ def filters(request: Request) -> list[Any]:
 
 
 def log_json(row: Any) -> dict[str, Any]:
-    out = dict(row._mapping)
+    out = plain(row)
     out["startTime"] = iso(out.pop("start_time"))
     out["endTime"] = iso(out.pop("end_time"))
     out["request_tags"] = out["request_tags"] or []
@@ -93,7 +93,7 @@ async def report(service: Any, request: Request, body: dict[str, Any]) -> dict[s
             .group_by(S.c.day, group).order_by(S.c.day, group))
     await service.writer.flush()
     async with service.engine.connect() as conn:
-        rows = [dict(r._mapping) for r in await conn.execute(stmt)]
+        rows = [plain(r) for r in await conn.execute(stmt)]
     for row in rows:
         row["spend"] = float(row["spend"] or 0.0)
         for name in ("prompt_tokens", "completion_tokens", "cache_read_input_tokens",

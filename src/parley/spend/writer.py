@@ -144,8 +144,6 @@ async def _write_tags(conn, insert, rows: list[dict[str, Any]]) -> None:
 async def _add_totals(conn, insert, rows: list[dict[str, Any]]) -> None:
     deltas: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for row in rows:
-        if row["spend"] <= 0:
-            continue
         for subject in subjects_of(row):
             scope, _, ident = subject.partition(":")
             deltas[scope][ident] += row["spend"]
