@@ -151,6 +151,7 @@ def test_spend_logs_filters_and_report(admin, gateway, upstream):
     assert [r["model"] for r in admin.get("/spend/logs", team_id=team, tag="red")["data"]] == \
         ["claude-sonnet-4-5"]
     assert len(admin.get("/spend/logs", user_id="u-spend", tag="k-tag")["data"]) == 2
+    assert admin.get("/spend/logs", key_alias=key["key_name"])["total"] == 2
     assert [r["end_user"] for r in admin.get("/spend/logs", end_user="cust-a")["data"]] == ["cust-a"]
     assert len(admin.get("/spend/logs", api_key=key["token"], model="claude-haiku-4-5")["data"]) == 1
     assert admin.get("/spend/logs", api_key=key["key"], start_date=time.time() + 60)["total"] == 0

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from keys_support import create_pg_database, drop_pg_database
 from parley.policies.virtual_keys import model_allowed, parse_claude_code_user
-from parley.spend.ledger import BudgetLine, LocalLedger
+from parley.spend.ledger import BudgetLine, LocalLedger, _Entry
 from parley.spend.periods import add_duration, next_reset, parse_duration
 from parley.spend.pricing import PriceTable
 from parley.spend.writer import SpendWriter
@@ -135,3 +135,36 @@ def test_local_ledger_reserves_atomically(tmp_path):
     amounts = asyncio.run(run())
     assert sum(amounts) == pytest.approx(1.0)
     assert sorted(amounts, reverse=True)[:4] == pytest.approx([0.3, 0.3, 0.3, 0.1])
+
+
+def test_budget_period_resets_spend(engine):
+    from parley.spend.writer import reset_budgets
+
+    async def run() -> tuple:
+        eng = make_engine(engine, {})
+        past = time.time() - 90
+        async with eng.begin() as conn:
+            await conn.execute(sa.insert(t.keys).values(
+                token="due", key_name="sk-...d", spend=4.0, max_budget=5.0, budget_duration="1m",
+                budget_reset_at=past, created_at=0, updated_at=0))
+        async with eng.begin() as conn:
+            assert await reset_budgets(conn, time.time()) == 1
+            assert await reset_budgets(conn, time.time()) == 0
+        async with eng.connect() as conn:
+            out = (await conn.execute(sa.select(t.keys.c.spend, t.keys.c.budget_reset_at))).one()
+        await eng.dispose()
+        return past, tuple(out)
+
+    past, (spend, reset_at) = asyncio.run(run())
+    assert spend == 0.0 and reset_at == pytest.approx(past + 120) and reset_at > time.time()
+
+
+def test_local_ledger_rolls_period():
+    ledger = LocalLedger(None, lambda k: (0.0, 0.0), asyncio.ensure_future)
+    line = BudgetLine("key", "k", 1.0, "1h", time.time() - 1, 0.9, "key k")
+
+    async def run() -> float:
+        return (await ledger.reserve("r", [line], 0.5, 0.1)).amount
+
+    ledger.entries["key:k"] = _Entry(0.9, line.reset_at)
+    assert asyncio.run(run()) == 0.5  # the period ended: the 0.9 spent belongs to the last one

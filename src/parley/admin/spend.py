@@ -18,7 +18,7 @@ GROUPS = {"key": S.c.api_key, "user": S.c.user, "team": S.c.team_id, "customer":
           "model": S.c.model, "tag": t.spend_log_tags.c.tag}
 _FILTERS = (("user_id", S.c.user), ("team_id", S.c.team_id), ("end_user", S.c.end_user),
             ("customer", S.c.end_user), ("model", S.c.model), ("request_id", S.c.request_id),
-            ("session_id", S.c.session_id))
+            ("session_id", S.c.session_id), ("key_alias", S.c.key_alias))
 
 
 def _time_arg(request: Request, name: str) -> float | None:
@@ -104,7 +104,7 @@ async def report(service: Any, request: Request, body: dict[str, Any]) -> dict[s
             "total_requests": sum(r["requests"] for r in rows)}
 
 
-_QUERY = ("api_key", "user_id", "team_id", "end_user", "tag", "model", "request_id", "session_id",
+_QUERY = ("api_key", "key_alias", "user_id", "team_id", "end_user", "tag", "model", "request_id", "session_id",
           "start_date", "end_date")
 ENDPOINTS = [
     Endpoint("GET", "/spend/logs", logs, "One row per request, newest first, paginated",

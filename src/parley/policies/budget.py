@@ -96,8 +96,9 @@ class BudgetPolicy(Policy):
 
     async def _reserve(self, ctx: RequestContext, body: dict[str, Any], lines: list[BudgetLine]) -> None:
         price = self._price(ctx)
-        field = "max_completion_tokens" if ctx.api == "openai" and "max_completion_tokens" in body \
-            else "max_tokens"
+        field = "max_tokens"
+        if ctx.api == "openai" and ("max_completion_tokens" in body or "max_tokens" not in body):
+            field = "max_completion_tokens"  # the field OpenAI's newer models require
         max_tokens = body.get(field)
         if not isinstance(max_tokens, int) or isinstance(max_tokens, bool):
             max_tokens = 4096 if ctx.api == "openai" else 0
