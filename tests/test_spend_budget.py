@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 
 import anthropic
 import orjson
@@ -70,21 +71,42 @@ def test_fifty_racing_requests_never_overspend(local_gateway, upstream):
     run_race(local_gateway, upstream)
 
 
-def test_shared_reservations_across_workers_with_redis(start_gateway, fake_upstream, upstream,
-                                                       tmp_path_factory):
+@pytest.fixture(scope="module")
+def redis_gateway(start_gateway, fake_upstream, tmp_path_factory):
     url = str(tmp_path_factory.mktemp("race-redis") / "parley.db")
     prefix = f"parley-test-{secrets.token_hex(4)}:"
     gw = start_gateway(gateway_config(fake_upstream, url), workers=2,
                        env={"REDIS_URL": "redis://127.0.0.1:6379/0", "PARLEY_REDIS_PREFIX": prefix})
-    try:
-        run_race(gw, upstream)
-    finally:
-        gw.stop()
-        import redis
+    yield gw
+    gw.stop()
+    import redis
 
-        r = redis.Redis.from_url("redis://127.0.0.1:6379/0")
-        for name in r.scan_iter(prefix + "*"):
-            r.delete(name)
+    r = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    for name in r.scan_iter(prefix + "*"):
+        r.delete(name)
+
+
+def test_shared_reservations_across_workers_with_redis(redis_gateway, upstream):
+    run_race(redis_gateway, upstream)
+
+
+def test_block_reaches_every_worker_through_redis(redis_gateway, upstream):
+    admin = Admin(redis_gateway.url)
+    key = admin.post("/key/generate", {})["key"]
+
+    def attempt() -> int:
+        client = anthropic.Anthropic(base_url=redis_gateway.url, api_key=key, max_retries=0)
+        try:
+            client.messages.create(model="claude-sonnet-4-5", max_tokens=8,
+                                   messages=[{"role": "user", "content": "x"}])
+            return 200
+        except anthropic.AuthenticationError:
+            return 401
+
+    assert [attempt() for _ in range(8)] == [200] * 8  # both workers now hold it in cache
+    admin.post("/key/block", {"key": key})
+    time.sleep(0.2)  # the invalidation travels through Redis pub/sub
+    assert [attempt() for _ in range(8)] == [401] * 8
 
 
 def test_soft_mode_checks_spend_only(local_gateway, upstream):

@@ -14,6 +14,8 @@ import math
 import time
 from typing import Any
 
+import orjson
+
 from parley.context import RequestContext
 from parley.errors import GatewayError
 from parley.policies.base import Policy
@@ -144,8 +146,6 @@ def _uses_cache(body: dict[str, Any]) -> bool:
 
 
 def _dumps(value: Any) -> bytes:
-    import orjson
-
     try:
         return orjson.dumps(value)
     except TypeError:
