@@ -37,7 +37,8 @@ async def send_anthropic_native(gw: Gateway, ctx: RequestContext, target: Target
                         stream=bool(body.get("stream")), query=query)
     reply = await provider.send(call)
     if reply.source is not None:
-        reply.source = SniffingSource(reply.source, AnthropicStreamSniffer(ctx.usage), ctx)
+        sniffer = ctx.extra["stream_sniffer"] = AnthropicStreamSniffer(ctx.usage)  # for estimates
+        reply.source = SniffingSource(reply.source, sniffer, ctx)
     elif reply.body is not None:
         note_json_reply(ctx, reply)
     return reply

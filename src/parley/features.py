@@ -11,6 +11,7 @@ from parley.gateway import Gateway
 from parley.server import passthrough
 from parley.policies import rate_limit
 from parley.router import accounting as router_accounting
+from parley.store.service import install as install_keys_and_spend
 
 
 def build_gateway(config: Config) -> Gateway:
@@ -22,9 +23,14 @@ def build_gateway(config: Config) -> Gateway:
     cache_hook.install(gw)
     openai_anthropic.install(gw)
     anthropic_openai.install(gw)
+    install_keys_and_spend(gw)
     return gw
 
 
 def describe_database(config: Config) -> str:
     """Where spend and keys are stored, for the startup banner."""
-    return config.database_url or "none (spend tracking not configured)"
+    if not config.database_url:
+        return "none (keys and spend tracking off; set general_settings.database_url or DATABASE_URL)"
+    from parley.store.db import describe
+
+    return describe(config.database_url)

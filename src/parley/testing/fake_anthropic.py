@@ -107,14 +107,32 @@ def build_message(body: dict, spec: dict) -> dict[str, Any]:
         content = [{"type": "text", "text": "Hello! You said: " + _last_user_text(body)}]
     content = [_fill_ids(block) for block in content]
     output = sum(text_tokens(orjson.dumps(b).decode()) for b in content)
+    limit = body.get("max_tokens")
+    truncated = isinstance(limit, int) and 0 < limit < output and "usage" not in spec
+    if truncated:  # like the real API: never more output than max_tokens
+        content = _truncate(content, limit)
+        output = limit
     usage = {"input_tokens": count_request_tokens(body), "output_tokens": max(1, output),
              "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
     usage.update(spec.get("usage") or {})
-    stop = spec.get("stop_reason") or ("tool_use" if any(b["type"] == "tool_use" for b in content)
-                                       else "end_turn")
+    stop = spec.get("stop_reason") or ("max_tokens" if truncated else "tool_use"
+                                       if any(b["type"] == "tool_use" for b in content) else "end_turn")
     return {"id": "msg_fake" + secrets.token_hex(10), "type": "message", "role": "assistant",
             "model": spec.get("model", body.get("model")), "content": content, "stop_reason": stop,
             "stop_sequence": spec.get("stop_sequence"), "usage": usage}
+
+
+def _truncate(content: list[dict], tokens: int) -> list[dict]:
+    """The text of `content` cut to about `tokens` tokens (four characters each)."""
+    budget, out = tokens * 4, []
+    for block in content:
+        if block.get("type") != "text" or budget <= 0:
+            if budget > 0:
+                out.append(block)
+            continue
+        out.append(dict(block, text=block["text"][:budget]))
+        budget -= len(block["text"])
+    return out
 
 
 def _fill_ids(block: dict) -> dict:

@@ -1,0 +1,1 @@
+"""The admin API (LiteLLM-compatible field names): keys, users, teams, customers, spend."""

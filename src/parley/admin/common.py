@@ -1,0 +1,118 @@
+"""Plumbing shared by the admin handlers: the endpoint registry, auth, JSON in and out, paging."""
+
+from __future__ import annotations
+
+import hmac
+import math
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from parley.context import new_request_id
+from parley.errors import GatewayError, anthropic_error_body
+from parley.policies.base import client_key
+from parley.server.responses import JSONBytes
+from parley.spend.periods import iso
+
+TIME_FIELDS = ("budget_reset_at", "expires", "created_at", "updated_at")
+
+Handler = Callable[[Any, Request, dict[str, Any]], Awaitable[Any]]
+
+
+@dataclass
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    body: dict[str, str] = field(default_factory=dict)  # field -> kind (admin.fields.CHECKS)
+    query: tuple[str, ...] = ()
+    required: tuple[str, ...] = ()
+
+
+def plain(row: Any) -> dict[str, Any]:
+    """A row as a dict with plain str keys."""
+    return {str(k): v for k, v in row._asdict().items()}
+
+
+def check_master(service: Any, request: Request) -> None:
+    master = service.gw.config.master_key
+    if master is None:
+        raise GatewayError(403, "the admin API needs general_settings.master_key to be set",
+                           "permission_error")
+    key = client_key(request.headers)
+    if key is None:
+        raise GatewayError(401, "missing API key: send the master key as x-api-key or "
+                                "Authorization: Bearer", "authentication_error")
+    if not hmac.compare_digest(key.encode(), master.encode()):
+        raise GatewayError(401, "the admin API requires the master key", "authentication_error")
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    if request.method == "GET":
+        return {}
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise GatewayError(400, f"request body is not valid JSON: {e}", "invalid_request_error") from None
+    if not isinstance(body, dict):
+        raise GatewayError(400, "request body must be a JSON object", "invalid_request_error")
+    return body
+
+
+def wrap(service: Any, endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+    async def handle(request: Request) -> Response:
+        request_id = new_request_id()
+        try:
+            check_master(service, request)
+            body = await read_json(request)
+            result = await endpoint.handler(service, request, body)
+        except GatewayError as e:
+            return JSONBytes(anthropic_error_body(e.type, e.message, request_id), status_code=e.status,
+                             headers={"request-id": request_id})
+        return JSONBytes(result, headers={"request-id": request_id})
+
+    return handle
+
+
+def public(row: Any, drop: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A DB row as admin JSON: times in ISO 8601, `metadata` and lists never null."""
+    out = {}
+    for name, value in row._asdict().items():
+        name = str(name)  # a quoted_name, which orjson refuses as a key
+        if name in drop:
+            continue
+        out[name] = iso(value) if name in TIME_FIELDS else value
+    for name in ("models", "tags"):
+        if name in out and out[name] is None:
+            out[name] = []
+    if "metadata" in out and out["metadata"] is None:
+        out["metadata"] = {}
+    return out
+
+
+def page_args(request: Request, size_name: str = "page_size", default: int = 25) -> tuple[int, int]:
+    q = request.query_params
+    try:
+        page = int(q.get("page", 1))
+        size = int(q.get(size_name, q.get("size", default)))
+    except ValueError:
+        raise GatewayError(400, f"page and {size_name} must be integers", "invalid_request_error") from None
+    if page < 1 or not 1 <= size <= 1000:
+        raise GatewayError(400, f"page must be >= 1 and {size_name} between 1 and 1000",
+                           "invalid_request_error")
+    return page, size
+
+
+def total_pages(total: int, size: int) -> int:
+    return max(1, math.ceil(total / size)) if total else 0
+
+
+def not_found(what: str) -> GatewayError:
+    return GatewayError(404, f"{what} not found", "not_found_error")

@@ -1,0 +1,152 @@
+"""Budgets that hold under concurrency.
+
+Strict mode (default): before the call, reserve the request's cost bound (estimated input at the
+dearest input rate that can apply, plus max_tokens at the output rate) on every budget that applies
+(key, user, team, customer) in one atomic step. When what remains cannot cover the bound, lower
+max_tokens to what it can cover (header `x-parley-max-tokens-capped`) or, below a minimal reply,
+refuse with 402 `billing_error` naming the budget. After the call the hold is settled to the real
+cost. Soft mode (`budget_mode: soft` on a key): refuse only once spend has reached the budget.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import orjson
+
+from parley.context import RequestContext
+from parley.errors import GatewayError
+from parley.policies.base import Policy
+from parley.spend.ledger import BudgetLine, LocalLedger
+from parley.spend.pricing import Price
+from parley.spend.tracker import call_cost
+from parley.store.records import KeyRecord, Subject
+from parley.tokens import count_request_tokens
+
+CAPPED_HEADER = "x-parley-max-tokens-capped"
+
+
+def budget_lines(ctx: RequestContext) -> list[BudgetLine]:
+    """Every budget that applies to this request."""
+    lines = []
+    record = ctx.auth if isinstance(ctx.auth, KeyRecord) else None
+    if record is not None:
+        if record.max_budget is not None:
+            lines.append(BudgetLine("key", record.token, record.max_budget, record.budget_duration,
+                                    record.budget_reset_at, record.spend, f"key {record.label}"))
+        for subject in (record.user, record.team):
+            line = _subject_line(subject)
+            if line is not None:
+                lines.append(line)
+    line = _subject_line(ctx.extra.get("customer"))
+    if line is not None:
+        lines.append(line)
+    return lines
+
+
+def _subject_line(subject: Subject | None) -> BudgetLine | None:
+    if subject is None or subject.max_budget is None:
+        return None
+    name = "end user" if subject.kind == "customer" else subject.kind
+    return BudgetLine(subject.kind, subject.id, subject.max_budget, subject.budget_duration,
+                      subject.budget_reset_at, subject.spend, f"{name} {subject.id!r}")
+
+
+def _exhausted(line: BudgetLine, remaining: float, needed: float) -> GatewayError:
+    return GatewayError(402, f"budget exceeded: {line.label} has a max_budget of ${line.limit:g} "
+                             f"and ${max(remaining, 0.0):.6f} left, less than this request needs "
+                             f"(${needed:.6f})", "billing_error")
+
+
+class BudgetPolicy(Policy):
+    def __init__(self, gw: Any, service: Any) -> None:
+        settings = gw.config.general_settings
+        self.gw = gw
+        self.service = service
+        self.min_reply_tokens = int(settings.get("budget_min_reply_tokens", 16))
+        self.input_margin = float(settings.get("budget_input_margin", 1.2))
+
+    async def before_call(self, ctx: RequestContext, body: dict[str, Any] | None) -> None:
+        if body is None or ctx.route.endswith("/count_tokens"):
+            return
+        lines = budget_lines(ctx)
+        if not lines:
+            return
+        record = ctx.auth if isinstance(ctx.auth, KeyRecord) else None
+        if record is not None and record.budget_mode == "soft":
+            self._check_soft(lines)
+            return
+        await self._reserve(ctx, body, lines)
+
+    def _check_soft(self, lines: list[BudgetLine]) -> None:
+        now = time.time()
+        for line in lines:
+            spent = line.seed + self.service.writer.pending(line.key)
+            period_end = line.period_end(now)
+            if line.reset_at is not None and period_end != line.reset_at:
+                spent = self.service.writer.pending(line.key)  # the period rolled since it was read
+            if spent >= line.limit:
+                raise _exhausted(line, line.limit - spent, 0.0)
+
+    def _price(self, ctx: RequestContext) -> Price:
+        """The dearest price among the deployments that may serve the request."""
+        prices = [self.service.prices.for_deployment(t.deployment, t.upstream_model)
+                  for t in self.gw.router.targets(ctx.model or "")]
+        return max(prices, key=lambda p: (p.output, p.max_input))
+
+    async def _reserve(self, ctx: RequestContext, body: dict[str, Any], lines: list[BudgetLine]) -> None:
+        price = self._price(ctx)
+        field = "max_tokens"
+        if ctx.api == "openai" and ("max_completion_tokens" in body or "max_tokens" not in body):
+            field = "max_completion_tokens"  # the field OpenAI's newer models require
+        max_tokens = body.get(field)
+        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool):
+            max_tokens = 4096 if ctx.api == "openai" else 0
+        estimate = count_request_tokens(body)
+        ctx.extra["input_estimate"] = estimate
+        input_rate = price.max_input if _uses_cache(body) else price.input
+        input_cost = math.ceil(estimate * self.input_margin) * input_rate
+        bound = input_cost + max_tokens * price.output
+        floor = input_cost + min(self.min_reply_tokens, max_tokens) * price.output
+        ledger = self.service.ledger
+        grant = await ledger.reserve(ctx.request_id, lines, bound, floor)
+        if grant.amount <= 0 and bound > 0 or grant.remaining <= 0:
+            ctx.extra["budget_lines"] = lines  # release whatever was held
+            raise _exhausted(grant.binding or lines[0], grant.remaining, floor)
+        ctx.extra["budget_lines"] = lines
+        if grant.amount < bound and price.output > 0:
+            capped = max(1, int((grant.amount - input_cost) / price.output))
+            body[field] = capped
+            ctx.body_changed = True
+            ctx.response_headers[CAPPED_HEADER] = str(capped)
+            await ledger.shrink(ctx.request_id, input_cost + capped * price.output, lines)
+
+    def after_call(self, ctx: RequestContext) -> None:
+        lines = ctx.extra.get("budget_lines")
+        if not lines:
+            return
+        cost = call_cost(self.service, ctx)
+        ledger = self.service.ledger
+        if isinstance(ledger, LocalLedger):  # settle now, in step with the spend writer's queue
+            ledger.settle_now(ctx.request_id, cost, lines)
+        else:
+            self.gw.spawn(ledger.settle(ctx.request_id, cost, lines))
+
+
+def _uses_cache(body: dict[str, Any]) -> bool:
+    """Whether the request may write to the prompt cache (then input can cost a cache write)."""
+    if "cache_control" in body:
+        return True
+    for part in (body.get("system"), body.get("tools"), body.get("messages")):
+        if isinstance(part, list) and b'"cache_control"' in _dumps(part):
+            return True
+    return False
+
+
+def _dumps(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return b""

@@ -1,0 +1,168 @@
+"""Virtual keys: the master key or a stored `sk-…` key, checked from an in-process cache.
+
+`VirtualKeyAuth` (before the body is read): unknown, blocked or expired key → 401; fills
+`ctx.auth` with the KeyRecord and `ctx.limits` with the key/user/team limits.
+`VirtualKeyPolicy` (after parsing): model allow-lists → 403 `permission_error`; the end user,
+session and tags of the request; customer limits; strips `litellm_metadata` from the body.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hmac
+import re
+import time
+from typing import Any
+
+import orjson
+
+from parley.context import LimitSpec, RequestContext
+from parley.errors import GatewayError
+from parley.policies.base import Authenticator, Policy, client_key
+from parley.store.records import KeyRecord, Subject, hash_key
+
+_ALL_MODELS = frozenset({"*", "all-proxy-models"})
+_OLD_CLAUDE_CODE_ID = re.compile(r"^user_[0-9a-f]+_account_([0-9a-f-]*)_session_([0-9a-f-]+)$")
+
+
+def _limit(scope: str, ident: str, rec: Any) -> LimitSpec | None:
+    if rec.rpm_limit is None and rec.tpm_limit is None and rec.max_parallel_requests is None:
+        return None
+    return LimitSpec(scope, ident, rec.rpm_limit, rec.tpm_limit, rec.max_parallel_requests)
+
+
+def model_allowed(allowed: tuple[str, ...], model: str) -> bool:
+    """Empty list = every model; entries may hold `*` wildcards."""
+    if not allowed:
+        return True
+    for pattern in allowed:
+        if pattern in _ALL_MODELS or pattern == model:
+            return True
+        if "*" in pattern and fnmatch.fnmatchcase(model, pattern):
+            return True
+    return False
+
+
+class VirtualKeyAuth(Authenticator):
+    def __init__(self, master_key: str | None, service: Any) -> None:
+        super().__init__(master_key)
+        self.service = service
+
+    @property
+    def enabled(self) -> bool:
+        return True
+
+    async def authenticate(self, ctx: RequestContext) -> None:
+        key = ctx.key = client_key(ctx.headers)
+        if key is None:
+            if self.master_key is None:
+                return
+            raise GatewayError(401, "missing API key: send x-api-key or Authorization: Bearer",
+                               "authentication_error")
+        if self.master_key is not None and hmac.compare_digest(key.encode(), self.master_key.encode()):
+            ctx.auth = "master"
+            return
+        record = await self.service.cache.key(hash_key(key))
+        if record is None:
+            raise GatewayError(401, "invalid x-api-key", "authentication_error")
+        check_key(record)
+        ctx.auth = record
+        limits = [_limit("key", record.token, record)]
+        if record.user is not None:
+            limits.append(_limit("user", record.user.id, record.user))
+        if record.team is not None:
+            limits.append(_limit("team", record.team.id, record.team))
+        ctx.limits.extend(spec for spec in limits if spec is not None)
+
+
+def check_key(record: KeyRecord) -> None:
+    if record.blocked:
+        raise GatewayError(401, f"key {record.label} is blocked", "authentication_error")
+    if record.expires is not None and record.expires <= time.time():
+        raise GatewayError(401, f"key {record.label} has expired", "authentication_error")
+    if record.team is not None and record.team.blocked:
+        raise GatewayError(401, f"team {record.team.id!r} of key {record.label} is blocked",
+                           "authentication_error")
+
+
+class VirtualKeyPolicy(Policy):
+    def __init__(self, service: Any) -> None:
+        self.service = service
+
+    async def before_call(self, ctx: RequestContext, body: dict[str, Any] | None) -> None:
+        if body is not None:
+            read_identity(ctx, body)
+        record = ctx.auth if isinstance(ctx.auth, KeyRecord) else None
+        if record is not None:
+            ctx.tags.extend(tag for tag in record.tags if tag not in ctx.tags)
+            model = ctx.model or ""
+            if not model_allowed(record.models, model):
+                raise GatewayError(403, f"key {record.label} is not allowed to use model {model!r}; "
+                                        f"allowed: {', '.join(record.models)}", "permission_error")
+            team = record.team
+            if team is not None and not model_allowed(team.models, model):
+                raise GatewayError(403, f"team {team.id!r} is not allowed to use model {model!r}; "
+                                        f"allowed: {', '.join(team.models)}", "permission_error")
+        if ctx.end_user:
+            customer = await self.service.cache.customer(ctx.end_user)
+            ctx.extra["customer"] = customer
+            if customer is not None:
+                check_customer(customer, ctx.model or "")
+                spec = _limit("customer", customer.id, customer)
+                if spec is not None:
+                    ctx.limits.append(spec)
+
+
+def check_customer(customer: Subject, model: str) -> None:
+    if customer.blocked:
+        raise GatewayError(403, f"end user {customer.id!r} is blocked", "permission_error")
+    if not model_allowed(customer.models, model):
+        raise GatewayError(403, f"end user {customer.id!r} is not allowed to use model {model!r}",
+                           "permission_error")
+
+
+def read_identity(ctx: RequestContext, body: dict[str, Any]) -> None:
+    """End user (first match wins), session and tags; removes `litellm_metadata` from the body."""
+    lm = body.pop("litellm_metadata", None)
+    if lm is not None:
+        ctx.body_changed = True
+    lm = lm if isinstance(lm, dict) else {}
+    end_user = ctx.headers.get("x-parley-end-user") or _str(lm.get("user"))
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
+        user, session = parse_claude_code_user(metadata["user_id"])
+        end_user = end_user or user
+        ctx.session_id = ctx.session_id or session
+    end_user = end_user or _str(body.get("user"))
+    if end_user:
+        ctx.end_user = end_user[:255]
+    tags = lm.get("tags")
+    if isinstance(tags, list):
+        ctx.tags.extend(str(tag) for tag in tags if isinstance(tag, (str, int)))
+    header = ctx.headers.get("x-parley-tags")
+    if header:
+        ctx.tags.extend(tag.strip() for tag in header.split(",") if tag.strip())
+    if ctx.tags:
+        ctx.tags[:] = list(dict.fromkeys(tag[:255] for tag in ctx.tags))
+
+
+def parse_claude_code_user(value: str) -> tuple[str | None, str | None]:
+    """(end user, session) from `metadata.user_id`: Claude Code's JSON, its older
+    `user_<hash>_account_<uuid>_session_<uuid>` form, or a plain id."""
+    text = value.strip()
+    if text.startswith("{"):
+        try:
+            data = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return text or None, None
+        if isinstance(data, dict):
+            user = _str(data.get("account_uuid")) or _str(data.get("device_id"))
+            return user, _str(data.get("session_id"))
+    match = _OLD_CLAUDE_CODE_ID.match(text)
+    if match:
+        return match.group(1) or text, match.group(2)
+    return text or None, None
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

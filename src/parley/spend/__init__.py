@@ -1,0 +1,1 @@
+"""Spend: prices, the cost of a call, and the background spend-log writer."""

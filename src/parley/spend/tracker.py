@@ -1,0 +1,94 @@
+"""After every call: its cost (estimated for broken streams) and one spend-log row for the writer."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from parley.context import RequestContext
+from parley.policies.base import Policy
+from parley.spend.periods import day_of
+from parley.store.records import KeyRecord
+
+
+def finish_usage(ctx: RequestContext) -> None:
+    """A stream that ended without `message_stop` (client left, upstream broke): add an estimate
+    for what the usage events did not report, and mark the usage estimated."""
+    if not ctx.stream or ctx.first_byte_at is None:
+        return
+    sniffer = ctx.extra.get("stream_sniffer")
+    if sniffer is not None and sniffer.saw_stop:
+        return
+    if sniffer is None and ctx.status == 200 and ctx.error_type is None:
+        return
+    usage = ctx.usage
+    if sniffer is not None:
+        seen = sniffer.output_chars // 4  # upper-end estimate from the delta events relayed
+        if seen > usage.output_tokens:
+            usage.output_tokens = seen
+            usage.estimated = True
+    estimate = ctx.extra.get("input_estimate")
+    if (estimate and usage.input_tokens == 0 and usage.cache_read_input_tokens == 0
+            and usage.cache_creation_input_tokens == 0):
+        usage.input_tokens = estimate
+        usage.estimated = True
+    if sniffer is not None and not sniffer.saw_stop:
+        usage.estimated = True
+
+
+def call_cost(service: Any, ctx: RequestContext) -> float:
+    """USD for this request (computed once, memoized on the context)."""
+    cost = ctx.extra.get("cost")
+    if cost is None:
+        finish_usage(ctx)
+        price = service.prices.for_deployment(ctx.deployment, ctx.upstream_model or ctx.model)
+        cost = ctx.extra["cost"] = price.cost(ctx.usage) if ctx.deployment is not None else 0.0
+    return cost
+
+
+def spend_row(ctx: RequestContext, cost: float) -> dict[str, Any]:
+    record = ctx.auth if isinstance(ctx.auth, KeyRecord) else None
+    usage, dep, now = ctx.usage, ctx.deployment, time.time()
+    ttft = ctx.ttft_ms
+    return {
+        "request_id": ctx.request_id,
+        "api_key": record.token if record else None,
+        "key_alias": (record.key_alias or record.key_name) if record else (
+            "master" if ctx.auth == "master" else None),
+        "user": record.user_id if record else None,
+        "team_id": record.team_id if record else None,
+        "end_user": ctx.end_user,
+        "session_id": ctx.session_id,
+        "request_tags": list(ctx.tags) or None,
+        "route": ctx.route,
+        "model": ctx.model,
+        "model_id": dep.id if dep is not None else None,
+        "custom_llm_provider": dep.provider if dep is not None else None,
+        "upstream_model": ctx.upstream_model,
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "cache_read_input_tokens": usage.cache_read_input_tokens,
+        "cache_creation_input_tokens": usage.cache_creation_input_tokens,
+        "total_tokens": usage.total_tokens,
+        "spend": cost,
+        "estimated": bool(usage.estimated),
+        "status": ctx.status,
+        "error_type": ctx.error_type,
+        "stream": ctx.stream,
+        "cache_hit": ctx.cache_hit,
+        "latency_ms": round(ctx.latency_ms, 3),
+        "ttft_ms": round(ttft, 3) if ttft is not None else None,
+        "start_time": ctx.started_at,
+        "end_time": now,
+        "day": day_of(ctx.started_at),
+    }
+
+
+class SpendTracker(Policy):
+    def __init__(self, gw: Any, service: Any) -> None:
+        self.service = service
+
+    def after_call(self, ctx: RequestContext) -> None:
+        if ctx.auth is None and ctx.status == 401:
+            return  # no row for requests that never authenticated
+        self.service.writer.enqueue(spend_row(ctx, call_cost(self.service, ctx)))

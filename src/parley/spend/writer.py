@@ -1,0 +1,188 @@
+"""The background spend-log writer: batches rows off the request path into the database.
+
+`enqueue` is synchronous and cheap (called from after_call hooks). A loop flushes every `interval`
+seconds or as soon as `batch_size` rows wait, in one transaction per batch: insert the log rows
+(ignoring request ids already stored, so a retried flush never double-counts), then add the cost of
+the rows actually inserted to the spend totals of keys, users, teams, customers and tags, in a fixed
+order (no deadlocks between instances). Due budget periods are reset in the same transaction.
+A failed flush keeps its rows and retries; `stop` flushes what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from parley.spend.periods import next_reset
+from parley.store import tables as t
+
+log = logging.getLogger("parley.spend")
+
+RESET_CHECK_SECONDS = 10.0
+_UPSERT_TABLES = {"user": t.users, "customer": t.customers}  # created on first spend
+_UPDATE_TABLES = {"key": t.keys, "team": t.teams}  # must exist already
+
+
+def subjects_of(row: dict[str, Any]) -> list[str]:
+    """Ledger keys ("key:<hash>", "user:<id>", ...) a spend row counts against."""
+    out = []
+    for scope, column in (("key", "api_key"), ("user", "user"), ("team", "team_id"),
+                          ("customer", "end_user")):
+        if row.get(column):
+            out.append(f"{scope}:{row[column]}")
+    return out
+
+
+class SpendWriter:
+    def __init__(self, engine: AsyncEngine, *, interval: float = 0.5, batch_size: int = 500) -> None:
+        self.engine = engine
+        self.interval = interval
+        self.batch_size = batch_size
+        self.queue: list[dict[str, Any]] = []
+        self.queued_total: dict[str, float] = defaultdict(float)  # ledger key -> cost ever queued
+        self.committed_total: dict[str, float] = defaultdict(float)  # ... and ever committed
+        self.rows_written = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._stopping = False
+        self._last_reset_check = 0.0
+
+    def enqueue(self, row: dict[str, Any]) -> None:
+        self.queue.append(row)
+        for subject in subjects_of(row):
+            self.queued_total[subject] += row["spend"]
+        if len(self.queue) >= self.batch_size:
+            self._wake.set()
+
+    def pending(self, subject: str) -> float:
+        return self.queued_total.get(subject, 0.0) - self.committed_total.get(subject, 0.0)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self, attempts: int = 5) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        for _ in range(attempts):
+            if not self.queue or await self.flush():
+                break
+            await asyncio.sleep(0.5)
+        if self.queue:
+            log.error("spend writer: %d rows could not be written at shutdown", len(self.queue))
+
+    async def _run(self) -> None:
+        backoff = self.interval
+        while not self._stopping:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            if self._stopping:
+                break
+            backoff = self.interval if await self.flush() else min(backoff * 2, 30.0)
+
+    async def flush(self) -> bool:
+        """Write everything queued; False when a batch failed (its rows stay queued)."""
+        while self.queue or self._reset_due():
+            batch = self.queue[:self.batch_size]
+            del self.queue[:len(batch)]
+            try:
+                await self.write_batch(batch)
+            except Exception:
+                log.exception("spend writer: batch of %d rows failed; will retry", len(batch))
+                self.queue[:0] = batch
+                return False
+            for row in batch:
+                for subject in subjects_of(row):
+                    self.committed_total[subject] += row["spend"]
+            self.rows_written += len(batch)
+            if not self.queue:
+                break
+        return True
+
+    def _reset_due(self) -> bool:
+        return time.time() - self._last_reset_check >= RESET_CHECK_SECONDS
+
+    async def write_batch(self, batch: list[dict[str, Any]]) -> None:
+        async with self.engine.begin() as conn:
+            if self._reset_due():
+                await reset_budgets(conn, time.time())
+                self._last_reset_check = time.time()
+            if not batch:
+                return
+            insert = _insert_for(conn)
+            logs = [{k: v for k, v in row.items() if k != "_tags"} for row in batch]
+            stmt = insert(t.spend_logs).on_conflict_do_nothing(index_elements=["request_id"])
+            result = await conn.execute(stmt.returning(t.spend_logs.c.request_id), logs)
+            fresh = {r[0] for r in result}
+            rows = [row for row in batch if row["request_id"] in fresh]
+            await _write_tags(conn, insert, rows)
+            await _add_totals(conn, insert, rows)
+
+
+def _insert_for(conn) -> Any:
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+
+async def _write_tags(conn, insert, rows: list[dict[str, Any]]) -> None:
+    pairs = [{"request_id": row["request_id"], "tag": tag}
+             for row in rows for tag in dict.fromkeys(row.get("request_tags") or ())]
+    if pairs:
+        await conn.execute(insert(t.spend_log_tags).on_conflict_do_nothing(), pairs)
+
+
+async def _add_totals(conn, insert, rows: list[dict[str, Any]]) -> None:
+    deltas: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for row in rows:
+        for subject in subjects_of(row):
+            scope, _, ident = subject.partition(":")
+            deltas[scope][ident] += row["spend"]
+        for tag in dict.fromkeys(row.get("request_tags") or ()):
+            deltas["tag"][tag] += row["spend"]
+    now = time.time()
+    for scope in ("key", "team", "user", "customer", "tag"):  # fixed order: no deadlocks
+        items = sorted(deltas.get(scope, {}).items())
+        if not items:
+            continue
+        if scope in _UPDATE_TABLES:
+            table, id_col = t.SUBJECTS[scope]
+            stmt = (sa.update(table).where(table.c[id_col] == sa.bindparam("_id"))
+                    .values(spend=table.c.spend + sa.bindparam("_delta"), updated_at=now))
+            await conn.execute(stmt, [{"_id": i, "_delta": d} for i, d in items])
+            continue
+        table, id_col = (t.tags, "tag") if scope == "tag" else t.SUBJECTS[scope]
+        stmt = insert(table)
+        stmt = stmt.on_conflict_do_update(index_elements=[id_col], set_={
+            "spend": table.c.spend + stmt.excluded.spend, "updated_at": now})
+        await conn.execute(stmt, [{id_col: i, "spend": d, "created_at": now, "updated_at": now}
+                                  for i, d in items])
+
+
+async def reset_budgets(conn, now: float) -> int:
+    """Zero the spend of every subject whose budget period ended; returns how many were reset."""
+    count = 0
+    for table, id_col in t.SUBJECTS.values():
+        due = (await conn.execute(
+            sa.select(table.c[id_col], table.c.budget_duration, table.c.budget_reset_at)
+            .where(table.c.budget_reset_at <= now, table.c.budget_duration.is_not(None))
+            .order_by(table.c[id_col]))).all()
+        for ident, duration, reset_at in due:
+            try:
+                following = next_reset(reset_at, duration, now)
+            except ValueError:
+                continue
+            await conn.execute(sa.update(table).where(table.c[id_col] == ident,
+                                                      table.c.budget_reset_at == reset_at)
+                               .values(spend=0.0, budget_reset_at=following, updated_at=now))
+            count += 1
+    return count

@@ -1,0 +1,1 @@
+"""Storage: async engine, tables and migrations for keys, budgets and spend."""

@@ -1,0 +1,78 @@
+"""In-process TTL cache of key and customer records, so auth costs no DB round trip per request.
+
+Concurrent misses for the same key share one DB read. An invalidation (after an admin change, here
+or, through Redis pub/sub, on another instance) drops the affected records and makes any read
+already in flight not store its stale result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Awaitable, Callable
+
+from parley.store.records import KeyRecord, Subject, load_customer, load_key
+
+
+class RecordCache:
+    def __init__(self, engine: Any, ttl: float = 60.0, negative_ttl: float = 5.0) -> None:
+        self.engine = engine
+        self.ttl = ttl
+        self.negative_ttl = negative_ttl
+        self.keys: dict[str, tuple[float, KeyRecord | None]] = {}
+        self.customers: dict[str, tuple[float, Subject | None]] = {}
+        self._inflight: dict[tuple[str, str], asyncio.Future] = {}
+        self.generation = 0
+        self.misses = 0
+
+    async def key(self, token: str) -> KeyRecord | None:
+        hit = self.keys.get(token)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        return await self._load("key", token, self.keys, load_key)
+
+    async def customer(self, user_id: str) -> Subject | None:
+        hit = self.customers.get(user_id)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        return await self._load("customer", user_id, self.customers, load_customer)
+
+    async def _load(self, kind: str, ident: str, store: dict, loader: Callable[..., Awaitable]) -> Any:
+        waiting = self._inflight.get((kind, ident))
+        if waiting is not None:
+            return await asyncio.shield(waiting)
+        future = asyncio.get_running_loop().create_future()
+        self._inflight[(kind, ident)] = future
+        generation = self.generation
+        self.misses += 1
+        try:
+            value = await loader(self.engine, ident)
+        except BaseException as e:
+            future.set_exception(e)
+            future.exception()  # retrieved: waiters re-raise it
+            raise
+        finally:
+            del self._inflight[(kind, ident)]
+        if generation == self.generation:
+            if len(store) > 100_000:
+                store.clear()
+            store[ident] = (time.monotonic() + (self.ttl if value is not None else self.negative_ttl),
+                            value)
+        future.set_result(value)
+        return value
+
+    def invalidate(self, kind: str, ident: str | None) -> None:
+        """Drop records affected by a change to (kind, ident); kind "all" clears everything."""
+        self.generation += 1
+        if kind == "key" and ident is not None:
+            self.keys.pop(ident, None)
+        elif kind in ("user", "team") and ident is not None:
+            attr = "user_id" if kind == "user" else "team_id"
+            for token, (_, record) in list(self.keys.items()):
+                if record is None or getattr(record, attr) == ident:
+                    self.keys.pop(token, None)
+        elif kind == "customer" and ident is not None:
+            self.customers.pop(ident, None)
+        else:
+            self.keys.clear()
+            self.customers.clear()

@@ -1,0 +1,105 @@
+"""The async database: engine from the configured URL, and schema migration at startup.
+
+`sqlite` (or a path ending in .db) means an embedded SQLite file through aiosqlite (default
+`parley.db`); `postgresql://…` means Postgres through asyncpg with a bounded connection pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+log = logging.getLogger("parley.store")
+
+DEFAULT_SQLITE = "sqlite+aiosqlite:///parley.db"
+_PG_LOCK_ID = 7314150926  # advisory lock held while migrating
+
+
+def normalize_url(url: str) -> str:
+    """The SQLAlchemy async URL for what a user wrote in database_url / DATABASE_URL."""
+    url = url.strip()
+    if url in ("sqlite", "sqlite://", "sqlite:///"):
+        return DEFAULT_SQLITE
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    if url.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + url[len("sqlite:///"):]
+    if "://" not in url:  # a bare file path
+        return "sqlite+aiosqlite:///" + url
+    return url
+
+
+def describe(url: str) -> str:
+    """A printable location: file path for SQLite, host/db without password for Postgres."""
+    parsed = make_url(normalize_url(url))
+    if parsed.get_backend_name() == "sqlite":
+        return f"SQLite file {parsed.database}"
+    return f"{parsed.get_backend_name()} {parsed.render_as_string(hide_password=True)}"
+
+
+def make_engine(url: str, settings: dict[str, Any]) -> AsyncEngine:
+    url = normalize_url(url)
+    if make_url(url).get_backend_name() == "sqlite":
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _pragmas(dbapi_conn, _record) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return create_async_engine(
+        url,
+        pool_size=int(settings.get("database_pool_size", 5)),
+        max_overflow=int(settings.get("database_max_overflow", 5)),
+        pool_timeout=float(settings.get("database_pool_timeout", 10)),
+        pool_pre_ping=True,
+        pool_recycle=1800,
+    )
+
+
+def _alembic_config() -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", "parley.store:migrations")
+    return cfg
+
+
+async def migrate(engine: AsyncEngine, attempts: int = 5) -> None:
+    """Upgrade the schema to the newest revision (idempotent; safe with several workers)."""
+    for attempt in range(attempts):
+        try:
+            async with engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    await conn.execute(text(f"SELECT pg_advisory_xact_lock({_PG_LOCK_ID})"))
+                await conn.run_sync(_upgrade)
+            return
+        except Exception as e:  # another worker migrating the same SQLite file at once
+            if attempt == attempts - 1:
+                raise
+            log.warning("migration attempt %d failed (%s); retrying", attempt + 1, e)
+            await asyncio.sleep(0.2 * (attempt + 1))
+
+
+def _upgrade(sync_conn) -> None:
+    cfg = _alembic_config()
+    cfg.attributes["connection"] = sync_conn
+    command.upgrade(cfg, "head")
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    async with engine.connect() as conn:
+        try:
+            row = (await conn.execute(text("SELECT version_num FROM alembic_version"))).first()
+        except Exception:
+            return None
+    return row[0] if row else None

@@ -1,0 +1,122 @@
+"""The keys-and-spend service on a gateway: database, record cache, spend writer, budget ledger,
+prices, and (with Redis) shared holds and cross-instance cache invalidation.
+
+`install(gw)` sets it up when a database is configured (general_settings.database_url or
+DATABASE_URL): it replaces `gw.auth`, adds the policies and the admin routes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+from parley.spend.ledger import LocalLedger, RedisLedger
+from parley.spend.pricing import PriceTable
+from parley.spend.writer import SpendWriter
+from parley.store.cache import RecordCache
+from parley.store.db import make_engine, migrate
+
+log = logging.getLogger("parley.store")
+
+
+class StoreService:
+    def __init__(self, gw: Any) -> None:
+        settings = gw.config.general_settings
+        self.gw = gw
+        self.settings = settings
+        self.url = gw.config.database_url
+        self.engine = make_engine(self.url, settings)
+        self.cache = RecordCache(self.engine, ttl=float(settings.get("key_cache_ttl", 60.0)))
+        self.writer = SpendWriter(self.engine,
+                                  interval=float(settings.get("spend_flush_interval", 0.5)),
+                                  batch_size=int(settings.get("spend_batch_size", 500)))
+        self.prices = PriceTable()
+        self.redis_url = settings.get("redis_url") or os.environ.get("REDIS_URL")
+        self.prefix = str(settings.get("redis_prefix") or os.environ.get("PARLEY_REDIS_PREFIX")
+                          or "parley:")
+        self.redis: Any = None
+        self.ledger: Any = LocalLedger(self.engine, self._pending, gw.spawn,
+                                       refresh_seconds=float(settings.get("budget_refresh_seconds", 5.0)))
+        if self.redis_url:
+            import redis.asyncio as aioredis
+
+            self.redis = aioredis.from_url(self.redis_url)
+            self.ledger = RedisLedger(self.redis, self.prefix)
+        self._listener: asyncio.Task | None = None
+
+    def _pending(self, key: str) -> tuple[float, float]:
+        return self.writer.queued_total.get(key, 0.0), self.writer.committed_total.get(key, 0.0)
+
+    @property
+    def channel(self) -> str:
+        return f"{self.prefix}invalidate"
+
+    async def start(self) -> None:
+        await migrate(self.engine)
+        self.writer.start()
+        if self.redis is not None:
+            pubsub = self.redis.pubsub()
+            await pubsub.subscribe(self.channel)
+            self._listener = asyncio.get_running_loop().create_task(self._listen(pubsub))
+
+    async def stop(self) -> None:
+        await self.writer.stop()
+        if self._listener is not None:
+            self._listener.cancel()
+        if self.redis is not None:
+            await self.redis.aclose()
+        await self.engine.dispose()
+
+    async def invalidate(self, kind: str, ident: str | None, budget: bool = False) -> None:
+        """After an admin change: drop cached records here and on every other instance.
+
+        `budget` also forgets the ledger's view of that subject's spend (spend or period edited).
+        """
+        self.cache.invalidate(kind, ident)
+        if budget and ident is not None:
+            await self.ledger.invalidate(f"{kind}:{ident}")
+        if self.redis is not None:
+            try:
+                await self.redis.publish(self.channel, f"{kind}\x00{ident or ''}")
+            except Exception:
+                log.exception("could not publish a cache invalidation")
+
+    async def _listen(self, pubsub: Any) -> None:
+        while True:
+            try:
+                async for message in pubsub.listen():
+                    if message.get("type") != "message":
+                        continue
+                    kind, _, ident = message["data"].decode().partition("\x00")
+                    self.cache.invalidate(kind, ident or None)
+            except asyncio.CancelledError:
+                await pubsub.aclose()
+                raise
+            except Exception:
+                log.exception("cache invalidation listener failed; resubscribing")
+                await asyncio.sleep(1.0)
+                try:
+                    await pubsub.subscribe(self.channel)
+                except Exception:
+                    pass
+
+
+def install(gw: Any) -> None:
+    """Wire keys, budgets, spend logs and the admin API into `gw` when a database is configured."""
+    if not gw.config.database_url:
+        return
+    from parley.admin.routes import admin_routes
+    from parley.policies.budget import BudgetPolicy
+    from parley.policies.virtual_keys import VirtualKeyAuth, VirtualKeyPolicy
+    from parley.spend.tracker import SpendTracker
+
+    service = StoreService(gw)
+    gw.store = service
+    gw.auth = VirtualKeyAuth(gw.config.master_key, service)
+    gw.policies[0:0] = [VirtualKeyPolicy(service), BudgetPolicy(gw, service)]
+    gw.policies.append(SpendTracker(gw, service))
+    gw.route_extensions.append(admin_routes)
+    gw.on_startup(service.start)
+    gw.on_shutdown(service.stop)

@@ -1,0 +1,117 @@
+"""Table definitions (SQLAlchemy Core): keys, users, teams, customers, tags and spend logs.
+
+Times are epoch seconds (float) so SQLite and Postgres behave the same; money is USD as a double.
+The schema itself is created and upgraded by the Alembic migrations in `migrations/`.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+
+def _budget_columns() -> list[sa.Column]:
+    """Budget, limits and spend: the same on keys, users, teams and customers."""
+    return [
+        sa.Column("models", sa.JSON, nullable=True),
+        sa.Column("max_budget", sa.Double, nullable=True),
+        sa.Column("budget_duration", sa.String(16), nullable=True),
+        sa.Column("budget_reset_at", sa.Double, nullable=True),
+        sa.Column("spend", sa.Double, nullable=False, server_default="0"),
+        sa.Column("rpm_limit", sa.Integer, nullable=True),
+        sa.Column("tpm_limit", sa.BigInteger, nullable=True),
+        sa.Column("max_parallel_requests", sa.Integer, nullable=True),
+        sa.Column("metadata", sa.JSON, nullable=True),
+        sa.Column("blocked", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("created_at", sa.Double, nullable=False),
+        sa.Column("updated_at", sa.Double, nullable=False),
+    ]
+
+
+keys = sa.Table(
+    "parley_keys", metadata,
+    sa.Column("token", sa.String(64), primary_key=True),  # sha256 hex of the key
+    sa.Column("key_name", sa.String(32), nullable=False),  # "sk-...abcd", safe to show
+    sa.Column("key_alias", sa.String(255), nullable=True, unique=True),
+    sa.Column("user_id", sa.String(255), nullable=True, index=True),
+    sa.Column("team_id", sa.String(255), nullable=True, index=True),
+    sa.Column("budget_mode", sa.String(8), nullable=False, server_default="strict"),
+    sa.Column("tags", sa.JSON, nullable=True),
+    sa.Column("expires", sa.Double, nullable=True),
+    *_budget_columns(),
+)
+
+users = sa.Table(
+    "parley_users", metadata,
+    sa.Column("user_id", sa.String(255), primary_key=True),
+    sa.Column("user_alias", sa.String(255), nullable=True),
+    sa.Column("user_email", sa.String(255), nullable=True),
+    sa.Column("user_role", sa.String(64), nullable=True),
+    *_budget_columns(),
+)
+
+teams = sa.Table(
+    "parley_teams", metadata,
+    sa.Column("team_id", sa.String(255), primary_key=True),
+    sa.Column("team_alias", sa.String(255), nullable=True),
+    *_budget_columns(),
+)
+
+customers = sa.Table(
+    "parley_customers", metadata,
+    sa.Column("user_id", sa.String(255), primary_key=True),  # the end user's id, as LiteLLM names it
+    sa.Column("alias", sa.String(255), nullable=True),
+    *_budget_columns(),
+)
+
+tags = sa.Table(
+    "parley_tags", metadata,
+    sa.Column("tag", sa.String(255), primary_key=True),
+    sa.Column("spend", sa.Double, nullable=False, server_default="0"),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+)
+
+spend_logs = sa.Table(
+    "parley_spend_logs", metadata,
+    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("api_key", sa.String(64), nullable=True, index=True),  # key hash
+    sa.Column("key_alias", sa.String(255), nullable=True),
+    sa.Column("user", sa.String(255), nullable=True, index=True),
+    sa.Column("team_id", sa.String(255), nullable=True, index=True),
+    sa.Column("end_user", sa.String(255), nullable=True, index=True),
+    sa.Column("session_id", sa.String(255), nullable=True),
+    sa.Column("request_tags", sa.JSON, nullable=True),
+    sa.Column("route", sa.String(128), nullable=False),
+    sa.Column("model", sa.String(255), nullable=True, index=True),  # as requested
+    sa.Column("model_id", sa.String(255), nullable=True),  # deployment id
+    sa.Column("custom_llm_provider", sa.String(64), nullable=True),
+    sa.Column("upstream_model", sa.String(255), nullable=True),
+    sa.Column("prompt_tokens", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("completion_tokens", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("cache_read_input_tokens", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("cache_creation_input_tokens", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("total_tokens", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("spend", sa.Double, nullable=False, server_default="0"),
+    sa.Column("estimated", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("error_type", sa.String(64), nullable=True),
+    sa.Column("stream", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("cache_hit", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("latency_ms", sa.Double, nullable=True),
+    sa.Column("ttft_ms", sa.Double, nullable=True),
+    sa.Column("start_time", sa.Double, nullable=False, index=True),
+    sa.Column("end_time", sa.Double, nullable=False),
+    sa.Column("day", sa.String(10), nullable=False, index=True),  # UTC YYYY-MM-DD, for reports
+)
+
+spend_log_tags = sa.Table(
+    "parley_spend_log_tags", metadata,
+    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("tag", sa.String(255), primary_key=True, index=True),
+)
+
+# table name -> (table, id column name) for the budget-holding subjects
+SUBJECTS = {"key": (keys, "token"), "user": (users, "user_id"), "team": (teams, "team_id"),
+            "customer": (customers, "user_id")}

@@ -1,0 +1,106 @@
+"""Helpers for the keys-and-spend tests: databases (SQLite file, or a fresh Postgres database per
+session), an admin client, and gateway configs."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from typing import Any
+
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import orjson
+
+MASTER = "sk-parley-master-keys-test"
+PG_ADMIN = "postgresql://127.0.0.1:5432/test"
+
+
+def _pg(statement: str) -> None:
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect("postgresql://127.0.0.1:5432/test")
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+def create_pg_database() -> tuple[str, str]:
+    name = "parley_test_" + secrets.token_hex(6)
+    _pg(f'CREATE DATABASE "{name}"')
+    return name, f"postgresql://127.0.0.1:5432/{name}"
+
+
+def drop_pg_database(name: str) -> None:
+    _pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class Reply:
+    def __init__(self, status: int, body: bytes) -> None:
+        self.status_code = status
+        self.text = body.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return orjson.loads(self.text)
+
+
+class Admin:
+    """The admin API over real HTTP, with the master key."""
+
+    def __init__(self, url: str, key: str = MASTER) -> None:
+        self.url = url
+        self.key = key
+
+    def raw(self, method: str, path: str, data: bytes | None, **params: Any) -> Reply:
+        query = ("?" + urllib.parse.urlencode(params)) if params else ""
+        req = urllib.request.Request(self.url + path + query, data=data, method=method,
+                                     headers={"x-api-key": self.key,
+                                              "content-type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return Reply(r.status, r.read())
+        except urllib.error.HTTPError as e:
+            return Reply(e.code, e.read())
+
+    def call(self, method: str, path: str, body: Any = None, **params: Any) -> Reply:
+        return self.raw(method, path, orjson.dumps(body) if body is not None else None, **params)
+
+    def post(self, path: str, body: Any = None) -> Any:
+        r = self.call("POST", path, body if body is not None else {})
+        assert r.status_code == 200, (path, r.status_code, r.text)
+        return r.json()
+
+    def get(self, path: str, **params: Any) -> Any:
+        r = self.call("GET", path, **params)
+        assert r.status_code == 200, (path, r.status_code, r.text)
+        return r.json()
+
+    def wait_logs(self, count: int, timeout: float = 10.0, **params: Any) -> list[dict]:
+        """Spend-log rows matching `params`, once at least `count` are there."""
+        deadline = time.monotonic() + timeout
+        while True:
+            data = self.get("/spend/logs", page_size=1000, **params)["data"]
+            if len(data) >= count or time.monotonic() > deadline:
+                return data
+            time.sleep(0.1)
+
+
+def gateway_config(upstream: Any, database_url: str, **general: Any) -> dict:
+    from parley.testing.procs import anthropic_deployment
+
+    return {
+        "model_list": [
+            anthropic_deployment("claude-sonnet-4-5", upstream, model="claude-sonnet-4-5-20250929"),
+            anthropic_deployment("claude-haiku-4-5", upstream),
+            anthropic_deployment("priced", upstream, model="custom-model",
+                                 input_cost_per_token=0.00001, output_cost_per_token=0.00002),
+        ],
+        "general_settings": {"master_key": MASTER, "database_url": database_url,
+                             "spend_flush_interval": 0.1, **general},
+    }
