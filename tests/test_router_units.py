@@ -9,8 +9,10 @@ import pytest
 
 from parley.config import ConfigError
 from parley.router.outcome import classify, retry_after
+from parley.router.run import _session
 from parley.router.settings import RouterSettings
-from parley.router.strategy import session_key
+from parley.context import RequestContext
+from parley.policies.metadata import apply_request_metadata
 
 
 def test_retry_after_forms():
@@ -38,11 +40,16 @@ def test_should_retry_false_is_final():
 
 
 def test_session_key_sources():
-    assert session_key({"x-claude-code-session-id": "abc"}, {"metadata": {"user_id": "u"}}) == "abc"
-    assert session_key({}, {"metadata": {"user_id": '{"device_id":"d","session_id":"s1"}'}}) == "s1"
-    assert session_key({}, {"metadata": {"user_id": "user_ab12_account_x_session_9f"}}) == "9f"
-    assert session_key({}, {"metadata": {"user_id": "plain-user"}}) == "plain-user"
-    assert session_key({}, {"messages": []}) is None
+    def session(headers, body):
+        ctx = RequestContext(api="anthropic", route="/v1/messages", headers=headers)
+        apply_request_metadata(ctx, body)
+        return _session(ctx)
+
+    assert session({"x-claude-code-session-id": "abc"}, {"metadata": {"user_id": "u"}}) == "abc"
+    assert session({}, {"metadata": {"user_id": '{"device_id":"d","session_id":"s1"}'}}) == "s1"
+    assert session({}, {"metadata": {"user_id": "user_ab12_account_x_session_9f"}}) == "9f"
+    assert session({}, {"metadata": {"user_id": "plain-user"}}) == "plain-user"
+    assert session({}, {"messages": []}) is None
 
 
 def test_settings_names_and_errors():

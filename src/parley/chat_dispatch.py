@@ -14,6 +14,7 @@ from parley.context import RequestContext
 from parley.dispatch import native_body
 from parley.errors import GatewayError
 from parley.gateway import Gateway
+from parley.policies.metadata import apply_request_metadata
 from parley.providers.base import ChunkSource, UpstreamCall, UpstreamReply
 from parley.providers.openai import openai_forwardable_headers
 from parley.router.table import Target
@@ -36,6 +37,7 @@ async def send_chat(gw: Gateway, ctx: RequestContext, body: dict[str, Any], raw:
         return await bridge.chat(gw, ctx, target, body, headers)
 
     gw.router.targets(body["model"])  # 404 before any policy runs
+    apply_request_metadata(ctx, body)
     await gw.before_call(ctx, body)
     return await gw.router.run(ctx, body["model"], attempt)
 

@@ -16,7 +16,7 @@ from parley.errors import GatewayError, anthropic_error_body, anthropic_type_for
 from parley.gateway import Gateway
 from parley.providers.anthropic import forwardable_headers
 from parley.providers.base import ChunkSource, UpstreamCall, UpstreamReply
-from parley.router.strategy import session_key
+from parley.policies.metadata import apply_request_metadata
 from parley.router.table import Target
 from parley.usage import AnthropicStreamSniffer
 
@@ -90,16 +90,15 @@ async def send_messages(gw: Gateway, ctx: RequestContext, body: dict[str, Any], 
         return await bridge.messages(gw, ctx, target, body, headers)
 
     targets = gw.router.targets(body["model"])  # 404 before any policy runs
-    ctx.session_id = ctx.session_id or session_key(headers, body)
+    apply_request_metadata(ctx, body)
     await gw.before_call(ctx, body)
     cache = gw.response_cache if path == "/v1/messages" and model_allows_cache(targets) else None
     if cache is not None:
         hit = await cache.lookup(ctx, body, headers)
         if hit is not None:
             return hit
-    if "litellm_metadata" in body or "cache" in body:  # gateway-only fields: never sent upstream
-        body.pop("litellm_metadata", None)
-        body.pop("cache", None)
+    if "cache" in body:  # LiteLLM's gateway-only cache controls: never sent upstream
+        body.pop("cache")
         ctx.body_changed = True
     reply = await gw.router.run(ctx, body["model"], attempt)
     return cache.capture(ctx, reply) if cache is not None else reply

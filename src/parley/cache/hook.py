@@ -45,14 +45,14 @@ class ResponseCache:
         self.ttl = ttl
         self.spawn = spawn
 
-    def controls(self, body: dict[str, Any], headers: Mapping[str, str]) -> dict[str, Any]:
-        """The per-request cache controls; consumes `litellm_metadata` / `cache` from the body."""
+    def controls(self, body: dict[str, Any], headers: Mapping[str, str],
+                 meta: Any = None) -> dict[str, Any]:
+        """The per-request cache controls: headers, `litellm_metadata.cache`, a top-level `cache`."""
         controls: dict[str, Any] = {}
         for directive in (headers.get("cache-control") or "").lower().split(","):
             directive = directive.strip()
             if directive in ("no-cache", "no-store"):
                 controls[directive] = True
-        meta = body.get("litellm_metadata")
         for source in (body.get("cache"), meta.get("cache") if isinstance(meta, dict) else None):
             if isinstance(source, dict):
                 controls.update({k: v for k, v in source.items() if k in ("no-cache", "no-store", "ttl")})
@@ -61,7 +61,7 @@ class ResponseCache:
     async def lookup(self, ctx: RequestContext, body: dict[str, Any],
                      headers: Mapping[str, str]) -> UpstreamReply | None:
         """A reply from the cache, or None (then call `capture` on the real reply)."""
-        controls = self.controls(body, headers)
+        controls = self.controls(body, headers, ctx.extra.get("litellm_metadata"))
         ctx.extra["_cache"] = (cache_key(ctx.api, body, headers), controls)
         if controls.get("no-cache"):
             ctx.response_headers[HEADER] = "miss"

@@ -3,7 +3,9 @@
 End user, first match wins: header `x-parley-end-user`, `litellm_metadata.user`,
 `metadata.user_id` (Claude Code's JSON string: `account_uuid` when non-empty, else `device_id`;
 its `session_id` becomes the session), OpenAI `user`. Tags: `litellm_metadata.tags` and the
-comma-separated header `x-parley-tags`. `litellm_metadata` is removed so the backend never sees it.
+comma-separated header `x-parley-tags`. Session: header `x-claude-code-session-id`, else the one in
+`metadata.user_id`. `litellm_metadata` is removed so the backend never sees it, and kept in
+`ctx.extra["litellm_metadata"]` for other hooks (e.g. the response cache's per-request controls).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ def apply_request_metadata(ctx: RequestContext, body: dict[str, Any] | None) -> 
         meta = body.pop("litellm_metadata", None)
         if meta is not None:
             ctx.body_changed = True
+            ctx.extra["litellm_metadata"] = meta
         if isinstance(meta, dict):
             tags.extend(str(t) for t in meta.get("tags") or () if t)
             end_user = end_user or _str(meta.get("user"))
@@ -31,9 +34,9 @@ def apply_request_metadata(ctx: RequestContext, body: dict[str, Any] | None) -> 
         person, session_from_id = parse_user_id(user_id)
         end_user = end_user or person or _str(body.get("user"))
         session = session or session_from_id
-    ctx.end_user = end_user
+    ctx.end_user = end_user[:255] if end_user else None
     ctx.session_id = session
-    ctx.tags = list(dict.fromkeys(tags))
+    ctx.tags = list(dict.fromkeys(tag[:255] for tag in tags))
 
 
 def parse_user_id(user_id: Any) -> tuple[str | None, str | None]:

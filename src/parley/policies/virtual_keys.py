@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import fnmatch
 import hmac
-import re
 import time
 from typing import Any
 
-import orjson
 
 from parley.context import LimitSpec, RequestContext
 from parley.errors import GatewayError
@@ -22,9 +20,6 @@ from parley.policies.base import Authenticator, Policy, client_key
 from parley.store.records import KeyRecord, Subject, hash_key
 
 _ALL_MODELS = frozenset({"*", "all-proxy-models"})
-_OLD_CLAUDE_CODE_ID = re.compile(r"^user_[0-9a-f]+_account_([0-9a-f-]*)_session_([0-9a-f-]+)$")
-
-
 def _limit(scope: str, ident: str, rec: Any) -> LimitSpec | None:
     if rec.rpm_limit is None and rec.tpm_limit is None and rec.max_parallel_requests is None:
         return None
@@ -90,8 +85,6 @@ class VirtualKeyPolicy(Policy):
         self.service = service
 
     async def before_call(self, ctx: RequestContext, body: dict[str, Any] | None) -> None:
-        if body is not None:
-            read_identity(ctx, body)
         record = ctx.auth if isinstance(ctx.auth, KeyRecord) else None
         if record is not None:
             ctx.tags.extend(tag for tag in record.tags if tag not in ctx.tags)
@@ -119,49 +112,6 @@ def check_customer(customer: Subject, model: str) -> None:
     if not model_allowed(customer.models, model):
         raise GatewayError(403, f"end user {customer.id!r} is not allowed to use model {model!r}",
                            "permission_error")
-
-
-def read_identity(ctx: RequestContext, body: dict[str, Any]) -> None:
-    """End user (first match wins), session and tags; removes `litellm_metadata` from the body."""
-    lm = body.pop("litellm_metadata", None)
-    if lm is not None:
-        ctx.body_changed = True
-    lm = lm if isinstance(lm, dict) else {}
-    end_user = ctx.headers.get("x-parley-end-user") or _str(lm.get("user"))
-    metadata = body.get("metadata")
-    if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
-        user, session = parse_claude_code_user(metadata["user_id"])
-        end_user = end_user or user
-        ctx.session_id = ctx.session_id or session
-    end_user = end_user or _str(body.get("user"))
-    if end_user:
-        ctx.end_user = end_user[:255]
-    tags = lm.get("tags")
-    if isinstance(tags, list):
-        ctx.tags.extend(str(tag) for tag in tags if isinstance(tag, (str, int)))
-    header = ctx.headers.get("x-parley-tags")
-    if header:
-        ctx.tags.extend(tag.strip() for tag in header.split(",") if tag.strip())
-    if ctx.tags:
-        ctx.tags[:] = list(dict.fromkeys(tag[:255] for tag in ctx.tags))
-
-
-def parse_claude_code_user(value: str) -> tuple[str | None, str | None]:
-    """(end user, session) from `metadata.user_id`: Claude Code's JSON, its older
-    `user_<hash>_account_<uuid>_session_<uuid>` form, or a plain id."""
-    text = value.strip()
-    if text.startswith("{"):
-        try:
-            data = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            return text or None, None
-        if isinstance(data, dict):
-            user = _str(data.get("account_uuid")) or _str(data.get("device_id"))
-            return user, _str(data.get("session_id"))
-    match = _OLD_CLAUDE_CODE_ID.match(text)
-    if match:
-        return match.group(1) or text, match.group(2)
-    return text or None, None
 
 
 def _str(value: Any) -> str | None:

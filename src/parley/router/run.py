@@ -243,4 +243,4 @@ async def _first_byte(attempt: Attempt, target: Target) -> UpstreamReply:
 
 
 def _session(ctx: RequestContext) -> str | None:
-    return ctx.session_id or ctx.headers.get(SESSION_HEADER)
+    return ctx.session_id or ctx.headers.get(SESSION_HEADER) or ctx.end_user

@@ -12,7 +12,6 @@ import math
 import random
 from typing import Any, Mapping
 
-import orjson
 
 from parley.router.health import Health
 from parley.router.settings import dep_weight
@@ -54,26 +53,3 @@ def _rendezvous(session: str, target: Target) -> float:
     return -dep_weight(target.deployment) / math.log(u)
 
 
-def session_key(headers: Mapping[str, str], body: Mapping[str, Any] | None) -> str | None:
-    """The client's session: the Claude Code session header, else a session in metadata.user_id.
-
-    `metadata.user_id` is a JSON string with `session_id` (Claude Code 2.1.78+), or
-    `user_<sha>_account_<uuid>_session_<uuid>` (older), or any opaque id (used whole).
-    """
-    value = headers.get(SESSION_HEADER)
-    if value:
-        return value
-    metadata = body.get("metadata") if body else None
-    user_id = metadata.get("user_id") if isinstance(metadata, dict) else None
-    if not isinstance(user_id, str) or not user_id:
-        return None
-    if user_id.startswith("{"):
-        try:
-            parsed = orjson.loads(user_id)
-        except orjson.JSONDecodeError:
-            return user_id
-        if isinstance(parsed, dict) and parsed.get("session_id"):
-            return str(parsed["session_id"])
-        return user_id
-    _, found, session = user_id.rpartition("_session_")
-    return session if found and session else user_id
