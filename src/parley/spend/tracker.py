@@ -41,9 +41,22 @@ def call_cost(service: Any, ctx: RequestContext) -> float:
     cost = ctx.extra.get("cost")
     if cost is None:
         finish_usage(ctx)
-        price = service.prices.for_deployment(ctx.deployment, ctx.upstream_model or ctx.model)
-        cost = ctx.extra["cost"] = price.cost(ctx.usage) if ctx.deployment is not None else 0.0
+        cost = ctx.extra["cost"] = _priced(service, ctx)
     return cost
+
+
+def _priced(service: Any, ctx: RequestContext) -> float:
+    """Cost at the deployment's prices; pass-through calls (no deployment) at the model's list
+    price, each model of a batch separately, batches at the batch discount."""
+    by_model = ctx.extra.get("usage_by_model")
+    if by_model:
+        parts = [(service.prices.for_model(model), usage) for model, usage in by_model.items()]
+    elif ctx.deployment is not None or ctx.route.startswith("/anthropic/"):
+        parts = [(service.prices.for_deployment(ctx.deployment, ctx.upstream_model or ctx.model), ctx.usage)]
+    else:
+        return 0.0
+    batch = ctx.extra.get("price_tier") == "batch"
+    return sum(price.cost(usage) * ((1 - price.batch_discount) if batch else 1) for price, usage in parts)
 
 
 def spend_row(ctx: RequestContext, cost: float) -> dict[str, Any]:
@@ -51,7 +64,7 @@ def spend_row(ctx: RequestContext, cost: float) -> dict[str, Any]:
     usage, dep, now = ctx.usage, ctx.deployment, time.time()
     ttft = ctx.ttft_ms
     return {
-        "request_id": ctx.request_id,
+        "request_id": ctx.extra.get("spend_id") or ctx.request_id,  # batch results: once per batch
         "api_key": record.token if record else None,
         "key_alias": (record.key_alias or record.key_name) if record else (
             "master" if ctx.auth == "master" else None),
