@@ -212,3 +212,13 @@ def test_cross_protocol_fallback(start_gateway, upstream, b):
     assert raw.headers["x-parley-fallback"] == "gpt-4o"
     assert raw.parse().content[0].type == "text"
     assert b.requests()[-1]["path"].endswith("/chat/completions")
+
+
+def test_fallback_works_for_every_request_not_just_the_first(start_gateway, upstream, b):
+    gw = start_gateway({"model_list": [anthropic_deployment(MODEL, upstream), anthropic_deployment("spare", b)],
+                        "router_settings": {"num_retries": 0, "fallbacks": [{MODEL: ["spare"]}]}})
+    client = client_for(gw)
+    for _ in range(3):
+        upstream.script({"status": 529})
+        raw = create(client)
+        assert raw.headers["x-parley-fallback"] == "spare"

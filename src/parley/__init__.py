@@ -3,10 +3,10 @@
 from types import SimpleNamespace
 
 from parley import errors
-from parley.sdk.api import Router, messages
+from parley.sdk.api import Router, acompletion, completion, messages
 
 __version__ = "0.1.0"
 
 anthropic = SimpleNamespace(messages=messages)
 
-__all__ = ["Router", "anthropic", "errors", "messages", "__version__"]
+__all__ = ["Router", "acompletion", "anthropic", "completion", "errors", "messages", "__version__"]

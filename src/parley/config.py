@@ -132,7 +132,7 @@ def build_config(doc: Any, path: str, env: Mapping[str, str] | None = None) -> C
                           ("litellm_settings", litellm)):
         if not isinstance(section, dict):
             raise ConfigError(f"{path}: {name}: must be a mapping")
-    master_key = general.get("master_key")
+    master_key = general.get("master_key") or env.get("PARLEY_MASTER_KEY") or None
     if master_key is not None and (not isinstance(master_key, str) or not master_key):
         raise ConfigError(f"{path}: general_settings.master_key: must be a non-empty string")
     max_bytes = general.get("max_request_size_mb")

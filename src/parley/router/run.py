@@ -87,7 +87,7 @@ class Router:
             if result.kind == "fatal":
                 break
             if group == model:
-                groups = self.settings.fallbacks_for(result.kind, model)
+                groups = list(self.settings.fallbacks_for(result.kind, model))  # a copy: popped below
         return self._give_up(ctx, model, failure)
 
     def _give_up(self, ctx: RequestContext, model: str, failure: Failure | None) -> UpstreamReply:

@@ -15,30 +15,56 @@ import asyncio
 from typing import Any, AsyncIterator, Iterator
 
 from parley.config import Config, load_config
-from parley.sdk.core import Engine, adhoc_config, create_message, split_options
+from parley.sdk.core import Engine, EventStream, adhoc_config, create_completion, create_message, split_options
 
 
-async def _adhoc_message(**kwargs: Any) -> Any:
+async def _adhoc(create, **kwargs: Any) -> Any:
+    """One call on a throwaway engine for `provider/name` models (closed when the call is over)."""
     body, options = split_options(kwargs)
     engine = Engine(adhoc_config(str(body.get("model", "")), options))
     await engine.start()
     try:
-        result = await create_message(engine.gateway, body, options.get("extra_headers") or {})
+        result = await create(engine.gateway, body, options.get("extra_headers") or {})
     except BaseException:
         await engine.close()
         raise
     if isinstance(result, dict):
         await engine.close()
         return result
-    return _closing(result, engine)
+    return _Closing(result, engine)
 
 
-async def _closing(events: AsyncIterator, engine: Engine) -> AsyncIterator:
-    try:
-        async for event in events:
-            yield event
-    finally:
-        await engine.close()
+async def _adhoc_message(**kwargs: Any) -> Any:
+    return await _adhoc(create_message, **kwargs)
+
+
+async def _adhoc_completion(**kwargs: Any) -> Any:
+    return await _adhoc(create_completion, **kwargs)
+
+
+class _Closing:
+    """An EventStream that also closes its throwaway engine at the end."""
+
+    def __init__(self, events: EventStream, engine: Engine) -> None:
+        self._events, self._engine = events, engine
+
+    @property
+    def cost(self) -> float | None:
+        return self._events.cost
+
+    def __aiter__(self) -> "_Closing":
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return await self._events.__anext__()
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        await self._events.aclose()
+        await self._engine.close()
 
 
 def _run_sync(coro_factory, *args, **kwargs) -> Any:
@@ -65,6 +91,16 @@ def _sync_iter(loop: asyncio.AbstractEventLoop, events: AsyncIterator) -> Iterat
     finally:
         loop.run_until_complete(events.aclose())
         loop.close()
+
+
+async def acompletion(**kwargs: Any) -> Any:
+    """OpenAI Chat Completions arguments to any provider; `model` is `provider/name`."""
+    return await _adhoc_completion(**kwargs)
+
+
+def completion(**kwargs: Any) -> Any:
+    """The synchronous `acompletion`; with `stream=True` a blocking iterator of chunks."""
+    return _run_sync(_adhoc_completion, **kwargs)
 
 
 class Messages:
@@ -104,9 +140,18 @@ class Router:
         self.messages = Messages(self)
 
     async def _message(self, **kwargs: Any) -> Any:
+        return await self._call(create_message, kwargs)
+
+    async def acompletion(self, **kwargs: Any) -> Any:
+        return await self._call(create_completion, kwargs)
+
+    def completion(self, **kwargs: Any) -> Any:
+        return self._sync(self.acompletion, **kwargs)
+
+    async def _call(self, create, kwargs: dict[str, Any]) -> Any:
         body, options = split_options(kwargs)
         await self._engine.start()
-        return await create_message(self._engine.gateway, body, options.get("extra_headers") or {})
+        return await create(self._engine.gateway, body, options.get("extra_headers") or {})
 
     def _sync(self, fn, **kwargs: Any) -> Any:
         if self._loop is None:

@@ -9,6 +9,7 @@ import orjson
 
 from parley.config import PROVIDERS, Config, build_config
 from parley.context import RequestContext
+from parley.chat_dispatch import send_chat
 from parley.dispatch import send_messages
 from parley.errors import GatewayError, sdk_error, status_error
 from parley.features import build_gateway
@@ -16,6 +17,8 @@ from parley.gateway import Gateway
 from parley.providers.base import ChunkSource, UpstreamReply
 from parley.sdk.objects import Record, wrap
 from parley.server.body import check_messages_request
+from parley.server.chat import check_chat_request
+from parley.spend.pricing import PriceTable
 from parley.sse import SSEDecoder
 
 # Per-provider environment defaults: (key variable, base URL variables)
@@ -68,8 +71,37 @@ async def create_message(gw: Gateway, body: dict[str, Any], headers: Mapping[str
         raise sdk_error(error) from None
     if reply.source is None:
         gw.finish(ctx)
-        return _json_result(reply)
-    return anthropic_events(gw, ctx, reply.source)
+        return with_cost(_json_result(reply), gw, ctx)
+    return EventStream(gw, ctx, reply.source, anthropic_events)
+
+
+async def create_completion(gw: Gateway, body: dict[str, Any], headers: Mapping[str, str]) -> Any:
+    """One Chat Completions call: a Record shaped like openai's ChatCompletion, or async chunks."""
+    ctx = RequestContext(api="openai", route="sdk:/v1/chat/completions", headers=dict(headers))
+    try:
+        check_chat_request(body)
+        ctx.model, ctx.stream = body["model"], body.get("stream") is True
+        reply = await send_chat(gw, ctx, body, orjson.dumps(body), ctx.headers)
+    except GatewayError as error:
+        gw.finish(ctx)
+        raise sdk_error(error) from None
+    if reply.source is None:
+        gw.finish(ctx)
+        return with_cost(_json_result(reply), gw, ctx)
+    return EventStream(gw, ctx, reply.source, openai_chunks)
+
+
+def with_cost(result: Record, gw: Gateway, ctx: RequestContext) -> Record:
+    result.__dict__["cost"] = call_cost(gw, ctx)
+    return result
+
+
+def call_cost(gw: Gateway, ctx: RequestContext) -> float:
+    """USD of the call at the bundled list prices (per-deployment overrides applied)."""
+    prices = getattr(gw, "prices", None)
+    if prices is None:
+        prices = gw.prices = PriceTable()
+    return prices.for_deployment(ctx.deployment, ctx.upstream_model or ctx.model).cost(ctx.usage)
 
 
 def _json_result(reply: UpstreamReply) -> Record:
@@ -85,23 +117,66 @@ def _json_result(reply: UpstreamReply) -> Record:
     return wrap(data)
 
 
-async def anthropic_events(gw: Gateway, ctx: RequestContext, source: ChunkSource) -> AsyncIterator[Record]:
+async def anthropic_events(source: ChunkSource) -> AsyncIterator[Record]:
     """Anthropic stream events (pings skipped) as Records; an `error` event raises."""
     decoder = SSEDecoder()
-    try:
-        while (chunk := await source.next_chunk()) is not None:
-            for event in decoder.feed(chunk):
-                if event.event in (None, "ping"):
-                    continue
-                payload = orjson.loads(event.data)
-                if event.event == "error":
-                    error = payload.get("error") or {}
-                    raise status_error(500 if error.get("type") != "overloaded_error" else 529,
-                                       error.get("message", "stream error"), payload, error.get("type"))
-                yield wrap(payload)
-    finally:
-        source.close()
-        gw.finish(ctx)
+    while (chunk := await source.next_chunk()) is not None:
+        for event in decoder.feed(chunk):
+            if event.event in (None, "ping"):
+                continue
+            payload = orjson.loads(event.data)
+            if event.event == "error":
+                _raise_stream_error(payload)
+            yield wrap(payload)
+
+
+async def openai_chunks(source: ChunkSource) -> AsyncIterator[Record]:
+    """`chat.completion.chunk` Records until `[DONE]`; an error frame raises."""
+    decoder = SSEDecoder()
+    while (chunk := await source.next_chunk()) is not None:
+        for event in decoder.feed(chunk):
+            if not event.data or event.data == "[DONE]":
+                continue
+            payload = orjson.loads(event.data)
+            if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
+                _raise_stream_error(payload)
+            yield wrap(payload)
+
+
+def _raise_stream_error(payload: dict) -> None:
+    error = payload.get("error") or {}
+    overloaded = error.get("type") in ("overloaded_error", "service_unavailable")
+    raise status_error(529 if overloaded else 500, error.get("message", "stream error"), payload,
+                       error.get("type"))
+
+
+class EventStream:
+    """An async iterator of stream events; `cost` is set once the stream has ended."""
+
+    def __init__(self, gw: Gateway, ctx: RequestContext, source: ChunkSource, parse) -> None:
+        self._gw, self._ctx, self._source = gw, ctx, source
+        self._events: AsyncIterator[Record] = parse(source)
+        self.cost: float | None = None
+        self._closed = False
+
+    def __aiter__(self) -> "EventStream":
+        return self
+
+    async def __anext__(self) -> Record:
+        try:
+            return await self._events.__anext__()
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._events.aclose()
+        self._source.close()
+        self.cost = call_cost(self._gw, self._ctx)
+        self._gw.finish(self._ctx)
 
 
 class Engine:

@@ -7,9 +7,8 @@ from typing import Any
 
 
 class Record(dict):
-    """A dict whose keys are also attributes (recursively)."""
-
-    __slots__ = ()
+    """A dict whose keys are also attributes (recursively). Values parley adds that are not part
+    of the wire shape (such as `cost`) live in the instance `__dict__`, outside the mapping."""
 
     def __getattr__(self, name: str) -> Any:
         try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -12,6 +14,8 @@ from parley.gateway import Gateway
 from parley.server.body import check_messages_request, parse_object, read_body
 from parley.server.relay import RelayResponse
 from parley.server.responses import anthropic_error
+
+log = logging.getLogger("parley")
 
 # Upstream reply headers a client may see; the rest (cookies, CDN, rate limits of our own key) stay.
 _REPLY_HEADERS = ("content-type", "cache-control", "retry-after", "retry-after-ms", "x-should-retry")
@@ -55,6 +59,12 @@ class MessagesRoutes:
                                         query=request.url.query, path=path)
         except GatewayError as error:
             response = anthropic_error(ctx, error)
+            gw.finish(ctx)
+            return response
+        except Exception:  # a bug: still the API's envelope, and the request still logged
+            log.exception("unexpected error on %s (request %s)", path, ctx.request_id)
+            response = anthropic_error(ctx, GatewayError(500, "internal gateway error; see the gateway "
+                                                              f"log for request {ctx.request_id}", "api_error"))
             gw.finish(ctx)
             return response
         return RelayResponse(gw, ctx, reply, reply_headers(ctx, reply.headers))
