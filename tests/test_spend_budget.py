@@ -118,6 +118,7 @@ def test_soft_mode_checks_spend_only(local_gateway, upstream):
                                                     messages=[{"role": "user", "content": "go"}])
     assert raw.headers.get("x-parley-max-tokens-capped") is None  # soft: not capped
     assert raw.parse().usage.output_tokens == MAX_TOKENS
+    admin.wait_logs(1, api_key=key)  # soft mode only sees spend once it is recorded
     with pytest.raises(anthropic.PaymentRequiredError):
         client.messages.create(model="claude-sonnet-4-5", max_tokens=10,
                                messages=[{"role": "user", "content": "go"}])

@@ -122,7 +122,7 @@ def install(gw) -> None:
     if not url:
         gw.redis = None
         return
-    prefix = str(settings.get("redis_key_prefix") or DEFAULT_PREFIX)
+    prefix = str(settings.get("redis_key_prefix") or os.environ.get("PARLEY_REDIS_PREFIX") or DEFAULT_PREFIX)
     link = RedisLink(url, prefix, timeout=float(settings.get("redis_timeout", 0.5)))
     gw.redis = link
     gw.on_shutdown(link.close)

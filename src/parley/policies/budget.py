@@ -11,7 +11,6 @@ cost. Soft mode (`budget_mode: soft` on a key): refuse only once spend has reach
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import orjson
@@ -76,19 +75,17 @@ class BudgetPolicy(Policy):
             return
         record = ctx.auth if isinstance(ctx.auth, KeyRecord) else None
         if record is not None and record.budget_mode == "soft":
-            self._check_soft(lines)
+            await self._check_soft(ctx, lines)
             return
         await self._reserve(ctx, body, lines)
 
-    def _check_soft(self, lines: list[BudgetLine]) -> None:
-        now = time.time()
-        for line in lines:
-            spent = line.seed + self.service.writer.pending(line.key)
-            period_end = line.period_end(now)
-            if line.reset_at is not None and period_end != line.reset_at:
-                spent = self.service.writer.pending(line.key)  # the period rolled since it was read
-            if spent >= line.limit:
-                raise _exhausted(line, line.limit - spent, 0.0)
+    async def _check_soft(self, ctx: RequestContext, lines: list[BudgetLine]) -> None:
+        """Soft mode: a zero hold through the same ledger, refused only once nothing is left, so
+        settled spend counts at once (the ledger, not the cached record, knows what was spent)."""
+        grant = await self.service.ledger.reserve(ctx.request_id, lines, 0.0, 0.0)
+        ctx.extra["budget_lines"] = lines  # settled after the call, like a strict hold
+        if grant.remaining <= 0:
+            raise _exhausted(grant.binding or lines[0], grant.remaining, 0.0)
 
     def _price(self, ctx: RequestContext) -> Price:
         """The dearest price among the deployments that may serve the request."""

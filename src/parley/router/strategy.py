@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from typing import Any, Mapping
 
 
 from parley.router.health import Health

@@ -14,7 +14,6 @@ from typing import Callable
 from starlette.types import Receive, Scope, Send
 
 from parley.context import RequestContext
-from parley.errors import anthropic_error_body
 from parley.gateway import Gateway
 from parley.http import UpstreamBroken
 from parley.providers.base import UpstreamReply

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from typing import Any
 
 from parley.spend.ledger import LocalLedger, RedisLedger
@@ -33,9 +32,9 @@ class StoreService:
                                   interval=float(settings.get("spend_flush_interval", 0.5)),
                                   batch_size=int(settings.get("spend_batch_size", 500)))
         self.prices = PriceTable()
-        self.redis_url = settings.get("redis_url") or os.environ.get("REDIS_URL")
-        self.prefix = str(settings.get("redis_prefix") or os.environ.get("PARLEY_REDIS_PREFIX")
-                          or "parley:")
+        link = getattr(gw, "redis", None)  # the one Redis config of the gateway (parley.redis_link)
+        self.redis_url = link.url if link is not None else None
+        self.prefix = (link.prefix + ":") if link is not None else "parley:"
         self.redis: Any = None
         self.ledger: Any = LocalLedger(self.engine, self._pending, gw.spawn,
                                        refresh_seconds=float(settings.get("budget_refresh_seconds", 5.0)))

@@ -72,7 +72,7 @@ def options_from_params(provider: str, params: Mapping[str, Any]) -> OpenAIOptio
     if "max_stop_sequences" in params:
         cap = params["max_stop_sequences"]
         if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 0):
-            raise ConfigError(f"params.max_stop_sequences: must be a non-negative integer or null")
+            raise ConfigError("params.max_stop_sequences: must be a non-negative integer or null")
         values["max_stop_sequences"] = cap
     if "extra_body" in params:
         extra = params["extra_body"]
