@@ -105,7 +105,7 @@ def start_litellm(workdir: str, models: list[dict], notes: list[str]) -> Target 
                         "litellm_settings": {"drop_params": True, "telemetry": False}}, f)
     port = free_port()
     env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False",
-           "PYTHONPATH": "", "DATABASE_URL": "", "DISABLE_ADMIN_UI": "True"}
+           "DISABLE_ADMIN_UI": "True"}
     try:
         proc = SlowStartProcess([exe, "--config", path, "--host", "127.0.0.1", "--port", str(port),
                                  "--num_workers", "1"], port, "/health/liveliness", env,
@@ -130,14 +130,17 @@ def litellm_version() -> str:
 class SlowStartProcess(ServerProcess):
     """A ServerProcess that may take up to `timeout` seconds to answer (LiteLLM imports a lot)."""
 
+    UNSET = ("DATABASE_URL", "PYTHONPATH")  # LiteLLM runs without a database, on its own venv
+
     def __init__(self, argv: list[str], port: int, ready_path: str, env: dict[str, str],
                  log_path: str, timeout: float = 180.0) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = log_path
         self._log = open(log_path, "wb")
+        full_env = {k: v for k, v in dict(os.environ, **env).items() if k not in self.UNSET}
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env=dict(os.environ, **env), start_new_session=True)
+                                     env=full_env, start_new_session=True)
         try:
             _wait_http(self.url + ready_path, self.proc, timeout)
         except Exception:
