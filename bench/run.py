@@ -45,6 +45,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--streams", type=int, help="concurrent slow streams (default 500, smoke 20)")
     p.add_argument("--stream-events", type=int, help="deltas per slow stream (default 10, smoke 3)")
     p.add_argument("--stream-interval", type=float, help="seconds between deltas (default 0.5, smoke 0.2)")
+    p.add_argument("--stream-ramp", type=float,
+                   help="seconds over which the slow streams' starts are spread (default 2, smoke 0.2)")
     p.add_argument("--only", help="comma-separated scenario names to run")
     p.add_argument("--out", default=HERE, help="where RESULTS.md and results.png go (default bench/)")
     p.add_argument("--no-nginx", action="store_true", help="use parley's fake upstream instead of nginx")
@@ -57,6 +59,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.streams = args.streams or (20 if smoke else 500)
     args.stream_events = args.stream_events or (3 if smoke else 10)
     args.stream_interval = args.stream_interval or (0.2 if smoke else 0.5)
+    args.stream_ramp = args.stream_ramp if args.stream_ramp is not None else (0.2 if smoke else 2.0)
     return args
 
 
@@ -176,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             "spend": "off (--no-spend)" if args.no_spend else
                      "on (database_url set; recorded if this build has the spend feature)",
             "litellm": litellm_desc, "stream_events": args.stream_events,
-            "stream_interval": args.stream_interval,
+            "stream_interval": args.stream_interval, "stream_ramp": args.stream_ramp,
         }
         results = report.Results(meta, notes=notes)
         run_scenarios(bench, up, systems, results)
@@ -234,10 +237,11 @@ def run_slow_streams(bench: Bench, systems: list[tg.Target], results: report.Res
         url = (bench.slow_url if t is None else t.url) + "/v1/messages"
         headers = sc.ANTHROPIC_HEADERS if t is None else dict(sc.ANTHROPIC_HEADERS, **t.headers)
         with Watch(None if t is None else t.pid) as watch:
-            stats = run_streams(url, body, headers, n, timeout=expected * bench.args.stream_interval + 120)
+            stats = run_streams(url, body, headers, n, timeout=expected * bench.args.stream_interval + 120,
+                                ramp=bench.args.stream_ramp)
         d = stats.chunk_delay_ms
         row = report.StreamRow(
-            "direct" if t is None else t.name, n, stats.completed, stats.pct(stats.ttft_ms, 50),
+            "direct" if t is None else t.name, n, stats.peak_open, stats.completed, stats.pct(stats.ttft_ms, 50),
             stats.pct(d, 50), stats.pct(d, 99), max(d) if d else float("nan"), None, None,
             watch.peak_rss / 2**20 if t is not None else None, len(d), len(stats.errors))
         if stats.errors:
