@@ -51,6 +51,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", default=HERE, help="where RESULTS.md and results.png go (default bench/)")
     p.add_argument("--no-nginx", action="store_true", help="use parley's fake upstream instead of nginx")
     p.add_argument("--no-wrk", action="store_true", help="use the Python load loop instead of wrk")
+    p.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     p.add_argument("--no-spend", action="store_true", help="run parley without a database")
     args = p.parse_args(argv)
     smoke = args.smoke
@@ -138,7 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     workdir = tempfile.mkdtemp(prefix="parley-bench-")
     with contextlib.ExitStack() as stack:
-        stack.callback(shutil.rmtree, workdir, True)
+        if not args.keep:
+            stack.callback(shutil.rmtree, workdir, True)
+        else:
+            print(f"bench: keeping {workdir}", file=sys.stderr)
         bench = Bench(args, workdir)
         notes = bench.notes
         up = start_upstream(os.path.join(workdir, "nginx"), notes, allow_nginx=not args.no_nginx)

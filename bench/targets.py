@@ -102,7 +102,10 @@ def start_litellm(workdir: str, models: list[dict], notes: list[str]) -> Target 
     path = os.path.join(workdir, "litellm.yaml")
     with open(path, "w") as f:
         yaml.safe_dump({"model_list": models, "general_settings": {"master_key": MASTER},
-                        "litellm_settings": {"drop_params": True, "telemetry": False}}, f)
+                        # its /v1/messages -> OpenAI path defaults to the Responses API; parley's
+                        # bridge (and the bench's canned upstream) speak Chat Completions
+                        "litellm_settings": {"drop_params": True, "telemetry": False,
+                                             "use_chat_completions_url_for_anthropic_messages": True}}, f)
     port = free_port()
     env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False",
            "DISABLE_ADMIN_UI": "True"}

@@ -77,7 +77,7 @@ pid {workdir}/nginx.pid;
 error_log {workdir}/error.log warn;
 events {{ worker_connections 8192; }}
 http {{
-    access_log off;
+    access_log {workdir}/access.log;
 {temp}
     client_max_body_size 64m;
     client_body_buffer_size 1m;
