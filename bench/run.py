@@ -301,6 +301,10 @@ def judge(results: report.Results, args: argparse.Namespace) -> None:
             ratio = p.rps / lite.rps
             t.append((f"{scenario}: ≥ {factor}× LiteLLM's req/s (concurrency 16)",
                       f"{p.rps:.0f} vs {lite.rps:.1f} req/s = {ratio:.1f}×", verdict(ratio >= factor)))
+        elif lite and not p:
+            t.append((f"{scenario}: ≥ {factor}× LiteLLM's req/s (concurrency 16)",
+                      f"LiteLLM {lite.rps:.1f} req/s; parley skipped this scenario (see notes)",
+                      "not measured"))
 
 
 if __name__ == "__main__":
