@@ -1,5 +1,7 @@
 # `make run`: venv + install + start the gateway with the shipped default config.
 # `make test`: venv + dev install + the whole suite.
+# `make bench`: the benchmark suite (bench/README.md); `make bench-compare`: the same, plus LiteLLM.
+#   Pass options with BENCH_ARGS, e.g. make bench BENCH_ARGS="--workers 2 --duration 10".
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -20,6 +22,24 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+BENCH_STAMP := $(VENV)/.bench-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+LITELLM_VENV := bench/.litellm-venv
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	rm -f $(VENV)/.bench-* && touch $(BENCH_STAMP)
+
+$(LITELLM_VENV)/.installed: bench/install_litellm.py
+	test -x $(LITELLM_VENV)/bin/python || $(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/python bench/install_litellm.py
+	touch $@
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+bench-compare: $(BENCH_STAMP) $(LITELLM_VENV)/.installed
+	$(BIN)/python bench/run.py --compare $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info

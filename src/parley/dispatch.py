@@ -118,6 +118,10 @@ class SniffingSource:
     def at_boundary(self) -> bool:
         return self.sniffer.at_boundary
 
+    @property
+    def at_eof(self) -> bool:
+        return getattr(self.inner, "at_eof", False)
+
     async def next_chunk(self) -> bytes | None:
         chunk = await self.inner.next_chunk()
         if chunk is not None:

@@ -31,6 +31,11 @@ class StreamSource:
             raise UpstreamBroken(str(e) or type(e).__name__) from e
         return chunk or None
 
+    @property
+    def at_eof(self) -> bool:
+        """True once the body has ended and every byte was returned: the last chunk is in hand."""
+        return self._response.content.at_eof()
+
     def close(self) -> None:
         self._response.close()
 

@@ -56,7 +56,7 @@ class MessagesRoutes:
             ctx.model = body["model"]
             ctx.stream = bool(body.get("stream")) and needs_max_tokens
             reply = await send_messages(gw, ctx, body, raw, request.headers,
-                                        query=request.url.query, path=path)
+                                        query=request.scope["query_string"].decode("latin-1"), path=path)
         except GatewayError as error:
             response = anthropic_error(ctx, error)
             gw.finish(ctx)

@@ -99,6 +99,10 @@ class RelayResponse:
                     break
                 if chunk:
                     ctx.mark_first_byte()
+                    if getattr(source, "at_eof", False):  # the last chunk: end in the same write
+                        done = True
+                        await send({"type": "http.response.body", "body": chunk, "more_body": False})
+                        return
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
             done = True
             await send({"type": "http.response.body", "body": b"", "more_body": False})

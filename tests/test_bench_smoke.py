@@ -1,0 +1,67 @@
+"""CI smoke of the benchmark suite (bench/run.py --smoke): it runs and writes its table.
+
+No timing assertions: only that every part of the harness works end to end (upstreams, the bare
+forwarder, parley under wrk or the Python loop, slow streams, the report).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUN = os.path.join(ROOT, "bench", "run.py")
+
+
+def run_bench(out_dir, *extra: str) -> str:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "src"),
+                                                       os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, RUN, "--smoke", "--out", str(out_dir), *extra],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with open(os.path.join(out_dir, "RESULTS.md")) as f:
+        return f.read()
+
+
+def table_rows(text: str, scenario: str, target: str) -> list[list[str]]:
+    rows = []
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 12 and cells[0] == scenario and cells[1] == target:
+            rows.append(cells)
+    return rows
+
+
+def served_without_errors(text: str, scenario: str, target: str) -> None:
+    rows = table_rows(text, scenario, target)
+    assert rows, f"no {scenario}/{target} row in:\n{text}"
+    for cells in rows:
+        assert float(cells[3]) > 0, cells  # some requests were served
+        assert cells[11] == "0", cells  # and none failed
+
+
+@pytest.mark.slow
+def test_smoke_writes_the_table(tmp_path):
+    text = run_bench(tmp_path)
+    assert "| scenario | target | conc | req/s |" in text
+    for scenario in ("native", "native-stream", "claude-code-100KB"):
+        served_without_errors(text, scenario, "parley")
+        served_without_errors(text, scenario, "bare")
+    assert "concurrent slow streams" in text
+    stream_line = next(line for line in text.splitlines() if line.startswith("| parley | "))
+    assert "20/20" in stream_line
+    assert "## Targets (issue 9)" in text
+
+
+@pytest.mark.slow
+def test_smoke_with_fallback_upstream_and_python_load(tmp_path):
+    """What CI gets when nginx and wrk cannot be installed: the fake upstream and a Python loop."""
+    text = run_bench(tmp_path, "--no-nginx", "--no-wrk", "--only", "native,streams")
+    assert "upstream: parley fake-upstream" in text
+    assert "Python asyncio loop" in text
+    assert "NOTE: nginx not used" in text and "NOTE: wrk not used" in text
+    served_without_errors(text, "native", "parley")
+    assert table_rows(text, "native-stream", "parley") == []  # --only was honoured
