@@ -22,6 +22,21 @@ def upstream(fake_upstream):
 
 
 @pytest.fixture(scope="session")
+def fake_upstream_b():
+    """A second fake upstream, for tests with two deployments on different servers."""
+    upstream = FakeUpstream()
+    yield upstream
+    upstream.stop()
+
+
+@pytest.fixture
+def b(fake_upstream_b):
+    """The second fake upstream, emptied for this test."""
+    fake_upstream_b.reset()
+    return fake_upstream_b
+
+
+@pytest.fixture(scope="session")
 def start_gateway():
     """Start `parley serve` with a config dict; every gateway started is stopped at session end."""
     started: list[Gateway] = []

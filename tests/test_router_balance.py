@@ -11,22 +11,9 @@ import uuid
 import anthropic
 import pytest
 
-from parley.testing.procs import FakeUpstream, anthropic_deployment
+from parley.testing.procs import anthropic_deployment
 
 MODEL = "claude-sonnet-4-5"
-
-
-@pytest.fixture(scope="module")
-def upstream_b():
-    b = FakeUpstream()
-    yield b
-    b.stop()
-
-
-@pytest.fixture
-def b(upstream_b):
-    upstream_b.reset()
-    return upstream_b
 
 
 def served_by(gw, n=1, **kw) -> list[str]:

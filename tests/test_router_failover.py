@@ -8,23 +8,10 @@ import anthropic
 import orjson
 import pytest
 
-from parley.testing.procs import FakeUpstream, anthropic_deployment, free_port
+from parley.testing.procs import anthropic_deployment, free_port
 
 MODEL = "claude-sonnet-4-5"
 ASK = [{"role": "user", "content": "ping"}]
-
-
-@pytest.fixture(scope="module")
-def upstream_b():
-    b = FakeUpstream()
-    yield b
-    b.stop()
-
-
-@pytest.fixture
-def b(upstream_b):
-    upstream_b.reset()
-    return upstream_b
 
 
 def client_for(gw) -> anthropic.Anthropic:

@@ -7,32 +7,19 @@ import time
 import anthropic
 import pytest
 
-from parley.testing.procs import FakeUpstream, anthropic_deployment
+from parley.testing.procs import anthropic_deployment
 
 MODEL = "claude-sonnet-4-5"
 TEXT = "a streamed answer long enough to come in several pieces"
 
 
 @pytest.fixture(scope="module")
-def upstream_b():
-    b = FakeUpstream()
-    yield b
-    b.stop()
-
-
-@pytest.fixture
-def b(upstream_b):
-    upstream_b.reset()
-    return upstream_b
-
-
-@pytest.fixture(scope="module")
-def gateway(start_gateway, fake_upstream, upstream_b):
+def gateway(start_gateway, fake_upstream, fake_upstream_b):
     return start_gateway({
         "model_list": [
             anthropic_deployment(MODEL, fake_upstream, model="a-model", weight=1_000_000,
                                  first_byte_timeout=1.0),
-            anthropic_deployment(MODEL, upstream_b, model="b-model", weight=1),
+            anthropic_deployment(MODEL, fake_upstream_b, model="b-model", weight=1),
         ],
         "router_settings": {"num_retries": 2, "allowed_fails": 100},
     })

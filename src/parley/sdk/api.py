@@ -15,7 +15,7 @@ import asyncio
 from typing import Any, AsyncIterator, Iterator
 
 from parley.config import Config, load_config
-from parley.sdk.core import Engine, EventStream, adhoc_config, create_completion, create_message, split_options
+from parley.sdk.core import Engine, adhoc_config, create_completion, create_message, split_options
 
 
 async def _adhoc(create, **kwargs: Any) -> Any:
@@ -31,7 +31,8 @@ async def _adhoc(create, **kwargs: Any) -> Any:
     if isinstance(result, dict):
         await engine.close()
         return result
-    return _Closing(result, engine)
+    result.on_close.append(engine.close)  # the throwaway engine goes with the stream
+    return result
 
 
 async def _adhoc_message(**kwargs: Any) -> Any:
@@ -40,31 +41,6 @@ async def _adhoc_message(**kwargs: Any) -> Any:
 
 async def _adhoc_completion(**kwargs: Any) -> Any:
     return await _adhoc(create_completion, **kwargs)
-
-
-class _Closing:
-    """An EventStream that also closes its throwaway engine at the end."""
-
-    def __init__(self, events: EventStream, engine: Engine) -> None:
-        self._events, self._engine = events, engine
-
-    @property
-    def cost(self) -> float | None:
-        return self._events.cost
-
-    def __aiter__(self) -> "_Closing":
-        return self
-
-    async def __anext__(self) -> Any:
-        try:
-            return await self._events.__anext__()
-        except BaseException:
-            await self.aclose()
-            raise
-
-    async def aclose(self) -> None:
-        await self._events.aclose()
-        await self._engine.close()
 
 
 def _run_sync(coro_factory, *args, **kwargs) -> Any:

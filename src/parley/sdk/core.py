@@ -156,6 +156,7 @@ class EventStream:
     def __init__(self, gw: Gateway, ctx: RequestContext, source: ChunkSource, parse) -> None:
         self._gw, self._ctx, self._source = gw, ctx, source
         self._events: AsyncIterator[Record] = parse(source)
+        self.on_close: list = []  # async callables run after the stream is closed
         self.cost: float | None = None
         self._closed = False
 
@@ -177,6 +178,8 @@ class EventStream:
         self._source.close()
         self.cost = call_cost(self._gw, self._ctx)
         self._gw.finish(self._ctx)
+        for callback in self.on_close:
+            await callback()
 
 
 class Engine:
