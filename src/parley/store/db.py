@@ -47,7 +47,10 @@ def describe(url: str) -> str:
 def make_engine(url: str, settings: dict[str, Any]) -> AsyncEngine:
     url = normalize_url(url)
     if make_url(url).get_backend_name() == "sqlite":
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        # Few cached statements: spend batches of every size are distinct multi-row INSERTs, and
+        # sqlite3's default cache of 128 prepared statements each holding one grew RSS by ~2 KB
+        # per request until it filled (measured: 100 MB -> 180 MB over 38k requests).
+        engine = create_async_engine(url, connect_args={"timeout": 30, "cached_statements": 16})
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn, _record) -> None:
