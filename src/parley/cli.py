@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
@@ -64,8 +63,10 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace) -> int:
     from parley.server.factory import CONFIG_ENV, MODEL_ENV
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    from parley.logs import setup_logging
+
+    setup_logging(args.log_level)
+    os.environ["PARLEY_LOG_LEVEL"] = args.log_level  # for the workers, which set up their own
     try:
         if args.model:
             config = quick_config(args.model)

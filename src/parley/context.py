@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -11,7 +11,8 @@ from parley.usage import Usage
 
 
 def new_request_id() -> str:
-    return "req_" + secrets.token_hex(12)
+    """A unique id; not a secret, so no system call for randomness (it showed at 2.5% of CPU)."""
+    return f"req_{random.getrandbits(96):024x}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ import os
 
 from starlette.applications import Starlette
 
+from parley.logs import setup_logging
 from parley.config import Config, load_config, quick_config
 from parley.server.app import create_app
 
@@ -21,4 +22,5 @@ def config_from_env() -> Config:
 
 
 def app() -> Starlette:
+    setup_logging(os.environ.get("PARLEY_LOG_LEVEL", "info"))
     return create_app(config_from_env())
