@@ -1,4 +1,5 @@
-"""Claude Code (the real `claude` CLI) through the gateway to an OpenAI-protocol backend.
+"""Claude Code (the real `claude` CLI) through the gateway, to an OpenAI-protocol backend and to
+an Anthropic-protocol one.
 
 The CLI is installed with npm into .cache/claude-code (gitignored) on first use; the test is
 skipped, with the reason shown, only when npm cannot install it. The fake upstream plays the
@@ -17,7 +18,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from parley.testing.procs import openai_deployment
+from parley.testing.procs import anthropic_deployment, openai_deployment
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache" / "claude-code"
@@ -51,13 +52,7 @@ def gateway(start_gateway, fake_upstream):
     })
 
 
-def test_claude_code_runs_bash_through_openai_backend(gateway, upstream):
-    claude = claude_binary()
-    upstream.script(
-        {"api": "openai", "match": {"model": "cc-main", "has_tools": True}, "piece": 6,
-         "tool_calls": [{"id": "call_bash1", "name": "Bash", "arguments": {
-             "command": "echo parley-ok", "description": "Print a marker"}}]},
-        {"api": "openai", "match": {"model": "cc-main", "has_tools": True}, "content": ANSWER})
+def run_claude(claude: Path, gateway) -> subprocess.CompletedProcess:
     with tempfile.TemporaryDirectory(prefix="parley-cc-") as home:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CLAUDE"))}
         env.update({
@@ -66,10 +61,49 @@ def test_claude_code_runs_bash_through_openai_backend(gateway, upstream):
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_TELEMETRY": "1",
             "DISABLE_AUTOUPDATER": "1", "CLAUDE_CODE_MAX_RETRIES": "0",
         })
-        result = subprocess.run(
+        return subprocess.run(
             [str(claude), "-p", "Run `echo parley-ok` with the Bash tool and tell me what it printed.",
              "--allowedTools", "Bash", "--output-format", "text"],
             cwd=home, env=env, capture_output=True, text=True, timeout=90)
+
+
+def test_claude_code_runs_bash_through_anthropic_backend(start_gateway, fake_upstream, upstream):
+    claude = claude_binary()
+    gateway = start_gateway({
+        "model_list": [anthropic_deployment("claude-main", fake_upstream, model="cc-native-main"),
+                       anthropic_deployment("*", fake_upstream, model="cc-native-side")],
+        "general_settings": {"master_key": MASTER},
+    })
+    upstream.script(
+        {"api": "anthropic", "match": {"model": "cc-native-main", "has_tools": True},
+         "content": [{"type": "tool_use", "id": "toolu_native1", "name": "Bash",
+                      "input": {"command": "echo parley-ok", "description": "Print a marker"}}]},
+        {"api": "anthropic", "match": {"model": "cc-native-main", "has_tools": True},
+         "content": [{"type": "text", "text": ANSWER}]})
+    result = run_claude(claude, gateway)
+    assert result.returncode == 0, \
+        f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}\n{gateway.log()[-3000:]}"
+    assert ANSWER in result.stdout
+    main = [r for r in upstream.requests() if r["path"] == "/v1/messages"
+            and orjson.loads(r["body"])["model"] == "cc-native-main" and orjson.loads(r["body"]).get("tools")]
+    assert len(main) >= 2
+    assert main[0]["headers"]["x-api-key"] == "sk-ant-upstream-real"
+    assert "claude-code" in main[0]["headers"].get("anthropic-beta", "")
+    last = orjson.loads(main[-1]["body"])
+    results = [b for m in last["messages"] if m["role"] == "user" and isinstance(m["content"], list)
+               for b in m["content"] if b.get("type") == "tool_result"]
+    assert results and results[0]["tool_use_id"] == "toolu_native1"
+    assert "parley-ok" in orjson.dumps(results[0]["content"]).decode()
+
+
+def test_claude_code_runs_bash_through_openai_backend(gateway, upstream):
+    claude = claude_binary()
+    upstream.script(
+        {"api": "openai", "match": {"model": "cc-main", "has_tools": True}, "piece": 6,
+         "tool_calls": [{"id": "call_bash1", "name": "Bash", "arguments": {
+             "command": "echo parley-ok", "description": "Print a marker"}}]},
+        {"api": "openai", "match": {"model": "cc-main", "has_tools": True}, "content": ANSWER})
+    result = run_claude(claude, gateway)
     assert result.returncode == 0, \
         f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}\n{gateway.log()[-3000:]}"
     assert ANSWER in result.stdout

@@ -84,7 +84,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     body, error = _check(request, raw)
     if error is not None:
         return error
-    spec = state.next_reply("anthropic") or {}
+    spec = state.next_reply("anthropic", body) or {}
     await sleep(spec.get("delay"))
     if "raw" in spec:
         return web.Response(body=spec["raw"].encode(), status=spec.get("status", 200),
