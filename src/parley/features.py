@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from parley.bridges import openai_anthropic
-from parley.config import Config
 from parley import redis_link
+from parley.bridges import anthropic_openai, openai_anthropic
 from parley.cache import hook as cache_hook
-from parley.bridges import anthropic_openai
+from parley.config import Config
 from parley.gateway import Gateway
-from parley.server import passthrough
 from parley.policies import rate_limit
 from parley.router import accounting as router_accounting
-from parley.store.service import install as install_keys_and_spend
+from parley.server import passthrough
 
 
 def build_gateway(config: Config) -> Gateway:
@@ -23,7 +21,10 @@ def build_gateway(config: Config) -> Gateway:
     cache_hook.install(gw)
     openai_anthropic.install(gw)
     anthropic_openai.install(gw)
-    install_keys_and_spend(gw)
+    if config.database_url:  # the storage stack (SQLAlchemy, Alembic) is only imported when used
+        from parley.store.service import install as install_keys_and_spend
+
+        install_keys_and_spend(gw)
     return gw
 
 

@@ -148,11 +148,14 @@ class Router:
 
 
 def _router_iter(loop: asyncio.AbstractEventLoop, events: AsyncIterator) -> Iterator:
-    while True:
-        try:
-            yield loop.run_until_complete(events.__anext__())
-        except StopAsyncIteration:
-            return
+    try:
+        while True:
+            try:
+                yield loop.run_until_complete(events.__anext__())
+            except StopAsyncIteration:
+                return
+    finally:  # also when the caller stops early: close the upstream stream
+        loop.run_until_complete(events.aclose())
 
 
 messages = Messages()
