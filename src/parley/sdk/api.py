@@ -57,7 +57,9 @@ def _run_sync(coro_factory, *args, **kwargs) -> Any:
     return _sync_iter(loop, result)
 
 
-def _sync_iter(loop: asyncio.AbstractEventLoop, events: AsyncIterator) -> Iterator:
+def _sync_iter(loop: asyncio.AbstractEventLoop, events: AsyncIterator, close_loop: bool = True) -> Iterator:
+    """Iterate an async event stream from sync code; closes the stream (and a private loop) at the
+    end or when the caller stops early."""
     try:
         while True:
             try:
@@ -66,7 +68,8 @@ def _sync_iter(loop: asyncio.AbstractEventLoop, events: AsyncIterator) -> Iterat
                 return
     finally:
         loop.run_until_complete(events.aclose())
-        loop.close()
+        if close_loop:
+            loop.close()
 
 
 async def acompletion(**kwargs: Any) -> Any:
@@ -135,7 +138,7 @@ class Router:
         result = self._loop.run_until_complete(fn(**kwargs))
         if isinstance(result, dict):
             return result
-        return _router_iter(self._loop, result)
+        return _sync_iter(self._loop, result, close_loop=False)  # the Router keeps its loop
 
     async def aclose(self) -> None:
         await self._engine.close()
@@ -145,17 +148,6 @@ class Router:
             self._loop.run_until_complete(self._engine.close())
             self._loop.close()
             self._loop = None
-
-
-def _router_iter(loop: asyncio.AbstractEventLoop, events: AsyncIterator) -> Iterator:
-    try:
-        while True:
-            try:
-                yield loop.run_until_complete(events.__anext__())
-            except StopAsyncIteration:
-                return
-    finally:  # also when the caller stops early: close the upstream stream
-        loop.run_until_complete(events.aclose())
 
 
 messages = Messages()

@@ -42,8 +42,8 @@ def parse_object(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def check_messages_request(body: dict[str, Any], *, needs_max_tokens: bool = True) -> None:
-    """The few checks a gateway must make itself; the backend validates the rest."""
+def check_model_and_messages(body: dict[str, Any], *, non_empty: bool = False) -> None:
+    """`model` a non-empty string and `messages` a list: what every API needs to route a request."""
     model = body.get("model")
     if model is None:
         raise invalid_request("model: Field required", param="model")
@@ -52,8 +52,14 @@ def check_messages_request(body: dict[str, Any], *, needs_max_tokens: bool = Tru
     messages = body.get("messages")
     if messages is None:
         raise invalid_request("messages: Field required", param="messages")
-    if not isinstance(messages, list):
-        raise invalid_request("messages: Input should be a valid list", param="messages")
+    if not isinstance(messages, list) or (non_empty and not messages):
+        raise invalid_request("messages: Input should be a " + ("non-empty " if non_empty else "valid ")
+                              + "list", param="messages")
+
+
+def check_messages_request(body: dict[str, Any], *, needs_max_tokens: bool = True) -> None:
+    """The few checks a gateway must make itself; the backend validates the rest."""
+    check_model_and_messages(body)
     if needs_max_tokens:
         max_tokens = body.get("max_tokens")
         if max_tokens is None:

@@ -16,7 +16,7 @@ from parley.chat_dispatch import send_chat
 from parley.context import RequestContext
 from parley.errors import GatewayError, invalid_request
 from parley.gateway import Gateway
-from parley.server.body import parse_object, read_body
+from parley.server.body import check_model_and_messages, parse_object, read_body
 from parley.server.messages import reply_headers
 from parley.server.relay import RelayResponse
 from parley.server.responses import openai_error
@@ -33,16 +33,7 @@ def openai_stream_error_frame(ctx: RequestContext, type_: str, message: str) -> 
 
 def check_chat_request(body: dict[str, Any]) -> None:
     """The checks the gateway makes itself; the backend (or the translator) validates the rest."""
-    model = body.get("model")
-    if model is None:
-        raise invalid_request("model: Field required", param="model")
-    if not isinstance(model, str) or not model:
-        raise invalid_request("model: Input should be a valid string", param="model")
-    messages = body.get("messages")
-    if messages is None:
-        raise invalid_request("messages: Field required", param="messages")
-    if not isinstance(messages, list) or not messages:
-        raise invalid_request("messages: Input should be a non-empty list", param="messages")
+    check_model_and_messages(body, non_empty=True)
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise invalid_request("stream: Input should be a valid boolean", param="stream")
