@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import openai
 import orjson
 import pytest
@@ -53,3 +55,22 @@ def test_upstream_error_passes_through(client, upstream):
     upstream.script({"api": "openai", "status": 429, "error": {"message": "slow down"}})
     with pytest.raises(openai.RateLimitError):
         client.chat.completions.create(model="gpt-fast", messages=[{"role": "user", "content": "x"}])
+
+
+def test_stream_without_usage_request_is_still_accounted(gateway, client, upstream):
+    """parley asks the server for usage (for spend), and keeps that chunk from a client that did
+    not ask for it: every chunk it sees has a choice, as it would from OpenAI."""
+    upstream.script({"api": "openai", "content": "counted words", "usage": {"prompt_tokens": 321,
+                                                                            "completion_tokens": 45}})
+    chunks = list(client.chat.completions.create(model="gpt-fast", stream=True,
+                                                 messages=[{"role": "user", "content": "count"}]))
+    assert all(c.choices for c in chunks)
+    assert all(c.usage is None for c in chunks)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "counted words"
+    sent = orjson.loads(upstream.requests()[-1]["body"])
+    assert sent["stream_options"] == {"include_usage": True}
+    deadline = time.monotonic() + 5
+    while '"input_tokens":321' not in gateway.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    line = next(l for l in gateway.log().splitlines() if '"input_tokens":321' in l)
+    assert '"output_tokens":45' in line

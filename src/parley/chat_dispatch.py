@@ -17,6 +17,7 @@ from parley.gateway import Gateway
 from parley.policies.metadata import apply_request_metadata
 from parley.providers.base import ChunkSource, UpstreamCall, UpstreamReply
 from parley.providers.openai import openai_forwardable_headers
+from parley.translate.openai_options import options_from_params
 from parley.router.table import Target
 from parley.sse import SSEDecoder
 from parley.usage import Usage
@@ -44,15 +45,33 @@ async def send_chat(gw: Gateway, ctx: RequestContext, body: dict[str, Any], raw:
 
 async def send_openai_native(gw: Gateway, ctx: RequestContext, target: Target, body: dict[str, Any],
                              raw: bytes, headers: Mapping[str, str]) -> UpstreamReply:
+    """Forward as sent (model rewritten). A stream whose client did not ask for usage gets it asked
+    for anyway, where the server accepts it, so spend is exact; that usage chunk is kept from the
+    client, which did not ask for it."""
     provider = gw.provider_for(target.deployment)
+    added_usage = _wants_usage_added(target, body)
+    if added_usage:
+        options = body.get("stream_options") if isinstance(body.get("stream_options"), dict) else {}
+        body = dict(body, stream_options=dict(options, include_usage=True))
+        ctx.body_changed = True
     call = UpstreamCall(target, "/chat/completions", native_body(ctx, target, body, raw),
                         openai_forwardable_headers(headers), stream=body.get("stream") is True)
     reply = await provider.send(call)
     if reply.source is not None:
-        reply.source = OpenAIUsageSource(reply.source, ctx)
+        reply.source = OpenAIUsageSource(reply.source, ctx, hide_usage_chunk=added_usage)
     elif reply.body is not None:
         note_openai_json(ctx, reply)
     return reply
+
+
+def _wants_usage_added(target: Target, body: dict[str, Any]) -> bool:
+    if body.get("stream") is not True:
+        return False
+    options = body.get("stream_options")
+    if isinstance(options, dict) and options.get("include_usage") is True:
+        return False  # the client asked: it gets the chunk
+    dep = target.deployment
+    return options_from_params(dep.provider, dep.params).stream_include_usage
 
 
 def apply_openai_usage(usage: Usage, data: Any) -> None:
@@ -83,14 +102,18 @@ def note_openai_json(ctx: RequestContext, reply: UpstreamReply) -> None:
 
 
 class OpenAIUsageSource:
-    """Relays OpenAI SSE bytes untouched; decodes only frames that carry usage or an error."""
+    """Relays OpenAI SSE bytes untouched; decodes only frames that carry usage or an error.
 
-    __slots__ = ("inner", "decoder", "ctx")
+    With `hide_usage_chunk` (parley asked for usage the client did not), frames are re-emitted one by
+    one with their data unchanged, minus the usage-only chunk (`choices: []`)."""
 
-    def __init__(self, inner: ChunkSource, ctx: RequestContext) -> None:
+    __slots__ = ("inner", "decoder", "ctx", "hide_usage_chunk")
+
+    def __init__(self, inner: ChunkSource, ctx: RequestContext, hide_usage_chunk: bool = False) -> None:
         self.inner = inner
         self.decoder = SSEDecoder()
         self.ctx = ctx
+        self.hide_usage_chunk = hide_usage_chunk
 
     @property
     def at_boundary(self) -> bool:
@@ -98,12 +121,17 @@ class OpenAIUsageSource:
 
     async def next_chunk(self) -> bytes | None:
         chunk = await self.inner.next_chunk()
-        if chunk is not None:
-            for event in self.decoder.feed(chunk):
-                data = event.data
-                if data.startswith('{"error"') or ('"usage":{' in data or '"usage": {' in data):
-                    self._note(data)
-        return chunk
+        if chunk is None:
+            return None
+        kept: list[bytes] = []
+        for event in self.decoder.feed(chunk):
+            data = event.data
+            has_usage = '"usage":{' in data or '"usage": {' in data
+            if data.startswith('{"error"') or has_usage:
+                self._note(data)
+            if self.hide_usage_chunk and not (has_usage and '"choices":[]' in data.replace(" ", "")):
+                kept.append(b"data: " + data.encode() + b"\n\n")
+        return b"".join(kept) if self.hide_usage_chunk else chunk
 
     def _note(self, data: str) -> None:
         try:
