@@ -78,3 +78,26 @@ def test_batch_results_billed_once_at_batch_rate(gateway, admin, key, upstream):
     assert len(billed) == 1
     assert billed[0]["model"] == MODEL
     assert billed[0]["spend"] == pytest.approx(expected)
+
+
+def test_budget_holds_on_the_pass_through(gateway, admin, upstream):
+    """A model the config does not list is priced from the table; the budget caps, then refuses."""
+    key = admin.post("/key/generate", {"max_budget": 0.002})["key"]  # Sonnet 4.5: $3 / $15 per M
+    client = anthropic.Anthropic(base_url=gateway.url + "/anthropic", api_key=key, max_retries=0)
+    upstream.script({"content": [{"type": "text", "text": "word " * 400}]})
+    raw = client.messages.with_raw_response.create(model=MODEL, max_tokens=4096,
+                                                    messages=[{"role": "user", "content": "go"}])
+    capped = int(raw.headers["x-parley-max-tokens-capped"])
+    assert 0 < capped < 4096 and upstream.last_body()["max_tokens"] == capped
+    admin.wait_logs(1, api_key=key)
+    with pytest.raises(anthropic.APIStatusError) as info:
+        for _ in range(5):
+            client.messages.create(model=MODEL, max_tokens=4096, messages=[{"role": "user", "content": "go"}])
+    assert info.value.status_code == 402
+    assert sum(r["spend"] for r in admin.wait_logs(1, api_key=key)) <= 0.002 + 1e-12
+    spent_key = admin.post("/key/generate", {"max_budget": 0})["key"]
+    broke = anthropic.Anthropic(base_url=gateway.url + "/anthropic", api_key=spent_key, max_retries=0)
+    with pytest.raises(anthropic.APIStatusError) as info:  # batches are billed later: refused only
+        broke.messages.batches.create(requests=[{"custom_id": "a", "params": {  # when nothing is left
+            "model": MODEL, "max_tokens": 8, "messages": [{"role": "user", "content": "x"}]}}])
+    assert info.value.status_code == 402

@@ -74,7 +74,9 @@ class BudgetPolicy(Policy):
         if not lines:
             return
         record = ctx.auth if isinstance(ctx.auth, KeyRecord) else None
-        if record is not None and record.budget_mode == "soft":
+        deferred = ctx.route.startswith("/anthropic/") and ctx.route != "/anthropic/v1/messages"
+        if deferred or (record is not None and record.budget_mode == "soft"):
+            # soft keys; and pass-through calls billed later (batches): refused once nothing is left
             await self._check_soft(ctx, lines)
             return
         await self._reserve(ctx, body, lines)
@@ -88,9 +90,12 @@ class BudgetPolicy(Policy):
             raise _exhausted(grant.binding or lines[0], grant.remaining, 0.0)
 
     def _price(self, ctx: RequestContext) -> Price:
-        """The dearest price among the deployments that may serve the request."""
-        prices = [self.service.prices.for_deployment(t.deployment, t.upstream_model)
-                  for t in self.gw.router.targets(ctx.model or "")]
+        """The dearest price among the deployments that may serve the request (the model's list
+        price on the pass-through, whose models need not be configured)."""
+        targets = self.gw.table.resolve(ctx.model or "")
+        if not targets:
+            return self.service.prices.for_model(ctx.model)
+        prices = [self.service.prices.for_deployment(t.deployment, t.upstream_model) for t in targets]
         return max(prices, key=lambda p: (p.output, p.max_input))
 
     async def _reserve(self, ctx: RequestContext, body: dict[str, Any], lines: list[BudgetLine]) -> None:

@@ -66,9 +66,9 @@ class AnthropicPassthrough:
             headers = await self._credentials(ctx, request)
             raw = await read_body(request, MAX_BODY) if request.method not in ("GET", "HEAD") else b""
             body = self._json_body(ctx, request, raw)
-            if ctx.body_changed:
-                raw = orjson.dumps(body)
             await gw.before_call(ctx, body)
+            if ctx.body_changed:  # litellm_metadata removed, or max_tokens capped by a budget
+                raw = orjson.dumps(body)
             url = self.settings.api_base + path + ("?" + request.url.query if request.url.query else "")
             reply = await gw.http.send(request.method, url, headers, raw or None, self.settings.timeout,
                                        stream=True)
@@ -78,6 +78,7 @@ class AnthropicPassthrough:
             gw.finish(ctx)
             return response
         out = dict(reply.headers)
+        out.update(ctx.response_headers)  # what policies add: max-tokens cap, rate-limit state
         out.setdefault("request-id", ctx.request_id)
         out["x-parley-request-id"] = ctx.request_id
         return RelayResponse(gw, ctx, reply, out)
