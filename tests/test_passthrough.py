@@ -124,3 +124,17 @@ def test_bring_your_own_key_mode(start_gateway, fake_upstream, upstream):
                                          max_retries=0)
     with pytest.raises(anthropic.AuthenticationError):
         no_gateway_key.models.list()
+
+
+def test_files_api(client, upstream):
+    payload = bytes(range(256)) * 1000  # binary, 256 KB
+    uploaded = client.beta.files.upload(file=("data.bin", payload, "application/octet-stream"))
+    assert (uploaded.filename, uploaded.size_bytes) == ("data.bin", len(payload))
+    assert uploaded.id in [f.id for f in client.beta.files.list()]
+    assert client.beta.files.retrieve_metadata(uploaded.id).size_bytes == len(payload)
+    assert client.beta.files.download(uploaded.id).read() == payload
+    assert client.beta.files.delete(uploaded.id).type == "file_deleted"
+    with pytest.raises(anthropic.NotFoundError):
+        client.beta.files.retrieve_metadata(uploaded.id)
+    assert_upstream_saw_real_key_only(upstream)
+    assert upstream.requests()[0]["headers"]["content-type"].startswith("multipart/form-data")

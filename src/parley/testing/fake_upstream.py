@@ -93,7 +93,7 @@ async def _events(request: web.Request) -> web.Response:
 
 
 def build_app() -> web.Application:
-    from parley.testing import fake_anthropic, fake_batches
+    from parley.testing import fake_anthropic, fake_batches, fake_files
 
     app = web.Application(client_max_size=512 * 1024 * 1024)
     app[STATE] = FakeState()
@@ -103,6 +103,7 @@ def build_app() -> web.Application:
     app.router.add_get("/_fake/events", _events)
     fake_anthropic.add_routes(app)
     fake_batches.add_routes(app)
+    fake_files.add_routes(app)
     try:
         from parley.testing import fake_openai
     except ImportError:
