@@ -58,7 +58,9 @@ def build_message(body: dict, model: str) -> dict:
     }
 
 
-def last_user_text(body: dict) -> str:
+def last_user_text(body: dict, *, skip_textless: bool = True) -> str:
+    """The text of the last user turn; with `skip_textless` a turn without text blocks (only tool
+    results, say) is passed over for the one before it, else it gives ""."""
     for message in reversed(body.get("messages") or []):
         if not isinstance(message, dict) or message.get("role") != "user":
             continue
@@ -67,7 +69,7 @@ def last_user_text(body: dict) -> str:
             return content
         if isinstance(content, list):
             texts = [b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text"]
-            if texts:
+            if texts or not skip_textless:
                 return " ".join(texts)
     return ""
 

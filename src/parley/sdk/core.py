@@ -62,33 +62,28 @@ def split_options(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
 async def create_message(gw: Gateway, body: dict[str, Any], headers: Mapping[str, str]) -> Any:
     """One Messages call: a Record shaped like anthropic's Message, or an async event iterator."""
     ctx = RequestContext(api="anthropic", route="sdk:/v1/messages", headers=dict(headers))
-    try:
-        check_messages_request(body)
-        ctx.model, ctx.stream = body["model"], bool(body.get("stream"))
-        reply = await send_messages(gw, ctx, body, orjson.dumps(body), ctx.headers)
-    except GatewayError as error:
-        gw.finish(ctx)
-        raise sdk_error(error) from None
-    if reply.source is None:
-        gw.finish(ctx)
-        return with_cost(_json_result(reply), gw, ctx)
-    return EventStream(gw, ctx, reply.source, anthropic_events)
+    return await _create(gw, ctx, body, check_messages_request, send_messages, anthropic_events)
 
 
 async def create_completion(gw: Gateway, body: dict[str, Any], headers: Mapping[str, str]) -> Any:
     """One Chat Completions call: a Record shaped like openai's ChatCompletion, or async chunks."""
     ctx = RequestContext(api="openai", route="sdk:/v1/chat/completions", headers=dict(headers))
+    return await _create(gw, ctx, body, check_chat_request, send_chat, openai_chunks)
+
+
+async def _create(gw: Gateway, ctx: RequestContext, body: dict[str, Any], check, send, parse) -> Any:
+    """Check, send through the gateway core, and shape the reply (JSON with `cost`, or a stream)."""
     try:
-        check_chat_request(body)
+        check(body)
         ctx.model, ctx.stream = body["model"], body.get("stream") is True
-        reply = await send_chat(gw, ctx, body, orjson.dumps(body), ctx.headers)
+        reply = await send(gw, ctx, body, orjson.dumps(body), ctx.headers)
     except GatewayError as error:
         gw.finish(ctx)
         raise sdk_error(error) from None
     if reply.source is None:
         gw.finish(ctx)
         return with_cost(_json_result(reply), gw, ctx)
-    return EventStream(gw, ctx, reply.source, openai_chunks)
+    return EventStream(gw, ctx, reply.source, parse)
 
 
 def with_cost(result: Record, gw: Gateway, ctx: RequestContext) -> Record:

@@ -24,6 +24,7 @@ import orjson
 from aiohttp import web
 
 from parley.anthropic_stream import message_events
+from parley.providers.mock import last_user_text
 from parley.sse import encode_event
 from parley.testing.fake_upstream import STATE, json_response, sleep
 from parley.tokens import count_request_tokens, text_tokens
@@ -104,7 +105,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
 def build_message(body: dict, spec: dict) -> dict[str, Any]:
     content = spec.get("content")
     if content is None:
-        content = [{"type": "text", "text": "Hello! You said: " + _last_user_text(body)}]
+        content = [{"type": "text", "text": "Hello! You said: " + last_user_text(body, skip_textless=False)}]
     content = [_fill_ids(block) for block in content]
     output = sum(text_tokens(orjson.dumps(b).decode()) for b in content)
     limit = body.get("max_tokens")
@@ -141,18 +142,6 @@ def _fill_ids(block: dict) -> dict:
     if block.get("type") == "thinking" and "signature" not in block:
         return dict(block, signature="sig_" + secrets.token_hex(16))
     return block
-
-
-def _last_user_text(body: dict) -> str:
-    for message in reversed(body.get("messages") or []):
-        if isinstance(message, dict) and message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, str):
-                return content
-            if isinstance(content, list):
-                return " ".join(b.get("text", "") for b in content
-                                if isinstance(b, dict) and b.get("type") == "text")
-    return ""
 
 
 async def stream_message(request: web.Request, message: dict, spec: dict) -> web.StreamResponse:

@@ -40,6 +40,7 @@ from typing import Any, Iterator
 import orjson
 from aiohttp import web
 
+from parley.providers.mock import last_user_text
 from parley.sse import OPENAI_DONE_FRAME, encode_data
 from parley.testing.fake_upstream import STATE, json_response, sleep
 from parley.tokens import text_tokens
@@ -138,7 +139,7 @@ class Reply:
         self.created = int(time.time())
         content = spec.get("content")
         if content is None and not spec.get("tool_calls") and not spec.get("refusal"):
-            content = "Hello! You said: " + last_user_text(body)
+            content = "Hello! You said: " + last_user_text(body, skip_textless=False)
         self.content: str | None = content
         self.reasoning: str = spec.get("reasoning") or ""
         self.reasoning_field = spec.get("reasoning_field", "reasoning_content")
@@ -260,18 +261,6 @@ async def stream(request: web.Request, reply: Reply, spec: dict) -> web.StreamRe
     except (ConnectionResetError, asyncio.CancelledError, RuntimeError):
         state.events.append({"stream_aborted": True, "events": sent})
     return response
-
-
-def last_user_text(body: dict) -> str:
-    for message in reversed(body.get("messages") or []):
-        if isinstance(message, dict) and message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, str):
-                return content
-            if isinstance(content, list):
-                return " ".join(p.get("text", "") for p in content
-                                if isinstance(p, dict) and p.get("type") == "text")
-    return ""
 
 
 def _split(text: str, piece: int) -> list[str]:
