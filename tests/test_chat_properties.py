@@ -13,7 +13,7 @@ from openai.types.chat.completion_create_params import (CompletionCreateParamsNo
                                                         CompletionCreateParamsStreaming)
 
 from chat_typecheck import check
-from parley.anthropic_stream import message_events
+from parley.core.anthropic_stream import message_events
 from parley.translate.chat_request import ChatPlan, to_anthropic
 from parley.translate.chat_response import to_chat_completion
 from parley.translate.chat_stream import ChatStreamTranslator

@@ -11,8 +11,8 @@ from parley.config import ConfigError
 from parley.router.outcome import classify, retry_after
 from parley.router.run import _session
 from parley.router.settings import RouterSettings
-from parley.context import RequestContext
-from parley.policies.metadata import apply_request_metadata
+from parley.core.context import RequestContext
+from parley.filters.metadata import apply_request_metadata
 
 
 def test_retry_after_forms():

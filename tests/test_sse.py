@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from hypothesis import given, strategies as st
 
-from parley.anthropic_stream import message_frames
-from parley.sse import Event, SSEDecoder
-from parley.usage import AnthropicStreamSniffer, Usage
+from parley.core.anthropic_stream import message_frames
+from parley.core.sse import Event, SSEDecoder
+from parley.core.usage import AnthropicStreamSniffer, Usage
 
 MESSAGE = {
     "id": "msg_1", "type": "message", "role": "assistant", "model": "m",

@@ -16,7 +16,7 @@ from openai.types.chat.completion_create_params import (
     CompletionCreateParamsNonStreaming, CompletionCreateParamsStreaming)
 from pydantic import TypeAdapter
 
-from parley.errors import GatewayError
+from parley.core.errors import GatewayError
 from parley.testing.fake_openai import check_request
 from parley.translate.anthropic_to_openai import to_openai_request
 from parley.translate.openai_options import OpenAIOptions, options_from_params

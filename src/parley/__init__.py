@@ -1,12 +1,28 @@
-"""parley: an Anthropic-native LLM gateway, and an SDK with the same powers in process."""
+"""parley: an Anthropic-native LLM gateway, and an SDK with the same powers in process.
 
-from types import SimpleNamespace
+The SDK names (`messages`, `completion`, `Router`, ...) load on first use, so importing one
+module of the gateway does not import the whole SDK.
+"""
 
-from parley import errors
-from parley.sdk.api import Router, acompletion, completion, messages
+from __future__ import annotations
+
+from typing import Any
+
+from parley.core import errors
 
 __version__ = "0.1.0"
 
-anthropic = SimpleNamespace(messages=messages)
+_SDK = ("Router", "acompletion", "completion", "messages")
 
-__all__ = ["Router", "acompletion", "anthropic", "completion", "errors", "messages", "__version__"]
+
+def __getattr__(name: str) -> Any:
+    if name in _SDK or name == "anthropic":
+        from types import SimpleNamespace
+
+        from parley.sdk import api
+
+        return SimpleNamespace(messages=api.messages) if name == "anthropic" else getattr(api, name)
+    raise AttributeError(f"module 'parley' has no attribute {name!r}")
+
+
+__all__ = ["Router", "__version__", "acompletion", "anthropic", "completion", "errors", "messages"]

@@ -12,6 +12,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from parley.core.deployment import Deployment
+
 ENV_PREFIX = "os.environ/"
 DEFAULT_TIMEOUT = 600.0
 DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
@@ -37,25 +39,6 @@ class ConfigError(ValueError):
     """The config cannot be used; the message says where and why."""
 
 
-@dataclass(frozen=True)
-class Deployment:
-    """One upstream target serving the client-facing `model_name` (which may hold a `*`)."""
-
-    id: str
-    model_name: str
-    provider: str  # key of PROVIDERS, e.g. "anthropic", "deepseek"
-    api: str  # the wire protocol spoken upstream: "anthropic", "openai" or "mock"
-    model: str  # upstream model name, may hold a `*` filled from the client's model
-    api_base: str | None
-    api_key: str | None
-    timeout: float
-    extra_headers: Mapping[str, str]
-    params: Mapping[str, Any]  # the whole params mapping, for per-provider switches
-
-    def upstream_model(self, wildcard_part: str | None) -> str:
-        if wildcard_part is not None and "*" in self.model:
-            return self.model.replace("*", wildcard_part, 1)
-        return self.model
 
 
 @dataclass

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from parley import redis_link
+from parley.store import redis_link
 from parley.bridges import anthropic_openai, openai_anthropic
-from parley.cache import hook as cache_hook
+from parley.filters.cache import hook as cache_hook
 from parley.config import Config
 from parley.gateway import Gateway
-from parley.policies import rate_limit
-from parley.router import accounting as router_accounting
+from parley.filters import rate_limit
+from parley.filters import router_accounting
 from parley.server import passthrough
 
 
@@ -22,7 +22,7 @@ def build_gateway(config: Config) -> Gateway:
     openai_anthropic.install(gw)
     anthropic_openai.install(gw)
     if config.database_url:  # the storage stack (SQLAlchemy, Alembic) is only imported when used
-        from parley.store.service import install as install_keys_and_spend
+        from parley.spend.service import install as install_keys_and_spend
 
         install_keys_and_spend(gw)
     return gw

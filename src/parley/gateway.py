@@ -7,13 +7,14 @@ import logging
 import time
 from typing import Any, Coroutine
 
-from parley.config import Config, Deployment
-from parley.context import RequestContext
-from parley.http import HttpClient
-from parley.policies.access_log import AccessLog
-from parley.policies.base import Authenticator, Policy
+from parley.config import Config
+from parley.core.deployment import Deployment
+from parley.core.context import RequestContext
+from parley.transport.http import HttpClient
+from parley.filters.access_log import AccessLog
+from parley.pipeline.filter import Authenticator, Policy
 from parley.providers.anthropic import AnthropicProvider
-from parley.providers.base import Provider
+from parley.core.stream import Provider
 from parley.providers.mock import MockProvider
 from parley.providers.openai import OpenAIProvider
 from parley.router.run import Router
@@ -39,8 +40,8 @@ class Gateway:
         # callables gateway -> list of Starlette routes, added by features (admin API, pass-through)
         self.route_extensions: list[Any] = []
         self.policies: list[Policy] = [AccessLog()]
-        self.redis: Any = None  # a RedisLink when Redis is configured (parley.redis_link)
-        self.response_cache: Any = None  # parley.cache.hook.ResponseCache when caching is on
+        self.redis: Any = None  # a RedisLink when Redis is configured (parley.store.redis_link)
+        self.response_cache: Any = None  # parley.filters.cache.hook.ResponseCache when caching is on
         self.ping_interval = float(config.general_settings.get("stream_ping_interval", 15.0))
         self._background: set[asyncio.Task] = set()
         self._startup: list[Any] = []

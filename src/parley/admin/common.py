@@ -11,9 +11,9 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from parley.context import new_request_id
-from parley.errors import GatewayError, anthropic_error_body
-from parley.policies.base import client_key
+from parley.core.context import new_request_id
+from parley.core.errors import GatewayError, anthropic_error_body
+from parley.pipeline.filter import client_key
 from parley.server.responses import JSONBytes
 from parley.spend.periods import iso
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from parley.errors import GatewayError
+from parley.core.errors import GatewayError
 from parley.spend.periods import add_duration, parse_duration, parse_time
 
 

@@ -13,16 +13,16 @@ from typing import Any, Mapping
 
 import orjson
 
-from parley.anthropic_stream import message_frames
+from parley.core.anthropic_stream import message_frames
 from parley.config import ConfigError
-from parley.context import RequestContext
-from parley.errors import GatewayError
-from parley.providers.base import ChunkSource, UpstreamCall, UpstreamReply
+from parley.core.context import RequestContext
+from parley.core.errors import GatewayError
+from parley.core.stream import ChunkSource, UpstreamCall, UpstreamReply
 from parley.providers.mock import FrameSource
 from parley.providers.openai import openai_forwardable_headers
-from parley.router.table import Target
-from parley.sse import SSEDecoder, encode_event
-from parley.tokens import count_request_tokens
+from parley.core.deployment import Target
+from parley.core.sse import SSEDecoder, encode_event
+from parley.core.tokens import count_request_tokens
 from parley.translate.anthropic_to_openai import to_openai_request
 from parley.translate.openai_errors import translate_error
 from parley.translate.openai_options import OpenAIOptions, options_from_params

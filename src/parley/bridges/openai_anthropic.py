@@ -11,13 +11,13 @@ from typing import Any, Mapping
 
 import orjson
 
-from parley.anthropic_stream import message_events
-from parley.context import RequestContext
-from parley.errors import GatewayError
+from parley.core.anthropic_stream import message_events
+from parley.core.context import RequestContext
+from parley.core.errors import GatewayError
 from parley.providers.anthropic import forwardable_headers
-from parley.providers.base import ChunkSource, UpstreamCall, UpstreamReply
-from parley.router.table import Target
-from parley.sse import OPENAI_DONE_FRAME, SSEDecoder, encode_data
+from parley.core.stream import ChunkSource, UpstreamCall, UpstreamReply
+from parley.core.deployment import Target
+from parley.core.sse import OPENAI_DONE_FRAME, SSEDecoder, encode_data
 from parley.translate.chat_errors import openai_error_reply, openai_stream_error
 from parley.translate.chat_request import ChatPlan, to_anthropic
 from parley.translate.chat_response import to_chat_completion

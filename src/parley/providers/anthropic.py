@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from parley.http import HttpClient
-from parley.providers.base import UpstreamCall, UpstreamReply
+from parley.transport.http import HttpClient
+from parley.core.stream import UpstreamCall, UpstreamReply
 
 DEFAULT_VERSION = "2023-06-01"
 

@@ -10,10 +10,10 @@ import secrets
 
 import orjson
 
-from parley.errors import GatewayError
-from parley.providers.base import UpstreamCall, UpstreamReply
-from parley.anthropic_stream import message_frames
-from parley.tokens import count_request_tokens, text_tokens
+from parley.core.errors import GatewayError
+from parley.core.stream import UpstreamCall, UpstreamReply
+from parley.core.anthropic_stream import message_frames
+from parley.core.tokens import count_request_tokens, text_tokens
 
 
 class MockProvider:

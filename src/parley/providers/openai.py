@@ -6,8 +6,8 @@ is appended. The body must already be in OpenAI format (see `parley.translate`).
 
 from __future__ import annotations
 
-from parley.http import HttpClient
-from parley.providers.base import UpstreamCall, UpstreamReply
+from parley.transport.http import HttpClient
+from parley.core.stream import UpstreamCall, UpstreamReply
 
 # Client headers never sent to an OpenAI-compatible server.
 _DROP = frozenset({

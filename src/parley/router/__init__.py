@@ -3,5 +3,5 @@
 Modules: `table` (name -> deployments), `run` (the Router every route calls: retries, fallbacks),
 `settings` (router_settings), `health` (load, latency, cooldowns; shared via Redis), `strategy`
 (strategies, session affinity), `outcome` (failure classes, retry-after, stream peeking),
-`accounting` (install; settles in-flight counts and tokens after each call).
+(the after-call settlement lives in `parley.filters.router_accounting`).
 """

@@ -13,7 +13,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from parley.redis_link import RedisLink, RedisUnavailable
+from parley.store.redis_link import RedisLink, RedisUnavailable
 from parley.router.settings import RouterSettings
 
 log = logging.getLogger("parley.router")

@@ -13,8 +13,8 @@ from typing import Mapping
 
 import orjson
 
-from parley.http import UpstreamBroken
-from parley.providers.base import UpstreamReply
+from parley.transport.http import UpstreamBroken
+from parley.core.stream import UpstreamReply
 
 RETRY_STATUSES = frozenset({408, 409, 429})
 

@@ -24,16 +24,17 @@ import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-from parley.context import RequestContext
-from parley.errors import GatewayError
-from parley.http import UpstreamBroken
-from parley.providers.base import UpstreamReply
+from parley.core.context import RequestContext
+from parley.core.errors import GatewayError
+from parley.transport.http import UpstreamBroken
+from parley.core.stream import UpstreamReply
 from parley.router.health import Health
 from parley.router.outcome import StreamFailed, classify, peek, retry_after
 from parley.router.settings import RouterSettings, dep_limit, dep_timeouts
 from parley.router.strategy import SESSION_HEADER, choose
-from parley.router.table import ModelTable, Target
-from parley.usage import Usage
+from parley.core.deployment import Target
+from parley.router.table import ModelTable
+from parley.core.usage import Usage
 
 Attempt = Callable[[Target], Awaitable[UpstreamReply]]
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from parley.config import ConfigError, Deployment
+from parley.config import ConfigError
+from parley.core.deployment import Deployment
 
 STRATEGIES = {
     "simple-shuffle": "simple-shuffle",

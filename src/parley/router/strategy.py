@@ -14,7 +14,7 @@ import random
 
 from parley.router.health import Health
 from parley.router.settings import dep_weight
-from parley.router.table import Target
+from parley.core.deployment import Target
 
 SESSION_HEADER = "x-claude-code-session-id"
 

@@ -7,19 +7,12 @@ config order among equals. `router_settings.model_group_alias` maps extra names 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
-from parley.config import Deployment
+from parley.core.deployment import Deployment, Target
 
 _CACHE_LIMIT = 4096
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
-    """A deployment chosen for a request, with the upstream model name filled in."""
-
-    deployment: Deployment
-    upstream_model: str
 
 
 class ModelTable:

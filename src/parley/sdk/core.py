@@ -8,18 +8,18 @@ from typing import Any, AsyncIterator, Mapping
 import orjson
 
 from parley.config import PROVIDERS, Config, build_config
-from parley.context import RequestContext
-from parley.chat_dispatch import send_chat
-from parley.dispatch import send_messages
-from parley.errors import GatewayError, sdk_error, status_error
+from parley.core.context import RequestContext
+from parley.pipeline.chat import send_chat
+from parley.pipeline.messages import send_messages
+from parley.core.errors import GatewayError, sdk_error, status_error
 from parley.features import build_gateway
 from parley.gateway import Gateway
-from parley.providers.base import ChunkSource, UpstreamReply
+from parley.core.stream import ChunkSource, UpstreamReply
 from parley.sdk.objects import Record, wrap
 from parley.server.body import check_messages_request
 from parley.server.chat import check_chat_request
 from parley.spend.pricing import PriceTable
-from parley.sse import SSEDecoder
+from parley.core.sse import SSEDecoder
 
 # Per-provider environment defaults: (key variable, base URL variables)
 _ENV = {"anthropic": ("ANTHROPIC_API_KEY", ("ANTHROPIC_API_BASE", "ANTHROPIC_BASE_URL")),

@@ -12,8 +12,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from parley.config import Config
-from parley.context import new_request_id
-from parley.errors import anthropic_error_body, anthropic_type_for_status
+from parley.core.context import new_request_id
+from parley.core.errors import anthropic_error_body, anthropic_type_for_status
 from parley.features import build_gateway
 from parley.gateway import Gateway
 from parley.server.chat import ChatRoutes

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 
-from parley.errors import GatewayError, invalid_request
+from parley.core.errors import GatewayError, invalid_request
 
 
 async def read_body(request: Request, limit: int) -> bytes:

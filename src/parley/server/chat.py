@@ -12,15 +12,15 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from parley.chat_dispatch import send_chat
-from parley.context import RequestContext
-from parley.errors import GatewayError, invalid_request
+from parley.pipeline.chat import send_chat
+from parley.core.context import RequestContext
+from parley.core.errors import GatewayError, invalid_request
 from parley.gateway import Gateway
 from parley.server.body import check_model_and_messages, parse_object, read_body
 from parley.server.messages import reply_headers
 from parley.server.relay import RelayResponse
 from parley.server.responses import openai_error
-from parley.sse import encode_data
+from parley.core.sse import encode_data
 from parley.translate.chat_errors import openai_stream_error
 
 OPENAI_PING_FRAME = b": ping\n\n"

@@ -7,9 +7,9 @@ import logging
 from starlette.requests import Request
 from starlette.responses import Response
 
-from parley.context import RequestContext
-from parley.dispatch import send_messages
-from parley.errors import GatewayError
+from parley.core.context import RequestContext
+from parley.pipeline.messages import send_messages
+from parley.core.errors import GatewayError
 from parley.gateway import Gateway
 from parley.server.body import check_messages_request, parse_object, read_body
 from parley.server.relay import RelayResponse

@@ -7,8 +7,8 @@ import datetime as dt
 from starlette.requests import Request
 from starlette.responses import Response
 
-from parley.context import RequestContext
-from parley.errors import GatewayError
+from parley.core.context import RequestContext
+from parley.core.errors import GatewayError
 from parley.gateway import Gateway
 from parley.server.responses import JSONBytes, anthropic_error
 

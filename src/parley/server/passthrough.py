@@ -18,17 +18,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from parley.context import RequestContext
-from parley.dispatch import SniffingSource, note_json_reply
-from parley.errors import GatewayError
+from parley.core.context import RequestContext
+from parley.pipeline.messages import SniffingSource, note_json_reply
+from parley.core.errors import GatewayError
 from parley.gateway import Gateway
-from parley.policies.metadata import apply_request_metadata
+from parley.filters.metadata import apply_request_metadata
 from parley.providers.anthropic import DEFAULT_VERSION, forwardable_headers
-from parley.providers.base import UpstreamReply
+from parley.core.stream import UpstreamReply
 from parley.server.body import read_body
 from parley.server.relay import RelayResponse
 from parley.server.responses import anthropic_error
-from parley.usage import AnthropicStreamSniffer, Usage
+from parley.core.usage import AnthropicStreamSniffer, Usage
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 MAX_BODY = 512 * 1024 * 1024  # Files API uploads go up to 500 MB

@@ -13,11 +13,11 @@ from typing import Callable
 
 from starlette.types import Receive, Scope, Send
 
-from parley.context import RequestContext
+from parley.core.context import RequestContext
 from parley.gateway import Gateway
-from parley.http import UpstreamBroken
-from parley.providers.base import UpstreamReply
-from parley.sse import PING_FRAME, encode_event
+from parley.transport.http import UpstreamBroken
+from parley.core.stream import UpstreamReply
+from parley.core.sse import PING_FRAME, encode_event
 
 
 def _raw_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:

@@ -7,8 +7,8 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
-from parley.context import RequestContext
-from parley.errors import GatewayError
+from parley.core.context import RequestContext
+from parley.core.errors import GatewayError
 
 
 class JSONBytes(Response):

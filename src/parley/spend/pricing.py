@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Mapping
 
-from parley.usage import Usage
+from parley.core.usage import Usage
 
 _DATE_SUFFIX = re.compile(r"-(\d{8}|latest)$")
 _PER_MTOK = 1_000_000.0

@@ -23,11 +23,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from parley.anthropic_stream import message_events
+from parley.core.anthropic_stream import message_events
 from parley.providers.mock import last_user_text
-from parley.sse import encode_event
+from parley.core.sse import encode_event
 from parley.testing.fake_upstream import STATE, json_response, sleep
-from parley.tokens import count_request_tokens, text_tokens
+from parley.core.tokens import count_request_tokens, text_tokens
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",

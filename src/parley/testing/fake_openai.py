@@ -41,9 +41,9 @@ import orjson
 from aiohttp import web
 
 from parley.providers.mock import last_user_text
-from parley.sse import OPENAI_DONE_FRAME, encode_data
+from parley.core.sse import OPENAI_DONE_FRAME, encode_data
 from parley.testing.fake_upstream import STATE, json_response, sleep
-from parley.tokens import text_tokens
+from parley.core.tokens import text_tokens
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "permission_error",
                404: "invalid_request_error", 429: "rate_limit_exceeded", 500: "server_error",

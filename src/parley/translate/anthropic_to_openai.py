@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from parley.errors import GatewayError, invalid_request
+from parley.core.errors import GatewayError, invalid_request
 from parley.translate.openai_options import OpenAIOptions
 
 # Top-level request fields the Messages API knows (others get Anthropic's "Extra inputs" 400).

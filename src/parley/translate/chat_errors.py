@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 import orjson
 
-from parley.errors import OPENAI_TYPE_BY_ANTHROPIC, anthropic_type_for_status
+from parley.core.errors import OPENAI_TYPE_BY_ANTHROPIC, anthropic_type_for_status
 
 RETRY_HEADERS = ("retry-after", "retry-after-ms", "x-should-retry")
 OVERLOADED_RETRY_AFTER = "1"

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from parley.errors import GatewayError, invalid_request
+from parley.core.errors import GatewayError, invalid_request
 
 DEFAULT_MAX_TOKENS = 4096
 JSON_TOOL = "json_output"

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 import orjson
 
-from parley.errors import anthropic_error_body
+from parley.core.errors import anthropic_error_body
 
 # upstream status -> (status the client sees, Anthropic error type)
 _BY_STATUS = {

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from parley.tokens import text_tokens
+from parley.core.tokens import text_tokens
 from parley.translate.json_prefix import JsonPrefix
 from parley.translate.openai_errors import stream_error_payload
 from parley.translate.openai_to_anthropic import anthropic_id, anthropic_usage, stop_reason

@@ -13,7 +13,7 @@ from typing import Any, Iterable
 
 import orjson
 
-from parley.tokens import text_tokens
+from parley.core.tokens import text_tokens
 
 _UNSAFE_ID = re.compile(r"[^A-Za-z0-9_-]")
 

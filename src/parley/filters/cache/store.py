@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 
-from parley.redis_link import RedisLink, RedisUnavailable
+from parley.store.redis_link import RedisLink, RedisUnavailable
 
 
 class LocalStore:

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from parley.usage import Usage
+from parley.core.usage import Usage
 
 
 def new_request_id() -> str:

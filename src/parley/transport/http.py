@@ -6,8 +6,8 @@ import asyncio
 
 import aiohttp
 
-from parley.errors import GatewayError
-from parley.providers.base import UpstreamReply
+from parley.core.errors import GatewayError
+from parley.core.stream import UpstreamReply
 
 # Never forwarded in either direction.
 HOP_BY_HOP = frozenset({

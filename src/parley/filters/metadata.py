@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from parley.context import RequestContext
+from parley.core.context import RequestContext
 
 
 def apply_request_metadata(ctx: RequestContext, body: dict[str, Any] | None) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from parley.sse import SSEDecoder
+from parley.core.sse import SSEDecoder
 
 
 class MessageAccumulator:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import hmac
 from typing import Any, Mapping
 
-from parley.context import RequestContext
-from parley.errors import GatewayError
+from parley.core.context import RequestContext
+from parley.core.errors import GatewayError
 
 
 def client_key(headers: Mapping[str, str]) -> str | None:

@@ -22,10 +22,10 @@ import time
 from typing import Any, Mapping
 
 from parley.config import ConfigError
-from parley.context import LimitSpec, RequestContext
-from parley.errors import GatewayError
-from parley.policies.base import Policy
-from parley.policies.rate_limit_store import Decision, LocalLimiter, RedisLimiter
+from parley.core.context import LimitSpec, RequestContext
+from parley.core.errors import GatewayError
+from parley.pipeline.filter import Policy
+from parley.filters.rate_limit_store import Decision, LocalLimiter, RedisLimiter
 
 _STATE = "_rate_limit"
 _LIMIT_NAMES = ("rpm_limit", "tpm_limit", "max_parallel_requests", "model_rpm_limit", "model_tpm_limit")

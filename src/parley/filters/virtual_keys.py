@@ -14,9 +14,9 @@ import time
 from typing import Any
 
 
-from parley.context import LimitSpec, RequestContext
-from parley.errors import GatewayError
-from parley.policies.base import Authenticator, Policy, client_key
+from parley.core.context import LimitSpec, RequestContext
+from parley.core.errors import GatewayError
+from parley.pipeline.filter import Authenticator, Policy, client_key
 from parley.store.records import KeyRecord, Subject, hash_key
 
 _ALL_MODELS = frozenset({"*", "all-proxy-models"})

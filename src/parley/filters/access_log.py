@@ -6,8 +6,8 @@ import logging
 
 import orjson
 
-from parley.context import RequestContext
-from parley.policies.base import Policy
+from parley.core.context import RequestContext
+from parley.pipeline.filter import Policy
 
 
 class AccessLog(Policy):

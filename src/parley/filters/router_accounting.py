@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 
-from parley.context import RequestContext
-from parley.policies.base import Policy
+from parley.core.context import RequestContext
+from parley.pipeline.filter import Policy
 from parley.router.health import Health
 from parley.router.run import INFLIGHT_KEY, Router
 from parley.router.settings import RouterSettings

@@ -9,7 +9,7 @@ from typing import Any, Iterator
 
 import orjson
 
-from parley.sse import encode_event
+from parley.core.sse import encode_event
 
 _WHOLE_BLOCKS = ("redacted_thinking", "web_search_tool_result", "web_fetch_tool_result",
                  "code_execution_tool_result", "bash_code_execution_tool_result",

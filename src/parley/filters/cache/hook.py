@@ -23,16 +23,16 @@ from typing import Any, Mapping
 
 import orjson
 
-from parley.anthropic_stream import message_frames
-from parley.cache.accumulate import MessageAccumulator
-from parley.cache.key import cache_key
-from parley.cache.store import LocalStore, RedisStore
+from parley.core.anthropic_stream import message_frames
+from parley.filters.cache.accumulate import MessageAccumulator
+from parley.filters.cache.key import cache_key
+from parley.filters.cache.store import LocalStore, RedisStore
 from parley.config import ConfigError
-from parley.context import RequestContext
-from parley.providers.base import UpstreamReply
+from parley.core.context import RequestContext
+from parley.core.stream import UpstreamReply
 from parley.providers.mock import FrameSource
-from parley.redis_link import DEFAULT_PREFIX, RedisLink, redis_url_from
-from parley.usage import Usage
+from parley.store.redis_link import DEFAULT_PREFIX, RedisLink, redis_url_from
+from parley.core.usage import Usage
 
 log = logging.getLogger("parley.cache")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from parley.context import RequestContext
-from parley.policies.base import Policy
+from parley.core.context import RequestContext
+from parley.pipeline.filter import Policy
 from parley.spend.periods import day_of
 from parley.store.records import KeyRecord
 

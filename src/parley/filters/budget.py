@@ -15,14 +15,14 @@ from typing import Any
 
 import orjson
 
-from parley.context import RequestContext
-from parley.errors import GatewayError
-from parley.policies.base import Policy
+from parley.core.context import RequestContext
+from parley.core.errors import GatewayError
+from parley.pipeline.filter import Policy
 from parley.spend.ledger import BudgetLine, LocalLedger
 from parley.spend.pricing import Price
-from parley.spend.tracker import call_cost
+from parley.filters.spend_log import call_cost
 from parley.store.records import KeyRecord, Subject
-from parley.tokens import count_request_tokens
+from parley.core.tokens import count_request_tokens
 
 CAPPED_HEADER = "x-parley-max-tokens-capped"
 

@@ -32,7 +32,7 @@ class StoreService:
                                   interval=float(settings.get("spend_flush_interval", 0.5)),
                                   batch_size=int(settings.get("spend_batch_size", 500)))
         self.prices = PriceTable()
-        link = getattr(gw, "redis", None)  # the one Redis config of the gateway (parley.redis_link)
+        link = getattr(gw, "redis", None)  # the one Redis config of the gateway (parley.store.redis_link)
         self.redis_url = link.url if link is not None else None
         self.prefix = (link.prefix + ":") if link is not None else "parley:"
         self.redis: Any = None
@@ -107,9 +107,9 @@ def install(gw: Any) -> None:
     if not gw.config.database_url:
         return
     from parley.admin.routes import admin_routes
-    from parley.policies.budget import BudgetPolicy
-    from parley.policies.virtual_keys import VirtualKeyAuth, VirtualKeyPolicy
-    from parley.spend.tracker import SpendTracker
+    from parley.filters.budget import BudgetPolicy
+    from parley.filters.virtual_keys import VirtualKeyAuth, VirtualKeyPolicy
+    from parley.filters.spend_log import SpendTracker
 
     service = StoreService(gw)
     gw.store = service

@@ -17,8 +17,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from parley.context import LimitSpec
-from parley.redis_link import RedisLink, RedisUnavailable
+from parley.core.context import LimitSpec
+from parley.store.redis_link import RedisLink, RedisUnavailable
 
 log = logging.getLogger("parley.ratelimit")
 

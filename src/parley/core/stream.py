@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from parley.router.table import Target
+from parley.core.deployment import Target
 
 
 class ChunkSource(Protocol):

@@ -10,17 +10,17 @@ from typing import Any, Mapping
 
 import orjson
 
-from parley.context import RequestContext
-from parley.dispatch import native_body
-from parley.errors import GatewayError
+from parley.core.context import RequestContext
+from parley.pipeline.messages import native_body
+from parley.core.errors import GatewayError
 from parley.gateway import Gateway
-from parley.policies.metadata import apply_request_metadata
-from parley.providers.base import ChunkSource, UpstreamCall, UpstreamReply
+from parley.filters.metadata import apply_request_metadata
+from parley.core.stream import ChunkSource, UpstreamCall, UpstreamReply
 from parley.providers.openai import openai_forwardable_headers
 from parley.translate.openai_options import options_from_params
-from parley.router.table import Target
-from parley.sse import SSEDecoder
-from parley.usage import Usage
+from parley.core.deployment import Target
+from parley.core.sse import SSEDecoder
+from parley.core.usage import Usage
 
 
 async def send_chat(gw: Gateway, ctx: RequestContext, body: dict[str, Any], raw: bytes,

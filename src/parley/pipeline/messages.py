@@ -10,15 +10,15 @@ from typing import Any, Mapping
 
 import orjson
 
-from parley.cache.hook import model_allows_cache
-from parley.context import RequestContext
-from parley.errors import GatewayError, anthropic_error_body, anthropic_type_for_status
+from parley.filters.cache.hook import model_allows_cache
+from parley.core.context import RequestContext
+from parley.core.errors import GatewayError, anthropic_error_body, anthropic_type_for_status
 from parley.gateway import Gateway
 from parley.providers.anthropic import forwardable_headers
-from parley.providers.base import ChunkSource, UpstreamCall, UpstreamReply
-from parley.policies.metadata import apply_request_metadata
-from parley.router.table import Target
-from parley.usage import AnthropicStreamSniffer
+from parley.core.stream import ChunkSource, UpstreamCall, UpstreamReply
+from parley.filters.metadata import apply_request_metadata
+from parley.core.deployment import Target
+from parley.core.usage import AnthropicStreamSniffer
 
 
 def native_body(ctx: RequestContext, target: Target, body: dict[str, Any], raw: bytes) -> bytes:

@@ -1,1 +1,0 @@
-"""The response cache: exact-match replies for repeated requests (see `hook`)."""
