@@ -187,8 +187,6 @@ def test_content_policy_fallback(start_gateway, upstream, b):
 
 
 def test_cross_protocol_fallback(start_gateway, upstream, b):
-    pytest.importorskip("parley.bridges.anthropic_openai")
-    pytest.importorskip("parley.testing.fake_openai")
     from parley.testing.procs import openai_deployment
 
     config = {"model_list": [anthropic_deployment(MODEL, upstream), openai_deployment("gpt-4o", b)],

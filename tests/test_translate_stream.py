@@ -14,7 +14,7 @@ import jiter
 import orjson
 from anthropic.lib.streaming._messages import accumulate_event
 from anthropic.types import Message
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from parley.translate.json_prefix import JsonPrefix
@@ -245,6 +245,8 @@ def test_json_prefix_accepts_every_split_of_valid_json(value, cuts):
 
 @settings(max_examples=500, deadline=None)
 @given(text=st.text(alphabet='{}[]":,0123456789.-+eE truefalsn\\\'ab', max_size=30))
+@example(text='{"\\0')  # an invalid escape the checker once let through
+@example(text='{"a\\u12g')
 def test_json_prefix_never_passes_what_the_sdk_parser_rejects(text):
     checker = JsonPrefix()
     accepted = text[:checker.feed(text)]

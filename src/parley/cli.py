@@ -89,7 +89,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def banner(config: Config, host: str, port: int, workers: int) -> str:
-    from parley.features import describe_database
+    from parley.gateway import describe_database
 
     names = []
     for dep in config.deployments:

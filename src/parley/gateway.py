@@ -1,95 +1,128 @@
-"""The gateway object: all state of one running parley, independent of the HTTP server."""
+"""The gateway object, built in one place: every collaborator of one running parley, typed.
+
+`build_gateway(config)` is where features are wired in: the providers, the router, the filter
+chain (each filter declares its phase; the chain orders them), the authenticator, and the
+storage stack when a database is configured. Nothing sets attributes on a Gateway afterwards.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from typing import Any, Coroutine
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from parley.config import Config
-from parley.core.deployment import Deployment
-from parley.core.context import RequestContext
-from parley.transport.http import HttpClient
+from parley.core.tasks import Tasks
 from parley.filters.access_log import AccessLog
-from parley.pipeline.filter import Authenticator, Policy
+from parley.filters.cache.filter import cache_from_config
+from parley.filters.rate_limit import RateLimitPolicy, check_defaults
+from parley.filters.router_accounting import RouterAccounting
+from parley.pipeline.chain import FilterChain
+from parley.pipeline.filter import Authenticator, Filter
+from parley.pipeline.lifecycle import Pipeline
+from parley.pipeline.passthrough import PassthroughSettings
 from parley.providers.anthropic import AnthropicProvider
-from parley.core.stream import Provider
+from parley.providers.base import Provider
 from parley.providers.mock import MockProvider
 from parley.providers.openai import OpenAIProvider
+from parley.router.health import Health
 from parley.router.run import Router
+from parley.router.settings import RouterSettings
 from parley.router.table import ModelTable
+from parley.spend.pricing import PriceTable
+from parley.store.redis_link import RedisLink, link_from_config
+from parley.transport.http import HttpClient
+
+if TYPE_CHECKING:  # the storage stack (SQLAlchemy, Alembic) is imported only when configured
+    from parley.spend.service import StoreService
 
 log = logging.getLogger("parley")
 
 
+@dataclass(frozen=True)
 class Gateway:
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        self.table = ModelTable(config.deployments, config.model_group_alias)
-        self.router = Router(self.table)
-        self.http = HttpClient()
-        self.providers: dict[str, Provider] = {
-            "anthropic": AnthropicProvider(self.http),
-            "mock": MockProvider(),
-            "openai": OpenAIProvider(self.http),
-        }
-        # (client API, backend API) -> translator bridge, e.g. ("anthropic", "openai")
-        self.bridges: dict[tuple[str, str], Any] = {}
-        self.auth = Authenticator(config.master_key)
-        # callables gateway -> list of Starlette routes, added by features (admin API, pass-through)
-        self.route_extensions: list[Any] = []
-        self.policies: list[Policy] = [AccessLog()]
-        self.redis: Any = None  # a RedisLink when Redis is configured (parley.store.redis_link)
-        self.response_cache: Any = None  # parley.filters.cache.hook.ResponseCache when caching is on
-        self.ping_interval = float(config.general_settings.get("stream_ping_interval", 15.0))
-        self._background: set[asyncio.Task] = set()
-        self._startup: list[Any] = []
-        self._shutdown: list[Any] = []
-
-    def provider_for(self, deployment: Deployment) -> Provider:
-        return self.providers[deployment.api]
-
-    def on_startup(self, fn) -> None:
-        self._startup.append(fn)
-
-    def on_shutdown(self, fn) -> None:
-        self._shutdown.append(fn)
+    config: Config
+    tasks: Tasks
+    http: HttpClient
+    redis: RedisLink | None
+    table: ModelTable
+    router: Router
+    pipeline: Pipeline
+    passthrough: PassthroughSettings
+    store: StoreService | None  # keys, budgets and spend; None without a database
+    prices: PriceTable  # list prices (the SDK's `cost`)
 
     async def start(self) -> None:
-        for fn in self._startup:
-            await fn()
+        await self.tasks.start()
 
     async def stop(self) -> None:
-        if self._background:
-            await asyncio.wait(self._background, timeout=10)
-        for fn in reversed(self._shutdown):
-            try:
-                await fn()
-            except Exception:  # keep closing the rest
-                log.exception("shutdown hook failed")
+        await self.tasks.stop()
         await self.http.close()
 
-    async def before_call(self, ctx: RequestContext, body: dict[str, Any] | None) -> None:
-        for policy in self.policies:
-            await policy.before_call(ctx, body)
 
-    def finish(self, ctx: RequestContext) -> None:
-        """Run every after_call hook once; never raises."""
-        if ctx.extra.get("_finished"):
-            return
-        ctx.extra["_finished"] = True
-        if ctx.ended_at is None:
-            ctx.ended_at = time.perf_counter()
-        for policy in self.policies:
-            try:
-                policy.after_call(ctx)
-            except Exception:
-                log.exception("after_call hook %s failed", type(policy).__name__)
+def build_gateway(config: Config) -> Gateway:
+    tasks = Tasks()
+    http = HttpClient()
+    redis = link_from_config(config.router_settings, os.environ)
+    if redis is not None:
+        tasks.on_shutdown(redis.close)
+    table = ModelTable(config.deployments, config.model_group_alias)
+    settings = RouterSettings.from_config(config.router_settings)
+    health = Health(settings, redis)
+    router = Router(table, settings, health)
+    _warn_fallbacks(settings, table)
+    openai = OpenAIProvider(http)
+    openai.check(config.deployments)
+    providers: dict[str, Provider] = {"anthropic": AnthropicProvider(http), "mock": MockProvider(),
+                                      "openai": openai}
+    filters: list[Filter] = [AccessLog(), RouterAccounting(health),
+                             RateLimitPolicy(check_defaults(config.router_settings), redis, tasks)]
+    cache = cache_from_config(config, redis, tasks)
+    if cache is not None:
+        filters.append(cache)
+    auth = Authenticator(config.master_key)
+    store = None
+    if config.database_url:
+        from parley.spend.service import StoreService
 
-    def spawn(self, coro: Coroutine) -> asyncio.Task:
-        """Run `coro` in the background, kept alive until done and awaited at shutdown."""
-        task = asyncio.get_running_loop().create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        return task
+        store = StoreService(config, redis, tasks)
+        auth, more = _keys_and_spend(config, store, table, tasks)
+        filters.extend(more)
+        tasks.on_startup(store.start)
+        tasks.on_shutdown(store.stop)
+    ping = float(config.general_settings.get("stream_ping_interval", 15.0))
+    pipeline = Pipeline(auth, FilterChain(filters), router, providers, config.max_request_bytes, ping)
+    return Gateway(config, tasks, http, redis, table, router, pipeline,
+                   PassthroughSettings(config.section("anthropic_passthrough")), store,
+                   store.prices if store is not None else PriceTable())
+
+
+def _keys_and_spend(config: Config, store: StoreService, table: ModelTable,
+                    tasks: Tasks) -> tuple[Authenticator, list[Filter]]:
+    """Virtual keys, budgets and spend logs (the storage stack is imported only when used)."""
+    from parley.filters.budget import BudgetPolicy
+    from parley.filters.spend_log import SpendTracker
+    from parley.filters.virtual_keys import VirtualKeyAuth, VirtualKeyPolicy
+
+    auth = VirtualKeyAuth(config.master_key, store)
+    return auth, [VirtualKeyPolicy(store), BudgetPolicy(config.general_settings, store, table, tasks),
+                  SpendTracker(store)]
+
+
+def _warn_fallbacks(settings: RouterSettings, table: ModelTable) -> None:
+    for fallbacks in (settings.fallbacks, settings.context_window_fallbacks,
+                      settings.content_policy_fallbacks):
+        for model, targets in fallbacks.items():
+            for name in targets:
+                if not table.resolve(name):
+                    log.warning("router_settings: fallback %r of %r is not a served model", name, model)
+
+
+def describe_database(config: Config) -> str:
+    """Where spend and keys are stored, for the startup banner."""
+    if not config.database_url:
+        return "none (keys and spend tracking off; set general_settings.database_url or DATABASE_URL)"
+    from parley.store.db import describe
+
+    return describe(config.database_url)

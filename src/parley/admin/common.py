@@ -14,12 +14,19 @@ from starlette.responses import Response
 from parley.core.context import new_request_id
 from parley.core.errors import GatewayError, anthropic_error_body
 from parley.pipeline.filter import client_key
-from parley.server.responses import JSONBytes
 from parley.spend.periods import iso
 
 TIME_FIELDS = ("budget_reset_at", "expires", "created_at", "updated_at")
 
 Handler = Callable[[Any, Request, dict[str, Any]], Awaitable[Any]]
+
+
+class JSONBytes(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return content if isinstance(content, bytes) else orjson.dumps(content)
+
 
 
 @dataclass
@@ -39,7 +46,7 @@ def plain(row: Any) -> dict[str, Any]:
 
 
 def check_master(service: Any, request: Request) -> None:
-    master = service.gw.config.master_key
+    master = service.config.master_key
     if master is None:
         raise GatewayError(403, "the admin API needs general_settings.master_key to be set",
                            "permission_error")

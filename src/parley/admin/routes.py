@@ -8,6 +8,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from parley.spend.service import StoreService
+
 from parley import __version__
 from parley.admin import keys, spend, subjects
 from parley.admin.common import Endpoint, wrap
@@ -50,8 +52,7 @@ def openapi() -> dict[str, Any]:
             "paths": paths}
 
 
-def admin_routes(gw: Any) -> list[Route]:
-    service = gw.store
+def admin_routes(service: StoreService) -> list[Route]:
     routes = [Route(ep.path, wrap(service, ep), methods=[ep.method]) for ep in ENDPOINTS]
     document = openapi()
 

@@ -1,18 +1,59 @@
-"""Everything parley knows about one client request, from arrival to the spend log."""
+"""Everything parley knows about one client request, from arrival to the spend log.
+
+Fields that several modules read are typed attributes here. State that belongs to one filter
+(its reservation, its cache key) lives in `ctx.state` under a typed `StateKey` the filter owns,
+so no module reads another's state through a string.
+"""
 
 from __future__ import annotations
 
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Generic, Mapping, TypeVar, cast
 
+from parley.core.deployment import Deployment, Target
 from parley.core.usage import Usage
+
+if TYPE_CHECKING:
+    from parley.core.usage import AnthropicStreamSniffer
+
+T = TypeVar("T")
 
 
 def new_request_id() -> str:
     """A unique id; not a secret, so no system call for randomness (it showed at 2.5% of CPU)."""
     return f"req_{random.getrandbits(96):024x}"
+
+
+class StateKey(Generic[T]):
+    """A typed slot in `RequestContext.state`; the module that owns the state creates the key."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"StateKey({self.name!r})"
+
+
+class FilterState:
+    """Per-request state of filters, keyed by `StateKey` objects (identity, not strings)."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self) -> None:
+        self._values: dict[StateKey[object], object] = {}
+
+    def get(self, key: StateKey[T]) -> T | None:
+        return cast("T | None", self._values.get(cast("StateKey[object]", key)))
+
+    def put(self, key: StateKey[T], value: T) -> None:
+        self._values[cast("StateKey[object]", key)] = value
+
+    def pop(self, key: StateKey[T]) -> T | None:
+        return cast("T | None", self._values.pop(cast("StateKey[object]", key), None))
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,27 +76,38 @@ class RequestContext:
     started: float = field(default_factory=time.perf_counter)
     started_at: float = field(default_factory=time.time)
     key: str | None = None  # the credential the client presented
-    auth: Any = None  # what the authenticator made of it (e.g. a virtual key record)
+    auth: object = None  # what the authenticator made of it: "master", a KeyRecord, or None
     model: str | None = None  # as requested
-    deployment: Any = None  # the Deployment that served it
+    targets: list[Target] = field(default_factory=list)  # the deployments that may serve it
+    deployment: Deployment | None = None  # the one that served it
     upstream_model: str | None = None
     stream: bool = False
     status: int = 0
     error_type: str | None = None
     error_message: str | None = None
     usage: Usage = field(default_factory=Usage)
+    usage_by_model: dict[str, Usage] = field(default_factory=dict)  # batch results, per model
+    stream_sniffer: AnthropicStreamSniffer | None = None  # a native stream's usage reader
+    input_estimate: int | None = None  # input tokens counted locally (for broken streams)
+    cost: float | None = None  # USD, computed once when the call is over
+    spend_id: str | None = None  # the spend row's id when not the request id (batch results)
+    price_tier: str = "standard"  # or "batch"
     first_byte_at: float | None = None
     ended_at: float | None = None
     end_user: str | None = None
     session_id: str | None = None
     tags: list[str] = field(default_factory=list)
+    litellm_metadata: object = None  # the body's `litellm_metadata`, removed before sending
+    cache_controls: object = None  # the body's top-level `cache` object, removed before sending
     cache_hit: bool = False
-    body_changed: bool = False  # a policy edited the parsed body: re-serialize before sending
+    body_changed: bool = False  # a filter edited the parsed body: re-serialize before sending
     attempts: int = 0
     dropped: list[str] = field(default_factory=list)  # request fields the backend could not take
+    invalid_tool_arguments: list[str] = field(default_factory=list)  # backend tool args not JSON
     response_headers: dict[str, str] = field(default_factory=dict)  # extra x-parley-* headers
     limits: list[LimitSpec] = field(default_factory=list)  # filled by auth, enforced by rate limits
-    extra: dict[str, Any] = field(default_factory=dict)  # room for policies (reservations, ...)
+    state: FilterState = field(default_factory=FilterState)
+    finished: bool = False  # the filters' on_done hooks have run
 
     @property
     def latency_ms(self) -> float:

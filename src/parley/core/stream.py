@@ -1,7 +1,19 @@
-"""The one interface every backend implements, and the reply shape all of them return."""
+"""The shapes every layer passes along: one upstream call, its reply, and a streamed body.
+
+A streamed body is a `ChunkSource`. Its contract is explicit, so wrappers keep it:
+
+- `next_chunk()` returns the next bytes (b"" when a read gave nothing to send yet) or None at the
+  end; it is safe to cancel while it waits.
+- `at_boundary`: every byte returned so far ends a complete event (a keep-alive ping may be sent).
+- `at_eof`: the chunk just returned was the last one (the relay ends the reply in the same write).
+- `close()` releases the upstream connection; called once, however the stream ends.
+
+`WrappedSource` forwards all of it; a wrapper overrides only what it changes.
+"""
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -9,11 +21,61 @@ from parley.core.deployment import Target
 
 
 class ChunkSource(Protocol):
-    """A streamed body. `next_chunk` returns None at the end and is safe to cancel while waiting."""
+    """A streamed reply body (see the module docstring for the contract)."""
+
+    @property
+    def at_boundary(self) -> bool: ...
+
+    @property
+    def at_eof(self) -> bool: ...
 
     async def next_chunk(self) -> bytes | None: ...
 
     def close(self) -> None: ...
+
+
+class WrappedSource:
+    """A source around another: forwards the whole contract; subclasses change what they need."""
+
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: ChunkSource) -> None:
+        self.inner = inner
+
+    @property
+    def at_boundary(self) -> bool:
+        return self.inner.at_boundary
+
+    @property
+    def at_eof(self) -> bool:
+        return self.inner.at_eof
+
+    async def next_chunk(self) -> bytes | None:
+        return await self.inner.next_chunk()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class FrameSource:
+    """A stream of ready-made whole frames (replayed replies, the mock model, cache hits)."""
+
+    __slots__ = ("frames",)
+
+    def __init__(self, frames: list[bytes]) -> None:
+        self.frames = deque(frames)
+
+    at_boundary = True
+
+    @property
+    def at_eof(self) -> bool:
+        return not self.frames
+
+    async def next_chunk(self) -> bytes | None:
+        return self.frames.popleft() if self.frames else None
+
+    def close(self) -> None:
+        self.frames.clear()
 
 
 @dataclass(slots=True)
@@ -41,11 +103,3 @@ class UpstreamReply:
     @property
     def is_stream(self) -> bool:
         return self.source is not None
-
-
-class Provider(Protocol):
-    """A backend. `api` names the wire protocol it speaks: "anthropic" or "openai"."""
-
-    api: str
-
-    async def send(self, call: UpstreamCall) -> UpstreamReply: ...

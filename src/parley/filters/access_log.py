@@ -7,14 +7,16 @@ import logging
 import orjson
 
 from parley.core.context import RequestContext
-from parley.pipeline.filter import Policy
+from parley.pipeline.filter import Filter, Phase
 
 
-class AccessLog(Policy):
+class AccessLog(Filter):
+    phase = Phase.LOGGING
+
     def __init__(self, logger: logging.Logger | None = None) -> None:
         self.logger = logger or logging.getLogger("parley.access")
 
-    def after_call(self, ctx: RequestContext) -> None:
+    def on_done(self, ctx: RequestContext) -> None:
         if not self.logger.isEnabledFor(logging.INFO):
             return
         dep = ctx.deployment

@@ -11,16 +11,21 @@ cost. Soft mode (`budget_mode: soft` on a key): refuse only once spend has reach
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Mapping
 
 import orjson
 
-from parley.core.context import RequestContext
+from parley.core.context import RequestContext, StateKey
 from parley.core.errors import GatewayError
-from parley.pipeline.filter import Policy
+from parley.core.stream import UpstreamReply
+from parley.core.tasks import Tasks
+from parley.filters.spend_log import call_cost
+from parley.filters.virtual_keys import CUSTOMER
+from parley.pipeline.filter import Filter, Phase
+from parley.router.table import ModelTable
+from parley.spend.service import StoreService
 from parley.spend.ledger import BudgetLine, LocalLedger
 from parley.spend.pricing import Price
-from parley.filters.spend_log import call_cost
 from parley.store.records import KeyRecord, Subject
 from parley.core.tokens import count_request_tokens
 
@@ -39,7 +44,7 @@ def budget_lines(ctx: RequestContext) -> list[BudgetLine]:
             line = _subject_line(subject)
             if line is not None:
                 lines.append(line)
-    line = _subject_line(ctx.extra.get("customer"))
+    line = _subject_line(ctx.state.get(CUSTOMER))
     if line is not None:
         lines.append(line)
     return lines
@@ -59,15 +64,22 @@ def _exhausted(line: BudgetLine, remaining: float, needed: float) -> GatewayErro
                              f"(${needed:.6f})", "billing_error")
 
 
-class BudgetPolicy(Policy):
-    def __init__(self, gw: Any, service: Any) -> None:
-        settings = gw.config.general_settings
-        self.gw = gw
+# The budgets a request holds money on until it is done.
+_HELD: StateKey[list[BudgetLine]] = StateKey("budget.lines")
+
+
+class BudgetPolicy(Filter):
+    phase = Phase.BUDGET
+
+    def __init__(self, settings: Mapping[str, Any], service: StoreService, table: ModelTable,
+                 tasks: Tasks) -> None:
         self.service = service
+        self.table = table
+        self.tasks = tasks
         self.min_reply_tokens = int(settings.get("budget_min_reply_tokens", 16))
         self.input_margin = float(settings.get("budget_input_margin", 1.2))
 
-    async def before_call(self, ctx: RequestContext, body: dict[str, Any] | None) -> None:
+    async def on_request(self, ctx: RequestContext, body: dict[str, Any] | None) -> UpstreamReply | None:
         if body is None or ctx.route.endswith("/count_tokens"):
             return
         lines = budget_lines(ctx)
@@ -85,14 +97,14 @@ class BudgetPolicy(Policy):
         """Soft mode: a zero hold through the same ledger, refused only once nothing is left, so
         settled spend counts at once (the ledger, not the cached record, knows what was spent)."""
         grant = await self.service.ledger.reserve(ctx.request_id, lines, 0.0, 0.0)
-        ctx.extra["budget_lines"] = lines  # settled after the call, like a strict hold
+        ctx.state.put(_HELD, lines)  # settled after the call, like a strict hold
         if grant.remaining <= 0:
             raise _exhausted(grant.binding or lines[0], grant.remaining, 0.0)
 
     def _price(self, ctx: RequestContext) -> Price:
         """The dearest price among the deployments that may serve the request (the model's list
         price on the pass-through, whose models need not be configured)."""
-        targets = self.gw.table.resolve(ctx.model or "")
+        targets = self.table.resolve(ctx.model or "")
         if not targets:
             return self.service.prices.for_model(ctx.model)
         prices = [self.service.prices.for_deployment(t.deployment, t.upstream_model) for t in targets]
@@ -107,7 +119,7 @@ class BudgetPolicy(Policy):
         if not isinstance(max_tokens, int) or isinstance(max_tokens, bool):
             max_tokens = 4096 if ctx.api == "openai" else 0
         estimate = count_request_tokens(body)
-        ctx.extra["input_estimate"] = estimate
+        ctx.input_estimate = estimate
         input_rate = price.max_input if _uses_cache(body) else price.input
         input_cost = math.ceil(estimate * self.input_margin) * input_rate
         bound = input_cost + max_tokens * price.output
@@ -115,9 +127,9 @@ class BudgetPolicy(Policy):
         ledger = self.service.ledger
         grant = await ledger.reserve(ctx.request_id, lines, bound, floor)
         if grant.amount <= 0 and bound > 0 or grant.remaining <= 0:
-            ctx.extra["budget_lines"] = lines  # release whatever was held
+            ctx.state.put(_HELD, lines)  # release whatever was held
             raise _exhausted(grant.binding or lines[0], grant.remaining, floor)
-        ctx.extra["budget_lines"] = lines
+        ctx.state.put(_HELD, lines)
         if grant.amount < bound and price.output > 0:
             capped = max(1, int((grant.amount - input_cost) / price.output))
             body[field] = capped
@@ -125,8 +137,8 @@ class BudgetPolicy(Policy):
             ctx.response_headers[CAPPED_HEADER] = str(capped)
             await ledger.shrink(ctx.request_id, input_cost + capped * price.output, lines)
 
-    def after_call(self, ctx: RequestContext) -> None:
-        lines = ctx.extra.get("budget_lines")
+    def on_done(self, ctx: RequestContext) -> None:
+        lines = ctx.state.pop(_HELD)
         if not lines:
             return
         cost = call_cost(self.service, ctx)
@@ -134,7 +146,7 @@ class BudgetPolicy(Policy):
         if isinstance(ledger, LocalLedger):  # settle now, in step with the spend writer's queue
             ledger.settle_now(ctx.request_id, cost, lines)
         else:
-            self.gw.spawn(ledger.settle(ctx.request_id, cost, lines))
+            self.tasks.spawn(ledger.settle(ctx.request_id, cost, lines))
 
 
 def _uses_cache(body: dict[str, Any]) -> bool:

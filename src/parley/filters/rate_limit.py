@@ -22,12 +22,16 @@ import time
 from typing import Any, Mapping
 
 from parley.config import ConfigError
-from parley.core.context import LimitSpec, RequestContext
+from parley.core.context import LimitSpec, RequestContext, StateKey
 from parley.core.errors import GatewayError
-from parley.pipeline.filter import Policy
+from parley.core.stream import UpstreamReply
+from parley.core.tasks import Tasks
+from parley.pipeline.filter import Filter, Phase
+from parley.store.redis_link import RedisLink
 from parley.filters.rate_limit_store import Decision, LocalLimiter, RedisLimiter
 
-_STATE = "_rate_limit"
+# What a request holds: the limits it counted against, and whether in Redis.
+_STATE: StateKey[tuple[list[LimitSpec], bool]] = StateKey("rate_limit")
 _LIMIT_NAMES = ("rpm_limit", "tpm_limit", "max_parallel_requests", "model_rpm_limit", "model_tpm_limit")
 
 
@@ -103,15 +107,16 @@ def success_headers(specs: list[LimitSpec], decision: Decision) -> dict[str, str
     return headers
 
 
-class RateLimitPolicy(Policy):
-    def __init__(self, gw, defaults: Mapping[str, Any]) -> None:
-        self.gw = gw
+class RateLimitPolicy(Filter):
+    phase = Phase.LIMITS
+
+    def __init__(self, defaults: Mapping[str, Any], link: RedisLink | None, tasks: Tasks) -> None:
+        self.tasks = tasks
         self.defaults = defaults
         self.local = LocalLimiter()
-        link = getattr(gw, "redis", None)
         self.shared = RedisLimiter(link, self.local) if link is not None else None
 
-    async def before_call(self, ctx: RequestContext, body: dict[str, Any] | None) -> None:
+    async def on_request(self, ctx: RequestContext, body: dict[str, Any] | None) -> UpstreamReply | None:
         if ctx.route.endswith("/count_tokens"):  # free upstream, and Claude Code calls it often
             return
         specs = applicable(ctx, self.defaults)
@@ -123,18 +128,18 @@ class RateLimitPolicy(Policy):
             decision, in_redis = self.local.acquire(specs, ctx.request_id), False
         if not decision.allowed:
             raise refusal(decision)
-        ctx.extra[_STATE] = (specs, in_redis)
+        ctx.state.put(_STATE, (specs, in_redis))
         ctx.response_headers.update(success_headers(specs, decision))
 
-    def after_call(self, ctx: RequestContext) -> None:
-        state = ctx.extra.pop(_STATE, None)
+    def on_done(self, ctx: RequestContext) -> None:
+        state = ctx.state.pop(_STATE)
         if state is None:
             return
         specs, in_redis = state
         u = ctx.usage
         tokens = 0 if ctx.cache_hit else u.input_tokens + u.cache_creation_input_tokens + u.output_tokens
         if in_redis and self.shared is not None:
-            self.gw.spawn(self.shared.settle(specs, ctx.request_id, tokens, True))
+            self.tasks.spawn(self.shared.settle(specs, ctx.request_id, tokens, True))
         else:
             self.local.settle(specs, ctx.request_id, tokens)
 
@@ -152,7 +157,3 @@ def check_defaults(settings: Mapping[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"{where}.{name}: must be a positive integer"
                               + (" per model" if name.startswith("model_") else ""))
     return defaults
-
-
-def install(gw) -> None:
-    gw.policies.append(RateLimitPolicy(gw, check_defaults(gw.config.router_settings)))

@@ -6,8 +6,9 @@ import time
 from typing import Any
 
 from parley.core.context import RequestContext
-from parley.pipeline.filter import Policy
+from parley.pipeline.filter import Filter, Phase
 from parley.spend.periods import day_of
+from parley.spend.service import StoreService
 from parley.store.records import KeyRecord
 
 
@@ -16,7 +17,7 @@ def finish_usage(ctx: RequestContext) -> None:
     for what the usage events did not report, and mark the usage estimated."""
     if not ctx.stream or ctx.first_byte_at is None:
         return
-    sniffer = ctx.extra.get("stream_sniffer")
+    sniffer = ctx.stream_sniffer
     if sniffer is not None and sniffer.saw_stop:
         return
     if sniffer is None and ctx.status == 200 and ctx.error_type is None:
@@ -27,7 +28,7 @@ def finish_usage(ctx: RequestContext) -> None:
         if seen > usage.output_tokens:
             usage.output_tokens = seen
             usage.estimated = True
-    estimate = ctx.extra.get("input_estimate")
+    estimate = ctx.input_estimate
     if (estimate and usage.input_tokens == 0 and usage.cache_read_input_tokens == 0
             and usage.cache_creation_input_tokens == 0):
         usage.input_tokens = estimate
@@ -38,24 +39,23 @@ def finish_usage(ctx: RequestContext) -> None:
 
 def call_cost(service: Any, ctx: RequestContext) -> float:
     """USD for this request (computed once, memoized on the context)."""
-    cost = ctx.extra.get("cost")
-    if cost is None:
+    if ctx.cost is None:
         finish_usage(ctx)
-        cost = ctx.extra["cost"] = _priced(service, ctx)
-    return cost
+        ctx.cost = _priced(service, ctx)
+    return ctx.cost
 
 
 def _priced(service: Any, ctx: RequestContext) -> float:
     """Cost at the deployment's prices; pass-through calls (no deployment) at the model's list
     price, each model of a batch separately, batches at the batch discount."""
-    by_model = ctx.extra.get("usage_by_model")
+    by_model = ctx.usage_by_model
     if by_model:
         parts = [(service.prices.for_model(model), usage) for model, usage in by_model.items()]
     elif ctx.deployment is not None or ctx.route.startswith("/anthropic/"):
         parts = [(service.prices.for_deployment(ctx.deployment, ctx.upstream_model or ctx.model), ctx.usage)]
     else:
         return 0.0
-    batch = ctx.extra.get("price_tier") == "batch"
+    batch = ctx.price_tier == "batch"
     return sum(price.cost(usage) * ((1 - price.batch_discount) if batch else 1) for price, usage in parts)
 
 
@@ -64,7 +64,7 @@ def spend_row(ctx: RequestContext, cost: float) -> dict[str, Any]:
     usage, dep, now = ctx.usage, ctx.deployment, time.time()
     ttft = ctx.ttft_ms
     return {
-        "request_id": ctx.extra.get("spend_id") or ctx.request_id,  # batch results: once per batch
+        "request_id": ctx.spend_id or ctx.request_id,  # batch results: once per batch
         "api_key": record.token if record else None,
         "key_alias": (record.key_alias or record.key_name) if record else (
             "master" if ctx.auth == "master" else None),
@@ -97,11 +97,13 @@ def spend_row(ctx: RequestContext, cost: float) -> dict[str, Any]:
     }
 
 
-class SpendTracker(Policy):
-    def __init__(self, gw: Any, service: Any) -> None:
+class SpendTracker(Filter):
+    phase = Phase.ACCOUNTING
+
+    def __init__(self, service: StoreService) -> None:
         self.service = service
 
-    def after_call(self, ctx: RequestContext) -> None:
+    def on_done(self, ctx: RequestContext) -> None:
         if ctx.auth is None and ctx.status == 401:
             return  # no row for requests that never authenticated
         self.service.writer.enqueue(spend_row(ctx, call_cost(self.service, ctx)))

@@ -16,7 +16,9 @@ from typing import Any
 
 from parley.core.context import LimitSpec, RequestContext
 from parley.core.errors import GatewayError
-from parley.pipeline.filter import Authenticator, Policy, client_key
+from parley.core.context import StateKey
+from parley.core.stream import UpstreamReply
+from parley.pipeline.filter import Authenticator, Filter, Phase, client_key
 from parley.store.records import KeyRecord, Subject, hash_key
 
 _ALL_MODELS = frozenset({"*", "all-proxy-models"})
@@ -80,11 +82,17 @@ def check_key(record: KeyRecord) -> None:
                            "authentication_error")
 
 
-class VirtualKeyPolicy(Policy):
+# The end user's record, when the request names one the database knows (read by budgets).
+CUSTOMER: StateKey[Subject] = StateKey("customer")
+
+
+class VirtualKeyPolicy(Filter):
+    phase = Phase.AUTH
+
     def __init__(self, service: Any) -> None:
         self.service = service
 
-    async def before_call(self, ctx: RequestContext, body: dict[str, Any] | None) -> None:
+    async def on_request(self, ctx: RequestContext, body: dict[str, Any] | None) -> UpstreamReply | None:
         record = ctx.auth if isinstance(ctx.auth, KeyRecord) else None
         if record is not None:
             ctx.tags.extend(tag for tag in record.tags if tag not in ctx.tags)
@@ -98,8 +106,8 @@ class VirtualKeyPolicy(Policy):
                                         f"allowed: {', '.join(team.models)}", "permission_error")
         if ctx.end_user:
             customer = await self.service.cache.customer(ctx.end_user)
-            ctx.extra["customer"] = customer
             if customer is not None:
+                ctx.state.put(CUSTOMER, customer)
                 check_customer(customer, ctx.model or "")
                 spec = _limit("customer", customer.id, customer)
                 if spec is not None:

@@ -1,19 +1,94 @@
-"""The hooks a policy can attach at, in the order the gateway calls them.
+"""The hooks a filter attaches at, in the order the pipeline calls them (Envoy's filter chain).
 
-1. `Authenticator.authenticate(ctx)` before the body is parsed; raises GatewayError(401).
-2. `Policy.before_call(ctx, body)` after parsing and routing, before the provider is called; may
-   edit `body` (then set `ctx.body_changed`) or raise GatewayError to refuse the request.
-3. `Policy.after_call(ctx)` exactly once when the reply is over (sent, failed or abandoned). It is
-   synchronous and must not block: queue I/O for a background writer.
+1. `Authenticator.authenticate(ctx)` before the body is read; raises GatewayError(401).
+2. `Filter.on_request(ctx, body)` after parsing and routing, before the upstream call, in phase
+   order. It may edit `body` (then set `ctx.body_changed`), refuse (raise GatewayError) or answer
+   itself (return an UpstreamReply, e.g. a cache hit: later filters' `on_request` is skipped).
+3. `Filter.on_response(ctx, reply)` for a whole (not streamed) reply, in the client's protocol.
+4. `Filter.on_event(ctx, event)` for each event of a streamed reply, parsed, in the client's
+   protocol; only for filters whose `wants_events(ctx)` is true (else the stream stays bytes).
+   Return the events to pass on: the same one, an edited copy, none (held back) or several.
+   `on_stream_end(ctx)` returns what a filter still holds when the upstream stream ends.
+5. `Filter.on_done(ctx)` exactly once per request, however it ended (sent, refused, failed,
+   abandoned), for every filter, including those whose `on_request` never ran. It is synchronous
+   and must not block: queue I/O for a background writer.
 """
 
 from __future__ import annotations
 
 import hmac
-from typing import Any, Mapping
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any, ClassVar, Mapping
+
+import orjson
 
 from parley.core.context import RequestContext
 from parley.core.errors import GatewayError
+from parley.core.stream import UpstreamReply
+
+
+class Phase(IntEnum):
+    """Where a filter runs; the chain orders filters by phase, then by the order they were added."""
+
+    AUTH = 100
+    LIMITS = 200
+    BUDGET = 300
+    GUARDRAILS = 400
+    RETRIEVAL = 500
+    CACHE = 600
+    ACCOUNTING = 700
+    LOGGING = 800
+    METRICS = 900
+
+
+@dataclass(slots=True)
+class StreamEvent:
+    """One streamed event in the client's protocol.
+
+    `name` is the SSE event name (Anthropic) or None (OpenAI data-only frames); `data` the parsed
+    JSON payload, or None for a payload that is not JSON (`[DONE]`); `raw` the event's text as
+    received. To edit an event, return `event.edited(new_data)`: the relay re-encodes only those.
+    """
+
+    name: str | None
+    data: Any
+    raw: str
+    frame: bytes | None = None  # the exact bytes received; None once edited
+
+    def edited(self, data: Any) -> StreamEvent:
+        return StreamEvent(self.name, data, "", None)
+
+    def encode(self) -> bytes:
+        if self.frame is not None:
+            return self.frame
+        payload = orjson.dumps(self.data) if self.data is not None else self.raw.encode()
+        head = b"event: " + self.name.encode() + b"\n" if self.name is not None else b""
+        return head + b"data: " + payload + b"\n\n"
+
+
+class Filter:
+    """Base class: override the hooks you need; each default passes everything through."""
+
+    phase: ClassVar[Phase] = Phase.LOGGING
+
+    async def on_request(self, ctx: RequestContext, body: dict[str, Any] | None) -> UpstreamReply | None:
+        return None
+
+    async def on_response(self, ctx: RequestContext, reply: UpstreamReply) -> None:
+        return None
+
+    def wants_events(self, ctx: RequestContext) -> bool:
+        return False
+
+    def on_event(self, ctx: RequestContext, event: StreamEvent) -> list[StreamEvent]:
+        return [event]
+
+    def on_stream_end(self, ctx: RequestContext) -> list[StreamEvent]:
+        return []
+
+    def on_done(self, ctx: RequestContext) -> None:
+        return None
 
 
 def client_key(headers: Mapping[str, str]) -> str | None:
@@ -47,13 +122,3 @@ class Authenticator:
         if not hmac.compare_digest(ctx.key.encode(), self.master_key.encode()):
             raise GatewayError(401, "invalid x-api-key", "authentication_error")
         ctx.auth = "master"
-
-
-class Policy:
-    """Base class: override the hooks you need."""
-
-    async def before_call(self, ctx: RequestContext, body: dict[str, Any] | None) -> None:
-        return None
-
-    def after_call(self, ctx: RequestContext) -> None:
-        return None

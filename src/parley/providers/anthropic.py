@@ -1,9 +1,22 @@
-"""Anthropic Messages API backend: bytes forwarded, headers and betas verbatim, key swapped."""
+"""Anthropic Messages API backend: the hub format itself, so bytes are forwarded.
+
+The client's bytes go upstream with only `model` rewritten (and only when a filter or the model
+name changed the body); headers and betas verbatim, key swapped. Usage is read off the reply on the
+side: JSON bodies once, streams by `SniffingSource` (only usage-bearing frames are decoded).
+"""
 
 from __future__ import annotations
 
+from typing import Mapping
+
+import orjson
+
+from parley.core.context import RequestContext
+from parley.core.errors import anthropic_error_body, anthropic_type_for_status
+from parley.core.stream import ChunkSource, UpstreamCall, UpstreamReply, WrappedSource
+from parley.core.usage import AnthropicStreamSniffer
+from parley.providers.base import HubCall
 from parley.transport.http import HttpClient
-from parley.core.stream import UpstreamCall, UpstreamReply
 
 DEFAULT_VERSION = "2023-06-01"
 
@@ -15,14 +28,22 @@ _DROP = frozenset({
 })
 
 
-def forwardable_headers(headers) -> dict[str, str]:
+def forwardable_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """The client's headers minus credentials, hop-by-hop and parley's own `x-parley-*`."""
     out: dict[str, str] = {}
-    for k, v in headers.items():
+    for k, v in headers.items():  # Starlette's Headers.items() keeps repeated headers
         if k in _DROP or k.startswith("x-parley-"):
             continue
         out[k] = out[k] + "," + v if k in out else v  # a repeated header (anthropic-beta) joins
     return out
+
+
+def hub_body_bytes(call: HubCall, changed: bool) -> bytes:
+    """The bytes to send: the client's own unless the model name or a filter changed the body."""
+    model = call.target.upstream_model
+    if call.raw is not None and call.body.get("model") == model and not changed:
+        return call.raw
+    return orjson.dumps(dict(call.body, model=model))
 
 
 class AnthropicProvider:
@@ -38,3 +59,70 @@ class AnthropicProvider:
         if call.target.deployment.api_key:
             headers["x-api-key"] = call.target.deployment.api_key
         return await self.http.send_call(call, headers)
+
+    async def messages(self, ctx: RequestContext, call: HubCall) -> UpstreamReply:
+        upstream = UpstreamCall(call.target, call.path, hub_body_bytes(call, ctx.body_changed),
+                                forwardable_headers(call.headers), stream=call.stream, query=call.query)
+        return observe_reply(ctx, await self.send(upstream))
+
+
+def observe_reply(ctx: RequestContext, reply: UpstreamReply) -> UpstreamReply:
+    """Attach usage reading to an Anthropic reply (stream or JSON)."""
+    if reply.source is not None:
+        sniffer = ctx.stream_sniffer = AnthropicStreamSniffer(ctx.usage)
+        reply.source = SniffingSource(reply.source, sniffer, ctx)
+    elif reply.body is not None:
+        note_json_reply(ctx, reply)
+    return reply
+
+
+def note_json_reply(ctx: RequestContext, reply: UpstreamReply) -> None:
+    """Record usage or the error from an Anthropic JSON reply; replace garbage with a clear error.
+
+    Well-formed Anthropic error bodies pass through unchanged (clients match on their wording).
+    """
+    try:
+        data = orjson.loads(reply.body) if reply.body else None
+    except orjson.JSONDecodeError:
+        data = None
+    error = data.get("error") if isinstance(data, dict) else None
+    if reply.status < 400 and isinstance(data, dict):
+        ctx.usage.update(data.get("usage"))
+        return
+    if reply.status >= 400 and isinstance(error, dict) and "type" in error:
+        ctx.error_type = error.get("type")
+        ctx.error_message = error.get("message")
+        return
+    snippet = (reply.body or b"")[:200].decode("utf-8", "replace")
+    status = reply.status if reply.status >= 400 else 502
+    error_type = anthropic_type_for_status(status)
+    message = (f"upstream returned HTTP {reply.status} with an unexpected body: {snippet!r}"
+               if reply.status >= 400 else f"upstream returned an invalid response body: {snippet!r}")
+    ctx.error_type, ctx.error_message = error_type, message
+    reply.status = status
+    reply.body = anthropic_error_body(error_type, message, ctx.request_id)
+    reply.headers["content-type"] = "application/json"
+
+
+class SniffingSource(WrappedSource):
+    """Passes native Anthropic SSE bytes through untouched while reading usage on the side."""
+
+    __slots__ = ("ctx", "sniffer")
+
+    def __init__(self, inner: ChunkSource, sniffer: AnthropicStreamSniffer, ctx: RequestContext) -> None:
+        super().__init__(inner)
+        self.sniffer = sniffer
+        self.ctx = ctx
+
+    @property
+    def at_boundary(self) -> bool:
+        return self.sniffer.at_boundary
+
+    async def next_chunk(self) -> bytes | None:
+        chunk = await self.inner.next_chunk()
+        if chunk is not None:
+            self.sniffer.feed(chunk)
+            if self.sniffer.error is not None and self.ctx.error_type is None:
+                self.ctx.error_type = self.sniffer.error.get("type", "api_error")
+        return chunk
+

@@ -10,8 +10,10 @@ import secrets
 
 import orjson
 
-from parley.core.errors import GatewayError
-from parley.core.stream import UpstreamCall, UpstreamReply
+from parley.core.context import RequestContext
+from parley.core.stream import FrameSource, UpstreamReply
+from parley.providers.anthropic import observe_reply
+from parley.providers.base import HubCall
 from parley.core.anthropic_stream import message_frames
 from parley.core.tokens import count_request_tokens, text_tokens
 
@@ -19,19 +21,15 @@ from parley.core.tokens import count_request_tokens, text_tokens
 class MockProvider:
     api = "anthropic"
 
-    async def send(self, call: UpstreamCall) -> UpstreamReply:
-        try:
-            body = orjson.loads(call.body)
-        except orjson.JSONDecodeError:
-            raise GatewayError(400, "mock: body is not JSON") from None
-        if call.path.endswith("/count_tokens"):
-            return _json_reply({"input_tokens": count_request_tokens(body)})
-        message = build_message(body, call.target.upstream_model)
+    async def messages(self, ctx: RequestContext, call: HubCall) -> UpstreamReply:
+        if call.count_tokens:
+            return _json_reply({"input_tokens": count_request_tokens(call.body)})
+        message = build_message(call.body, call.target.upstream_model)
         if call.stream:
-            return UpstreamReply(200, {"content-type": "text/event-stream; charset=utf-8",
-                                       "cache-control": "no-cache"},
-                                 source=FrameSource(message_frames(message)))
-        return _json_reply(message)
+            return observe_reply(ctx, UpstreamReply(
+                200, {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"},
+                source=FrameSource(message_frames(message))))
+        return observe_reply(ctx, _json_reply(message))
 
 
 def _json_reply(payload: dict) -> UpstreamReply:
@@ -85,18 +83,3 @@ def _forced_tool(body: dict) -> str | None:
         return tools[0]["name"]
     return None
 
-
-class FrameSource:
-    """A ChunkSource over frames made in memory."""
-
-    __slots__ = ("_frames",)
-    at_boundary = True  # every chunk is a whole frame
-
-    def __init__(self, frames: list[bytes]) -> None:
-        self._frames = iter(frames)
-
-    async def next_chunk(self) -> bytes | None:
-        return next(self._frames, None)
-
-    def close(self) -> None:
-        self._frames = iter(())

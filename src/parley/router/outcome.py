@@ -14,7 +14,7 @@ from typing import Mapping
 import orjson
 
 from parley.transport.http import UpstreamBroken
-from parley.core.stream import UpstreamReply
+from parley.core.stream import ChunkSource, UpstreamReply, WrappedSource
 
 RETRY_STATUSES = frozenset({408, 409, 429})
 
@@ -65,27 +65,28 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-class ReplaySource:
+class ReplaySource(WrappedSource):
     """A stream whose first chunk was read ahead by the router: replays it, then reads on."""
 
-    __slots__ = ("_first", "inner")
+    __slots__ = ("_first",)
 
-    def __init__(self, first: bytes, inner) -> None:
+    def __init__(self, first: bytes, inner: ChunkSource) -> None:
+        super().__init__(inner)
         self._first: bytes | None = first
-        self.inner = inner
 
     @property
     def at_boundary(self) -> bool:
-        return self._first is None and getattr(self.inner, "at_boundary", True)
+        return self._first is None and self.inner.at_boundary
+
+    @property
+    def at_eof(self) -> bool:
+        return self._first is None and self.inner.at_eof
 
     async def next_chunk(self) -> bytes | None:
         if self._first is not None:
             chunk, self._first = self._first, None
             return chunk
         return await self.inner.next_chunk()
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 class StreamFailed(Exception):

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-from parley.core.context import RequestContext
+from parley.core.context import RequestContext, StateKey
 from parley.core.errors import GatewayError
 from parley.transport.http import UpstreamBroken
 from parley.core.stream import UpstreamReply
@@ -38,7 +38,8 @@ from parley.core.usage import Usage
 
 Attempt = Callable[[Target], Awaitable[UpstreamReply]]
 
-INFLIGHT_KEY = "_router_inflight"
+# The deployment a request holds "in flight" until it is done (settled by RouterAccounting).
+INFLIGHT: StateKey[str] = StateKey("router.inflight")
 
 
 @dataclass(slots=True)
@@ -217,7 +218,7 @@ class Router:
         self.health.observe_latency(dep.id, time.perf_counter() - started)
         kind = classify(reply.status, reply.body, reply.headers)
         if kind == "ok":
-            ctx.extra[INFLIGHT_KEY] = dep.id  # released with the token count in after_call
+            ctx.state.put(INFLIGHT, dep.id)  # released with the token count when done
             return reply
         if kind == "retry":
             return await self._failed(ctx, dep.id, Failure("retry", reply=reply,

@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import os
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Callable, Mapping
 
 import orjson
 
 from parley.config import PROVIDERS, Config, build_config
 from parley.core.context import RequestContext
-from parley.pipeline.chat import send_chat
-from parley.pipeline.messages import send_messages
 from parley.core.errors import GatewayError, sdk_error, status_error
-from parley.features import build_gateway
-from parley.gateway import Gateway
-from parley.core.stream import ChunkSource, UpstreamReply
-from parley.sdk.objects import Record, wrap
-from parley.server.body import check_messages_request
-from parley.server.chat import check_chat_request
-from parley.spend.pricing import PriceTable
 from parley.core.sse import SSEDecoder
+from parley.core.stream import ChunkSource, UpstreamReply
+from parley.gateway import Gateway, build_gateway
+from parley.pipeline.chat import ChatEndpoint
+from parley.pipeline.lifecycle import Endpoint
+from parley.pipeline.messages import MessagesEndpoint
+from parley.sdk.objects import Record, wrap
+
+Parser = Callable[[ChunkSource], AsyncIterator[Record]]
 
 # Per-provider environment defaults: (key variable, base URL variables)
 _ENV = {"anthropic": ("ANTHROPIC_API_KEY", ("ANTHROPIC_API_BASE", "ANTHROPIC_BASE_URL")),
@@ -62,26 +61,26 @@ def split_options(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
 async def create_message(gw: Gateway, body: dict[str, Any], headers: Mapping[str, str]) -> Any:
     """One Messages call: a Record shaped like anthropic's Message, or an async event iterator."""
     ctx = RequestContext(api="anthropic", route="sdk:/v1/messages", headers=dict(headers))
-    return await _create(gw, ctx, body, check_messages_request, send_messages, anthropic_events)
+    return await _create(gw, ctx, MessagesEndpoint(gw.pipeline), body, anthropic_events)
 
 
 async def create_completion(gw: Gateway, body: dict[str, Any], headers: Mapping[str, str]) -> Any:
     """One Chat Completions call: a Record shaped like openai's ChatCompletion, or async chunks."""
     ctx = RequestContext(api="openai", route="sdk:/v1/chat/completions", headers=dict(headers))
-    return await _create(gw, ctx, body, check_chat_request, send_chat, openai_chunks)
+    return await _create(gw, ctx, ChatEndpoint(gw.pipeline), body, openai_chunks)
 
 
-async def _create(gw: Gateway, ctx: RequestContext, body: dict[str, Any], check, send, parse) -> Any:
-    """Check, send through the gateway core, and shape the reply (JSON with `cost`, or a stream)."""
+async def _create(gw: Gateway, ctx: RequestContext, endpoint: Endpoint, body: dict[str, Any],
+                  parse: Parser) -> Any:
+    """Check, send through the gateway's pipeline, and shape the reply (JSON with `cost`, or a stream)."""
     try:
-        check(body)
-        ctx.model, ctx.stream = body["model"], body.get("stream") is True
-        reply = await send(gw, ctx, body, orjson.dumps(body), ctx.headers)
+        endpoint.check(ctx, body)
+        reply = await gw.pipeline.process(endpoint, ctx, body, orjson.dumps(body))
     except GatewayError as error:
-        gw.finish(ctx)
+        gw.pipeline.finish(ctx)
         raise sdk_error(error) from None
     if reply.source is None:
-        gw.finish(ctx)
+        gw.pipeline.finish(ctx)
         return with_cost(_json_result(reply), gw, ctx)
     return EventStream(gw, ctx, reply.source, parse)
 
@@ -93,10 +92,7 @@ def with_cost(result: Record, gw: Gateway, ctx: RequestContext) -> Record:
 
 def call_cost(gw: Gateway, ctx: RequestContext) -> float:
     """USD of the call at the bundled list prices (per-deployment overrides applied)."""
-    prices = getattr(gw, "prices", None)
-    if prices is None:
-        prices = gw.prices = PriceTable()
-    return prices.for_deployment(ctx.deployment, ctx.upstream_model or ctx.model).cost(ctx.usage)
+    return gw.prices.for_deployment(ctx.deployment, ctx.upstream_model or ctx.model).cost(ctx.usage)
 
 
 def _json_result(reply: UpstreamReply) -> Record:
@@ -148,7 +144,7 @@ def _raise_stream_error(payload: dict) -> None:
 class EventStream:
     """An async iterator of stream events; `cost` is set once the stream has ended."""
 
-    def __init__(self, gw: Gateway, ctx: RequestContext, source: ChunkSource, parse) -> None:
+    def __init__(self, gw: Gateway, ctx: RequestContext, source: ChunkSource, parse: Parser) -> None:
         self._gw, self._ctx, self._source = gw, ctx, source
         self._events: AsyncIterator[Record] = parse(source)
         self.on_close: list = []  # async callables run after the stream is closed
@@ -172,7 +168,7 @@ class EventStream:
         await self._events.aclose()
         self._source.close()
         self.cost = call_cost(self._gw, self._ctx)
-        self._gw.finish(self._ctx)
+        self._gw.pipeline.finish(self._ctx)
         for callback in self.on_close:
             await callback()
 

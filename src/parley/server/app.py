@@ -14,35 +14,30 @@ from starlette.routing import Route
 from parley.config import Config
 from parley.core.context import new_request_id
 from parley.core.errors import anthropic_error_body, anthropic_type_for_status
-from parley.features import build_gateway
-from parley.gateway import Gateway
-from parley.server.chat import ChatRoutes
-from parley.server.messages import MessagesRoutes
+from parley.admin.common import JSONBytes
+from parley.gateway import Gateway, build_gateway
+from parley.server.api import ApiRoutes
 from parley.server.models import ModelRoutes
-from parley.server.responses import JSONBytes
 
 log = logging.getLogger("parley")
 
 
 def create_app(config: Config, gateway: Gateway | None = None) -> Starlette:
     gw = gateway or build_gateway(config)
-    messages = MessagesRoutes(gw)
     models = ModelRoutes(gw)
-    chat = ChatRoutes(gw)
     routes = [
         Route("/", root, methods=["GET", "HEAD"]),
         Route("/health/liveness", liveness, methods=["GET"]),
         Route("/health/readiness", liveness, methods=["GET"]),
         Route("/health", liveness, methods=["GET"]),
-        Route("/v1/messages", messages.create, methods=["POST"]),
-        Route("/v1/messages/count_tokens", messages.count_tokens, methods=["POST"]),
-        Route("/v1/chat/completions", chat.create, methods=["POST"]),
-        Route("/chat/completions", chat.create, methods=["POST"]),
         Route("/v1/models", models.list, methods=["GET"]),
         Route("/v1/models/{model_id:path}", models.get, methods=["GET"]),
+        *ApiRoutes(gw).routes(),
     ]
-    for extend in gw.route_extensions:
-        routes.extend(extend(gw))
+    if gw.store is not None:
+        from parley.admin.routes import admin_routes
+
+        routes.extend(admin_routes(gw.store))
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

@@ -34,7 +34,7 @@ class ModelRoutes:
     async def list(self, request: Request) -> Response:
         ctx = RequestContext(api="anthropic", route="/v1/models", headers=request.headers)
         try:
-            await self.gw.auth.authenticate(ctx)
+            await self.gw.pipeline.auth.authenticate(ctx)
         except GatewayError as error:
             return anthropic_error(ctx, error)
         data = self._models()
@@ -56,7 +56,7 @@ class ModelRoutes:
     async def get(self, request: Request) -> Response:
         ctx = RequestContext(api="anthropic", route="/v1/models/{id}", headers=request.headers)
         try:
-            await self.gw.auth.authenticate(ctx)
+            await self.gw.pipeline.auth.authenticate(ctx)
             model_id = request.path_params["model_id"]
             for model in self._models():
                 if model["id"] == model_id:

@@ -1,47 +1,34 @@
-"""ASGI responses that send an UpstreamReply to the client.
+"""The ASGI response that sends a pipeline's reply to the client.
 
 Streams are relayed chunk by chunk as they arrive (no buffering), with a keep-alive ping after
 `ping_interval` seconds of upstream silence (only between events), and a watcher that cancels the
-relay, and so closes the upstream connection, the moment the client disconnects. The gateway's
-after_call hooks run exactly once, whatever way the reply ends.
+relay, and so closes the upstream connection, the moment the client disconnects. The filters'
+`on_done` hooks run exactly once, whatever way the reply ends.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Callable
-
 from starlette.types import Receive, Scope, Send
 
 from parley.core.context import RequestContext
-from parley.gateway import Gateway
+from parley.pipeline.lifecycle import Endpoint, Outcome, Pipeline
 from parley.transport.http import UpstreamBroken
-from parley.core.stream import UpstreamReply
-from parley.core.sse import PING_FRAME, encode_event
 
 
 def _raw_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
     return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
 
-def anthropic_stream_error(ctx: RequestContext, type_: str, message: str) -> bytes:
-    return encode_event("error", {"type": "error", "error": {"type": type_, "message": message},
-                                  "request_id": ctx.request_id})
-
-
 class RelayResponse:
-    """Send `reply` (whole or streamed) and finish the request context."""
+    """Send the outcome (whole or streamed) and finish the request."""
 
-    def __init__(self, gateway: Gateway, ctx: RequestContext, reply: UpstreamReply,
-                 headers: dict[str, str], *, ping_frame: bytes = PING_FRAME,
-                 error_frame: Callable[[RequestContext, str, str], bytes] = anthropic_stream_error,
-                 ) -> None:
-        self.gateway = gateway
+    def __init__(self, pipeline: Pipeline, endpoint: Endpoint, ctx: RequestContext, outcome: Outcome) -> None:
+        self.pipeline = pipeline
+        self.endpoint = endpoint
         self.ctx = ctx
-        self.reply = reply
-        self.headers = headers
-        self.ping_frame = ping_frame
-        self.error_frame = error_frame
+        self.reply = outcome.reply
+        self.headers = outcome.headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx, reply = self.ctx, self.reply
@@ -57,7 +44,7 @@ class RelayResponse:
             else:
                 await self._stream(receive, send)
         finally:
-            self.gateway.finish(ctx)
+            self.pipeline.finish(ctx)
 
     async def _stream(self, receive: Receive, send: Send) -> None:
         ctx, source = self.ctx, self.reply.source
@@ -75,7 +62,8 @@ class RelayResponse:
                     return
 
         watcher = asyncio.get_running_loop().create_task(watch_disconnect())
-        interval = self.gateway.ping_interval
+        interval = self.pipeline.ping_interval
+        assert source is not None
         try:
             await send({"type": "http.response.start", "status": self.reply.status,
                         "headers": _raw_headers(self.headers)})
@@ -84,22 +72,22 @@ class RelayResponse:
                     async with asyncio.timeout(interval):
                         chunk = await source.next_chunk()
                 except TimeoutError:
-                    if getattr(source, "at_boundary", False):  # raw bytes of unknown framing: never
-                        await send({"type": "http.response.body", "body": self.ping_frame,
+                    if source.at_boundary:  # never inside an event (raw bytes of unknown framing)
+                        await send({"type": "http.response.body", "body": self.endpoint.ping_frame,
                                     "more_body": True})
                     continue
                 except UpstreamBroken as e:
                     ctx.error_type = ctx.error_type or "api_error"
                     ctx.error_message = f"upstream connection broke mid-stream: {e}"
                     await send({"type": "http.response.body",
-                                "body": self.error_frame(ctx, "api_error", ctx.error_message),
+                                "body": self.endpoint.error_frame(ctx, "api_error", ctx.error_message),
                                 "more_body": True})
                     break
                 if chunk is None:
                     break
                 if chunk:
                     ctx.mark_first_byte()
-                    if getattr(source, "at_eof", False):  # the last chunk: end in the same write
+                    if source.at_eof:  # the last chunk: end in the same write
                         done = True
                         await send({"type": "http.response.body", "body": chunk, "more_body": False})
                         return

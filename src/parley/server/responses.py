@@ -7,15 +7,10 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
+from parley.admin.common import JSONBytes
+
 from parley.core.context import RequestContext
 from parley.core.errors import GatewayError
-
-
-class JSONBytes(Response):
-    media_type = "application/json"
-
-    def render(self, content: Any) -> bytes:
-        return content if isinstance(content, bytes) else orjson.dumps(content)
 
 
 def anthropic_error(ctx: RequestContext, error: GatewayError) -> Response:

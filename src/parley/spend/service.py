@@ -1,8 +1,9 @@
 """The keys-and-spend service on a gateway: database, record cache, spend writer, budget ledger,
 prices, and (with Redis) shared holds and cross-instance cache invalidation.
 
-`install(gw)` sets it up when a database is configured (general_settings.database_url or
-DATABASE_URL): it replaces `gw.auth`, adds the policies and the admin routes.
+The gateway builder (`parley.gateway`) makes one when a database is configured
+(general_settings.database_url or DATABASE_URL), with the key authenticator, the key, budget and
+spend filters and the admin routes around it.
 """
 
 from __future__ import annotations
@@ -11,32 +12,35 @@ import asyncio
 import logging
 from typing import Any
 
+from parley.config import Config
+from parley.core.tasks import Tasks
 from parley.spend.ledger import LocalLedger, RedisLedger
 from parley.spend.pricing import PriceTable
 from parley.spend.writer import SpendWriter
 from parley.store.cache import RecordCache
 from parley.store.db import make_engine, migrate
+from parley.store.redis_link import RedisLink
 
 log = logging.getLogger("parley.store")
 
 
 class StoreService:
-    def __init__(self, gw: Any) -> None:
-        settings = gw.config.general_settings
-        self.gw = gw
+    def __init__(self, config: Config, link: RedisLink | None, tasks: Tasks) -> None:
+        settings = config.general_settings
+        self.config = config
         self.settings = settings
-        self.url = gw.config.database_url
+        assert config.database_url is not None
+        self.url = config.database_url
         self.engine = make_engine(self.url, settings)
         self.cache = RecordCache(self.engine, ttl=float(settings.get("key_cache_ttl", 60.0)))
         self.writer = SpendWriter(self.engine,
                                   interval=float(settings.get("spend_flush_interval", 0.5)),
                                   batch_size=int(settings.get("spend_batch_size", 500)))
         self.prices = PriceTable()
-        link = getattr(gw, "redis", None)  # the one Redis config of the gateway (parley.store.redis_link)
         self.redis_url = link.url if link is not None else None
         self.prefix = (link.prefix + ":") if link is not None else "parley:"
         self.redis: Any = None
-        self.ledger: Any = LocalLedger(self.engine, self._pending, gw.spawn,
+        self.ledger: Any = LocalLedger(self.engine, self._pending, tasks.spawn,
                                        refresh_seconds=float(settings.get("budget_refresh_seconds", 5.0)))
         if self.redis_url:
             import redis.asyncio as aioredis
@@ -100,22 +104,3 @@ class StoreService:
                     await pubsub.subscribe(self.channel)
                 except Exception:
                     pass
-
-
-def install(gw: Any) -> None:
-    """Wire keys, budgets, spend logs and the admin API into `gw` when a database is configured."""
-    if not gw.config.database_url:
-        return
-    from parley.admin.routes import admin_routes
-    from parley.filters.budget import BudgetPolicy
-    from parley.filters.virtual_keys import VirtualKeyAuth, VirtualKeyPolicy
-    from parley.filters.spend_log import SpendTracker
-
-    service = StoreService(gw)
-    gw.store = service
-    gw.auth = VirtualKeyAuth(gw.config.master_key, service)
-    gw.policies[0:0] = [VirtualKeyPolicy(service), BudgetPolicy(gw, service)]
-    gw.policies.append(SpendTracker(gw, service))
-    gw.route_extensions.append(admin_routes)
-    gw.on_startup(service.start)
-    gw.on_shutdown(service.stop)

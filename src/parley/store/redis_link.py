@@ -113,16 +113,10 @@ def _safe_url(url: str) -> str:
     return f"{scheme}://***@{rest.split('@', 1)[1]}"
 
 
-def install(gw) -> None:
-    """Attach `gw.redis` (a RedisLink, or None when Redis is not configured)."""
-    import os
-
-    settings = gw.config.router_settings
-    url = redis_url_from(settings, os.environ)
+def link_from_config(settings: Mapping[str, Any], env: Mapping[str, str]) -> RedisLink | None:
+    """The gateway's one Redis link, or None when Redis is not configured."""
+    url = redis_url_from(settings, env)
     if not url:
-        gw.redis = None
-        return
-    prefix = str(settings.get("redis_key_prefix") or os.environ.get("PARLEY_REDIS_PREFIX") or DEFAULT_PREFIX)
-    link = RedisLink(url, prefix, timeout=float(settings.get("redis_timeout", 0.5)))
-    gw.redis = link
-    gw.on_shutdown(link.close)
+        return None
+    prefix = str(settings.get("redis_key_prefix") or env.get("PARLEY_REDIS_PREFIX") or DEFAULT_PREFIX)
+    return RedisLink(url, prefix, timeout=float(settings.get("redis_timeout", 0.5)))

@@ -14,6 +14,8 @@ _STRING_STOP = re.compile(r'["\\\x00-\x1f]')
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.+-")
 _LITERALS = ("true", "false", "null")
+_ESCAPES = frozenset('"\\/bfnrt')
+_HEX = frozenset("0123456789abcdefABCDEF")
 
 # grammar states
 _START, _VALUE, _FIRST_KEY, _KEY, _COLON, _AFTER, _FIRST_ITEM, _DONE = range(8)
@@ -22,7 +24,7 @@ _START, _VALUE, _FIRST_KEY, _KEY, _COLON, _AFTER, _FIRST_ITEM, _DONE = range(8)
 class JsonPrefix:
     """Feed fragments of one JSON object; learn whether they still parse as its beginning."""
 
-    __slots__ = ("_state", "_stack", "_in_string", "_is_key", "_escape", "_token", "valid")
+    __slots__ = ("_escape", "_hex_left", "_in_string", "_is_key", "_stack", "_state", "_token", "valid")
 
     def __init__(self) -> None:
         self._state = _START
@@ -30,6 +32,7 @@ class JsonPrefix:
         self._in_string = False
         self._is_key = False
         self._escape = False
+        self._hex_left = 0  # hex digits still due after `\u`
         self._token = ""
         self.valid = True
 
@@ -60,9 +63,8 @@ class JsonPrefix:
         return n
 
     def _scan_string(self, text: str, i: int) -> int:
-        if self._escape:
-            self._escape = False
-            return i + 1
+        if self._escape or self._hex_left:
+            return self._scan_escape(text[i], i)
         match = _STRING_STOP.search(text, i)
         if match is None:
             return len(text)
@@ -77,6 +79,20 @@ class JsonPrefix:
             return j + 1
         self.valid = False  # a raw control character inside a string
         return j
+
+    def _scan_escape(self, char: str, i: int) -> int:
+        """One character of an escape sequence: `\\` then one of `"\\/bfnrt`, or `u` and 4 hex digits."""
+        if self._hex_left:
+            ok = char in _HEX
+            self._hex_left -= 1
+        else:
+            ok = char in _ESCAPES or char == "u"
+            self._escape = False
+            self._hex_left = 4 if char == "u" else 0
+        if not ok:
+            self.valid = False
+            return i
+        return i + 1
 
     def _step(self, char: str) -> bool:
         if self._token:

@@ -33,6 +33,15 @@ class MessageAccumulator:
                 self.failed = True
                 return
 
+    def feed_event(self, name: str | None, data: Any) -> None:
+        """One event already parsed (the filter chain parses the stream once for every filter)."""
+        if self.failed or name in (None, "ping"):
+            return
+        try:
+            self._apply(str(name), data)
+        except (KeyError, IndexError, TypeError, AttributeError, orjson.JSONDecodeError):
+            self.failed = True
+
     def _apply(self, name: str, data: dict) -> None:
         if name == "message_start":
             self.message = dict(data["message"], content=[])

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import time
 from collections import OrderedDict
 
 from parley.store.redis_link import RedisLink, RedisUnavailable
+
+
+class CacheStore(Protocol):
+    """Where cached replies live: in process, or in Redis."""
+
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None: ...
 
 
 class LocalStore:

@@ -5,7 +5,7 @@ End user, first match wins: header `x-parley-end-user`, `litellm_metadata.user`,
 its `session_id` becomes the session), OpenAI `user`. Tags: `litellm_metadata.tags` and the
 comma-separated header `x-parley-tags`. Session: header `x-claude-code-session-id`, else the one in
 `metadata.user_id`. `litellm_metadata` is removed so the backend never sees it, and kept in
-`ctx.extra["litellm_metadata"]` for other hooks (e.g. the response cache's per-request controls).
+`ctx.litellm_metadata` for other hooks (e.g. the response cache's per-request controls).
 """
 
 from __future__ import annotations
@@ -17,7 +17,10 @@ import orjson
 from parley.core.context import RequestContext
 
 
-def apply_request_metadata(ctx: RequestContext, body: dict[str, Any] | None) -> None:
+def apply_request_metadata(ctx: RequestContext, body: dict[str, Any] | None, *,
+                           gateway_cache_controls: bool = False) -> None:
+    """Fill end user, session and tags; take `litellm_metadata` (and, on the Messages API, the
+    gateway-only top-level `cache` controls) out of the body."""
     headers = ctx.headers
     tags = [t.strip() for t in (headers.get("x-parley-tags") or "").split(",") if t.strip()]
     end_user = headers.get("x-parley-end-user") or None
@@ -26,7 +29,10 @@ def apply_request_metadata(ctx: RequestContext, body: dict[str, Any] | None) -> 
         meta = body.pop("litellm_metadata", None)
         if meta is not None:
             ctx.body_changed = True
-            ctx.extra["litellm_metadata"] = meta
+            ctx.litellm_metadata = meta
+        if gateway_cache_controls and "cache" in body:  # LiteLLM's cache controls: never sent upstream
+            ctx.cache_controls = body.pop("cache")
+            ctx.body_changed = True
         if isinstance(meta, dict):
             tags.extend(str(t) for t in meta.get("tags") or () if t)
             end_user = end_user or _str(meta.get("user"))

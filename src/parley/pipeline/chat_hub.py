@@ -1,7 +1,8 @@
-"""Bridge: OpenAI Chat Completions clients -> Anthropic-protocol backends (Anthropic, mock).
+"""OpenAI Chat Completions through the hub, for deployments that do not speak OpenAI natively.
 
-The request is translated (`translate.chat_request`), sent to `/v1/messages`, and the reply turned
-back into a `chat.completion` (JSON) or `chat.completion.chunk` frames ending in `data: [DONE]`.
+The request is translated to the hub shape (`translate.chat_request`) and handed to the
+deployment's provider like any Messages request; the hub reply is turned back into a
+`chat.completion` (JSON) or `chat.completion.chunk` frames ending in `data: [DONE]`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from parley.core.anthropic_stream import message_events
 from parley.core.context import RequestContext
 from parley.core.errors import GatewayError
 from parley.providers.anthropic import forwardable_headers
-from parley.core.stream import ChunkSource, UpstreamCall, UpstreamReply
+from parley.core.stream import ChunkSource, FrameSource, UpstreamReply, WrappedSource
+from parley.providers.base import HubCall, Provider
 from parley.core.deployment import Target
 from parley.core.sse import OPENAI_DONE_FRAME, SSEDecoder, encode_data
 from parley.translate.chat_errors import openai_error_reply, openai_stream_error
@@ -29,10 +31,6 @@ _NO_NATIVE_JSON = re.compile(r"claude-(instant|2|3)|claude-(opus|sonnet)-4(-\d{8
 _CLIENT_ONLY = ("openai-", "x-stainless-")
 _DROP = frozenset({"user-agent", "accept", "content-type"})
 STREAM_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
-
-
-def install(gw) -> None:
-    gw.bridges[("openai", "anthropic")] = OpenAIAnthropicBridge()
 
 
 def native_json(target: Target) -> bool:
@@ -54,28 +52,26 @@ def upstream_headers(headers: Mapping[str, str], plan: ChatPlan) -> dict[str, st
     return out
 
 
-class OpenAIAnthropicBridge:
-    async def chat(self, gw, ctx: RequestContext, target: Target, body: dict[str, Any],
-                   headers: Mapping[str, str]) -> UpstreamReply:
-        request, plan = to_anthropic(body, target.upstream_model, native_json=native_json(target))
-        ctx.dropped.extend(d for d in plan.dropped if d not in ctx.dropped)
-        call = UpstreamCall(target, "/v1/messages", orjson.dumps(request), upstream_headers(headers, plan),
-                            stream=plan.stream)
-        reply = await gw.provider_for(target.deployment).send(call)
-        keep = {k: v for k, v in reply.headers.items() if k == "request-id"}
-        if reply.source is not None:
-            return UpstreamReply(reply.status, {**STREAM_HEADERS, **keep},
-                                 source=ChatTranslatingSource(reply.source, plan, ctx))
-        if reply.status >= 400:
-            status, payload, kept, type_, message = openai_error_reply(reply.status, reply.body, reply.headers)
-            ctx.error_type, ctx.error_message = type_, message
-            return UpstreamReply(status, {"content-type": "application/json", **kept, **keep}, body=payload)
-        message = _message(reply.body)
-        ctx.usage.update(message.get("usage"))
-        if plan.stream:  # the backend answered a stream request with JSON: replay it as chunks
-            return UpstreamReply(200, {**STREAM_HEADERS, **keep}, source=_replay(message, plan, ctx))
-        completion = to_chat_completion(message, plan)
-        return UpstreamReply(200, {"content-type": "application/json", **keep}, body=orjson.dumps(completion))
+async def chat_via_hub(ctx: RequestContext, provider: Provider, target: Target, body: dict[str, Any],
+                       headers: Mapping[str, str]) -> UpstreamReply:
+    """Send a chat request to `provider` as a hub request and answer in Chat Completions' shape."""
+    request, plan = to_anthropic(body, target.upstream_model, native_json=native_json(target))
+    ctx.dropped.extend(d for d in plan.dropped if d not in ctx.dropped)
+    reply = await provider.messages(ctx, HubCall(target, request, None, upstream_headers(headers, plan)))
+    keep = {k: v for k, v in reply.headers.items() if k == "request-id"}
+    if reply.source is not None:
+        return UpstreamReply(reply.status, {**STREAM_HEADERS, **keep},
+                             source=ChatTranslatingSource(reply.source, plan, ctx))
+    if reply.status >= 400:
+        status, payload, kept, type_, message = openai_error_reply(reply.status, reply.body, reply.headers)
+        ctx.error_type, ctx.error_message = type_, message
+        return UpstreamReply(status, {"content-type": "application/json", **kept, **keep}, body=payload)
+    message = _message(reply.body)
+    ctx.usage.update(message.get("usage"))
+    if plan.stream:  # the backend answered a stream request with JSON: replay it as chunks
+        return UpstreamReply(200, {**STREAM_HEADERS, **keep}, source=_replay(message, plan, ctx))
+    completion = to_chat_completion(message, plan)
+    return UpstreamReply(200, {"content-type": "application/json", **keep}, body=orjson.dumps(completion))
 
 
 def _message(body: bytes | None) -> dict[str, Any]:
@@ -89,36 +85,24 @@ def _message(body: bytes | None) -> dict[str, Any]:
 
 
 def _replay(message: dict[str, Any], plan: ChatPlan, ctx: RequestContext) -> ChunkSource:
-    source = ChatTranslatingSource(_Frames([]), plan, ctx)
+    source = ChatTranslatingSource(FrameSource([]), plan, ctx)
     frames = [source.translate(name, payload) for name, payload in message_events(message)]
-    source.inner = _Frames([b"".join(frames)])
+    source.inner = FrameSource([b"".join(frames)])
     return source
 
 
-class _Frames:
-    __slots__ = ("items",)
-
-    def __init__(self, items: list[bytes]) -> None:
-        self.items = items
-
-    async def next_chunk(self) -> bytes | None:
-        return self.items.pop(0) if self.items else None
-
-    def close(self) -> None:
-        self.items = []
-
-
-class ChatTranslatingSource:
+class ChatTranslatingSource(WrappedSource):
     """Anthropic SSE bytes in, OpenAI chunk frames out; usage is recorded on the request context.
 
     `next_chunk` only awaits the upstream read, so cancelling it loses no translated output.
     """
 
-    __slots__ = ("inner", "decoder", "translator", "ctx", "ended")
+    __slots__ = ("ctx", "decoder", "ended", "translator")
     at_boundary = True  # every chunk returned holds whole frames
+    at_eof = False  # the end is known only when the upstream ends (an error may follow)
 
     def __init__(self, inner: ChunkSource, plan: ChatPlan, ctx: RequestContext) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.decoder = SSEDecoder()
         self.translator = ChatStreamTranslator(plan)
         self.ctx = ctx
@@ -164,6 +148,3 @@ class ChatTranslatingSource:
         self.ctx.error_type = self.ctx.error_type or "api_error"
         self.ctx.error_message = "upstream stream ended before message_stop"
         return encode_data(openai_stream_error("api_error", self.ctx.error_message))
-
-    def close(self) -> None:
-        self.inner.close()

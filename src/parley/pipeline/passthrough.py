@@ -14,21 +14,16 @@ import re
 from typing import Any
 
 import orjson
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from parley.core.context import RequestContext
-from parley.pipeline.messages import SniffingSource, note_json_reply
 from parley.core.errors import GatewayError
-from parley.gateway import Gateway
-from parley.filters.metadata import apply_request_metadata
-from parley.providers.anthropic import DEFAULT_VERSION, forwardable_headers
-from parley.core.stream import UpstreamReply
-from parley.server.body import read_body
-from parley.server.relay import RelayResponse
-from parley.server.responses import anthropic_error
-from parley.core.usage import AnthropicStreamSniffer, Usage
+from parley.core.stream import ChunkSource, UpstreamReply, WrappedSource
+from parley.core.usage import Usage
+from parley.pipeline.filter import Authenticator
+from parley.pipeline.lifecycle import Endpoint, Pipeline
+from parley.pipeline.metadata import apply_request_metadata
+from parley.providers.anthropic import DEFAULT_VERSION, forwardable_headers, note_json_reply, observe_reply
+from parley.transport.http import HttpClient
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 MAX_BODY = 512 * 1024 * 1024  # Files API uploads go up to 500 MB
@@ -44,103 +39,101 @@ class PassthroughSettings:
         self.timeout = float(section.get("timeout", 600))
 
 
-def install(gw: Gateway) -> None:
-    passthrough = AnthropicPassthrough(gw)
-    gw.route_extensions.append(lambda _gw: passthrough.routes())
+class PassthroughEndpoint(Endpoint):
+    """One request under `/anthropic/`: its method, path and query are the endpoint."""
 
+    api = "anthropic"
+    max_body = MAX_BODY
 
-class AnthropicPassthrough:
-    def __init__(self, gateway: Gateway) -> None:
-        self.gw = gateway
-        self.settings = PassthroughSettings(gateway.config.section("anthropic_passthrough"))
+    def __init__(self, pipeline: Pipeline, settings: PassthroughSettings, http: HttpClient, method: str,
+                 path: str, query: str, public_base: str) -> None:
+        self.pipeline = pipeline
+        self.settings = settings
+        self.http = http
+        self.method = method
+        self.path = path
+        self.query = query
+        self.public_base = public_base  # where clients reach /anthropic, for batch results URLs
+        self.route = "/anthropic" + _route_name(path)
+        self.upstream_headers: dict[str, str] = {}
 
-    def routes(self) -> list[Route]:
-        return [Route("/anthropic/{path:path}", self.handle, methods=METHODS)]
-
-    async def handle(self, request: Request) -> Response:
-        gw = self.gw
-        path = "/" + request.path_params["path"]
-        ctx = RequestContext(api="anthropic", route="/anthropic" + _route_name(path),
-                             headers=request.headers)
-        try:
-            headers = await self._credentials(ctx, request)
-            raw = await read_body(request, MAX_BODY) if request.method not in ("GET", "HEAD") else b""
-            body = self._json_body(ctx, request, raw)
-            await gw.before_call(ctx, body)
-            if ctx.body_changed:  # litellm_metadata removed, or max_tokens capped by a budget
-                raw = orjson.dumps(body)
-            url = self.settings.api_base + path + ("?" + request.url.query if request.url.query else "")
-            reply = await gw.http.send(request.method, url, headers, raw or None, self.settings.timeout,
-                                       stream=True)
-            self._observe(ctx, request, path, reply)
-        except GatewayError as error:
-            response = anthropic_error(ctx, error)
-            gw.finish(ctx)
-            return response
-        out = dict(reply.headers)
-        out.update(ctx.response_headers)  # what policies add: max-tokens cap, rate-limit state
-        out.setdefault("request-id", ctx.request_id)
-        out["x-parley-request-id"] = ctx.request_id
-        return RelayResponse(gw, ctx, reply, out)
-
-    async def _credentials(self, ctx: RequestContext, request: Request) -> dict[str, str]:
-        """Authenticate the client and return the headers to send upstream."""
-        headers = forwardable_headers(request.headers)
+    async def authenticate(self, ctx: RequestContext, auth: Authenticator) -> None:
+        """Authenticate the client and choose the credentials sent upstream."""
+        headers = forwardable_headers(ctx.headers)
         headers.setdefault("anthropic-version", DEFAULT_VERSION)
+        self.upstream_headers = headers
         if self.settings.forward_client_key:
-            gateway_key = request.headers.get("x-parley-api-key")
-            if self.gw.auth.enabled or gateway_key:
+            gateway_key = ctx.headers.get("x-parley-api-key")
+            if auth.enabled or gateway_key:
                 client_headers = ctx.headers  # authenticate the gateway key, not the Anthropic one
                 ctx.headers = {"x-api-key": gateway_key} if gateway_key else {}
                 try:
-                    await self.gw.auth.authenticate(ctx)
+                    await auth.authenticate(ctx)
                 finally:
                     ctx.headers = client_headers
             for name in ("x-api-key", "authorization"):
-                if request.headers.get(name):
-                    headers[name] = request.headers[name]
-            return headers
-        await self.gw.auth.authenticate(ctx)
+                if ctx.headers.get(name):
+                    headers[name] = ctx.headers[name]
+            return
+        await auth.authenticate(ctx)
         if self.settings.api_key is None:
             raise GatewayError(502, "the /anthropic pass-through has no upstream key: set "
                                     "ANTHROPIC_API_KEY or anthropic_passthrough.api_key", "api_error")
         headers["x-api-key"] = self.settings.api_key
-        return headers
 
-    def _json_body(self, ctx: RequestContext, request: Request, raw: bytes) -> dict | None:
-        if not raw or "json" not in request.headers.get("content-type", "json"):
-            apply_request_metadata(ctx, None)
+    def parse(self, ctx: RequestContext, raw: bytes) -> dict[str, Any] | None:
+        if self.method in ("GET", "HEAD"):
+            raw = b""
+        if not raw or "json" not in ctx.headers.get("content-type", "json"):
             return None
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            body = None  # not ours to judge: Anthropic answers it
+            return None  # not ours to judge: Anthropic answers it
         if not isinstance(body, dict):
-            apply_request_metadata(ctx, None)
             return None
-        apply_request_metadata(ctx, body)
         if isinstance(body.get("model"), str):
             ctx.model = body["model"]
         ctx.stream = body.get("stream") is True
         return body
 
-    def _observe(self, ctx: RequestContext, request: Request, path: str, reply: UpstreamReply) -> None:
+    def prepare(self, ctx: RequestContext, body: dict[str, Any] | None) -> None:
+        apply_request_metadata(ctx, body)
+
+    async def send(self, ctx: RequestContext, body: dict[str, Any] | None, raw: bytes) -> UpstreamReply:
+        if self.method in ("GET", "HEAD"):
+            raw = b""
+        if ctx.body_changed and body is not None:  # litellm_metadata removed, or max_tokens capped
+            raw = orjson.dumps(body)
+        url = self.settings.api_base + self.path + ("?" + self.query if self.query else "")
+        reply = await self.http.send(self.method, url, self.upstream_headers, raw or None,
+                                     self.settings.timeout, stream=True)
+        self._observe(ctx, reply)
+        return reply
+
+    def reply_headers(self, ctx: RequestContext, reply: UpstreamReply) -> dict[str, str]:
+        out = dict(reply.headers)
+        out.update(ctx.response_headers)  # what filters add: max-tokens cap, rate-limit state
+        out.setdefault("request-id", ctx.request_id)
+        out["x-parley-request-id"] = ctx.request_id
+        return out
+
+    def _observe(self, ctx: RequestContext, reply: UpstreamReply) -> None:
         """Attach the accounting each kind of route needs."""
+        path = self.path
         batch = _BATCH.match(path)
         if path == "/v1/messages":
-            if reply.source is not None:
-                reply.source = SniffingSource(reply.source, AnthropicStreamSniffer(ctx.usage), ctx)
-            elif reply.body is not None and reply.status < 400:
-                note_json_reply(ctx, reply)
+            if reply.source is not None or reply.status < 400:
+                observe_reply(ctx, reply)
         elif batch and batch.group(2) == "/results" and reply.status < 400:
-            ctx.extra["spend_id"] = f"batch_results:{batch.group(1)}"
-            ctx.extra["price_tier"] = "batch"
+            ctx.spend_id = f"batch_results:{batch.group(1)}"
+            ctx.price_tier = "batch"
             if reply.source is not None:
                 reply.source = BatchResultsSource(reply.source, ctx)
             elif reply.body is not None:
                 _tally_batch_lines(ctx, reply.body.split(b"\n"))
         elif path.startswith("/v1/messages/batches") and reply.body and reply.status < 400:
-            reply.body = _rewrite_results_urls(reply.body, str(request.base_url).rstrip("/") + "/anthropic")
+            reply.body = _rewrite_results_urls(reply.body, self.public_base)
         if reply.status >= 400 and reply.body is not None:
             note_json_reply(ctx, UpstreamReply(reply.status, {}, body=reply.body))
 
@@ -165,7 +158,7 @@ def _rewrite_results_urls(body: bytes, base: str) -> bytes:
 
 
 def _tally_batch_lines(ctx: RequestContext, lines: list[bytes]) -> None:
-    by_model: dict[str, Usage] = ctx.extra.setdefault("usage_by_model", {})
+    by_model = ctx.usage_by_model
     for line in lines:
         if not line.strip():
             continue
@@ -182,13 +175,13 @@ def _tally_batch_lines(ctx: RequestContext, lines: list[bytes]) -> None:
         ctx.usage.update_add(message.get("usage"))
 
 
-class BatchResultsSource:
+class BatchResultsSource(WrappedSource):
     """Relays JSONL batch results untouched while adding up each message's usage."""
 
-    __slots__ = ("inner", "ctx", "_tail")
+    __slots__ = ("_tail", "ctx")
 
-    def __init__(self, inner, ctx: RequestContext) -> None:
-        self.inner = inner
+    def __init__(self, inner: ChunkSource, ctx: RequestContext) -> None:
+        super().__init__(inner)
         self.ctx = ctx
         self._tail = b""
 
@@ -202,6 +195,3 @@ class BatchResultsSource:
         *lines, self._tail = (self._tail + chunk).split(b"\n")
         _tally_batch_lines(self.ctx, lines)
         return chunk
-
-    def close(self) -> None:
-        self.inner.close()

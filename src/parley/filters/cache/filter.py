@@ -1,0 +1,189 @@
+"""The response cache for the Anthropic Messages API, as a filter (phase `cache`).
+
+Turned on as in LiteLLM:
+
+    litellm_settings:
+      cache: true
+      cache_params: {type: local | redis, ttl: 600, url: redis://..., namespace: ...}
+
+`type: redis` uses `cache_params.url` (or host/port/password), else the gateway's Redis. A model
+opts out with `params.cache: false` on its deployments. Per request: the `cache-control` header
+(`no-cache`: do not answer from the cache; `no-store`: do not store the reply), or
+`litellm_metadata: {cache: {no-cache: true, no-store: true, ttl: 60}}` (also accepted as a top-level
+`cache` object). Hits carry `x-parley-cache: hit`, set `ctx.cache_hit`, and count no usage.
+Only complete successful replies are stored; streamed ones are rebuilt from their events and a
+hit is replayed as a valid stream (or as JSON) whatever the original was.
+"""
+
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import orjson
+
+from parley.config import Config, ConfigError
+from parley.core.anthropic_stream import message_frames
+from parley.core.context import RequestContext, StateKey
+from parley.core.stream import FrameSource, UpstreamReply
+from parley.core.tasks import Tasks
+from parley.core.usage import Usage
+from parley.filters.cache.accumulate import MessageAccumulator
+from parley.filters.cache.key import cache_key
+from parley.filters.cache.store import CacheStore, LocalStore, RedisStore
+from parley.pipeline.filter import Filter, Phase, StreamEvent
+from parley.store.redis_link import DEFAULT_PREFIX, RedisLink, redis_url_from
+
+log = logging.getLogger("parley.cache")
+
+HEADER = "x-parley-cache"
+ROUTES = frozenset({"/v1/messages", "sdk:/v1/messages"})  # not count_tokens, not the pass-through
+
+
+@dataclass(slots=True)
+class _Lookup:
+    """One request's cache key and controls; `acc` rebuilds a streamed reply to store it."""
+
+    key: str
+    controls: dict[str, Any]
+    hit: bool = False
+    acc: MessageAccumulator | None = None
+
+
+_LOOKUP: StateKey[_Lookup] = StateKey("cache.lookup")
+
+
+def controls_of(ctx: RequestContext) -> dict[str, Any]:
+    """The per-request cache controls: headers, `litellm_metadata.cache`, a top-level `cache`."""
+    controls: dict[str, Any] = {}
+    for directive in (ctx.headers.get("cache-control") or "").lower().split(","):
+        directive = directive.strip()
+        if directive in ("no-cache", "no-store"):
+            controls[directive] = True
+    meta = ctx.litellm_metadata
+    for source in (ctx.cache_controls, meta.get("cache") if isinstance(meta, dict) else None):
+        if isinstance(source, dict):
+            controls.update({k: v for k, v in source.items() if k in ("no-cache", "no-store", "ttl")})
+    return controls
+
+
+def model_allows_cache(ctx: RequestContext) -> bool:
+    return all(t.deployment.params.get("cache", True) is not False for t in ctx.targets)
+
+
+class ResponseCache(Filter):
+    phase = Phase.CACHE
+
+    def __init__(self, store: CacheStore, ttl: float, tasks: Tasks) -> None:
+        self.store = store
+        self.ttl = ttl
+        self.tasks = tasks
+
+    async def on_request(self, ctx: RequestContext, body: dict[str, Any] | None) -> UpstreamReply | None:
+        """A reply from the cache, or None (the real reply is then stored when complete)."""
+        if body is None or ctx.route not in ROUTES or ctx.api != "anthropic" or not model_allows_cache(ctx):
+            return None
+        lookup = _Lookup(cache_key(ctx.api, body, ctx.headers), controls_of(ctx))
+        ctx.state.put(_LOOKUP, lookup)
+        ctx.response_headers[HEADER] = "miss"
+        if lookup.controls.get("no-cache"):
+            return None
+        raw = await self.store.get(lookup.key)
+        if raw is None:
+            return None
+        try:
+            message = orjson.loads(raw)["message"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return None
+        message = dict(message, id="msg_" + secrets.token_hex(12))
+        lookup.hit = ctx.cache_hit = True
+        ctx.usage = Usage()
+        ctx.response_headers[HEADER] = "hit"
+        if ctx.stream:
+            return UpstreamReply(200, {"content-type": "text/event-stream; charset=utf-8",
+                                       "cache-control": "no-cache"},
+                                 source=FrameSource(message_frames(message)))
+        return UpstreamReply(200, {"content-type": "application/json"}, body=orjson.dumps(message))
+
+    def _storable(self, ctx: RequestContext, status: int) -> _Lookup | None:
+        lookup = ctx.state.get(_LOOKUP)
+        if lookup is None or lookup.hit or status != 200 or lookup.controls.get("no-store"):
+            return None
+        return lookup
+
+    async def on_response(self, ctx: RequestContext, reply: UpstreamReply) -> None:
+        lookup = self._storable(ctx, reply.status)
+        if lookup is None or not reply.body:
+            return
+        try:
+            message = orjson.loads(reply.body)
+        except orjson.JSONDecodeError:
+            return
+        if isinstance(message, dict) and message.get("type") == "message":
+            self._store(lookup, message)
+
+    def wants_events(self, ctx: RequestContext) -> bool:
+        lookup = self._storable(ctx, 200)
+        if lookup is None:
+            return False
+        lookup.acc = MessageAccumulator()
+        return True
+
+    def on_event(self, ctx: RequestContext, event: StreamEvent) -> list[StreamEvent]:
+        lookup = ctx.state.get(_LOOKUP)
+        if lookup is not None and lookup.acc is not None:
+            lookup.acc.feed_event(event.name, event.data)
+        return [event]
+
+    def on_stream_end(self, ctx: RequestContext) -> list[StreamEvent]:
+        lookup = ctx.state.get(_LOOKUP)
+        acc = lookup.acc if lookup is not None else None
+        if lookup is not None and acc is not None and acc.complete and not acc.failed and acc.message:
+            self._store(lookup, acc.message)
+        return []
+
+    def _store(self, lookup: _Lookup, message: dict[str, Any]) -> None:
+        if not message.get("stop_reason"):
+            return
+        ttl = float(lookup.controls.get("ttl") or self.ttl)
+        self.tasks.spawn(self.store.set(lookup.key, orjson.dumps({"message": message}), ttl))
+
+
+def cache_from_config(config: Config, link: RedisLink | None, tasks: Tasks) -> ResponseCache | None:
+    """The cache `litellm_settings` asks for, or None when caching is off."""
+    settings = config.litellm_settings
+    if not settings.get("cache"):
+        return None
+    params = settings.get("cache_params") or {}
+    if not isinstance(params, dict):
+        raise ConfigError("litellm_settings.cache_params: must be a mapping")
+    kind = params.get("type", "local")
+    ttl = float(params.get("ttl", 600))
+    if kind == "local":
+        store = LocalStore(int(params.get("max_entries", 10_000)))
+    elif kind == "redis":
+        store = RedisStore(_cache_link(config, link, tasks, params), params.get("namespace"))
+    else:
+        raise ConfigError(f"litellm_settings.cache_params.type: {kind!r} is not supported "
+                          "(use local or redis)")
+    return ResponseCache(store, ttl, tasks)
+
+
+def _cache_link(config: Config, link: RedisLink | None, tasks: Tasks, params: Mapping[str, Any]) -> RedisLink:
+    named = {"redis_url": params.get("url"), "redis_host": params.get("host"),
+             "redis_port": params.get("port"), "redis_password": params.get("password")}
+    url = redis_url_from(named, {})
+    if url is None and link is not None:
+        return link
+    url = url or os.environ.get("REDIS_URL")
+    if not url:
+        raise ConfigError("litellm_settings.cache_params: type redis needs url (or host/port), "
+                          "router_settings.redis_url or REDIS_URL")
+    prefix = str(config.router_settings.get("redis_key_prefix") or DEFAULT_PREFIX)
+    own = RedisLink(url, prefix)
+    tasks.on_shutdown(own.close)
+    return own

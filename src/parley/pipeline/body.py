@@ -1,0 +1,59 @@
+"""Reading and checking request bodies without whole-body validation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from parley.core.errors import GatewayError, invalid_request
+
+
+def parse_object(raw: bytes) -> dict[str, Any]:
+    if not raw:
+        raise invalid_request("request body is empty; expected a JSON object")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise invalid_request(f"request body is not valid JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise invalid_request("request body must be a JSON object")
+    return body
+
+
+def check_model_and_messages(body: dict[str, Any], *, non_empty: bool = False) -> None:
+    """`model` a non-empty string and `messages` a list: what every API needs to route a request."""
+    model = body.get("model")
+    if model is None:
+        raise invalid_request("model: Field required", param="model")
+    if not isinstance(model, str) or not model:
+        raise invalid_request("model: Input should be a valid string", param="model")
+    messages = body.get("messages")
+    if messages is None:
+        raise invalid_request("messages: Field required", param="messages")
+    if not isinstance(messages, list) or (non_empty and not messages):
+        raise invalid_request("messages: Input should be a " + ("non-empty " if non_empty else "valid ")
+                              + "list", param="messages")
+
+
+def check_messages_request(body: dict[str, Any], *, needs_max_tokens: bool = True) -> None:
+    """The few checks a gateway must make itself; the backend validates the rest."""
+    check_model_and_messages(body)
+    if needs_max_tokens:
+        max_tokens = body.get("max_tokens")
+        if max_tokens is None:
+            raise invalid_request("max_tokens: Field required", param="max_tokens")
+        if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 0:
+            raise invalid_request("max_tokens: Input should be a valid non-negative integer",
+                                  param="max_tokens")
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise invalid_request("stream: Input should be a valid boolean", param="stream")
+
+
+def check_chat_request(body: dict[str, Any]) -> None:
+    """The checks the gateway makes itself; the backend (or the translator) validates the rest."""
+    check_model_and_messages(body, non_empty=True)
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise invalid_request("stream: Input should be a valid boolean", param="stream")
