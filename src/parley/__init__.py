@@ -10,7 +10,7 @@ from typing import Any
 
 from parley.core import errors
 
-__version__ = "0.1.0"
+from parley.core.version import __version__
 
 _SDK = ("Router", "acompletion", "completion", "messages")
 

@@ -10,11 +10,11 @@ from starlette.routing import Route
 
 from parley.spend.service import StoreService
 
-from parley import __version__
+from parley.core.version import __version__
 from parley.admin import keys, spend, subjects
-from parley.admin.common import Endpoint, wrap
+from parley.admin.common import Endpoint, JSONBytes, wrap
 from parley.admin.fields import OPENAPI_TYPES
-from parley.server.responses import JSONBytes
+
 
 ENDPOINTS: list[Endpoint] = keys.ENDPOINTS + subjects.ENDPOINTS + spend.ENDPOINTS
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from parley.core.errors import GatewayError, invalid_request
+from parley.core.errors import invalid_request
 
 
 def parse_object(raw: bytes) -> dict[str, Any]:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
 
-import orjson
 from starlette.responses import Response
 
 from parley.admin.common import JSONBytes

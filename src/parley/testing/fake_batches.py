@@ -17,7 +17,7 @@ import orjson
 from aiohttp import web
 
 from parley.testing.fake_anthropic import _check, build_message, error_body
-from parley.testing.fake_upstream import STATE, json_response
+from parley.testing.fake_state import STATE, json_response
 
 BATCHES = web.AppKey("batches", dict)
 

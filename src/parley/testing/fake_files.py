@@ -9,7 +9,7 @@ import secrets
 from aiohttp import web
 
 from parley.testing.fake_anthropic import error_body
-from parley.testing.fake_upstream import STATE, json_response
+from parley.testing.fake_state import STATE, json_response
 
 FILES = web.AppKey("files", dict)
 

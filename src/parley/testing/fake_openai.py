@@ -42,7 +42,7 @@ from aiohttp import web
 
 from parley.providers.mock import last_user_text
 from parley.core.sse import OPENAI_DONE_FRAME, encode_data
-from parley.testing.fake_upstream import STATE, json_response, sleep
+from parley.testing.fake_state import STATE, json_response, sleep
 from parley.core.tokens import text_tokens
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "permission_error",

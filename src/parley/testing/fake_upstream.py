@@ -12,62 +12,11 @@ scripted replies (or a default echo). Control it over HTTP, so it works as a sep
 
 from __future__ import annotations
 
-import asyncio
-import time
-from typing import Any
 
 import orjson
 from aiohttp import web
 
-STATE = web.AppKey("state", "FakeState")
-
-
-class FakeState:
-    def __init__(self) -> None:
-        self.script: list[dict[str, Any]] = []
-        self.requests: list[dict[str, Any]] = []
-        self.events: list[dict[str, Any]] = []
-
-    def next_reply(self, api: str, body: Any = None) -> dict[str, Any] | None:
-        """The first queued reply meant for `api` ("anthropic" or "openai"; untagged fits both).
-
-        A spec with a "match" ({"model", "has_tools", "last_role"}) only fits a request `body`
-        with those traits (lets a test script the main turn of a client that also sends side
-        requests, such as Claude Code).
-        """
-        for i, spec in enumerate(self.script):
-            if spec.get("api") in (None, api) and _fits(spec.get("match"), body):
-                return self.script.pop(i)
-        return None
-
-    async def record(self, request: web.Request) -> tuple[bytes, dict[str, Any]]:
-        raw = await request.read()
-        entry = {
-            "method": request.method, "path": request.path, "query": request.query_string,
-            "headers": {k.lower(): v for k, v in request.headers.items()},
-            "body": raw.decode("utf-8", "replace"), "time": time.time(),
-        }
-        self.requests.append(entry)
-        return raw, entry
-
-
-def _fits(match: Any, body: Any) -> bool:
-    if not match:
-        return True
-    if not isinstance(body, dict):
-        return False
-    if "model" in match and body.get("model") != match["model"]:
-        return False
-    if "has_tools" in match and bool(body.get("tools")) != match["has_tools"]:
-        return False
-    messages = body.get("messages") or [{}]
-    last = messages[-1] if isinstance(messages[-1], dict) else {}
-    return "last_role" not in match or last.get("role") == match["last_role"]
-
-
-def json_response(payload: Any, status: int = 200, headers: dict | None = None) -> web.Response:
-    return web.Response(body=orjson.dumps(payload), status=status, headers=headers,
-                        content_type="application/json")
+from parley.testing.fake_state import STATE, FakeState, json_response
 
 
 async def _script(request: web.Request) -> web.Response:
@@ -117,7 +66,3 @@ def serve_forever(host: str, port: int) -> None:
     print(f"fake upstream listening on http://{host}:{port}", flush=True)
     web.run_app(build_app(), host=host, port=port, print=None, access_log=None)
 
-
-async def sleep(seconds: float | None) -> None:
-    if seconds:
-        await asyncio.sleep(seconds)
