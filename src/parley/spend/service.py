@@ -22,22 +22,21 @@ log = logging.getLogger("parley.store")
 
 class StoreService:
     def __init__(self, gw: Any) -> None:
-        settings = gw.config.general_settings
+        settings = gw.config.general
         self.gw = gw
         self.settings = settings
-        self.url = gw.config.database_url
+        self.url = settings.database_url
         self.engine = make_engine(self.url, settings)
-        self.cache = RecordCache(self.engine, ttl=float(settings.get("key_cache_ttl", 60.0)))
-        self.writer = SpendWriter(self.engine,
-                                  interval=float(settings.get("spend_flush_interval", 0.5)),
-                                  batch_size=int(settings.get("spend_batch_size", 500)))
+        self.cache = RecordCache(self.engine, ttl=settings.key_cache_ttl)
+        self.writer = SpendWriter(self.engine, interval=settings.spend_flush_interval,
+                                  batch_size=settings.spend_batch_size)
         self.prices = PriceTable()
         link = getattr(gw, "redis", None)  # the one Redis config of the gateway (parley.store.redis_link)
         self.redis_url = link.url if link is not None else None
         self.prefix = (link.prefix + ":") if link is not None else "parley:"
         self.redis: Any = None
         self.ledger: Any = LocalLedger(self.engine, self._pending, gw.spawn,
-                                       refresh_seconds=float(settings.get("budget_refresh_seconds", 5.0)))
+                                       refresh_seconds=settings.budget_refresh_seconds)
         if self.redis_url:
             import redis.asyncio as aioredis
 

@@ -117,12 +117,12 @@ def install(gw) -> None:
     """Attach `gw.redis` (a RedisLink, or None when Redis is not configured)."""
     import os
 
-    settings = gw.config.router_settings
-    url = redis_url_from(settings, os.environ)
+    settings = gw.config.redis
+    url = settings.url or os.environ.get("REDIS_URL")
     if not url:
         gw.redis = None
         return
-    prefix = str(settings.get("redis_key_prefix") or os.environ.get("PARLEY_REDIS_PREFIX") or DEFAULT_PREFIX)
-    link = RedisLink(url, prefix, timeout=float(settings.get("redis_timeout", 0.5)))
+    prefix = settings.key_prefix or os.environ.get("PARLEY_REDIS_PREFIX") or DEFAULT_PREFIX
+    link = RedisLink(url, prefix, timeout=settings.timeout)
     gw.redis = link
     gw.on_shutdown(link.close)
