@@ -185,7 +185,8 @@ def _deployment(entry: dict[str, Any], index: int, where: str, env: Mapping[str,
         raise ConfigError(f"{where}: params.api_base: must be an http(s) URL, got {api_base!r}")
     if api == "openai" and api_base is None:
         raise ConfigError(f"{where}: params.api_base: required for provider {provider!r}")
-    info = entry.get("model_info") if isinstance(entry.get("model_info"), dict) else {}
+    info = entry.get("model_info")
+    info = info if isinstance(info, dict) else {}
     return Deployment(
         id=str(info.get("id") or params.get("id") or f"{name}#{index}"),
         model_name=name,
