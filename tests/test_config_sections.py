@@ -28,7 +28,7 @@ README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
     ({"general_settings": {"key_cache_ttl": True}},
      "cfg.yaml: general_settings.key_cache_ttl: must be a non-negative number, got True"),
     ({"general_settings": {"master_key": 1234}},
-     "cfg.yaml: general_settings.master_key: must be a non-empty string, got 1234"),
+     "cfg.yaml: general_settings.master_key: must be a string, got 1234"),
     ({"general_settings": {"database_pool_size": "many"}},
      "cfg.yaml: general_settings.database_pool_size: must be a positive integer, got 'many'"),
     ({"general_settings": ["master_key"]}, "cfg.yaml: general_settings: must be a mapping"),
@@ -106,6 +106,9 @@ def test_values_env_fallbacks_and_numbers_from_env_references():
     assert config.general_settings["stream_ping_interval"] == "0.3"  # the dicts stay, as in the file
     explicit = build_config({"anthropic_passthrough": {"api_key": None}}, "c", env=env)
     assert explicit.passthrough.api_key is None
+    empty = build_config({"general_settings": {"master_key": "os.environ/EMPTY"},
+                          "anthropic_passthrough": {"api_key": "os.environ/EMPTY"}}, "c", env={"EMPTY": ""})
+    assert empty.master_key is None and empty.passthrough.api_key is None
 
 
 def test_ignored_keys_are_listed_by_path_with_a_reason():

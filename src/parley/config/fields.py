@@ -47,18 +47,18 @@ class Fields:
             raise self.fail(name, "true or false", value)
         return value
 
-    def text(self, name: str, default: str | None = None, empty_ok: bool = False) -> str | None:
-        """A non-empty string, or `default` when absent or null (or empty, when `empty_ok`)."""
+    def text(self, name: str, default: str | None = None) -> str | None:
+        """A string; `default` when absent, null or empty (an unset-but-empty env variable)."""
         value = self.values.get(name)
-        if value is None or (empty_ok and value == ""):
+        if value is None or value == "":
             return default
-        if not isinstance(value, str) or not value:
-            raise self.fail(name, "a non-empty string", value)
+        if not isinstance(value, str):
+            raise self.fail(name, "a string", value)
         return value
 
     def url(self, name: str, default: str | None = None) -> str | None:
-        """An http(s) URL without a trailing slash (`default` when absent, null or empty)."""
-        value = self.text(name, default, empty_ok=True)
+        """An http(s) URL without a trailing slash; `default` when absent, null or empty."""
+        value = self.text(name, default)
         if value is not None and not value.startswith(("http://", "https://")):
             raise self.fail(name, "an http(s) URL", value)
         return value.rstrip("/") if value is not None else None

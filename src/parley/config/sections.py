@@ -37,8 +37,8 @@ class GeneralSettings:
         f = Fields(settings, where)
         size_mb = f.opt_number("max_request_size_mb")
         return cls(
-            master_key=f.text("master_key", empty_ok=True) or env.get("PARLEY_MASTER_KEY") or None,
-            database_url=f.text("database_url", empty_ok=True) or env.get("DATABASE_URL") or None,
+            master_key=f.text("master_key") or env.get("PARLEY_MASTER_KEY") or None,
+            database_url=f.text("database_url") or env.get("DATABASE_URL") or None,
             max_request_bytes=int(size_mb * 1024 * 1024) if size_mb else DEFAULT_MAX_REQUEST_BYTES,
             stream_ping_interval=f.number("stream_ping_interval", 15.0, positive=True),
             key_cache_ttl=f.number("key_cache_ttl", 60.0),
