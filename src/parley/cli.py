@@ -79,6 +79,8 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"parley: config error: {e}", file=sys.stderr)
         return 2
     print(banner(config, args.host, args.port, args.workers), file=sys.stderr, flush=True)
+    for line in config.ignored:  # here, in the parent: once, however many workers
+        print(f"ignored: {line}", file=sys.stderr, flush=True)
     import uvicorn
 
     uvicorn.run("parley.server.factory:app", factory=True, host=args.host, port=args.port,

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from parley.config import Config
+from parley.config import Config, PassthroughSettings
 from parley.core.tasks import Tasks
 from parley.filters.access_log import AccessLog
 from parley.filters.cache.filter import cache_from_config
@@ -21,7 +21,6 @@ from parley.filters.router_accounting import RouterAccounting
 from parley.pipeline.chain import FilterChain
 from parley.pipeline.filter import Authenticator, Filter
 from parley.pipeline.lifecycle import Pipeline
-from parley.pipeline.passthrough import PassthroughSettings
 from parley.providers.anthropic import AnthropicProvider
 from parley.providers.base import Provider
 from parley.providers.mock import MockProvider
@@ -64,11 +63,11 @@ class Gateway:
 def build_gateway(config: Config) -> Gateway:
     tasks = Tasks()
     http = HttpClient()
-    redis = link_from_config(config.router_settings, os.environ)
+    redis = link_from_config(config.redis, os.environ)
     if redis is not None:
         tasks.on_shutdown(redis.close)
     table = ModelTable(config.deployments, config.model_group_alias)
-    settings = RouterSettings.from_config(config.router_settings)
+    settings = config.router
     health = Health(settings, redis)
     router = Router(table, settings, health)
     _warn_fallbacks(settings, table)
@@ -81,9 +80,9 @@ def build_gateway(config: Config) -> Gateway:
     cache = cache_from_config(config, redis, tasks)
     if cache is not None:
         filters.append(cache)
-    auth = Authenticator(config.master_key)
+    auth = Authenticator(config.general.master_key)
     store = None
-    if config.database_url:
+    if config.general.database_url:
         from parley.spend.service import StoreService
 
         store = StoreService(config, redis, tasks)
@@ -91,10 +90,10 @@ def build_gateway(config: Config) -> Gateway:
         filters.extend(more)
         tasks.on_startup(store.start)
         tasks.on_shutdown(store.stop)
-    ping = float(config.general_settings.get("stream_ping_interval", 15.0))
-    pipeline = Pipeline(auth, FilterChain(filters), router, providers, config.max_request_bytes, ping)
+    pipeline = Pipeline(auth, FilterChain(filters), router, providers, config.general.max_request_bytes,
+                        config.general.stream_ping_interval)
     return Gateway(config, tasks, http, redis, table, router, pipeline,
-                   PassthroughSettings(config.section("anthropic_passthrough")), store,
+                   config.passthrough, store,
                    store.prices if store is not None else PriceTable())
 
 
@@ -105,8 +104,8 @@ def _keys_and_spend(config: Config, store: StoreService, table: ModelTable,
     from parley.filters.spend_log import SpendTracker
     from parley.filters.virtual_keys import VirtualKeyAuth, VirtualKeyPolicy
 
-    auth = VirtualKeyAuth(config.master_key, store)
-    return auth, [VirtualKeyPolicy(store), BudgetPolicy(config.general_settings, store, table, tasks),
+    auth = VirtualKeyAuth(config.general.master_key, store)
+    return auth, [VirtualKeyPolicy(store), BudgetPolicy(config.general, store, table, tasks),
                   SpendTracker(store)]
 
 

@@ -46,7 +46,7 @@ def plain(row: Any) -> dict[str, Any]:
 
 
 def check_master(service: Any, request: Request) -> None:
-    master = service.config.master_key
+    master = service.config.general.master_key
     if master is None:
         raise GatewayError(403, "the admin API needs general_settings.master_key to be set",
                            "permission_error")

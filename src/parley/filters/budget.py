@@ -11,10 +11,11 @@ cost. Soft mode (`budget_mode: soft` on a key): refuse only once spend has reach
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any
 
 import orjson
 
+from parley.config import GeneralSettings
 from parley.core.context import RequestContext, StateKey
 from parley.core.errors import GatewayError
 from parley.core.stream import UpstreamReply
@@ -71,13 +72,13 @@ _HELD: StateKey[list[BudgetLine]] = StateKey("budget.lines")
 class BudgetPolicy(Filter):
     phase = Phase.BUDGET
 
-    def __init__(self, settings: Mapping[str, Any], service: StoreService, table: ModelTable,
+    def __init__(self, settings: GeneralSettings, service: StoreService, table: ModelTable,
                  tasks: Tasks) -> None:
         self.service = service
         self.table = table
         self.tasks = tasks
-        self.min_reply_tokens = int(settings.get("budget_min_reply_tokens", 16))
-        self.input_margin = float(settings.get("budget_input_margin", 1.2))
+        self.min_reply_tokens = settings.budget_min_reply_tokens
+        self.input_margin = settings.budget_input_margin
 
     async def on_request(self, ctx: RequestContext, body: dict[str, Any] | None) -> UpstreamReply | None:
         if body is None or ctx.route.endswith("/count_tokens"):

@@ -9,12 +9,12 @@ to point here, and batch results priced once per batch (a stable spend id) at th
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any
 
 import orjson
 
+from parley.config import PassthroughSettings
 from parley.core.context import RequestContext
 from parley.core.errors import GatewayError
 from parley.core.stream import ChunkSource, UpstreamReply, WrappedSource
@@ -29,14 +29,6 @@ METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 MAX_BODY = 512 * 1024 * 1024  # Files API uploads go up to 500 MB
 _BATCH = re.compile(r"^/v1/messages/batches/([^/]+)(/results|/cancel)?$")
 
-
-class PassthroughSettings:
-    def __init__(self, section: dict[str, Any]) -> None:
-        self.api_base = str(section.get("api_base") or "https://api.anthropic.com").rstrip("/")
-        key = section.get("api_key", os.environ.get("ANTHROPIC_API_KEY"))
-        self.api_key: str | None = key if isinstance(key, str) and key else None
-        self.forward_client_key = bool(section.get("forward_client_key", False))
-        self.timeout = float(section.get("timeout", 600))
 
 
 class PassthroughEndpoint(Endpoint):

@@ -12,10 +12,13 @@ OPENAI_API_KEY, OPENAI_BASE_URL), or a model name of a loaded config through `pa
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, AsyncIterator, Iterator
 
-from parley.config import Config, load_config
+from parley.config import Config, build_config, load_config
 from parley.sdk.core import Engine, adhoc_config, create_completion, create_message, split_options
+
+log = logging.getLogger("parley.sdk")
 
 
 async def _adhoc(create, **kwargs: Any) -> Any:
@@ -108,12 +111,12 @@ class Router:
     """
 
     def __init__(self, config: Config | dict | str) -> None:
-        from parley.config import build_config
-
         if isinstance(config, str):
             config = load_config(config)
         elif isinstance(config, dict):
             config = build_config(config, "Router")
+        for line in config.ignored:
+            log.warning("ignored: %s", line)
         self._engine = Engine(config)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.messages = Messages(self)

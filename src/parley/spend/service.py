@@ -26,22 +26,21 @@ log = logging.getLogger("parley.store")
 
 class StoreService:
     def __init__(self, config: Config, link: RedisLink | None, tasks: Tasks) -> None:
-        settings = config.general_settings
+        settings = config.general
         self.config = config
         self.settings = settings
-        assert config.database_url is not None
-        self.url = config.database_url
+        assert settings.database_url is not None
+        self.url = settings.database_url
         self.engine = make_engine(self.url, settings)
-        self.cache = RecordCache(self.engine, ttl=float(settings.get("key_cache_ttl", 60.0)))
-        self.writer = SpendWriter(self.engine,
-                                  interval=float(settings.get("spend_flush_interval", 0.5)),
-                                  batch_size=int(settings.get("spend_batch_size", 500)))
+        self.cache = RecordCache(self.engine, ttl=settings.key_cache_ttl)
+        self.writer = SpendWriter(self.engine, interval=settings.spend_flush_interval,
+                                  batch_size=settings.spend_batch_size)
         self.prices = PriceTable()
         self.redis_url = link.url if link is not None else None
         self.prefix = (link.prefix + ":") if link is not None else "parley:"
         self.redis: Any = None
         self.ledger: Any = LocalLedger(self.engine, self._pending, tasks.spawn,
-                                       refresh_seconds=float(settings.get("budget_refresh_seconds", 5.0)))
+                                       refresh_seconds=settings.budget_refresh_seconds)
         if self.redis_url:
             import redis.asyncio as aioredis
 

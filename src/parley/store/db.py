@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Mapping
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from parley.config import GeneralSettings
 
 log = logging.getLogger("parley.store")
 
@@ -44,7 +46,10 @@ def describe(url: str) -> str:
     return f"{parsed.get_backend_name()} {parsed.render_as_string(hide_password=True)}"
 
 
-def make_engine(url: str, settings: dict[str, Any]) -> AsyncEngine:
+def make_engine(url: str, settings: GeneralSettings | Mapping[str, Any] | None = None) -> AsyncEngine:
+    """The engine for `url`; Postgres pool sizes from `settings` (a general_settings mapping works too)."""
+    if not isinstance(settings, GeneralSettings):
+        settings = GeneralSettings.from_config(settings or {}, "general_settings", {})
     url = normalize_url(url)
     if make_url(url).get_backend_name() == "sqlite":
         # Few cached statements: spend batches of every size are distinct multi-row INSERTs, and
@@ -63,9 +68,9 @@ def make_engine(url: str, settings: dict[str, Any]) -> AsyncEngine:
         return engine
     return create_async_engine(
         url,
-        pool_size=int(settings.get("database_pool_size", 5)),
-        max_overflow=int(settings.get("database_max_overflow", 5)),
-        pool_timeout=float(settings.get("database_pool_timeout", 10)),
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
+        pool_timeout=settings.database_pool_timeout,
         pool_pre_ping=True,
         pool_recycle=1800,
     )

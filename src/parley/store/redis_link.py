@@ -19,6 +19,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from parley.config import RedisSettings
+
 log = logging.getLogger("parley.redis")
 
 DEFAULT_PREFIX = "parley"
@@ -113,10 +115,10 @@ def _safe_url(url: str) -> str:
     return f"{scheme}://***@{rest.split('@', 1)[1]}"
 
 
-def link_from_config(settings: Mapping[str, Any], env: Mapping[str, str]) -> RedisLink | None:
+def link_from_config(settings: RedisSettings, env: Mapping[str, str]) -> RedisLink | None:
     """The gateway's one Redis link, or None when Redis is not configured."""
-    url = redis_url_from(settings, env)
+    url = settings.url or env.get("REDIS_URL")
     if not url:
         return None
-    prefix = str(settings.get("redis_key_prefix") or env.get("PARLEY_REDIS_PREFIX") or DEFAULT_PREFIX)
-    return RedisLink(url, prefix, timeout=float(settings.get("redis_timeout", 0.5)))
+    prefix = settings.key_prefix or env.get("PARLEY_REDIS_PREFIX") or DEFAULT_PREFIX
+    return RedisLink(url, prefix, timeout=settings.timeout)

@@ -26,7 +26,7 @@ from typing import Any, Mapping
 
 import orjson
 
-from parley.config import Config, ConfigError
+from parley.config import CacheParams, Config, ConfigError
 from parley.core.anthropic_stream import message_frames
 from parley.core.context import RequestContext, StateKey
 from parley.core.stream import FrameSource, UpstreamReply
@@ -154,28 +154,20 @@ class ResponseCache(Filter):
 
 
 def cache_from_config(config: Config, link: RedisLink | None, tasks: Tasks) -> ResponseCache | None:
-    """The cache `litellm_settings` asks for, or None when caching is off."""
-    settings = config.litellm_settings
-    if not settings.get("cache"):
+    """The cache `litellm_settings` asks for (validated at load), or None when caching is off."""
+    if not config.litellm.cache:
         return None
-    params = settings.get("cache_params") or {}
-    if not isinstance(params, dict):
-        raise ConfigError("litellm_settings.cache_params: must be a mapping")
-    kind = params.get("type", "local")
-    ttl = float(params.get("ttl", 600))
-    if kind == "local":
-        store = LocalStore(int(params.get("max_entries", 10_000)))
-    elif kind == "redis":
-        store = RedisStore(_cache_link(config, link, tasks, params), params.get("namespace"))
+    params = config.litellm.cache_params
+    if params.type == "redis":
+        store: CacheStore = RedisStore(_cache_link(config, link, tasks, params), params.namespace)
     else:
-        raise ConfigError(f"litellm_settings.cache_params.type: {kind!r} is not supported "
-                          "(use local or redis)")
-    return ResponseCache(store, ttl, tasks)
+        store = LocalStore(params.max_entries)
+    return ResponseCache(store, params.ttl, tasks)
 
 
-def _cache_link(config: Config, link: RedisLink | None, tasks: Tasks, params: Mapping[str, Any]) -> RedisLink:
-    named = {"redis_url": params.get("url"), "redis_host": params.get("host"),
-             "redis_port": params.get("port"), "redis_password": params.get("password")}
+def _cache_link(config: Config, link: RedisLink | None, tasks: Tasks, params: CacheParams) -> RedisLink:
+    named = {"redis_url": params.url, "redis_host": params.host, "redis_port": params.port,
+             "redis_password": params.password}
     url = redis_url_from(named, {})
     if url is None and link is not None:
         return link
@@ -183,7 +175,6 @@ def _cache_link(config: Config, link: RedisLink | None, tasks: Tasks, params: Ma
     if not url:
         raise ConfigError("litellm_settings.cache_params: type redis needs url (or host/port), "
                           "router_settings.redis_url or REDIS_URL")
-    prefix = str(config.router_settings.get("redis_key_prefix") or DEFAULT_PREFIX)
-    own = RedisLink(url, prefix)
+    own = RedisLink(url, config.redis.key_prefix or DEFAULT_PREFIX)
     tasks.on_shutdown(own.close)
     return own

@@ -1,4 +1,4 @@
-"""Load and validate the YAML config (LiteLLM-compatible for the parts we support).
+"""Read the YAML file, resolve `os.environ/NAME` references, validate model_list and the sections.
 
 Errors name the file, the entry and the field. Every `os.environ/NAME` value is resolved at load
 time, so a missing variable fails at startup rather than at the first request.
@@ -12,11 +12,16 @@ from typing import Any, Mapping
 
 import yaml
 
+from parley.config.fields import ConfigError
+from parley.config.known import ignored_keys
+from parley.config.routing import DefaultLimits, RedisSettings, RouterSettings, model_aliases
+from parley.config.sections import (DEFAULT_MAX_REQUEST_BYTES, GeneralSettings, LitellmSettings,
+                                    PassthroughSettings)
 from parley.core.deployment import Deployment
 
 ENV_PREFIX = "os.environ/"
 DEFAULT_TIMEOUT = 600.0
-DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
+SECTION_NAMES = ("general_settings", "router_settings", "litellm_settings", "anthropic_passthrough")
 
 # provider prefix -> (wire protocol, default api_base)
 PROVIDERS: dict[str, tuple[str, str | None]] = {
@@ -35,14 +40,17 @@ PROVIDERS: dict[str, tuple[str, str | None]] = {
 }
 
 
-class ConfigError(ValueError):
-    """The config cannot be used; the message says where and why."""
-
-
-
-
 @dataclass
 class Config:
+    """A loaded config.
+
+    Typed, validated settings: `general` (general_settings), `router`, `redis` and `default_limits`
+    (router_settings), `litellm` (litellm_settings), `passthrough` (anthropic_passthrough).
+    `ignored` lists the keys of the file parley does not act on, as `path (reason)`.
+    The dicts (`general_settings`, `router_settings`, `litellm_settings`, `raw`, `section()`) are
+    the same sections untyped, env references resolved, for code not yet on the typed settings.
+    """
+
     path: str | None
     deployments: list[Deployment]
     master_key: str | None = None
@@ -53,6 +61,13 @@ class Config:
     router_settings: dict[str, Any] = field(default_factory=dict)
     litellm_settings: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
+    general: GeneralSettings = field(default_factory=GeneralSettings)
+    router: RouterSettings = field(default_factory=RouterSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    default_limits: DefaultLimits = field(default_factory=DefaultLimits)
+    litellm: LitellmSettings = field(default_factory=LitellmSettings)
+    passthrough: PassthroughSettings = field(default_factory=PassthroughSettings)
+    ignored: list[str] = field(default_factory=list)
 
     def section(self, name: str) -> dict[str, Any]:
         """Any top-level mapping of the file (env references resolved), empty if absent."""
@@ -91,10 +106,52 @@ def quick_config(model: str, env: Mapping[str, str] | None = None) -> Config:
 
 
 def build_config(doc: Any, path: str, env: Mapping[str, str] | None = None) -> Config:
+    """Validate a parsed document (`path` names it in errors) into a Config."""
     env = os.environ if env is None else env
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
-    entries = doc.get("model_list") or []
+    deployments = _deployments(doc.get("model_list") or [], path, env)
+    raw = {k: _resolve(v, f"{path}: {k}", env) for k, v in doc.items() if k != "model_list"}
+    sections = _sections(raw, path)
+    general = GeneralSettings.from_config(sections["general_settings"], f"{path}: general_settings", env)
+    router_where = f"{path}: router_settings"
+    router = sections["router_settings"]
+    return Config(
+        path=path,
+        deployments=deployments,
+        master_key=general.master_key,
+        database_url=general.database_url,
+        max_request_bytes=general.max_request_bytes,
+        model_group_alias=model_aliases(router, router_where),
+        general_settings=sections["general_settings"],
+        router_settings=router,
+        litellm_settings=sections["litellm_settings"],
+        raw=raw,
+        general=general,
+        router=RouterSettings.from_config(router, router_where),
+        redis=RedisSettings.from_config(router, router_where),
+        default_limits=DefaultLimits.from_config(router, router_where),
+        litellm=LitellmSettings.from_config(sections["litellm_settings"], f"{path}: litellm_settings"),
+        passthrough=PassthroughSettings.from_config(sections["anthropic_passthrough"],
+                                                    f"{path}: anthropic_passthrough", env),
+        ignored=ignored_keys(doc),
+    )
+
+
+def _sections(raw: dict[str, Any], path: str) -> dict[str, dict[str, Any]]:
+    """The known sections, each a mapping (empty when absent or null)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in SECTION_NAMES:
+        value = raw.get(name)
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: {name}: must be a mapping")
+        out[name] = value
+    return out
+
+
+def _deployments(entries: object, path: str, env: Mapping[str, str]) -> list[Deployment]:
     if not isinstance(entries, list):
         raise ConfigError(f"{path}: model_list: must be a list")
     deployments = []
@@ -106,43 +163,10 @@ def build_config(doc: Any, path: str, env: Mapping[str, str] | None = None) -> C
         if only_if is not None and not env.get(str(only_if)):
             continue
         deployments.append(_deployment(entry, i, where, env))
-    general = _resolve(doc.get("general_settings") or {}, f"{path}: general_settings", env)
-    router = _resolve(doc.get("router_settings") or {}, f"{path}: router_settings", env)
-    litellm = _resolve(doc.get("litellm_settings") or {}, f"{path}: litellm_settings", env)
-    raw = {k: v for k, v in doc.items() if k != "model_list"}
-    raw = _resolve(raw, path, env)
-    for name, section in (("general_settings", general), ("router_settings", router),
-                          ("litellm_settings", litellm)):
-        if not isinstance(section, dict):
-            raise ConfigError(f"{path}: {name}: must be a mapping")
-    master_key = general.get("master_key") or env.get("PARLEY_MASTER_KEY") or None
-    if master_key is not None and (not isinstance(master_key, str) or not master_key):
-        raise ConfigError(f"{path}: general_settings.master_key: must be a non-empty string")
-    max_bytes = general.get("max_request_size_mb")
-    max_request_bytes = DEFAULT_MAX_REQUEST_BYTES
-    if max_bytes is not None:
-        if not isinstance(max_bytes, (int, float)) or isinstance(max_bytes, bool) or max_bytes <= 0:
-            raise ConfigError(f"{path}: general_settings.max_request_size_mb: must be a positive number")
-        max_request_bytes = int(max_bytes * 1024 * 1024)
-    aliases = router.get("model_group_alias") or {}
-    if not isinstance(aliases, dict) or not all(isinstance(v, str) for v in aliases.values()):
-        raise ConfigError(f"{path}: router_settings.model_group_alias: must map names to model names")
-    database_url = general.get("database_url") or env.get("DATABASE_URL")
-    return Config(
-        path=path,
-        deployments=deployments,
-        master_key=master_key,
-        database_url=database_url,
-        max_request_bytes=max_request_bytes,
-        model_group_alias=dict(aliases),
-        general_settings=general,
-        router_settings=router,
-        litellm_settings=litellm,
-        raw=raw,
-    )
+    return deployments
 
 
-def _deployment(entry: dict, index: int, where: str, env: Mapping[str, str]) -> Deployment:
+def _deployment(entry: dict[str, Any], index: int, where: str, env: Mapping[str, str]) -> Deployment:
     name = entry.get("model_name")
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{where}: model_name: required, a non-empty string")
@@ -153,6 +177,31 @@ def _deployment(entry: dict, index: int, where: str, env: Mapping[str, str]) -> 
     if not isinstance(params, dict):
         raise ConfigError(f"{where}: params: required, a mapping with at least `model`")
     params = _resolve(params, f"{where}: params", env)
+    provider, upstream = _provider_model(params, name, where)
+    api, default_base = PROVIDERS[provider]
+    api_base = params.get("api_base", default_base)
+    if api_base is not None and (not isinstance(api_base, str) or
+                                 not api_base.startswith(("http://", "https://"))):
+        raise ConfigError(f"{where}: params.api_base: must be an http(s) URL, got {api_base!r}")
+    if api == "openai" and api_base is None:
+        raise ConfigError(f"{where}: params.api_base: required for provider {provider!r}")
+    info = entry.get("model_info")
+    info = info if isinstance(info, dict) else {}
+    return Deployment(
+        id=str(info.get("id") or params.get("id") or f"{name}#{index}"),
+        model_name=name,
+        provider=provider,
+        api=api,
+        model=upstream,
+        api_base=api_base.rstrip("/") if api_base else None,
+        api_key=_api_key(params, where),
+        timeout=_timeout(params, where),
+        extra_headers=_headers(params, where),
+        params=params,
+    )
+
+
+def _provider_model(params: dict[str, Any], name: str, where: str) -> tuple[str, str]:
     model = params.get("model")
     if not isinstance(model, str) or "/" not in model:
         raise ConfigError(f"{where}: params.model: required, as provider/model "
@@ -161,39 +210,31 @@ def _deployment(entry: dict, index: int, where: str, env: Mapping[str, str]) -> 
     if provider not in PROVIDERS:
         raise ConfigError(f"{where}: params.model: unknown provider {provider!r}; "
                           f"known: {', '.join(sorted(PROVIDERS))}")
-    api, default_base = PROVIDERS[provider]
-    api_base = params.get("api_base", default_base)
-    if api_base is not None and (not isinstance(api_base, str) or
-                                 not api_base.startswith(("http://", "https://"))):
-        raise ConfigError(f"{where}: params.api_base: must be an http(s) URL, got {api_base!r}")
-    if api == "openai" and api_base is None:
-        raise ConfigError(f"{where}: params.api_base: required for provider {provider!r}")
+    if "*" in upstream and "*" not in name:
+        raise ConfigError(f"{where}: params.model has a `*` but model_name does not")
+    return provider, upstream
+
+
+def _api_key(params: dict[str, Any], where: str) -> str | None:
     api_key = params.get("api_key")
     if api_key is not None and not isinstance(api_key, str):
         raise ConfigError(f"{where}: params.api_key: must be a string")
+    return api_key
+
+
+def _timeout(params: dict[str, Any], where: str) -> float:
     timeout = params.get("timeout", DEFAULT_TIMEOUT)
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
         raise ConfigError(f"{where}: params.timeout: must be a positive number of seconds, got {timeout!r}")
+    return float(timeout)
+
+
+def _headers(params: dict[str, Any], where: str) -> dict[str, str]:
     headers = params.get("extra_headers") or {}
     if not isinstance(headers, dict) or not all(isinstance(k, str) and isinstance(v, str)
                                                 for k, v in headers.items()):
         raise ConfigError(f"{where}: params.extra_headers: must map header names to strings")
-    if "*" in upstream and "*" not in name:
-        raise ConfigError(f"{where}: params.model has a `*` but model_name does not")
-    info = entry.get("model_info") if isinstance(entry.get("model_info"), dict) else {}
-    dep_id = str(info.get("id") or params.get("id") or f"{name}#{index}")
-    return Deployment(
-        id=dep_id,
-        model_name=name,
-        provider=provider,
-        api=api,
-        model=upstream,
-        api_base=api_base.rstrip("/") if api_base else None,
-        api_key=api_key,
-        timeout=float(timeout),
-        extra_headers=dict(headers),
-        params=params,
-    )
+    return dict(headers)
 
 
 def _resolve(value: Any, where: str, env: Mapping[str, str]) -> Any:

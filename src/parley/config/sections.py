@@ -1,0 +1,114 @@
+"""Typed, validated settings of `general_settings`, `litellm_settings` and `anthropic_passthrough`.
+
+Defaults are those parley has always used; a bad value fails at load with
+`file: section.field: must be ..., got value`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from parley.config.fields import Fields
+
+DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
+ANTHROPIC_BASE = "https://api.anthropic.com"
+
+
+@dataclass(frozen=True)
+class GeneralSettings:
+    master_key: str | None = None  # or PARLEY_MASTER_KEY
+    database_url: str | None = None  # or DATABASE_URL
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES  # from max_request_size_mb
+    stream_ping_interval: float = 15.0  # seconds of upstream silence before a `ping` event
+    key_cache_ttl: float = 60.0
+    spend_flush_interval: float = 0.5
+    spend_batch_size: int = 500
+    budget_refresh_seconds: float = 5.0
+    budget_min_reply_tokens: int = 16
+    budget_input_margin: float = 1.2
+    database_pool_size: int = 5
+    database_max_overflow: int = 5
+    database_pool_timeout: float = 10.0
+
+    @classmethod
+    def from_config(cls, settings: Mapping[str, Any], where: str,
+                    env: Mapping[str, str]) -> "GeneralSettings":
+        f = Fields(settings, where)
+        size_mb = f.opt_number("max_request_size_mb")
+        return cls(
+            master_key=f.text("master_key") or env.get("PARLEY_MASTER_KEY") or None,
+            database_url=f.text("database_url") or env.get("DATABASE_URL") or None,
+            max_request_bytes=int(size_mb * 1024 * 1024) if size_mb else DEFAULT_MAX_REQUEST_BYTES,
+            stream_ping_interval=f.number("stream_ping_interval", 15.0, positive=True),
+            key_cache_ttl=f.number("key_cache_ttl", 60.0),
+            spend_flush_interval=f.number("spend_flush_interval", 0.5, positive=True),
+            spend_batch_size=f.integer("spend_batch_size", 500, positive=True),
+            budget_refresh_seconds=f.number("budget_refresh_seconds", 5.0, positive=True),
+            budget_min_reply_tokens=f.integer("budget_min_reply_tokens", 16),
+            budget_input_margin=f.number("budget_input_margin", 1.2),
+            database_pool_size=f.integer("database_pool_size", 5, positive=True),
+            database_max_overflow=f.integer("database_max_overflow", 5),
+            database_pool_timeout=f.number("database_pool_timeout", 10.0, positive=True),
+        )
+
+
+@dataclass(frozen=True)
+class CacheParams:
+    """`litellm_settings.cache_params`; a redis cache without url/host uses the gateway's Redis."""
+
+    type: str = "local"  # local | redis
+    ttl: float = 600.0
+    max_entries: int = 10_000
+    url: str | None = None
+    host: str | None = None
+    port: int | None = None
+    password: str | None = None
+    namespace: str | None = None
+
+    @classmethod
+    def from_config(cls, f: Fields) -> "CacheParams":
+        port = f.values.get("port")
+        return cls(
+            type=f.choice("type", "local", ("local", "redis")),
+            ttl=f.number("ttl", 600.0),
+            max_entries=f.integer("max_entries", 10_000, positive=True),
+            url=f.text("url"),
+            host=f.text("host"),
+            port=None if port is None else f.integer("port", 6379, positive=True),
+            password=f.text("password"),
+            namespace=f.text("namespace"),
+        )
+
+
+@dataclass(frozen=True)
+class LitellmSettings:
+    cache: bool = False  # the exact-match response cache
+    cache_params: CacheParams = field(default_factory=CacheParams)
+
+    @classmethod
+    def from_config(cls, settings: Mapping[str, Any], where: str) -> "LitellmSettings":
+        f = Fields(settings, where)
+        return cls(cache=f.flag("cache", False), cache_params=CacheParams.from_config(f.mapping("cache_params")))
+
+
+@dataclass(frozen=True)
+class PassthroughSettings:
+    """`anthropic_passthrough`: the raw `/anthropic/*` route."""
+
+    api_base: str = ANTHROPIC_BASE
+    api_key: str | None = None  # default: ANTHROPIC_API_KEY
+    forward_client_key: bool = False
+    timeout: float = 600.0
+
+    @classmethod
+    def from_config(cls, settings: Mapping[str, Any], where: str,
+                    env: Mapping[str, str]) -> "PassthroughSettings":
+        f = Fields(settings, where)
+        key = f.text("api_key") if "api_key" in settings else env.get("ANTHROPIC_API_KEY") or None
+        return cls(
+            api_base=f.url("api_base", ANTHROPIC_BASE) or ANTHROPIC_BASE,
+            api_key=key,
+            forward_client_key=f.flag("forward_client_key", False),
+            timeout=f.number("timeout", 600.0, positive=True),
+        )
