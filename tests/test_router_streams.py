@@ -15,14 +15,17 @@ TEXT = "a streamed answer long enough to come in several pieces"
 
 @pytest.fixture(scope="module")
 def gateway(start_gateway, fake_upstream, fake_upstream_b):
-    return start_gateway({
-        "model_list": [
-            anthropic_deployment(MODEL, fake_upstream, model="a-model", weight=1_000_000,
-                                 first_byte_timeout=1.0),
-            anthropic_deployment(MODEL, fake_upstream_b, model="b-model", weight=1),
-        ],
-        "router_settings": {"num_retries": 2, "allowed_fails": 100},
-    })
+    return start_gateway(
+        {
+            "model_list": [
+                anthropic_deployment(
+                    MODEL, fake_upstream, model="a-model", weight=1_000_000, first_byte_timeout=1.0
+                ),
+                anthropic_deployment(MODEL, fake_upstream_b, model="b-model", weight=1),
+            ],
+            "router_settings": {"num_retries": 2, "allowed_fails": 100},
+        }
+    )
 
 
 @pytest.fixture

@@ -126,10 +126,17 @@ class Health:
         s = self.settings
         if self.redis is not None and self.redis.up:
             try:
-                ms = await self.redis.run(lambda c: self._fail_script(
-                    keys=[self.redis.key("fails", dep_id), self.redis.key("cooldown", dep_id)],
-                    args=[s.allowed_fails, int(s.allowed_fails_window * 1000), int(s.cooldown_time * 1000)],
-                    client=c))
+                ms = await self.redis.run(
+                    lambda c: self._fail_script(
+                        keys=[self.redis.key("fails", dep_id), self.redis.key("cooldown", dep_id)],
+                        args=[
+                            s.allowed_fails,
+                            int(s.allowed_fails_window * 1000),
+                            int(s.cooldown_time * 1000),
+                        ],
+                        client=c,
+                    )
+                )
             except RedisUnavailable:
                 return self._fail_local(dep_id, reason)
             if ms:
@@ -153,5 +160,10 @@ class Health:
     def _start_cooldown(self, dep_id: str, seconds: float, reason: str) -> None:
         h = self.of(dep_id)
         h.cooldown_until = max(h.cooldown_until, time.monotonic() + seconds)
-        log.warning("deployment %s cooling down for %.1fs after %d failures (last: %s)",
-                    dep_id, seconds, self.settings.allowed_fails, reason)
+        log.warning(
+            "deployment %s cooling down for %.1fs after %d failures (last: %s)",
+            dep_id,
+            seconds,
+            self.settings.allowed_fails,
+            reason,
+        )

@@ -18,14 +18,32 @@ from parley.core.stream import UpstreamReply
 
 RETRY_STATUSES = frozenset({408, 409, 429})
 
-_CONTEXT_WINDOW = ("prompt is too long", "context length", "context_length_exceeded",
-                   "context window", "maximum context", "exceed context limit",
-                   "too many tokens", "input is too long", "model_context_window_exceeded")
-_CONTENT_POLICY = ("content_policy", "content policy", "content_filter", "content management policy",
-                   "safety system", "responsibleaipolicyviolation")
+_CONTEXT_WINDOW = (
+    "prompt is too long",
+    "context length",
+    "context_length_exceeded",
+    "context window",
+    "maximum context",
+    "exceed context limit",
+    "too many tokens",
+    "input is too long",
+    "model_context_window_exceeded",
+)
+_CONTENT_POLICY = (
+    "content_policy",
+    "content policy",
+    "content_filter",
+    "content management policy",
+    "safety system",
+    "responsibleaipolicyviolation",
+)
 
-_STREAM_ERROR_STATUS = {"overloaded_error": 529, "rate_limit_error": 429, "api_error": 500,
-                        "timeout_error": 504}
+_STREAM_ERROR_STATUS = {
+    "overloaded_error": 529,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+}
 
 
 def classify(status: int, body: bytes | None, headers: Mapping[str, str]) -> str:

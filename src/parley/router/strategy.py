@@ -19,8 +19,9 @@ from parley.core.deployment import Target
 SESSION_HEADER = "x-claude-code-session-id"
 
 
-def choose(targets: list[Target], strategy: str, health: Health, session: str | None,
-           latency_buffer: float = 0.0) -> Target:
+def choose(
+    targets: list[Target], strategy: str, health: Health, session: str | None, latency_buffer: float = 0.0
+) -> Target:
     if len(targets) == 1:
         return targets[0]
     if session:
@@ -48,7 +49,5 @@ def _lowest_latency(targets: list[Target], health: Health, buffer: float) -> Tar
 
 def _rendezvous(session: str, target: Target) -> float:
     digest = hashlib.blake2b(f"{session}\x00{target.deployment.id}".encode(), digest_size=8).digest()
-    u = (int.from_bytes(digest, "big") + 1) / (2 ** 64 + 2)  # in (0, 1)
+    u = (int.from_bytes(digest, "big") + 1) / (2**64 + 2)  # in (0, 1)
     return -dep_weight(target.deployment) / math.log(u)
-
-

@@ -62,8 +62,13 @@ class _Entry:
 class LocalLedger:
     """Holds in this process. Exact for one instance; several instances need Redis."""
 
-    def __init__(self, engine: Any, pending: Callable[[str], tuple[float, float]],
-                 spawn: Callable, refresh_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        engine: Any,
+        pending: Callable[[str], tuple[float, float]],
+        spawn: Callable,
+        refresh_seconds: float = 5.0,
+    ) -> None:
         self.engine = engine
         self.pending = pending  # ledger key -> (queued_total, committed_total) of the spend writer
         self.spawn = spawn
@@ -117,8 +122,7 @@ class LocalLedger:
         self._remaining(line, time.time())
         return self.entries[line.key].spent
 
-    async def reserve(self, request_id: str, lines: list[BudgetLine], bound: float,
-                      floor: float) -> Grant:
+    async def reserve(self, request_id: str, lines: list[BudgetLine], bound: float, floor: float) -> Grant:
         await self.prepare(lines)
         now = time.time()
         binding, least = None, float("inf")
@@ -229,8 +233,7 @@ class RedisLedger:
     def _keys(self, lines: list[BudgetLine]) -> list[str]:
         return [f"{self.prefix}budget:{line.key}" for line in lines]
 
-    async def reserve(self, request_id: str, lines: list[BudgetLine], bound: float,
-                      floor: float) -> Grant:
+    async def reserve(self, request_id: str, lines: list[BudgetLine], bound: float, floor: float) -> Grant:
         now = time.time()
         args: list[Any] = [now, request_id, bound, floor, now + self.hold_seconds]
         for line in lines:

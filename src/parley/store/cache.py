@@ -56,8 +56,7 @@ class RecordCache:
         if generation == self.generation:
             if len(store) > 100_000:
                 store.clear()
-            store[ident] = (time.monotonic() + (self.ttl if value is not None else self.negative_ttl),
-                            value)
+            store[ident] = (time.monotonic() + (self.ttl if value is not None else self.negative_ttl), value)
         future.set_result(value)
         return value
 

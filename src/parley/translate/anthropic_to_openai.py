@@ -16,36 +16,88 @@ from parley.core.errors import GatewayError, invalid_request
 from parley.translate.openai_options import OpenAIOptions
 
 # Top-level request fields the Messages API knows (others get Anthropic's "Extra inputs" 400).
-KNOWN_FIELDS = frozenset({
-    "model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream",
-    "temperature", "top_p", "top_k", "tools", "tool_choice", "thinking", "service_tier",
-    "container", "output_config", "cache_control", "inference_geo", "mcp_servers",
-    "context_management", "output_format", "speed", "diagnostics", "fallbacks",
-    "fallback_credit_token",
-})
+KNOWN_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "max_tokens",
+        "system",
+        "metadata",
+        "stop_sequences",
+        "stream",
+        "temperature",
+        "top_p",
+        "top_k",
+        "tools",
+        "tool_choice",
+        "thinking",
+        "service_tier",
+        "container",
+        "output_config",
+        "cache_control",
+        "inference_geo",
+        "mcp_servers",
+        "context_management",
+        "output_format",
+        "speed",
+        "diagnostics",
+        "fallbacks",
+        "fallback_credit_token",
+    }
+)
 # Hints with no Chat Completions equivalent: dropped and listed, never a failure.
-HINT_FIELDS = ("service_tier", "container", "inference_geo", "mcp_servers", "context_management",
-               "speed", "diagnostics", "fallbacks", "fallback_credit_token")
+HINT_FIELDS = (
+    "service_tier",
+    "container",
+    "inference_geo",
+    "mcp_servers",
+    "context_management",
+    "speed",
+    "diagnostics",
+    "fallbacks",
+    "fallback_credit_token",
+)
 # Server-executed tools by name: the model cannot use them behind an OpenAI-compatible server.
-SERVER_TOOL_NAMES = frozenset({"web_search", "web_fetch", "code_execution", "tool_search_tool_bm25",
-                               "tool_search_tool_regex", "advisor"})
+SERVER_TOOL_NAMES = frozenset(
+    {
+        "web_search",
+        "web_fetch",
+        "code_execution",
+        "tool_search_tool_bm25",
+        "tool_search_tool_regex",
+        "advisor",
+    }
+)
 # Anthropic-defined, client-executed tools whose input schema is fixed by Anthropic.
 CLIENT_TOOL_SCHEMAS: dict[str, dict[str, Any]] = {
-    "bash": {"type": "object", "properties": {
-        "command": {"type": "string", "description": "The bash command to run."},
-        "restart": {"type": "boolean", "description": "Restart the shell session."}}},
-    "str_replace_editor": {"type": "object", "required": ["command", "path"], "properties": {
-        "command": {"type": "string", "enum": ["view", "create", "str_replace", "insert", "undo_edit"]},
-        "path": {"type": "string"}, "file_text": {"type": "string"}, "old_str": {"type": "string"},
-        "new_str": {"type": "string"}, "insert_line": {"type": "integer"},
-        "view_range": {"type": "array", "items": {"type": "integer"}}}},
+    "bash": {
+        "type": "object",
+        "properties": {
+            "command": {"type": "string", "description": "The bash command to run."},
+            "restart": {"type": "boolean", "description": "Restart the shell session."},
+        },
+    },
+    "str_replace_editor": {
+        "type": "object",
+        "required": ["command", "path"],
+        "properties": {
+            "command": {"type": "string", "enum": ["view", "create", "str_replace", "insert", "undo_edit"]},
+            "path": {"type": "string"},
+            "file_text": {"type": "string"},
+            "old_str": {"type": "string"},
+            "new_str": {"type": "string"},
+            "insert_line": {"type": "integer"},
+            "view_range": {"type": "array", "items": {"type": "integer"}},
+        },
+    },
 }
 CLIENT_TOOL_SCHEMAS["str_replace_based_edit_tool"] = CLIENT_TOOL_SCHEMAS["str_replace_editor"]
 BUDGET_EFFORT = ((4096, "low"), (16384, "medium"))  # budget_tokens below -> effort; else "high"
 
 
-def to_openai_request(body: dict[str, Any], options: OpenAIOptions,
-                      model: str | None = None) -> tuple[dict[str, Any], list[str]]:
+def to_openai_request(
+    body: dict[str, Any], options: OpenAIOptions, model: str | None = None
+) -> tuple[dict[str, Any], list[str]]:
     """The Chat Completions body for an Anthropic Messages `body`, and the dropped field names."""
     for name in body:
         if name not in KNOWN_FIELDS:
@@ -71,6 +123,7 @@ def to_openai_request(body: dict[str, Any], options: OpenAIOptions,
 
 # ----------------------------------------------------------------------------- top-level fields
 
+
 def _sampling(body: dict, options: OpenAIOptions, out: dict, dropped: list[str]) -> None:
     for name in ("temperature", "top_p"):
         if body.get(name) is not None:
@@ -83,8 +136,9 @@ def _sampling(body: dict, options: OpenAIOptions, out: dict, dropped: list[str])
     stops = body.get("stop_sequences")
     if stops:
         if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
-            raise invalid_request("stop_sequences: Input should be a valid list of strings",
-                                  param="stop_sequences")
+            raise invalid_request(
+                "stop_sequences: Input should be a valid list of strings", param="stop_sequences"
+            )
         cap = options.max_stop_sequences
         if cap is not None and len(stops) > cap:
             stops = stops[:cap]
@@ -121,13 +175,17 @@ def _response_format(body: dict, out: dict) -> None:
     if not isinstance(fmt, dict):
         return
     if fmt.get("type") != "json_schema" or not isinstance(fmt.get("schema"), dict):
-        raise invalid_request("output_config.format: expected {type: json_schema, schema: {...}}",
-                              param="output_config")
-    out["response_format"] = {"type": "json_schema", "json_schema": {
-        "name": "output", "schema": fmt["schema"], "strict": True}}
+        raise invalid_request(
+            "output_config.format: expected {type: json_schema, schema: {...}}", param="output_config"
+        )
+    out["response_format"] = {
+        "type": "json_schema",
+        "json_schema": {"name": "output", "schema": fmt["schema"], "strict": True},
+    }
 
 
 # ----------------------------------------------------------------------------- tools
+
 
 def _tools(tools: Any, choice: Any, dropped: list[str]) -> tuple[list[dict], set[str]]:
     if tools is None:
@@ -167,16 +225,20 @@ def _function(name: str, description: Any, schema: dict, strict: Any) -> dict:
     return {"type": "function", "function": function}
 
 
-def _reject_relied_on_server_tools(server: list[str], kept: list[dict], choice: Any,
-                                   tools: list) -> None:
+def _reject_relied_on_server_tools(server: list[str], kept: list[dict], choice: Any, tools: list) -> None:
     """Server tools are hints unless the request only offers them or forces one."""
     forced = choice.get("name") if isinstance(choice, dict) and choice.get("type") == "tool" else None
     server_names = {label.split(" ")[0] for label in server}
     if forced in server_names or not kept:
         named = forced if forced in server_names else ", ".join(server)
-        raise GatewayError(400, f"tools: {named} runs on Anthropic's servers and is not available "
-                                f"on this model's OpenAI-compatible backend; remove it or use an "
-                                f"Anthropic deployment", "invalid_request_error", param="tools")
+        raise GatewayError(
+            400,
+            f"tools: {named} runs on Anthropic's servers and is not available "
+            f"on this model's OpenAI-compatible backend; remove it or use an "
+            f"Anthropic deployment",
+            "invalid_request_error",
+            param="tools",
+        )
 
 
 def _tool_choice(choice: Any, names: set[str], out: dict) -> None:
@@ -192,8 +254,7 @@ def _tool_choice(choice: Any, names: set[str], out: dict) -> None:
     elif kind == "tool":
         name = choice.get("name")
         if name not in names:
-            raise invalid_request(f"tool_choice.name: no tool named {name!r} in tools",
-                                  param="tool_choice")
+            raise invalid_request(f"tool_choice.name: no tool named {name!r} in tools", param="tool_choice")
         out["tool_choice"] = {"type": "function", "function": {"name": name}}
     else:
         raise invalid_request(f"tool_choice.type: unknown value {kind!r}", param="tool_choice")
@@ -202,6 +263,7 @@ def _tool_choice(choice: Any, names: set[str], out: dict) -> None:
 
 
 # ----------------------------------------------------------------------------- messages
+
 
 def _messages(body: dict, options: OpenAIOptions, dropped: list[str]) -> list[dict]:
     out: list[dict] = []
@@ -299,8 +361,7 @@ def _tool_message(block: dict, moved: list[dict], options: OpenAIOptions, where:
             moved.append(_image_part(part, where))
             texts.append("[image attached in the next user message]")
         elif kind in ("text", "document", "search_result"):
-            texts.extend(p["text"] for p in _user_parts(part, options, [], where)
-                         if p["type"] == "text")
+            texts.extend(p["text"] for p in _user_parts(part, options, [], where) if p["type"] == "text")
         # tool_reference and unknown parts carry nothing the model can read here
     text = "\n".join(texts)
     if block.get("is_error"):
@@ -336,8 +397,10 @@ def _image_part(block: dict, where: str) -> dict:
     elif source.get("type") == "url":
         url = str(source.get("url", ""))
     else:
-        raise invalid_request(f"{where}.content: image source {source.get('type')!r} is not "
-                              f"supported on this backend (use base64 or url)")
+        raise invalid_request(
+            f"{where}.content: image source {source.get('type')!r} is not "
+            f"supported on this backend (use base64 or url)"
+        )
     return {"type": "image_url", "image_url": {"url": url}}
 
 
@@ -352,19 +415,28 @@ def _document_parts(block: dict, options: OpenAIOptions, where: str) -> list[dic
         inner = source.get("content")
         if isinstance(inner, str):
             inner = [{"type": "text", "text": inner}]
-        parts = [p for b in inner or () if isinstance(b, dict)
-                 for p in _user_parts(b, options, [], where)]
+        parts = [p for b in inner or () if isinstance(b, dict) for p in _user_parts(b, options, [], where)]
         return ([{"type": "text", "text": head}] if head else []) + parts
     if kind == "base64" and source.get("media_type", "application/pdf") == "application/pdf":
         if not options.supports_pdf:
-            raise invalid_request(f"{where}.content: PDF documents are not supported by this "
-                                  f"model's backend; send the text instead")
+            raise invalid_request(
+                f"{where}.content: PDF documents are not supported by this "
+                f"model's backend; send the text instead"
+            )
         name = str(block.get("title") or "document")
-        return [{"type": "file", "file": {
-            "filename": name if name.endswith(".pdf") else name + ".pdf",
-            "file_data": f"data:application/pdf;base64,{source.get('data', '')}"}}]
-    raise invalid_request(f"{where}.content: document source {kind!r} is not supported on this "
-                          f"backend (use base64 PDF, text or content)")
+        return [
+            {
+                "type": "file",
+                "file": {
+                    "filename": name if name.endswith(".pdf") else name + ".pdf",
+                    "file_data": f"data:application/pdf;base64,{source.get('data', '')}",
+                },
+            }
+        ]
+    raise invalid_request(
+        f"{where}.content: document source {kind!r} is not supported on this "
+        f"backend (use base64 PDF, text or content)"
+    )
 
 
 def _assistant_turn(blocks: list, options: OpenAIOptions, dropped: list[str], where: str) -> dict:
@@ -377,9 +449,16 @@ def _assistant_turn(blocks: list, options: OpenAIOptions, dropped: list[str], wh
             if block.get("text"):
                 texts.append(str(block["text"]))
         elif kind == "tool_use":
-            calls.append({"id": str(block.get("id", "")), "type": "function", "function": {
-                "name": str(block.get("name", "")),
-                "arguments": orjson.dumps(block.get("input") or {}).decode()}})
+            calls.append(
+                {
+                    "id": str(block.get("id", "")),
+                    "type": "function",
+                    "function": {
+                        "name": str(block.get("name", "")),
+                        "arguments": orjson.dumps(block.get("input") or {}).decode(),
+                    },
+                }
+            )
         elif kind == "thinking":
             if options.reasoning_field and block.get("thinking"):
                 reasoning.append(str(block["thinking"]))

@@ -110,6 +110,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for name in ("parley_spend_log_tags", "parley_spend_logs", "parley_tags", "parley_customers",
-                 "parley_teams", "parley_users", "parley_keys"):
+    for name in (
+        "parley_spend_log_tags",
+        "parley_spend_logs",
+        "parley_tags",
+        "parley_customers",
+        "parley_teams",
+        "parley_users",
+        "parley_keys",
+    ):
         op.drop_table(name)
