@@ -66,7 +66,7 @@ def markdown(results: Results) -> str:
         "",
         f"- upstream: {m['upstream']}; load generator: {m['load']}",
         f"- parley: {m['workers']} worker(s), auth with a {m['auth']}, spend logging {m['spend']}",
-        f"- bare forwarder: bench/bare_forwarder.py (aiohttp + uvloop, one process)",
+        "- bare forwarder: bench/bare_forwarder.py (aiohttp + uvloop, one process)",
         f"- LiteLLM: {m['litellm']}",
         "",
         "`added` = the target's latency percentile minus the upstream's own at the same concurrency "
@@ -91,11 +91,11 @@ def markdown(results: Results) -> str:
             "",
             f"Each stream: {m['stream_events']} text deltas {m['stream_interval']} s apart from the "
             f"streaming upstream, the starts spread evenly over {m['stream_ramp']} s (so the upstream's "
-            "writes are not all in phase, and connection set-up is not one burst); delay = arrival at the client minus the time the upstream wrote "
-            "the delta.",
+            "writes are not all in phase, and connection set-up is not one burst); "
+            "delay = arrival at the client minus the time the upstream wrote the delta.",
             "",
-            "| target | open at once | completed | TTFT p50 ms | chunk delay p50 ms | p99 ms | max ms | added p50 ms "
-            "| added p99 ms | chunks | peak RSS MB | errors |",
+            "| target | open at once | completed | TTFT p50 ms | chunk delay p50 ms | p99 ms | max ms "
+            "| added p50 ms | added p99 ms | chunks | peak RSS MB | errors |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for s in results.streams:
@@ -172,7 +172,7 @@ def chart(results: Results, path: str) -> str | None:
         )
     axes[1].set_yscale("log")
     axes[1].set_title(f"added p50 latency (ms) at concurrency {low} (log scale)")
-    for ax, w in zip(axes, (width, width2)):
+    for ax, w in zip(axes, (width, width2), strict=True):
         ax.set_xticks([x + 0.4 - w / 2 for x in range(len(scenarios))])
         ax.set_xticklabels(scenarios, rotation=20, ha="right", fontsize=8)
         ax.legend(fontsize=8)

@@ -86,8 +86,8 @@ class Bench:
         self.wrk = None if args.no_wrk else ensure_tool("wrk", "wrk", self.notes)
         if self.wrk is None:
             self.notes.append(
-                "NOTE: wrk not used (unavailable, or --no-wrk); load comes from a Python asyncio loop, which is "
-                "slower than the systems it measures: requests/s here are the client's limit"
+                "NOTE: wrk not used (unavailable, or --no-wrk); load comes from a Python asyncio loop, "
+                "which is slower than the systems it measures: requests/s here are the client's limit"
             )
 
     def load(self, url: str, body: bytes, headers: dict[str, str], conc: int) -> load.LoadResult:

@@ -68,7 +68,7 @@ async def _one(
                         first = False
                     stats.chunk_delay_ms.append((now - float(m.group(1))) * 1000)
         stats.completed += 1
-    except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+    except (TimeoutError, aiohttp.ClientError) as e:
         stats.errors.append(f"{type(e).__name__}: {e}")
     finally:
         stats.open_now -= 1

@@ -195,7 +195,7 @@ class SlowStartProcess(ServerProcess):
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = log_path
-        self._log = open(log_path, "wb")
+        self._log = open(log_path, "wb")  # noqa: SIM115  # held by the child process, closed in stop()
         full_env = {k: v for k, v in dict(os.environ, **env).items() if k not in self.UNSET}
         self.proc = subprocess.Popen(
             argv, stdout=self._log, stderr=subprocess.STDOUT, env=full_env, start_new_session=True

@@ -123,8 +123,8 @@ def start_fake(log: list[str]) -> Upstream:
     """parley's own fake upstream: answers by the body's `stream` flag, so every base is the same."""
     proc = FakeUpstream()
     note = (
-        "NOTE: nginx not used (unavailable, or --no-nginx); the upstream is parley's fake upstream (Python), which is itself "
-        "a bottleneck: absolute requests/s are not comparable with an nginx run"
+        "NOTE: nginx not used (unavailable, or --no-nginx); the upstream is parley's fake upstream "
+        "(Python), which is itself a bottleneck: absolute requests/s are not comparable with an nginx run"
     )
     log.append(note)
     return Upstream("fake-upstream", proc.url, proc.url, proc.url + "/v1", proc.url + "/v1", proc, note)

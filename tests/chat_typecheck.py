@@ -21,7 +21,7 @@ _SEQUENCES = (
     collections.abc.Sequence,
     typing.Iterable,
     typing.Sequence,
-    typing.List,
+    typing.List,  # noqa: UP006  # the bare alias object itself, which is not `list`
 )
 
 

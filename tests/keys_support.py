@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from typing import Any
-
 import urllib.error
 import urllib.parse
 import urllib.request
+from typing import Any
 
 import orjson
 

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("parley.testing.fake_openai")
 
-from parley.testing.procs import openai_deployment  # noqa: E402
+from parley.testing.procs import openai_deployment
 
 MASTER = "sk-parley-master-native"
 
@@ -88,5 +88,5 @@ def test_stream_without_usage_request_is_still_accounted(gateway, client, upstre
     deadline = time.monotonic() + 5
     while '"input_tokens":321' not in gateway.log() and time.monotonic() < deadline:
         time.sleep(0.05)
-    line = next(l for l in gateway.log().splitlines() if '"input_tokens":321' in l)
+    line = next(ln for ln in gateway.log().splitlines() if '"input_tokens":321' in ln)
     assert '"output_tokens":45' in line

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import orjson
 from anthropic.types.message_create_params import (
     MessageCreateParamsNonStreaming,
@@ -211,7 +213,7 @@ def test_valid_openai_request_translates_to_valid_anthropic_request(body, native
         without_cache_control(body),
         CompletionCreateParamsStreaming if body.get("stream") else CompletionCreateParamsNonStreaming,
     )
-    out, plan = to_anthropic(body, "claude-upstream", native_json=native_json)
+    out, _plan = to_anthropic(body, "claude-upstream", native_json=native_json)
     # anthropic 2.12's types no longer list the sampling fields the API still documents; check them here
     sampling = {k: out.pop(k) for k in ("temperature", "top_p") if k in out}
     assert all(0 <= v <= 1 for v in sampling.values())
@@ -219,7 +221,7 @@ def test_valid_openai_request_translates_to_valid_anthropic_request(body, native
     assert out["model"] == "claude-upstream"
     assert out["max_tokens"] == body.get("max_completion_tokens", body.get("max_tokens", out["max_tokens"]))
     roles = [m["role"] for m in out["messages"]]
-    assert all(a != b for a, b in zip(roles, roles[1:])), "same-role turns must be merged"
+    assert all(a != b for a, b in itertools.pairwise(roles)), "same-role turns must be merged"
     for turn in out["messages"]:
         if turn["role"] == "user" and isinstance(turn["content"], list):
             kinds = [b["type"] for b in turn["content"]]

@@ -33,7 +33,8 @@ def test_help_texts():
 def test_config_error_exits_2_with_location(tmp_path):
     bad = tmp_path / "c.yaml"
     bad.write_text(
-        "model_list:\n  - model_name: x\n    params: {model: anthropic/x, api_key: os.environ/UNSET_FOR_TEST}\n"
+        "model_list:\n  - model_name: x\n"
+        "    params: {model: anthropic/x, api_key: os.environ/UNSET_FOR_TEST}\n"
     )
     result = run("serve", "--config", str(bad))
     assert result.returncode == 2

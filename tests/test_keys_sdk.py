@@ -56,7 +56,7 @@ def test_blocked_key_is_authentication_error(gateway, admin, upstream):
 
 
 def test_expired_key_is_authentication_error(gateway, admin, upstream):
-    past = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)).isoformat()
+    past = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)).isoformat()
     key = admin.post("/key/generate", {"expires": past})["key"]
     with pytest.raises(anthropic.AuthenticationError, match="expired"):
         ask(client(gateway, key))

@@ -88,9 +88,8 @@ HEADERS = {
 
 
 async def _post(url: str, body: bytes) -> tuple[int, bytes]:
-    async with aiohttp.ClientSession() as session:
-        async with session.post(url, data=body, headers=HEADERS) as r:
-            return r.status, await r.read()
+    async with aiohttp.ClientSession() as session, session.post(url, data=body, headers=HEADERS) as r:
+        return r.status, await r.read()
 
 
 def test_claude_code_request_arrives_unchanged_but_model(gateway, upstream):

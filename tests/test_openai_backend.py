@@ -528,21 +528,25 @@ def test_mid_stream_error_event(client, upstream):
             "stream_error": {"message": "Rate limited mid-stream", "type": "rate_limit_exceeded"},
         }
     )
-    with pytest.raises(anthropic.APIStatusError, match="Rate limited mid-stream") as info:
-        with client.messages.stream(
+    with (
+        pytest.raises(anthropic.APIStatusError, match="Rate limited mid-stream") as info,
+        client.messages.stream(
             model="gpt-test", max_tokens=50, messages=[{"role": "user", "content": "x"}]
-        ) as s:
-            list(s)
+        ) as s,
+    ):
+        list(s)
     assert info.value.body["error"]["type"] == "rate_limit_error"
 
 
 def test_truncated_stream_is_an_error_not_a_success(client, upstream):
     upstream.script({"api": "openai", "content": "cut short here", "piece": 3, "disconnect_after": 3})
-    with pytest.raises(anthropic.APIError):
-        with client.messages.stream(
+    with (
+        pytest.raises(anthropic.APIError),
+        client.messages.stream(
             model="gpt-test", max_tokens=50, messages=[{"role": "user", "content": "x"}]
-        ) as s:
-            list(s)
+        ) as s,
+    ):
+        list(s)
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -1,4 +1,4 @@
-"""Retries, failover, cooldowns, timeouts and fallbacks, against real fake upstreams, via the anthropic SDK."""
+"""Retries, failover, cooldowns, timeouts and fallbacks against real fake upstreams, via the anthropic SDK."""
 
 from __future__ import annotations
 

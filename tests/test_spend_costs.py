@@ -114,12 +114,14 @@ def test_stream_broken_by_upstream_still_logs_spend(gateway, admin, key, upstrea
         {"content": [{"type": "text", "text": "abc " * 300}], "disconnect_after": 12, "piece": 16}
     )
     client = anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0)
-    with pytest.raises(anthropic.APIError):
-        with client.messages.stream(
+    with (
+        pytest.raises(anthropic.APIError),
+        client.messages.stream(
             model="claude-sonnet-4-5", max_tokens=2000, messages=[{"role": "user", "content": "go"}]
-        ) as stream:
-            for _ in stream:
-                pass
+        ) as stream,
+    ):
+        for _ in stream:
+            pass
     [row] = admin.wait_logs(1, api_key=key)
     assert row["estimated"] is True and row["spend"] > 0 and row["completion_tokens"] > 1
 

@@ -21,7 +21,7 @@ from parley.store.db import make_engine, migrate
 
 
 def ts(*args) -> float:
-    return dt.datetime(*args, tzinfo=dt.timezone.utc).timestamp()
+    return dt.datetime(*args, tzinfo=dt.UTC).timestamp()
 
 
 def test_durations_and_periods():
@@ -111,7 +111,7 @@ def test_writer_is_idempotent_on_request_id(engine):
             )
         batch = [row("r1", 0.5), row("r2", 0.25)]
         await writer.write_batch(batch)
-        await writer.write_batch(batch + [row("r3", 1.0)])  # a retried flush plus one new row
+        await writer.write_batch([*batch, row("r3", 1.0)])  # a retried flush plus one new row
         async with eng.connect() as conn:
             out = {
                 "logs": (await conn.execute(sa.select(sa.func.count()).select_from(t.spend_logs))).scalar(),
@@ -145,7 +145,8 @@ def test_writer_batch_throughput(engine, capsys):
     rate = asyncio.run(run())
     with capsys.disabled():
         print(
-            f"\n  spend writer ({'postgresql' if engine.startswith('postgresql') else 'sqlite'}): {rate:,.0f} rows/s in batches of 500"
+            f"\n  spend writer ({'postgresql' if engine.startswith('postgresql') else 'sqlite'}): "
+            f"{rate:,.0f} rows/s in batches of 500"
         )
     assert rate > 200
 

@@ -18,11 +18,11 @@ from openai.types.chat.completion_create_params import (
 )
 from pydantic import TypeAdapter
 
+from parley.config import ConfigError
 from parley.core.errors import GatewayError
 from parley.testing.fake_openai import check_request
 from parley.translate.anthropic_to_openai import to_openai_request
 from parley.translate.openai_options import OpenAIOptions, options_from_params
-from parley.config import ConfigError
 
 NON_STREAMING = TypeAdapter(CompletionCreateParamsNonStreaming)
 STREAMING = TypeAdapter(CompletionCreateParamsStreaming)
@@ -37,10 +37,8 @@ def consume(value):
     """Walk a validated value so pydantic's lazy Iterable validators actually run."""
     if isinstance(value, dict):
         return {k: consume(v) for k, v in value.items()}
-    if (
-        isinstance(value, (list, tuple))
-        or isinstance(value, Iterator)
-        or (hasattr(value, "__iter__") and not isinstance(value, (str, bytes)))
+    if isinstance(value, (list, tuple, Iterator)) or (
+        hasattr(value, "__iter__") and not isinstance(value, (str, bytes))
     ):
         return [consume(v) for v in value]
     return value

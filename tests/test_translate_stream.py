@@ -78,7 +78,7 @@ def split(draw, text: str) -> list[str]:
     if not text:
         return []
     cuts = sorted(draw(st.sets(st.integers(1, max(1, len(text) - 1)), max_size=6)))
-    return [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)]) if text[a:b]]
+    return [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True) if text[a:b]]
 
 
 @st.composite
@@ -332,7 +332,7 @@ def test_json_prefix_accepts_every_split_of_valid_json(value, cuts):
     text = json.dumps(value)
     checker = JsonPrefix()
     points = sorted({min(c, len(text)) for c in cuts})
-    for a, b in zip([0, *points], [*points, len(text)]):
+    for a, b in zip([0, *points], [*points, len(text)], strict=True):
         assert checker.feed(text[a:b]) == b - a
     assert checker.complete
 

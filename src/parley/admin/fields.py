@@ -4,7 +4,8 @@ still gets a 400 naming the field, never a 500)."""
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from parley.core.errors import GatewayError
 from parley.spend.periods import add_duration, parse_duration, parse_time

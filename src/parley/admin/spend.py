@@ -162,13 +162,13 @@ ENDPOINTS = [
         "/spend/logs",
         logs,
         "One row per request, newest first, paginated",
-        query=_QUERY + ("page", "page_size"),
+        query=(*_QUERY, "page", "page_size"),
     ),
     Endpoint(
         "GET",
         "/spend/report",
         report,
         "Spend totals by UTC day and by key, user, team, customer, tag or model",
-        query=_QUERY + ("group_by",),
+        query=(*_QUERY, "group_by"),
     ),
 ]

@@ -5,7 +5,8 @@ Used by the mock model, the fake upstream, and anything that replays a stored re
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import orjson
 

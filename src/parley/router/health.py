@@ -13,8 +13,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from parley.store.redis_link import RedisLink, RedisUnavailable
 from parley.router.settings import RouterSettings
+from parley.store.redis_link import RedisLink, RedisUnavailable
 
 log = logging.getLogger("parley.router")
 
@@ -113,7 +113,7 @@ class Health:
         except RedisUnavailable:
             return
         now = time.monotonic()
-        for dep_id, ttl in zip(stale, ttls):
+        for dep_id, ttl in zip(stale, ttls, strict=False):
             self._synced[dep_id] = now
             h = self.of(dep_id)
             if isinstance(ttl, int) and ttl > 0:

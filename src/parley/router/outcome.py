@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import email.utils
 import time
-from typing import Mapping
+from collections.abc import Mapping
 
 import orjson
 
-from parley.transport.http import UpstreamBroken
 from parley.core.stream import UpstreamReply
+from parley.transport.http import UpstreamBroken
 
 RETRY_STATUSES = frozenset({408, 409, 429})
 

@@ -21,20 +21,20 @@ import asyncio
 import math
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable
 
 from parley.core.context import RequestContext
+from parley.core.deployment import Target
 from parley.core.errors import GatewayError
-from parley.transport.http import UpstreamBroken
 from parley.core.stream import UpstreamReply
+from parley.core.usage import Usage
 from parley.router.health import Health
 from parley.router.outcome import StreamFailed, classify, peek, retry_after
 from parley.router.settings import RouterSettings, dep_limit, dep_timeouts
 from parley.router.strategy import SESSION_HEADER, choose
-from parley.core.deployment import Target
 from parley.router.table import ModelTable
-from parley.core.usage import Usage
+from parley.transport.http import UpstreamBroken
 
 Attempt = Callable[[Target], Awaitable[UpstreamReply]]
 

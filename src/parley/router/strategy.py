@@ -11,10 +11,9 @@ import hashlib
 import math
 import random
 
-
+from parley.core.deployment import Target
 from parley.router.health import Health
 from parley.router.settings import dep_weight
-from parley.core.deployment import Target
 
 SESSION_HEADER = "x-claude-code-session-id"
 

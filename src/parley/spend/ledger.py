@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from parley.spend.periods import next_reset
 from parley.store.records import load_spend
@@ -51,7 +52,7 @@ class Grant:
 
 
 class _Entry:
-    __slots__ = ("spent", "period_end", "loaded")
+    __slots__ = ("loaded", "period_end", "spent")
 
     def __init__(self, spent: float, period_end: float | None) -> None:
         self.spent = spent

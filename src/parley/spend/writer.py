@@ -11,6 +11,7 @@ A failed flush keeps its rows and retries; `stop` flushes what is left.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -86,10 +87,8 @@ class SpendWriter:
     async def _run(self) -> None:
         backoff = self.interval
         while not self._stopping:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=backoff)
-            except TimeoutError:
-                pass
             self._wake.clear()
             if self._stopping:
                 break

@@ -33,11 +33,7 @@ def add_routes(app: web.Application) -> None:
 
 
 def _iso(t: float | None) -> str | None:
-    return (
-        None
-        if t is None
-        else dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat().replace("+00:00", "Z")
-    )
+    return None if t is None else dt.datetime.fromtimestamp(t, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def _view(request: web.Request, batch: dict[str, Any]) -> dict[str, Any]:

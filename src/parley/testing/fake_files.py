@@ -55,7 +55,7 @@ async def upload(request: web.Request) -> web.Response:
         "filename": part.filename or "upload",
         "mime_type": part.headers.get("content-type", "application/octet-stream"),
         "size_bytes": len(data),
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z"),
+        "created_at": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
         "downloadable": True,
         "data": bytes(data),
     }

@@ -35,15 +35,16 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import orjson
 from aiohttp import web
 
-from parley.providers.mock import last_user_text
 from parley.core.sse import OPENAI_DONE_FRAME, encode_data
-from parley.testing.fake_upstream import STATE, json_response, sleep
 from parley.core.tokens import text_tokens
+from parley.providers.mock import last_user_text
+from parley.testing.fake_upstream import STATE, json_response, sleep
 
 ERROR_TYPES = {
     400: "invalid_request_error",

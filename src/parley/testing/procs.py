@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -50,7 +51,7 @@ class ServerProcess:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = log_path or tempfile.mktemp(prefix="parley-proc-", suffix=".log")
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115  # held by the child process, closed in stop()
         full_env = dict(os.environ)
         full_env.update(env or {})
         self.proc = subprocess.Popen(
@@ -146,10 +147,8 @@ class Gateway(ServerProcess):
 
     def stop(self, timeout: float = 15.0) -> int | None:
         code = super().stop(timeout)
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(self.config_path)
-        except OSError:
-            pass
         return code
 
 

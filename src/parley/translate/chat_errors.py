@@ -6,7 +6,8 @@ it becomes 503 with a `retry-after`, so their SDKs still retry it.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 

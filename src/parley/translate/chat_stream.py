@@ -18,7 +18,7 @@ from parley.translate.chat_response import chat_usage, completion_id, finish_rea
 
 
 class _Block:
-    __slots__ = ("kind", "ordinal", "text", "signature", "data")
+    __slots__ = ("data", "kind", "ordinal", "signature", "text")
 
     def __init__(self, kind: str, ordinal: int = 0) -> None:
         self.kind = kind  # "text", "thinking", "redacted", "tool", "json", "other"

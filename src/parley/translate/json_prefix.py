@@ -22,7 +22,7 @@ _START, _VALUE, _FIRST_KEY, _KEY, _COLON, _AFTER, _FIRST_ITEM, _DONE = range(8)
 class JsonPrefix:
     """Feed fragments of one JSON object; learn whether they still parse as its beginning."""
 
-    __slots__ = ("_state", "_stack", "_in_string", "_is_key", "_escape", "_token", "valid")
+    __slots__ = ("_escape", "_in_string", "_is_key", "_stack", "_state", "_token", "valid")
 
     def __init__(self) -> None:
         self._state = _START

@@ -8,7 +8,8 @@ FastAPI's `{"detail": ...}` and plain text.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 

@@ -17,8 +17,9 @@ be set in the config (see docs/providers.md):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from parley.config import ConfigError
 

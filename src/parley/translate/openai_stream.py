@@ -12,8 +12,9 @@ as soon as the open one's JSON object closes.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from parley.core.tokens import text_tokens
 from parley.translate.json_prefix import JsonPrefix

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 
 from parley.core.errors import GatewayError
@@ -39,7 +37,7 @@ class StreamSource:
     async def next_chunk(self) -> bytes | None:
         try:
             chunk = await self._response.content.readany()
-        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+        except (TimeoutError, aiohttp.ClientError) as e:
             raise UpstreamBroken(str(e) or type(e).__name__) from e
         return chunk or None
 
@@ -106,7 +104,7 @@ class HttpClient:
             response = await self.session.request(
                 method, url, data=body, headers=headers, timeout=client_timeout, allow_redirects=False
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise GatewayError(504, f"upstream timed out after {timeout:g}s", "timeout_error") from None
         except aiohttp.ClientError as e:
             raise GatewayError(502, f"upstream unreachable: {e}", "api_error") from None
@@ -120,7 +118,7 @@ class HttpClient:
             return UpstreamReply(response.status, reply_headers, source=StreamSource(response))
         try:
             data = await response.read()
-        except asyncio.TimeoutError:
+        except TimeoutError:
             response.close()
             raise GatewayError(504, f"upstream timed out after {timeout:g}s", "timeout_error") from None
         except aiohttp.ClientError as e:
