@@ -24,7 +24,7 @@ _WHOLE_BLOCKS = (
 )
 
 
-def message_events(message: dict[str, Any], piece: int = 16) -> Iterator[tuple[str, dict]]:
+def message_events(message: dict[str, Any], piece: int = 16) -> Iterator[tuple[str, dict[str, Any]]]:
     """(event name, payload) pairs for `message`; text and JSON are split into `piece`-char deltas."""
     usage = dict(message.get("usage") or {})
     start_usage = dict(usage, output_tokens=min(1, usage.get("output_tokens", 1)))
@@ -50,17 +50,17 @@ def message_events(message: dict[str, Any], piece: int = 16) -> Iterator[tuple[s
     yield "message_stop", {"type": "message_stop"}
 
 
-def _block_events(index: int, block: dict, piece: int) -> Iterator[tuple[str, dict]]:
+def _block_events(index: int, block: dict[str, Any], piece: int) -> Iterator[tuple[str, dict[str, Any]]]:
     kind = block.get("type")
 
-    def start(content_block: dict) -> tuple[str, dict]:
+    def start(content_block: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         return "content_block_start", {
             "type": "content_block_start",
             "index": index,
             "content_block": content_block,
         }
 
-    def delta(d: dict) -> tuple[str, dict]:
+    def delta(d: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         return "content_block_delta", {"type": "content_block_delta", "index": index, "delta": d}
 
     if kind == "text":

@@ -84,8 +84,14 @@ def openai_error_body(message: str, type: str, param: str | None = None, code: s
     return orjson.dumps({"error": {"message": message, "type": type, "param": param, "code": code}})
 
 
-def invalid_request(message: str, **kw) -> GatewayError:
-    return GatewayError(400, message, "invalid_request_error", **kw)
+def invalid_request(
+    message: str,
+    *,
+    headers: dict[str, str] | None = None,
+    param: str | None = None,
+    code: str | None = None,
+) -> GatewayError:
+    return GatewayError(400, message, "invalid_request_error", headers=headers, param=param, code=code)
 
 
 # --- Exceptions the Python SDK raises (parley.messages / parley.completion) -------------------------

@@ -75,7 +75,7 @@ def _block_tokens(block: Any) -> int:
     return text_tokens(orjson.dumps(block).decode())
 
 
-def _document_tokens(block: dict) -> int:
+def _document_tokens(block: dict[str, Any]) -> int:
     source = block.get("source") or {}
     kind = source.get("type")
     extra = text_tokens(str(block.get("title") or "")) + text_tokens(str(block.get("context") or ""))

@@ -124,7 +124,7 @@ def to_openai_request(
 # ----------------------------------------------------------------------------- top-level fields
 
 
-def _sampling(body: dict, options: OpenAIOptions, out: dict, dropped: list[str]) -> None:
+def _sampling(body: dict[str, Any], options: OpenAIOptions, out: dict[str, Any], dropped: list[str]) -> None:
     for name in ("temperature", "top_p"):
         if body.get(name) is not None:
             out[name] = body[name]
@@ -154,9 +154,9 @@ def _sampling(body: dict, options: OpenAIOptions, out: dict, dropped: list[str])
             dropped.append("metadata.user_id")
 
 
-def _reasoning(body: dict, options: OpenAIOptions, out: dict, dropped: list[str]) -> None:
-    thinking = body.get("thinking") if isinstance(body.get("thinking"), dict) else {}
-    config = body.get("output_config") if isinstance(body.get("output_config"), dict) else {}
+def _reasoning(body: dict[str, Any], options: OpenAIOptions, out: dict[str, Any], dropped: list[str]) -> None:
+    thinking = v if isinstance(v := body.get("thinking"), dict) else {}
+    config = v if isinstance(v := body.get("output_config"), dict) else {}
     effort = config.get("effort")
     if effort is None and thinking.get("type") == "enabled":
         budget = thinking.get("budget_tokens") or 0
@@ -169,8 +169,8 @@ def _reasoning(body: dict, options: OpenAIOptions, out: dict, dropped: list[str]
         dropped.append("output_config.effort" if config.get("effort") else "thinking")
 
 
-def _response_format(body: dict, out: dict) -> None:
-    config = body.get("output_config") if isinstance(body.get("output_config"), dict) else {}
+def _response_format(body: dict[str, Any], out: dict[str, Any]) -> None:
+    config = v if isinstance(v := body.get("output_config"), dict) else {}
     fmt = config.get("format") or body.get("output_format")
     if not isinstance(fmt, dict):
         return
@@ -187,12 +187,12 @@ def _response_format(body: dict, out: dict) -> None:
 # ----------------------------------------------------------------------------- tools
 
 
-def _tools(tools: Any, choice: Any, dropped: list[str]) -> tuple[list[dict], set[str]]:
+def _tools(tools: Any, choice: Any, dropped: list[str]) -> tuple[list[dict[str, Any]], set[str]]:
     if tools is None:
         return [], set()
     if not isinstance(tools, list):
         raise invalid_request("tools: Input should be a valid list", param="tools")
-    out: list[dict] = []
+    out: list[dict[str, Any]] = []
     server: list[str] = []
     for i, tool in enumerate(tools):
         if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
@@ -216,7 +216,7 @@ def _tools(tools: Any, choice: Any, dropped: list[str]) -> tuple[list[dict], set
     return out, {t["function"]["name"] for t in out}
 
 
-def _function(name: str, description: Any, schema: dict, strict: Any) -> dict:
+def _function(name: str, description: Any, schema: dict[str, Any], strict: Any) -> dict[str, Any]:
     function: dict[str, Any] = {"name": name, "parameters": schema}
     if isinstance(description, str) and description:
         function["description"] = description
@@ -225,7 +225,9 @@ def _function(name: str, description: Any, schema: dict, strict: Any) -> dict:
     return {"type": "function", "function": function}
 
 
-def _reject_relied_on_server_tools(server: list[str], kept: list[dict], choice: Any, tools: list) -> None:
+def _reject_relied_on_server_tools(
+    server: list[str], kept: list[dict[str, Any]], choice: Any, tools: list[Any]
+) -> None:
     """Server tools are hints unless the request only offers them or forces one."""
     forced = choice.get("name") if isinstance(choice, dict) and choice.get("type") == "tool" else None
     server_names = {label.split(" ")[0] for label in server}
@@ -241,7 +243,7 @@ def _reject_relied_on_server_tools(server: list[str], kept: list[dict], choice: 
         )
 
 
-def _tool_choice(choice: Any, names: set[str], out: dict) -> None:
+def _tool_choice(choice: Any, names: set[str], out: dict[str, Any]) -> None:
     if not isinstance(choice, dict):
         return
     kind = choice.get("type")
@@ -265,8 +267,8 @@ def _tool_choice(choice: Any, names: set[str], out: dict) -> None:
 # ----------------------------------------------------------------------------- messages
 
 
-def _messages(body: dict, options: OpenAIOptions, dropped: list[str]) -> list[dict]:
-    out: list[dict] = []
+def _messages(body: dict[str, Any], options: OpenAIOptions, dropped: list[str]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
     system = _system_text(body.get("system"), "system")
     if system:
         out.append({"role": "system", "content": system})
@@ -309,11 +311,13 @@ def _system_text(system: Any, where: str) -> str:
     return "\n\n".join(t for t in texts if t)
 
 
-def _user_turn(blocks: list, options: OpenAIOptions, dropped: list[str], where: str) -> list[dict]:
+def _user_turn(
+    blocks: list[Any], options: OpenAIOptions, dropped: list[str], where: str
+) -> list[dict[str, Any]]:
     """Tool results first (one `tool` message each, in order), then the rest of the turn."""
-    out: list[dict] = []
-    moved: list[dict] = []  # images from tool results, for a following user message
-    parts: list[dict] = []
+    out: list[dict[str, Any]] = []
+    moved: list[dict[str, Any]] = []  # images from tool results, for a following user message
+    parts: list[dict[str, Any]] = []
     for block in blocks:
         if not isinstance(block, dict):
             raise invalid_request(f"{where}.content: blocks must be objects")
@@ -333,7 +337,7 @@ def _user_turn(blocks: list, options: OpenAIOptions, dropped: list[str], where: 
     return out
 
 
-def _flush_user(out: list[dict], parts: list[dict]) -> None:
+def _flush_user(out: list[dict[str, Any]], parts: list[dict[str, Any]]) -> None:
     if not parts:
         return
     if all(p["type"] == "text" for p in parts) and len(parts) == 1:
@@ -342,7 +346,9 @@ def _flush_user(out: list[dict], parts: list[dict]) -> None:
         out.append({"role": "user", "content": parts})
 
 
-def _tool_message(block: dict, moved: list[dict], options: OpenAIOptions, where: str) -> dict:
+def _tool_message(
+    block: dict[str, Any], moved: list[dict[str, Any]], options: OpenAIOptions, where: str
+) -> dict[str, Any]:
     tool_id = block.get("tool_use_id")
     if not isinstance(tool_id, str):
         raise invalid_request(f"{where}.content: tool_result.tool_use_id: Field required")
@@ -369,7 +375,9 @@ def _tool_message(block: dict, moved: list[dict], options: OpenAIOptions, where:
     return {"role": "tool", "tool_call_id": tool_id, "content": text}
 
 
-def _user_parts(block: dict, options: OpenAIOptions, dropped: list[str], where: str) -> list[dict]:
+def _user_parts(
+    block: dict[str, Any], options: OpenAIOptions, dropped: list[str], where: str
+) -> list[dict[str, Any]]:
     kind = block.get("type")
     if kind == "text":
         text = block.get("text")
@@ -390,8 +398,8 @@ def _user_parts(block: dict, options: OpenAIOptions, dropped: list[str], where: 
     return []
 
 
-def _image_part(block: dict, where: str) -> dict:
-    source = block.get("source") if isinstance(block.get("source"), dict) else {}
+def _image_part(block: dict[str, Any], where: str) -> dict[str, Any]:
+    source = v if isinstance(v := block.get("source"), dict) else {}
     if source.get("type") == "base64":
         url = f"data:{source.get('media_type', 'image/png')};base64,{source.get('data', '')}"
     elif source.get("type") == "url":
@@ -404,8 +412,8 @@ def _image_part(block: dict, where: str) -> dict:
     return {"type": "image_url", "image_url": {"url": url}}
 
 
-def _document_parts(block: dict, options: OpenAIOptions, where: str) -> list[dict]:
-    source = block.get("source") if isinstance(block.get("source"), dict) else {}
+def _document_parts(block: dict[str, Any], options: OpenAIOptions, where: str) -> list[dict[str, Any]]:
+    source = v if isinstance(v := block.get("source"), dict) else {}
     kind = source.get("type")
     head = "\n".join(str(block[k]) for k in ("title", "context") if block.get(k))
     if kind == "text":
@@ -439,10 +447,12 @@ def _document_parts(block: dict, options: OpenAIOptions, where: str) -> list[dic
     )
 
 
-def _assistant_turn(blocks: list, options: OpenAIOptions, dropped: list[str], where: str) -> dict:
+def _assistant_turn(
+    blocks: list[Any], options: OpenAIOptions, dropped: list[str], where: str
+) -> dict[str, Any]:
     texts: list[str] = []
     reasoning: list[str] = []
-    calls: list[dict] = []
+    calls: list[dict[str, Any]] = []
     for block in blocks:
         kind = block.get("type") if isinstance(block, dict) else None
         if kind == "text":

@@ -263,7 +263,7 @@ def _tool(tool: Any, i: int, plan: ChatPlan) -> dict[str, Any]:
     if not isinstance(tool, dict):
         raise invalid_request(f"tools[{i}]: Input should be an object", param=f"tools[{i}]")
     kind = tool.get("type", "function")
-    fn = tool.get("function") if isinstance(tool.get("function"), dict) else {}
+    fn = v if isinstance(v := tool.get("function"), dict) else {}
     if kind == "function":
         if not isinstance(fn.get("name"), str):
             raise invalid_request(
@@ -286,7 +286,7 @@ def _tool(tool: Any, i: int, plan: ChatPlan) -> dict[str, Any]:
 def _anthropic_tool(tool: dict[str, Any], kind: str, fn: dict[str, Any], plan: ChatPlan) -> dict[str, Any]:
     """An Anthropic-defined tool (computer_20241022, bash_20250124, web_search_...), in either form."""
     out = {k: v for k, v in tool.items() if k != "function"}
-    params = fn.get("parameters") if isinstance(fn.get("parameters"), dict) else {}
+    params = v if isinstance(v := fn.get("parameters"), dict) else {}
     out.update({k: v for k, v in params.items() if k not in ("type", "properties", "required")})
     name = fn.get("name") or tool.get("name") or kind.rsplit("_", 1)[0]
     out["name"] = "str_replace_editor" if name == "text_editor" else name
@@ -298,7 +298,7 @@ def _anthropic_tool(tool: dict[str, Any], kind: str, fn: dict[str, Any], plan: C
     return out
 
 
-def _tool_choice(choice: Any) -> tuple[dict[str, Any] | None, set[str] | None]:
+def _tool_choice(choice: Any) -> tuple[dict[str, Any] | None, set[Any] | None]:
     if choice is None:
         return None, None
     if choice in ("auto", "none"):

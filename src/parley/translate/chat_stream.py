@@ -45,7 +45,7 @@ class ChatStreamTranslator:
         self.failed = False
 
     def feed(self, name: str | None, data: dict[str, Any]) -> list[dict[str, Any]]:
-        handler = _HANDLERS.get(name or data.get("type"))
+        handler = _HANDLERS.get(name or data.get("type", ""))
         return handler(self, data) if handler is not None else []
 
     def chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
@@ -193,7 +193,7 @@ class ChatStreamTranslator:
 
     def _error(self, data: dict[str, Any]) -> list[dict[str, Any]]:
         self.failed = True
-        error = data.get("error") if isinstance(data.get("error"), dict) else {}
+        error = v if isinstance(v := data.get("error"), dict) else {}
         return [
             openai_stream_error(
                 error.get("type") or "api_error", error.get("message") or "upstream stream error"

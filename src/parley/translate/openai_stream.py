@@ -123,7 +123,7 @@ class OpenAIStreamTranslator:
     # ------------------------------------------------------------------ one choice
 
     def _choice(self, choice: dict[str, Any], out: list[Event]) -> None:
-        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+        delta = v if isinstance(v := choice.get("delta"), dict) else {}
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         if isinstance(reasoning, str) and reasoning:
             self._text("thinking", reasoning, out)
@@ -161,7 +161,7 @@ class OpenAIStreamTranslator:
         out.append(self._delta(delta))
 
     def _tool_fragment(self, call: dict[str, Any], position: int, out: list[Event]) -> None:
-        function = call.get("function") if isinstance(call.get("function"), dict) else {}
+        function = v if isinstance(v := call.get("function"), dict) else {}
         arguments = function.get("arguments")
         arguments = arguments if isinstance(arguments, str) else ""
         key = call.get("index")

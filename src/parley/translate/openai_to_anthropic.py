@@ -64,9 +64,7 @@ def anthropic_usage(usage: Any) -> dict[str, int] | None:
     """Anthropic usage from OpenAI usage, with cached prompt tokens split out; None if absent."""
     if not isinstance(usage, dict) or not isinstance(usage.get("prompt_tokens"), int):
         return None
-    details = (
-        usage.get("prompt_tokens_details") if isinstance(usage.get("prompt_tokens_details"), dict) else {}
-    )
+    details = v if isinstance(v := usage.get("prompt_tokens_details"), dict) else {}
     cached = details.get("cached_tokens") or 0
     written = details.get("cache_write_tokens") or 0
     return {
@@ -106,7 +104,7 @@ def to_anthropic_message(
     "invalid_tool_arguments:<toolu id>"."""
     choices = completion.get("choices") or [{}]
     choice = choices[0] if isinstance(choices[0], dict) else {}
-    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    message = v if isinstance(v := choice.get("message"), dict) else {}
     content: list[dict[str, Any]] = []
     notes: list[str] = []
     generated: list[str] = []
