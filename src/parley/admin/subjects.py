@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
 from parley.admin.common import Endpoint, not_found, page_args, public, total_pages
@@ -64,7 +65,7 @@ CUSTOMER = Kind(
 )
 
 
-async def _row(conn, kind: Kind, ident: str) -> Any:
+async def _row(conn: AsyncConnection, kind: Kind, ident: str | None) -> Any:
     row = (await conn.execute(sa.select(kind.table).where(kind.id_col == ident))).first()
     if row is None:
         raise not_found(f"{kind.label} {ident!r}")

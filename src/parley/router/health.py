@@ -36,7 +36,7 @@ return 0
 class DeploymentHealth:
     inflight: int = 0
     latency: float | None = None  # EWMA of seconds to the first byte
-    fails: deque = field(default_factory=deque)  # monotonic times of recent failures
+    fails: deque[float] = field(default_factory=deque)  # monotonic times of recent failures
     cooldown_until: float = 0.0  # monotonic
     minute: int = 0  # the wall-clock minute `requests`/`tokens` count
     requests: int = 0
@@ -124,11 +124,12 @@ class Health:
     async def fail(self, dep_id: str, reason: str) -> float:
         """Count a failure; returns the cooldown started (seconds), 0 if none."""
         s = self.settings
-        if self.redis is not None and self.redis.up:
+        redis, script = self.redis, self._fail_script  # (both set or both None)
+        if redis is not None and script is not None and redis.up:
             try:
-                ms = await self.redis.run(
-                    lambda c: self._fail_script(
-                        keys=[self.redis.key("fails", dep_id), self.redis.key("cooldown", dep_id)],
+                ms = await redis.run(
+                    lambda c: script(
+                        keys=[redis.key("fails", dep_id), redis.key("cooldown", dep_id)],
                         args=[
                             s.allowed_fails,
                             int(s.allowed_fails_window * 1000),

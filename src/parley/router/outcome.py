@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import orjson
 
-from parley.core.stream import UpstreamReply
+from parley.core.stream import ChunkSource, UpstreamReply
 from parley.transport.http import UpstreamBroken
 
 RETRY_STATUSES = frozenset({408, 409, 429})
@@ -88,7 +88,7 @@ class ReplaySource:
 
     __slots__ = ("_first", "inner")
 
-    def __init__(self, first: bytes, inner) -> None:
+    def __init__(self, first: bytes, inner: ChunkSource) -> None:
         self._first: bytes | None = first
         self.inner = inner
 
@@ -119,8 +119,9 @@ class StreamFailed(Exception):
 async def peek(reply: UpstreamReply) -> UpstreamReply:
     """Read the first chunk of a streamed reply; StreamFailed if the stream is dead or an error."""
     source = reply.source
+    assert source is not None, "peek() takes a streamed reply"
     try:
-        chunk = b""
+        chunk: bytes | None = b""
         while not chunk:
             chunk = await source.next_chunk()
             if chunk is None:

@@ -105,8 +105,10 @@ class Router:
             )
         if failure.reply is not None:
             return failure.reply
-        failure.error.headers = {**failure.error.headers, **ctx.response_headers}
-        raise failure.error
+        error = failure.error
+        assert error is not None  # reply and error both None was handled above
+        error.headers = {**error.headers, **ctx.response_headers}
+        raise error
 
     async def _run_group(self, ctx: RequestContext, group: str, attempt: Attempt) -> UpstreamReply | Failure:
         targets = self.table.resolve(group)
@@ -129,6 +131,7 @@ class Router:
                     n, last, same=previous is not None and previous.deployment.id == target.deployment.id
                 )
                 if delay is None:
+                    assert last is not None  # set by every try before this one
                     return last
                 if delay > 0:
                     await asyncio.sleep(delay)
@@ -139,6 +142,7 @@ class Router:
             if outcome.kind != "retry":
                 return outcome
             failed.add(target.deployment.id)
+        assert last is not None  # tries >= 1, and a try that does not return sets it
         return last
 
     def _unavailable(self, group: str, targets: list[Target]) -> Failure:

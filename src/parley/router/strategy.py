@@ -38,11 +38,13 @@ def choose(
 
 
 def _lowest_latency(targets: list[Target], health: Health, buffer: float) -> Target:
-    unknown = [t for t in targets if health.of(t.deployment.id).latency is None]
+    latencies = [(t, health.of(t.deployment.id).latency) for t in targets]
+    unknown = [t for t, latency in latencies if latency is None]
     if unknown:  # explore deployments never measured
         return random.choice(unknown)
-    best = min(health.of(t.deployment.id).latency for t in targets)
-    near = [t for t in targets if health.of(t.deployment.id).latency <= best * (1 + buffer)]
+    known = [(t, latency) for t, latency in latencies if latency is not None]
+    best = min(latency for _, latency in known)
+    near = [t for t, latency in known if latency <= best * (1 + buffer)]
     return random.choice(near)
 
 

@@ -56,27 +56,28 @@ def error_body(type_: str, message: str) -> dict:
     }
 
 
-def _check(request: web.Request, raw: bytes) -> tuple[dict | None, web.Response | None]:
+def _check(request: web.Request, raw: bytes) -> dict[str, Any] | web.Response:
+    """The request's JSON body, or the error response the real API gives for it."""
     if not request.headers.get("x-api-key") and not request.headers.get("authorization"):
-        return None, json_response(error_body("authentication_error", "x-api-key header is required"), 401)
+        return json_response(error_body("authentication_error", "x-api-key header is required"), 401)
     if not request.headers.get("anthropic-version"):
-        return None, json_response(
+        return json_response(
             error_body("invalid_request_error", "anthropic-version: header is required"), 400
         )
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return None, json_response(error_body("invalid_request_error", "invalid JSON body"), 400)
+        return json_response(error_body("invalid_request_error", "invalid JSON body"), 400)
     if not isinstance(body, dict):
-        return None, json_response(error_body("invalid_request_error", "body must be an object"), 400)
-    return body, None
+        return json_response(error_body("invalid_request_error", "body must be an object"), 400)
+    return body
 
 
 async def count_tokens(request: web.Request) -> web.Response:
     raw, _ = await request.app[STATE].record(request)
-    body, error = _check(request, raw)
-    if error is not None:
-        return error
+    body = _check(request, raw)
+    if isinstance(body, web.Response):
+        return body
     if "max_tokens" in body:
         return json_response(
             error_body("invalid_request_error", "max_tokens: Extra inputs are not permitted"), 400
@@ -102,9 +103,9 @@ async def models(request: web.Request) -> web.Response:
 async def messages(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     raw, _ = await state.record(request)
-    body, error = _check(request, raw)
-    if error is not None:
-        return error
+    body = _check(request, raw)
+    if isinstance(body, web.Response):
+        return body
     spec = state.next_reply("anthropic", body) or {}
     await sleep(spec.get("delay"))
     if "raw" in spec:
@@ -136,8 +137,9 @@ def build_message(body: dict, spec: dict) -> dict[str, Any]:
     content = [_fill_ids(block) for block in content]
     output = sum(text_tokens(orjson.dumps(b).decode()) for b in content)
     limit = body.get("max_tokens")
-    truncated = isinstance(limit, int) and 0 < limit < output and "usage" not in spec
-    if truncated:  # like the real API: never more output than max_tokens
+    truncated = False
+    if isinstance(limit, int) and 0 < limit < output and "usage" not in spec:
+        truncated = True  # like the real API: never more output than max_tokens
         content = _truncate(content, limit)
         output = limit
     usage = {
@@ -204,7 +206,8 @@ async def stream_message(request: web.Request, message: dict, spec: dict) -> web
         for name, payload in message_events(message, spec.get("piece", 16)):
             if spec.get("disconnect_after") is not None and sent >= spec["disconnect_after"]:
                 state.events.append({"disconnected_by_fake": True, "after": sent})
-                request.transport.close()
+                if request.transport is not None:  # None once the client has gone
+                    request.transport.close()
                 return response
             if spec.get("error_after") is not None and sent >= spec["error_after"]:
                 err = spec.get("stream_error") or {"type": "overloaded_error", "message": "Overloaded"}

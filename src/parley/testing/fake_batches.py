@@ -61,9 +61,9 @@ def _view(request: web.Request, batch: dict[str, Any]) -> dict[str, Any]:
 
 async def create(request: web.Request) -> web.Response:
     raw, _ = await request.app[STATE].record(request)
-    body, error = _check(request, raw)
-    if error is not None:
-        return error
+    body = _check(request, raw)
+    if isinstance(body, web.Response):
+        return body
     items = body.get("requests")
     if not isinstance(items, list) or not items:
         return json_response(error_body("invalid_request_error", "requests: Field required"), 400)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from parley.testing.fake_anthropic import error_body
 from parley.testing.fake_upstream import STATE, json_response
@@ -43,7 +43,7 @@ def _meta(item: dict) -> dict:
 async def upload(request: web.Request) -> web.Response:
     reader = await request.multipart()
     part = await reader.next()
-    while part is not None and part.name != "file":
+    while part is not None and not (isinstance(part, BodyPartReader) and part.name == "file"):
         part = await reader.next()
     if part is None:
         return json_response(error_body("invalid_request_error", "file: Field required"), 400)

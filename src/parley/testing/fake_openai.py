@@ -196,7 +196,7 @@ class Reply:
             + "".join(c["name"] + c["arguments"] for c in self.calls)
         )
         cached = self.spec.get("cached_tokens", 0)
-        usage = {
+        usage: dict[str, Any] = {
             "prompt_tokens": prompt,
             "completion_tokens": max(1, text_tokens(generated)),
             "prompt_tokens_details": {"cached_tokens": cached},
@@ -324,7 +324,8 @@ async def stream(request: web.Request, reply: Reply, spec: dict) -> web.StreamRe
         for chunk in reply.chunks():
             if spec.get("disconnect_after") is not None and sent >= spec["disconnect_after"]:
                 state.events.append({"disconnected_by_fake": True, "after": sent})
-                request.transport.close()
+                if request.transport is not None:  # None once the client has gone
+                    request.transport.close()
                 return response
             if spec.get("error_after") is not None and sent >= spec["error_after"]:
                 err = spec.get("stream_error") or {
