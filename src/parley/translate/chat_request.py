@@ -176,7 +176,7 @@ def _budget(body: dict[str, Any]) -> int | None:
     if isinstance(thinking, dict):
         budget = thinking.get("budget_tokens")
         return budget if isinstance(budget, int) and thinking.get("type") == "enabled" else None
-    return EFFORT_BUDGET.get(body.get("reasoning_effort"))  # type: ignore[arg-type]
+    return EFFORT_BUDGET.get(body.get("reasoning_effort", ""))
 
 
 def _thinking(body: dict[str, Any], out: dict[str, Any]) -> None:

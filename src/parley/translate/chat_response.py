@@ -90,7 +90,9 @@ def to_chat_completion(message: dict[str, Any], plan: ChatPlan) -> dict[str, Any
             texts.append(block.get("text") or "")
             citations.extend(block.get("citations") or ())
         elif kind in ("thinking", "redacted_thinking"):
-            thinking_blocks.append(thinking_entry(block))  # type: ignore[arg-type]
+            entry = thinking_entry(block)
+            if entry is not None:  # never None for these two kinds
+                thinking_blocks.append(entry)
             if kind == "thinking" and block.get("thinking"):
                 reasoning.append(block["thinking"])
         elif kind == "tool_use":

@@ -37,7 +37,7 @@ class ChatStreamTranslator:
         self.model = plan.model
         self.usage: dict[str, Any] = {}
         self.stop_reason: str | None = None
-        self.blocks: dict[int, _Block] = {}
+        self.blocks: dict[Any, _Block] = {}  # by the event's `index`, as the upstream sent it
         self.tools = 0
         self.thinking = 0
         self.citations = 0
@@ -113,7 +113,7 @@ class ChatStreamTranslator:
         return []
 
     def _block_delta(self, data: dict[str, Any]) -> list[dict[str, Any]]:
-        state = self.blocks.get(data.get("index"))  # type: ignore[arg-type]
+        state = self.blocks.get(data.get("index"))
         delta = data.get("delta") or {}
         kind = delta.get("type")
         if state is None:
@@ -148,7 +148,7 @@ class ChatStreamTranslator:
         return []
 
     def _block_stop(self, data: dict[str, Any]) -> list[dict[str, Any]]:
-        state = self.blocks.get(data.get("index"))  # type: ignore[arg-type]
+        state = self.blocks.get(data.get("index"))
         if state is None:
             return []
         if state.kind == "json" and not state.text:  # a tool input of {} streams no deltas
