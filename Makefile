@@ -1,5 +1,6 @@
 # `make run`: venv + install + start the gateway with the shipped default config.
 # `make test`: venv + dev install + the whole suite.
+# `make check`: venv + dev install + ruff lint, ruff format check and mypy (settings in pyproject.toml).
 # `make bench`: the benchmark suite (bench/README.md); `make bench-compare`: the same, plus LiteLLM.
 #   Pass options with BENCH_ARGS, e.g. make bench BENCH_ARGS="--workers 2 --duration 10".
 PYTHON ?= python3
@@ -7,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test install bench bench-compare clean
+.PHONY: run test check install bench bench-compare clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +23,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+check: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
 
 BENCH_STAMP := $(VENV)/.bench-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 LITELLM_VENV := bench/.litellm-venv

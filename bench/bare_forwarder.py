@@ -30,8 +30,7 @@ async def forward(request: web.Request) -> web.StreamResponse:
     headers["x-api-key"] = "sk-bench-upstream"
     async with request.app[SESSION].post(base + request.path_qs, data=raw, headers=headers) as up:
         if not stream:
-            return web.Response(body=await up.read(), status=up.status,
-                                content_type=up.content_type)
+            return web.Response(body=await up.read(), status=up.status, content_type=up.content_type)
         response = web.StreamResponse(status=up.status, headers={"content-type": up.content_type})
         await response.prepare(request)
         while chunk := await up.content.readany():
@@ -65,6 +64,7 @@ def main() -> None:
     app.router.add_get("/health", health)
     app.router.add_post("/{tail:.*}", forward)
     import uvloop
+
     uvloop.install()
     web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None, backlog=4096)
 

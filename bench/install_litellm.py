@@ -40,8 +40,11 @@ def requirements() -> list[str]:
 def main() -> int:
     if pip(f"litellm[{EXTRA}]=={VERSION}") == 0:
         return 0
-    print(f"install_litellm: litellm[{EXTRA}]=={VERSION} does not resolve against this index; "
-          f"installing it with --no-deps and relaxing {sorted(RELAX)}", file=sys.stderr)
+    print(
+        f"install_litellm: litellm[{EXTRA}]=={VERSION} does not resolve against this index; "
+        f"installing it with --no-deps and relaxing {sorted(RELAX)}",
+        file=sys.stderr,
+    )
     if pip("packaging") != 0 or pip("--no-deps", f"litellm=={VERSION}") != 0:
         return 1
     return pip(*requirements())

@@ -61,15 +61,28 @@ def _write_inputs(workdir: str, body: bytes, headers: dict[str, str]) -> tuple[s
     return body_path, headers_path
 
 
-def run_wrk(wrk: str, workdir: str, url: str, body: bytes, headers: dict[str, str], concurrency: int,
-            seconds: float) -> LoadResult:
+def run_wrk(
+    wrk: str, workdir: str, url: str, body: bytes, headers: dict[str, str], concurrency: int, seconds: float
+) -> LoadResult:
     body_path, headers_path = _write_inputs(workdir, body, headers)
     script = os.path.join(workdir, "post.lua")
     with open(script, "w") as f:
         f.write(WRK_LUA)
     threads = 1 if concurrency < 8 else 2
-    argv = [wrk, "-t", str(threads), "-c", str(concurrency), "-d", f"{max(1, round(seconds))}s",
-            "--timeout", "30s", "-s", script, url]
+    argv = [
+        wrk,
+        "-t",
+        str(threads),
+        "-c",
+        str(concurrency),
+        "-d",
+        f"{max(1, round(seconds))}s",
+        "--timeout",
+        "30s",
+        "-s",
+        script,
+        url,
+    ]
     env = dict(os.environ, BENCH_BODY=body_path, BENCH_HEADERS=headers_path)
     out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 60)
     match = re.search(r"BENCH_JSON (\{.*\})", out.stdout)
@@ -77,18 +90,26 @@ def run_wrk(wrk: str, workdir: str, url: str, body: bytes, headers: dict[str, st
         raise RuntimeError(f"wrk gave no result: {out.stdout}\n{out.stderr}")
     data = orjson.loads(match.group(1))
     errors = sum(data[k] for k in ("err_connect", "err_read", "err_write", "err_status", "err_timeout"))
-    return LoadResult(data["requests"], data["duration_us"] / 1e6, data["p50_us"] / 1000,
-                      data["p99_us"] / 1000, errors, "wrk")
+    return LoadResult(
+        data["requests"],
+        data["duration_us"] / 1e6,
+        data["p50_us"] / 1000,
+        data["p99_us"] / 1000,
+        errors,
+        "wrk",
+    )
 
 
-def run_python(url: str, body: bytes, headers: dict[str, str], concurrency: int,
-               seconds: float) -> LoadResult:
+def run_python(
+    url: str, body: bytes, headers: dict[str, str], concurrency: int, seconds: float
+) -> LoadResult:
     """A keep-alive asyncio client loop: far slower than wrk, so it bounds what it can measure."""
     return asyncio.run(_python_loop(url, body, headers, concurrency, seconds))
 
 
-async def _python_loop(url: str, body: bytes, headers: dict[str, str], concurrency: int,
-                       seconds: float) -> LoadResult:
+async def _python_loop(
+    url: str, body: bytes, headers: dict[str, str], concurrency: int, seconds: float
+) -> LoadResult:
     latencies: list[float] = []
     errors = 0
     connector = aiohttp.TCPConnector(limit=0)
@@ -112,8 +133,9 @@ async def _python_loop(url: str, body: bytes, headers: dict[str, str], concurren
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - start
     latencies.sort()
-    return LoadResult(len(latencies), elapsed, _pct(latencies, 50) * 1000, _pct(latencies, 99) * 1000,
-                      errors, "python")
+    return LoadResult(
+        len(latencies), elapsed, _pct(latencies, 50) * 1000, _pct(latencies, 99) * 1000, errors, "python"
+    )
 
 
 def _pct(values: list[float], p: float) -> float:

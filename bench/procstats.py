@@ -64,7 +64,7 @@ class Watch:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def __enter__(self) -> "Watch":
+    def __enter__(self) -> Watch:
         if self.pid is not None:
             self._cpu0 = cpu_seconds(self.pid)
             self.peak_rss = rss_bytes(self.pid)

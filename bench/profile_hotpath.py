@@ -87,18 +87,46 @@ def main() -> int:
         s = next(s for s in sc.scenarios(up) if s.name == args.scenario)
         headers = dict(s.headers, **parley.headers)
         result: list = []
-        runner = threading.Thread(target=lambda: result.append(load.run_wrk(
-            wrk, os.path.join(workdir, "wrk"), parley.url + s.path, s.body, headers, args.concurrency,
-            args.seconds + 2)))
+        runner = threading.Thread(
+            target=lambda: result.append(
+                load.run_wrk(
+                    wrk,
+                    os.path.join(workdir, "wrk"),
+                    parley.url + s.path,
+                    s.body,
+                    headers,
+                    args.concurrency,
+                    args.seconds + 2,
+                )
+            )
+        )
         runner.start()
         collapsed = os.path.join(args.out, f"{args.scenario}.collapsed")
-        subprocess.run([pyspy, "record", "--pid", str(parley.pid), "--duration", str(args.seconds),
-                        "--rate", str(args.rate), "--format", "raw", "--output", collapsed,
-                        "--nonblocking"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                pyspy,
+                "record",
+                "--pid",
+                str(parley.pid),
+                "--duration",
+                str(args.seconds),
+                "--rate",
+                str(args.rate),
+                "--format",
+                "raw",
+                "--output",
+                collapsed,
+                "--nonblocking",
+            ],
+            check=True,
+            capture_output=True,
+        )
         runner.join()
         r = result[0]
-        print(f"{args.scenario} at concurrency {args.concurrency}: {r.rps:.0f} req/s, p50 {r.p50_ms:.2f} ms "
-              f"(under py-spy)\n")
+        print(
+            f"{args.scenario} at concurrency {args.concurrency}: {r.rps:.0f} req/s, p50 {r.p50_ms:.2f} ms "
+            f"(under py-spy)\n"
+        )
         print(summarise(collapsed))
     finally:
         if parley is not None:

@@ -59,37 +59,52 @@ def _f(value: float | None, digits: int = 2) -> str:
 
 def markdown(results: Results) -> str:
     m = results.meta
-    out = ["# parley benchmark results", "",
-           f"Run {m['date']} on {m['machine']}; {m['mode']} mode, {m['duration']} s per measurement.", "",
-           f"- upstream: {m['upstream']}; load generator: {m['load']}",
-           f"- parley: {m['workers']} worker(s), auth with a {m['auth']}, spend logging {m['spend']}",
-           f"- bare forwarder: bench/bare_forwarder.py (aiohttp + uvloop, one process)",
-           f"- LiteLLM: {m['litellm']}", "",
-           "`added` = the target's latency percentile minus the upstream's own at the same concurrency "
-           "(`direct`). CPU is user+system time of the target's processes per request; RSS is the "
-           "peak resident memory of the target's processes during the measurement.", "",
-           "| scenario | target | conc | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms "
-           "| TTFT ms | CPU ms/req | peak RSS MB | errors |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    out = [
+        "# parley benchmark results",
+        "",
+        f"Run {m['date']} on {m['machine']}; {m['mode']} mode, {m['duration']} s per measurement.",
+        "",
+        f"- upstream: {m['upstream']}; load generator: {m['load']}",
+        f"- parley: {m['workers']} worker(s), auth with a {m['auth']}, spend logging {m['spend']}",
+        "- bare forwarder: bench/bare_forwarder.py (aiohttp + uvloop, one process)",
+        f"- LiteLLM: {m['litellm']}",
+        "",
+        "`added` = the target's latency percentile minus the upstream's own at the same concurrency "
+        "(`direct`). CPU is user+system time of the target's processes per request; RSS is the "
+        "peak resident memory of the target's processes during the measurement.",
+        "",
+        "| scenario | target | conc | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms "
+        "| TTFT ms | CPU ms/req | peak RSS MB | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in results.rows:
-        out.append(f"| {r.scenario} | {r.target} | {r.concurrency} | {r.rps:.0f} | {_f(r.p50_ms)} | "
-                   f"{_f(r.p99_ms)} | {_f(r.added_p50_ms)} | {_f(r.added_p99_ms)} | {_f(r.ttft_ms)} | "
-                   f"{_f(r.cpu_ms_per_req, 3)} | {_f(r.peak_rss_mb, 0)} | {r.errors} |")
+        out.append(
+            f"| {r.scenario} | {r.target} | {r.concurrency} | {r.rps:.0f} | {_f(r.p50_ms)} | "
+            f"{_f(r.p99_ms)} | {_f(r.added_p50_ms)} | {_f(r.added_p99_ms)} | {_f(r.ttft_ms)} | "
+            f"{_f(r.cpu_ms_per_req, 3)} | {_f(r.peak_rss_mb, 0)} | {r.errors} |"
+        )
     if results.streams:
         s0 = results.streams[0]
-        out += ["", f"## {s0.streams} concurrent slow streams", "",
-                f"Each stream: {m['stream_events']} text deltas {m['stream_interval']} s apart from the "
-                f"streaming upstream, the starts spread evenly over {m['stream_ramp']} s (so the upstream's "
-                "writes are not all in phase, and connection set-up is not one burst); delay = arrival at the client minus the time the upstream wrote "
-                "the delta.", "",
-                "| target | open at once | completed | TTFT p50 ms | chunk delay p50 ms | p99 ms | max ms | added p50 ms "
-                "| added p99 ms | chunks | peak RSS MB | errors |",
-                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        out += [
+            "",
+            f"## {s0.streams} concurrent slow streams",
+            "",
+            f"Each stream: {m['stream_events']} text deltas {m['stream_interval']} s apart from the "
+            f"streaming upstream, the starts spread evenly over {m['stream_ramp']} s (so the upstream's "
+            "writes are not all in phase, and connection set-up is not one burst); "
+            "delay = arrival at the client minus the time the upstream wrote the delta.",
+            "",
+            "| target | open at once | completed | TTFT p50 ms | chunk delay p50 ms | p99 ms | max ms "
+            "| added p50 ms | added p99 ms | chunks | peak RSS MB | errors |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for s in results.streams:
-            out.append(f"| {s.target} | {s.peak_open} | {s.completed}/{s.streams} | {_f(s.ttft_p50_ms)} | "
-                       f"{_f(s.delay_p50_ms)} | {_f(s.delay_p99_ms)} | {_f(s.delay_max_ms)} | "
-                       f"{_f(s.added_p50_ms)} | {_f(s.added_p99_ms)} | {s.chunks} | "
-                       f"{_f(s.peak_rss_mb, 0)} | {s.errors} |")
+            out.append(
+                f"| {s.target} | {s.peak_open} | {s.completed}/{s.streams} | {_f(s.ttft_p50_ms)} | "
+                f"{_f(s.delay_p50_ms)} | {_f(s.delay_p99_ms)} | {_f(s.delay_max_ms)} | "
+                f"{_f(s.added_p50_ms)} | {_f(s.added_p99_ms)} | {s.chunks} | "
+                f"{_f(s.peak_rss_mb, 0)} | {s.errors} |"
+            )
     if results.targets:
         out += ["", "## Targets (issue 9)", "", "| target | measured | verdict |", "|---|---|---|"]
         out += [f"| {t} | {measured} | {verdict} |" for t, measured, verdict in results.targets]
@@ -102,6 +117,7 @@ def chart(results: Results, path: str) -> str | None:
     """A PNG: requests/s per scenario and target at the highest concurrency, and added p50 at c=1."""
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
@@ -116,23 +132,47 @@ def chart(results: Results, path: str) -> str | None:
     colors = {"direct": "#9e9e9e", "bare": "#1f77b4", "parley": "#2ca02c", "litellm": "#d62728"}
     width = 0.8 / len(targets)
     for i, target in enumerate(targets):
-        rps = [next((r.rps for r in results.rows if r.scenario == s and r.target == target
-                     and r.concurrency == top), 0) for s in scenarios]
-        axes[0].bar([x + i * width for x in range(len(scenarios))], rps, width, label=target,
-                    color=colors.get(target))
+        rps = [
+            next(
+                (
+                    r.rps
+                    for r in results.rows
+                    if r.scenario == s and r.target == target and r.concurrency == top
+                ),
+                0,
+            )
+            for s in scenarios
+        ]
+        axes[0].bar(
+            [x + i * width for x in range(len(scenarios))], rps, width, label=target, color=colors.get(target)
+        )
     axes[0].set_yscale("log")
     axes[0].set_title(f"requests/s at concurrency {top} (log scale)")
     low = min(r.concurrency for r in results.rows)
     others = [t for t in targets if t != "direct"]
     width2 = 0.8 / max(1, len(others))
     for i, target in enumerate(others):
-        added = [next((max(r.added_p50_ms or 0, 0.01) for r in results.rows if r.scenario == s
-                       and r.target == target and r.concurrency == low), 0) for s in scenarios]
-        axes[1].bar([x + i * width2 for x in range(len(scenarios))], added, width2, label=target,
-                    color=colors.get(target))
+        added = [
+            next(
+                (
+                    max(r.added_p50_ms or 0, 0.01)
+                    for r in results.rows
+                    if r.scenario == s and r.target == target and r.concurrency == low
+                ),
+                0,
+            )
+            for s in scenarios
+        ]
+        axes[1].bar(
+            [x + i * width2 for x in range(len(scenarios))],
+            added,
+            width2,
+            label=target,
+            color=colors.get(target),
+        )
     axes[1].set_yscale("log")
     axes[1].set_title(f"added p50 latency (ms) at concurrency {low} (log scale)")
-    for ax, w in zip(axes, (width, width2)):
+    for ax, w in zip(axes, (width, width2), strict=True):
         ax.set_xticks([x + 0.4 - w / 2 for x in range(len(scenarios))])
         ax.set_xticklabels(scenarios, rotation=20, ha="right", fontsize=8)
         ax.legend(fontsize=8)

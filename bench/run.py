@@ -45,8 +45,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--streams", type=int, help="concurrent slow streams (default 500, smoke 20)")
     p.add_argument("--stream-events", type=int, help="deltas per slow stream (default 10, smoke 3)")
     p.add_argument("--stream-interval", type=float, help="seconds between deltas (default 0.5, smoke 0.2)")
-    p.add_argument("--stream-ramp", type=float,
-                   help="seconds over which the slow streams' starts are spread (default 2, smoke 0.2)")
+    p.add_argument(
+        "--stream-ramp",
+        type=float,
+        help="seconds over which the slow streams' starts are spread (default 2, smoke 0.2)",
+    )
     p.add_argument("--only", help="comma-separated scenario names to run")
     p.add_argument("--out", default=HERE, help="where RESULTS.md and results.png go (default bench/)")
     p.add_argument("--no-nginx", action="store_true", help="use parley's fake upstream instead of nginx")
@@ -82,17 +85,21 @@ class Bench:
         self.notes: list[str] = []
         self.wrk = None if args.no_wrk else ensure_tool("wrk", "wrk", self.notes)
         if self.wrk is None:
-            self.notes.append("NOTE: wrk not used (unavailable, or --no-wrk); load comes from a Python asyncio loop, which is "
-                              "slower than the systems it measures: requests/s here are the client's limit")
+            self.notes.append(
+                "NOTE: wrk not used (unavailable, or --no-wrk); load comes from a Python asyncio loop, "
+                "which is slower than the systems it measures: requests/s here are the client's limit"
+            )
 
     def load(self, url: str, body: bytes, headers: dict[str, str], conc: int) -> load.LoadResult:
         if self.wrk:
-            return load.run_wrk(self.wrk, os.path.join(self.workdir, "wrk"), url, body, headers, conc,
-                                self.args.duration)
+            return load.run_wrk(
+                self.wrk, os.path.join(self.workdir, "wrk"), url, body, headers, conc, self.args.duration
+            )
         return load.run_python(url, body, headers, conc, self.args.duration)
 
-    def measure(self, s: sc.Scenario, target: tg.Target | None, conc: int,
-                direct: report.Row | None) -> report.Row:
+    def measure(
+        self, s: sc.Scenario, target: tg.Target | None, conc: int, direct: report.Row | None
+    ) -> report.Row:
         if target is None:
             url, body, headers, pid, name = s.direct_url, s.direct_body, s.direct_headers, None, "direct"
         else:
@@ -102,8 +109,16 @@ class Bench:
                 headers = s.headers
         with Watch(pid) as watch:
             result = self.load(url, body, headers, conc)
-        row = report.Row(s.name, name, conc, result.rps, result.p50_ms, result.p99_ms,
-                         errors=result.errors, requests=result.requests)
+        row = report.Row(
+            s.name,
+            name,
+            conc,
+            result.rps,
+            result.p50_ms,
+            result.p99_ms,
+            errors=result.errors,
+            requests=result.requests,
+        )
         if pid is not None and result.requests:
             row.cpu_ms_per_req = watch.cpu * 1000 / result.requests
             row.peak_rss_mb = watch.peak_rss / 2**20
@@ -166,24 +181,33 @@ def main(argv: list[str] | None = None) -> int:
             if lite is not None:
                 stack.callback(lite.stop)
                 systems.append(lite)
-                litellm_desc = (f"litellm[proxy] {tg.litellm_version()}, 1 worker, master key, no database "
-                                "(its spend logs need Postgres + Prisma)")
+                litellm_desc = (
+                    f"litellm[proxy] {tg.litellm_version()}, 1 worker, master key, no database "
+                    "(its spend logs need Postgres + Prisma)"
+                )
             else:
                 litellm_desc = "could not be started (see notes)"
         meta = {
             "date": time.strftime("%Y-%m-%d %H:%M", time.localtime(started)),
             "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, "
-                       f"Python {platform.python_version()}",
-            "mode": "smoke" if args.smoke else "full", "duration": args.duration,
-            "upstream": "nginx (nginx-light, canned bodies)" if up.kind == "nginx" else
-                        "parley fake-upstream (nginx not used)",
-            "load": f"wrk ({'1 thread' if max(args.concurrency) < 8 else '1-2 threads'})" if bench.wrk
-                    else "Python asyncio loop (wrk not used)",
-            "workers": args.workers, "auth": info["auth"],
-            "spend": "off (--no-spend)" if args.no_spend else
-                     "on (database_url set; recorded if this build has the spend feature)",
-            "litellm": litellm_desc, "stream_events": args.stream_events,
-            "stream_interval": args.stream_interval, "stream_ramp": args.stream_ramp,
+            f"Python {platform.python_version()}",
+            "mode": "smoke" if args.smoke else "full",
+            "duration": args.duration,
+            "upstream": "nginx (nginx-light, canned bodies)"
+            if up.kind == "nginx"
+            else "parley fake-upstream (nginx not used)",
+            "load": f"wrk ({'1 thread' if max(args.concurrency) < 8 else '1-2 threads'})"
+            if bench.wrk
+            else "Python asyncio loop (wrk not used)",
+            "workers": args.workers,
+            "auth": info["auth"],
+            "spend": "off (--no-spend)"
+            if args.no_spend
+            else "on (database_url set; recorded if this build has the spend feature)",
+            "litellm": litellm_desc,
+            "stream_events": args.stream_events,
+            "stream_interval": args.stream_interval,
+            "stream_ramp": args.stream_ramp,
         }
         results = report.Results(meta, notes=notes)
         run_scenarios(bench, up, systems, results)
@@ -241,18 +265,38 @@ def run_slow_streams(bench: Bench, systems: list[tg.Target], results: report.Res
         url = (bench.slow_url if t is None else t.url) + "/v1/messages"
         headers = sc.ANTHROPIC_HEADERS if t is None else dict(sc.ANTHROPIC_HEADERS, **t.headers)
         with Watch(None if t is None else t.pid) as watch:
-            stats = run_streams(url, body, headers, n, timeout=expected * bench.args.stream_interval + 120,
-                                ramp=bench.args.stream_ramp)
+            stats = run_streams(
+                url,
+                body,
+                headers,
+                n,
+                timeout=expected * bench.args.stream_interval + 120,
+                ramp=bench.args.stream_ramp,
+            )
         d = stats.chunk_delay_ms
         row = report.StreamRow(
-            "direct" if t is None else t.name, n, stats.peak_open, stats.completed, stats.pct(stats.ttft_ms, 50),
-            stats.pct(d, 50), stats.pct(d, 99), max(d) if d else float("nan"), None, None,
-            watch.peak_rss / 2**20 if t is not None else None, len(d), len(stats.errors))
+            "direct" if t is None else t.name,
+            n,
+            stats.peak_open,
+            stats.completed,
+            stats.pct(stats.ttft_ms, 50),
+            stats.pct(d, 50),
+            stats.pct(d, 99),
+            max(d) if d else float("nan"),
+            None,
+            None,
+            watch.peak_rss / 2**20 if t is not None else None,
+            len(d),
+            len(stats.errors),
+        )
         if stats.errors:
-            results.notes.append(f"{n} streams on {row.target}: {len(stats.errors)} failed, e.g. "
-                                 f"{stats.errors[0][:200]}")
+            results.notes.append(
+                f"{n} streams on {row.target}: {len(stats.errors)} failed, e.g. {stats.errors[0][:200]}"
+            )
         if len(d) != n * expected and not stats.errors:
-            results.notes.append(f"{n} streams on {row.target}: {len(d)} deltas arrived, expected {n * expected}")
+            results.notes.append(
+                f"{n} streams on {row.target}: {len(d)} deltas arrived, expected {n * expected}"
+            )
         if direct is None:
             direct = row
         else:
@@ -262,8 +306,10 @@ def run_slow_streams(bench: Bench, systems: list[tg.Target], results: report.Res
 
 
 def _row(results: report.Results, scenario: str, target: str, conc: int) -> report.Row | None:
-    return next((r for r in results.rows if r.scenario == scenario and r.target == target
-                 and r.concurrency == conc), None)
+    return next(
+        (r for r in results.rows if r.scenario == scenario and r.target == target and r.concurrency == conc),
+        None,
+    )
 
 
 def _best_rps(results: report.Results, scenario: str, target: str) -> report.Row | None:
@@ -278,33 +324,66 @@ def judge(results: report.Results, args: argparse.Namespace) -> None:
     p, b = _best_rps(results, "native", "parley"), _best_rps(results, "native", "bare")
     if p and b:
         ratio = p.rps / b.rps
-        t.append(("native, 1 worker: ≥ 60% of the bare forwarder's req/s",
-                  f"{p.rps:.0f} vs {b.rps:.0f} req/s (best concurrency each) = {ratio:.0%}", verdict(ratio >= 0.6)))
+        t.append(
+            (
+                "native, 1 worker: ≥ 60% of the bare forwarder's req/s",
+                f"{p.rps:.0f} vs {b.rps:.0f} req/s (best concurrency each) = {ratio:.0%}",
+                verdict(ratio >= 0.6),
+            )
+        )
     low = min(args.concurrency)
     r = _row(results, "native", "parley", low)
     if r and r.added_p50_ms is not None:
-        t.append((f"added latency at concurrency {low}: p50 ≤ 1 ms, p99 ≤ 5 ms",
-                  f"p50 +{r.added_p50_ms:.2f} ms, p99 +{r.added_p99_ms:.2f} ms",
-                  verdict(r.added_p50_ms <= 1 and r.added_p99_ms <= 5)))
+        t.append(
+            (
+                f"added latency at concurrency {low}: p50 ≤ 1 ms, p99 ≤ 5 ms",
+                f"p50 +{r.added_p50_ms:.2f} ms, p99 +{r.added_p99_ms:.2f} ms",
+                verdict(r.added_p50_ms <= 1 and r.added_p99_ms <= 5),
+            )
+        )
     s = next((s for s in results.streams if s.target == "parley"), None)
     if s:
-        ok = (s.completed == s.streams and s.added_p99_ms is not None and s.added_p99_ms <= 5
-              and s.chunks == s.streams * args.stream_events)
-        t.append((f"{s.streams} concurrent streams: no added per-chunk delay (p99 ≤ +5 ms, every "
-                  "delta arrives on its own)", f"p50 {s.added_p50_ms:+.2f} ms, p99 {s.added_p99_ms:+.2f} ms, "
-                  f"{s.completed}/{s.streams} completed, {s.chunks} deltas", verdict(ok)))
-        t.append(("  … and RSS ≤ 120 MB for one worker", f"{s.peak_rss_mb:.0f} MB",
-                  verdict(s.peak_rss_mb is not None and s.peak_rss_mb <= 120)))
+        ok = (
+            s.completed == s.streams
+            and s.added_p99_ms is not None
+            and s.added_p99_ms <= 5
+            and s.chunks == s.streams * args.stream_events
+        )
+        t.append(
+            (
+                f"{s.streams} concurrent streams: no added per-chunk delay (p99 ≤ +5 ms, every "
+                "delta arrives on its own)",
+                f"p50 {s.added_p50_ms:+.2f} ms, p99 {s.added_p99_ms:+.2f} ms, "
+                f"{s.completed}/{s.streams} completed, {s.chunks} deltas",
+                verdict(ok),
+            )
+        )
+        t.append(
+            (
+                "  … and RSS ≤ 120 MB for one worker",
+                f"{s.peak_rss_mb:.0f} MB",
+                verdict(s.peak_rss_mb is not None and s.peak_rss_mb <= 120),
+            )
+        )
     for scenario, factor in (("native", 60), ("messages→openai", 30), ("chat→anthropic", 30)):
         p, lite = _row(results, scenario, "parley", 16), _row(results, scenario, "litellm", 16)
         if p and lite and lite.rps:
             ratio = p.rps / lite.rps
-            t.append((f"{scenario}: ≥ {factor}× LiteLLM's req/s (concurrency 16)",
-                      f"{p.rps:.0f} vs {lite.rps:.1f} req/s = {ratio:.1f}×", verdict(ratio >= factor)))
+            t.append(
+                (
+                    f"{scenario}: ≥ {factor}× LiteLLM's req/s (concurrency 16)",
+                    f"{p.rps:.0f} vs {lite.rps:.1f} req/s = {ratio:.1f}×",
+                    verdict(ratio >= factor),
+                )
+            )
         elif lite and not p:
-            t.append((f"{scenario}: ≥ {factor}× LiteLLM's req/s (concurrency 16)",
-                      f"LiteLLM {lite.rps:.1f} req/s; parley skipped this scenario (see notes)",
-                      "not measured"))
+            t.append(
+                (
+                    f"{scenario}: ≥ {factor}× LiteLLM's req/s (concurrency 16)",
+                    f"LiteLLM {lite.rps:.1f} req/s; parley skipped this scenario (see notes)",
+                    "not measured",
+                )
+            )
 
 
 if __name__ == "__main__":

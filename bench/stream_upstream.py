@@ -25,25 +25,45 @@ async def messages(request: web.Request) -> web.StreamResponse:
     await request.read()
     events = int(request.query.get("events", request.app[EVENTS]))
     interval = float(request.query.get("interval", request.app[INTERVAL]))
-    response = web.StreamResponse(headers={"content-type": "text/event-stream",
-                                           "cache-control": "no-cache"})
+    response = web.StreamResponse(headers={"content-type": "text/event-stream", "cache-control": "no-cache"})
     await response.prepare(request)
     start = dict(ANTHROPIC_MESSAGE, content=[], stop_reason=None)
-    await response.write((sse("message_start", {"type": "message_start", "message": start})
-                          + sse("content_block_start", {"type": "content_block_start", "index": 0,
-                                                        "content_block": {"type": "text", "text": ""}})
-                          ).encode())
+    await response.write(
+        (
+            sse("message_start", {"type": "message_start", "message": start})
+            + sse(
+                "content_block_start",
+                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            )
+        ).encode()
+    )
     for i in range(events):
         if i and interval:
             await asyncio.sleep(interval)
-        await response.write(sse("content_block_delta", {
-            "type": "content_block_delta", "index": 0,
-            "delta": {"type": "text_delta", "text": f"@{time.time():.6f}"}}).encode())
-    await response.write((sse("content_block_stop", {"type": "content_block_stop", "index": 0})
-                          + sse("message_delta", {"type": "message_delta",
-                                                  "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                                                  "usage": {"output_tokens": events}})
-                          + sse("message_stop", {"type": "message_stop"})).encode())
+        await response.write(
+            sse(
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": f"@{time.time():.6f}"},
+                },
+            ).encode()
+        )
+    await response.write(
+        (
+            sse("content_block_stop", {"type": "content_block_stop", "index": 0})
+            + sse(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                    "usage": {"output_tokens": events},
+                },
+            )
+            + sse("message_stop", {"type": "message_stop"})
+        ).encode()
+    )
     await response.write_eof()
     return response
 
@@ -65,6 +85,7 @@ def main() -> None:
     app.router.add_get("/health", health)
     try:
         import uvloop
+
         uvloop.install()
     except ImportError:
         pass

@@ -33,8 +33,15 @@ class StreamStats:
         return s[min(len(s) - 1, int(len(s) * p / 100))]
 
 
-async def _one(session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str],
-               stats: StreamStats, start_gate: asyncio.Event, offset: float) -> None:
+async def _one(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    stats: StreamStats,
+    start_gate: asyncio.Event,
+    offset: float,
+) -> None:
     await start_gate.wait()
     if offset:
         await asyncio.sleep(offset)
@@ -61,29 +68,34 @@ async def _one(session: aiohttp.ClientSession, url: str, body: bytes, headers: d
                         first = False
                     stats.chunk_delay_ms.append((now - float(m.group(1))) * 1000)
         stats.completed += 1
-    except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+    except (TimeoutError, aiohttp.ClientError) as e:
         stats.errors.append(f"{type(e).__name__}: {e}")
     finally:
         stats.open_now -= 1
 
 
-async def _run(url: str, body: bytes, headers: dict[str, str], count: int, timeout: float,
-               ramp: float) -> StreamStats:
+async def _run(
+    url: str, body: bytes, headers: dict[str, str], count: int, timeout: float, ramp: float
+) -> StreamStats:
     stats = StreamStats(count, 0)
     gate = asyncio.Event()
     connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector,
-                                     timeout=aiohttp.ClientTimeout(total=timeout)) as session:
-        tasks = [asyncio.create_task(_one(session, url, body, headers, stats, gate, i * ramp / count))
-                 for i in range(count)]
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)
+    ) as session:
+        tasks = [
+            asyncio.create_task(_one(session, url, body, headers, stats, gate, i * ramp / count))
+            for i in range(count)
+        ]
         await asyncio.sleep(0)
         gate.set()
         await asyncio.gather(*tasks)
     return stats
 
 
-def run_streams(url: str, body: bytes, headers: dict[str, str], count: int,
-                timeout: float = 120.0, ramp: float = 0.0) -> StreamStats:
+def run_streams(
+    url: str, body: bytes, headers: dict[str, str], count: int, timeout: float = 120.0, ramp: float = 0.0
+) -> StreamStats:
     """Open `count` streams, their starts spread evenly over `ramp` seconds (0: all at once).
 
     With a ramp shorter than a stream's life every stream is still open at the same moment, while
@@ -91,6 +103,7 @@ def run_streams(url: str, body: bytes, headers: dict[str, str], count: int,
     """
     try:
         import uvloop
+
         return uvloop.run(_run(url, body, headers, count, timeout, ramp))
     except ImportError:
         return asyncio.run(_run(url, body, headers, count, timeout, ramp))

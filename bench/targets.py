@@ -40,20 +40,42 @@ def model_list(up: Upstream, slow_url: str, fast_url: str) -> list[dict]:
     """One config for parley and LiteLLM alike (parley reads LiteLLM's `litellm_params`)."""
 
     def anthropic(name: str, base: str) -> dict:
-        return {"model_name": name, "litellm_params": {"model": "anthropic/claude-bench-1", "api_base": base,
-                                                       "api_key": UPSTREAM_KEY}}
+        return {
+            "model_name": name,
+            "litellm_params": {
+                "model": "anthropic/claude-bench-1",
+                "api_base": base,
+                "api_key": UPSTREAM_KEY,
+            },
+        }
 
-    return [anthropic("bench-native", up.anthropic), anthropic("bench-sse", up.anthropic_sse),
-            anthropic("bench-slow", slow_url), anthropic("bench-fast", fast_url),
-            {"model_name": "bench-openai", "litellm_params": {"model": "openai/gpt-bench-1",
-                                                              "api_base": up.openai, "api_key": UPSTREAM_KEY}},
-            {"model_name": "bench-openai-sse", "litellm_params": {
-                "model": "openai/gpt-bench-1", "api_base": up.openai_sse, "api_key": UPSTREAM_KEY}}]
+    return [
+        anthropic("bench-native", up.anthropic),
+        anthropic("bench-sse", up.anthropic_sse),
+        anthropic("bench-slow", slow_url),
+        anthropic("bench-fast", fast_url),
+        {
+            "model_name": "bench-openai",
+            "litellm_params": {"model": "openai/gpt-bench-1", "api_base": up.openai, "api_key": UPSTREAM_KEY},
+        },
+        {
+            "model_name": "bench-openai-sse",
+            "litellm_params": {
+                "model": "openai/gpt-bench-1",
+                "api_base": up.openai_sse,
+                "api_key": UPSTREAM_KEY,
+            },
+        },
+    ]
 
 
 def post_json(url: str, payload: dict, headers: dict[str, str], timeout: float = 30) -> tuple[int, bytes]:
-    req = urllib.request.Request(url, data=orjson.dumps(payload), method="POST",
-                                 headers={"content-type": "application/json", **headers})
+    req = urllib.request.Request(
+        url,
+        data=orjson.dumps(payload),
+        method="POST",
+        headers={"content-type": "application/json", **headers},
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, r.read()
@@ -63,8 +85,9 @@ def post_json(url: str, payload: dict, headers: dict[str, str], timeout: float =
 
 def credential(base: str, notes: list[str], who: str) -> tuple[dict[str, str], str]:
     """A virtual key from /key/generate when the gateway has one, else the master key."""
-    status, body = post_json(base + "/key/generate", {"key_alias": "bench"},
-                             {"authorization": "Bearer " + MASTER})
+    status, body = post_json(
+        base + "/key/generate", {"key_alias": "bench"}, {"authorization": "Bearer " + MASTER}
+    )
     if status == 200:
         try:
             key = orjson.loads(body)["key"]
@@ -76,13 +99,17 @@ def credential(base: str, notes: list[str], who: str) -> tuple[dict[str, str], s
     return {"x-api-key": MASTER, "authorization": "Bearer " + MASTER}, "master key"
 
 
-def start_parley(workdir: str, models: list[dict], workers: int, notes: list[str],
-                 spend: bool = True) -> tuple[Target, dict[str, str]]:
+def start_parley(
+    workdir: str, models: list[dict], workers: int, notes: list[str], spend: bool = True
+) -> tuple[Target, dict[str, str]]:
     general: dict = {"master_key": MASTER, "stream_ping_interval": 15}
     if spend:
         general["database_url"] = f"sqlite+aiosqlite:///{workdir}/parley-bench.db"
-    gw = Gateway({"model_list": models, "general_settings": general}, workers=workers,
-                 extra_args=["--log-level", "warning"])
+    gw = Gateway(
+        {"model_list": models, "general_settings": general},
+        workers=workers,
+        extra_args=["--log-level", "warning"],
+    )
     headers, auth = credential(gw.url, notes, "parley")
     return Target("parley", gw.url, headers, gw), {"auth": auth}
 
@@ -101,18 +128,35 @@ def start_litellm(workdir: str, models: list[dict], notes: list[str]) -> Target 
 
     path = os.path.join(workdir, "litellm.yaml")
     with open(path, "w") as f:
-        yaml.safe_dump({"model_list": models, "general_settings": {"master_key": MASTER},
-                        # its /v1/messages -> OpenAI path defaults to the Responses API; parley's
-                        # bridge (and the bench's canned upstream) speak Chat Completions
-                        "litellm_settings": {"drop_params": True, "telemetry": False,
-                                             "use_chat_completions_url_for_anthropic_messages": True}}, f)
+        yaml.safe_dump(
+            {
+                "model_list": models,
+                "general_settings": {"master_key": MASTER},
+                # its /v1/messages -> OpenAI path defaults to the Responses API; parley's
+                # bridge (and the bench's canned upstream) speak Chat Completions
+                "litellm_settings": {
+                    "drop_params": True,
+                    "telemetry": False,
+                    "use_chat_completions_url_for_anthropic_messages": True,
+                },
+            },
+            f,
+        )
     port = free_port()
-    env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False",
-           "DISABLE_ADMIN_UI": "True"}
+    env = {
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LITELLM_LOG": "ERROR",
+        "LITELLM_TELEMETRY": "False",
+        "DISABLE_ADMIN_UI": "True",
+    }
     try:
-        proc = SlowStartProcess([exe, "--config", path, "--host", "127.0.0.1", "--port", str(port),
-                                 "--num_workers", "1"], port, "/health/liveliness", env,
-                                os.path.join(workdir, "litellm.log"))
+        proc = SlowStartProcess(
+            [exe, "--config", path, "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"],
+            port,
+            "/health/liveliness",
+            env,
+            os.path.join(workdir, "litellm.log"),
+        )
     except RuntimeError as e:
         notes.append(f"LiteLLM failed to start: {str(e)[-500:]}")
         return None
@@ -123,8 +167,12 @@ def start_litellm(workdir: str, models: list[dict], notes: list[str]) -> Target 
 def litellm_version() -> str:
     exe = os.path.join(LITELLM_VENV, "bin", "python")
     try:
-        out = subprocess.run([exe, "-c", "from importlib.metadata import version; print(version('litellm'))"],
-                             capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            [exe, "-c", "from importlib.metadata import version; print(version('litellm'))"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         return out.stdout.strip() or "?"
     except OSError:
         return "?"
@@ -135,15 +183,23 @@ class SlowStartProcess(ServerProcess):
 
     UNSET = ("DATABASE_URL", "PYTHONPATH")  # LiteLLM runs without a database, on its own venv
 
-    def __init__(self, argv: list[str], port: int, ready_path: str, env: dict[str, str],
-                 log_path: str, timeout: float = 180.0) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        port: int,
+        ready_path: str,
+        env: dict[str, str],
+        log_path: str,
+        timeout: float = 180.0,
+    ) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = log_path
-        self._log = open(log_path, "wb")
+        self._log = open(log_path, "wb")  # noqa: SIM115  # held by the child process, closed in stop()
         full_env = {k: v for k, v in dict(os.environ, **env).items() if k not in self.UNSET}
-        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env=full_env, start_new_session=True)
+        self.proc = subprocess.Popen(
+            argv, stdout=self._log, stderr=subprocess.STDOUT, env=full_env, start_new_session=True
+        )
         try:
             _wait_http(self.url + ready_path, self.proc, timeout)
         except Exception:

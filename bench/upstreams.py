@@ -42,10 +42,15 @@ def ensure_tool(binary: str, package: str, log: list[str]) -> str | None:
         log.append(f"{binary} is not installed and apt-get is not usable here (needs root)")
         return None
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for argv in (["apt-get", "install", "-y", "-qq", package], ["apt-get", "update", "-qq"],
-                 ["apt-get", "install", "-y", "-qq", package]):
+    for argv in (
+        ["apt-get", "install", "-y", "-qq", package],
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", package],
+    ):
         subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
-        found = shutil.which(binary) or (f"/usr/sbin/{binary}" if os.path.exists(f"/usr/sbin/{binary}") else None)
+        found = shutil.which(binary) or (
+            f"/usr/sbin/{binary}" if os.path.exists(f"/usr/sbin/{binary}") else None
+        )
         if found:
             return found
     log.append(f"could not install {package} with apt-get")
@@ -68,9 +73,12 @@ def nginx_conf(workdir: str, port: int) -> str:
     }
     locations = "\n".join(
         f"        location = {path} {{ default_type {ctype}; return 200 {_nginx_string(text)}; }}"
-        for path, (ctype, text) in canned.items())
-    temp = "\n".join(f"    {name}_temp_path {workdir}/{name};"
-                     for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        for path, (ctype, text) in canned.items()
+    )
+    temp = "\n".join(
+        f"    {name}_temp_path {workdir}/{name};"
+        for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
     return f"""worker_processes 1;
 daemon off;
 pid {workdir}/nginx.pid;
@@ -101,8 +109,9 @@ def start_nginx(workdir: str, log: list[str]) -> Upstream | None:
     with open(conf, "w") as f:
         f.write(nginx_conf(workdir, port))
     try:
-        proc = ServerProcess([binary, "-p", workdir, "-c", conf], port, "/health",
-                             log_path=os.path.join(workdir, "nginx.out"))
+        proc = ServerProcess(
+            [binary, "-p", workdir, "-c", conf], port, "/health", log_path=os.path.join(workdir, "nginx.out")
+        )
     except RuntimeError as e:
         log.append(f"nginx failed to start: {e}")
         return None
@@ -113,8 +122,10 @@ def start_nginx(workdir: str, log: list[str]) -> Upstream | None:
 def start_fake(log: list[str]) -> Upstream:
     """parley's own fake upstream: answers by the body's `stream` flag, so every base is the same."""
     proc = FakeUpstream()
-    note = ("NOTE: nginx not used (unavailable, or --no-nginx); the upstream is parley's fake upstream (Python), which is itself "
-            "a bottleneck: absolute requests/s are not comparable with an nginx run")
+    note = (
+        "NOTE: nginx not used (unavailable, or --no-nginx); the upstream is parley's fake upstream "
+        "(Python), which is itself a bottleneck: absolute requests/s are not comparable with an nginx run"
+    )
     log.append(note)
     return Upstream("fake-upstream", proc.url, proc.url, proc.url + "/v1", proc.url + "/v1", proc, note)
 
@@ -126,14 +137,40 @@ def start_upstream(workdir: str, log: list[str], allow_nginx: bool = True) -> Up
 def start_stream_upstream(workdir: str, events: int, interval: float) -> ServerProcess:
     port = free_port()
     env = {"PYTHONPATH": os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")])}
-    return ServerProcess([sys.executable, os.path.join(HERE, "stream_upstream.py"), "--port", str(port),
-                          "--events", str(events), "--interval", str(interval)], port, "/health",
-                         env=env, log_path=os.path.join(workdir, "stream-upstream.log"))
+    return ServerProcess(
+        [
+            sys.executable,
+            os.path.join(HERE, "stream_upstream.py"),
+            "--port",
+            str(port),
+            "--events",
+            str(events),
+            "--interval",
+            str(interval),
+        ],
+        port,
+        "/health",
+        env=env,
+        log_path=os.path.join(workdir, "stream-upstream.log"),
+    )
 
 
 def start_bare_forwarder(workdir: str, upstream: Upstream) -> ServerProcess:
     port = free_port()
     env = {"PYTHONPATH": os.pathsep.join([HERE, os.environ.get("PYTHONPATH", "")])}
-    return ServerProcess([sys.executable, os.path.join(HERE, "bare_forwarder.py"), "--port", str(port),
-                          "--upstream", upstream.anthropic, "--stream-upstream", upstream.anthropic_sse],
-                         port, "/health", env=env, log_path=os.path.join(workdir, "bare-forwarder.log"))
+    return ServerProcess(
+        [
+            sys.executable,
+            os.path.join(HERE, "bare_forwarder.py"),
+            "--port",
+            str(port),
+            "--upstream",
+            upstream.anthropic,
+            "--stream-upstream",
+            upstream.anthropic_sse,
+        ],
+        port,
+        "/health",
+        env=env,
+        log_path=os.path.join(workdir, "bare-forwarder.log"),
+    )

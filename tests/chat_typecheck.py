@@ -15,8 +15,14 @@ import pydantic
 from typing_extensions import is_typeddict
 
 _HINTS: dict[Any, dict[str, Any]] = {}
-_SEQUENCES = (list, collections.abc.Iterable, collections.abc.Sequence, typing.Iterable, typing.Sequence,
-              typing.List)
+_SEQUENCES = (
+    list,
+    collections.abc.Iterable,
+    collections.abc.Sequence,
+    typing.Iterable,
+    typing.Sequence,
+    typing.List,  # noqa: UP006  # the bare alias object itself, which is not `list`
+)
 
 
 def check(value: Any, tp: Any, path: str = "$") -> None:
@@ -58,8 +64,11 @@ def _mismatch(value: Any, tp: Any, path: str) -> str | None:
                 if error:
                     return error
         return None
-    if origin in _SEQUENCES or getattr(tp, "__name__", "") == "SequenceNotStr" or \
-            getattr(origin, "__name__", "") == "SequenceNotStr":
+    if (
+        origin in _SEQUENCES
+        or getattr(tp, "__name__", "") == "SequenceNotStr"
+        or getattr(origin, "__name__", "") == "SequenceNotStr"
+    ):
         if not isinstance(value, list):
             return f"{path}: expected list, got {type(value).__name__}"
         (item,) = get_args(tp) or (Any,)

@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from typing import Any
-
 import urllib.error
 import urllib.parse
 import urllib.request
+from typing import Any
 
 import orjson
 
@@ -59,9 +58,12 @@ class Admin:
 
     def raw(self, method: str, path: str, data: bytes | None, **params: Any) -> Reply:
         query = ("?" + urllib.parse.urlencode(params)) if params else ""
-        req = urllib.request.Request(self.url + path + query, data=data, method=method,
-                                     headers={"x-api-key": self.key,
-                                              "content-type": "application/json"})
+        req = urllib.request.Request(
+            self.url + path + query,
+            data=data,
+            method=method,
+            headers={"x-api-key": self.key, "content-type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(req, timeout=30) as r:
                 return Reply(r.status, r.read())
@@ -98,9 +100,18 @@ def gateway_config(upstream: Any, database_url: str, **general: Any) -> dict:
         "model_list": [
             anthropic_deployment("claude-sonnet-4-5", upstream, model="claude-sonnet-4-5-20250929"),
             anthropic_deployment("claude-haiku-4-5", upstream),
-            anthropic_deployment("priced", upstream, model="custom-model",
-                                 input_cost_per_token=0.00001, output_cost_per_token=0.00002),
+            anthropic_deployment(
+                "priced",
+                upstream,
+                model="custom-model",
+                input_cost_per_token=0.00001,
+                output_cost_per_token=0.00002,
+            ),
         ],
-        "general_settings": {"master_key": MASTER, "database_url": database_url,
-                             "spend_flush_interval": 0.1, **general},
+        "general_settings": {
+            "master_key": MASTER,
+            "database_url": database_url,
+            "spend_flush_interval": 0.1,
+            **general,
+        },
     }

@@ -17,10 +17,16 @@ RUN = os.path.join(ROOT, "bench", "run.py")
 
 
 def run_bench(out_dir, *extra: str) -> str:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "src"),
-                                                       os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, RUN, "--smoke", "--out", str(out_dir), *extra],
-                          capture_output=True, text=True, timeout=300, env=env)
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "src"), os.environ.get("PYTHONPATH", "")])
+    )
+    proc = subprocess.run(
+        [sys.executable, RUN, "--smoke", "--out", str(out_dir), *extra],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with open(os.path.join(out_dir, "RESULTS.md")) as f:
         return f.read()

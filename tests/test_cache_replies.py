@@ -15,22 +15,28 @@ MODEL = "claude-sonnet-4-5"
 
 def ask(gw, text="what is 2+2?", **kw):
     c = anthropic.Anthropic(base_url=gw.url, api_key=kw.pop("key", "sk-a"), max_retries=0)
-    return c.messages.with_raw_response.create(model=kw.pop("model", MODEL), max_tokens=32,
-                                               messages=[{"role": "user", "content": text}], **kw)
+    return c.messages.with_raw_response.create(
+        model=kw.pop("model", MODEL), max_tokens=32, messages=[{"role": "user", "content": text}], **kw
+    )
 
 
 def access_lines(gw) -> list[dict]:
-    return [orjson.loads(line[line.index("{"):]) for line in gw.log().splitlines()
-            if "parley.access" in line]
+    return [
+        orjson.loads(line[line.index("{") :]) for line in gw.log().splitlines() if "parley.access" in line
+    ]
 
 
 @pytest.fixture(scope="module")
 def gateway(start_gateway, fake_upstream):
-    return start_gateway({
-        "model_list": [anthropic_deployment(MODEL, fake_upstream),
-                       anthropic_deployment("uncached", fake_upstream, cache=False)],
-        "litellm_settings": {"cache": True, "cache_params": {"type": "local", "ttl": 600}},
-    })
+    return start_gateway(
+        {
+            "model_list": [
+                anthropic_deployment(MODEL, fake_upstream),
+                anthropic_deployment("uncached", fake_upstream, cache=False),
+            ],
+            "litellm_settings": {"cache": True, "cache_params": {"type": "local", "ttl": 600}},
+        }
+    )
 
 
 def test_repeat_is_served_from_cache_at_zero_usage(gateway, upstream):
@@ -60,11 +66,21 @@ def test_what_shapes_the_reply_is_in_the_key(gateway, upstream):
 
 def test_stream_is_cached_and_replayed_as_a_valid_stream(gateway, upstream):
     text = f"stream {uuid.uuid4()}"
-    upstream.script({"content": [{"type": "text", "text": "an answer in many small pieces, " * 3},
-                                 {"type": "tool_use", "name": "calc", "input": {"expr": "2+2"}}]})
+    upstream.script(
+        {
+            "content": [
+                {"type": "text", "text": "an answer in many small pieces, " * 3},
+                {"type": "tool_use", "name": "calc", "input": {"expr": "2+2"}},
+            ]
+        }
+    )
     c = anthropic.Anthropic(base_url=gateway.url, api_key="sk-a", max_retries=0)
-    kw = dict(model=MODEL, max_tokens=64, messages=[{"role": "user", "content": text}],
-              tools=[{"name": "calc", "input_schema": {"type": "object"}}])
+    kw = dict(
+        model=MODEL,
+        max_tokens=64,
+        messages=[{"role": "user", "content": text}],
+        tools=[{"name": "calc", "input_schema": {"type": "object"}}],
+    )
     with c.messages.stream(**kw) as s:
         original = s.get_final_message()
         assert s.response.headers["x-parley-cache"] == "miss"
@@ -120,10 +136,14 @@ def test_errors_are_not_cached(gateway, upstream):
 
 
 def test_cache_shared_by_two_instances_through_redis(start_gateway, upstream):
-    config = {"model_list": [anthropic_deployment(MODEL, upstream)],
-              "router_settings": {"redis_key_prefix": f"parley-test-{uuid.uuid4().hex}"},
-              "litellm_settings": {"cache": True, "cache_params": {
-                  "type": "redis", "url": "redis://127.0.0.1:6379/0", "ttl": 60}}}
+    config = {
+        "model_list": [anthropic_deployment(MODEL, upstream)],
+        "router_settings": {"redis_key_prefix": f"parley-test-{uuid.uuid4().hex}"},
+        "litellm_settings": {
+            "cache": True,
+            "cache_params": {"type": "redis", "url": "redis://127.0.0.1:6379/0", "ttl": 60},
+        },
+    }
     one, two = start_gateway(config), start_gateway(config)
     text = f"shared {uuid.uuid4()}"
     written = ask(one, text)

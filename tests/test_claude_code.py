@@ -34,8 +34,12 @@ def claude_binary() -> Path:
     if npm is None:
         pytest.skip("npm is not installed, so @anthropic-ai/claude-code cannot be installed")
     CACHE.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run([npm, "install", "--prefix", str(CACHE), "--no-audit", "--no-fund",
-                             "@anthropic-ai/claude-code"], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [npm, "install", "--prefix", str(CACHE), "--no-audit", "--no-fund", "@anthropic-ai/claude-code"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if result.returncode != 0 or not CLAUDE.exists():
         pytest.skip(f"npm could not install @anthropic-ai/claude-code: {result.stderr[-500:]}")
     return CLAUDE
@@ -43,55 +47,104 @@ def claude_binary() -> Path:
 
 @pytest.fixture(scope="module")
 def gateway(start_gateway, fake_upstream):
-    return start_gateway({
-        "model_list": [
-            openai_deployment("claude-main", fake_upstream, model="cc-main"),
-            openai_deployment("*", fake_upstream, model="cc-side"),
-        ],
-        "general_settings": {"master_key": MASTER},
-    })
+    return start_gateway(
+        {
+            "model_list": [
+                openai_deployment("claude-main", fake_upstream, model="cc-main"),
+                openai_deployment("*", fake_upstream, model="cc-side"),
+            ],
+            "general_settings": {"master_key": MASTER},
+        }
+    )
 
 
 def run_claude(claude: Path, gateway) -> subprocess.CompletedProcess:
     with tempfile.TemporaryDirectory(prefix="parley-cc-") as home:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CLAUDE"))}
-        env.update({
-            "HOME": home, "ANTHROPIC_BASE_URL": gateway.url, "ANTHROPIC_API_KEY": MASTER,
-            "ANTHROPIC_MODEL": "claude-main", "ANTHROPIC_DEFAULT_HAIKU_MODEL": "claude-side",
-            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_TELEMETRY": "1",
-            "DISABLE_AUTOUPDATER": "1", "CLAUDE_CODE_MAX_RETRIES": "0",
-        })
+        env.update(
+            {
+                "HOME": home,
+                "ANTHROPIC_BASE_URL": gateway.url,
+                "ANTHROPIC_API_KEY": MASTER,
+                "ANTHROPIC_MODEL": "claude-main",
+                "ANTHROPIC_DEFAULT_HAIKU_MODEL": "claude-side",
+                "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+                "DISABLE_TELEMETRY": "1",
+                "DISABLE_AUTOUPDATER": "1",
+                "CLAUDE_CODE_MAX_RETRIES": "0",
+            }
+        )
         return subprocess.run(
-            [str(claude), "-p", "Run `echo parley-ok` with the Bash tool and tell me what it printed.",
-             "--allowedTools", "Bash", "--output-format", "text"],
-            cwd=home, env=env, capture_output=True, text=True, timeout=90)
+            [
+                str(claude),
+                "-p",
+                "Run `echo parley-ok` with the Bash tool and tell me what it printed.",
+                "--allowedTools",
+                "Bash",
+                "--output-format",
+                "text",
+            ],
+            cwd=home,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
 
 
 def test_claude_code_runs_bash_through_anthropic_backend(start_gateway, fake_upstream, upstream):
     claude = claude_binary()
-    gateway = start_gateway({
-        "model_list": [anthropic_deployment("claude-main", fake_upstream, model="cc-native-main"),
-                       anthropic_deployment("*", fake_upstream, model="cc-native-side")],
-        "general_settings": {"master_key": MASTER},
-    })
+    gateway = start_gateway(
+        {
+            "model_list": [
+                anthropic_deployment("claude-main", fake_upstream, model="cc-native-main"),
+                anthropic_deployment("*", fake_upstream, model="cc-native-side"),
+            ],
+            "general_settings": {"master_key": MASTER},
+        }
+    )
     upstream.script(
-        {"api": "anthropic", "match": {"model": "cc-native-main", "has_tools": True},
-         "content": [{"type": "tool_use", "id": "toolu_native1", "name": "Bash",
-                      "input": {"command": "echo parley-ok", "description": "Print a marker"}}]},
-        {"api": "anthropic", "match": {"model": "cc-native-main", "has_tools": True},
-         "content": [{"type": "text", "text": ANSWER}]})
+        {
+            "api": "anthropic",
+            "match": {"model": "cc-native-main", "has_tools": True},
+            "content": [
+                {
+                    "type": "tool_use",
+                    "id": "toolu_native1",
+                    "name": "Bash",
+                    "input": {"command": "echo parley-ok", "description": "Print a marker"},
+                }
+            ],
+        },
+        {
+            "api": "anthropic",
+            "match": {"model": "cc-native-main", "has_tools": True},
+            "content": [{"type": "text", "text": ANSWER}],
+        },
+    )
     result = run_claude(claude, gateway)
-    assert result.returncode == 0, \
+    assert result.returncode == 0, (
         f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}\n{gateway.log()[-3000:]}"
+    )
     assert ANSWER in result.stdout
-    main = [r for r in upstream.requests() if r["path"] == "/v1/messages"
-            and orjson.loads(r["body"])["model"] == "cc-native-main" and orjson.loads(r["body"]).get("tools")]
+    main = [
+        r
+        for r in upstream.requests()
+        if r["path"] == "/v1/messages"
+        and orjson.loads(r["body"])["model"] == "cc-native-main"
+        and orjson.loads(r["body"]).get("tools")
+    ]
     assert len(main) >= 2
     assert main[0]["headers"]["x-api-key"] == "sk-ant-upstream-real"
     assert "claude-code" in main[0]["headers"].get("anthropic-beta", "")
     last = orjson.loads(main[-1]["body"])
-    results = [b for m in last["messages"] if m["role"] == "user" and isinstance(m["content"], list)
-               for b in m["content"] if b.get("type") == "tool_result"]
+    results = [
+        b
+        for m in last["messages"]
+        if m["role"] == "user" and isinstance(m["content"], list)
+        for b in m["content"]
+        if b.get("type") == "tool_result"
+    ]
     assert results and results[0]["tool_use_id"] == "toolu_native1"
     assert "parley-ok" in orjson.dumps(results[0]["content"]).decode()
 
@@ -99,17 +152,32 @@ def test_claude_code_runs_bash_through_anthropic_backend(start_gateway, fake_ups
 def test_claude_code_runs_bash_through_openai_backend(gateway, upstream):
     claude = claude_binary()
     upstream.script(
-        {"api": "openai", "match": {"model": "cc-main", "has_tools": True}, "piece": 6,
-         "tool_calls": [{"id": "call_bash1", "name": "Bash", "arguments": {
-             "command": "echo parley-ok", "description": "Print a marker"}}]},
-        {"api": "openai", "match": {"model": "cc-main", "has_tools": True}, "content": ANSWER})
+        {
+            "api": "openai",
+            "match": {"model": "cc-main", "has_tools": True},
+            "piece": 6,
+            "tool_calls": [
+                {
+                    "id": "call_bash1",
+                    "name": "Bash",
+                    "arguments": {"command": "echo parley-ok", "description": "Print a marker"},
+                }
+            ],
+        },
+        {"api": "openai", "match": {"model": "cc-main", "has_tools": True}, "content": ANSWER},
+    )
     result = run_claude(claude, gateway)
-    assert result.returncode == 0, \
+    assert result.returncode == 0, (
         f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}\n{gateway.log()[-3000:]}"
+    )
     assert ANSWER in result.stdout
-    main = [orjson.loads(r["body"]) for r in upstream.requests()
-            if r["path"] == "/v1/chat/completions" and orjson.loads(r["body"])["model"] == "cc-main"
-            and orjson.loads(r["body"]).get("tools")]
+    main = [
+        orjson.loads(r["body"])
+        for r in upstream.requests()
+        if r["path"] == "/v1/chat/completions"
+        and orjson.loads(r["body"])["model"] == "cc-main"
+        and orjson.loads(r["body"]).get("tools")
+    ]
     assert len(main) >= 2
     history = main[-1]["messages"]
     call = next(m for m in history if m["role"] == "assistant" and m.get("tool_calls"))

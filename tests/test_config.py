@@ -9,31 +9,52 @@ from parley.router.table import ModelTable
 
 
 def test_litellm_params_alias_and_env_reference():
-    config = build_config({
-        "model_list": [{"model_name": "claude", "litellm_params": {
-            "model": "anthropic/claude-sonnet-4-5", "api_key": "os.environ/MY_KEY", "timeout": 30,
-            "extra_headers": {"x-team": "a"}}}],
-        "general_settings": {"master_key": "os.environ/MASTER"},
-    }, "cfg.yaml", env={"MY_KEY": "sk-ant-1", "MASTER": "sk-m"})
+    config = build_config(
+        {
+            "model_list": [
+                {
+                    "model_name": "claude",
+                    "litellm_params": {
+                        "model": "anthropic/claude-sonnet-4-5",
+                        "api_key": "os.environ/MY_KEY",
+                        "timeout": 30,
+                        "extra_headers": {"x-team": "a"},
+                    },
+                }
+            ],
+            "general_settings": {"master_key": "os.environ/MASTER"},
+        },
+        "cfg.yaml",
+        env={"MY_KEY": "sk-ant-1", "MASTER": "sk-m"},
+    )
     dep = config.deployments[0]
-    assert (dep.provider, dep.api, dep.model, dep.api_key) == ("anthropic", "anthropic",
-                                                               "claude-sonnet-4-5", "sk-ant-1")
+    assert (dep.provider, dep.api, dep.model, dep.api_key) == (
+        "anthropic",
+        "anthropic",
+        "claude-sonnet-4-5",
+        "sk-ant-1",
+    )
     assert dep.api_base == "https://api.anthropic.com" and dep.timeout == 30
     assert dep.extra_headers == {"x-team": "a"}
     assert config.master_key == "sk-m"
 
 
-@pytest.mark.parametrize("entry, where", [
-    ({"params": {"model": "anthropic/x"}}, "cfg.yaml: model_list[0]: model_name: required"),
-    ({"model_name": "m"}, "model_list[0] (model_name 'm'): params: required"),
-    ({"model_name": "m", "params": {"model": "claude"}}, "params.model: required, as provider/model"),
-    ({"model_name": "m", "params": {"model": "nosuch/x"}}, "params.model: unknown provider 'nosuch'"),
-    ({"model_name": "m", "params": {"model": "anthropic/x", "timeout": "soon"}}, "params.timeout"),
-    ({"model_name": "m", "params": {"model": "anthropic/x", "api_base": "ftp://x"}}, "params.api_base"),
-    ({"model_name": "m", "params": {"model": "anthropic/x", "api_key": "os.environ/NOPE_NOT_SET"}},
-     "params.api_key: environment variable NOPE_NOT_SET is not set"),
-    ({"model_name": "m", "params": {"model": "hosted_vllm/x"}}, "params.api_base: required"),
-])
+@pytest.mark.parametrize(
+    "entry, where",
+    [
+        ({"params": {"model": "anthropic/x"}}, "cfg.yaml: model_list[0]: model_name: required"),
+        ({"model_name": "m"}, "model_list[0] (model_name 'm'): params: required"),
+        ({"model_name": "m", "params": {"model": "claude"}}, "params.model: required, as provider/model"),
+        ({"model_name": "m", "params": {"model": "nosuch/x"}}, "params.model: unknown provider 'nosuch'"),
+        ({"model_name": "m", "params": {"model": "anthropic/x", "timeout": "soon"}}, "params.timeout"),
+        ({"model_name": "m", "params": {"model": "anthropic/x", "api_base": "ftp://x"}}, "params.api_base"),
+        (
+            {"model_name": "m", "params": {"model": "anthropic/x", "api_key": "os.environ/NOPE_NOT_SET"}},
+            "params.api_key: environment variable NOPE_NOT_SET is not set",
+        ),
+        ({"model_name": "m", "params": {"model": "hosted_vllm/x"}}, "params.api_base: required"),
+    ],
+)
 def test_errors_name_file_entry_and_field(entry, where):
     with pytest.raises(ConfigError) as info:
         build_config({"model_list": [entry]}, "cfg.yaml", env={})
@@ -51,23 +72,33 @@ def test_missing_file_and_bad_yaml(tmp_path):
 
 
 def test_only_if_env_skips_entries():
-    doc = {"model_list": [
-        {"model_name": "a/*", "only_if_env": "A_KEY", "params": {"model": "anthropic/*",
-                                                                 "api_key": "os.environ/A_KEY"}},
-        {"model_name": "m", "params": {"model": "mock/m"}}]}
+    doc = {
+        "model_list": [
+            {
+                "model_name": "a/*",
+                "only_if_env": "A_KEY",
+                "params": {"model": "anthropic/*", "api_key": "os.environ/A_KEY"},
+            },
+            {"model_name": "m", "params": {"model": "mock/m"}},
+        ]
+    }
     assert [d.model_name for d in build_config(doc, "c", env={}).deployments] == ["m"]
     assert len(build_config(doc, "c", env={"A_KEY": "k"}).deployments) == 2
 
 
 def test_wildcards_exact_names_and_aliases():
-    config = build_config({
-        "model_list": [
-            {"model_name": "*", "params": {"model": "anthropic/*"}},
-            {"model_name": "anthropic/*", "params": {"model": "anthropic/*"}},
-            {"model_name": "claude-haiku", "params": {"model": "anthropic/claude-haiku-4-5-20251001"}},
-        ],
-        "router_settings": {"model_group_alias": {"haiku": "claude-haiku"}},
-    }, "c", env={})
+    config = build_config(
+        {
+            "model_list": [
+                {"model_name": "*", "params": {"model": "anthropic/*"}},
+                {"model_name": "anthropic/*", "params": {"model": "anthropic/*"}},
+                {"model_name": "claude-haiku", "params": {"model": "anthropic/claude-haiku-4-5-20251001"}},
+            ],
+            "router_settings": {"model_group_alias": {"haiku": "claude-haiku"}},
+        },
+        "c",
+        env={},
+    )
     table = ModelTable(config.deployments, config.model_group_alias)
     assert table.resolve("claude-haiku")[0].upstream_model == "claude-haiku-4-5-20251001"
     assert table.resolve("haiku")[0].upstream_model == "claude-haiku-4-5-20251001"

@@ -39,14 +39,23 @@ def sdk(gateway, key):
 
 
 def ask(client, model="claude-sonnet-4-5", **kw):
-    return client.messages.create(model=model, max_tokens=32,
-                                  messages=[{"role": "user", "content": "hello"}], **kw)
+    return client.messages.create(
+        model=model, max_tokens=32, messages=[{"role": "user", "content": "hello"}], **kw
+    )
 
 
 def test_generate_returns_key_once_and_stores_only_its_hash(admin, gateway, upstream):
-    made = admin.post("/key/generate", {"key_alias": "gen-1", "models": ["claude-*"],
-                                        "max_budget": 5, "budget_duration": "1mo",
-                                        "metadata": {"team": "x"}, "tags": ["proj-a"]})
+    made = admin.post(
+        "/key/generate",
+        {
+            "key_alias": "gen-1",
+            "models": ["claude-*"],
+            "max_budget": 5,
+            "budget_duration": "1mo",
+            "metadata": {"team": "x"},
+            "tags": ["proj-a"],
+        },
+    )
     assert made["key"].startswith("sk-")
     assert made["token"] == hashlib.sha256(made["key"].encode()).hexdigest()
     assert made["key_name"].endswith(made["key"][-4:])
@@ -63,8 +72,9 @@ def test_key_update_block_unblock_regenerate_delete(admin, gateway, upstream):
     made = admin.post("/key/generate", {"key_alias": "life"})
     client = sdk(gateway, made["key"])
     ask(client)
-    updated = admin.post("/key/update", {"key": made["key"], "max_budget": 2.5, "rpm_limit": 7,
-                                         "budget_mode": "soft"})
+    updated = admin.post(
+        "/key/update", {"key": made["key"], "max_budget": 2.5, "rpm_limit": 7, "budget_mode": "soft"}
+    )
     assert (updated["max_budget"], updated["rpm_limit"], updated["budget_mode"]) == (2.5, 7, "soft")
     assert admin.post("/key/block", {"key": made["key"]})["blocked"] is True
     with pytest.raises(anthropic.AuthenticationError, match="blocked"):
@@ -94,8 +104,9 @@ def test_key_list_filters_and_pages(admin):
 
 
 def test_users_teams_customers(admin, gateway, upstream):
-    user = admin.post("/user/new", {"user_id": "u-crud", "user_email": "a@b.c", "max_budget": 10,
-                                    "rpm_limit": 5})
+    user = admin.post(
+        "/user/new", {"user_id": "u-crud", "user_email": "a@b.c", "max_budget": 10, "rpm_limit": 5}
+    )
     assert user["key"].startswith("sk-") and user["user_email"] == "a@b.c"
     assert admin.post("/user/update", {"user_id": "u-crud", "max_budget": 20})["max_budget"] == 20.0
     info = admin.get("/user/info", user_id="u-crud")
@@ -148,8 +159,9 @@ def test_spend_logs_filters_and_report(admin, gateway, upstream):
     assert len(rows) == 2 and all(r["spend"] > 0 and r["status"] == 200 for r in rows)
     assert {r["user"] for r in rows} == {"u-spend"} and {r["team_id"] for r in rows} == {team}
     assert "litellm_metadata" not in upstream.requests()[0]["body"]
-    assert [r["model"] for r in admin.get("/spend/logs", team_id=team, tag="red")["data"]] == \
-        ["claude-sonnet-4-5"]
+    assert [r["model"] for r in admin.get("/spend/logs", team_id=team, tag="red")["data"]] == [
+        "claude-sonnet-4-5"
+    ]
     assert len(admin.get("/spend/logs", user_id="u-spend", tag="k-tag")["data"]) == 2
     assert admin.get("/spend/logs", key_alias=key["key_name"])["total"] == 2
     assert [r["end_user"] for r in admin.get("/spend/logs", end_user="cust-a")["data"]] == ["cust-a"]
@@ -162,8 +174,9 @@ def test_spend_logs_filters_and_report(admin, gateway, upstream):
     by_key = admin.get("/spend/report", group_by="key", api_key=key["key"])
     assert by_key["data"][0]["group"] == key["token"]
     assert by_key["total_spend"] == pytest.approx(total) and by_key["total_requests"] == 2
-    by_tag = {r["group"]: r["spend"] for r in admin.get("/spend/report", group_by="tag",
-                                                         user_id="u-spend")["data"]}
+    by_tag = {
+        r["group"]: r["spend"] for r in admin.get("/spend/report", group_by="tag", user_id="u-spend")["data"]
+    }
     assert set(by_tag) == {"red", "blue", "green", "k-tag"}
     assert by_tag["k-tag"] == pytest.approx(total)
     for group in ("user", "team", "customer", "model"):
@@ -181,8 +194,13 @@ def test_admin_errors_are_anthropic_style(admin, gateway):
     assert Admin(gateway.url, key=made["key"]).call("GET", "/key/list").status_code == 401
     r = admin.raw("POST", "/key/generate", b"{nope")
     assert r.status_code == 400 and r.json()["type"] == "error"
-    for body in ({"max_budget": "lots"}, {"models": "claude"}, {"budget_duration": "soon"},
-                 {"budget_mode": "hard"}, {"team_id": "no-such-team"}):
+    for body in (
+        {"max_budget": "lots"},
+        {"models": "claude"},
+        {"budget_duration": "soon"},
+        {"budget_mode": "hard"},
+        {"team_id": "no-such-team"},
+    ):
         r = admin.call("POST", "/key/generate", body)
         assert r.status_code == 400, body
         assert r.json()["error"]["type"] == "invalid_request_error"
@@ -190,9 +208,21 @@ def test_admin_errors_are_anthropic_style(admin, gateway):
     assert admin.call("GET", "/spend/report", group_by="planet").status_code == 400
     assert admin.call("GET", "/spend/logs", start_date="yesterday-ish").status_code == 400
     spec = admin.get("/openapi.json")
-    for path in ("/key/generate", "/key/update", "/key/delete", "/key/info", "/key/list",
-                 "/key/block", "/key/unblock", "/key/regenerate", "/user/new", "/team/new",
-                 "/customer/new", "/spend/logs", "/spend/report"):
+    for path in (
+        "/key/generate",
+        "/key/update",
+        "/key/delete",
+        "/key/info",
+        "/key/list",
+        "/key/block",
+        "/key/unblock",
+        "/key/regenerate",
+        "/user/new",
+        "/team/new",
+        "/customer/new",
+        "/spend/logs",
+        "/spend/report",
+    ):
         assert path in spec["paths"]
 
 
@@ -209,8 +239,9 @@ def test_migrations_from_empty_and_rerun_keeps_rows(database_url):
             await migrate(engine)
             assert await current_revision(engine) == "0001"
             async with engine.begin() as conn:
-                await conn.execute(sa.insert(t.tags).values(tag="kept", spend=1.5, created_at=1,
-                                                            updated_at=1))
+                await conn.execute(
+                    sa.insert(t.tags).values(tag="kept", spend=1.5, created_at=1, updated_at=1)
+                )
             await migrate(engine)
             async with engine.connect() as conn:
                 rows = (await conn.execute(sa.select(t.tags.c.spend))).all()

@@ -27,8 +27,7 @@ def client(gateway, key, **kw):
 
 
 def ask(c, model="claude-sonnet-4-5", **kw):
-    return c.messages.create(model=model, max_tokens=32,
-                             messages=[{"role": "user", "content": "hi"}], **kw)
+    return c.messages.create(model=model, max_tokens=32, messages=[{"role": "user", "content": "hi"}], **kw)
 
 
 def test_allowed_model_works_disallowed_is_permission_error(gateway, admin, upstream):
@@ -57,7 +56,7 @@ def test_blocked_key_is_authentication_error(gateway, admin, upstream):
 
 
 def test_expired_key_is_authentication_error(gateway, admin, upstream):
-    past = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)).isoformat()
+    past = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)).isoformat()
     key = admin.post("/key/generate", {"expires": past})["key"]
     with pytest.raises(anthropic.AuthenticationError, match="expired"):
         ask(client(gateway, key))
@@ -102,8 +101,7 @@ def test_spent_budget_refuses_the_next_call(gateway, admin, upstream):
 
 def test_claude_code_metadata_sets_end_user_and_session(gateway, admin, upstream):
     key = admin.post("/key/generate", {})["key"]
-    user_id = orjson.dumps({"device_id": "dev-1", "account_uuid": "acct-42",
-                            "session_id": "sess-9"}).decode()
+    user_id = orjson.dumps({"device_id": "dev-1", "account_uuid": "acct-42", "session_id": "sess-9"}).decode()
     ask(client(gateway, key), metadata={"user_id": user_id})
     device_only = orjson.dumps({"device_id": "dev-2", "account_uuid": "", "session_id": "s2"}).decode()
     ask(client(gateway, key), metadata={"user_id": device_only})
@@ -115,8 +113,11 @@ def test_claude_code_metadata_sets_end_user_and_session(gateway, admin, upstream
 
 def test_end_user_header_wins_over_litellm_metadata(gateway, admin, upstream):
     key = admin.post("/key/generate", {})["key"]
-    ask(client(gateway, key), extra_headers={"x-parley-end-user": "from-header"},
-        extra_body={"litellm_metadata": {"user": "from-body"}})
+    ask(
+        client(gateway, key),
+        extra_headers={"x-parley-end-user": "from-header"},
+        extra_body={"litellm_metadata": {"user": "from-body"}},
+    )
     ask(client(gateway, key), extra_body={"litellm_metadata": {"user": "from-body"}})
     rows = admin.wait_logs(2, api_key=key)
     assert sorted(r["end_user"] for r in rows) == ["from-body", "from-header"]

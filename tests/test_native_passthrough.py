@@ -13,39 +13,58 @@ import pytest
 
 from parley.testing.procs import anthropic_deployment
 
-BETAS = ("claude-code-20250219,interleaved-thinking-2025-05-14,context-management-2025-06-27,"
-         "per-turn-control-2026-07-01,effort-2025-11-24")
+BETAS = (
+    "claude-code-20250219,interleaved-thinking-2025-05-14,context-management-2025-06-27,"
+    "per-turn-control-2026-07-01,effort-2025-11-24"
+)
 
 
 @pytest.fixture(scope="module")
 def gateway(start_gateway, fake_upstream):
-    return start_gateway({
-        "model_list": [
-            anthropic_deployment("claude-opus-5-5", fake_upstream, model="claude-opus-5-5-20261101"),
-            anthropic_deployment("claude-same", fake_upstream, model="claude-same"),
-        ],
-        "general_settings": {"stream_ping_interval": 0.3},
-    })
+    return start_gateway(
+        {
+            "model_list": [
+                anthropic_deployment("claude-opus-5-5", fake_upstream, model="claude-opus-5-5-20261101"),
+                anthropic_deployment("claude-same", fake_upstream, model="claude-same"),
+            ],
+            "general_settings": {"stream_ping_interval": 0.3},
+        }
+    )
 
 
 def claude_code_body(model: str) -> dict:
     """A body shaped like the reference's Appendix A capture, about 50 KB."""
-    tools = [{"name": name, "description": f"The {name} tool. " + "Details. " * 600,
-              "input_schema": {"type": "object", "properties": {"command": {"type": "string"},
-                                                                "description": {"type": "string"}},
-                               "required": ["command"], "additionalProperties": False},
-              **({"cache_control": {"type": "ephemeral"}} if name == "Write" else {})}
-             for name in ("Agent", "Bash", "Edit", "Read", "Write", "Skill", "ToolSearch")]
+    tools = [
+        {
+            "name": name,
+            "description": f"The {name} tool. " + "Details. " * 600,
+            "input_schema": {
+                "type": "object",
+                "properties": {"command": {"type": "string"}, "description": {"type": "string"}},
+                "required": ["command"],
+                "additionalProperties": False,
+            },
+            **({"cache_control": {"type": "ephemeral"}} if name == "Write" else {}),
+        }
+        for name in ("Agent", "Bash", "Edit", "Read", "Write", "Skill", "ToolSearch")
+    ]
     return {
         "model": model,
         "messages": [
-            {"role": "user", "content": [{"type": "text", "text": "<system-reminder>ctx</system-reminder>"},
-                                         {"type": "text", "text": "say hi", "cache_control": {"type": "ephemeral"}}]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "<system-reminder>ctx</system-reminder>"},
+                    {"type": "text", "text": "say hi", "cache_control": {"type": "ephemeral"}},
+                ],
+            },
             {"role": "system", "content": "Mid-conversation instruction: be brief."},
         ],
-        "system": [{"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.328; cc_entrypoint=cli;"},
-                   {"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}},
-                   {"type": "text", "text": "Env: linux. " * 500, "cache_control": {"type": "ephemeral"}}],
+        "system": [
+            {"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.328; cc_entrypoint=cli;"},
+            {"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}},
+            {"type": "text", "text": "Env: linux. " * 500, "cache_control": {"type": "ephemeral"}},
+        ],
         "tools": tools,
         "metadata": {"user_id": json.dumps({"device_id": "d1", "account_uuid": "", "session_id": "s1"})},
         "max_tokens": 128000,
@@ -57,15 +76,20 @@ def claude_code_body(model: str) -> dict:
     }
 
 
-HEADERS = {"anthropic-version": "2023-06-01", "anthropic-beta": BETAS, "x-api-key": "sk-client",
-           "x-app": "cli", "user-agent": "claude-cli/2.1.328 (external, sdk-cli)",
-           "x-claude-code-session-id": "s1", "content-type": "application/json"}
+HEADERS = {
+    "anthropic-version": "2023-06-01",
+    "anthropic-beta": BETAS,
+    "x-api-key": "sk-client",
+    "x-app": "cli",
+    "user-agent": "claude-cli/2.1.328 (external, sdk-cli)",
+    "x-claude-code-session-id": "s1",
+    "content-type": "application/json",
+}
 
 
 async def _post(url: str, body: bytes) -> tuple[int, bytes]:
-    async with aiohttp.ClientSession() as session:
-        async with session.post(url, data=body, headers=HEADERS) as r:
-            return r.status, await r.read()
+    async with aiohttp.ClientSession() as session, session.post(url, data=body, headers=HEADERS) as r:
+        return r.status, await r.read()
 
 
 def test_claude_code_request_arrives_unchanged_but_model(gateway, upstream):
@@ -95,20 +119,27 @@ def test_ping_sent_during_upstream_silence(gateway, upstream):
     upstream.script({"content": [{"type": "text", "text": "after a pause"}], "silence": 1.0})
     client = anthropic.Anthropic(base_url=gateway.url, api_key="k", max_retries=0)
     with client.messages.with_streaming_response.create(
-            model="claude-same", max_tokens=20, stream=True,
-            messages=[{"role": "user", "content": "wait"}]) as response:
+        model="claude-same", max_tokens=20, stream=True, messages=[{"role": "user", "content": "wait"}]
+    ) as response:
         text = response.read().decode()
     assert text.count("event: ping") >= 2
     assert text.index("event: message_start") < text.index("event: ping")
     upstream.script({"content": [{"type": "text", "text": "after a pause"}], "silence": 0.7})
-    with client.messages.stream(model="claude-same", max_tokens=20,
-                                messages=[{"role": "user", "content": "wait"}]) as stream:
+    with client.messages.stream(
+        model="claude-same", max_tokens=20, messages=[{"role": "user", "content": "wait"}]
+    ) as stream:
         assert stream.get_final_message().content[0].text == "after a pause"
 
 
 async def _read_then_drop(url: str, chunks: int) -> float:
-    body = orjson.dumps({"model": "claude-same", "max_tokens": 100, "stream": True,
-                         "messages": [{"role": "user", "content": "long story"}]})
+    body = orjson.dumps(
+        {
+            "model": "claude-same",
+            "max_tokens": 100,
+            "stream": True,
+            "messages": [{"role": "user", "content": "long story"}],
+        }
+    )
     session = aiohttp.ClientSession()
     response = await session.post(url, data=body, headers=HEADERS)
     for _ in range(chunks):

@@ -14,12 +14,16 @@ MODEL = "claude-sonnet-4-5-20250929"  # $3 / $15 per million; batch: half
 
 @pytest.fixture(scope="module")
 def gateway(start_gateway, fake_upstream, tmp_path_factory):
-    return start_gateway({
-        "model_list": [{"model_name": "parley-mock", "params": {"model": "mock/parley-mock"}}],
-        "general_settings": {"master_key": MASTER,
-                             "database_url": str(tmp_path_factory.mktemp("pass") / "parley.db")},
-        "anthropic_passthrough": {"api_base": fake_upstream.url, "api_key": "sk-ant-real-upstream"},
-    })
+    return start_gateway(
+        {
+            "model_list": [{"model_name": "parley-mock", "params": {"model": "mock/parley-mock"}}],
+            "general_settings": {
+                "master_key": MASTER,
+                "database_url": str(tmp_path_factory.mktemp("pass") / "parley.db"),
+            },
+            "anthropic_passthrough": {"api_base": fake_upstream.url, "api_key": "sk-ant-real-upstream"},
+        }
+    )
 
 
 @pytest.fixture
@@ -34,11 +38,19 @@ def key(admin):
 
 def test_messages_stream_and_count_tokens_logged_with_model_and_cost(gateway, admin, key, upstream):
     client = anthropic.Anthropic(base_url=gateway.url + "/anthropic", api_key=key, max_retries=0)
-    upstream.script({"usage": {"input_tokens": 1000, "output_tokens": 200}},
-                    {"usage": {"input_tokens": 2000, "output_tokens": 100}})
-    client.messages.create(model=MODEL, max_tokens=300, messages=[{"role": "user", "content": "a"}],
-                           extra_body={"litellm_metadata": {"tags": ["proj-x"], "user": "alice"}})
-    with client.messages.stream(model=MODEL, max_tokens=300, messages=[{"role": "user", "content": "b"}]) as s:
+    upstream.script(
+        {"usage": {"input_tokens": 1000, "output_tokens": 200}},
+        {"usage": {"input_tokens": 2000, "output_tokens": 100}},
+    )
+    client.messages.create(
+        model=MODEL,
+        max_tokens=300,
+        messages=[{"role": "user", "content": "a"}],
+        extra_body={"litellm_metadata": {"tags": ["proj-x"], "user": "alice"}},
+    )
+    with client.messages.stream(
+        model=MODEL, max_tokens=300, messages=[{"role": "user", "content": "b"}]
+    ) as s:
         s.get_final_message()
     client.messages.count_tokens(model=MODEL, messages=[{"role": "user", "content": "c"}])
     rows = admin.wait_logs(3, api_key=key)
@@ -60,10 +72,19 @@ def test_messages_stream_and_count_tokens_logged_with_model_and_cost(gateway, ad
 
 def test_batch_results_billed_once_at_batch_rate(gateway, admin, key, upstream):
     client = anthropic.Anthropic(base_url=gateway.url + "/anthropic", api_key=key, max_retries=0)
-    batch = client.messages.batches.create(requests=[
-        {"custom_id": f"r{i}", "params": {"model": MODEL, "max_tokens": 64,
-                                          "messages": [{"role": "user", "content": f"q{i}"}]}}
-        for i in range(2)])
+    batch = client.messages.batches.create(
+        requests=[
+            {
+                "custom_id": f"r{i}",
+                "params": {
+                    "model": MODEL,
+                    "max_tokens": 64,
+                    "messages": [{"role": "user", "content": f"q{i}"}],
+                },
+            }
+            for i in range(2)
+        ]
+    )
     deadline = time.monotonic() + 5
     while client.messages.batches.retrieve(batch.id).processing_status != "ended":
         assert time.monotonic() < deadline
@@ -85,8 +106,9 @@ def test_budget_holds_on_the_pass_through(gateway, admin, upstream):
     key = admin.post("/key/generate", {"max_budget": 0.002})["key"]  # Sonnet 4.5: $3 / $15 per M
     client = anthropic.Anthropic(base_url=gateway.url + "/anthropic", api_key=key, max_retries=0)
     upstream.script({"content": [{"type": "text", "text": "word " * 400}]})
-    raw = client.messages.with_raw_response.create(model=MODEL, max_tokens=4096,
-                                                    messages=[{"role": "user", "content": "go"}])
+    raw = client.messages.with_raw_response.create(
+        model=MODEL, max_tokens=4096, messages=[{"role": "user", "content": "go"}]
+    )
     capped = int(raw.headers["x-parley-max-tokens-capped"])
     assert 0 < capped < 4096 and upstream.last_body()["max_tokens"] == capped
     admin.wait_logs(1, api_key=key)
@@ -98,6 +120,16 @@ def test_budget_holds_on_the_pass_through(gateway, admin, upstream):
     spent_key = admin.post("/key/generate", {"max_budget": 0})["key"]
     broke = anthropic.Anthropic(base_url=gateway.url + "/anthropic", api_key=spent_key, max_retries=0)
     with pytest.raises(anthropic.APIStatusError) as info:  # batches are billed later: refused only
-        broke.messages.batches.create(requests=[{"custom_id": "a", "params": {  # when nothing is left
-            "model": MODEL, "max_tokens": 8, "messages": [{"role": "user", "content": "x"}]}}])
+        broke.messages.batches.create(
+            requests=[
+                {
+                    "custom_id": "a",
+                    "params": {  # when nothing is left
+                        "model": MODEL,
+                        "max_tokens": 8,
+                        "messages": [{"role": "user", "content": "x"}],
+                    },
+                }
+            ]
+        )
     assert info.value.status_code == 402

@@ -27,9 +27,14 @@ def ask(gw, key="sk-shared"):
 
 def test_rpm_limit_holds_across_two_instances(start_gateway, upstream):
     prefix = f"parley-test-{uuid.uuid4().hex}"
-    config = {"model_list": [anthropic_deployment(MODEL, upstream)],
-              "router_settings": {"redis_url": "redis://127.0.0.1:6379/0", "redis_key_prefix": prefix,
-                                  "default_limits": {"rpm_limit": 10}}}
+    config = {
+        "model_list": [anthropic_deployment(MODEL, upstream)],
+        "router_settings": {
+            "redis_url": "redis://127.0.0.1:6379/0",
+            "redis_key_prefix": prefix,
+            "default_limits": {"rpm_limit": 10},
+        },
+    }
     one, two = start_gateway(config), start_gateway(config, workers=2)
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         statuses = list(pool.map(lambda i: ask(one if i % 2 else two), range(24)))
@@ -46,9 +51,11 @@ def test_rpm_limit_holds_across_two_instances(start_gateway, upstream):
 class RedisServer:
     def __init__(self, port: int) -> None:
         self.port = port
-        self.proc = subprocess.Popen(["redis-server", "--port", str(port), "--save", "",
-                                      "--appendonly", "no", "--bind", "127.0.0.1"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         client = redis.Redis(port=port)
         for _ in range(100):
             try:
@@ -73,10 +80,11 @@ def own_redis():
 
 def test_redis_going_away_keeps_serving_on_local_counters(start_gateway, upstream, own_redis):
     url = f"redis://127.0.0.1:{own_redis.port}/0"
-    config = {"model_list": [anthropic_deployment(MODEL, upstream)],
-              "router_settings": {"redis_url": url, "redis_key_prefix": "t",
-                                  "default_limits": {"rpm_limit": 6}},
-              "litellm_settings": {"cache": True, "cache_params": {"type": "redis", "ttl": 60}}}
+    config = {
+        "model_list": [anthropic_deployment(MODEL, upstream)],
+        "router_settings": {"redis_url": url, "redis_key_prefix": "t", "default_limits": {"rpm_limit": 6}},
+        "litellm_settings": {"cache": True, "cache_params": {"type": "redis", "ttl": 60}},
+    }
     gw = start_gateway(config)
     assert [ask(gw) for _ in range(2)] == [200, 200]
     assert redis.Redis(port=own_redis.port).keys("t:rl:*")

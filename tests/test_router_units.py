@@ -24,13 +24,22 @@ def test_retry_after_forms():
     assert retry_after({}) is None
 
 
-@pytest.mark.parametrize("status,body,kind", [
-    (200, b"", "ok"), (429, b"", "retry"), (529, b"", "retry"), (408, b"", "retry"), (409, b"", "retry"),
-    (503, b"", "retry"), (401, b"", "fatal"), (400, b'{"error":{"message":"bad"}}', "fatal"),
-    (400, b'{"error":{"message":"prompt is too long: 9 tokens > 8 maximum"}}', "context_window"),
-    (400, b'{"error":{"code":"context_length_exceeded"}}', "context_window"),
-    (400, b'{"error":{"code":"content_policy_violation"}}', "content_policy"),
-])
+@pytest.mark.parametrize(
+    "status,body,kind",
+    [
+        (200, b"", "ok"),
+        (429, b"", "retry"),
+        (529, b"", "retry"),
+        (408, b"", "retry"),
+        (409, b"", "retry"),
+        (503, b"", "retry"),
+        (401, b"", "fatal"),
+        (400, b'{"error":{"message":"bad"}}', "fatal"),
+        (400, b'{"error":{"message":"prompt is too long: 9 tokens > 8 maximum"}}', "context_window"),
+        (400, b'{"error":{"code":"context_length_exceeded"}}', "context_window"),
+        (400, b'{"error":{"code":"content_policy_violation"}}', "content_policy"),
+    ],
+)
 def test_classify(status, body, kind):
     assert classify(status, body, {}) == kind
 
@@ -53,8 +62,9 @@ def test_session_key_sources():
 
 
 def test_settings_names_and_errors():
-    s = RouterSettings.from_config({"routing_strategy": "latency-based-routing",
-                                    "fallbacks": [{"a": ["b"]}, {"*": "c"}]})
+    s = RouterSettings.from_config(
+        {"routing_strategy": "latency-based-routing", "fallbacks": [{"a": ["b"]}, {"*": "c"}]}
+    )
     assert s.strategy == "latency-based"
     assert s.fallbacks_for("retry", "a") == ["b"] and s.fallbacks_for("retry", "z") == ["c"]
     assert s.fallbacks_for("context_window", "a") == []

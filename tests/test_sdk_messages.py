@@ -14,8 +14,9 @@ def hi(model: str, **kw):
 
 
 async def test_acreate_anthropic_validates_as_sdk_message(upstream):
-    msg = await parley.messages.acreate(**hi("anthropic/claude-haiku-4-5"), api_key="sk-ant-x",
-                                        api_base=upstream.url)
+    msg = await parley.messages.acreate(
+        **hi("anthropic/claude-haiku-4-5"), api_key="sk-ant-x", api_base=upstream.url
+    )
     assert msg.content[0].text == "Hello! You said: hi sdk"
     assert msg["content"][0]["text"] == msg.content[0].text
     assert anthropic.types.Message.model_validate(msg).stop_reason == "end_turn"
@@ -33,10 +34,17 @@ def test_create_sync_and_env_defaults(upstream, monkeypatch):
 
 
 async def test_stream_events_accumulate_with_the_anthropic_sdk(upstream):
-    upstream.script({"content": [{"type": "thinking", "thinking": "hmm", "signature": "sig-1"},
-                                 {"type": "text", "text": "streamed by parley"}]})
-    events = await parley.messages.acreate(**hi("anthropic/claude-haiku-4-5", stream=True),
-                                           api_key="k", api_base=upstream.url)
+    upstream.script(
+        {
+            "content": [
+                {"type": "thinking", "thinking": "hmm", "signature": "sig-1"},
+                {"type": "text", "text": "streamed by parley"},
+            ]
+        }
+    )
+    events = await parley.messages.acreate(
+        **hi("anthropic/claude-haiku-4-5", stream=True), api_key="k", api_base=upstream.url
+    )
     collected = [e async for e in events]
     names = [e.type for e in collected]
     assert names[0] == "message_start" and names[-1] == "message_stop"
@@ -47,27 +55,40 @@ async def test_stream_events_accumulate_with_the_anthropic_sdk(upstream):
     adapter = TypeAdapter(RawMessageStreamEvent)
     snapshot, bufs = None, {}
     for event in collected:
-        snapshot = accumulate_event(event=adapter.validate_python(event), current_snapshot=snapshot,
-                                    json_bufs=bufs)
+        snapshot = accumulate_event(
+            event=adapter.validate_python(event), current_snapshot=snapshot, json_bufs=bufs
+        )
     assert snapshot.content[0].signature == "sig-1"
     assert snapshot.content[1].text == "streamed by parley"
 
 
 def test_sync_stream(upstream):
-    text = "".join(e.delta.text for e in parley.messages.create(**hi("anthropic/claude-x", stream=True),
-                                                                   api_key="k", api_base=upstream.url)
-                   if e.type == "content_block_delta")
+    text = "".join(
+        e.delta.text
+        for e in parley.messages.create(
+            **hi("anthropic/claude-x", stream=True), api_key="k", api_base=upstream.url
+        )
+        if e.type == "content_block_delta"
+    )
     assert text == "Hello! You said: hi sdk"
 
 
-@pytest.mark.parametrize("status, exc", [(400, errors.BadRequestError), (401, errors.AuthenticationError),
-                                         (429, errors.RateLimitError), (529, errors.OverloadedError),
-                                         (500, errors.InternalServerError)])
+@pytest.mark.parametrize(
+    "status, exc",
+    [
+        (400, errors.BadRequestError),
+        (401, errors.AuthenticationError),
+        (429, errors.RateLimitError),
+        (529, errors.OverloadedError),
+        (500, errors.InternalServerError),
+    ],
+)
 async def test_errors_are_typed(upstream, status, exc):
     upstream.script({"status": status, "error": {"message": f"scripted {status}"}})
     with pytest.raises(exc) as info:
-        await parley.messages.acreate(**hi("anthropic/claude-x"), api_key="k", api_base=upstream.url,
-                                      num_retries=0)
+        await parley.messages.acreate(
+            **hi("anthropic/claude-x"), api_key="k", api_base=upstream.url, num_retries=0
+        )
     assert info.value.status_code == status and info.value.message == f"scripted {status}"
 
 
@@ -75,17 +96,29 @@ async def test_connection_error_and_bad_model():
     from parley.testing.procs import free_port
 
     with pytest.raises(errors.APIConnectionError):
-        await parley.messages.acreate(**hi("anthropic/claude-x"), api_key="k",
-                                      api_base=f"http://127.0.0.1:{free_port()}")
+        await parley.messages.acreate(
+            **hi("anthropic/claude-x"), api_key="k", api_base=f"http://127.0.0.1:{free_port()}"
+        )
     with pytest.raises(errors.BadRequestError, match="provider/name"):
         await parley.messages.acreate(**hi("claude-x"))
 
 
 async def test_router_with_config(upstream):
-    router = parley.Router({"model_list": [
-        {"model_name": "fast", "params": {"model": "anthropic/claude-haiku-4-5", "api_key": "k",
-                                          "api_base": upstream.url}},
-        {"model_name": "offline", "params": {"model": "mock/parley-mock"}}]})
+    router = parley.Router(
+        {
+            "model_list": [
+                {
+                    "model_name": "fast",
+                    "params": {
+                        "model": "anthropic/claude-haiku-4-5",
+                        "api_key": "k",
+                        "api_base": upstream.url,
+                    },
+                },
+                {"model_name": "offline", "params": {"model": "mock/parley-mock"}},
+            ]
+        }
+    )
     try:
         assert (await router.messages.acreate(**hi("fast"))).content[0].text == "Hello! You said: hi sdk"
         assert "hi sdk" in (await router.messages.acreate(**hi("offline"))).content[0].text

@@ -24,8 +24,8 @@ async def race(url: str, key: str, n: int) -> list[tuple[str, int | None]]:
     async def one() -> tuple[str, int | None]:
         try:
             raw = await client.messages.with_raw_response.create(
-                model="claude-sonnet-4-5", max_tokens=MAX_TOKENS,
-                messages=[{"role": "user", "content": "go"}])
+                model="claude-sonnet-4-5", max_tokens=MAX_TOKENS, messages=[{"role": "user", "content": "go"}]
+            )
         except anthropic.PaymentRequiredError as e:
             assert e.body["error"]["type"] == "billing_error"
             return "402", None
@@ -75,8 +75,11 @@ def test_fifty_racing_requests_never_overspend(local_gateway, upstream):
 def redis_gateway(start_gateway, fake_upstream, tmp_path_factory):
     url = str(tmp_path_factory.mktemp("race-redis") / "parley.db")
     prefix = f"parley-test-{secrets.token_hex(4)}:"
-    gw = start_gateway(gateway_config(fake_upstream, url), workers=2,
-                       env={"REDIS_URL": "redis://127.0.0.1:6379/0", "PARLEY_REDIS_PREFIX": prefix})
+    gw = start_gateway(
+        gateway_config(fake_upstream, url),
+        workers=2,
+        env={"REDIS_URL": "redis://127.0.0.1:6379/0", "PARLEY_REDIS_PREFIX": prefix},
+    )
     yield gw
     gw.stop()
     import redis
@@ -97,8 +100,9 @@ def test_block_reaches_every_worker_through_redis(redis_gateway, upstream):
     def attempt() -> int:
         client = anthropic.Anthropic(base_url=redis_gateway.url, api_key=key, max_retries=0)
         try:
-            client.messages.create(model="claude-sonnet-4-5", max_tokens=8,
-                                   messages=[{"role": "user", "content": "x"}])
+            client.messages.create(
+                model="claude-sonnet-4-5", max_tokens=8, messages=[{"role": "user", "content": "x"}]
+            )
             return 200
         except anthropic.AuthenticationError:
             return 401
@@ -114,11 +118,13 @@ def test_soft_mode_checks_spend_only(local_gateway, upstream):
     key = admin.post("/key/generate", {"max_budget": 0.0001, "budget_mode": "soft"})["key"]
     client = anthropic.Anthropic(base_url=local_gateway.url, api_key=key, max_retries=0)
     upstream.script({"content": [{"type": "text", "text": LONG}]})
-    raw = client.messages.with_raw_response.create(model="claude-sonnet-4-5", max_tokens=MAX_TOKENS,
-                                                    messages=[{"role": "user", "content": "go"}])
+    raw = client.messages.with_raw_response.create(
+        model="claude-sonnet-4-5", max_tokens=MAX_TOKENS, messages=[{"role": "user", "content": "go"}]
+    )
     assert raw.headers.get("x-parley-max-tokens-capped") is None  # soft: not capped
     assert raw.parse().usage.output_tokens == MAX_TOKENS
     admin.wait_logs(1, api_key=key)  # soft mode only sees spend once it is recorded
     with pytest.raises(anthropic.PaymentRequiredError):
-        client.messages.create(model="claude-sonnet-4-5", max_tokens=10,
-                               messages=[{"role": "user", "content": "go"}])
+        client.messages.create(
+            model="claude-sonnet-4-5", max_tokens=10, messages=[{"role": "user", "content": "go"}]
+        )

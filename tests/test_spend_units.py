@@ -21,7 +21,7 @@ from parley.store.db import make_engine, migrate
 
 
 def ts(*args) -> float:
-    return dt.datetime(*args, tzinfo=dt.timezone.utc).timestamp()
+    return dt.datetime(*args, tzinfo=dt.UTC).timestamp()
 
 
 def test_durations_and_periods():
@@ -68,13 +68,37 @@ def engine(request, tmp_path):
 
 def row(request_id: str, spend: float, token: str = "tok") -> dict:
     now = time.time()
-    return {"request_id": request_id, "api_key": token, "key_alias": None, "user": "u", "team_id": None,
-            "end_user": "c", "session_id": None, "request_tags": ["a", "b"], "route": "/v1/messages",
-            "model": "m", "model_id": None, "custom_llm_provider": None, "upstream_model": None,
-            "prompt_tokens": 1, "completion_tokens": 1, "cache_read_input_tokens": 0,
-            "cache_creation_input_tokens": 0, "total_tokens": 2, "spend": spend, "estimated": False,
-            "status": 200, "error_type": None, "stream": False, "cache_hit": False, "latency_ms": 1.0,
-            "ttft_ms": None, "start_time": now, "end_time": now, "day": "2026-01-01"}
+    return {
+        "request_id": request_id,
+        "api_key": token,
+        "key_alias": None,
+        "user": "u",
+        "team_id": None,
+        "end_user": "c",
+        "session_id": None,
+        "request_tags": ["a", "b"],
+        "route": "/v1/messages",
+        "model": "m",
+        "model_id": None,
+        "custom_llm_provider": None,
+        "upstream_model": None,
+        "prompt_tokens": 1,
+        "completion_tokens": 1,
+        "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": 0,
+        "total_tokens": 2,
+        "spend": spend,
+        "estimated": False,
+        "status": 200,
+        "error_type": None,
+        "stream": False,
+        "cache_hit": False,
+        "latency_ms": 1.0,
+        "ttft_ms": None,
+        "start_time": now,
+        "end_time": now,
+        "day": "2026-01-01",
+    }
 
 
 def test_writer_is_idempotent_on_request_id(engine):
@@ -82,11 +106,12 @@ def test_writer_is_idempotent_on_request_id(engine):
         eng = make_engine(engine, {})
         writer = SpendWriter(eng)
         async with eng.begin() as conn:
-            await conn.execute(sa.insert(t.keys).values(token="tok", key_name="sk-...x", created_at=0,
-                                                        updated_at=0))
+            await conn.execute(
+                sa.insert(t.keys).values(token="tok", key_name="sk-...x", created_at=0, updated_at=0)
+            )
         batch = [row("r1", 0.5), row("r2", 0.25)]
         await writer.write_batch(batch)
-        await writer.write_batch(batch + [row("r3", 1.0)])  # a retried flush plus one new row
+        await writer.write_batch([*batch, row("r3", 1.0)])  # a retried flush plus one new row
         async with eng.connect() as conn:
             out = {
                 "logs": (await conn.execute(sa.select(sa.func.count()).select_from(t.spend_logs))).scalar(),
@@ -119,7 +144,10 @@ def test_writer_batch_throughput(engine, capsys):
 
     rate = asyncio.run(run())
     with capsys.disabled():
-        print(f"\n  spend writer ({'postgresql' if engine.startswith('postgresql') else 'sqlite'}): {rate:,.0f} rows/s in batches of 500")
+        print(
+            f"\n  spend writer ({'postgresql' if engine.startswith('postgresql') else 'sqlite'}): "
+            f"{rate:,.0f} rows/s in batches of 500"
+        )
     assert rate > 200
 
 
@@ -145,9 +173,18 @@ def test_budget_period_resets_spend(engine):
         eng = make_engine(engine, {})
         past = time.time() - 90
         async with eng.begin() as conn:
-            await conn.execute(sa.insert(t.keys).values(
-                token="due", key_name="sk-...d", spend=4.0, max_budget=5.0, budget_duration="1m",
-                budget_reset_at=past, created_at=0, updated_at=0))
+            await conn.execute(
+                sa.insert(t.keys).values(
+                    token="due",
+                    key_name="sk-...d",
+                    spend=4.0,
+                    max_budget=5.0,
+                    budget_duration="1m",
+                    budget_reset_at=past,
+                    created_at=0,
+                    updated_at=0,
+                )
+            )
         async with eng.begin() as conn:
             assert await reset_budgets(conn, time.time()) == 1
             assert await reset_budgets(conn, time.time()) == 0

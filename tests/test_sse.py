@@ -2,30 +2,43 @@
 
 from __future__ import annotations
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from parley.core.anthropic_stream import message_frames
 from parley.core.sse import Event, SSEDecoder
 from parley.core.usage import AnthropicStreamSniffer, Usage
 
 MESSAGE = {
-    "id": "msg_1", "type": "message", "role": "assistant", "model": "m",
-    "content": [{"type": "thinking", "thinking": "hmm", "signature": "sig"},
-                {"type": "text", "text": "héllo wörld, " * 5},
-                {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {"a": [1, 2]}}],
-    "stop_reason": "tool_use", "stop_sequence": None,
-    "usage": {"input_tokens": 11, "output_tokens": 42, "cache_creation_input_tokens": 3,
-              "cache_read_input_tokens": 5},
+    "id": "msg_1",
+    "type": "message",
+    "role": "assistant",
+    "model": "m",
+    "content": [
+        {"type": "thinking", "thinking": "hmm", "signature": "sig"},
+        {"type": "text", "text": "héllo wörld, " * 5},
+        {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {"a": [1, 2]}},
+    ],
+    "stop_reason": "tool_use",
+    "stop_sequence": None,
+    "usage": {
+        "input_tokens": 11,
+        "output_tokens": 42,
+        "cache_creation_input_tokens": 3,
+        "cache_read_input_tokens": 5,
+    },
 }
 STREAM = b"".join(message_frames(MESSAGE, piece=7))
 
 
 def split(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(data) + 1) for c in cuts})
-    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)])]
+    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
 
 
-@given(st.lists(st.integers(min_value=0, max_value=10_000), max_size=40), st.sampled_from(["\n", "\r\n", "\r"]))
+@given(
+    st.lists(st.integers(min_value=0, max_value=10_000), max_size=40), st.sampled_from(["\n", "\r\n", "\r"])
+)
 def test_any_split_and_line_ending_gives_the_same_events(cuts, newline):
     data = STREAM.replace(b"\n", newline.encode())
     whole = SSEDecoder().feed(data)
@@ -37,7 +50,7 @@ def test_any_split_and_line_ending_gives_the_same_events(cuts, newline):
 
 
 def test_comments_multiline_data_and_missing_event_name():
-    events = SSEDecoder().feed(b": comment\n\nevent: a\ndata: 1\ndata:2\n\ndata: {\"x\":1}  \n\n")
+    events = SSEDecoder().feed(b': comment\n\nevent: a\ndata: 1\ndata:2\n\ndata: {"x":1}  \n\n')
     assert events == [Event("a", "1\n2"), Event(None, '{"x":1}  ')]
 
 

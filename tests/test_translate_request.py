@@ -13,27 +13,33 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openai.types.chat.completion_create_params import (
-    CompletionCreateParamsNonStreaming, CompletionCreateParamsStreaming)
+    CompletionCreateParamsNonStreaming,
+    CompletionCreateParamsStreaming,
+)
 from pydantic import TypeAdapter
 
+from parley.config import ConfigError
 from parley.core.errors import GatewayError
 from parley.testing.fake_openai import check_request
 from parley.translate.anthropic_to_openai import to_openai_request
 from parley.translate.openai_options import OpenAIOptions, options_from_params
-from parley.config import ConfigError
 
 NON_STREAMING = TypeAdapter(CompletionCreateParamsNonStreaming)
 STREAMING = TypeAdapter(CompletionCreateParamsStreaming)
-OPTIONS = [OpenAIOptions(), options_from_params("openai", {}),
-           options_from_params("hosted_vllm", {"reasoning_field": "reasoning_content"})]
+OPTIONS = [
+    OpenAIOptions(),
+    options_from_params("openai", {}),
+    options_from_params("hosted_vllm", {"reasoning_field": "reasoning_content"}),
+]
 
 
 def consume(value):
     """Walk a validated value so pydantic's lazy Iterable validators actually run."""
     if isinstance(value, dict):
         return {k: consume(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)) or isinstance(value, Iterator) or (
-            hasattr(value, "__iter__") and not isinstance(value, (str, bytes))):
+    if isinstance(value, (list, tuple, Iterator)) or (
+        hasattr(value, "__iter__") and not isinstance(value, (str, bytes))
+    ):
         return [consume(v) for v in value]
     return value
 
@@ -47,18 +53,33 @@ def validate(body: dict) -> dict:
 
 text = st.text(min_size=1, max_size=30)
 ident = st.from_regex(r"[a-z][a-z0-9_]{0,11}", fullmatch=True)
-json_value = st.recursive(st.none() | st.booleans() | st.integers(-1000, 1000) | text,
-                          lambda inner: st.lists(inner, max_size=3)
-                          | st.dictionaries(ident, inner, max_size=3), max_leaves=6)
-image = st.builds(lambda data: {"type": "image", "source": {
-    "type": "base64", "media_type": "image/png", "data": data}},
-    st.from_regex(r"[A-Za-z0-9+/]{4,20}", fullmatch=True)) \
-    | st.builds(lambda u: {"type": "image", "source": {"type": "url", "url": "https://x.test/" + u}}, ident)
-text_block = st.builds(lambda t, cached: {"type": "text", "text": t, **(
-    {"cache_control": {"type": "ephemeral"}} if cached else {})}, text, st.booleans())
-document = st.builds(lambda t, title: {"type": "document", "source": {
-    "type": "text", "media_type": "text/plain", "data": t}, **({"title": title} if title else {})},
-    text, st.none() | text)
+json_value = st.recursive(
+    st.none() | st.booleans() | st.integers(-1000, 1000) | text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(ident, inner, max_size=3),
+    max_leaves=6,
+)
+image = st.builds(
+    lambda data: {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": data}},
+    st.from_regex(r"[A-Za-z0-9+/]{4,20}", fullmatch=True),
+) | st.builds(lambda u: {"type": "image", "source": {"type": "url", "url": "https://x.test/" + u}}, ident)
+text_block = st.builds(
+    lambda t, cached: {
+        "type": "text",
+        "text": t,
+        **({"cache_control": {"type": "ephemeral"}} if cached else {}),
+    },
+    text,
+    st.booleans(),
+)
+document = st.builds(
+    lambda t, title: {
+        "type": "document",
+        "source": {"type": "text", "media_type": "text/plain", "data": t},
+        **({"title": title} if title else {}),
+    },
+    text,
+    st.none() | text,
+)
 user_block = text_block | image | document
 
 
@@ -69,9 +90,14 @@ def conversation(draw) -> list[dict]:
     tool_ids = iter(f"toolu_{i:04d}" for i in range(1000))
     for turn in range(draw(st.integers(1, 4))):
         user: list[dict] = [
-            {"type": "tool_result", "tool_use_id": tid, "is_error": draw(st.booleans()),
-             "content": draw(st.one_of(text, st.lists(text_block | image, max_size=2)))}
-            for tid in pending]
+            {
+                "type": "tool_result",
+                "tool_use_id": tid,
+                "is_error": draw(st.booleans()),
+                "content": draw(st.one_of(text, st.lists(text_block | image, max_size=2))),
+            }
+            for tid in pending
+        ]
         user += draw(st.lists(user_block, min_size=0 if user else 1, max_size=3))
         draw(st.randoms()).shuffle(user)  # tool results may come after text: still valid input
         messages.append({"role": "user", "content": user if user or pending else "hi"})
@@ -85,27 +111,51 @@ def conversation(draw) -> list[dict]:
             blocks.append({"type": "thinking", "thinking": draw(text), "signature": "sig"})
         if draw(st.booleans()):
             blocks.append({"type": "text", "text": draw(text)})
-        calls = [{"type": "tool_use", "id": next(tool_ids), "name": draw(ident),
-                  "input": draw(st.dictionaries(ident, json_value, max_size=3))}
-                 for _ in range(draw(st.integers(0, 2)))]
+        calls = [
+            {
+                "type": "tool_use",
+                "id": next(tool_ids),
+                "name": draw(ident),
+                "input": draw(st.dictionaries(ident, json_value, max_size=3)),
+            }
+            for _ in range(draw(st.integers(0, 2)))
+        ]
         pending = [c["id"] for c in calls]
         messages.append({"role": "assistant", "content": blocks + calls or draw(text)})
     if pending:
-        messages.append({"role": "user", "content": [
-            {"type": "tool_result", "tool_use_id": tid, "content": "ok"} for tid in pending]})
+        messages.append(
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": tid, "content": "ok"} for tid in pending],
+            }
+        )
     return messages
 
 
 @st.composite
 def request(draw) -> dict:
-    body: dict = {"model": "claude-x", "max_tokens": draw(st.integers(1, 8192)),
-                  "messages": draw(conversation())}
+    body: dict = {
+        "model": "claude-x",
+        "max_tokens": draw(st.integers(1, 8192)),
+        "messages": draw(conversation()),
+    }
     if draw(st.booleans()):
         body["system"] = draw(text | st.lists(text_block, min_size=1, max_size=3))
-    tools = draw(st.lists(st.builds(lambda n, d: {
-        "name": n, "input_schema": {"type": "object", "properties": {"x": {"type": "string"}}},
-        **({"description": d} if d else {})}, ident, st.none() | text),
-        max_size=3, unique_by=lambda t: t["name"]))
+    tools = draw(
+        st.lists(
+            st.builds(
+                lambda n, d: {
+                    "name": n,
+                    "input_schema": {"type": "object", "properties": {"x": {"type": "string"}}},
+                    **({"description": d} if d else {}),
+                },
+                ident,
+                st.none() | text,
+            ),
+            max_size=3,
+            unique_by=lambda t: t["name"],
+        )
+    )
     if tools:
         body["tools"] = tools
         choice = draw(st.sampled_from(["auto", "any", "tool", "none", None]))
@@ -117,12 +167,20 @@ def request(draw) -> dict:
             body["tool_choice"]["disable_parallel_tool_use"] = True
     optional = {
         "stop_sequences": st.lists(text, min_size=1, max_size=6),
-        "temperature": st.floats(0, 1), "top_p": st.floats(0, 1), "top_k": st.integers(1, 100),
+        "temperature": st.floats(0, 1),
+        "top_p": st.floats(0, 1),
+        "top_k": st.integers(1, 100),
         "metadata": st.builds(lambda u: {"user_id": u}, ident),
-        "thinking": st.sampled_from([{"type": "enabled", "budget_tokens": 2048},
-                                     {"type": "adaptive"}, {"type": "disabled"}]),
-        "output_config": st.sampled_from([{"effort": "low"}, {"effort": "max"}, {"format": {
-            "type": "json_schema", "schema": {"type": "object", "properties": {}}}}]),
+        "thinking": st.sampled_from(
+            [{"type": "enabled", "budget_tokens": 2048}, {"type": "adaptive"}, {"type": "disabled"}]
+        ),
+        "output_config": st.sampled_from(
+            [
+                {"effort": "low"},
+                {"effort": "max"},
+                {"format": {"type": "json_schema", "schema": {"type": "object", "properties": {}}}},
+            ]
+        ),
         "stream": st.booleans(),
         "context_management": st.just({"edits": [{"type": "clear_thinking_20251015"}]}),
         "cache_control": st.just({"type": "ephemeral"}),
@@ -141,8 +199,13 @@ def test_any_valid_request_is_a_valid_openai_request(body, which):
     assert check_request(out) is None, check_request(out)
     assert out["model"] == "upstream-model"
     tool_messages = [m["tool_call_id"] for m in out["messages"] if m["role"] == "tool"]
-    results = [b["tool_use_id"] for m in body["messages"] if isinstance(m["content"], list)
-               for b in m["content"] if b.get("type") == "tool_result"]
+    results = [
+        b["tool_use_id"]
+        for m in body["messages"]
+        if isinstance(m["content"], list)
+        for b in m["content"]
+        if b.get("type") == "tool_result"
+    ]
     assert tool_messages == results  # one tool message per result, in order
     if "context_management" in body:
         assert "context_management" in dropped
@@ -150,17 +213,35 @@ def test_any_valid_request_is_a_valid_openai_request(body, which):
 
 # ----------------------------------------------------------------------------- unit cases
 
+
 def test_claude_code_shaped_request():
     body = {
-        "model": "claude-opus-5-5", "max_tokens": 32000, "stream": True,
-        "system": [{"type": "text", "text": "x-anthropic-billing-header: cc_version=2"},
-                   {"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}}],
-        "messages": [{"role": "user", "content": [
-                         {"type": "text", "text": "<system-reminder>ctx</system-reminder>"},
-                         {"type": "text", "text": "list files"}]},
-                     {"role": "system", "content": "mid-conversation note"}],
-        "tools": [{"name": "Bash", "description": "Run bash", "input_schema": {"type": "object"},
-                   "cache_control": {"type": "ephemeral"}, "defer_loading": False}],
+        "model": "claude-opus-5-5",
+        "max_tokens": 32000,
+        "stream": True,
+        "system": [
+            {"type": "text", "text": "x-anthropic-billing-header: cc_version=2"},
+            {"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}},
+        ],
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "<system-reminder>ctx</system-reminder>"},
+                    {"type": "text", "text": "list files"},
+                ],
+            },
+            {"role": "system", "content": "mid-conversation note"},
+        ],
+        "tools": [
+            {
+                "name": "Bash",
+                "description": "Run bash",
+                "input_schema": {"type": "object"},
+                "cache_control": {"type": "ephemeral"},
+                "defer_loading": False,
+            }
+        ],
         "metadata": {"user_id": '{"device_id":"d","session_id":"s"}'},
         "thinking": {"type": "adaptive", "display": "omitted"},
         "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
@@ -168,27 +249,46 @@ def test_claude_code_shaped_request():
     }
     out, dropped = to_openai_request(body, OpenAIOptions(), model="qwen")
     validate(out)
-    assert out["messages"][0] == {"role": "system", "content":
-                                  "x-anthropic-billing-header: cc_version=2\n\nYou are Claude Code."}
+    assert out["messages"][0] == {
+        "role": "system",
+        "content": "x-anthropic-billing-header: cc_version=2\n\nYou are Claude Code.",
+    }
     assert out["messages"][1]["content"][1] == {"type": "text", "text": "list files"}
     assert out["messages"][2] == {"role": "system", "content": "mid-conversation note"}
     assert out["reasoning_effort"] == "medium"
-    assert out["tools"] == [{"type": "function", "function": {
-        "name": "Bash", "description": "Run bash", "parameters": {"type": "object"}}}]
+    assert out["tools"] == [
+        {
+            "type": "function",
+            "function": {"name": "Bash", "description": "Run bash", "parameters": {"type": "object"}},
+        }
+    ]
     assert dropped == ["context_management"]
 
 
 def test_switches():
-    body = {"model": "m", "max_tokens": 9, "top_k": 4, "stream": True,
-            "stop_sequences": ["a", "b", "c", "d", "e"], "metadata": {"user_id": "u"},
-            "thinking": {"type": "enabled", "budget_tokens": 20000},
-            "messages": [{"role": "user", "content": "x"}]}
+    body = {
+        "model": "m",
+        "max_tokens": 9,
+        "top_k": 4,
+        "stream": True,
+        "stop_sequences": ["a", "b", "c", "d", "e"],
+        "metadata": {"user_id": "u"},
+        "thinking": {"type": "enabled", "budget_tokens": 20000},
+        "messages": [{"role": "user", "content": "x"}],
+    }
     out, dropped = to_openai_request(body, options_from_params("openai", {}))
     assert out["max_completion_tokens"] == 9 and out["stop"] == ["a", "b", "c", "d"]
     assert out["reasoning_effort"] == "high" and out["user"] == "u"
     assert dropped == ["top_k", "stop_sequences[4:]"]
-    opts = options_from_params("hosted_vllm", {"stream_include_usage": False, "reasoning_effort": False,
-                                               "user_field": None, "extra_body": {"seed": 1}})
+    opts = options_from_params(
+        "hosted_vllm",
+        {
+            "stream_include_usage": False,
+            "reasoning_effort": False,
+            "user_field": None,
+            "extra_body": {"seed": 1},
+        },
+    )
     out, dropped = to_openai_request(body, opts)
     assert out["max_tokens"] == 9 and out["top_k"] == 4 and out["seed"] == 1
     assert "stream_options" not in out and "reasoning_effort" not in out and "user" not in out
@@ -197,16 +297,39 @@ def test_switches():
         options_from_params("openai", {"max_tokens_field": "n_predict"})
 
 
-@pytest.mark.parametrize("body,needle", [
-    ({"messages": [{"role": "user", "content": [{"type": "image", "source": {
-        "type": "file", "file_id": "file_1"}}]}]}, "image source 'file'"),
-    ({"messages": [{"role": "tool", "content": "x"}]}, "role"),
-    ({"messages": [{"role": "user", "content": 5}]}, "content"),
-    ({"messages": [{"role": "user", "content": "x"}], "tool_choice": {"type": "tool", "name": "nope"},
-      "tools": [{"name": "a", "input_schema": {"type": "object"}}]}, "no tool named 'nope'"),
-    ({"messages": [{"role": "user", "content": "x"}],
-      "tools": [{"type": "web_fetch_20250910", "name": "web_fetch"}]}, "web_fetch"),
-])
+@pytest.mark.parametrize(
+    "body,needle",
+    [
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "image", "source": {"type": "file", "file_id": "file_1"}}],
+                    }
+                ]
+            },
+            "image source 'file'",
+        ),
+        ({"messages": [{"role": "tool", "content": "x"}]}, "role"),
+        ({"messages": [{"role": "user", "content": 5}]}, "content"),
+        (
+            {
+                "messages": [{"role": "user", "content": "x"}],
+                "tool_choice": {"type": "tool", "name": "nope"},
+                "tools": [{"name": "a", "input_schema": {"type": "object"}}],
+            },
+            "no tool named 'nope'",
+        ),
+        (
+            {
+                "messages": [{"role": "user", "content": "x"}],
+                "tools": [{"type": "web_fetch_20250910", "name": "web_fetch"}],
+            },
+            "web_fetch",
+        ),
+    ],
+)
 def test_bad_requests_are_400(body, needle):
     with pytest.raises(GatewayError, match=needle) as info:
         to_openai_request({"model": "m", "max_tokens": 5, **body}, OpenAIOptions())
@@ -214,11 +337,17 @@ def test_bad_requests_are_400(body, needle):
 
 
 def test_client_tools_and_structured_output():
-    body = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}],
-            "tools": [{"type": "bash_20250124", "name": "bash"}],
-            "output_config": {"format": {"type": "json_schema", "schema": {"type": "object"}}}}
+    body = {
+        "model": "m",
+        "max_tokens": 5,
+        "messages": [{"role": "user", "content": "x"}],
+        "tools": [{"type": "bash_20250124", "name": "bash"}],
+        "output_config": {"format": {"type": "json_schema", "schema": {"type": "object"}}},
+    }
     out, _ = to_openai_request(body, OpenAIOptions())
     validate(out)
     assert out["tools"][0]["function"]["name"] == "bash"
-    assert out["response_format"] == {"type": "json_schema", "json_schema": {
-        "name": "output", "schema": {"type": "object"}, "strict": True}}
+    assert out["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "output", "schema": {"type": "object"}, "strict": True},
+    }

@@ -4,7 +4,8 @@ still gets a 400 naming the field, never a 500)."""
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from parley.core.errors import GatewayError
 from parley.spend.periods import add_duration, parse_duration, parse_time
@@ -62,7 +63,7 @@ def _duration(name: str, v: Any) -> str:
 
 def _mode(name: str, v: Any) -> str:
     if v not in ("strict", "soft"):
-        raise bad(f"{name}: must be \"strict\" or \"soft\"", name)
+        raise bad(f'{name}: must be "strict" or "soft"', name)
     return v
 
 
@@ -76,19 +77,40 @@ def _time(name: str, v: Any) -> float:
 
 
 CHECKS: dict[str, Callable[[str, Any], Any]] = {
-    "str": _str, "float": _float, "int": _int, "strs": _strs, "dict": _dict, "bool": _bool,
-    "duration": _duration, "mode": _mode, "time": _time,
+    "str": _str,
+    "float": _float,
+    "int": _int,
+    "strs": _strs,
+    "dict": _dict,
+    "bool": _bool,
+    "duration": _duration,
+    "mode": _mode,
+    "time": _time,
 }
-OPENAPI_TYPES = {"str": {"type": "string"}, "float": {"type": "number"}, "int": {"type": "integer"},
-                 "strs": {"type": "array", "items": {"type": "string"}}, "dict": {"type": "object"},
-                 "bool": {"type": "boolean"}, "duration": {"type": "string", "example": "30d"},
-                 "mode": {"type": "string", "enum": ["strict", "soft"]},
-                 "time": {"type": "string", "format": "date-time"}}
+OPENAPI_TYPES = {
+    "str": {"type": "string"},
+    "float": {"type": "number"},
+    "int": {"type": "integer"},
+    "strs": {"type": "array", "items": {"type": "string"}},
+    "dict": {"type": "object"},
+    "bool": {"type": "boolean"},
+    "duration": {"type": "string", "example": "30d"},
+    "mode": {"type": "string", "enum": ["strict", "soft"]},
+    "time": {"type": "string", "format": "date-time"},
+}
 
 # Fields every budget-holding subject takes (keys, users, teams, customers).
-BUDGET_FIELDS = {"models": "strs", "max_budget": "float", "budget_duration": "duration",
-                 "rpm_limit": "int", "tpm_limit": "int", "max_parallel_requests": "int",
-                 "metadata": "dict", "blocked": "bool", "spend": "float"}
+BUDGET_FIELDS = {
+    "models": "strs",
+    "max_budget": "float",
+    "budget_duration": "duration",
+    "rpm_limit": "int",
+    "tpm_limit": "int",
+    "max_parallel_requests": "int",
+    "metadata": "dict",
+    "blocked": "bool",
+    "spend": "float",
+}
 
 
 def take(body: dict[str, Any], spec: dict[str, str]) -> dict[str, Any]:

@@ -19,8 +19,16 @@ from parley.spend.periods import add_duration
 from parley.store import tables as t
 from parley.store.records import hash_key
 
-KEY_FIELDS = {**BUDGET_FIELDS, "key_alias": "str", "user_id": "str", "team_id": "str",
-              "tags": "strs", "budget_mode": "mode", "duration": "duration", "expires": "time"}
+KEY_FIELDS = {
+    **BUDGET_FIELDS,
+    "key_alias": "str",
+    "user_id": "str",
+    "team_id": "str",
+    "tags": "strs",
+    "budget_mode": "mode",
+    "duration": "duration",
+    "expires": "time",
+}
 
 
 def new_key() -> str:
@@ -96,8 +104,9 @@ async def update(service: Any, request: Request, body: dict[str, Any]) -> dict[s
         await _key_row(conn, token)
         await _check_refs(conn, dict(cols, token=token))
         if cols:
-            await conn.execute(sa.update(t.keys).where(t.keys.c.token == token)
-                               .values(**cols, updated_at=time.time()))
+            await conn.execute(
+                sa.update(t.keys).where(t.keys.c.token == token).values(**cols, updated_at=time.time())
+            )
         row = await _key_row(conn, token)
     budget = bool({"max_budget", "budget_duration", "spend"} & cols.keys())
     await service.invalidate("key", token, budget=budget)
@@ -114,8 +123,9 @@ async def delete(service: Any, request: Request, body: dict[str, Any]) -> dict[s
         if aliases:
             found = await conn.execute(sa.select(t.keys.c.token).where(t.keys.c.key_alias.in_(aliases)))
             tokens += [r[0] for r in found]
-        existing = [r[0] for r in await conn.execute(
-            sa.select(t.keys.c.token).where(t.keys.c.token.in_(tokens)))]
+        existing = [
+            r[0] for r in await conn.execute(sa.select(t.keys.c.token).where(t.keys.c.token.in_(tokens)))
+        ]
         if not existing:
             raise not_found("key")
         await conn.execute(sa.delete(t.keys).where(t.keys.c.token.in_(existing)))
@@ -138,27 +148,42 @@ async def list_keys(service: Any, request: Request, body: dict[str, Any]) -> dic
     page, size = page_args(request, "size", 10)
     q = request.query_params
     where = []
-    for name, column in (("user_id", t.keys.c.user_id), ("team_id", t.keys.c.team_id),
-                         ("key_alias", t.keys.c.key_alias), ("key_hash", t.keys.c.token)):
+    for name, column in (
+        ("user_id", t.keys.c.user_id),
+        ("team_id", t.keys.c.team_id),
+        ("key_alias", t.keys.c.key_alias),
+        ("key_hash", t.keys.c.token),
+    ):
         if q.get(name):
             where.append(column == q[name])
     full = q.get("return_full_object", "").lower() in ("1", "true", "yes")
     await service.writer.flush()
     async with service.engine.connect() as conn:
         total = (await conn.execute(sa.select(sa.func.count()).select_from(t.keys).where(*where))).scalar()
-        rows = (await conn.execute(sa.select(t.keys).where(*where)
-                                   .order_by(t.keys.c.created_at, t.keys.c.token)
-                                   .limit(size).offset((page - 1) * size))).all()
-    return {"keys": [public(r) if full else r.token for r in rows], "total_count": total,
-            "current_page": page, "total_pages": total_pages(total, size)}
+        rows = (
+            await conn.execute(
+                sa.select(t.keys)
+                .where(*where)
+                .order_by(t.keys.c.created_at, t.keys.c.token)
+                .limit(size)
+                .offset((page - 1) * size)
+            )
+        ).all()
+    return {
+        "keys": [public(r) if full else r.token for r in rows],
+        "total_count": total,
+        "current_page": page,
+        "total_pages": total_pages(total, size),
+    }
 
 
 async def _set_blocked(service: Any, body: dict[str, Any], blocked: bool) -> dict[str, Any]:
     token = token_of(require(body, "key"))
     async with service.engine.begin() as conn:
         await _key_row(conn, token)
-        await conn.execute(sa.update(t.keys).where(t.keys.c.token == token)
-                           .values(blocked=blocked, updated_at=time.time()))
+        await conn.execute(
+            sa.update(t.keys).where(t.keys.c.token == token).values(blocked=blocked, updated_at=time.time())
+        )
         row = await _key_row(conn, token)
     await service.invalidate("key", token)
     return public(row)
@@ -184,8 +209,11 @@ async def regenerate(service: Any, request: Request, body: dict[str, Any]) -> di
     async with service.engine.begin() as conn:
         await _key_row(conn, token)
         await _check_refs(conn, dict(cols, token=token))
-        await conn.execute(sa.update(t.keys).where(t.keys.c.token == token).values(
-            **cols, token=new_token, key_name=f"sk-...{raw[-4:]}", updated_at=time.time()))
+        await conn.execute(
+            sa.update(t.keys)
+            .where(t.keys.c.token == token)
+            .values(**cols, token=new_token, key_name=f"sk-...{raw[-4:]}", updated_at=time.time())
+        )
         row = await _key_row(conn, new_token)
     await service.invalidate("key", token, budget=True)
     await service.invalidate("key", new_token)
@@ -193,21 +221,51 @@ async def regenerate(service: Any, request: Request, body: dict[str, Any]) -> di
 
 
 ENDPOINTS = [
-    Endpoint("POST", "/key/generate", generate, "Create a virtual key (returned once, in `key`)",
-             body={**KEY_FIELDS, "key": "str"}),
-    Endpoint("POST", "/key/update", update, "Change a key's fields (null clears one)",
-             body={**KEY_FIELDS, "key": "str"}, required=("key",)),
-    Endpoint("POST", "/key/delete", delete, "Delete keys by key/token or alias",
-             body={"keys": "strs", "key_aliases": "strs"}),
+    Endpoint(
+        "POST",
+        "/key/generate",
+        generate,
+        "Create a virtual key (returned once, in `key`)",
+        body={**KEY_FIELDS, "key": "str"},
+    ),
+    Endpoint(
+        "POST",
+        "/key/update",
+        update,
+        "Change a key's fields (null clears one)",
+        body={**KEY_FIELDS, "key": "str"},
+        required=("key",),
+    ),
+    Endpoint(
+        "POST",
+        "/key/delete",
+        delete,
+        "Delete keys by key/token or alias",
+        body={"keys": "strs", "key_aliases": "strs"},
+    ),
     Endpoint("GET", "/key/info", info, "One key's fields and spend", query=("key",)),
-    Endpoint("GET", "/key/list", list_keys, "Keys, paginated (tokens, or objects with "
-             "return_full_object=true)",
-             query=("page", "size", "user_id", "team_id", "key_alias", "key_hash", "return_full_object")),
-    Endpoint("POST", "/key/block", block, "Block a key (401 on use)", body={"key": "str"},
-             required=("key",)),
+    Endpoint(
+        "GET",
+        "/key/list",
+        list_keys,
+        "Keys, paginated (tokens, or objects with return_full_object=true)",
+        query=("page", "size", "user_id", "team_id", "key_alias", "key_hash", "return_full_object"),
+    ),
+    Endpoint("POST", "/key/block", block, "Block a key (401 on use)", body={"key": "str"}, required=("key",)),
     Endpoint("POST", "/key/unblock", unblock, "Unblock a key", body={"key": "str"}, required=("key",)),
-    Endpoint("POST", "/key/regenerate", regenerate, "Replace a key's secret, keeping its record",
-             body={**KEY_FIELDS, "key": "str", "new_key": "str"}, required=("key",)),
-    Endpoint("POST", "/key/{key}/regenerate", regenerate, "Same as /key/regenerate",
-             body={**KEY_FIELDS, "new_key": "str"}),
+    Endpoint(
+        "POST",
+        "/key/regenerate",
+        regenerate,
+        "Replace a key's secret, keeping its record",
+        body={**KEY_FIELDS, "key": "str", "new_key": "str"},
+        required=("key",),
+    ),
+    Endpoint(
+        "POST",
+        "/key/{key}/regenerate",
+        regenerate,
+        "Same as /key/regenerate",
+        body={**KEY_FIELDS, "new_key": "str"},
+    ),
 ]

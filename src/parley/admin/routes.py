@@ -18,38 +18,72 @@ from parley.admin.fields import OPENAPI_TYPES
 
 ENDPOINTS: list[Endpoint] = keys.ENDPOINTS + subjects.ENDPOINTS + spend.ENDPOINTS
 
-_ERROR = {"description": "Anthropic-style error", "content": {"application/json": {"schema": {
-    "type": "object", "properties": {"type": {"type": "string", "enum": ["error"]}, "error": {
-        "type": "object", "properties": {"type": {"type": "string"}, "message": {"type": "string"}}},
-        "request_id": {"type": "string"}}}}}}
+_ERROR = {
+    "description": "Anthropic-style error",
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "type": {"type": "string", "enum": ["error"]},
+                    "error": {
+                        "type": "object",
+                        "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
+                    },
+                    "request_id": {"type": "string"},
+                },
+            }
+        }
+    },
+}
 
 
 def openapi() -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for ep in ENDPOINTS:
-        op: dict[str, Any] = {"summary": ep.summary, "tags": [ep.path.split("/")[1]],
-                              "security": [{"bearer": []}, {"x-api-key": []}],
-                              "responses": {"200": {"description": "OK"}, "400": _ERROR,
-                                            "401": _ERROR, "404": _ERROR}}
-        params = [{"name": q, "in": "query", "required": False, "schema": {"type": "string"}}
-                  for q in ep.query]
+        op: dict[str, Any] = {
+            "summary": ep.summary,
+            "tags": [ep.path.split("/")[1]],
+            "security": [{"bearer": []}, {"x-api-key": []}],
+            "responses": {"200": {"description": "OK"}, "400": _ERROR, "401": _ERROR, "404": _ERROR},
+        }
+        params = [
+            {"name": q, "in": "query", "required": False, "schema": {"type": "string"}} for q in ep.query
+        ]
         if "{key}" in ep.path:
             params.append({"name": "key", "in": "path", "required": True, "schema": {"type": "string"}})
         if params:
             op["parameters"] = params
         if ep.method == "POST":
-            op["requestBody"] = {"required": bool(ep.required), "content": {"application/json": {
-                "schema": {"type": "object", "required": list(ep.required), "properties": {
-                    name: OPENAPI_TYPES[kind] for name, kind in ep.body.items()}}}}}
+            op["requestBody"] = {
+                "required": bool(ep.required),
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": list(ep.required),
+                            "properties": {name: OPENAPI_TYPES[kind] for name, kind in ep.body.items()},
+                        }
+                    }
+                },
+            }
         paths.setdefault(ep.path, {})[ep.method.lower()] = op
-    return {"openapi": "3.1.0",
-            "info": {"title": "parley admin API", "version": __version__,
-                     "description": "Virtual keys, users, teams, customers and spend. Every call "
-                                    "needs the master key (x-api-key or Authorization: Bearer)."},
-            "components": {"securitySchemes": {
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "parley admin API",
+            "version": __version__,
+            "description": "Virtual keys, users, teams, customers and spend. Every call "
+            "needs the master key (x-api-key or Authorization: Bearer).",
+        },
+        "components": {
+            "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
-                "x-api-key": {"type": "apiKey", "in": "header", "name": "x-api-key"}}},
-            "paths": paths}
+                "x-api-key": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+            }
+        },
+        "paths": paths,
+    }
 
 
 def admin_routes(service: StoreService) -> list[Route]:

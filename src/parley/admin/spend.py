@@ -14,11 +14,24 @@ from parley.spend.periods import iso, parse_time
 from parley.store import tables as t
 
 S = t.spend_logs
-GROUPS = {"key": S.c.api_key, "user": S.c.user, "team": S.c.team_id, "customer": S.c.end_user,
-          "model": S.c.model, "tag": t.spend_log_tags.c.tag}
-_FILTERS = (("user_id", S.c.user), ("team_id", S.c.team_id), ("end_user", S.c.end_user),
-            ("customer", S.c.end_user), ("model", S.c.model), ("request_id", S.c.request_id),
-            ("session_id", S.c.session_id), ("key_alias", S.c.key_alias))
+GROUPS = {
+    "key": S.c.api_key,
+    "user": S.c.user,
+    "team": S.c.team_id,
+    "customer": S.c.end_user,
+    "model": S.c.model,
+    "tag": t.spend_log_tags.c.tag,
+}
+_FILTERS = (
+    ("user_id", S.c.user),
+    ("team_id", S.c.team_id),
+    ("end_user", S.c.end_user),
+    ("customer", S.c.end_user),
+    ("model", S.c.model),
+    ("request_id", S.c.request_id),
+    ("session_id", S.c.session_id),
+    ("key_alias", S.c.key_alias),
+)
 
 
 def _time_arg(request: Request, name: str) -> float | None:
@@ -42,8 +55,9 @@ def filters(request: Request) -> list[Any]:
             where.append(column == q[name])
     tag = q.get("tag") or q.get("tags")
     if tag:
-        where.append(sa.exists().where(t.spend_log_tags.c.request_id == S.c.request_id,
-                                       t.spend_log_tags.c.tag == tag))
+        where.append(
+            sa.exists().where(t.spend_log_tags.c.request_id == S.c.request_id, t.spend_log_tags.c.tag == tag)
+        )
     start, end = _time_arg(request, "start_date"), _time_arg(request, "end_date")
     if start is not None:
         where.append(S.c.start_time >= start)
@@ -68,12 +82,21 @@ async def logs(service: Any, request: Request, body: dict[str, Any]) -> dict[str
     await service.writer.flush()
     async with service.engine.connect() as conn:
         total = (await conn.execute(sa.select(sa.func.count()).select_from(S).where(*where))).scalar()
-        rows = await conn.execute(sa.select(S).where(*where)
-                                  .order_by(S.c.start_time.desc(), S.c.request_id)
-                                  .limit(size).offset((page - 1) * size))
+        rows = await conn.execute(
+            sa.select(S)
+            .where(*where)
+            .order_by(S.c.start_time.desc(), S.c.request_id)
+            .limit(size)
+            .offset((page - 1) * size)
+        )
         data = [log_json(r) for r in rows]
-    return {"data": data, "total": total, "page": page, "page_size": size,
-            "total_pages": total_pages(total, size)}
+    return {
+        "data": data,
+        "total": total,
+        "page": page,
+        "page_size": size,
+        "total_pages": total_pages(total, size),
+    }
 
 
 async def report(service: Any, request: Request, body: dict[str, Any]) -> dict[str, Any]:
@@ -81,35 +104,71 @@ async def report(service: Any, request: Request, body: dict[str, Any]) -> dict[s
     if group_by not in GROUPS:
         raise bad(f"group_by: one of {', '.join(GROUPS)}", "group_by")
     group = GROUPS[group_by]
-    source = S.join(t.spend_log_tags, t.spend_log_tags.c.request_id == S.c.request_id) \
-        if group_by == "tag" else S
-    stmt = (sa.select(S.c.day, group.label("group"), sa.func.sum(S.c.spend).label("spend"),
-                      sa.func.count().label("requests"),
-                      sa.func.sum(S.c.prompt_tokens).label("prompt_tokens"),
-                      sa.func.sum(S.c.completion_tokens).label("completion_tokens"),
-                      sa.func.sum(S.c.cache_read_input_tokens).label("cache_read_input_tokens"),
-                      sa.func.sum(S.c.cache_creation_input_tokens).label("cache_creation_input_tokens"))
-            .select_from(source).where(*filters(request))
-            .group_by(S.c.day, group).order_by(S.c.day, group))
+    source = (
+        S.join(t.spend_log_tags, t.spend_log_tags.c.request_id == S.c.request_id) if group_by == "tag" else S
+    )
+    stmt = (
+        sa.select(
+            S.c.day,
+            group.label("group"),
+            sa.func.sum(S.c.spend).label("spend"),
+            sa.func.count().label("requests"),
+            sa.func.sum(S.c.prompt_tokens).label("prompt_tokens"),
+            sa.func.sum(S.c.completion_tokens).label("completion_tokens"),
+            sa.func.sum(S.c.cache_read_input_tokens).label("cache_read_input_tokens"),
+            sa.func.sum(S.c.cache_creation_input_tokens).label("cache_creation_input_tokens"),
+        )
+        .select_from(source)
+        .where(*filters(request))
+        .group_by(S.c.day, group)
+        .order_by(S.c.day, group)
+    )
     await service.writer.flush()
     async with service.engine.connect() as conn:
         rows = [plain(r) for r in await conn.execute(stmt)]
     for row in rows:
         row["spend"] = float(row["spend"] or 0.0)
-        for name in ("prompt_tokens", "completion_tokens", "cache_read_input_tokens",
-                     "cache_creation_input_tokens"):
+        for name in (
+            "prompt_tokens",
+            "completion_tokens",
+            "cache_read_input_tokens",
+            "cache_creation_input_tokens",
+        ):
             row[name] = int(row[name] or 0)
-    return {"group_by": group_by, "data": rows,
-            "total_spend": sum(r["spend"] for r in rows),
-            "total_requests": sum(r["requests"] for r in rows)}
+    return {
+        "group_by": group_by,
+        "data": rows,
+        "total_spend": sum(r["spend"] for r in rows),
+        "total_requests": sum(r["requests"] for r in rows),
+    }
 
 
-_QUERY = ("api_key", "key_alias", "user_id", "team_id", "end_user", "tag", "model", "request_id", "session_id",
-          "start_date", "end_date")
+_QUERY = (
+    "api_key",
+    "key_alias",
+    "user_id",
+    "team_id",
+    "end_user",
+    "tag",
+    "model",
+    "request_id",
+    "session_id",
+    "start_date",
+    "end_date",
+)
 ENDPOINTS = [
-    Endpoint("GET", "/spend/logs", logs, "One row per request, newest first, paginated",
-             query=_QUERY + ("page", "page_size")),
-    Endpoint("GET", "/spend/report", report,
-             "Spend totals by UTC day and by key, user, team, customer, tag or model",
-             query=_QUERY + ("group_by",)),
+    Endpoint(
+        "GET",
+        "/spend/logs",
+        logs,
+        "One row per request, newest first, paginated",
+        query=(*_QUERY, "page", "page_size"),
+    ),
+    Endpoint(
+        "GET",
+        "/spend/report",
+        report,
+        "Spend totals by UTC day and by key, user, team, customer, tag or model",
+        query=(*_QUERY, "group_by"),
+    ),
 ]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
 from parley.admin.common import Endpoint, not_found, page_args, public, total_pages
@@ -32,16 +33,39 @@ class Kind:
         return self.table.c[t.SUBJECTS[self.name][1]]
 
 
-USER = Kind("user", "/user", t.users, "user_id", "user_id", "user_ids",
-            {**BUDGET_FIELDS, "user_id": "str", "user_alias": "str", "user_email": "str",
-             "user_role": "str"}, "user")
-TEAM = Kind("team", "/team", t.teams, "team_id", "team_id", "team_ids",
-            {**BUDGET_FIELDS, "team_id": "str", "team_alias": "str"}, "team")
-CUSTOMER = Kind("customer", "/customer", t.customers, "user_id", "end_user_id", "user_ids",
-                {**BUDGET_FIELDS, "user_id": "str", "alias": "str"}, "customer")
+USER = Kind(
+    "user",
+    "/user",
+    t.users,
+    "user_id",
+    "user_id",
+    "user_ids",
+    {**BUDGET_FIELDS, "user_id": "str", "user_alias": "str", "user_email": "str", "user_role": "str"},
+    "user",
+)
+TEAM = Kind(
+    "team",
+    "/team",
+    t.teams,
+    "team_id",
+    "team_id",
+    "team_ids",
+    {**BUDGET_FIELDS, "team_id": "str", "team_alias": "str"},
+    "team",
+)
+CUSTOMER = Kind(
+    "customer",
+    "/customer",
+    t.customers,
+    "user_id",
+    "end_user_id",
+    "user_ids",
+    {**BUDGET_FIELDS, "user_id": "str", "alias": "str"},
+    "customer",
+)
 
 
-async def _row(conn, kind: Kind, ident: str) -> Any:
+async def _row(conn: AsyncConnection, kind: Kind, ident: str | None) -> Any:
     row = (await conn.execute(sa.select(kind.table).where(kind.id_col == ident))).first()
     if row is None:
         raise not_found(f"{kind.label} {ident!r}")
@@ -84,8 +108,9 @@ async def update(service: Any, kind: Kind, body: dict[str, Any]) -> dict[str, An
     async with service.engine.begin() as conn:
         await _row(conn, kind, ident)
         if cols:
-            await conn.execute(sa.update(kind.table).where(kind.id_col == ident)
-                               .values(**cols, updated_at=time.time()))
+            await conn.execute(
+                sa.update(kind.table).where(kind.id_col == ident).values(**cols, updated_at=time.time())
+            )
         row = await _row(conn, kind, ident)
     budget = bool({"max_budget", "budget_duration", "spend"} & cols.keys())
     await service.invalidate(kind.name, ident, budget=budget)
@@ -118,11 +143,19 @@ async def info(service: Any, kind: Kind, request: Request) -> dict[str, Any]:
         if kind is CUSTOMER:
             return row
         column = t.keys.c.user_id if kind is USER else t.keys.c.team_id
-        keys = [public(r) for r in await conn.execute(
-            sa.select(t.keys).where(column == ident).order_by(t.keys.c.created_at))]
+        keys = [
+            public(r)
+            for r in await conn.execute(
+                sa.select(t.keys).where(column == ident).order_by(t.keys.c.created_at)
+            )
+        ]
     if kind is USER:
-        return {"user_id": ident, "user_info": row, "keys": keys,
-                "teams": sorted({k["team_id"] for k in keys if k["team_id"]})}
+        return {
+            "user_id": ident,
+            "user_info": row,
+            "keys": keys,
+            "teams": sorted({k["team_id"] for k in keys if k["team_id"]}),
+        }
     return {"team_id": ident, "team_info": row, "keys": keys}
 
 
@@ -131,12 +164,23 @@ async def list_all(service: Any, kind: Kind, request: Request) -> Any:
     await service.writer.flush()
     async with service.engine.connect() as conn:
         total = (await conn.execute(sa.select(sa.func.count()).select_from(kind.table))).scalar()
-        rows = [public(r) for r in await conn.execute(
-            sa.select(kind.table).order_by(kind.table.c.created_at, kind.id_col)
-            .limit(size).offset((page - 1) * size))]
+        rows = [
+            public(r)
+            for r in await conn.execute(
+                sa.select(kind.table)
+                .order_by(kind.table.c.created_at, kind.id_col)
+                .limit(size)
+                .offset((page - 1) * size)
+            )
+        ]
     if kind is USER:
-        return {"users": rows, "total": total, "page": page, "page_size": size,
-                "total_pages": total_pages(total, size)}
+        return {
+            "users": rows,
+            "total": total,
+            "page": page,
+            "page_size": size,
+            "total_pages": total_pages(total, size),
+        }
     return rows  # LiteLLM's /team/list and /customer/list return a plain list
 
 
@@ -147,8 +191,9 @@ async def set_blocked(service: Any, kind: Kind, body: dict[str, Any], blocked: b
     async with service.engine.begin() as conn:
         for ident in ids:
             await _row(conn, kind, ident)
-        await conn.execute(sa.update(kind.table).where(kind.id_col.in_(ids))
-                           .values(blocked=blocked, updated_at=time.time()))
+        await conn.execute(
+            sa.update(kind.table).where(kind.id_col.in_(ids)).values(blocked=blocked, updated_at=time.time())
+        )
         rows = [public(await _row(conn, kind, ident)) for ident in ids]
     for ident in ids:
         await service.invalidate(kind.name, ident)
@@ -160,30 +205,67 @@ def endpoints(kind: Kind) -> list[Endpoint]:
 
     def bind(fn, *extra):
         async def handler(service, request, body):
-            return await fn(service, kind, *(request if e == "request" else body if e == "body"
-                                               else e for e in extra))
+            return await fn(
+                service, kind, *(request if e == "request" else body if e == "body" else e for e in extra)
+            )
+
         return handler
 
     new_path = "/user/new" if kind is USER else f"{p}/new"
     out = [
-        Endpoint("POST", new_path, bind(new, "body"), f"Create a {label}",
-                 body={**kind.fields, **({"auto_create_key": "bool"} if kind is USER else {})},
-                 required=(kind.id_field,) if kind is CUSTOMER else ()),
-        Endpoint("GET", f"{p}/info", bind(info, "request"), f"One {label}, with its spend",
-                 query=(kind.info_query,)),
-        Endpoint("POST", f"{p}/update", bind(update, "body"), f"Change a {label}'s fields",
-                 body=kind.fields, required=(kind.id_field,)),
-        Endpoint("POST", f"{p}/delete", bind(delete, "body"), f"Delete {label}s",
-                 body={kind.delete_field: "strs"}, required=(kind.delete_field,)),
-        Endpoint("GET", f"{p}/list", bind(list_all, "request"), f"All {label}s, paginated",
-                 query=("page", "page_size")),
+        Endpoint(
+            "POST",
+            new_path,
+            bind(new, "body"),
+            f"Create a {label}",
+            body={**kind.fields, **({"auto_create_key": "bool"} if kind is USER else {})},
+            required=(kind.id_field,) if kind is CUSTOMER else (),
+        ),
+        Endpoint(
+            "GET",
+            f"{p}/info",
+            bind(info, "request"),
+            f"One {label}, with its spend",
+            query=(kind.info_query,),
+        ),
+        Endpoint(
+            "POST",
+            f"{p}/update",
+            bind(update, "body"),
+            f"Change a {label}'s fields",
+            body=kind.fields,
+            required=(kind.id_field,),
+        ),
+        Endpoint(
+            "POST",
+            f"{p}/delete",
+            bind(delete, "body"),
+            f"Delete {label}s",
+            body={kind.delete_field: "strs"},
+            required=(kind.delete_field,),
+        ),
+        Endpoint(
+            "GET",
+            f"{p}/list",
+            bind(list_all, "request"),
+            f"All {label}s, paginated",
+            query=("page", "page_size"),
+        ),
     ]
     if kind is not USER:
         block_body = {kind.delete_field: "strs"} if kind is CUSTOMER else {kind.id_field: "str"}
-        out += [Endpoint("POST", f"{p}/block", bind(set_blocked, "body", True), f"Block a {label}",
-                         body=block_body),
-                Endpoint("POST", f"{p}/unblock", bind(set_blocked, "body", False),
-                         f"Unblock a {label}", body=block_body)]
+        out += [
+            Endpoint(
+                "POST", f"{p}/block", bind(set_blocked, "body", True), f"Block a {label}", body=block_body
+            ),
+            Endpoint(
+                "POST",
+                f"{p}/unblock",
+                bind(set_blocked, "body", False),
+                f"Unblock a {label}",
+                body=block_body,
+            ),
+        ]
     return out
 
 

@@ -5,19 +5,26 @@ Used by the mock model, the fake upstream, and anything that replays a stored re
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import orjson
 
 from parley.core.sse import encode_event
 
-_WHOLE_BLOCKS = ("redacted_thinking", "web_search_tool_result", "web_fetch_tool_result",
-                 "code_execution_tool_result", "bash_code_execution_tool_result",
-                 "text_editor_code_execution_tool_result", "tool_search_tool_result",
-                 "container_upload")
+_WHOLE_BLOCKS = (
+    "redacted_thinking",
+    "web_search_tool_result",
+    "web_fetch_tool_result",
+    "code_execution_tool_result",
+    "bash_code_execution_tool_result",
+    "text_editor_code_execution_tool_result",
+    "tool_search_tool_result",
+    "container_upload",
+)
 
 
-def message_events(message: dict[str, Any], piece: int = 16) -> Iterator[tuple[str, dict]]:
+def message_events(message: dict[str, Any], piece: int = 16) -> Iterator[tuple[str, dict[str, Any]]]:
     """(event name, payload) pairs for `message`; text and JSON are split into `piece`-char deltas."""
     usage = dict(message.get("usage") or {})
     start_usage = dict(usage, output_tokens=min(1, usage.get("output_tokens", 1)))
@@ -29,21 +36,31 @@ def message_events(message: dict[str, Any], piece: int = 16) -> Iterator[tuple[s
     for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"):
         if usage.get(name) is not None:
             delta_usage[name] = usage[name]
-    yield "message_delta", {"type": "message_delta",
-                            "delta": {"stop_reason": message.get("stop_reason") or "end_turn",
-                                      "stop_sequence": message.get("stop_sequence")},
-                            "usage": delta_usage}
+    yield (
+        "message_delta",
+        {
+            "type": "message_delta",
+            "delta": {
+                "stop_reason": message.get("stop_reason") or "end_turn",
+                "stop_sequence": message.get("stop_sequence"),
+            },
+            "usage": delta_usage,
+        },
+    )
     yield "message_stop", {"type": "message_stop"}
 
 
-def _block_events(index: int, block: dict, piece: int) -> Iterator[tuple[str, dict]]:
+def _block_events(index: int, block: dict[str, Any], piece: int) -> Iterator[tuple[str, dict[str, Any]]]:
     kind = block.get("type")
 
-    def start(content_block: dict) -> tuple[str, dict]:
-        return "content_block_start", {"type": "content_block_start", "index": index,
-                                       "content_block": content_block}
+    def start(content_block: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        return "content_block_start", {
+            "type": "content_block_start",
+            "index": index,
+            "content_block": content_block,
+        }
 
-    def delta(d: dict) -> tuple[str, dict]:
+    def delta(d: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         return "content_block_delta", {"type": "content_block_delta", "index": index, "delta": d}
 
     if kind == "text":
@@ -71,7 +88,7 @@ def _block_events(index: int, block: dict, piece: int) -> Iterator[tuple[str, di
 def _split(text: str, piece: int) -> list[str]:
     if not text:
         return []
-    return [text[i:i + piece] for i in range(0, len(text), piece)]
+    return [text[i : i + piece] for i in range(0, len(text), piece)]
 
 
 def message_frames(message: dict[str, Any], piece: int = 16) -> list[bytes]:

@@ -69,8 +69,9 @@ class GatewayError(Exception):
         return anthropic_error_body(self.type, self.message, request_id)
 
     def openai_body(self) -> bytes:
-        return openai_error_body(self.message, OPENAI_TYPE_BY_ANTHROPIC.get(self.type, self.type),
-                                 self.param, self.code)
+        return openai_error_body(
+            self.message, OPENAI_TYPE_BY_ANTHROPIC.get(self.type, self.type), self.param, self.code
+        )
 
 
 def anthropic_error_body(type: str, message: str, request_id: str | None) -> bytes:
@@ -83,8 +84,14 @@ def openai_error_body(message: str, type: str, param: str | None = None, code: s
     return orjson.dumps({"error": {"message": message, "type": type, "param": param, "code": code}})
 
 
-def invalid_request(message: str, **kw) -> GatewayError:
-    return GatewayError(400, message, "invalid_request_error", **kw)
+def invalid_request(
+    message: str,
+    *,
+    headers: dict[str, str] | None = None,
+    param: str | None = None,
+    code: str | None = None,
+) -> GatewayError:
+    return GatewayError(400, message, "invalid_request_error", headers=headers, param=param, code=code)
 
 
 # --- Exceptions the Python SDK raises (parley.messages / parley.completion) -------------------------
@@ -108,7 +115,9 @@ APITimeoutError = Timeout
 class APIStatusError(ParleyError):
     """The backend (or parley) answered with an error status; `body` is the parsed error body."""
 
-    def __init__(self, message: str, status_code: int, body: object = None, error_type: str | None = None) -> None:
+    def __init__(
+        self, message: str, status_code: int, body: object = None, error_type: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status_code = status_code
@@ -148,11 +157,20 @@ class OverloadedError(InternalServerError):
     pass
 
 
-_BY_STATUS = {400: BadRequestError, 401: AuthenticationError, 403: PermissionDeniedError,
-              404: NotFoundError, 413: RequestTooLargeError, 429: RateLimitError, 529: OverloadedError}
+_BY_STATUS = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    413: RequestTooLargeError,
+    429: RateLimitError,
+    529: OverloadedError,
+}
 
 
-def status_error(status: int, message: str, body: object = None, error_type: str | None = None) -> APIStatusError:
+def status_error(
+    status: int, message: str, body: object = None, error_type: str | None = None
+) -> APIStatusError:
     """The typed exception for an error status."""
     cls = _BY_STATUS.get(status) or (InternalServerError if status >= 500 else APIStatusError)
     return cls(message, status, body, error_type)

@@ -62,7 +62,7 @@ def _parse_block(block: bytes) -> Event | None:
     if block.startswith(b"event: "):
         nl = block.find(b"\n")
         if nl > 0 and block.startswith(b"data: ", nl + 1) and block.find(b"\n", nl + 1) < 0:
-            return Event(block[7:nl].decode("utf-8", "replace"), block[nl + 7:].decode("utf-8", "replace"))
+            return Event(block[7:nl].decode("utf-8", "replace"), block[nl + 7 :].decode("utf-8", "replace"))
     elif block.startswith(b"data: ") and b"\n" not in block:
         return Event(None, block[6:].decode("utf-8", "replace"))
     return _parse_lines(block)

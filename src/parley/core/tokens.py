@@ -65,14 +65,17 @@ def _block_tokens(block: Any) -> int:
     if kind == "redacted_thinking":
         return text_tokens(str(block.get("data", "")))
     if kind in ("tool_use", "server_tool_use"):
-        return 5 + text_tokens(str(block.get("name", ""))) + text_tokens(
-            orjson.dumps(block.get("input", {})).decode())
+        return (
+            5
+            + text_tokens(str(block.get("name", "")))
+            + text_tokens(orjson.dumps(block.get("input", {})).decode())
+        )
     if kind in ("tool_result", "mid_conv_system", "search_result"):
         return 5 + _content_tokens(block.get("content"))
     return text_tokens(orjson.dumps(block).decode())
 
 
-def _document_tokens(block: dict) -> int:
+def _document_tokens(block: dict[str, Any]) -> int:
     source = block.get("source") or {}
     kind = source.get("type")
     extra = text_tokens(str(block.get("title") or "")) + text_tokens(str(block.get("context") or ""))

@@ -13,8 +13,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from parley.store.redis_link import RedisLink, RedisUnavailable
 from parley.router.settings import RouterSettings
+from parley.store.redis_link import RedisLink, RedisUnavailable
 
 log = logging.getLogger("parley.router")
 
@@ -36,7 +36,7 @@ return 0
 class DeploymentHealth:
     inflight: int = 0
     latency: float | None = None  # EWMA of seconds to the first byte
-    fails: deque = field(default_factory=deque)  # monotonic times of recent failures
+    fails: deque[float] = field(default_factory=deque)  # monotonic times of recent failures
     cooldown_until: float = 0.0  # monotonic
     minute: int = 0  # the wall-clock minute `requests`/`tokens` count
     requests: int = 0
@@ -113,7 +113,7 @@ class Health:
         except RedisUnavailable:
             return
         now = time.monotonic()
-        for dep_id, ttl in zip(stale, ttls):
+        for dep_id, ttl in zip(stale, ttls, strict=False):
             self._synced[dep_id] = now
             h = self.of(dep_id)
             if isinstance(ttl, int) and ttl > 0:
@@ -124,12 +124,20 @@ class Health:
     async def fail(self, dep_id: str, reason: str) -> float:
         """Count a failure; returns the cooldown started (seconds), 0 if none."""
         s = self.settings
-        if self.redis is not None and self.redis.up:
+        redis, script = self.redis, self._fail_script  # (both set or both None)
+        if redis is not None and script is not None and redis.up:
             try:
-                ms = await self.redis.run(lambda c: self._fail_script(
-                    keys=[self.redis.key("fails", dep_id), self.redis.key("cooldown", dep_id)],
-                    args=[s.allowed_fails, int(s.allowed_fails_window * 1000), int(s.cooldown_time * 1000)],
-                    client=c))
+                ms = await redis.run(
+                    lambda c: script(
+                        keys=[redis.key("fails", dep_id), redis.key("cooldown", dep_id)],
+                        args=[
+                            s.allowed_fails,
+                            int(s.allowed_fails_window * 1000),
+                            int(s.cooldown_time * 1000),
+                        ],
+                        client=c,
+                    )
+                )
             except RedisUnavailable:
                 return self._fail_local(dep_id, reason)
             if ms:
@@ -153,5 +161,10 @@ class Health:
     def _start_cooldown(self, dep_id: str, seconds: float, reason: str) -> None:
         h = self.of(dep_id)
         h.cooldown_until = max(h.cooldown_until, time.monotonic() + seconds)
-        log.warning("deployment %s cooling down for %.1fs after %d failures (last: %s)",
-                    dep_id, seconds, self.settings.allowed_fails, reason)
+        log.warning(
+            "deployment %s cooling down for %.1fs after %d failures (last: %s)",
+            dep_id,
+            seconds,
+            self.settings.allowed_fails,
+            reason,
+        )

@@ -9,23 +9,42 @@ from __future__ import annotations
 
 import email.utils
 import time
-from typing import Mapping
+from collections.abc import Mapping
 
 import orjson
 
+from parley.core.stream import ChunkSource, UpstreamReply
 from parley.transport.http import UpstreamBroken
 from parley.core.stream import ChunkSource, UpstreamReply, WrappedSource
 
 RETRY_STATUSES = frozenset({408, 409, 429})
 
-_CONTEXT_WINDOW = ("prompt is too long", "context length", "context_length_exceeded",
-                   "context window", "maximum context", "exceed context limit",
-                   "too many tokens", "input is too long", "model_context_window_exceeded")
-_CONTENT_POLICY = ("content_policy", "content policy", "content_filter", "content management policy",
-                   "safety system", "responsibleaipolicyviolation")
+_CONTEXT_WINDOW = (
+    "prompt is too long",
+    "context length",
+    "context_length_exceeded",
+    "context window",
+    "maximum context",
+    "exceed context limit",
+    "too many tokens",
+    "input is too long",
+    "model_context_window_exceeded",
+)
+_CONTENT_POLICY = (
+    "content_policy",
+    "content policy",
+    "content_filter",
+    "content management policy",
+    "safety system",
+    "responsibleaipolicyviolation",
+)
 
-_STREAM_ERROR_STATUS = {"overloaded_error": 529, "rate_limit_error": 429, "api_error": 500,
-                        "timeout_error": 504}
+_STREAM_ERROR_STATUS = {
+    "overloaded_error": 529,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+}
 
 
 def classify(status: int, body: bytes | None, headers: Mapping[str, str]) -> str:
@@ -102,8 +121,9 @@ class StreamFailed(Exception):
 async def peek(reply: UpstreamReply) -> UpstreamReply:
     """Read the first chunk of a streamed reply; StreamFailed if the stream is dead or an error."""
     source = reply.source
+    assert source is not None, "peek() takes a streamed reply"
     try:
-        chunk = b""
+        chunk: bytes | None = b""
         while not chunk:
             chunk = await source.next_chunk()
             if chunk is None:

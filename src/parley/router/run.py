@@ -21,20 +21,20 @@ import asyncio
 import math
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable
 
 from parley.core.context import RequestContext, StateKey
+from parley.core.deployment import Target
 from parley.core.errors import GatewayError
-from parley.transport.http import UpstreamBroken
 from parley.core.stream import UpstreamReply
+from parley.core.usage import Usage
 from parley.router.health import Health
 from parley.router.outcome import StreamFailed, classify, peek, retry_after
 from parley.router.settings import RouterSettings, dep_limit, dep_timeouts
 from parley.router.strategy import SESSION_HEADER, choose
-from parley.core.deployment import Target
 from parley.router.table import ModelTable
-from parley.core.usage import Usage
+from parley.transport.http import UpstreamBroken
 
 Attempt = Callable[[Target], Awaitable[UpstreamReply]]
 
@@ -53,8 +53,9 @@ class Failure:
 
 
 class Router:
-    def __init__(self, table: ModelTable, settings: RouterSettings | None = None,
-                 health: Health | None = None) -> None:
+    def __init__(
+        self, table: ModelTable, settings: RouterSettings | None = None, health: Health | None = None
+    ) -> None:
         self.table = table
         self.settings = settings or RouterSettings()
         self.health = health or Health(self.settings)
@@ -63,8 +64,9 @@ class Router:
         targets = self.table.resolve(model)
         if not targets:
             served = ", ".join(self.table.names()) or "none"
-            raise GatewayError(404, f"model: {model!r} is not served here; models served: {served}",
-                               "not_found_error")
+            raise GatewayError(
+                404, f"model: {model!r} is not served here; models served: {served}", "not_found_error"
+            )
         return targets
 
     async def run(self, ctx: RequestContext, model: str, attempt: Attempt) -> UpstreamReply:
@@ -96,13 +98,18 @@ class Router:
         ctx.response_headers["x-parley-attempts"] = str(ctx.attempts)
         if failure is None or (failure.reply is None and failure.error is None):
             wait = max(1, math.ceil(failure.wait or 1)) if failure else 1
-            raise GatewayError(529, f"model {model!r}: every deployment is cooling down after "
-                                    f"failures; retry in {wait}s", "overloaded_error",
-                               headers={"retry-after": str(wait), **ctx.response_headers})
+            raise GatewayError(
+                529,
+                f"model {model!r}: every deployment is cooling down after failures; retry in {wait}s",
+                "overloaded_error",
+                headers={"retry-after": str(wait), **ctx.response_headers},
+            )
         if failure.reply is not None:
             return failure.reply
-        failure.error.headers = {**failure.error.headers, **ctx.response_headers}
-        raise failure.error
+        error = failure.error
+        assert error is not None  # reply and error both None was handled above
+        error.headers = {**error.headers, **ctx.response_headers}
+        raise error
 
     async def _run_group(self, ctx: RequestContext, group: str, attempt: Attempt) -> UpstreamReply | Failure:
         targets = self.table.resolve(group)
@@ -117,12 +124,15 @@ class Router:
             if not candidates:
                 return last if last is not None else self._unavailable(group, targets)
             fresh = [t for t in candidates if t.deployment.id not in failed] or candidates
-            target = choose(fresh, self.settings.strategy, self.health, _session(ctx),
-                            self.settings.latency_buffer)
+            target = choose(
+                fresh, self.settings.strategy, self.health, _session(ctx), self.settings.latency_buffer
+            )
             if n > 0:
-                delay = self._delay(n, last, same=previous is not None
-                                    and previous.deployment.id == target.deployment.id)
+                delay = self._delay(
+                    n, last, same=previous is not None and previous.deployment.id == target.deployment.id
+                )
                 if delay is None:
+                    assert last is not None  # set by every try before this one
                     return last
                 if delay > 0:
                     await asyncio.sleep(delay)
@@ -133,6 +143,7 @@ class Router:
             if outcome.kind != "retry":
                 return outcome
             failed.add(target.deployment.id)
+        assert last is not None  # tries >= 1, and a try that does not return sets it
         return last
 
     def _unavailable(self, group: str, targets: list[Target]) -> Failure:
@@ -141,8 +152,12 @@ class Router:
         if all(c > 0 for c in cooling):
             return Failure("unavailable", wait=min(cooling))
         wait = 60 - time.time() % 60
-        error = GatewayError(429, f"model {group!r}: every deployment is at its rpm/tpm capacity",
-                             "rate_limit_error", headers={"retry-after": str(max(1, math.ceil(wait)))})
+        error = GatewayError(
+            429,
+            f"model {group!r}: every deployment is at its rpm/tpm capacity",
+            "rate_limit_error",
+            headers={"retry-after": str(max(1, math.ceil(wait)))},
+        )
         return Failure("unavailable", error=error, wait=wait)
 
     async def _healthy(self, targets: list[Target]) -> list[Target]:
@@ -198,11 +213,13 @@ class Router:
             else:
                 reply = await _first_byte(attempt, target)
         except StreamFailed as e:
-            return await self._failed(ctx, dep.id, Failure(
-                "retry", error=GatewayError(e.status, e.message)), e.message)
+            return await self._failed(
+                ctx, dep.id, Failure("retry", error=GatewayError(e.status, e.message)), e.message
+            )
         except TimeoutError:
-            error = GatewayError(504, f"upstream {dep.id} sent nothing within {first_byte:g}s",
-                                 "timeout_error")
+            error = GatewayError(
+                504, f"upstream {dep.id} sent nothing within {first_byte:g}s", "timeout_error"
+            )
             return await self._failed(ctx, dep.id, Failure("retry", error=error), error.message)
         except UpstreamBroken as e:
             error = GatewayError(502, f"upstream connection failed: {e}", "api_error")
@@ -221,9 +238,12 @@ class Router:
             ctx.state.put(INFLIGHT, dep.id)  # released with the token count when done
             return reply
         if kind == "retry":
-            return await self._failed(ctx, dep.id, Failure("retry", reply=reply,
-                                                           wait=retry_after(reply.headers)),
-                                      f"HTTP {reply.status}")
+            return await self._failed(
+                ctx,
+                dep.id,
+                Failure("retry", reply=reply, wait=retry_after(reply.headers)),
+                f"HTTP {reply.status}",
+            )
         self.health.end(dep.id)
         return Failure(kind, reply=reply)
 

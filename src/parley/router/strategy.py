@@ -11,16 +11,16 @@ import hashlib
 import math
 import random
 
-
+from parley.core.deployment import Target
 from parley.router.health import Health
 from parley.router.settings import dep_weight
-from parley.core.deployment import Target
 
 SESSION_HEADER = "x-claude-code-session-id"
 
 
-def choose(targets: list[Target], strategy: str, health: Health, session: str | None,
-           latency_buffer: float = 0.0) -> Target:
+def choose(
+    targets: list[Target], strategy: str, health: Health, session: str | None, latency_buffer: float = 0.0
+) -> Target:
     if len(targets) == 1:
         return targets[0]
     if session:
@@ -38,17 +38,17 @@ def choose(targets: list[Target], strategy: str, health: Health, session: str | 
 
 
 def _lowest_latency(targets: list[Target], health: Health, buffer: float) -> Target:
-    unknown = [t for t in targets if health.of(t.deployment.id).latency is None]
+    latencies = [(t, health.of(t.deployment.id).latency) for t in targets]
+    unknown = [t for t, latency in latencies if latency is None]
     if unknown:  # explore deployments never measured
         return random.choice(unknown)
-    best = min(health.of(t.deployment.id).latency for t in targets)
-    near = [t for t in targets if health.of(t.deployment.id).latency <= best * (1 + buffer)]
+    known = [(t, latency) for t, latency in latencies if latency is not None]
+    best = min(latency for _, latency in known)
+    near = [t for t, latency in known if latency <= best * (1 + buffer)]
     return random.choice(near)
 
 
 def _rendezvous(session: str, target: Target) -> float:
     digest = hashlib.blake2b(f"{session}\x00{target.deployment.id}".encode(), digest_size=8).digest()
-    u = (int.from_bytes(digest, "big") + 1) / (2 ** 64 + 2)  # in (0, 1)
+    u = (int.from_bytes(digest, "big") + 1) / (2**64 + 2)  # in (0, 1)
     return -dep_weight(target.deployment) / math.log(u)
-
-

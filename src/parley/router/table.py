@@ -13,8 +13,6 @@ from parley.core.deployment import Deployment, Target
 _CACHE_LIMIT = 4096
 
 
-
-
 class ModelTable:
     def __init__(self, deployments: list[Deployment], aliases: dict[str, str] | None = None) -> None:
         self.deployments = deployments

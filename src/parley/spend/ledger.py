@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from parley.spend.periods import next_reset
 from parley.store.records import load_spend
@@ -51,7 +52,7 @@ class Grant:
 
 
 class _Entry:
-    __slots__ = ("spent", "period_end", "loaded")
+    __slots__ = ("loaded", "period_end", "spent")
 
     def __init__(self, spent: float, period_end: float | None) -> None:
         self.spent = spent
@@ -62,8 +63,13 @@ class _Entry:
 class LocalLedger:
     """Holds in this process. Exact for one instance; several instances need Redis."""
 
-    def __init__(self, engine: Any, pending: Callable[[str], tuple[float, float]],
-                 spawn: Callable, refresh_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        engine: Any,
+        pending: Callable[[str], tuple[float, float]],
+        spawn: Callable,
+        refresh_seconds: float = 5.0,
+    ) -> None:
         self.engine = engine
         self.pending = pending  # ledger key -> (queued_total, committed_total) of the spend writer
         self.spawn = spawn
@@ -117,8 +123,7 @@ class LocalLedger:
         self._remaining(line, time.time())
         return self.entries[line.key].spent
 
-    async def reserve(self, request_id: str, lines: list[BudgetLine], bound: float,
-                      floor: float) -> Grant:
+    async def reserve(self, request_id: str, lines: list[BudgetLine], bound: float, floor: float) -> Grant:
         await self.prepare(lines)
         now = time.time()
         binding, least = None, float("inf")
@@ -229,8 +234,7 @@ class RedisLedger:
     def _keys(self, lines: list[BudgetLine]) -> list[str]:
         return [f"{self.prefix}budget:{line.key}" for line in lines]
 
-    async def reserve(self, request_id: str, lines: list[BudgetLine], bound: float,
-                      floor: float) -> Grant:
+    async def reserve(self, request_id: str, lines: list[BudgetLine], bound: float, floor: float) -> Grant:
         now = time.time()
         args: list[Any] = [now, request_id, bound, floor, now + self.hold_seconds]
         for line in lines:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
-import time
 import re
+import time
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w|mo)\s*$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -24,7 +24,7 @@ def add_duration(start: float, text: str) -> float:
     count, unit = parse_duration(text)
     if unit != "mo":
         return start + count * _SECONDS[unit]
-    when = dt.datetime.fromtimestamp(start, dt.timezone.utc)
+    when = dt.datetime.fromtimestamp(start, dt.UTC)
     month = when.month - 1 + count
     year, month = when.year + month // 12, month % 12 + 1
     day = min(when.day, calendar.monthrange(year, month)[1])
@@ -41,7 +41,7 @@ def next_reset(reset_at: float, duration: str, now: float) -> float:
 def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def parse_time(value: str) -> float:
@@ -53,7 +53,7 @@ def parse_time(value: str) -> float:
     text = value.strip().replace("Z", "+00:00")
     when = dt.datetime.fromisoformat(text)
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
+        when = when.replace(tzinfo=dt.UTC)
     return when.timestamp()
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Mapping
+from typing import Any
 
 from parley.core.usage import Usage
 
@@ -43,9 +44,13 @@ class Price:
         """USD for `usage`, every kind of token at its own rate."""
         writes_1h = min(usage.cache_creation_1h, usage.cache_creation_input_tokens)
         writes_5m = usage.cache_creation_input_tokens - writes_1h  # incl. writes without breakdown
-        return (usage.input_tokens * self.input + usage.output_tokens * self.output
-                + writes_5m * self.cache_write_5m + writes_1h * self.cache_write_1h
-                + usage.cache_read_input_tokens * self.cache_read)
+        return (
+            usage.input_tokens * self.input
+            + usage.output_tokens * self.output
+            + writes_5m * self.cache_write_5m
+            + writes_1h * self.cache_write_1h
+            + usage.cache_read_input_tokens * self.cache_read
+        )
 
     @property
     def max_input(self) -> float:

@@ -11,6 +11,7 @@ A failed flush keeps its rows and retries; `stop` flushes what is left.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -33,8 +34,12 @@ _UPDATE_TABLES = {"key": t.keys, "team": t.teams}  # must exist already
 def subjects_of(row: dict[str, Any]) -> list[str]:
     """Ledger keys ("key:<hash>", "user:<id>", ...) a spend row counts against."""
     out = []
-    for scope, column in (("key", "api_key"), ("user", "user"), ("team", "team_id"),
-                          ("customer", "end_user")):
+    for scope, column in (
+        ("key", "api_key"),
+        ("user", "user"),
+        ("team", "team_id"),
+        ("customer", "end_user"),
+    ):
         if row.get(column):
             out.append(f"{scope}:{row[column]}")
     return out
@@ -82,10 +87,8 @@ class SpendWriter:
     async def _run(self) -> None:
         backoff = self.interval
         while not self._stopping:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=backoff)
-            except TimeoutError:
-                pass
             self._wake.clear()
             if self._stopping:
                 break
@@ -94,8 +97,8 @@ class SpendWriter:
     async def flush(self) -> bool:
         """Write everything queued; False when a batch failed (its rows stay queued)."""
         while self.queue or self._reset_due():
-            batch = self.queue[:self.batch_size]
-            del self.queue[:len(batch)]
+            batch = self.queue[: self.batch_size]
+            del self.queue[: len(batch)]
             try:
                 await self.write_batch(batch)
             except Exception:
@@ -135,8 +138,11 @@ def _insert_for(conn) -> Any:
 
 
 async def _write_tags(conn, insert, rows: list[dict[str, Any]]) -> None:
-    pairs = [{"request_id": row["request_id"], "tag": tag}
-             for row in rows for tag in dict.fromkeys(row.get("request_tags") or ())]
+    pairs = [
+        {"request_id": row["request_id"], "tag": tag}
+        for row in rows
+        for tag in dict.fromkeys(row.get("request_tags") or ())
+    ]
     if pairs:
         await conn.execute(insert(t.spend_log_tags).on_conflict_do_nothing(), pairs)
 
@@ -156,33 +162,43 @@ async def _add_totals(conn, insert, rows: list[dict[str, Any]]) -> None:
             continue
         if scope in _UPDATE_TABLES:
             table, id_col = t.SUBJECTS[scope]
-            stmt = (sa.update(table).where(table.c[id_col] == sa.bindparam("_id"))
-                    .values(spend=table.c.spend + sa.bindparam("_delta"), updated_at=now))
+            stmt = (
+                sa.update(table)
+                .where(table.c[id_col] == sa.bindparam("_id"))
+                .values(spend=table.c.spend + sa.bindparam("_delta"), updated_at=now)
+            )
             await conn.execute(stmt, [{"_id": i, "_delta": d} for i, d in items])
             continue
         table, id_col = (t.tags, "tag") if scope == "tag" else t.SUBJECTS[scope]
         stmt = insert(table)
-        stmt = stmt.on_conflict_do_update(index_elements=[id_col], set_={
-            "spend": table.c.spend + stmt.excluded.spend, "updated_at": now})
-        await conn.execute(stmt, [{id_col: i, "spend": d, "created_at": now, "updated_at": now}
-                                  for i, d in items])
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[id_col], set_={"spend": table.c.spend + stmt.excluded.spend, "updated_at": now}
+        )
+        await conn.execute(
+            stmt, [{id_col: i, "spend": d, "created_at": now, "updated_at": now} for i, d in items]
+        )
 
 
 async def reset_budgets(conn, now: float) -> int:
     """Zero the spend of every subject whose budget period ended; returns how many were reset."""
     count = 0
     for table, id_col in t.SUBJECTS.values():
-        due = (await conn.execute(
-            sa.select(table.c[id_col], table.c.budget_duration, table.c.budget_reset_at)
-            .where(table.c.budget_reset_at <= now, table.c.budget_duration.is_not(None))
-            .order_by(table.c[id_col]))).all()
+        due = (
+            await conn.execute(
+                sa.select(table.c[id_col], table.c.budget_duration, table.c.budget_reset_at)
+                .where(table.c.budget_reset_at <= now, table.c.budget_duration.is_not(None))
+                .order_by(table.c[id_col])
+            )
+        ).all()
         for ident, duration, reset_at in due:
             try:
                 following = next_reset(reset_at, duration, now)
             except ValueError:
                 continue
-            await conn.execute(sa.update(table).where(table.c[id_col] == ident,
-                                                      table.c.budget_reset_at == reset_at)
-                               .values(spend=0.0, budget_reset_at=following, updated_at=now))
+            await conn.execute(
+                sa.update(table)
+                .where(table.c[id_col] == ident, table.c.budget_reset_at == reset_at)
+                .values(spend=0.0, budget_reset_at=following, updated_at=now)
+            )
             count += 1
     return count

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from parley.store.records import KeyRecord, Subject, load_customer, load_key
 
@@ -56,8 +57,7 @@ class RecordCache:
         if generation == self.generation:
             if len(store) > 100_000:
                 store.clear()
-            store[ident] = (time.monotonic() + (self.ttl if value is not None else self.negative_ttl),
-                            value)
+            store[ident] = (time.monotonic() + (self.ttl if value is not None else self.negative_ttl), value)
         future.set_result(value)
         return value
 

@@ -64,12 +64,20 @@ class KeyRecord:
 
 
 def _subject(kind: str, row: Any, alias: str | None = None) -> Subject:
-    return Subject(kind=kind, id=row[0] if kind != "team" else row.team_id,
-                   max_budget=row.max_budget, budget_duration=row.budget_duration,
-                   budget_reset_at=row.budget_reset_at, spend=row.spend or 0.0,
-                   rpm_limit=row.rpm_limit, tpm_limit=row.tpm_limit,
-                   max_parallel_requests=row.max_parallel_requests,
-                   models=tuple(row.models or ()), blocked=bool(row.blocked), alias=alias)
+    return Subject(
+        kind=kind,
+        id=row[0] if kind != "team" else row.team_id,
+        max_budget=row.max_budget,
+        budget_duration=row.budget_duration,
+        budget_reset_at=row.budget_reset_at,
+        spend=row.spend or 0.0,
+        rpm_limit=row.rpm_limit,
+        tpm_limit=row.tpm_limit,
+        max_parallel_requests=row.max_parallel_requests,
+        models=tuple(row.models or ()),
+        blocked=bool(row.blocked),
+        alias=alias,
+    )
 
 
 async def load_key(engine: AsyncEngine, token: str) -> KeyRecord | None:
@@ -86,13 +94,27 @@ async def load_key(engine: AsyncEngine, token: str) -> KeyRecord | None:
             tm = (await conn.execute(sa.select(t.teams).where(t.teams.c.team_id == row.team_id))).first()
             team = _subject("team", tm, tm.team_alias) if tm is not None else None
     return KeyRecord(
-        token=row.token, key_name=row.key_name, key_alias=row.key_alias, user_id=row.user_id,
-        team_id=row.team_id, models=tuple(row.models or ()), max_budget=row.max_budget,
-        budget_duration=row.budget_duration, budget_reset_at=row.budget_reset_at,
-        budget_mode=row.budget_mode or "strict", spend=row.spend or 0.0, rpm_limit=row.rpm_limit,
-        tpm_limit=row.tpm_limit, max_parallel_requests=row.max_parallel_requests,
-        tags=tuple(row.tags or ()), expires=row.expires, blocked=bool(row.blocked),
-        metadata=dict(row.metadata or {}), user=user, team=team)
+        token=row.token,
+        key_name=row.key_name,
+        key_alias=row.key_alias,
+        user_id=row.user_id,
+        team_id=row.team_id,
+        models=tuple(row.models or ()),
+        max_budget=row.max_budget,
+        budget_duration=row.budget_duration,
+        budget_reset_at=row.budget_reset_at,
+        budget_mode=row.budget_mode or "strict",
+        spend=row.spend or 0.0,
+        rpm_limit=row.rpm_limit,
+        tpm_limit=row.tpm_limit,
+        max_parallel_requests=row.max_parallel_requests,
+        tags=tuple(row.tags or ()),
+        expires=row.expires,
+        blocked=bool(row.blocked),
+        metadata=dict(row.metadata or {}),
+        user=user,
+        team=team,
+    )
 
 
 async def load_customer(engine: AsyncEngine, user_id: str) -> Subject | None:
@@ -105,6 +127,9 @@ async def load_spend(engine: AsyncEngine, kind: str, subject_id: str) -> tuple[f
     """(spend, budget_reset_at) of one subject as stored; (0, None) when absent."""
     table, id_col = t.SUBJECTS[kind]
     async with engine.connect() as conn:
-        row = (await conn.execute(sa.select(table.c.spend, table.c.budget_reset_at)
-                                  .where(table.c[id_col] == subject_id))).first()
+        row = (
+            await conn.execute(
+                sa.select(table.c.spend, table.c.budget_reset_at).where(table.c[id_col] == subject_id)
+            )
+        ).first()
     return (row.spend or 0.0, row.budget_reset_at) if row is not None else (0.0, None)

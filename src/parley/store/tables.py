@@ -30,7 +30,8 @@ def _budget_columns() -> list[sa.Column]:
 
 
 keys = sa.Table(
-    "parley_keys", metadata,
+    "parley_keys",
+    metadata,
     sa.Column("token", sa.String(64), primary_key=True),  # sha256 hex of the key
     sa.Column("key_name", sa.String(32), nullable=False),  # "sk-...abcd", safe to show
     sa.Column("key_alias", sa.String(255), nullable=True, unique=True),
@@ -43,7 +44,8 @@ keys = sa.Table(
 )
 
 users = sa.Table(
-    "parley_users", metadata,
+    "parley_users",
+    metadata,
     sa.Column("user_id", sa.String(255), primary_key=True),
     sa.Column("user_alias", sa.String(255), nullable=True),
     sa.Column("user_email", sa.String(255), nullable=True),
@@ -52,21 +54,24 @@ users = sa.Table(
 )
 
 teams = sa.Table(
-    "parley_teams", metadata,
+    "parley_teams",
+    metadata,
     sa.Column("team_id", sa.String(255), primary_key=True),
     sa.Column("team_alias", sa.String(255), nullable=True),
     *_budget_columns(),
 )
 
 customers = sa.Table(
-    "parley_customers", metadata,
+    "parley_customers",
+    metadata,
     sa.Column("user_id", sa.String(255), primary_key=True),  # the end user's id, as LiteLLM names it
     sa.Column("alias", sa.String(255), nullable=True),
     *_budget_columns(),
 )
 
 tags = sa.Table(
-    "parley_tags", metadata,
+    "parley_tags",
+    metadata,
     sa.Column("tag", sa.String(255), primary_key=True),
     sa.Column("spend", sa.Double, nullable=False, server_default="0"),
     sa.Column("created_at", sa.Double, nullable=False),
@@ -74,7 +79,8 @@ tags = sa.Table(
 )
 
 spend_logs = sa.Table(
-    "parley_spend_logs", metadata,
+    "parley_spend_logs",
+    metadata,
     sa.Column("request_id", sa.String(64), primary_key=True),
     sa.Column("api_key", sa.String(64), nullable=True, index=True),  # key hash
     sa.Column("key_alias", sa.String(255), nullable=True),
@@ -107,11 +113,16 @@ spend_logs = sa.Table(
 )
 
 spend_log_tags = sa.Table(
-    "parley_spend_log_tags", metadata,
+    "parley_spend_log_tags",
+    metadata,
     sa.Column("request_id", sa.String(64), primary_key=True),
     sa.Column("tag", sa.String(255), primary_key=True, index=True),
 )
 
 # table name -> (table, id column name) for the budget-holding subjects
-SUBJECTS = {"key": (keys, "token"), "user": (users, "user_id"), "team": (teams, "team_id"),
-            "customer": (customers, "user_id")}
+SUBJECTS = {
+    "key": (keys, "token"),
+    "user": (users, "user_id"),
+    "team": (teams, "team_id"),
+    "customer": (customers, "user_id"),
+}

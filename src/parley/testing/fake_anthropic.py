@@ -24,14 +24,22 @@ import orjson
 from aiohttp import web
 
 from parley.core.anthropic_stream import message_events
-from parley.providers.mock import last_user_text
 from parley.core.sse import encode_event
 from parley.testing.fake_state import STATE, json_response, sleep
 from parley.core.tokens import count_request_tokens, text_tokens
+from parley.providers.mock import last_user_text
 
-ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-               404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
-               500: "api_error", 504: "timeout_error", 529: "overloaded_error"}
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
 
 
 def add_routes(app: web.Application) -> None:
@@ -41,61 +49,81 @@ def add_routes(app: web.Application) -> None:
 
 
 def error_body(type_: str, message: str) -> dict:
-    return {"type": "error", "error": {"type": type_, "message": message},
-            "request_id": "req_fake" + secrets.token_hex(8)}
+    return {
+        "type": "error",
+        "error": {"type": type_, "message": message},
+        "request_id": "req_fake" + secrets.token_hex(8),
+    }
 
 
-def _check(request: web.Request, raw: bytes) -> tuple[dict | None, web.Response | None]:
+def _check(request: web.Request, raw: bytes) -> dict[str, Any] | web.Response:
+    """The request's JSON body, or the error response the real API gives for it."""
     if not request.headers.get("x-api-key") and not request.headers.get("authorization"):
-        return None, json_response(error_body("authentication_error", "x-api-key header is required"), 401)
+        return json_response(error_body("authentication_error", "x-api-key header is required"), 401)
     if not request.headers.get("anthropic-version"):
-        return None, json_response(error_body("invalid_request_error",
-                                              "anthropic-version: header is required"), 400)
+        return json_response(
+            error_body("invalid_request_error", "anthropic-version: header is required"), 400
+        )
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return None, json_response(error_body("invalid_request_error", "invalid JSON body"), 400)
+        return json_response(error_body("invalid_request_error", "invalid JSON body"), 400)
     if not isinstance(body, dict):
-        return None, json_response(error_body("invalid_request_error", "body must be an object"), 400)
-    return body, None
+        return json_response(error_body("invalid_request_error", "body must be an object"), 400)
+    return body
 
 
 async def count_tokens(request: web.Request) -> web.Response:
     raw, _ = await request.app[STATE].record(request)
-    body, error = _check(request, raw)
-    if error is not None:
-        return error
+    body = _check(request, raw)
+    if isinstance(body, web.Response):
+        return body
     if "max_tokens" in body:
-        return json_response(error_body("invalid_request_error",
-                                        "max_tokens: Extra inputs are not permitted"), 400)
+        return json_response(
+            error_body("invalid_request_error", "max_tokens: Extra inputs are not permitted"), 400
+        )
     return json_response({"input_tokens": count_request_tokens(body)})
 
 
 async def models(request: web.Request) -> web.Response:
     await request.app[STATE].record(request)
-    data = [{"type": "model", "id": "claude-sonnet-4-5-20250929", "display_name": "Claude Sonnet 4.5",
-             "created_at": "2025-09-29T00:00:00Z"}]
-    return json_response({"data": data, "has_more": False, "first_id": data[0]["id"],
-                          "last_id": data[0]["id"]})
+    data = [
+        {
+            "type": "model",
+            "id": "claude-sonnet-4-5-20250929",
+            "display_name": "Claude Sonnet 4.5",
+            "created_at": "2025-09-29T00:00:00Z",
+        }
+    ]
+    return json_response(
+        {"data": data, "has_more": False, "first_id": data[0]["id"], "last_id": data[0]["id"]}
+    )
 
 
 async def messages(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     raw, _ = await state.record(request)
-    body, error = _check(request, raw)
-    if error is not None:
-        return error
+    body = _check(request, raw)
+    if isinstance(body, web.Response):
+        return body
     spec = state.next_reply("anthropic", body) or {}
     await sleep(spec.get("delay"))
     if "raw" in spec:
-        return web.Response(body=spec["raw"].encode(), status=spec.get("status", 200),
-                            content_type=spec.get("content_type", "application/json"))
+        return web.Response(
+            body=spec["raw"].encode(),
+            status=spec.get("status", 200),
+            content_type=spec.get("content_type", "application/json"),
+        )
     status = spec.get("status", 200)
     if status >= 400:
         err = spec.get("error") or {}
-        return json_response(error_body(err.get("type", ERROR_TYPES.get(status, "api_error")),
-                                        err.get("message", "scripted error")),
-                             status, headers=spec.get("headers"))
+        return json_response(
+            error_body(
+                err.get("type", ERROR_TYPES.get(status, "api_error")), err.get("message", "scripted error")
+            ),
+            status,
+            headers=spec.get("headers"),
+        )
     message = build_message(body, spec)
     if not body.get("stream"):
         return json_response(message, headers=spec.get("headers"))
@@ -109,18 +137,35 @@ def build_message(body: dict, spec: dict) -> dict[str, Any]:
     content = [_fill_ids(block) for block in content]
     output = sum(text_tokens(orjson.dumps(b).decode()) for b in content)
     limit = body.get("max_tokens")
-    truncated = isinstance(limit, int) and 0 < limit < output and "usage" not in spec
-    if truncated:  # like the real API: never more output than max_tokens
+    truncated = False
+    if isinstance(limit, int) and 0 < limit < output and "usage" not in spec:
+        truncated = True  # like the real API: never more output than max_tokens
         content = _truncate(content, limit)
         output = limit
-    usage = {"input_tokens": count_request_tokens(body), "output_tokens": max(1, output),
-             "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+    usage = {
+        "input_tokens": count_request_tokens(body),
+        "output_tokens": max(1, output),
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+    }
     usage.update(spec.get("usage") or {})
-    stop = spec.get("stop_reason") or ("max_tokens" if truncated else "tool_use"
-                                       if any(b["type"] == "tool_use" for b in content) else "end_turn")
-    return {"id": "msg_fake" + secrets.token_hex(10), "type": "message", "role": "assistant",
-            "model": spec.get("model", body.get("model")), "content": content, "stop_reason": stop,
-            "stop_sequence": spec.get("stop_sequence"), "usage": usage}
+    stop = spec.get("stop_reason") or (
+        "max_tokens"
+        if truncated
+        else "tool_use"
+        if any(b["type"] == "tool_use" for b in content)
+        else "end_turn"
+    )
+    return {
+        "id": "msg_fake" + secrets.token_hex(10),
+        "type": "message",
+        "role": "assistant",
+        "model": spec.get("model", body.get("model")),
+        "content": content,
+        "stop_reason": stop,
+        "stop_sequence": spec.get("stop_sequence"),
+        "usage": usage,
+    }
 
 
 def _truncate(content: list[dict], tokens: int) -> list[dict]:
@@ -146,16 +191,23 @@ def _fill_ids(block: dict) -> dict:
 
 async def stream_message(request: web.Request, message: dict, spec: dict) -> web.StreamResponse:
     state = request.app[STATE]
-    response = web.StreamResponse(status=200, headers={
-        "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache",
-        "request-id": "req_fake" + secrets.token_hex(8), **(spec.get("headers") or {})})
+    response = web.StreamResponse(
+        status=200,
+        headers={
+            "content-type": "text/event-stream; charset=utf-8",
+            "cache-control": "no-cache",
+            "request-id": "req_fake" + secrets.token_hex(8),
+            **(spec.get("headers") or {}),
+        },
+    )
     await response.prepare(request)
     sent = 0
     try:
         for name, payload in message_events(message, spec.get("piece", 16)):
             if spec.get("disconnect_after") is not None and sent >= spec["disconnect_after"]:
                 state.events.append({"disconnected_by_fake": True, "after": sent})
-                request.transport.close()
+                if request.transport is not None:  # None once the client has gone
+                    request.transport.close()
                 return response
             if spec.get("error_after") is not None and sent >= spec["error_after"]:
                 err = spec.get("stream_error") or {"type": "overloaded_error", "message": "Overloaded"}

@@ -33,7 +33,7 @@ def add_routes(app: web.Application) -> None:
 
 
 def _iso(t: float | None) -> str | None:
-    return None if t is None else dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    return None if t is None else dt.datetime.fromtimestamp(t, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def _view(request: web.Request, batch: dict[str, Any]) -> dict[str, Any]:
@@ -46,25 +46,35 @@ def _view(request: web.Request, batch: dict[str, Any]) -> dict[str, Any]:
     status = "ended" if ended else ("canceling" if batch["canceled_at"] else "in_progress")
     base = f"http://{request.host}"
     return {
-        "id": batch["id"], "type": "message_batch", "processing_status": status,
-        "request_counts": counts, "created_at": _iso(batch["created"]),
-        "expires_at": _iso(batch["created"] + 86400), "ended_at": _iso(batch["ends_at"]) if ended else None,
-        "cancel_initiated_at": _iso(batch["canceled_at"]), "archived_at": None,
+        "id": batch["id"],
+        "type": "message_batch",
+        "processing_status": status,
+        "request_counts": counts,
+        "created_at": _iso(batch["created"]),
+        "expires_at": _iso(batch["created"] + 86400),
+        "ended_at": _iso(batch["ends_at"]) if ended else None,
+        "cancel_initiated_at": _iso(batch["canceled_at"]),
+        "archived_at": None,
         "results_url": f"{base}/v1/messages/batches/{batch['id']}/results" if ended else None,
     }
 
 
 async def create(request: web.Request) -> web.Response:
     raw, _ = await request.app[STATE].record(request)
-    body, error = _check(request, raw)
-    if error is not None:
-        return error
+    body = _check(request, raw)
+    if isinstance(body, web.Response):
+        return body
     items = body.get("requests")
     if not isinstance(items, list) or not items:
         return json_response(error_body("invalid_request_error", "requests: Field required"), 400)
     now = time.time()
-    batch = {"id": "msgbatch_fake" + secrets.token_hex(10), "requests": items, "created": now,
-             "ends_at": now + float(request.headers.get("x-fake-end-after", "0.3")), "canceled_at": None}
+    batch = {
+        "id": "msgbatch_fake" + secrets.token_hex(10),
+        "requests": items,
+        "created": now,
+        "ends_at": now + float(request.headers.get("x-fake-end-after", "0.3")),
+        "canceled_at": None,
+    }
     request.app[BATCHES][batch["id"]] = batch
     return json_response(_view(request, batch))
 
@@ -88,8 +98,14 @@ async def list_batches(request: web.Request) -> web.Response:
     data = [_view(request, b) for b in reversed(list(request.app[BATCHES].values()))]
     limit = int(request.query.get("limit", "20"))
     page = data[:limit]
-    return json_response({"data": page, "has_more": len(data) > limit,
-                          "first_id": page[0]["id"] if page else None, "last_id": page[-1]["id"] if page else None})
+    return json_response(
+        {
+            "data": page,
+            "has_more": len(data) > limit,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+        }
+    )
 
 
 async def cancel(request: web.Request) -> web.Response:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from parley.testing.fake_anthropic import error_body
 from parley.testing.fake_state import STATE, json_response
@@ -24,28 +24,41 @@ def add_routes(app: web.Application) -> None:
 
 
 def _record(request: web.Request, size: int) -> dict:
-    return {"method": request.method, "path": request.path, "query": request.query_string,
-            "headers": {k.lower(): v for k, v in request.headers.items()}, "body": f"<{size} bytes>"}
+    return {
+        "method": request.method,
+        "path": request.path,
+        "query": request.query_string,
+        "headers": {k.lower(): v for k, v in request.headers.items()},
+        "body": f"<{size} bytes>",
+    }
 
 
 def _meta(item: dict) -> dict:
-    return {k: item[k] for k in ("id", "type", "filename", "mime_type", "size_bytes", "created_at",
-                                 "downloadable")}
+    return {
+        k: item[k]
+        for k in ("id", "type", "filename", "mime_type", "size_bytes", "created_at", "downloadable")
+    }
 
 
 async def upload(request: web.Request) -> web.Response:
     reader = await request.multipart()
     part = await reader.next()
-    while part is not None and part.name != "file":
+    while part is not None and not (isinstance(part, BodyPartReader) and part.name == "file"):
         part = await reader.next()
     if part is None:
         return json_response(error_body("invalid_request_error", "file: Field required"), 400)
     data = await part.read(decode=False)
     request.app[STATE].requests.append(_record(request, len(data)))
-    item = {"id": "file_fake" + secrets.token_hex(10), "type": "file", "filename": part.filename or "upload",
-            "mime_type": part.headers.get("content-type", "application/octet-stream"),
-            "size_bytes": len(data), "created_at": dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z"),
-            "downloadable": True, "data": bytes(data)}
+    item = {
+        "id": "file_fake" + secrets.token_hex(10),
+        "type": "file",
+        "filename": part.filename or "upload",
+        "mime_type": part.headers.get("content-type", "application/octet-stream"),
+        "size_bytes": len(data),
+        "created_at": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
+        "downloadable": True,
+        "data": bytes(data),
+    }
     request.app[FILES][item["id"]] = item
     return json_response(_meta(item))
 
@@ -53,8 +66,14 @@ async def upload(request: web.Request) -> web.Response:
 async def list_files(request: web.Request) -> web.Response:
     await request.app[STATE].record(request)
     data = [_meta(f) for f in reversed(list(request.app[FILES].values()))]
-    return json_response({"data": data, "has_more": False, "first_id": data[0]["id"] if data else None,
-                          "last_id": data[-1]["id"] if data else None})
+    return json_response(
+        {
+            "data": data,
+            "has_more": False,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+        }
+    )
 
 
 def _find(request: web.Request) -> dict | None:

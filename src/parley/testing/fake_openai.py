@@ -35,27 +35,35 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import orjson
 from aiohttp import web
 
-from parley.providers.mock import last_user_text
 from parley.core.sse import OPENAI_DONE_FRAME, encode_data
 from parley.testing.fake_state import STATE, json_response, sleep
 from parley.core.tokens import text_tokens
+from parley.providers.mock import last_user_text
 
-ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "permission_error",
-               404: "invalid_request_error", 429: "rate_limit_exceeded", 500: "server_error",
-               503: "server_error"}
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    429: "rate_limit_exceeded",
+    500: "server_error",
+    503: "server_error",
+}
 
 
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/chat/completions", chat_completions)
 
 
-def openai_error(message: str, type_: str = "invalid_request_error", param: str | None = None,
-                 code: str | None = None) -> dict:
+def openai_error(
+    message: str, type_: str = "invalid_request_error", param: str | None = None, code: str | None = None
+) -> dict:
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
@@ -64,9 +72,14 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     raw, _ = await state.record(request)
     auth = request.headers.get("authorization", "")
     if not auth.startswith("Bearer ") or len(auth) <= 7:
-        return json_response(openai_error(
-            "You didn't provide an API key. You need to provide your API key in an Authorization "
-            "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).", code=None), 401)
+        return json_response(
+            openai_error(
+                "You didn't provide an API key. You need to provide your API key in an Authorization "
+                "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+                code=None,
+            ),
+            401,
+        )
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -77,16 +90,22 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     spec = state.next_reply("openai", body) or {}
     await sleep(spec.get("delay"))
     if "raw" in spec:
-        return web.Response(body=spec["raw"].encode(), status=spec.get("status", 200),
-                            content_type=spec.get("content_type", "application/json"))
+        return web.Response(
+            body=spec["raw"].encode(),
+            status=spec.get("status", 200),
+            content_type=spec.get("content_type", "application/json"),
+        )
     status = spec.get("status", 200)
     if status >= 400:
         payload = spec.get("error_body")
         if payload is None:
             err = spec.get("error") or {}
-            payload = openai_error(err.get("message", "scripted error"),
-                                   err.get("type", ERROR_TYPES.get(status, "invalid_request_error")),
-                                   err.get("param"), err.get("code"))
+            payload = openai_error(
+                err.get("message", "scripted error"),
+                err.get("type", ERROR_TYPES.get(status, "invalid_request_error")),
+                err.get("param"),
+                err.get("code"),
+            )
         return json_response(payload, status, headers=spec.get("headers"))
     reply = Reply(body, spec)
     if not body.get("stream"):
@@ -110,19 +129,29 @@ def check_request(body: Any) -> tuple[str, str | None] | None:
             return f"Invalid value for 'messages[{i}].role'.", f"messages.[{i}].role"
         if role == "tool":
             if message.get("tool_call_id") not in open_calls:
-                return ("Invalid parameter: messages with role 'tool' must be a response to a "
-                        "preceeding message with 'tool_calls'.", f"messages.[{i}].role")
+                return (
+                    "Invalid parameter: messages with role 'tool' must be a response to a "
+                    "preceeding message with 'tool_calls'.",
+                    f"messages.[{i}].role",
+                )
             open_calls.remove(message["tool_call_id"])
             content = message.get("content")
-            if not isinstance(content, str) and not (isinstance(content, list) and all(
-                    isinstance(p, dict) and p.get("type") == "text" for p in content)):
-                return f"Invalid 'messages[{i}].content': tool content must be text.", \
-                    f"messages.[{i}].content"
+            if not isinstance(content, str) and not (
+                isinstance(content, list)
+                and all(isinstance(p, dict) and p.get("type") == "text" for p in content)
+            ):
+                return (
+                    f"Invalid 'messages[{i}].content': tool content must be text.",
+                    f"messages.[{i}].content",
+                )
             continue
         if open_calls:
-            return ("An assistant message with 'tool_calls' must be followed by tool messages "
-                    "responding to each 'tool_call_id'. The following tool_call_ids did not have "
-                    f"response messages: {', '.join(open_calls)}", "messages")
+            return (
+                "An assistant message with 'tool_calls' must be followed by tool messages "
+                "responding to each 'tool_call_id'. The following tool_call_ids did not have "
+                f"response messages: {', '.join(open_calls)}",
+                "messages",
+            )
         if role == "assistant":
             open_calls = [c.get("id") for c in message.get("tool_calls") or ()]
     return None
@@ -144,50 +173,77 @@ class Reply:
         self.reasoning: str = spec.get("reasoning") or ""
         self.reasoning_field = spec.get("reasoning_field", "reasoning_content")
         self.refusal: str | None = spec.get("refusal")
-        self.calls = [{"id": c.get("id") or "call_" + secrets.token_hex(12), "name": c["name"],
-                       "arguments": c["arguments"] if isinstance(c.get("arguments"), str)
-                       else orjson.dumps(c.get("arguments") or {}).decode()}
-                      for c in spec.get("tool_calls") or ()]
+        self.calls = [
+            {
+                "id": c.get("id") or "call_" + secrets.token_hex(12),
+                "name": c["name"],
+                "arguments": c["arguments"]
+                if isinstance(c.get("arguments"), str)
+                else orjson.dumps(c.get("arguments") or {}).decode(),
+            }
+            for c in spec.get("tool_calls") or ()
+        ]
         self.finish = spec.get("finish_reason") or ("tool_calls" if self.calls else "stop")
 
     def usage(self) -> dict[str, Any]:
-        prompt = text_tokens(orjson.dumps(self.body.get("messages")).decode()) + \
-            text_tokens(orjson.dumps(self.body.get("tools") or []).decode())
-        generated = (self.content or "") + self.reasoning + (self.refusal or "") + \
-            "".join(c["name"] + c["arguments"] for c in self.calls)
+        prompt = text_tokens(orjson.dumps(self.body.get("messages")).decode()) + text_tokens(
+            orjson.dumps(self.body.get("tools") or []).decode()
+        )
+        generated = (
+            (self.content or "")
+            + self.reasoning
+            + (self.refusal or "")
+            + "".join(c["name"] + c["arguments"] for c in self.calls)
+        )
         cached = self.spec.get("cached_tokens", 0)
-        usage = {"prompt_tokens": prompt, "completion_tokens": max(1, text_tokens(generated)),
-                 "prompt_tokens_details": {"cached_tokens": cached},
-                 "completion_tokens_details": {"reasoning_tokens": text_tokens(self.reasoning)}}
+        usage: dict[str, Any] = {
+            "prompt_tokens": prompt,
+            "completion_tokens": max(1, text_tokens(generated)),
+            "prompt_tokens_details": {"cached_tokens": cached},
+            "completion_tokens_details": {"reasoning_tokens": text_tokens(self.reasoning)},
+        }
         usage.update(self.spec.get("usage") or {})
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         return usage
 
     def completion(self) -> dict[str, Any]:
-        message: dict[str, Any] = {"role": "assistant", "content": self.content,
-                                   "refusal": self.refusal}
+        message: dict[str, Any] = {"role": "assistant", "content": self.content, "refusal": self.refusal}
         if self.reasoning:
             message[self.reasoning_field] = self.reasoning
         if self.calls:
-            message["tool_calls"] = [{"id": c["id"], "type": "function",
-                                      "function": {"name": c["name"], "arguments": c["arguments"]}}
-                                     for c in self.calls]
+            message["tool_calls"] = [
+                {
+                    "id": c["id"],
+                    "type": "function",
+                    "function": {"name": c["name"], "arguments": c["arguments"]},
+                }
+                for c in self.calls
+            ]
         choice = {"index": 0, "message": message, "finish_reason": self.finish, "logprobs": None}
         if "stop_reason" in self.spec:
             choice["stop_reason"] = self.spec["stop_reason"]
-        out = {"id": self.id, "object": "chat.completion", "created": self.created,
-               "model": self.model, "choices": [choice]}
+        out = {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [choice],
+        }
         if not self.spec.get("no_usage"):
             out["usage"] = self.usage()
         return out
 
     def chunks(self) -> Iterator[dict[str, Any]]:
         piece = self.spec.get("piece", 8)
-        with_usage = bool((self.body.get("stream_options") or {}).get("include_usage")) \
-            and not self.spec.get("no_usage")
+        with_usage = bool((self.body.get("stream_options") or {}).get("include_usage")) and not self.spec.get(
+            "no_usage"
+        )
         yield self._chunk({"role": "assistant", "content": ""}, with_usage)
-        for field, text in ((self.reasoning_field, self.reasoning), ("content", self.content),
-                            ("refusal", self.refusal)):
+        for field, text in (
+            (self.reasoning_field, self.reasoning),
+            ("content", self.content),
+            ("refusal", self.refusal),
+        ):
             for part in _split(text or "", piece):
                 yield self._chunk({field: part}, with_usage)
         for calls in self._call_fragments(piece):
@@ -197,19 +253,35 @@ class Reply:
             last["choices"][0]["stop_reason"] = self.spec["stop_reason"]
         yield last
         if with_usage:
-            yield {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                   "model": self.model, "choices": [], "usage": self.usage()}
+            yield {
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.model,
+                "choices": [],
+                "usage": self.usage(),
+            }
 
     def _call_fragments(self, piece: int) -> Iterator[list[dict]]:
         if self.spec.get("whole_tool_calls"):
             for i, c in enumerate(self.calls):
-                yield [{"index": i, "id": c["id"], "type": "function",
-                        "function": {"name": c["name"], "arguments": c["arguments"]}}]
+                yield [
+                    {
+                        "index": i,
+                        "id": c["id"],
+                        "type": "function",
+                        "function": {"name": c["name"], "arguments": c["arguments"]},
+                    }
+                ]
             return
         streams = []
         for i, c in enumerate(self.calls):
-            first = {"index": i, "id": c["id"], "type": "function",
-                     "function": {"name": c["name"], "arguments": ""}}
+            first = {
+                "index": i,
+                "id": c["id"],
+                "type": "function",
+                "function": {"name": c["name"], "arguments": ""},
+            }
             rest = [{"index": i, "function": {"arguments": p}} for p in _split(c["arguments"], piece)]
             streams.append([first, *rest])
         if self.spec.get("interleave_tool_calls"):
@@ -223,9 +295,13 @@ class Reply:
                     yield [fragment]
 
     def _chunk(self, delta: dict, with_usage: bool, finish: str | None = None) -> dict[str, Any]:
-        chunk = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                 "model": self.model,
-                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+        chunk = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+        }
         if with_usage:
             chunk["usage"] = None
         return chunk
@@ -233,20 +309,29 @@ class Reply:
 
 async def stream(request: web.Request, reply: Reply, spec: dict) -> web.StreamResponse:
     state = request.app[STATE]
-    response = web.StreamResponse(status=200, headers={
-        "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache",
-        "x-request-id": "req_" + secrets.token_hex(8), **(spec.get("headers") or {})})
+    response = web.StreamResponse(
+        status=200,
+        headers={
+            "content-type": "text/event-stream; charset=utf-8",
+            "cache-control": "no-cache",
+            "x-request-id": "req_" + secrets.token_hex(8),
+            **(spec.get("headers") or {}),
+        },
+    )
     await response.prepare(request)
     sent = 0
     try:
         for chunk in reply.chunks():
             if spec.get("disconnect_after") is not None and sent >= spec["disconnect_after"]:
                 state.events.append({"disconnected_by_fake": True, "after": sent})
-                request.transport.close()
+                if request.transport is not None:  # None once the client has gone
+                    request.transport.close()
                 return response
             if spec.get("error_after") is not None and sent >= spec["error_after"]:
-                err = spec.get("stream_error") or {"message": "The server had an error while "
-                                                   "processing your request.", "type": "server_error"}
+                err = spec.get("stream_error") or {
+                    "message": "The server had an error while processing your request.",
+                    "type": "server_error",
+                }
                 await response.write(encode_data({"error": err}))
                 await response.write_eof()
                 state.events.append({"stream_error_sent": True, "after": sent})
@@ -264,4 +349,4 @@ async def stream(request: web.Request, reply: Reply, spec: dict) -> web.StreamRe
 
 
 def _split(text: str, piece: int) -> list[str]:
-    return [text[i:i + piece] for i in range(0, len(text), max(1, piece))]
+    return [text[i : i + piece] for i in range(0, len(text), max(1, piece))]

@@ -9,9 +9,6 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-STATE = web.AppKey("state", "FakeState")
-
-
 class FakeState:
     def __init__(self) -> None:
         self.script: list[dict[str, Any]] = []
@@ -39,6 +36,9 @@ class FakeState:
         }
         self.requests.append(entry)
         return raw, entry
+
+
+STATE = web.AppKey("state", FakeState)
 
 
 def _fits(match: Any, body: Any) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -39,16 +40,23 @@ def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 20.0) -> None:
 class ServerProcess:
     """A child process serving HTTP on 127.0.0.1:`port`."""
 
-    def __init__(self, argv: list[str], port: int, ready_path: str, env: dict[str, str] | None = None,
-                 log_path: str | None = None) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        port: int,
+        ready_path: str,
+        env: dict[str, str] | None = None,
+        log_path: str | None = None,
+    ) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = log_path or tempfile.mktemp(prefix="parley-proc-", suffix=".log")
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115  # held by the child process, closed in stop()
         full_env = dict(os.environ)
         full_env.update(env or {})
-        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=full_env,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            argv, stdout=self._log, stderr=subprocess.STDOUT, env=full_env, start_new_session=True
+        )
         try:
             _wait_http(self.url + ready_path, self.proc)
         except Exception:
@@ -78,13 +86,15 @@ class FakeUpstream(ServerProcess):
 
     def __init__(self, port: int | None = None) -> None:
         port = port or free_port()
-        super().__init__([sys.executable, "-m", "parley", "fake-upstream", "--port", str(port)],
-                         port, "/_fake/requests")
+        super().__init__(
+            [sys.executable, "-m", "parley", "fake-upstream", "--port", str(port)], port, "/_fake/requests"
+        )
 
     def _call(self, method: str, path: str, payload: Any = None) -> Any:
         data = orjson.dumps(payload) if payload is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"content-type": "application/json"})
+        req = urllib.request.Request(
+            self.url + path, data=data, method=method, headers={"content-type": "application/json"}
+        )
         with urllib.request.urlopen(req, timeout=10) as r:
             return orjson.loads(r.read())
 
@@ -108,36 +118,61 @@ class FakeUpstream(ServerProcess):
 class Gateway(ServerProcess):
     """`parley serve` in a child process, from a config given as a dict."""
 
-    def __init__(self, config: dict, env: dict[str, str] | None = None, workers: int = 1,
-                 port: int | None = None, extra_args: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        config: dict,
+        env: dict[str, str] | None = None,
+        workers: int = 1,
+        port: int | None = None,
+        extra_args: list[str] | None = None,
+    ) -> None:
         port = port or free_port()
         fd, self.config_path = tempfile.mkstemp(prefix="parley-config-", suffix=".yaml")
         with os.fdopen(fd, "w") as f:
             yaml.safe_dump(config, f)
-        argv = [sys.executable, "-m", "parley", "serve", "--config", self.config_path,
-                "--port", str(port), "--workers", str(workers), *(extra_args or [])]
+        argv = [
+            sys.executable,
+            "-m",
+            "parley",
+            "serve",
+            "--config",
+            self.config_path,
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            *(extra_args or []),
+        ]
         super().__init__(argv, port, "/health/liveness", env=env)
 
     def stop(self, timeout: float = 15.0) -> int | None:
         code = super().stop(timeout)
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(self.config_path)
-        except OSError:
-            pass
         return code
 
 
-def anthropic_deployment(name: str, upstream: FakeUpstream, model: str | None = None,
-                         **params: Any) -> dict:
+def anthropic_deployment(name: str, upstream: FakeUpstream, model: str | None = None, **params: Any) -> dict:
     """A model_list entry pointing `name` at the fake upstream's Anthropic API."""
-    return {"model_name": name, "params": {"model": f"anthropic/{model or name}",
-                                           "api_base": upstream.url, "api_key": "sk-ant-upstream-real",
-                                           **params}}
+    return {
+        "model_name": name,
+        "params": {
+            "model": f"anthropic/{model or name}",
+            "api_base": upstream.url,
+            "api_key": "sk-ant-upstream-real",
+            **params,
+        },
+    }
 
 
-def openai_deployment(name: str, upstream: FakeUpstream, model: str | None = None,
-                      **params: Any) -> dict:
+def openai_deployment(name: str, upstream: FakeUpstream, model: str | None = None, **params: Any) -> dict:
     """A model_list entry pointing `name` at the fake upstream's OpenAI API."""
-    return {"model_name": name, "params": {"model": f"openai/{model or name}",
-                                           "api_base": upstream.url + "/v1",
-                                           "api_key": "sk-openai-upstream-real", **params}}
+    return {
+        "model_name": name,
+        "params": {
+            "model": f"openai/{model or name}",
+            "api_base": upstream.url + "/v1",
+            "api_key": "sk-openai-upstream-real",
+            **params,
+        },
+    }

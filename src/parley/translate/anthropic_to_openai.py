@@ -16,36 +16,88 @@ from parley.core.errors import GatewayError, invalid_request
 from parley.translate.openai_options import OpenAIOptions
 
 # Top-level request fields the Messages API knows (others get Anthropic's "Extra inputs" 400).
-KNOWN_FIELDS = frozenset({
-    "model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream",
-    "temperature", "top_p", "top_k", "tools", "tool_choice", "thinking", "service_tier",
-    "container", "output_config", "cache_control", "inference_geo", "mcp_servers",
-    "context_management", "output_format", "speed", "diagnostics", "fallbacks",
-    "fallback_credit_token",
-})
+KNOWN_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "max_tokens",
+        "system",
+        "metadata",
+        "stop_sequences",
+        "stream",
+        "temperature",
+        "top_p",
+        "top_k",
+        "tools",
+        "tool_choice",
+        "thinking",
+        "service_tier",
+        "container",
+        "output_config",
+        "cache_control",
+        "inference_geo",
+        "mcp_servers",
+        "context_management",
+        "output_format",
+        "speed",
+        "diagnostics",
+        "fallbacks",
+        "fallback_credit_token",
+    }
+)
 # Hints with no Chat Completions equivalent: dropped and listed, never a failure.
-HINT_FIELDS = ("service_tier", "container", "inference_geo", "mcp_servers", "context_management",
-               "speed", "diagnostics", "fallbacks", "fallback_credit_token")
+HINT_FIELDS = (
+    "service_tier",
+    "container",
+    "inference_geo",
+    "mcp_servers",
+    "context_management",
+    "speed",
+    "diagnostics",
+    "fallbacks",
+    "fallback_credit_token",
+)
 # Server-executed tools by name: the model cannot use them behind an OpenAI-compatible server.
-SERVER_TOOL_NAMES = frozenset({"web_search", "web_fetch", "code_execution", "tool_search_tool_bm25",
-                               "tool_search_tool_regex", "advisor"})
+SERVER_TOOL_NAMES = frozenset(
+    {
+        "web_search",
+        "web_fetch",
+        "code_execution",
+        "tool_search_tool_bm25",
+        "tool_search_tool_regex",
+        "advisor",
+    }
+)
 # Anthropic-defined, client-executed tools whose input schema is fixed by Anthropic.
 CLIENT_TOOL_SCHEMAS: dict[str, dict[str, Any]] = {
-    "bash": {"type": "object", "properties": {
-        "command": {"type": "string", "description": "The bash command to run."},
-        "restart": {"type": "boolean", "description": "Restart the shell session."}}},
-    "str_replace_editor": {"type": "object", "required": ["command", "path"], "properties": {
-        "command": {"type": "string", "enum": ["view", "create", "str_replace", "insert", "undo_edit"]},
-        "path": {"type": "string"}, "file_text": {"type": "string"}, "old_str": {"type": "string"},
-        "new_str": {"type": "string"}, "insert_line": {"type": "integer"},
-        "view_range": {"type": "array", "items": {"type": "integer"}}}},
+    "bash": {
+        "type": "object",
+        "properties": {
+            "command": {"type": "string", "description": "The bash command to run."},
+            "restart": {"type": "boolean", "description": "Restart the shell session."},
+        },
+    },
+    "str_replace_editor": {
+        "type": "object",
+        "required": ["command", "path"],
+        "properties": {
+            "command": {"type": "string", "enum": ["view", "create", "str_replace", "insert", "undo_edit"]},
+            "path": {"type": "string"},
+            "file_text": {"type": "string"},
+            "old_str": {"type": "string"},
+            "new_str": {"type": "string"},
+            "insert_line": {"type": "integer"},
+            "view_range": {"type": "array", "items": {"type": "integer"}},
+        },
+    },
 }
 CLIENT_TOOL_SCHEMAS["str_replace_based_edit_tool"] = CLIENT_TOOL_SCHEMAS["str_replace_editor"]
 BUDGET_EFFORT = ((4096, "low"), (16384, "medium"))  # budget_tokens below -> effort; else "high"
 
 
-def to_openai_request(body: dict[str, Any], options: OpenAIOptions,
-                      model: str | None = None) -> tuple[dict[str, Any], list[str]]:
+def to_openai_request(
+    body: dict[str, Any], options: OpenAIOptions, model: str | None = None
+) -> tuple[dict[str, Any], list[str]]:
     """The Chat Completions body for an Anthropic Messages `body`, and the dropped field names."""
     for name in body:
         if name not in KNOWN_FIELDS:
@@ -71,7 +123,8 @@ def to_openai_request(body: dict[str, Any], options: OpenAIOptions,
 
 # ----------------------------------------------------------------------------- top-level fields
 
-def _sampling(body: dict, options: OpenAIOptions, out: dict, dropped: list[str]) -> None:
+
+def _sampling(body: dict[str, Any], options: OpenAIOptions, out: dict[str, Any], dropped: list[str]) -> None:
     for name in ("temperature", "top_p"):
         if body.get(name) is not None:
             out[name] = body[name]
@@ -83,8 +136,9 @@ def _sampling(body: dict, options: OpenAIOptions, out: dict, dropped: list[str])
     stops = body.get("stop_sequences")
     if stops:
         if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
-            raise invalid_request("stop_sequences: Input should be a valid list of strings",
-                                  param="stop_sequences")
+            raise invalid_request(
+                "stop_sequences: Input should be a valid list of strings", param="stop_sequences"
+            )
         cap = options.max_stop_sequences
         if cap is not None and len(stops) > cap:
             stops = stops[:cap]
@@ -100,9 +154,9 @@ def _sampling(body: dict, options: OpenAIOptions, out: dict, dropped: list[str])
             dropped.append("metadata.user_id")
 
 
-def _reasoning(body: dict, options: OpenAIOptions, out: dict, dropped: list[str]) -> None:
-    thinking = body.get("thinking") if isinstance(body.get("thinking"), dict) else {}
-    config = body.get("output_config") if isinstance(body.get("output_config"), dict) else {}
+def _reasoning(body: dict[str, Any], options: OpenAIOptions, out: dict[str, Any], dropped: list[str]) -> None:
+    thinking = v if isinstance(v := body.get("thinking"), dict) else {}
+    config = v if isinstance(v := body.get("output_config"), dict) else {}
     effort = config.get("effort")
     if effort is None and thinking.get("type") == "enabled":
         budget = thinking.get("budget_tokens") or 0
@@ -115,26 +169,30 @@ def _reasoning(body: dict, options: OpenAIOptions, out: dict, dropped: list[str]
         dropped.append("output_config.effort" if config.get("effort") else "thinking")
 
 
-def _response_format(body: dict, out: dict) -> None:
-    config = body.get("output_config") if isinstance(body.get("output_config"), dict) else {}
+def _response_format(body: dict[str, Any], out: dict[str, Any]) -> None:
+    config = v if isinstance(v := body.get("output_config"), dict) else {}
     fmt = config.get("format") or body.get("output_format")
     if not isinstance(fmt, dict):
         return
     if fmt.get("type") != "json_schema" or not isinstance(fmt.get("schema"), dict):
-        raise invalid_request("output_config.format: expected {type: json_schema, schema: {...}}",
-                              param="output_config")
-    out["response_format"] = {"type": "json_schema", "json_schema": {
-        "name": "output", "schema": fmt["schema"], "strict": True}}
+        raise invalid_request(
+            "output_config.format: expected {type: json_schema, schema: {...}}", param="output_config"
+        )
+    out["response_format"] = {
+        "type": "json_schema",
+        "json_schema": {"name": "output", "schema": fmt["schema"], "strict": True},
+    }
 
 
 # ----------------------------------------------------------------------------- tools
 
-def _tools(tools: Any, choice: Any, dropped: list[str]) -> tuple[list[dict], set[str]]:
+
+def _tools(tools: Any, choice: Any, dropped: list[str]) -> tuple[list[dict[str, Any]], set[str]]:
     if tools is None:
         return [], set()
     if not isinstance(tools, list):
         raise invalid_request("tools: Input should be a valid list", param="tools")
-    out: list[dict] = []
+    out: list[dict[str, Any]] = []
     server: list[str] = []
     for i, tool in enumerate(tools):
         if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
@@ -158,7 +216,7 @@ def _tools(tools: Any, choice: Any, dropped: list[str]) -> tuple[list[dict], set
     return out, {t["function"]["name"] for t in out}
 
 
-def _function(name: str, description: Any, schema: dict, strict: Any) -> dict:
+def _function(name: str, description: Any, schema: dict[str, Any], strict: Any) -> dict[str, Any]:
     function: dict[str, Any] = {"name": name, "parameters": schema}
     if isinstance(description, str) and description:
         function["description"] = description
@@ -167,19 +225,25 @@ def _function(name: str, description: Any, schema: dict, strict: Any) -> dict:
     return {"type": "function", "function": function}
 
 
-def _reject_relied_on_server_tools(server: list[str], kept: list[dict], choice: Any,
-                                   tools: list) -> None:
+def _reject_relied_on_server_tools(
+    server: list[str], kept: list[dict[str, Any]], choice: Any, tools: list[Any]
+) -> None:
     """Server tools are hints unless the request only offers them or forces one."""
     forced = choice.get("name") if isinstance(choice, dict) and choice.get("type") == "tool" else None
     server_names = {label.split(" ")[0] for label in server}
     if forced in server_names or not kept:
         named = forced if forced in server_names else ", ".join(server)
-        raise GatewayError(400, f"tools: {named} runs on Anthropic's servers and is not available "
-                                f"on this model's OpenAI-compatible backend; remove it or use an "
-                                f"Anthropic deployment", "invalid_request_error", param="tools")
+        raise GatewayError(
+            400,
+            f"tools: {named} runs on Anthropic's servers and is not available "
+            f"on this model's OpenAI-compatible backend; remove it or use an "
+            f"Anthropic deployment",
+            "invalid_request_error",
+            param="tools",
+        )
 
 
-def _tool_choice(choice: Any, names: set[str], out: dict) -> None:
+def _tool_choice(choice: Any, names: set[str], out: dict[str, Any]) -> None:
     if not isinstance(choice, dict):
         return
     kind = choice.get("type")
@@ -192,8 +256,7 @@ def _tool_choice(choice: Any, names: set[str], out: dict) -> None:
     elif kind == "tool":
         name = choice.get("name")
         if name not in names:
-            raise invalid_request(f"tool_choice.name: no tool named {name!r} in tools",
-                                  param="tool_choice")
+            raise invalid_request(f"tool_choice.name: no tool named {name!r} in tools", param="tool_choice")
         out["tool_choice"] = {"type": "function", "function": {"name": name}}
     else:
         raise invalid_request(f"tool_choice.type: unknown value {kind!r}", param="tool_choice")
@@ -203,8 +266,9 @@ def _tool_choice(choice: Any, names: set[str], out: dict) -> None:
 
 # ----------------------------------------------------------------------------- messages
 
-def _messages(body: dict, options: OpenAIOptions, dropped: list[str]) -> list[dict]:
-    out: list[dict] = []
+
+def _messages(body: dict[str, Any], options: OpenAIOptions, dropped: list[str]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
     system = _system_text(body.get("system"), "system")
     if system:
         out.append({"role": "system", "content": system})
@@ -247,11 +311,13 @@ def _system_text(system: Any, where: str) -> str:
     return "\n\n".join(t for t in texts if t)
 
 
-def _user_turn(blocks: list, options: OpenAIOptions, dropped: list[str], where: str) -> list[dict]:
+def _user_turn(
+    blocks: list[Any], options: OpenAIOptions, dropped: list[str], where: str
+) -> list[dict[str, Any]]:
     """Tool results first (one `tool` message each, in order), then the rest of the turn."""
-    out: list[dict] = []
-    moved: list[dict] = []  # images from tool results, for a following user message
-    parts: list[dict] = []
+    out: list[dict[str, Any]] = []
+    moved: list[dict[str, Any]] = []  # images from tool results, for a following user message
+    parts: list[dict[str, Any]] = []
     for block in blocks:
         if not isinstance(block, dict):
             raise invalid_request(f"{where}.content: blocks must be objects")
@@ -271,7 +337,7 @@ def _user_turn(blocks: list, options: OpenAIOptions, dropped: list[str], where: 
     return out
 
 
-def _flush_user(out: list[dict], parts: list[dict]) -> None:
+def _flush_user(out: list[dict[str, Any]], parts: list[dict[str, Any]]) -> None:
     if not parts:
         return
     if all(p["type"] == "text" for p in parts) and len(parts) == 1:
@@ -280,7 +346,9 @@ def _flush_user(out: list[dict], parts: list[dict]) -> None:
         out.append({"role": "user", "content": parts})
 
 
-def _tool_message(block: dict, moved: list[dict], options: OpenAIOptions, where: str) -> dict:
+def _tool_message(
+    block: dict[str, Any], moved: list[dict[str, Any]], options: OpenAIOptions, where: str
+) -> dict[str, Any]:
     tool_id = block.get("tool_use_id")
     if not isinstance(tool_id, str):
         raise invalid_request(f"{where}.content: tool_result.tool_use_id: Field required")
@@ -299,8 +367,7 @@ def _tool_message(block: dict, moved: list[dict], options: OpenAIOptions, where:
             moved.append(_image_part(part, where))
             texts.append("[image attached in the next user message]")
         elif kind in ("text", "document", "search_result"):
-            texts.extend(p["text"] for p in _user_parts(part, options, [], where)
-                         if p["type"] == "text")
+            texts.extend(p["text"] for p in _user_parts(part, options, [], where) if p["type"] == "text")
         # tool_reference and unknown parts carry nothing the model can read here
     text = "\n".join(texts)
     if block.get("is_error"):
@@ -308,7 +375,9 @@ def _tool_message(block: dict, moved: list[dict], options: OpenAIOptions, where:
     return {"role": "tool", "tool_call_id": tool_id, "content": text}
 
 
-def _user_parts(block: dict, options: OpenAIOptions, dropped: list[str], where: str) -> list[dict]:
+def _user_parts(
+    block: dict[str, Any], options: OpenAIOptions, dropped: list[str], where: str
+) -> list[dict[str, Any]]:
     kind = block.get("type")
     if kind == "text":
         text = block.get("text")
@@ -329,20 +398,22 @@ def _user_parts(block: dict, options: OpenAIOptions, dropped: list[str], where: 
     return []
 
 
-def _image_part(block: dict, where: str) -> dict:
-    source = block.get("source") if isinstance(block.get("source"), dict) else {}
+def _image_part(block: dict[str, Any], where: str) -> dict[str, Any]:
+    source = v if isinstance(v := block.get("source"), dict) else {}
     if source.get("type") == "base64":
         url = f"data:{source.get('media_type', 'image/png')};base64,{source.get('data', '')}"
     elif source.get("type") == "url":
         url = str(source.get("url", ""))
     else:
-        raise invalid_request(f"{where}.content: image source {source.get('type')!r} is not "
-                              f"supported on this backend (use base64 or url)")
+        raise invalid_request(
+            f"{where}.content: image source {source.get('type')!r} is not "
+            f"supported on this backend (use base64 or url)"
+        )
     return {"type": "image_url", "image_url": {"url": url}}
 
 
-def _document_parts(block: dict, options: OpenAIOptions, where: str) -> list[dict]:
-    source = block.get("source") if isinstance(block.get("source"), dict) else {}
+def _document_parts(block: dict[str, Any], options: OpenAIOptions, where: str) -> list[dict[str, Any]]:
+    source = v if isinstance(v := block.get("source"), dict) else {}
     kind = source.get("type")
     head = "\n".join(str(block[k]) for k in ("title", "context") if block.get(k))
     if kind == "text":
@@ -352,34 +423,52 @@ def _document_parts(block: dict, options: OpenAIOptions, where: str) -> list[dic
         inner = source.get("content")
         if isinstance(inner, str):
             inner = [{"type": "text", "text": inner}]
-        parts = [p for b in inner or () if isinstance(b, dict)
-                 for p in _user_parts(b, options, [], where)]
+        parts = [p for b in inner or () if isinstance(b, dict) for p in _user_parts(b, options, [], where)]
         return ([{"type": "text", "text": head}] if head else []) + parts
     if kind == "base64" and source.get("media_type", "application/pdf") == "application/pdf":
         if not options.supports_pdf:
-            raise invalid_request(f"{where}.content: PDF documents are not supported by this "
-                                  f"model's backend; send the text instead")
+            raise invalid_request(
+                f"{where}.content: PDF documents are not supported by this "
+                f"model's backend; send the text instead"
+            )
         name = str(block.get("title") or "document")
-        return [{"type": "file", "file": {
-            "filename": name if name.endswith(".pdf") else name + ".pdf",
-            "file_data": f"data:application/pdf;base64,{source.get('data', '')}"}}]
-    raise invalid_request(f"{where}.content: document source {kind!r} is not supported on this "
-                          f"backend (use base64 PDF, text or content)")
+        return [
+            {
+                "type": "file",
+                "file": {
+                    "filename": name if name.endswith(".pdf") else name + ".pdf",
+                    "file_data": f"data:application/pdf;base64,{source.get('data', '')}",
+                },
+            }
+        ]
+    raise invalid_request(
+        f"{where}.content: document source {kind!r} is not supported on this "
+        f"backend (use base64 PDF, text or content)"
+    )
 
 
-def _assistant_turn(blocks: list, options: OpenAIOptions, dropped: list[str], where: str) -> dict:
+def _assistant_turn(
+    blocks: list[Any], options: OpenAIOptions, dropped: list[str], where: str
+) -> dict[str, Any]:
     texts: list[str] = []
     reasoning: list[str] = []
-    calls: list[dict] = []
+    calls: list[dict[str, Any]] = []
     for block in blocks:
         kind = block.get("type") if isinstance(block, dict) else None
         if kind == "text":
             if block.get("text"):
                 texts.append(str(block["text"]))
         elif kind == "tool_use":
-            calls.append({"id": str(block.get("id", "")), "type": "function", "function": {
-                "name": str(block.get("name", "")),
-                "arguments": orjson.dumps(block.get("input") or {}).decode()}})
+            calls.append(
+                {
+                    "id": str(block.get("id", "")),
+                    "type": "function",
+                    "function": {
+                        "name": str(block.get("name", "")),
+                        "arguments": orjson.dumps(block.get("input") or {}).decode(),
+                    },
+                }
+            )
         elif kind == "thinking":
             if options.reasoning_field and block.get("thinking"):
                 reasoning.append(str(block["thinking"]))

@@ -23,17 +23,64 @@ JSON_TOOL = "json_output"
 # reasoning_effort -> thinking budget_tokens ("none" turns thinking off)
 EFFORT_BUDGET = {"minimal": 1024, "low": 1024, "medium": 2048, "high": 4096, "xhigh": 8192, "max": 16384}
 # Anthropic-only request fields a client may send through the OpenAI SDK's `extra_body`.
-PASS_THROUGH = ("top_k", "output_config", "cache_control", "container", "mcp_servers",
-                "context_management", "inference_geo", "speed")
+PASS_THROUGH = (
+    "top_k",
+    "output_config",
+    "cache_control",
+    "container",
+    "mcp_servers",
+    "context_management",
+    "inference_geo",
+    "speed",
+)
 # OpenAI fields with no Anthropic counterpart: ignored, reported in `x-parley-dropped`.
-IGNORED = frozenset({"frequency_penalty", "presence_penalty", "logit_bias", "logprobs", "top_logprobs",
-                     "seed", "store", "prompt_cache_key", "prompt_cache_retention",
-                     "prompt_cache_options", "verbosity", "prediction", "web_search_options",
-                     "service_tier", "metadata", "moderation", "safety_identifier"})
-HANDLED = frozenset({"model", "messages", "stream", "stream_options", "stop", "temperature", "top_p",
-                     "max_tokens", "max_completion_tokens", "n", "tools", "tool_choice",
-                     "parallel_tool_calls", "functions", "function_call", "response_format",
-                     "reasoning_effort", "thinking", "user", "extra_headers", "modalities", "audio"})
+IGNORED = frozenset(
+    {
+        "frequency_penalty",
+        "presence_penalty",
+        "logit_bias",
+        "logprobs",
+        "top_logprobs",
+        "seed",
+        "store",
+        "prompt_cache_key",
+        "prompt_cache_retention",
+        "prompt_cache_options",
+        "verbosity",
+        "prediction",
+        "web_search_options",
+        "service_tier",
+        "metadata",
+        "moderation",
+        "safety_identifier",
+    }
+)
+HANDLED = frozenset(
+    {
+        "model",
+        "messages",
+        "stream",
+        "stream_options",
+        "stop",
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "max_completion_tokens",
+        "n",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "functions",
+        "function_call",
+        "response_format",
+        "reasoning_effort",
+        "thinking",
+        "user",
+        "extra_headers",
+        "modalities",
+        "audio",
+    }
+)
 _ANTHROPIC_TOOL_TYPE = re.compile(r"^[a-z_]+_\d{8}$")
 _DATA_URL = re.compile(r"^data:([\w.+/-]+)?((?:;[\w.+-]+=[^;,]*)*)(;base64)?,(.*)$", re.S)
 _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
@@ -53,8 +100,9 @@ class ChatPlan:
     created: int = field(default_factory=lambda: int(time.time()))
 
 
-def to_anthropic(body: dict[str, Any], upstream_model: str, *,
-                 native_json: bool = True) -> tuple[dict[str, Any], ChatPlan]:
+def to_anthropic(
+    body: dict[str, Any], upstream_model: str, *, native_json: bool = True
+) -> tuple[dict[str, Any], ChatPlan]:
     """Translate a Chat Completions body; `native_json` selects output_config over a forced tool."""
     plan = ChatPlan(model=body.get("model") or upstream_model, stream=body.get("stream") is True)
     _check_unsupported(body)
@@ -87,8 +135,9 @@ def to_anthropic(body: dict[str, Any], upstream_model: str, *,
 def _check_unsupported(body: dict[str, Any]) -> None:
     n = body.get("n")
     if n is not None and n != 1:
-        raise invalid_request("n: only n=1 is supported by Anthropic models; send separate requests "
-                              "for more choices", param="n")
+        raise invalid_request(
+            "n: only n=1 is supported by Anthropic models; send separate requests for more choices", param="n"
+        )
     if body.get("audio") is not None or "audio" in (body.get("modalities") or ()):
         raise invalid_request("audio output is not supported by Anthropic models", param="modalities")
 
@@ -101,7 +150,9 @@ def _max_tokens(body: dict[str, Any]) -> int:
                 raise invalid_request(f"{name}: Input should be a valid non-negative integer", param=name)
             return value
     budget = _budget(body)
-    return DEFAULT_MAX_TOKENS if budget is None or budget < DEFAULT_MAX_TOKENS else budget + DEFAULT_MAX_TOKENS
+    return (
+        DEFAULT_MAX_TOKENS if budget is None or budget < DEFAULT_MAX_TOKENS else budget + DEFAULT_MAX_TOKENS
+    )
 
 
 def _sampling(body: dict[str, Any], out: dict[str, Any], plan: ChatPlan) -> None:
@@ -119,12 +170,13 @@ def _sampling(body: dict[str, Any], out: dict[str, Any], plan: ChatPlan) -> None
 
 # ---------------------------------------------------------------- thinking and structured output
 
+
 def _budget(body: dict[str, Any]) -> int | None:
     thinking = body.get("thinking")
     if isinstance(thinking, dict):
         budget = thinking.get("budget_tokens")
         return budget if isinstance(budget, int) and thinking.get("type") == "enabled" else None
-    return EFFORT_BUDGET.get(body.get("reasoning_effort"))  # type: ignore[arg-type]
+    return EFFORT_BUDGET.get(body.get("reasoning_effort", ""))
 
 
 def _thinking(body: dict[str, Any], out: dict[str, Any]) -> None:
@@ -159,8 +211,11 @@ def _response_format(body: dict[str, Any], out: dict[str, Any], plan: ChatPlan, 
         config["format"] = {"type": "json_schema", "schema": schema}
         out["output_config"] = config
         return
-    tool: dict[str, Any] = {"name": name, "input_schema": _object_schema(schema),
-                            "description": description or "Respond with the final answer as this tool's input."}
+    tool: dict[str, Any] = {
+        "name": name,
+        "input_schema": _object_schema(schema),
+        "description": description or "Respond with the final answer as this tool's input.",
+    }
     tools = out.setdefault("tools", [])
     if not tools:
         out["tool_choice"] = {"type": "tool", "name": name}
@@ -180,6 +235,7 @@ def _object_schema(schema: Any) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------- tools
+
 
 def _tools(body: dict[str, Any], out: dict[str, Any], plan: ChatPlan) -> None:
     raw_tools = body.get("tools")
@@ -207,10 +263,12 @@ def _tool(tool: Any, i: int, plan: ChatPlan) -> dict[str, Any]:
     if not isinstance(tool, dict):
         raise invalid_request(f"tools[{i}]: Input should be an object", param=f"tools[{i}]")
     kind = tool.get("type", "function")
-    fn = tool.get("function") if isinstance(tool.get("function"), dict) else {}
+    fn = v if isinstance(v := tool.get("function"), dict) else {}
     if kind == "function":
         if not isinstance(fn.get("name"), str):
-            raise invalid_request(f"tools[{i}].function.name: Field required", param=f"tools[{i}].function.name")
+            raise invalid_request(
+                f"tools[{i}].function.name: Field required", param=f"tools[{i}].function.name"
+            )
         out: dict[str, Any] = {"name": fn["name"], "input_schema": _object_schema(fn.get("parameters"))}
         if fn.get("description"):
             out["description"] = fn["description"]
@@ -220,14 +278,15 @@ def _tool(tool: Any, i: int, plan: ChatPlan) -> dict[str, Any]:
         return out
     if isinstance(kind, str) and _ANTHROPIC_TOOL_TYPE.match(kind):
         return _anthropic_tool(tool, kind, fn, plan)
-    raise invalid_request(f"tools[{i}].type: {kind!r} tools are not supported by Anthropic models",
-                          param=f"tools[{i}].type")
+    raise invalid_request(
+        f"tools[{i}].type: {kind!r} tools are not supported by Anthropic models", param=f"tools[{i}].type"
+    )
 
 
 def _anthropic_tool(tool: dict[str, Any], kind: str, fn: dict[str, Any], plan: ChatPlan) -> dict[str, Any]:
     """An Anthropic-defined tool (computer_20241022, bash_20250124, web_search_...), in either form."""
     out = {k: v for k, v in tool.items() if k != "function"}
-    params = fn.get("parameters") if isinstance(fn.get("parameters"), dict) else {}
+    params = v if isinstance(v := fn.get("parameters"), dict) else {}
     out.update({k: v for k, v in params.items() if k not in ("type", "properties", "required")})
     name = fn.get("name") or tool.get("name") or kind.rsplit("_", 1)[0]
     out["name"] = "str_replace_editor" if name == "text_editor" else name
@@ -239,7 +298,7 @@ def _anthropic_tool(tool: dict[str, Any], kind: str, fn: dict[str, Any], plan: C
     return out
 
 
-def _tool_choice(choice: Any) -> tuple[dict[str, Any] | None, set[str] | None]:
+def _tool_choice(choice: Any) -> tuple[dict[str, Any] | None, set[Any] | None]:
     if choice is None:
         return None, None
     if choice in ("auto", "none"):
@@ -254,14 +313,19 @@ def _tool_choice(choice: Any) -> tuple[dict[str, Any] | None, set[str] | None]:
                 return {"type": "tool", "name": name}, None
         if kind == "allowed_tools":
             allowed = choice.get("allowed_tools") or {}
-            names = {(t.get("function") or {}).get("name") or t.get("name")
-                     for t in allowed.get("tools") or () if isinstance(t, dict)}
+            names = {
+                (t.get("function") or {}).get("name") or t.get("name")
+                for t in allowed.get("tools") or ()
+                if isinstance(t, dict)
+            }
             return {"type": "any" if allowed.get("mode") == "required" else "auto"}, names
-    raise invalid_request(f"tool_choice: unsupported value {orjson.dumps(choice).decode()}",
-                          param="tool_choice")
+    raise invalid_request(
+        f"tool_choice: unsupported value {orjson.dumps(choice).decode()}", param="tool_choice"
+    )
 
 
 # ------------------------------------------------------------------------------------- messages
+
 
 def convert_messages(messages: Any) -> tuple[str | list[dict[str, Any]], list[dict[str, Any]]]:
     """(Anthropic system, Anthropic messages) from OpenAI messages; same-role turns are merged."""
@@ -326,13 +390,17 @@ def _text_blocks(content: Any, i: int) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [{"type": "text", "text": content}] if content else []
     if not isinstance(content, list):
-        raise invalid_request(f"messages[{i}].content: Input should be a string or a list of parts",
-                              param=f"messages[{i}].content")
+        raise invalid_request(
+            f"messages[{i}].content: Input should be a string or a list of parts",
+            param=f"messages[{i}].content",
+        )
     blocks = []
     for j, part in enumerate(content):
         if not isinstance(part, dict) or part.get("type") not in ("text", "refusal"):
-            raise invalid_request(f"messages[{i}].content[{j}]: only text parts are allowed here",
-                                  param=f"messages[{i}].content[{j}]")
+            raise invalid_request(
+                f"messages[{i}].content[{j}]: only text parts are allowed here",
+                param=f"messages[{i}].content[{j}]",
+            )
         text = part.get("text") if part["type"] == "text" else part.get("refusal")
         if text:
             blocks.append(_cached({"type": "text", "text": text}, part))
@@ -354,8 +422,10 @@ def _user_blocks(content: Any, i: int) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [{"type": "text", "text": content}]
     if not isinstance(content, list):
-        raise invalid_request(f"messages[{i}].content: Field required (a string or a list of parts)",
-                              param=f"messages[{i}].content")
+        raise invalid_request(
+            f"messages[{i}].content: Field required (a string or a list of parts)",
+            param=f"messages[{i}].content",
+        )
     return [_user_part(part, i, j) for j, part in enumerate(content)]
 
 
@@ -386,19 +456,27 @@ def media_block(url: str, where: str) -> dict[str, Any]:
     if url.startswith("data:"):
         match = _DATA_URL.match(url)
         if not match or not match.group(3):
-            raise invalid_request(f"{where}: expected a base64 data URL (data:<type>;base64,...)", param=where)
+            raise invalid_request(
+                f"{where}: expected a base64 data URL (data:<type>;base64,...)", param=where
+            )
         media_type, data = (match.group(1) or "").lower(), match.group(4)
         if media_type in _IMAGE_TYPES:
             return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
         if media_type == "application/pdf":
-            return {"type": "document",
-                    "source": {"type": "base64", "media_type": "application/pdf", "data": data}}
+            return {
+                "type": "document",
+                "source": {"type": "base64", "media_type": "application/pdf", "data": data},
+            }
         if media_type == "text/plain":
-            return {"type": "document", "source": {"type": "text", "media_type": "text/plain",
-                                                   "data": _b64_text(data, where)}}
-        raise invalid_request(f"{where}: unsupported media type {media_type!r}; Anthropic takes "
-                              "image/jpeg, image/png, image/gif, image/webp, application/pdf, text/plain",
-                              param=where)
+            return {
+                "type": "document",
+                "source": {"type": "text", "media_type": "text/plain", "data": _b64_text(data, where)},
+            }
+        raise invalid_request(
+            f"{where}: unsupported media type {media_type!r}; Anthropic takes "
+            "image/jpeg, image/png, image/gif, image/webp, application/pdf, text/plain",
+            param=where,
+        )
     if url.startswith(("http://", "https://")):
         kind = "document" if url.split("?", 1)[0].lower().endswith(".pdf") else "image"
         return {"type": kind, "source": {"type": "url", "url": url}}
@@ -415,7 +493,9 @@ def _b64_text(data: str, where: str) -> str:
 def _file_block(file: dict[str, Any], where: str) -> dict[str, Any]:
     if isinstance(file.get("file_data"), str):
         data = file["file_data"]
-        block = media_block(data if data.startswith("data:") else "data:application/pdf;base64," + data, where)
+        block = media_block(
+            data if data.startswith("data:") else "data:application/pdf;base64," + data, where
+        )
     elif isinstance(file.get("file_id"), str):
         block = {"type": "document", "source": {"type": "file", "file_id": file["file_id"]}}
     else:
@@ -433,20 +513,26 @@ def _assistant_blocks(message: dict[str, Any], i: int, pending_fn: dict[str, str
     legacy = message.get("function_call")
     if isinstance(legacy, dict) and legacy.get("name"):
         call_id = pending_fn[legacy["name"]] = f"call_fn_{i}"
-        blocks.append(_tool_use({"id": call_id, "type": "function", "function": legacy},
-                                f"messages[{i}].function_call"))
+        blocks.append(
+            _tool_use({"id": call_id, "type": "function", "function": legacy}, f"messages[{i}].function_call")
+        )
     return blocks
 
 
 def _thinking_block(block: Any, i: int) -> dict[str, Any]:
     """A thinking block echoed back by the client, reduced to the fields Anthropic takes."""
     if isinstance(block, dict) and block.get("type") == "thinking":
-        return {"type": "thinking", "thinking": block.get("thinking") or "",
-                "signature": block.get("signature") or ""}
+        return {
+            "type": "thinking",
+            "thinking": block.get("thinking") or "",
+            "signature": block.get("signature") or "",
+        }
     if isinstance(block, dict) and block.get("type") == "redacted_thinking":
         return {"type": "redacted_thinking", "data": block.get("data") or ""}
-    raise invalid_request(f"messages[{i}].thinking_blocks: expected thinking or redacted_thinking blocks",
-                          param=f"messages[{i}].thinking_blocks")
+    raise invalid_request(
+        f"messages[{i}].thinking_blocks: expected thinking or redacted_thinking blocks",
+        param=f"messages[{i}].thinking_blocks",
+    )
 
 
 def _tool_use(call: Any, where: str) -> dict[str, Any]:
@@ -468,7 +554,9 @@ def _tool_use(call: Any, where: str) -> dict[str, Any]:
 
 def _tool_result(message: dict[str, Any], call_id: Any, i: int) -> dict[str, Any]:
     if not isinstance(call_id, str):
-        raise invalid_request(f"messages[{i}].tool_call_id: Field required", param=f"messages[{i}].tool_call_id")
+        raise invalid_request(
+            f"messages[{i}].tool_call_id: Field required", param=f"messages[{i}].tool_call_id"
+        )
     content = message.get("content")
     block: dict[str, Any] = {"type": "tool_result", "tool_use_id": call_id}
     if isinstance(content, str):
@@ -476,6 +564,9 @@ def _tool_result(message: dict[str, Any], call_id: Any, i: int) -> dict[str, Any
     elif isinstance(content, list):
         block["content"] = [_user_part(p, i, j) for j, p in enumerate(content)]
     elif content is not None:
-        raise GatewayError(400, f"messages[{i}].content: Input should be a string or a list of parts",
-                           param=f"messages[{i}].content")
+        raise GatewayError(
+            400,
+            f"messages[{i}].content: Input should be a string or a list of parts",
+            param=f"messages[{i}].content",
+        )
     return block

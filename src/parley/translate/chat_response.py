@@ -14,9 +14,13 @@ import orjson
 from parley.translate.chat_request import ChatPlan
 
 FINISH_REASON = {
-    "end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop",
-    "max_tokens": "length", "model_context_window_exceeded": "length",
-    "tool_use": "tool_calls", "refusal": "content_filter",
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
 }
 
 
@@ -40,9 +44,12 @@ def chat_usage(usage: Any) -> dict[str, Any]:
     output = usage.get("output_tokens") or 0
     prompt = fresh + read + written
     out: dict[str, Any] = {
-        "prompt_tokens": prompt, "completion_tokens": output, "total_tokens": prompt + output,
+        "prompt_tokens": prompt,
+        "completion_tokens": output,
+        "total_tokens": prompt + output,
         "prompt_tokens_details": {"cached_tokens": read},
-        "cache_creation_input_tokens": written, "cache_read_input_tokens": read,
+        "cache_creation_input_tokens": written,
+        "cache_read_input_tokens": read,
     }
     details = usage.get("output_tokens_details")
     if isinstance(details, dict) and isinstance(details.get("thinking_tokens"), int):
@@ -52,17 +59,22 @@ def chat_usage(usage: Any) -> dict[str, Any]:
 
 def thinking_entry(block: dict[str, Any]) -> dict[str, Any] | None:
     if block.get("type") == "thinking":
-        return {"type": "thinking", "thinking": block.get("thinking") or "",
-                "signature": block.get("signature") or ""}
+        return {
+            "type": "thinking",
+            "thinking": block.get("thinking") or "",
+            "signature": block.get("signature") or "",
+        }
     if block.get("type") == "redacted_thinking":
         return {"type": "redacted_thinking", "data": block.get("data") or ""}
     return None
 
 
 def tool_call(block: dict[str, Any]) -> dict[str, Any]:
-    return {"id": block.get("id"), "type": "function",
-            "function": {"name": block.get("name"),
-                         "arguments": orjson.dumps(block.get("input") or {}).decode()}}
+    return {
+        "id": block.get("id"),
+        "type": "function",
+        "function": {"name": block.get("name"), "arguments": orjson.dumps(block.get("input") or {}).decode()},
+    }
 
 
 def to_chat_completion(message: dict[str, Any], plan: ChatPlan) -> dict[str, Any]:
@@ -78,7 +90,9 @@ def to_chat_completion(message: dict[str, Any], plan: ChatPlan) -> dict[str, Any
             texts.append(block.get("text") or "")
             citations.extend(block.get("citations") or ())
         elif kind in ("thinking", "redacted_thinking"):
-            thinking_blocks.append(thinking_entry(block))  # type: ignore[arg-type]
+            entry = thinking_entry(block)
+            if entry is not None:  # never None for these two kinds
+                thinking_blocks.append(entry)
             if kind == "thinking" and block.get("thinking"):
                 reasoning.append(block["thinking"])
         elif kind == "tool_use":
@@ -86,8 +100,11 @@ def to_chat_completion(message: dict[str, Any], plan: ChatPlan) -> dict[str, Any
                 texts.append(orjson.dumps(block.get("input") or {}).decode())
             else:
                 tool_calls.append(tool_call(block))
-    chat_message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None,
-                                    "refusal": None}
+    chat_message: dict[str, Any] = {
+        "role": "assistant",
+        "content": "".join(texts) if texts else None,
+        "refusal": None,
+    }
     if tool_calls:
         chat_message["tool_calls"] = tool_calls
     if reasoning:
@@ -97,9 +114,17 @@ def to_chat_completion(message: dict[str, Any], plan: ChatPlan) -> dict[str, Any
     if citations:
         chat_message["provider_specific_fields"] = {"citations": citations}
     return {
-        "id": completion_id(message.get("id")), "object": "chat.completion", "created": plan.created,
+        "id": completion_id(message.get("id")),
+        "object": "chat.completion",
+        "created": plan.created,
         "model": message.get("model") or plan.model,
-        "choices": [{"index": 0, "message": chat_message, "logprobs": None,
-                     "finish_reason": finish_reason(message.get("stop_reason"), bool(tool_calls))}],
+        "choices": [
+            {
+                "index": 0,
+                "message": chat_message,
+                "logprobs": None,
+                "finish_reason": finish_reason(message.get("stop_reason"), bool(tool_calls)),
+            }
+        ],
         "usage": chat_usage(message.get("usage")),
     }

@@ -18,7 +18,7 @@ from parley.translate.chat_response import chat_usage, completion_id, finish_rea
 
 
 class _Block:
-    __slots__ = ("kind", "ordinal", "text", "signature", "data")
+    __slots__ = ("data", "kind", "ordinal", "signature", "text")
 
     def __init__(self, kind: str, ordinal: int = 0) -> None:
         self.kind = kind  # "text", "thinking", "redacted", "tool", "json", "other"
@@ -37,7 +37,7 @@ class ChatStreamTranslator:
         self.model = plan.model
         self.usage: dict[str, Any] = {}
         self.stop_reason: str | None = None
-        self.blocks: dict[int, _Block] = {}
+        self.blocks: dict[Any, _Block] = {}  # by the event's `index`, as the upstream sent it
         self.tools = 0
         self.thinking = 0
         self.citations = 0
@@ -45,13 +45,17 @@ class ChatStreamTranslator:
         self.failed = False
 
     def feed(self, name: str | None, data: dict[str, Any]) -> list[dict[str, Any]]:
-        handler = _HANDLERS.get(name or data.get("type"))
+        handler = _HANDLERS.get(name or data.get("type", ""))
         return handler(self, data) if handler is not None else []
 
     def chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        out = {"id": self.id, "object": "chat.completion.chunk", "created": self.plan.created,
-               "model": self.model,
-               "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+        out = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.plan.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
         if self.plan.include_usage:
             out["usage"] = None
         return out
@@ -91,14 +95,25 @@ class ChatStreamTranslator:
         if kind == "tool_use":
             self.blocks[index] = _Block("tool", self.tools)
             self.tools += 1
-            return [self.chunk({"tool_calls": [{"index": self.tools - 1, "id": block.get("id"),
-                                                "type": "function",
-                                                "function": {"name": block.get("name"), "arguments": ""}}]})]
+            return [
+                self.chunk(
+                    {
+                        "tool_calls": [
+                            {
+                                "index": self.tools - 1,
+                                "id": block.get("id"),
+                                "type": "function",
+                                "function": {"name": block.get("name"), "arguments": ""},
+                            }
+                        ]
+                    }
+                )
+            ]
         self.blocks[index] = _Block("other")  # server tool use and results: nothing to show
         return []
 
     def _block_delta(self, data: dict[str, Any]) -> list[dict[str, Any]]:
-        state = self.blocks.get(data.get("index"))  # type: ignore[arg-type]
+        state = self.blocks.get(data.get("index"))
         delta = data.get("delta") or {}
         kind = delta.get("type")
         if state is None:
@@ -117,8 +132,15 @@ class ChatStreamTranslator:
                 return [self.chunk({"content": delta["partial_json"]})]
             if state.kind == "tool":
                 state.text.append("")  # arguments have started
-                return [self.chunk({"tool_calls": [{"index": state.ordinal,
-                                                    "function": {"arguments": delta["partial_json"]}}]})]
+                return [
+                    self.chunk(
+                        {
+                            "tool_calls": [
+                                {"index": state.ordinal, "function": {"arguments": delta["partial_json"]}}
+                            ]
+                        }
+                    )
+                ]
         if kind == "citations_delta" and isinstance(delta.get("citation"), dict):
             self.citations += 1
             entry = dict(delta["citation"], index=self.citations - 1)
@@ -126,7 +148,7 @@ class ChatStreamTranslator:
         return []
 
     def _block_stop(self, data: dict[str, Any]) -> list[dict[str, Any]]:
-        state = self.blocks.get(data.get("index"))  # type: ignore[arg-type]
+        state = self.blocks.get(data.get("index"))
         if state is None:
             return []
         if state.kind == "json" and not state.text:  # a tool input of {} streams no deltas
@@ -134,8 +156,12 @@ class ChatStreamTranslator:
         if state.kind == "tool" and not state.text:
             return [self.chunk({"tool_calls": [{"index": state.ordinal, "function": {"arguments": "{}"}}]})]
         if state.kind == "thinking":
-            entry = {"index": state.ordinal, "type": "thinking", "thinking": "".join(state.text),
-                     "signature": state.signature}
+            entry = {
+                "index": state.ordinal,
+                "type": "thinking",
+                "thinking": "".join(state.text),
+                "signature": state.signature,
+            }
         elif state.kind == "redacted":
             entry = {"index": state.ordinal, "type": "redacted_thinking", "data": state.data}
         else:
@@ -153,15 +179,26 @@ class ChatStreamTranslator:
         self.finished = True
         out = [self.chunk({}, finish_reason(self.stop_reason, self.tools > 0))]
         if self.plan.include_usage:
-            out.append({"id": self.id, "object": "chat.completion.chunk", "created": self.plan.created,
-                        "model": self.model, "choices": [], "usage": chat_usage(self.usage)})
+            out.append(
+                {
+                    "id": self.id,
+                    "object": "chat.completion.chunk",
+                    "created": self.plan.created,
+                    "model": self.model,
+                    "choices": [],
+                    "usage": chat_usage(self.usage),
+                }
+            )
         return out
 
     def _error(self, data: dict[str, Any]) -> list[dict[str, Any]]:
         self.failed = True
-        error = data.get("error") if isinstance(data.get("error"), dict) else {}
-        return [openai_stream_error(error.get("type") or "api_error",
-                                    error.get("message") or "upstream stream error")]
+        error = v if isinstance(v := data.get("error"), dict) else {}
+        return [
+            openai_stream_error(
+                error.get("type") or "api_error", error.get("message") or "upstream stream error"
+            )
+        ]
 
     def _merge_usage(self, usage: Any) -> None:
         if isinstance(usage, dict):

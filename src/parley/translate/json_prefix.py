@@ -154,8 +154,11 @@ class JsonPrefix:
 
     def _extend_token(self, char: str) -> bool:
         token = self._token + char
-        if any(word.startswith(token) for word in _LITERALS) or _NUMBER.fullmatch(token) \
-                or _NUMBER.fullmatch(token + "0"):
+        if (
+            any(word.startswith(token) for word in _LITERALS)
+            or _NUMBER.fullmatch(token)
+            or _NUMBER.fullmatch(token + "0")
+        ):
             self._token = token
             return True
         return False

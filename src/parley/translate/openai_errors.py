@@ -8,7 +8,8 @@ FastAPI's `{"detail": ...}` and plain text.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 
@@ -33,18 +34,35 @@ _BY_STATUS = {
 }
 # OpenAI error `type`/`code` strings -> Anthropic error type (for errors without a status).
 _BY_NAME = {
-    "invalid_request_error": "invalid_request_error", "authentication_error": "authentication_error",
-    "invalid_api_key": "authentication_error", "permission_error": "permission_error",
-    "not_found_error": "not_found_error", "model_not_found": "not_found_error",
-    "rate_limit_error": "rate_limit_error", "rate_limit_exceeded": "rate_limit_error",
-    "insufficient_quota": "billing_error", "server_error": "api_error", "api_error": "api_error",
-    "timeout": "timeout_error", "timeout_error": "timeout_error",
-    "service_unavailable": "overloaded_error", "overloaded": "overloaded_error",
-    "overloaded_error": "overloaded_error", "context_length_exceeded": "invalid_request_error",
+    "invalid_request_error": "invalid_request_error",
+    "authentication_error": "authentication_error",
+    "invalid_api_key": "authentication_error",
+    "permission_error": "permission_error",
+    "not_found_error": "not_found_error",
+    "model_not_found": "not_found_error",
+    "rate_limit_error": "rate_limit_error",
+    "rate_limit_exceeded": "rate_limit_error",
+    "insufficient_quota": "billing_error",
+    "server_error": "api_error",
+    "api_error": "api_error",
+    "timeout": "timeout_error",
+    "timeout_error": "timeout_error",
+    "service_unavailable": "overloaded_error",
+    "overloaded": "overloaded_error",
+    "overloaded_error": "overloaded_error",
+    "context_length_exceeded": "invalid_request_error",
 }
-_STATUS_BY_TYPE = {"invalid_request_error": 400, "authentication_error": 401, "billing_error": 402,
-                   "permission_error": 403, "not_found_error": 404, "rate_limit_error": 429,
-                   "timeout_error": 504, "overloaded_error": 529, "api_error": 500}
+_STATUS_BY_TYPE = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "rate_limit_error": 429,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+    "api_error": 500,
+}
 _PASS_HEADERS = ("retry-after", "retry-after-ms", "x-should-retry")
 
 
@@ -93,21 +111,20 @@ def _message(message: str, code: str | None, status: int) -> str:
     return message or f"upstream returned HTTP {status}"
 
 
-def translate_error(status: int, body: bytes | None, headers: Mapping[str, str],
-                    request_id: str) -> tuple[int, bytes, dict[str, str]]:
+def translate_error(
+    status: int, body: bytes | None, headers: Mapping[str, str], request_id: str
+) -> tuple[int, bytes, dict[str, str]]:
     """An OpenAI-compatible error reply as (status, Anthropic error body, headers to send)."""
     message, openai_type, code = error_fields(body or b"")
     out_status, kind = anthropic_type(status, openai_type, code)
     out_headers = {k: headers[k] for k in _PASS_HEADERS if k in headers}
     out_headers["content-type"] = "application/json"
-    return out_status, anthropic_error_body(kind, _message(message, code, status), request_id), \
-        out_headers
+    return out_status, anthropic_error_body(kind, _message(message, code, status), request_id), out_headers
 
 
 def stream_error_payload(error: Any) -> dict[str, Any]:
     """The `event: error` payload for a mid-stream `data: {"error": ...}` chunk."""
     message, openai_type, code = error_fields({"error": error})
-    status = error.get("code") if isinstance(error, dict) and isinstance(error.get("code"), int) \
-        else None
+    status = error.get("code") if isinstance(error, dict) and isinstance(error.get("code"), int) else None
     out_status, kind = anthropic_type(status, openai_type, code)
     return {"type": "error", "error": {"type": kind, "message": _message(message, code, out_status)}}

@@ -17,8 +17,9 @@ be set in the config (see docs/providers.md):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from parley.config import ConfigError
 
@@ -41,8 +42,7 @@ class OpenAIOptions:
 def defaults_for(provider: str) -> dict[str, Any]:
     """The switches' defaults for a provider prefix such as "openai" or "hosted_vllm"."""
     if provider == "openai":
-        return {"max_tokens_field": "max_completion_tokens", "supports_pdf": True,
-                "max_stop_sequences": 4}
+        return {"max_tokens_field": "max_completion_tokens", "supports_pdf": True, "max_stop_sequences": 4}
     if provider in _LOCAL_SERVERS:
         return {"supports_top_k": True}
     return {}

@@ -12,8 +12,9 @@ as soon as the open one's JSON object closes.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from parley.core.tokens import text_tokens
 from parley.translate.json_prefix import JsonPrefix
@@ -39,8 +40,7 @@ class _Tool:
 
 
 class OpenAIStreamTranslator:
-    def __init__(self, *, model: str, stop_sequences: Iterable[str] = (),
-                 input_estimate: int = 0) -> None:
+    def __init__(self, *, model: str, stop_sequences: Iterable[str] = (), input_estimate: int = 0) -> None:
         self.model = model
         self.stop_sequences = tuple(stop_sequences)
         self.input_estimate = input_estimate
@@ -83,18 +83,29 @@ class OpenAIStreamTranslator:
         if self.finished:
             return []
         if not done and self._finish_reason is None:
-            return self._fail({"type": "api_error",
-                               "message": "upstream stream ended before the reply was complete"})
+            return self._fail(
+                {"type": "api_error", "message": "upstream stream ended before the reply was complete"}
+            )
         out: list[Event] = [] if self.started else [self._message_start(None)]
         self._close_all(out)
         self.finished = True
         reason, sequence = stop_reason(
-            self._finish_reason, has_tool_use=bool(self._tools), refused=self._refused,
-            matched=self._matched, stop_sequences=self.stop_sequences)
-        out.append(("message_delta", {"type": "message_delta",
-                                      "delta": {"stop_reason": reason, "stop_sequence": sequence,
-                                                "stop_details": None},
-                                      "usage": self.final_usage()}))
+            self._finish_reason,
+            has_tool_use=bool(self._tools),
+            refused=self._refused,
+            matched=self._matched,
+            stop_sequences=self.stop_sequences,
+        )
+        out.append(
+            (
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": reason, "stop_sequence": sequence, "stop_details": None},
+                    "usage": self.final_usage(),
+                },
+            )
+        )
         out.append(("message_stop", {"type": "message_stop"}))
         return out
 
@@ -102,14 +113,17 @@ class OpenAIStreamTranslator:
         if self.usage is not None:
             return dict(self.usage)
         self.estimated = True
-        return {"input_tokens": self.input_estimate,
-                "output_tokens": text_tokens("".join(self._generated)),
-                "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+        return {
+            "input_tokens": self.input_estimate,
+            "output_tokens": text_tokens("".join(self._generated)),
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        }
 
     # ------------------------------------------------------------------ one choice
 
     def _choice(self, choice: dict[str, Any], out: list[Event]) -> None:
-        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+        delta = v if isinstance(v := choice.get("delta"), dict) else {}
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         if isinstance(reasoning, str) and reasoning:
             self._text("thinking", reasoning, out)
@@ -133,15 +147,21 @@ class OpenAIStreamTranslator:
         if self._open != kind:
             self._close_open(out)
             self._flush_pending(out)
-            block = {"type": "thinking", "thinking": "", "signature": ""} if kind == "thinking" \
+            block = (
+                {"type": "thinking", "thinking": "", "signature": ""}
+                if kind == "thinking"
                 else {"type": "text", "text": ""}
+            )
             self._start(kind, block, out)
-        delta = {"type": "thinking_delta", "thinking": text} if kind == "thinking" \
+        delta = (
+            {"type": "thinking_delta", "thinking": text}
+            if kind == "thinking"
             else {"type": "text_delta", "text": text}
+        )
         out.append(self._delta(delta))
 
     def _tool_fragment(self, call: dict[str, Any], position: int, out: list[Event]) -> None:
-        function = call.get("function") if isinstance(call.get("function"), dict) else {}
+        function = v if isinstance(v := call.get("function"), dict) else {}
         arguments = function.get("arguments")
         arguments = arguments if isinstance(arguments, str) else ""
         key = call.get("index")
@@ -213,14 +233,20 @@ class OpenAIStreamTranslator:
         self._flush_pending(out)
 
     def _start(self, kind: str, block: dict[str, Any], out: list[Event]) -> None:
-        out.append(("content_block_start", {"type": "content_block_start",
-                                            "index": self._next_index, "content_block": block}))
+        out.append(
+            (
+                "content_block_start",
+                {"type": "content_block_start", "index": self._next_index, "content_block": block},
+            )
+        )
         self._next_index += 1
         self._open = kind
 
     def _delta(self, delta: dict[str, Any]) -> Event:
-        return ("content_block_delta", {"type": "content_block_delta",
-                                        "index": self._next_index - 1, "delta": delta})
+        return (
+            "content_block_delta",
+            {"type": "content_block_delta", "index": self._next_index - 1, "delta": delta},
+        )
 
     def _close_open(self, out: list[Event]) -> None:
         if self._open is None:
@@ -230,21 +256,40 @@ class OpenAIStreamTranslator:
         if self._open == "tool" and self._open_tool is not None:
             self._open_tool.closed = True
             self._open_tool = None
-        out.append(("content_block_stop", {"type": "content_block_stop",
-                                           "index": self._next_index - 1}))
+        out.append(("content_block_stop", {"type": "content_block_stop", "index": self._next_index - 1}))
         self._open = None
 
     # ------------------------------------------------------------------ message frame
 
     def _message_start(self, upstream_id: Any) -> Event:
         self.started = True
-        usage = dict(self.usage) if self.usage is not None else {
-            "input_tokens": self.input_estimate, "output_tokens": 0,
-            "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
-        return ("message_start", {"type": "message_start", "message": {
-            "id": anthropic_id("msg_", upstream_id), "type": "message", "role": "assistant",
-            "model": self.model, "content": [], "stop_reason": None, "stop_sequence": None,
-            "stop_details": None, "usage": usage}})
+        usage = (
+            dict(self.usage)
+            if self.usage is not None
+            else {
+                "input_tokens": self.input_estimate,
+                "output_tokens": 0,
+                "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 0,
+            }
+        )
+        return (
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {
+                    "id": anthropic_id("msg_", upstream_id),
+                    "type": "message",
+                    "role": "assistant",
+                    "model": self.model,
+                    "content": [],
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "stop_details": None,
+                    "usage": usage,
+                },
+            },
+        )
 
     def _fail(self, error: Any) -> list[Event]:
         self.finished = True

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 import secrets
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import orjson
 
@@ -40,8 +41,9 @@ def parse_arguments(arguments: Any) -> tuple[dict[str, Any], bool]:
     return (value, True) if isinstance(value, dict) else ({}, False)
 
 
-def stop_reason(finish_reason: Any, *, has_tool_use: bool, refused: bool, matched: Any,
-                stop_sequences: Iterable[str]) -> tuple[str, str | None]:
+def stop_reason(
+    finish_reason: Any, *, has_tool_use: bool, refused: bool, matched: Any, stop_sequences: Iterable[str]
+) -> tuple[str, str | None]:
     """(stop_reason, stop_sequence) for an OpenAI finish_reason.
 
     `matched` is the stop string a server reports in `choice.stop_reason` (vLLM does); servers
@@ -62,8 +64,7 @@ def anthropic_usage(usage: Any) -> dict[str, int] | None:
     """Anthropic usage from OpenAI usage, with cached prompt tokens split out; None if absent."""
     if not isinstance(usage, dict) or not isinstance(usage.get("prompt_tokens"), int):
         return None
-    details = usage.get("prompt_tokens_details") if isinstance(usage.get("prompt_tokens_details"),
-                                                               dict) else {}
+    details = v if isinstance(v := usage.get("prompt_tokens_details"), dict) else {}
     cached = details.get("cached_tokens") or 0
     written = details.get("cache_write_tokens") or 0
     return {
@@ -75,8 +76,12 @@ def anthropic_usage(usage: Any) -> dict[str, int] | None:
 
 
 def estimated_usage(input_tokens: int, generated: str) -> dict[str, int]:
-    return {"input_tokens": input_tokens, "output_tokens": text_tokens(generated),
-            "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+    return {
+        "input_tokens": input_tokens,
+        "output_tokens": text_tokens(generated),
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+    }
 
 
 def reasoning_text(message: dict[str, Any]) -> str:
@@ -88,14 +93,18 @@ def reasoning_text(message: dict[str, Any]) -> str:
     return ""
 
 
-def to_anthropic_message(completion: dict[str, Any], *, model: str,
-                         stop_sequences: Iterable[str] = (), input_estimate: int = 0,
-                         ) -> tuple[dict[str, Any], list[str]]:
+def to_anthropic_message(
+    completion: dict[str, Any],
+    *,
+    model: str,
+    stop_sequences: Iterable[str] = (),
+    input_estimate: int = 0,
+) -> tuple[dict[str, Any], list[str]]:
     """The Anthropic Message for `completion`, and notes: "usage_estimated",
     "invalid_tool_arguments:<toolu id>"."""
     choices = completion.get("choices") or [{}]
     choice = choices[0] if isinstance(choices[0], dict) else {}
-    message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+    message = v if isinstance(v := choice.get("message"), dict) else {}
     content: list[dict[str, Any]] = []
     notes: list[str] = []
     generated: list[str] = []
@@ -120,18 +129,29 @@ def to_anthropic_message(completion: dict[str, Any], *, model: str,
         value, ok = parse_arguments(arguments)
         if not ok:
             notes.append("invalid_tool_arguments:" + tool_id)
-        content.append({"type": "tool_use", "id": tool_id, "name": str(function.get("name") or ""),
-                        "input": value})
+        content.append(
+            {"type": "tool_use", "id": tool_id, "name": str(function.get("name") or ""), "input": value}
+        )
         generated.append(arguments if isinstance(arguments, str) else "")
     reason, sequence = stop_reason(
-        choice.get("finish_reason"), has_tool_use=any(b["type"] == "tool_use" for b in content),
-        refused=bool(refusal), matched=choice.get("stop_reason"), stop_sequences=stop_sequences)
+        choice.get("finish_reason"),
+        has_tool_use=any(b["type"] == "tool_use" for b in content),
+        refused=bool(refusal),
+        matched=choice.get("stop_reason"),
+        stop_sequences=stop_sequences,
+    )
     usage = anthropic_usage(completion.get("usage"))
     if usage is None:
         usage = estimated_usage(input_estimate, "".join(generated))
         notes.append("usage_estimated")
     return {
-        "id": anthropic_id("msg_", completion.get("id")), "type": "message", "role": "assistant",
-        "model": model, "content": content, "stop_reason": reason, "stop_sequence": sequence,
-        "stop_details": None, "usage": usage,
+        "id": anthropic_id("msg_", completion.get("id")),
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": reason,
+        "stop_sequence": sequence,
+        "stop_details": None,
+        "usage": usage,
     }, notes

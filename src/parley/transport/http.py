@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 
 from parley.core.errors import GatewayError
 from parley.core.stream import UpstreamReply
 
 # Never forwarded in either direction.
-HOP_BY_HOP = frozenset({
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-    "trailers", "transfer-encoding", "upgrade", "content-length", "content-encoding", "host",
-})
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "content-encoding",
+        "host",
+    }
+)
 
 
 class StreamSource:
@@ -27,7 +37,7 @@ class StreamSource:
     async def next_chunk(self) -> bytes | None:
         try:
             chunk = await self._response.content.readany()
-        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+        except (TimeoutError, aiohttp.ClientError) as e:
             raise UpstreamBroken(str(e) or type(e).__name__) from e
         return chunk or None
 
@@ -52,10 +62,12 @@ class HttpClient:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=60,
-                                             ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True,
-                                                  skip_auto_headers=("User-Agent",))
+            connector = aiohttp.TCPConnector(
+                limit=0, limit_per_host=0, keepalive_timeout=60, ttl_dns_cache=300
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",)
+            )
         return self._session
 
     async def close(self) -> None:
@@ -67,32 +79,46 @@ class HttpClient:
         dep = call.target.deployment
         headers.update(dep.extra_headers)
         url = dep.api_base + call.path + (("?" + call.query) if call.query else "")
-        return await self.send(call.method, url, headers, call.body, dep.timeout, call.stream,
-                               dep.params.get("connect_timeout"))
+        return await self.send(
+            call.method, url, headers, call.body, dep.timeout, call.stream, dep.params.get("connect_timeout")
+        )
 
-    async def send(self, method: str, url: str, headers: dict[str, str], body: bytes | None,
-                   timeout: float, stream: bool, connect_timeout: float | None = None) -> UpstreamReply:
+    async def send(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes | None,
+        timeout: float,
+        stream: bool,
+        connect_timeout: float | None = None,
+    ) -> UpstreamReply:
         """Send one request. A 2xx streamed reply comes back as a source; anything else is read whole."""
         connect = float(connect_timeout) if connect_timeout else self.connect_timeout
         client_timeout = aiohttp.ClientTimeout(
-            total=None if stream else timeout, sock_connect=min(connect, timeout),
+            total=None if stream else timeout,
+            sock_connect=min(connect, timeout),
             sock_read=timeout,
         )
         try:
-            response = await self.session.request(method, url, data=body, headers=headers,
-                                                  timeout=client_timeout, allow_redirects=False)
-        except asyncio.TimeoutError:
+            response = await self.session.request(
+                method, url, data=body, headers=headers, timeout=client_timeout, allow_redirects=False
+            )
+        except TimeoutError:
             raise GatewayError(504, f"upstream timed out after {timeout:g}s", "timeout_error") from None
         except aiohttp.ClientError as e:
             raise GatewayError(502, f"upstream unreachable: {e}", "api_error") from None
         reply_headers = {k.lower(): v for k, v in response.headers.items() if k.lower() not in HOP_BY_HOP}
         content_type = reply_headers.get("content-type", "")
-        if stream and response.status < 300 and ("event-stream" in content_type
-                                                 or "jsonl" in content_type or "ndjson" in content_type):
+        if (
+            stream
+            and response.status < 300
+            and ("event-stream" in content_type or "jsonl" in content_type or "ndjson" in content_type)
+        ):
             return UpstreamReply(response.status, reply_headers, source=StreamSource(response))
         try:
             data = await response.read()
-        except asyncio.TimeoutError:
+        except TimeoutError:
             response.close()
             raise GatewayError(504, f"upstream timed out after {timeout:g}s", "timeout_error") from None
         except aiohttp.ClientError as e:

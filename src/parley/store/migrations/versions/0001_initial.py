@@ -4,8 +4,8 @@ Revision ID: 0001
 Revises:
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = "0001"
 down_revision = None
@@ -110,6 +110,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for name in ("parley_spend_log_tags", "parley_spend_logs", "parley_tags", "parley_customers",
-                 "parley_teams", "parley_users", "parley_keys"):
+    for name in (
+        "parley_spend_log_tags",
+        "parley_spend_logs",
+        "parley_tags",
+        "parley_customers",
+        "parley_teams",
+        "parley_users",
+        "parley_keys",
+    ):
         op.drop_table(name)
