@@ -1,4 +1,5 @@
-"""Every gateway-made and upstream error reaches the anthropic SDK as its matching exception."""
+"""Every gateway-made and upstream error reaches the anthropic SDK as its matching exception
+(gateway in process: parley.testing.inprocess)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ MASTER = "sk-parley-master-errors"
 
 
 @pytest.fixture(scope="module")
-def gateway(start_gateway, fake_upstream):
-    return start_gateway({
+def gateway(start_inprocess_module, fake_upstream):
+    return start_inprocess_module({
         "model_list": [
             anthropic_deployment("claude-x", fake_upstream),
             anthropic_deployment("slow", fake_upstream, timeout=0.5),
@@ -29,7 +30,7 @@ def gateway(start_gateway, fake_upstream):
 
 @pytest.fixture
 def client(gateway):
-    return anthropic.Anthropic(base_url=gateway.url, api_key=MASTER, max_retries=0)
+    return gateway.anthropic(api_key=MASTER, max_retries=0)
 
 
 def post(gateway, body: bytes, headers: dict | None = None) -> tuple[int, dict, dict]:
@@ -37,7 +38,7 @@ def post(gateway, body: bytes, headers: dict | None = None) -> tuple[int, dict, 
                                  headers={"x-api-key": MASTER, "content-type": "application/json",
                                           **(headers or {})})
     try:
-        with urllib.request.urlopen(req) as r:
+        with gateway.urlopen(req) as r:
             return r.status, dict(r.headers), orjson.loads(r.read())
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers), orjson.loads(e.read())
@@ -74,11 +75,11 @@ def test_missing_key_and_wrong_key(gateway):
     status, _, data = post(gateway, orjson.dumps(hi()), headers={"x-api-key": ""})
     assert (status, data["error"]["type"]) == (401, "authentication_error")
     with pytest.raises(anthropic.AuthenticationError):
-        anthropic.Anthropic(base_url=gateway.url, api_key="nope", max_retries=0).messages.create(**hi())
+        gateway.anthropic(api_key="nope", max_retries=0).messages.create(**hi())
 
 
 def test_bearer_token_is_accepted(gateway):
-    bearer = anthropic.Anthropic(base_url=gateway.url, auth_token=MASTER, api_key=None, max_retries=0)
+    bearer = gateway.anthropic(auth_token=MASTER, api_key=None, max_retries=0)
     assert bearer.messages.create(**hi()).content[0].text.startswith("Hello!")
 
 
@@ -146,18 +147,18 @@ def test_upstream_html_error_page_keeps_status_in_anthropic_envelope(client, ups
 def test_unknown_route_and_method(gateway):
     req = urllib.request.Request(gateway.url + "/v1/nothing", headers={"x-api-key": MASTER})
     with pytest.raises(urllib.error.HTTPError) as info:
-        urllib.request.urlopen(req)
+        gateway.urlopen(req)
     assert info.value.code == 404
     assert orjson.loads(info.value.read())["error"]["type"] == "not_found_error"
     req = urllib.request.Request(gateway.url + "/v1/messages", method="GET")
     with pytest.raises(urllib.error.HTTPError) as info:
-        urllib.request.urlopen(req)
+        gateway.urlopen(req)
     assert info.value.code == 405
 
 
 def test_root_and_health_answer_without_key(gateway):
     for path, method in (("/", "GET"), ("/", "HEAD"), ("/health/liveness", "GET"),
                          ("/health/readiness", "GET")):
-        with urllib.request.urlopen(urllib.request.Request(gateway.url + path, method=method)) as r:
+        with gateway.urlopen(urllib.request.Request(gateway.url + path, method=method)) as r:
             assert r.status == 200
             assert r.headers["request-id"].startswith("req_")

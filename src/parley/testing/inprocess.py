@@ -26,6 +26,11 @@ those start `parley serve` (see parley.testing.procs).
 from __future__ import annotations
 
 import asyncio
+import http.client
+import io
+import urllib.error
+import urllib.request
+import urllib.response
 from typing import Any, AsyncIterator, Iterator
 
 import yaml
@@ -210,6 +215,28 @@ class InProcessGateway(_Clients):
 
     def delete(self, path: str, **kw: Any) -> httpx.Response:
         return self.request("DELETE", path, **kw)
+
+    def urlopen(self, req: "urllib.request.Request | str", data: bytes | None = None,
+                timeout: float | None = None) -> Any:
+        """`urllib.request.urlopen` answered by the in-process app, for tests written against it:
+        same method, headers and body (with urllib's default content type when a body has none),
+        a response with .status/.headers/.read(), and urllib.error.HTTPError for 4xx/5xx."""
+        if isinstance(req, str):
+            req = urllib.request.Request(req)
+        if data is not None:
+            req.data = data
+        headers = dict(req.header_items())
+        if req.data is not None and not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        reply = self.request(req.get_method(), req.full_url, content=req.data, headers=headers)
+        message = http.client.HTTPMessage()
+        for name, value in reply.headers.multi_items():
+            message[name] = value
+        if reply.status_code >= 400:
+            raise urllib.error.HTTPError(req.full_url, reply.status_code, reply.reason_phrase, message,
+                                         io.BytesIO(reply.content))
+        return urllib.response.addinfourl(io.BytesIO(reply.content), message, req.full_url,
+                                          reply.status_code)
 
 
 class AsyncInProcessGateway(_Clients):
