@@ -1,4 +1,5 @@
-"""Rate limits in process: router_settings.default_limits per client key, via the anthropic SDK."""
+"""Rate limits in process: router_settings.default_limits per client key, via the anthropic SDK.
+The gateway runs in process except for the streaming test, which keeps a `parley serve` process."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import datetime as dt
 import anthropic
 import pytest
 
+from parley.testing.inprocess import anthropic_client
 from parley.testing.procs import anthropic_deployment
 
 MODEL = "claude-sonnet-4-5"
 
 
 def client(gw, key="sk-one"):
-    return anthropic.Anthropic(base_url=gw.url, api_key=key, max_retries=0)
+    return anthropic_client(gw, api_key=key, max_retries=0)
 
 
 def ask(c, model=MODEL):
@@ -23,8 +25,8 @@ def ask(c, model=MODEL):
 
 
 @pytest.fixture(scope="module")
-def gateway(start_gateway, fake_upstream):
-    return start_gateway({
+def gateway(start_inprocess_module, fake_upstream):
+    return start_inprocess_module({
         "model_list": [anthropic_deployment(MODEL, fake_upstream), anthropic_deployment("other", fake_upstream)],
         "router_settings": {"default_limits": {"rpm_limit": 3, "model_rpm_limit": {"other": 1}}},
     })
@@ -58,8 +60,8 @@ def test_per_key_per_model_limit(gateway, upstream):
     assert ask(c, MODEL).http_response.status_code == 200  # other models are not limited by it
 
 
-def test_tpm_limit_settled_after_the_call(start_gateway, upstream):
-    gw = start_gateway({"model_list": [anthropic_deployment(MODEL, upstream)],
+def test_tpm_limit_settled_after_the_call(start_inprocess, upstream):
+    gw = start_inprocess({"model_list": [anthropic_deployment(MODEL, upstream)],
                         "router_settings": {"default_limits": {"tpm_limit": 100}}})
     c = client(gw, "sk-tpm")
     upstream.script({"usage": {"input_tokens": 70, "output_tokens": 40}})
@@ -72,8 +74,8 @@ def test_tpm_limit_settled_after_the_call(start_gateway, upstream):
     assert "tokens per minute" in info.value.message
 
 
-def test_max_parallel_requests(start_gateway, upstream):
-    gw = start_gateway({"model_list": [anthropic_deployment(MODEL, upstream)],
+def test_max_parallel_requests(start_inprocess, upstream):
+    gw = start_inprocess({"model_list": [anthropic_deployment(MODEL, upstream)],
                         "router_settings": {"default_limits": {"max_parallel_requests": 1}}})
     upstream.script({"delay": 1.5})
     c = client(gw, "sk-par")

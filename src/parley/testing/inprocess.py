@@ -306,3 +306,22 @@ def started(config: dict, **kw: Any) -> Iterator[InProcessGateway]:
         yield gw
     finally:
         gw.stop()
+
+
+def anthropic_client(gw: Any, **kw: Any) -> Any:
+    """`anthropic.Anthropic` for either kind of gateway: in process, or a `parley serve` process
+    (anything with a `.url`), for test modules that use both."""
+    if isinstance(gw, _Clients):
+        return gw.anthropic(**kw)
+    import anthropic
+
+    return anthropic.Anthropic(base_url=gw.url, **kw)
+
+
+def openai_client(gw: Any, **kw: Any) -> Any:
+    """`openai.OpenAI` on /v1 for either kind of gateway (see anthropic_client)."""
+    if isinstance(gw, _Clients):
+        return gw.openai(**kw)
+    import openai
+
+    return openai.OpenAI(base_url=gw.url + "/v1", **kw)
