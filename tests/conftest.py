@@ -9,6 +9,11 @@ from parley.testing.inprocess import InProcessGateway
 from parley.testing.procs import FakeUpstream, Gateway
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "process: needs the gateway as a real `parley serve` process "
+                                       "(streaming relays, disconnects), where a module runs in process")
+
+
 @pytest.fixture(scope="session")
 def fake_upstream():
     upstream = FakeUpstream()
