@@ -1,4 +1,5 @@
-"""/v1/chat/completions over an Anthropic-protocol upstream, driven by the official openai SDK."""
+"""/v1/chat/completions over an Anthropic-protocol upstream, driven by the official openai SDK.
+The gateway runs in process; tests that stream use a `parley serve` process (marked `process`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import openai
 import orjson
 import pytest
 
+from keys_support import pick_gateway
+from parley.testing.inprocess import anthropic_client, openai_client
 from parley.testing.procs import anthropic_deployment
 
 MASTER = "sk-parley-master-test"
@@ -16,21 +19,35 @@ WEATHER = {"type": "function", "function": {
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
 
 
-@pytest.fixture(scope="module")
-def gateway(start_gateway, fake_upstream):
-    return start_gateway({
+def gateway_config(fake_upstream):
+    return {
         "model_list": [
             anthropic_deployment("claude-sonnet-4-5", fake_upstream, model="claude-sonnet-4-5-20250929"),
             {"model_name": "parley-mock", "params": {"model": "mock/parley-mock"}},
         ],
         "general_settings": {"master_key": MASTER},
         "router_settings": {"num_retries": 0, "allowed_fails": 1000},  # one failure, as it is
-    })
+    }
+
+
+@pytest.fixture(scope="module")
+def in_process(start_inprocess_module, fake_upstream):
+    return start_inprocess_module(gateway_config(fake_upstream))
+
+
+@pytest.fixture(scope="module")
+def served(start_gateway, fake_upstream):
+    return start_gateway(gateway_config(fake_upstream))
+
+
+@pytest.fixture
+def gateway(request):
+    return pick_gateway(request, "in_process", "served")
 
 
 @pytest.fixture
 def client(gateway):
-    return openai.OpenAI(base_url=gateway.url + "/v1", api_key=MASTER, max_retries=0)
+    return openai_client(gateway, api_key=MASTER, max_retries=0)
 
 
 def test_plain_completion(client, upstream):
@@ -56,7 +73,7 @@ def test_plain_completion(client, upstream):
 
 
 def test_alias_path_and_max_completion_tokens(gateway, upstream):
-    plain = openai.OpenAI(base_url=gateway.url, api_key=MASTER, max_retries=0)  # /chat/completions
+    plain = openai_client(gateway, base_url=gateway.url, api_key=MASTER, max_retries=0)  # /chat/completions
     completion = plain.chat.completions.create(model="claude-sonnet-4-5", max_completion_tokens=77,
                                                temperature=0.3, top_p=0.9,
                                                messages=[{"role": "user", "content": "x"}])
@@ -65,6 +82,7 @@ def test_alias_path_and_max_completion_tokens(gateway, upstream):
     assert (body["max_tokens"], body["temperature"], body["top_p"]) == (77, 0.3, 0.9)
 
 
+@pytest.mark.process
 def test_streamed_text_with_usage(client, upstream):
     upstream.script({"content": [{"type": "text", "text": "streamed words arrive in several pieces"}],
                      "usage": {"input_tokens": 11, "output_tokens": 7}})
@@ -83,6 +101,7 @@ def test_streamed_text_with_usage(client, upstream):
     assert upstream.last_body()["stream"] is True
 
 
+@pytest.mark.process
 def test_stream_helper_accumulates(client, upstream):
     upstream.script({"content": [{"type": "text", "text": "one two three"}]})
     with client.chat.completions.stream(model="claude-sonnet-4-5",
@@ -144,6 +163,7 @@ def test_parallel_tool_calls_and_results_sent_back(client, upstream):
     assert len(sent) == 3
 
 
+@pytest.mark.process
 def test_streamed_parallel_tool_calls(client, upstream):
     upstream.script({"content": [
         {"type": "tool_use", "id": "toolu_a", "name": "get_weather", "input": {"city": "Paris, France"}},
@@ -217,7 +237,7 @@ def test_overloaded_becomes_503_with_retry_after(client, upstream):
 
 
 def test_gateway_errors_use_openai_envelope(gateway, client):
-    bad = openai.OpenAI(base_url=gateway.url + "/v1", api_key="sk-wrong", max_retries=0)
+    bad = openai_client(gateway, api_key="sk-wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError) as auth:
         bad.chat.completions.create(model="parley-mock", messages=[{"role": "user", "content": "x"}])
     assert auth.value.body["type"] == "authentication_error"
@@ -235,6 +255,7 @@ def test_gateway_errors_use_openai_envelope(gateway, client):
     assert "audio" in audio.value.message
 
 
+@pytest.mark.process
 def test_mid_stream_error_raises_api_error(client, upstream):
     upstream.script({"content": [{"type": "text", "text": "partial answer that breaks"}], "error_after": 3,
                      "stream_error": {"type": "overloaded_error", "message": "Overloaded"}})
@@ -248,6 +269,7 @@ def test_mid_stream_error_raises_api_error(client, upstream):
 
 # ------------------------------------------------------------------------------------ mock model
 
+@pytest.mark.process
 def test_mock_model_through_chat_completions(client):
     completion = client.chat.completions.create(model="parley-mock",
                                                 messages=[{"role": "user", "content": "anyone there?"}])

@@ -1,4 +1,5 @@
-"""/v1/chat/completions -> Anthropic: vision, PDFs, caching, thinking, structured output, citations."""
+"""/v1/chat/completions -> Anthropic: vision, PDFs, caching, thinking, structured output, citations.
+The gateway runs in process; tests that stream use a `parley serve` process (marked `process`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import openai
 import pydantic
 import pytest
 
+from keys_support import pick_gateway
+from parley.testing.inprocess import anthropic_client, openai_client
 from parley.testing.procs import anthropic_deployment
 
 MASTER = "sk-parley-master-features"
@@ -15,21 +18,35 @@ PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAW
 PDF = "JVBERi0xLjQKJcfsj6IKMSAwIG9iago8PD4+CmVuZG9iagp0cmFpbGVyCjw8Pj4KJSVFT0YK"
 
 
-@pytest.fixture(scope="module")
-def gateway(start_gateway, fake_upstream):
-    return start_gateway({
+def gateway_config(fake_upstream):
+    return {
         "model_list": [
             anthropic_deployment("claude-sonnet-4-5", fake_upstream, model="claude-sonnet-4-5-20250929"),
             anthropic_deployment("claude-old", fake_upstream, model="claude-3-5-haiku-20241022"),
         ],
         "general_settings": {"master_key": MASTER},
         "router_settings": {"num_retries": 0, "allowed_fails": 1000},  # one failure, as it is
-    })
+    }
+
+
+@pytest.fixture(scope="module")
+def in_process(start_inprocess_module, fake_upstream):
+    return start_inprocess_module(gateway_config(fake_upstream))
+
+
+@pytest.fixture(scope="module")
+def served(start_gateway, fake_upstream):
+    return start_gateway(gateway_config(fake_upstream))
+
+
+@pytest.fixture
+def gateway(request):
+    return pick_gateway(request, "in_process", "served")
 
 
 @pytest.fixture
 def client(gateway):
-    return openai.OpenAI(base_url=gateway.url + "/v1", api_key=MASTER, max_retries=0)
+    return openai_client(gateway, api_key=MASTER, max_retries=0)
 
 
 def user_blocks(upstream) -> list[dict]:
@@ -120,6 +137,7 @@ def test_thinking_round_trip(client, upstream):
     assert body["messages"][1] == {"role": "assistant", "content": THINKING_REPLY["content"]}
 
 
+@pytest.mark.process
 def test_streamed_thinking_round_trip(client, upstream):
     upstream.script(dict(THINKING_REPLY, piece=6))
     messages = [{"role": "user", "content": "6*7?"}]
@@ -165,6 +183,7 @@ def test_json_schema_uses_forced_tool_on_older_models(client, upstream):
     assert "output_config" not in body
 
 
+@pytest.mark.process
 def test_json_object_streamed_through_forced_tool(client, upstream):
     upstream.script({"content": [{"type": "tool_use", "name": "json_output", "input": {"ok": True, "n": 3}}],
                      "piece": 4})

@@ -1,4 +1,5 @@
-"""/v1/messages in front of an Anthropic-protocol upstream, driven by the official anthropic SDK."""
+"""/v1/messages in front of an Anthropic-protocol upstream, driven by the official anthropic SDK.
+The gateway runs in process; tests that stream use a `parley serve` process (marked `process`)."""
 
 from __future__ import annotations
 
@@ -6,26 +7,42 @@ import anthropic
 import orjson
 import pytest
 
+from keys_support import pick_gateway
+from parley.testing.inprocess import anthropic_client, openai_client
 from parley.testing.procs import anthropic_deployment
 
 MASTER = "sk-parley-master-test"
 
 
-@pytest.fixture(scope="module")
-def gateway(start_gateway, fake_upstream):
-    return start_gateway({
+def gateway_config(fake_upstream):
+    return {
         "model_list": [
             anthropic_deployment("claude-sonnet-4-5", fake_upstream, model="claude-sonnet-4-5-20250929"),
             anthropic_deployment("same-name", fake_upstream),
             {"model_name": "parley-mock", "params": {"model": "mock/parley-mock"}},
         ],
         "general_settings": {"master_key": MASTER, "max_request_size_mb": 1},
-    })
+    }
+
+
+@pytest.fixture(scope="module")
+def in_process(start_inprocess_module, fake_upstream):
+    return start_inprocess_module(gateway_config(fake_upstream))
+
+
+@pytest.fixture(scope="module")
+def served(start_gateway, fake_upstream):
+    return start_gateway(gateway_config(fake_upstream))
+
+
+@pytest.fixture
+def gateway(request):
+    return pick_gateway(request, "in_process", "served")
 
 
 @pytest.fixture
 def client(gateway):
-    return anthropic.Anthropic(base_url=gateway.url, api_key=MASTER, max_retries=0)
+    return anthropic_client(gateway, api_key=MASTER, max_retries=0)
 
 
 def test_create_rewrites_model_and_swaps_key(client, upstream):
@@ -42,6 +59,7 @@ def test_create_rewrites_model_and_swaps_key(client, upstream):
     assert seen["headers"]["anthropic-version"] == client.default_headers["anthropic-version"]
 
 
+@pytest.mark.process
 def test_stream_text(client, upstream):
     upstream.script({"content": [{"type": "text", "text": "streamed words arrive in pieces"}]})
     with client.messages.stream(model="claude-sonnet-4-5", max_tokens=64,
@@ -61,7 +79,7 @@ def test_mock_model_answers_offline(client):
 
 
 def test_wrong_key_is_authentication_error(gateway):
-    bad = anthropic.Anthropic(base_url=gateway.url, api_key="sk-wrong", max_retries=0)
+    bad = anthropic_client(gateway, api_key="sk-wrong", max_retries=0)
     with pytest.raises(anthropic.AuthenticationError):
         bad.messages.create(model="parley-mock", max_tokens=8, messages=[{"role": "user", "content": "x"}])
 
@@ -71,6 +89,7 @@ WEATHER_TOOL = {"name": "get_weather", "description": "Weather for a city",
                                  "required": ["city"]}}
 
 
+@pytest.mark.process
 def test_tool_use_turn_streamed_and_not(client, upstream):
     block = {"type": "tool_use", "name": "get_weather", "input": {"city": "Paris"}}
     upstream.script({"content": [{"type": "text", "text": "Checking."}, block]},
@@ -100,6 +119,7 @@ def test_tool_use_turn_streamed_and_not(client, upstream):
 SIGNATURE = "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds+/8=" + "x" * 300
 
 
+@pytest.mark.process
 def test_thinking_signature_round_trips_byte_exact(client, upstream):
     thinking = {"type": "thinking", "thinking": "Let me think about élan and 🧠.", "signature": SIGNATURE}
     upstream.script({"content": [thinking, {"type": "text", "text": "Done."}]})
@@ -147,7 +167,7 @@ def test_models_list_for_both_sdks(gateway, client):
     ids = [m.id for m in client.models.list()]
     assert ids == ["claude-sonnet-4-5", "same-name", "parley-mock"]
     assert client.models.retrieve("parley-mock").display_name == "parley-mock"
-    oa = openai.OpenAI(base_url=gateway.url + "/v1", api_key=MASTER, max_retries=0)
+    oa = openai_client(gateway, api_key=MASTER, max_retries=0)
     assert [m.id for m in oa.models.list()] == ids
     with pytest.raises(anthropic.NotFoundError):
         client.models.retrieve("no-such-model")

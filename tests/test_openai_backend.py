@@ -2,7 +2,8 @@
 
 The gateway translates both ways; the fake upstream speaks Chat Completions and records what it
 received, so each test checks both what the client got and what the backend was sent.
-"""
+
+The gateway runs in process; tests that stream use a `parley serve` process (marked `process`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import anthropic
 import orjson
 import pytest
 
+from keys_support import pick_gateway
+from parley.testing.inprocess import anthropic_client, openai_client
 from parley.testing.procs import openai_deployment
 
 MASTER = "sk-parley-master-test"
@@ -26,9 +29,8 @@ def vllm(name: str, upstream, **params) -> dict:
                                            **params}}
 
 
-@pytest.fixture(scope="module")
-def gateway(start_gateway, fake_upstream):
-    return start_gateway({
+def gateway_config(fake_upstream):
+    return {
         "model_list": [
             openai_deployment("gpt-test", fake_upstream, model="gpt-4o-2024"),
             vllm("qwen", fake_upstream, reasoning_field="reasoning"),
@@ -37,12 +39,27 @@ def gateway(start_gateway, fake_upstream):
         ],
         "general_settings": {"master_key": MASTER},
         "router_settings": {"num_retries": 0},  # each error test sees one failure as it is
-    })
+    }
+
+
+@pytest.fixture(scope="module")
+def in_process(start_inprocess_module, fake_upstream):
+    return start_inprocess_module(gateway_config(fake_upstream))
+
+
+@pytest.fixture(scope="module")
+def served(start_gateway, fake_upstream):
+    return start_gateway(gateway_config(fake_upstream))
+
+
+@pytest.fixture
+def gateway(request):
+    return pick_gateway(request, "in_process", "served")
 
 
 @pytest.fixture
 def client(gateway):
-    return anthropic.Anthropic(base_url=gateway.url, api_key=MASTER, max_retries=0)
+    return anthropic_client(gateway, api_key=MASTER, max_retries=0)
 
 
 def sent(upstream, n: int = -1) -> dict:
@@ -74,6 +91,7 @@ def test_text_reply_usage_and_upstream_request(client, upstream):
     assert body["temperature"] == 0.5 and body["user"] == "user-7"
 
 
+@pytest.mark.process
 def test_stream_text_get_final_message(client, upstream):
     upstream.script({"api": "openai", "content": "streamed words arrive in pieces", "piece": 5})
     with client.messages.stream(model="gpt-test", max_tokens=64,
@@ -89,6 +107,7 @@ def test_stream_text_get_final_message(client, upstream):
     assert final.usage.output_tokens == 8 and final.usage.input_tokens > 0
 
 
+@pytest.mark.process
 def test_stream_without_usage_is_estimated(client, upstream):
     upstream.script({"api": "openai", "content": "no usage from this server", "no_usage": True})
     with client.messages.stream(model="llama", max_tokens=64,
@@ -102,7 +121,7 @@ def test_stream_without_usage_is_estimated(client, upstream):
     assert body["repetition_penalty"] == 1.1
 
 
-@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("stream", [False, pytest.param(True, marks=pytest.mark.process)])
 def test_tool_loop(client, upstream, stream):
     upstream.script(
         {"api": "openai", "tool_calls": [{"id": "call_abc123", "name": "get_weather",
@@ -138,6 +157,7 @@ def _create(client, stream: bool, **kw):
         return s.get_final_message()
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("quirk", ["sequential", "interleave_tool_calls", "whole_tool_calls"])
 def test_parallel_tool_calls_streamed(client, upstream, quirk):
     upstream.script({"api": "openai", "content": "Checking both.", quirk: True, "piece": 3,
@@ -186,7 +206,7 @@ def test_parallel_calls_answered_in_order(client, upstream):
 
 
 @pytest.mark.parametrize("field,model", [("reasoning_content", "gpt-test"), ("reasoning", "qwen")])
-@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("stream", [False, pytest.param(True, marks=pytest.mark.process)])
 def test_thinking(client, upstream, field, model, stream):
     upstream.script({"api": "openai", "reasoning": "First, consider the question.",
                      "reasoning_field": field, "content": "42"})
@@ -215,7 +235,7 @@ def test_thinking_history_goes_to_reasoning_field(client, upstream):
     assert sent(upstream)["messages"][1] == {"role": "assistant", "content": "a"}
 
 
-@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("stream", [False, pytest.param(True, marks=pytest.mark.process)])
 def test_stop_sequence_reported_by_server(client, upstream, stream):
     upstream.script({"api": "openai", "content": "one two", "stop_reason": "three"})
     message = _create(client, stream, model="qwen", max_tokens=20, stop_sequences=["three", "END"],
@@ -323,6 +343,7 @@ def test_upstream_errors_become_sdk_exceptions(client, upstream, status, error_b
     assert info.value.response.headers["request-id"].startswith("req_")
 
 
+@pytest.mark.process
 def test_mid_stream_error_event(client, upstream):
     upstream.script({"api": "openai", "content": "partial answer that breaks", "piece": 4,
                      "error_after": 3, "stream_error": {"message": "Rate limited mid-stream",
@@ -334,6 +355,7 @@ def test_mid_stream_error_event(client, upstream):
     assert info.value.body["error"]["type"] == "rate_limit_error"
 
 
+@pytest.mark.process
 def test_truncated_stream_is_an_error_not_a_success(client, upstream):
     upstream.script({"api": "openai", "content": "cut short here", "piece": 3, "disconnect_after": 3})
     with pytest.raises(anthropic.APIError):
@@ -342,7 +364,7 @@ def test_truncated_stream_is_an_error_not_a_success(client, upstream):
             list(s)
 
 
-@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("stream", [False, pytest.param(True, marks=pytest.mark.process)])
 def test_invalid_tool_arguments_do_not_crash(client, upstream, stream):
     upstream.script({"api": "openai", "tool_calls": [{"name": "get_weather",
                                                       "arguments": "{\"city\": 'Paris'}"}]})
@@ -359,6 +381,7 @@ def test_count_tokens_is_a_local_estimate(client, upstream):
     assert not upstream.requests()
 
 
+@pytest.mark.process
 def test_client_disconnect_cancels_upstream(gateway, upstream):
     import http.client
     import time
