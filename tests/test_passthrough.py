@@ -1,4 +1,5 @@
-"""`/anthropic/*` with the official anthropic SDK: every endpoint, native format, key swapped."""
+"""`/anthropic/*` with the official anthropic SDK: every endpoint, native format, key swapped.
+The gateway runs in process; the test that streams uses a `parley serve` process (marked `process`)."""
 
 from __future__ import annotations
 
@@ -8,21 +9,38 @@ import anthropic
 import orjson
 import pytest
 
+from keys_support import pick_gateway
+from parley.testing.inprocess import anthropic_client
+
 MASTER = "sk-parley-master-pass"
 
 
-@pytest.fixture(scope="module")
-def gateway(start_gateway, fake_upstream):
-    return start_gateway({
+def gateway_config(fake_upstream):
+    return {
         "model_list": [{"model_name": "parley-mock", "params": {"model": "mock/parley-mock"}}],
         "general_settings": {"master_key": MASTER},
         "anthropic_passthrough": {"api_base": fake_upstream.url, "api_key": "sk-ant-real-upstream"},
-    })
+    }
+
+
+@pytest.fixture(scope="module")
+def in_process(start_inprocess_module, fake_upstream):
+    return start_inprocess_module(gateway_config(fake_upstream))
+
+
+@pytest.fixture(scope="module")
+def served(start_gateway, fake_upstream):
+    return start_gateway(gateway_config(fake_upstream))
+
+
+@pytest.fixture
+def gateway(request):
+    return pick_gateway(request, "in_process", "served")
 
 
 @pytest.fixture
 def client(gateway):
-    return anthropic.Anthropic(base_url=gateway.url + "/anthropic", api_key=MASTER, max_retries=0)
+    return anthropic_client(gateway, base_url=gateway.url + "/anthropic", api_key=MASTER, max_retries=0)
 
 
 def assert_upstream_saw_real_key_only(upstream):
@@ -31,6 +49,7 @@ def assert_upstream_saw_real_key_only(upstream):
         assert MASTER not in orjson.dumps(seen).decode()
 
 
+@pytest.mark.process
 def test_create_stream_count_tokens_models(client, upstream):
     message = client.messages.create(model="claude-sonnet-4-5-20250929", max_tokens=32,
                                      messages=[{"role": "user", "content": "native"}])
@@ -81,7 +100,7 @@ def test_litellm_metadata_is_removed_before_forwarding(client, upstream):
 
 
 def test_parley_errors_use_anthropic_envelope_and_upstream_errors_pass(gateway, client, upstream):
-    bad = anthropic.Anthropic(base_url=gateway.url + "/anthropic", api_key="wrong", max_retries=0)
+    bad = anthropic_client(gateway, base_url=gateway.url + "/anthropic", api_key="wrong", max_retries=0)
     with pytest.raises(anthropic.AuthenticationError) as info:
         bad.models.list()
     assert info.value.body["type"] == "error"
@@ -101,26 +120,26 @@ def test_beta_query_and_headers_forwarded(gateway, client, upstream):
     import urllib.request
     req = urllib.request.Request(gateway.url + "/anthropic/v1/models?beta=true&limit=5",
                                  headers={"x-api-key": MASTER})
-    with urllib.request.urlopen(req) as r:
+    with gateway.urlopen(req) as r:
         assert r.status == 200
     seen = upstream.requests()[-1]
     assert (seen["path"], seen["query"]) == ("/v1/models", "beta=true&limit=5")
 
 
-def test_bring_your_own_key_mode(start_gateway, fake_upstream, upstream):
-    byok = start_gateway({
+def test_bring_your_own_key_mode(start_inprocess, fake_upstream, upstream):
+    byok = start_inprocess({
         "model_list": [{"model_name": "parley-mock", "params": {"model": "mock/parley-mock"}}],
         "general_settings": {"master_key": MASTER},
         "anthropic_passthrough": {"api_base": fake_upstream.url, "forward_client_key": True},
     })
-    own = anthropic.Anthropic(base_url=byok.url + "/anthropic", api_key="sk-ant-users-own-key",
+    own = anthropic_client(byok, base_url=byok.url + "/anthropic", api_key="sk-ant-users-own-key",
                               default_headers={"x-parley-api-key": MASTER}, max_retries=0)
     assert own.messages.create(model="claude-x", max_tokens=8,
                                messages=[{"role": "user", "content": "own"}]).content[0].text
     seen = upstream.requests()[-1]["headers"]
     credential = seen.get("x-api-key") or seen.get("authorization", "").removeprefix("Bearer ")
     assert credential == "sk-ant-users-own-key" and "x-parley-api-key" not in seen
-    no_gateway_key = anthropic.Anthropic(base_url=byok.url + "/anthropic", api_key="sk-ant-users-own-key",
+    no_gateway_key = anthropic_client(byok, base_url=byok.url + "/anthropic", api_key="sk-ant-users-own-key",
                                          max_retries=0)
     with pytest.raises(anthropic.AuthenticationError):
         no_gateway_key.models.list()

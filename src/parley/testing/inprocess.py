@@ -315,7 +315,8 @@ def anthropic_client(gw: Any, **kw: Any) -> Any:
         return gw.anthropic(**kw)
     import anthropic
 
-    return anthropic.Anthropic(base_url=gw.url, **kw)
+    kw.setdefault("base_url", gw.url)
+    return anthropic.Anthropic(**kw)
 
 
 def openai_client(gw: Any, **kw: Any) -> Any:
@@ -324,4 +325,5 @@ def openai_client(gw: Any, **kw: Any) -> Any:
         return gw.openai(**kw)
     import openai
 
-    return openai.OpenAI(base_url=gw.url + "/v1", **kw)
+    kw.setdefault("base_url", gw.url + "/v1")
+    return openai.OpenAI(**kw)
