@@ -1,10 +1,17 @@
-"""Shared fixtures: real processes on loopback (fake upstream, gateways)."""
+"""Shared fixtures: the fake upstreams (real processes on loopback) and gateways, either real
+`parley serve` processes (`start_gateway`) or the app run in this process (`start_inprocess`)."""
 
 from __future__ import annotations
 
 import pytest
 
+from parley.testing.inprocess import InProcessGateway
 from parley.testing.procs import FakeUpstream, Gateway
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "process: needs the gateway as a real `parley serve` process "
+                                       "(streaming relays, disconnects), where a module runs in process")
 
 
 @pytest.fixture(scope="session")
@@ -48,4 +55,34 @@ def start_gateway():
 
     yield start
     for gw in started:
+        gw.stop()
+
+
+def _inprocess_starter():
+    started: list[InProcessGateway] = []
+
+    def start(config: dict, **kw) -> InProcessGateway:
+        gw = InProcessGateway(config, **kw).start()
+        started.append(gw)
+        return gw
+
+    return start, started
+
+
+@pytest.fixture
+def start_inprocess():
+    """Start the gateway app in this process for a config dict (see parley.testing.inprocess);
+    every gateway started is stopped (lifespan shutdown) when the test ends."""
+    start, started = _inprocess_starter()
+    yield start
+    for gw in reversed(started):
+        gw.stop()
+
+
+@pytest.fixture(scope="module")
+def start_inprocess_module():
+    """`start_inprocess` for module-scoped fixtures: the gateways are stopped when the module ends."""
+    start, started = _inprocess_starter()
+    yield start
+    for gw in reversed(started):
         gw.stop()

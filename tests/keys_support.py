@@ -50,11 +50,17 @@ class Reply:
 
 
 class Admin:
-    """The admin API over real HTTP, with the master key."""
+    """The admin API with the master key, over real HTTP or to an in-process gateway (`Admin.of`)."""
 
-    def __init__(self, url: str, key: str = MASTER) -> None:
+    def __init__(self, url: str, key: str = MASTER, urlopen: Any = None) -> None:
         self.url = url
         self.key = key
+        self.urlopen = urlopen or urllib.request.urlopen
+
+    @classmethod
+    def of(cls, gateway: Any, key: str = MASTER) -> "Admin":
+        """The admin API of a gateway process, or of one in this process (no sockets)."""
+        return cls(gateway.url, key, getattr(gateway, "urlopen", None))
 
     def raw(self, method: str, path: str, data: bytes | None, **params: Any) -> Reply:
         query = ("?" + urllib.parse.urlencode(params)) if params else ""
@@ -65,7 +71,7 @@ class Admin:
             headers={"x-api-key": self.key, "content-type": "application/json"},
         )
         try:
-            with urllib.request.urlopen(req, timeout=30) as r:
+            with self.urlopen(req, timeout=30) as r:
                 return Reply(r.status, r.read())
         except urllib.error.HTTPError as e:
             return Reply(e.code, e.read())
@@ -115,3 +121,9 @@ def gateway_config(upstream: Any, database_url: str, **general: Any) -> dict:
             **general,
         },
     }
+
+
+def pick_gateway(request: Any, in_process: str, served: str) -> Any:
+    """For a module with both: the in-process gateway fixture `in_process`, or the `parley serve`
+    fixture `served` for tests marked `process` (streaming relays, disconnects)."""
+    return request.getfixturevalue(served if request.node.get_closest_marker("process") else in_process)

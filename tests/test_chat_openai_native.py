@@ -8,8 +8,6 @@ import openai
 import orjson
 import pytest
 
-pytest.importorskip("parley.testing.fake_openai")
-
 from parley.testing.procs import openai_deployment
 
 MASTER = "sk-parley-master-native"

@@ -1,4 +1,5 @@
-"""Every admin endpoint, migrations from empty, and restarts, against SQLite and real Postgres."""
+"""Every admin endpoint, migrations from empty, and restarts, against SQLite and real Postgres.
+The gateway runs in process; the test reading the gateway's log uses a `parley serve` process."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import time
 import anthropic
 import pytest
 
-from keys_support import MASTER, Admin, create_pg_database, drop_pg_database, gateway_config
+from keys_support import MASTER, Admin, create_pg_database, drop_pg_database, gateway_config, pick_gateway
+from parley.testing.inprocess import anthropic_client
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -23,19 +25,31 @@ def database_url(request, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def gateway(start_gateway, fake_upstream, database_url):
+def in_process(start_inprocess_module, fake_upstream, database_url):
+    gw = start_inprocess_module(gateway_config(fake_upstream, database_url))
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture(scope="module")
+def served(start_gateway, fake_upstream, database_url):
     gw = start_gateway(gateway_config(fake_upstream, database_url))
     yield gw
     gw.stop()
 
 
 @pytest.fixture
+def gateway(request, database_url):  # database_url: parametrizes every test using the gateway
+    return pick_gateway(request, "in_process", "served")
+
+
+@pytest.fixture
 def admin(gateway):
-    return Admin(gateway.url)
+    return Admin.of(gateway)
 
 
 def sdk(gateway, key):
-    return anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0)
+    return anthropic_client(gateway, api_key=key, max_retries=0)
 
 
 def ask(client, model="claude-sonnet-4-5", **kw):
@@ -44,6 +58,7 @@ def ask(client, model="claude-sonnet-4-5", **kw):
     )
 
 
+@pytest.mark.process  # reads the gateway's log
 def test_generate_returns_key_once_and_stores_only_its_hash(admin, gateway, upstream):
     made = admin.post(
         "/key/generate",
@@ -187,11 +202,11 @@ def test_spend_logs_filters_and_report(admin, gateway, upstream):
 
 
 def test_admin_errors_are_anthropic_style(admin, gateway):
-    wrong = Admin(gateway.url, key="sk-not-master")
+    wrong = Admin.of(gateway, key="sk-not-master")
     r = wrong.call("POST", "/key/generate", {})
     assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
     made = admin.post("/key/generate", {})
-    assert Admin(gateway.url, key=made["key"]).call("GET", "/key/list").status_code == 401
+    assert Admin.of(gateway, key=made["key"]).call("GET", "/key/list").status_code == 401
     r = admin.raw("POST", "/key/generate", b"{nope")
     assert r.status_code == 400 and r.json()["type"] == "error"
     for body in (
@@ -259,14 +274,14 @@ def test_migrations_from_empty_and_rerun_keeps_rows(database_url):
         asyncio.run(run(database_url + ".fresh.db"))
 
 
-def test_restart_keeps_keys_and_spend(start_gateway, fake_upstream, upstream, database_url, gateway):
-    admin = Admin(gateway.url)
+def test_restart_keeps_keys_and_spend(start_inprocess, fake_upstream, upstream, database_url, gateway):
+    admin = Admin.of(gateway)
     made = admin.post("/key/generate", {"key_alias": "survivor", "max_budget": 1})
     ask(sdk(gateway, made["key"]))
-    gateway.stop()  # graceful: the spend writer flushes
-    again = start_gateway(gateway_config(fake_upstream, database_url))
+    gateway.stop()  # graceful (lifespan shutdown): the spend writer flushes
+    again = start_inprocess(gateway_config(fake_upstream, database_url))
     try:
-        admin = Admin(again.url)
+        admin = Admin.of(again)
         info = admin.get("/key/info", key=made["key"])["info"]
         assert info["key_alias"] == "survivor" and info["spend"] > 0
         rows = admin.get("/spend/logs", api_key=made["key"])["data"]

@@ -1,4 +1,5 @@
-"""Virtual keys, budgets and spend on `/v1/chat/completions`, seen through the openai SDK."""
+"""Virtual keys, budgets and spend on `/v1/chat/completions`, seen through the openai SDK.
+(gateway in process: parley.testing.inprocess)."""
 
 from __future__ import annotations
 
@@ -11,17 +12,17 @@ LONG = "word " * 400
 
 
 @pytest.fixture(scope="module")
-def gateway(start_gateway, fake_upstream, tmp_path_factory):
-    return start_gateway(gateway_config(fake_upstream, str(tmp_path_factory.mktemp("oa") / "parley.db")))
+def gateway(start_inprocess_module, fake_upstream, tmp_path_factory):
+    return start_inprocess_module(gateway_config(fake_upstream, str(tmp_path_factory.mktemp("oa") / "parley.db")))
 
 
 @pytest.fixture
 def admin(gateway):
-    return Admin(gateway.url)
+    return Admin.of(gateway)
 
 
 def client(gateway, key):
-    return openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0)
+    return gateway.openai(api_key=key, max_retries=0)
 
 
 def test_allowed_model_logged_and_disallowed_model_is_403(gateway, admin, upstream):

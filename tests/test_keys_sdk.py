@@ -1,4 +1,5 @@
-"""The anthropic SDK with generated keys: each refusal raises the SDK's matching exception."""
+"""The anthropic SDK with generated keys: each refusal raises the SDK's matching exception.
+(gateway in process: parley.testing.inprocess)."""
 
 from __future__ import annotations
 
@@ -12,18 +13,18 @@ from keys_support import MASTER, Admin, gateway_config
 
 
 @pytest.fixture(scope="module")
-def gateway(start_gateway, fake_upstream, tmp_path_factory):
+def gateway(start_inprocess_module, fake_upstream, tmp_path_factory):
     url = str(tmp_path_factory.mktemp("sdk") / "parley.db")
-    return start_gateway(gateway_config(fake_upstream, url))
+    return start_inprocess_module(gateway_config(fake_upstream, url))
 
 
 @pytest.fixture
 def admin(gateway):
-    return Admin(gateway.url)
+    return Admin.of(gateway)
 
 
 def client(gateway, key, **kw):
-    return anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0, **kw)
+    return gateway.anthropic(api_key=key, max_retries=0, **kw)
 
 
 def ask(c, model="claude-sonnet-4-5", **kw):
@@ -43,7 +44,7 @@ def test_allowed_model_works_disallowed_is_permission_error(gateway, admin, upst
 
 def test_bearer_header_is_accepted(gateway, admin, upstream):
     key = admin.post("/key/generate", {})["key"]
-    c = anthropic.Anthropic(base_url=gateway.url, auth_token=key, max_retries=0)
+    c = gateway.anthropic(auth_token=key, max_retries=0)
     assert ask(c).content
 
 

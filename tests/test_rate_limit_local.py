@@ -1,4 +1,5 @@
-"""Rate limits in process: router_settings.default_limits per client key, via the anthropic SDK."""
+"""Rate limits in process: router_settings.default_limits per client key, via the anthropic SDK.
+The gateway runs in process except for the streaming test, which keeps a `parley serve` process."""
 
 from __future__ import annotations
 
@@ -8,32 +9,27 @@ import datetime as dt
 import anthropic
 import pytest
 
+from parley.testing.inprocess import anthropic_client
 from parley.testing.procs import anthropic_deployment
 
 MODEL = "claude-sonnet-4-5"
 
 
 def client(gw, key="sk-one"):
-    return anthropic.Anthropic(base_url=gw.url, api_key=key, max_retries=0)
+    return anthropic_client(gw, api_key=key, max_retries=0)
 
 
 def ask(c, model=MODEL):
-    return c.messages.with_raw_response.create(
-        model=model, max_tokens=16, messages=[{"role": "user", "content": "hi"}]
-    )
+    return c.messages.with_raw_response.create(model=model, max_tokens=16,
+                                               messages=[{"role": "user", "content": "hi"}])
 
 
 @pytest.fixture(scope="module")
-def gateway(start_gateway, fake_upstream):
-    return start_gateway(
-        {
-            "model_list": [
-                anthropic_deployment(MODEL, fake_upstream),
-                anthropic_deployment("other", fake_upstream),
-            ],
-            "router_settings": {"default_limits": {"rpm_limit": 3, "model_rpm_limit": {"other": 1}}},
-        }
-    )
+def gateway(start_inprocess_module, fake_upstream):
+    return start_inprocess_module({
+        "model_list": [anthropic_deployment(MODEL, fake_upstream), anthropic_deployment("other", fake_upstream)],
+        "router_settings": {"default_limits": {"rpm_limit": 3, "model_rpm_limit": {"other": 1}}},
+    })
 
 
 def test_rpm_limit_per_key_with_headers(gateway, upstream):
@@ -64,13 +60,9 @@ def test_per_key_per_model_limit(gateway, upstream):
     assert ask(c, MODEL).http_response.status_code == 200  # other models are not limited by it
 
 
-def test_tpm_limit_settled_after_the_call(start_gateway, upstream):
-    gw = start_gateway(
-        {
-            "model_list": [anthropic_deployment(MODEL, upstream)],
-            "router_settings": {"default_limits": {"tpm_limit": 100}},
-        }
-    )
+def test_tpm_limit_settled_after_the_call(start_inprocess, upstream):
+    gw = start_inprocess({"model_list": [anthropic_deployment(MODEL, upstream)],
+                        "router_settings": {"default_limits": {"tpm_limit": 100}}})
     c = client(gw, "sk-tpm")
     upstream.script({"usage": {"input_tokens": 70, "output_tokens": 40}})
     first = ask(c)
@@ -82,13 +74,9 @@ def test_tpm_limit_settled_after_the_call(start_gateway, upstream):
     assert "tokens per minute" in info.value.message
 
 
-def test_max_parallel_requests(start_gateway, upstream):
-    gw = start_gateway(
-        {
-            "model_list": [anthropic_deployment(MODEL, upstream)],
-            "router_settings": {"default_limits": {"max_parallel_requests": 1}},
-        }
-    )
+def test_max_parallel_requests(start_inprocess, upstream):
+    gw = start_inprocess({"model_list": [anthropic_deployment(MODEL, upstream)],
+                        "router_settings": {"default_limits": {"max_parallel_requests": 1}}})
     upstream.script({"delay": 1.5})
     c = client(gw, "sk-par")
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
@@ -102,12 +90,8 @@ def test_max_parallel_requests(start_gateway, upstream):
 
 
 def test_stream_holds_its_parallel_slot_until_done(start_gateway, upstream):
-    gw = start_gateway(
-        {
-            "model_list": [anthropic_deployment(MODEL, upstream)],
-            "router_settings": {"default_limits": {"max_parallel_requests": 1}},
-        }
-    )
+    gw = start_gateway({"model_list": [anthropic_deployment(MODEL, upstream)],
+                        "router_settings": {"default_limits": {"max_parallel_requests": 1}}})
     upstream.script({"content": [{"type": "text", "text": "x " * 40}], "chunk_delay": 0.02})
     c = client(gw, "sk-stream")
     with c.messages.stream(model=MODEL, max_tokens=16, messages=[{"role": "user", "content": "hi"}]) as s:

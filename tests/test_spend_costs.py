@@ -1,4 +1,5 @@
-"""Cost of calls: cache tokens at their own rates, price overrides, and streams cut short."""
+"""Cost of calls: cache tokens at their own rates, price overrides, and streams cut short.
+One database; the gateway runs in process, streams on a `parley serve` process (marked `process`)."""
 
 from __future__ import annotations
 
@@ -7,18 +8,33 @@ import time
 import anthropic
 import pytest
 
-from keys_support import Admin, gateway_config
+from keys_support import Admin, gateway_config, pick_gateway
+from parley.testing.inprocess import anthropic_client
 
 
 @pytest.fixture(scope="module")
-def gateway(start_gateway, fake_upstream, tmp_path_factory):
-    url = str(tmp_path_factory.mktemp("costs") / "parley.db")
-    return start_gateway(gateway_config(fake_upstream, url))
+def database_url(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("costs") / "parley.db")
+
+
+@pytest.fixture(scope="module")
+def in_process(start_inprocess_module, fake_upstream, database_url):
+    return start_inprocess_module(gateway_config(fake_upstream, database_url))
+
+
+@pytest.fixture(scope="module")
+def served(start_gateway, fake_upstream, database_url):
+    return start_gateway(gateway_config(fake_upstream, database_url))
+
+
+@pytest.fixture
+def gateway(request):
+    return pick_gateway(request, "in_process", "served")
 
 
 @pytest.fixture
 def admin(gateway):
-    return Admin(gateway.url)
+    return Admin.of(gateway)
 
 
 @pytest.fixture
@@ -27,24 +43,15 @@ def key(admin):
 
 
 def test_cached_prompt_is_charged_at_cache_rates(gateway, admin, key, upstream):
-    upstream.script(
-        {
-            "usage": {
-                "input_tokens": 100,
-                "output_tokens": 50,
-                "cache_creation_input_tokens": 2000,
-                "cache_read_input_tokens": 10000,
-                "cache_creation": {"ephemeral_5m_input_tokens": 500, "ephemeral_1h_input_tokens": 1500},
-            }
-        }
-    )
-    client = anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0)
+    upstream.script({"usage": {"input_tokens": 100, "output_tokens": 50,
+                               "cache_creation_input_tokens": 2000, "cache_read_input_tokens": 10000,
+                               "cache_creation": {"ephemeral_5m_input_tokens": 500,
+                                                  "ephemeral_1h_input_tokens": 1500}}})
+    client = anthropic_client(gateway, api_key=key, max_retries=0)
     message = client.messages.create(
-        model="claude-sonnet-4-5",
-        max_tokens=64,
+        model="claude-sonnet-4-5", max_tokens=64,
         system=[{"type": "text", "text": "long rules", "cache_control": {"type": "ephemeral"}}],
-        messages=[{"role": "user", "content": "hi"}],
-    )
+        messages=[{"role": "user", "content": "hi"}])
     assert message.usage.cache_read_input_tokens == 10000
     # Sonnet 4.5 per million: input $3, output $15, 5-minute write $3.75, 1-hour write $6, read $0.30
     by_hand = (100 * 3 + 50 * 15 + 500 * 3.75 + 1500 * 6 + 10000 * 0.30) / 1e6
@@ -56,28 +63,20 @@ def test_cached_prompt_is_charged_at_cache_rates(gateway, admin, key, upstream):
 
 
 def test_cache_writes_without_breakdown_use_the_5_minute_rate(gateway, admin, key, upstream):
-    upstream.script(
-        {
-            "usage": {
-                "input_tokens": 10,
-                "output_tokens": 10,
-                "cache_creation_input_tokens": 1000,
-                "cache_read_input_tokens": 0,
-            }
-        }
-    )
-    client = anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0)
-    client.messages.create(
-        model="claude-haiku-4-5", max_tokens=16, messages=[{"role": "user", "content": "hi"}]
-    )
+    upstream.script({"usage": {"input_tokens": 10, "output_tokens": 10,
+                               "cache_creation_input_tokens": 1000, "cache_read_input_tokens": 0}})
+    client = anthropic_client(gateway, api_key=key, max_retries=0)
+    client.messages.create(model="claude-haiku-4-5", max_tokens=16,
+                           messages=[{"role": "user", "content": "hi"}])
     [row] = admin.wait_logs(1, api_key=key)
     # Haiku 4.5 per million: input $1, output $5, 5-minute write $1.25
     assert row["spend"] == pytest.approx((10 * 1 + 10 * 5 + 1000 * 1.25) / 1e6, rel=1e-12)
 
 
 def test_deployment_price_override(gateway, admin, key, upstream):
-    upstream.script({"usage": {"input_tokens": 1000, "output_tokens": 500, "cache_read_input_tokens": 200}})
-    client = anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0)
+    upstream.script({"usage": {"input_tokens": 1000, "output_tokens": 500,
+                               "cache_read_input_tokens": 200}})
+    client = anthropic_client(gateway, api_key=key, max_retries=0)
     client.messages.create(model="priced", max_tokens=600, messages=[{"role": "user", "content": "x"}])
     [row] = admin.wait_logs(1, api_key=key)
     # input_cost_per_token 1e-5, output 2e-5; cache reads default to the input rate
@@ -85,15 +84,15 @@ def test_deployment_price_override(gateway, admin, key, upstream):
 
 
 def _stream_and_drop(gateway, key, events: int) -> None:
-    client = anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0)
-    with client.messages.stream(
-        model="claude-sonnet-4-5", max_tokens=2000, messages=[{"role": "user", "content": "tell me a story"}]
-    ) as stream:
+    client = anthropic_client(gateway, api_key=key, max_retries=0)
+    with client.messages.stream(model="claude-sonnet-4-5", max_tokens=2000,
+                                messages=[{"role": "user", "content": "tell me a story"}]) as stream:
         for i, _ in enumerate(stream):
             if i >= events:
                 break  # leaving the block closes the connection halfway
 
 
+@pytest.mark.process
 def test_stream_dropped_by_client_still_logs_spend(gateway, admin, key, upstream):
     story = "once upon a time " * 200
     upstream.script({"content": [{"type": "text", "text": story}], "chunk_delay": 0.02, "piece": 16})
@@ -109,34 +108,27 @@ def test_stream_dropped_by_client_still_logs_spend(gateway, admin, key, upstream
     assert any(e.get("stream_aborted") for e in upstream.events())  # upstream closed too
 
 
+@pytest.mark.process
 def test_stream_broken_by_upstream_still_logs_spend(gateway, admin, key, upstream):
-    upstream.script(
-        {"content": [{"type": "text", "text": "abc " * 300}], "disconnect_after": 12, "piece": 16}
-    )
-    client = anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0)
-    with (
-        pytest.raises(anthropic.APIError),
-        client.messages.stream(
-            model="claude-sonnet-4-5", max_tokens=2000, messages=[{"role": "user", "content": "go"}]
-        ) as stream,
-    ):
-        for _ in stream:
-            pass
+    upstream.script({"content": [{"type": "text", "text": "abc " * 300}], "disconnect_after": 12,
+                     "piece": 16})
+    client = anthropic_client(gateway, api_key=key, max_retries=0)
+    with pytest.raises(anthropic.APIError):
+        with client.messages.stream(model="claude-sonnet-4-5", max_tokens=2000,
+                                    messages=[{"role": "user", "content": "go"}]) as stream:
+            for _ in stream:
+                pass
     [row] = admin.wait_logs(1, api_key=key)
     assert row["estimated"] is True and row["spend"] > 0 and row["completion_tokens"] > 1
 
 
+@pytest.mark.process
 def test_complete_stream_cost_matches_usage(gateway, admin, key, upstream):
-    upstream.script(
-        {
-            "content": [{"type": "text", "text": "short answer"}],
-            "usage": {"input_tokens": 40, "output_tokens": 7},
-        }
-    )
-    client = anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0)
-    with client.messages.stream(
-        model="claude-sonnet-4-5", max_tokens=100, messages=[{"role": "user", "content": "go"}]
-    ) as stream:
+    upstream.script({"content": [{"type": "text", "text": "short answer"}],
+                     "usage": {"input_tokens": 40, "output_tokens": 7}})
+    client = anthropic_client(gateway, api_key=key, max_retries=0)
+    with client.messages.stream(model="claude-sonnet-4-5", max_tokens=100,
+                                messages=[{"role": "user", "content": "go"}]) as stream:
         final = stream.get_final_message()
     assert final.usage.output_tokens == 7
     [row] = admin.wait_logs(1, api_key=key)
