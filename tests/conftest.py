@@ -10,8 +10,11 @@ from parley.testing.procs import FakeUpstream, Gateway
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "process: needs the gateway as a real `parley serve` process "
-                                       "(streaming relays, disconnects), where a module runs in process")
+    config.addinivalue_line(
+        "markers",
+        "process: needs the gateway as a real `parley serve` process "
+        "(streaming relays, disconnects), where a module runs in process",
+    )
 
 
 @pytest.fixture(scope="session")

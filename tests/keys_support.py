@@ -58,7 +58,7 @@ class Admin:
         self.urlopen = urlopen or urllib.request.urlopen
 
     @classmethod
-    def of(cls, gateway: Any, key: str = MASTER) -> "Admin":
+    def of(cls, gateway: Any, key: str = MASTER) -> Admin:
         """The admin API of a gateway process, or of one in this process (no sockets)."""
         return cls(gateway.url, key, getattr(gateway, "urlopen", None))
 

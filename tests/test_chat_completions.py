@@ -10,13 +10,18 @@ import orjson
 import pytest
 
 from keys_support import pick_gateway
-from parley.testing.inprocess import anthropic_client, openai_client
+from parley.testing.inprocess import openai_client
 from parley.testing.procs import anthropic_deployment
 
 MASTER = "sk-parley-master-test"
-WEATHER = {"type": "function", "function": {
-    "name": "get_weather", "description": "Weather for a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
 
 
 def gateway_config(fake_upstream):
@@ -52,13 +57,16 @@ def client(gateway):
 
 def test_plain_completion(client, upstream):
     completion = client.chat.completions.create(
-        model="claude-sonnet-4-5", messages=[{"role": "system", "content": "Be terse."},
-                                             {"role": "user", "content": "ping"}])
+        model="claude-sonnet-4-5",
+        messages=[{"role": "system", "content": "Be terse."}, {"role": "user", "content": "ping"}],
+    )
     assert completion.object == "chat.completion"
     assert completion.choices[0].message.content == "Hello! You said: ping"
     assert completion.choices[0].finish_reason == "stop"
     assert completion.usage.prompt_tokens > 0 and completion.usage.completion_tokens > 0
-    assert completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens
+    assert (
+        completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens
+    )
     seen = upstream.requests()[-1]
     assert seen["path"] == "/v1/messages"
     body = orjson.loads(seen["body"])
@@ -74,9 +82,13 @@ def test_plain_completion(client, upstream):
 
 def test_alias_path_and_max_completion_tokens(gateway, upstream):
     plain = openai_client(gateway, base_url=gateway.url, api_key=MASTER, max_retries=0)  # /chat/completions
-    completion = plain.chat.completions.create(model="claude-sonnet-4-5", max_completion_tokens=77,
-                                               temperature=0.3, top_p=0.9,
-                                               messages=[{"role": "user", "content": "x"}])
+    completion = plain.chat.completions.create(
+        model="claude-sonnet-4-5",
+        max_completion_tokens=77,
+        temperature=0.3,
+        top_p=0.9,
+        messages=[{"role": "user", "content": "x"}],
+    )
     assert completion.choices[0].message.content == "Hello! You said: x"
     body = upstream.last_body()
     assert (body["max_tokens"], body["temperature"], body["top_p"]) == (77, 0.3, 0.9)
@@ -84,11 +96,20 @@ def test_alias_path_and_max_completion_tokens(gateway, upstream):
 
 @pytest.mark.process
 def test_streamed_text_with_usage(client, upstream):
-    upstream.script({"content": [{"type": "text", "text": "streamed words arrive in several pieces"}],
-                     "usage": {"input_tokens": 11, "output_tokens": 7}})
-    chunks = list(client.chat.completions.create(
-        model="claude-sonnet-4-5", messages=[{"role": "user", "content": "go"}], stream=True,
-        stream_options={"include_usage": True}))
+    upstream.script(
+        {
+            "content": [{"type": "text", "text": "streamed words arrive in several pieces"}],
+            "usage": {"input_tokens": 11, "output_tokens": 7},
+        }
+    )
+    chunks = list(
+        client.chat.completions.create(
+            model="claude-sonnet-4-5",
+            messages=[{"role": "user", "content": "go"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     assert chunks[0].choices[0].delta.role == "assistant"
     pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
     assert "".join(pieces) == "streamed words arrive in several pieces"
@@ -104,19 +125,28 @@ def test_streamed_text_with_usage(client, upstream):
 @pytest.mark.process
 def test_stream_helper_accumulates(client, upstream):
     upstream.script({"content": [{"type": "text", "text": "one two three"}]})
-    with client.chat.completions.stream(model="claude-sonnet-4-5",
-                                        messages=[{"role": "user", "content": "go"}]) as stream:
+    with client.chat.completions.stream(
+        model="claude-sonnet-4-5", messages=[{"role": "user", "content": "go"}]
+    ) as stream:
         final = stream.get_final_completion()
     assert final.choices[0].message.content == "one two three"
     assert final.choices[0].finish_reason == "stop"
 
 
 def test_forced_tool(client, upstream):
-    upstream.script({"content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather",
-                                  "input": {"city": "Paris"}}]})
+    upstream.script(
+        {
+            "content": [
+                {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}
+            ]
+        }
+    )
     completion = client.chat.completions.create(
-        model="claude-sonnet-4-5", messages=[{"role": "user", "content": "weather in Paris?"}],
-        tools=[WEATHER], tool_choice={"type": "function", "function": {"name": "get_weather"}})
+        model="claude-sonnet-4-5",
+        messages=[{"role": "user", "content": "weather in Paris?"}],
+        tools=[WEATHER],
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+    )
     choice = completion.choices[0]
     assert choice.finish_reason == "tool_calls"
     call = choice.message.tool_calls[0]
@@ -124,66 +154,118 @@ def test_forced_tool(client, upstream):
     assert json.loads(call.function.arguments) == {"city": "Paris"}
     body = upstream.last_body()
     assert body["tool_choice"] == {"type": "tool", "name": "get_weather"}
-    assert body["tools"] == [{"name": "get_weather", "description": "Weather for a city",
-                              "input_schema": WEATHER["function"]["parameters"]}]
+    assert body["tools"] == [
+        {
+            "name": "get_weather",
+            "description": "Weather for a city",
+            "input_schema": WEATHER["function"]["parameters"],
+        }
+    ]
 
 
-@pytest.mark.parametrize("choice,expected", [("auto", {"type": "auto"}), ("required", {"type": "any"}),
-                                             ("none", {"type": "none"})])
+@pytest.mark.parametrize(
+    "choice,expected", [("auto", {"type": "auto"}), ("required", {"type": "any"}), ("none", {"type": "none"})]
+)
 def test_tool_choice_values(client, upstream, choice, expected):
-    client.chat.completions.create(model="claude-sonnet-4-5", tools=[WEATHER], tool_choice=choice,
-                                   messages=[{"role": "user", "content": "hi"}])
+    client.chat.completions.create(
+        model="claude-sonnet-4-5",
+        tools=[WEATHER],
+        tool_choice=choice,
+        messages=[{"role": "user", "content": "hi"}],
+    )
     assert upstream.last_body()["tool_choice"] == expected
 
 
 def test_parallel_tool_calls_and_results_sent_back(client, upstream):
-    upstream.script({"content": [
-        {"type": "text", "text": "Checking both."},
-        {"type": "tool_use", "id": "toolu_a", "name": "get_weather", "input": {"city": "Paris"}},
-        {"type": "tool_use", "id": "toolu_b", "name": "get_weather", "input": {"city": "Rome"}}]})
+    upstream.script(
+        {
+            "content": [
+                {"type": "text", "text": "Checking both."},
+                {"type": "tool_use", "id": "toolu_a", "name": "get_weather", "input": {"city": "Paris"}},
+                {"type": "tool_use", "id": "toolu_b", "name": "get_weather", "input": {"city": "Rome"}},
+            ]
+        }
+    )
     messages = [{"role": "user", "content": "weather in Paris and Rome?"}]
-    first = client.chat.completions.create(model="claude-sonnet-4-5", messages=messages, tools=[WEATHER],
-                                           parallel_tool_calls=False)
+    first = client.chat.completions.create(
+        model="claude-sonnet-4-5", messages=messages, tools=[WEATHER], parallel_tool_calls=False
+    )
     assert upstream.last_body()["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
     message = first.choices[0].message
     assert message.content == "Checking both."
     assert [c.id for c in message.tool_calls] == ["toolu_a", "toolu_b"]
     messages.append(message.model_dump(exclude_none=True))
-    messages += [{"role": "tool", "tool_call_id": "toolu_a", "content": "18C"},
-                 {"role": "tool", "tool_call_id": "toolu_b", "content": "24C"}]
+    messages += [
+        {"role": "tool", "tool_call_id": "toolu_a", "content": "18C"},
+        {"role": "tool", "tool_call_id": "toolu_b", "content": "24C"},
+    ]
     client.chat.completions.create(model="claude-sonnet-4-5", messages=messages, tools=[WEATHER])
     sent = upstream.last_body()["messages"]
-    assert sent[1] == {"role": "assistant", "content": [
-        {"type": "text", "text": "Checking both."},
-        {"type": "tool_use", "id": "toolu_a", "name": "get_weather", "input": {"city": "Paris"}},
-        {"type": "tool_use", "id": "toolu_b", "name": "get_weather", "input": {"city": "Rome"}}]}
-    assert sent[2] == {"role": "user", "content": [
-        {"type": "tool_result", "tool_use_id": "toolu_a", "content": "18C"},
-        {"type": "tool_result", "tool_use_id": "toolu_b", "content": "24C"}]}
+    assert sent[1] == {
+        "role": "assistant",
+        "content": [
+            {"type": "text", "text": "Checking both."},
+            {"type": "tool_use", "id": "toolu_a", "name": "get_weather", "input": {"city": "Paris"}},
+            {"type": "tool_use", "id": "toolu_b", "name": "get_weather", "input": {"city": "Rome"}},
+        ],
+    }
+    assert sent[2] == {
+        "role": "user",
+        "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_a", "content": "18C"},
+            {"type": "tool_result", "tool_use_id": "toolu_b", "content": "24C"},
+        ],
+    }
     assert len(sent) == 3
 
 
 @pytest.mark.process
 def test_streamed_parallel_tool_calls(client, upstream):
-    upstream.script({"content": [
-        {"type": "tool_use", "id": "toolu_a", "name": "get_weather", "input": {"city": "Paris, France"}},
-        {"type": "tool_use", "id": "toolu_b", "name": "get_weather", "input": {"city": "Rome, Italy"}}],
-        "piece": 5})
-    with client.chat.completions.stream(model="claude-sonnet-4-5", tools=[WEATHER],
-                                        messages=[{"role": "user", "content": "both"}]) as stream:
+    upstream.script(
+        {
+            "content": [
+                {
+                    "type": "tool_use",
+                    "id": "toolu_a",
+                    "name": "get_weather",
+                    "input": {"city": "Paris, France"},
+                },
+                {
+                    "type": "tool_use",
+                    "id": "toolu_b",
+                    "name": "get_weather",
+                    "input": {"city": "Rome, Italy"},
+                },
+            ],
+            "piece": 5,
+        }
+    )
+    with client.chat.completions.stream(
+        model="claude-sonnet-4-5", tools=[WEATHER], messages=[{"role": "user", "content": "both"}]
+    ) as stream:
         final = stream.get_final_completion()
     calls = final.choices[0].message.tool_calls
     assert [(c.id, json.loads(c.function.arguments)) for c in calls] == [
-        ("toolu_a", {"city": "Paris, France"}), ("toolu_b", {"city": "Rome, Italy"})]
+        ("toolu_a", {"city": "Paris, France"}),
+        ("toolu_b", {"city": "Rome, Italy"}),
+    ]
     assert final.choices[0].finish_reason == "tool_calls"
 
 
 def test_prefill_stop_and_user(client, upstream):
-    upstream.script({"content": [{"type": "text", "text": " world"}], "stop_reason": "stop_sequence",
-                     "stop_sequence": "END"})
+    upstream.script(
+        {
+            "content": [{"type": "text", "text": " world"}],
+            "stop_reason": "stop_sequence",
+            "stop_sequence": "END",
+        }
+    )
     completion = client.chat.completions.create(
-        model="claude-sonnet-4-5", stop=["END", "STOP"], user="user-42",
-        messages=[{"role": "user", "content": "say hello world"}, {"role": "assistant", "content": "hello"}])
+        model="claude-sonnet-4-5",
+        stop=["END", "STOP"],
+        user="user-42",
+        messages=[{"role": "user", "content": "say hello world"}, {"role": "assistant", "content": "hello"}],
+    )
     assert completion.choices[0].message.content == " world"
     assert completion.choices[0].finish_reason == "stop"
     body = upstream.last_body()
@@ -194,16 +276,25 @@ def test_prefill_stop_and_user(client, upstream):
 
 def test_max_tokens_finish_reason_is_length(client, upstream):
     upstream.script({"content": [{"type": "text", "text": "cut"}], "stop_reason": "max_tokens"})
-    completion = client.chat.completions.create(model="claude-sonnet-4-5", max_tokens=1, stop="x",
-                                                messages=[{"role": "user", "content": "long story"}])
+    completion = client.chat.completions.create(
+        model="claude-sonnet-4-5",
+        max_tokens=1,
+        stop="x",
+        messages=[{"role": "user", "content": "long story"}],
+    )
     assert completion.choices[0].finish_reason == "length"
     assert upstream.last_body()["stop_sequences"] == ["x"]
 
 
 def test_developer_message_anywhere_goes_to_system(client, upstream):
-    client.chat.completions.create(model="claude-sonnet-4-5", messages=[
-        {"role": "user", "content": "a"}, {"role": "developer", "content": "rule one"},
-        {"role": "system", "content": [{"type": "text", "text": "rule two"}]}])
+    client.chat.completions.create(
+        model="claude-sonnet-4-5",
+        messages=[
+            {"role": "user", "content": "a"},
+            {"role": "developer", "content": "rule one"},
+            {"role": "system", "content": [{"type": "text", "text": "rule two"}]},
+        ],
+    )
     body = upstream.last_body()
     assert body["system"] == "rule one\n\nrule two"
     assert body["messages"] == [{"role": "user", "content": "a"}]
@@ -211,11 +302,20 @@ def test_developer_message_anywhere_goes_to_system(client, upstream):
 
 # ------------------------------------------------------------------------------------------ errors
 
-@pytest.mark.parametrize("status,exc", [(400, openai.BadRequestError), (403, openai.PermissionDeniedError),
-                                        (429, openai.RateLimitError), (500, openai.InternalServerError)])
+
+@pytest.mark.parametrize(
+    "status,exc",
+    [
+        (400, openai.BadRequestError),
+        (403, openai.PermissionDeniedError),
+        (429, openai.RateLimitError),
+        (500, openai.InternalServerError),
+    ],
+)
 def test_upstream_errors_raise_matching_sdk_exceptions(client, upstream, status, exc):
-    upstream.script({"status": status, "error": {"message": f"scripted {status}"},
-                     "headers": {"retry-after": "7"}})
+    upstream.script(
+        {"status": status, "error": {"message": f"scripted {status}"}, "headers": {"retry-after": "7"}}
+    )
     with pytest.raises(exc) as info:
         client.chat.completions.create(model="claude-sonnet-4-5", messages=[{"role": "user", "content": "x"}])
     assert info.value.status_code == status
@@ -244,23 +344,38 @@ def test_gateway_errors_use_openai_envelope(gateway, client):
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="gpt-nope", messages=[{"role": "user", "content": "x"}])
     with pytest.raises(openai.BadRequestError) as n:
-        client.chat.completions.create(model="claude-sonnet-4-5", n=2, messages=[{"role": "user", "content": "x"}])
+        client.chat.completions.create(
+            model="claude-sonnet-4-5", n=2, messages=[{"role": "user", "content": "x"}]
+        )
     assert n.value.body["param"] == "n"
     with pytest.raises(openai.BadRequestError) as missing:
         client.chat.completions.create(model="claude-sonnet-4-5", messages=[])
     assert missing.value.body["param"] == "messages"
     with pytest.raises(openai.BadRequestError) as audio:
-        client.chat.completions.create(model="claude-sonnet-4-5", messages=[{"role": "user", "content": [
-            {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}]}])
+        client.chat.completions.create(
+            model="claude-sonnet-4-5",
+            messages=[
+                {
+                    "role": "user",
+                    "content": [{"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}],
+                }
+            ],
+        )
     assert "audio" in audio.value.message
 
 
 @pytest.mark.process
 def test_mid_stream_error_raises_api_error(client, upstream):
-    upstream.script({"content": [{"type": "text", "text": "partial answer that breaks"}], "error_after": 3,
-                     "stream_error": {"type": "overloaded_error", "message": "Overloaded"}})
-    stream = client.chat.completions.create(model="claude-sonnet-4-5", stream=True,
-                                            messages=[{"role": "user", "content": "x"}])
+    upstream.script(
+        {
+            "content": [{"type": "text", "text": "partial answer that breaks"}],
+            "error_after": 3,
+            "stream_error": {"type": "overloaded_error", "message": "Overloaded"},
+        }
+    )
+    stream = client.chat.completions.create(
+        model="claude-sonnet-4-5", stream=True, messages=[{"role": "user", "content": "x"}]
+    )
     with pytest.raises(openai.APIError) as info:
         for _ in stream:
             pass
@@ -269,18 +384,28 @@ def test_mid_stream_error_raises_api_error(client, upstream):
 
 # ------------------------------------------------------------------------------------ mock model
 
+
 @pytest.mark.process
 def test_mock_model_through_chat_completions(client):
-    completion = client.chat.completions.create(model="parley-mock",
-                                                messages=[{"role": "user", "content": "anyone there?"}])
+    completion = client.chat.completions.create(
+        model="parley-mock", messages=[{"role": "user", "content": "anyone there?"}]
+    )
     assert "anyone there?" in completion.choices[0].message.content
-    pieces = [c.choices[0].delta.content or "" for c in client.chat.completions.create(
-        model="parley-mock", stream=True, messages=[{"role": "user", "content": "stream please"}])
-        if c.choices]
+    pieces = [
+        c.choices[0].delta.content or ""
+        for c in client.chat.completions.create(
+            model="parley-mock", stream=True, messages=[{"role": "user", "content": "stream please"}]
+        )
+        if c.choices
+    ]
     assert "stream please" in "".join(pieces)
 
 
 def test_mock_model_forced_tool(client):
-    completion = client.chat.completions.create(model="parley-mock", tools=[WEATHER], tool_choice="required",
-                                                messages=[{"role": "user", "content": "x"}])
+    completion = client.chat.completions.create(
+        model="parley-mock",
+        tools=[WEATHER],
+        tool_choice="required",
+        messages=[{"role": "user", "content": "x"}],
+    )
     assert completion.choices[0].message.tool_calls[0].function.name == "get_weather"

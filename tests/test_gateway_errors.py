@@ -16,16 +16,27 @@ MASTER = "sk-parley-master-errors"
 
 @pytest.fixture(scope="module")
 def gateway(start_inprocess_module, fake_upstream):
-    return start_inprocess_module({
-        "model_list": [
-            anthropic_deployment("claude-x", fake_upstream),
-            anthropic_deployment("slow", fake_upstream, timeout=0.5),
-            {"model_name": "down", "params": {"model": "anthropic/down", "api_key": "k",
-                                              "api_base": f"http://127.0.0.1:{free_port()}"}},
-        ],
-        "general_settings": {"master_key": MASTER, "max_request_size_mb": 1},
-        "router_settings": {"num_retries": 0, "allowed_fails": 1000},  # these tests are about what one failure looks like
-    })
+    return start_inprocess_module(
+        {
+            "model_list": [
+                anthropic_deployment("claude-x", fake_upstream),
+                anthropic_deployment("slow", fake_upstream, timeout=0.5),
+                {
+                    "model_name": "down",
+                    "params": {
+                        "model": "anthropic/down",
+                        "api_key": "k",
+                        "api_base": f"http://127.0.0.1:{free_port()}",
+                    },
+                },
+            ],
+            "general_settings": {"master_key": MASTER, "max_request_size_mb": 1},
+            "router_settings": {
+                "num_retries": 0,
+                "allowed_fails": 1000,
+            },  # these tests are about what one failure looks like
+        }
+    )
 
 
 @pytest.fixture
@@ -34,9 +45,12 @@ def client(gateway):
 
 
 def post(gateway, body: bytes, headers: dict | None = None) -> tuple[int, dict, dict]:
-    req = urllib.request.Request(gateway.url + "/v1/messages", data=body, method="POST",
-                                 headers={"x-api-key": MASTER, "content-type": "application/json",
-                                          **(headers or {})})
+    req = urllib.request.Request(
+        gateway.url + "/v1/messages",
+        data=body,
+        method="POST",
+        headers={"x-api-key": MASTER, "content-type": "application/json", **(headers or {})},
+    )
     try:
         with gateway.urlopen(req) as r:
             return r.status, dict(r.headers), orjson.loads(r.read())
@@ -48,15 +62,18 @@ def hi(**kw):
     return dict(model="claude-x", max_tokens=8, messages=[{"role": "user", "content": "hi"}], **kw)
 
 
-@pytest.mark.parametrize("body, message", [
-    (b'{"model": "claude-x", "max_tokens": 5,', "not valid JSON"),
-    (b'[1, 2]', "must be a JSON object"),
-    (b'{"max_tokens": 5, "messages": []}', "model: Field required"),
-    (b'{"model": "claude-x", "max_tokens": 5}', "messages: Field required"),
-    (b'{"model": "claude-x", "messages": []}', "max_tokens: Field required"),
-    (b'{"model": "claude-x", "max_tokens": "5", "messages": []}', "max_tokens: Input should be"),
-    (b'{"model": 7, "max_tokens": 5, "messages": []}', "model: Input should be a valid string"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (b'{"model": "claude-x", "max_tokens": 5,', "not valid JSON"),
+        (b"[1, 2]", "must be a JSON object"),
+        (b'{"max_tokens": 5, "messages": []}', "model: Field required"),
+        (b'{"model": "claude-x", "max_tokens": 5}', "messages: Field required"),
+        (b'{"model": "claude-x", "messages": []}', "max_tokens: Field required"),
+        (b'{"model": "claude-x", "max_tokens": "5", "messages": []}', "max_tokens: Input should be"),
+        (b'{"model": 7, "max_tokens": 5, "messages": []}', "model: Input should be a valid string"),
+    ],
+)
 def test_bad_bodies_get_400_envelope(gateway, body, message):
     status, headers, data = post(gateway, body)
     assert status == 400
@@ -111,16 +128,20 @@ def test_upstream_timeout_is_504(client, upstream):
     assert info.value.body["error"]["type"] == "timeout_error"
 
 
-@pytest.mark.parametrize("status, error_type, exc", [
-    (429, "rate_limit_error", anthropic.RateLimitError),
-    (529, "overloaded_error", anthropic.InternalServerError),
-    (400, "invalid_request_error", anthropic.BadRequestError),
-    (403, "permission_error", anthropic.PermissionDeniedError),
-])
+@pytest.mark.parametrize(
+    "status, error_type, exc",
+    [
+        (429, "rate_limit_error", anthropic.RateLimitError),
+        (529, "overloaded_error", anthropic.InternalServerError),
+        (400, "invalid_request_error", anthropic.BadRequestError),
+        (403, "permission_error", anthropic.PermissionDeniedError),
+    ],
+)
 def test_upstream_errors_pass_through_unchanged(client, upstream, status, error_type, exc):
     wording = f"upstream says no ({status}) exactly like this"
-    upstream.script({"status": status, "error": {"type": error_type, "message": wording},
-                     "headers": {"retry-after": "7"}})
+    upstream.script(
+        {"status": status, "error": {"type": error_type, "message": wording}, "headers": {"retry-after": "7"}}
+    )
     with pytest.raises(exc) as info:
         client.messages.create(**hi())
     assert info.value.status_code == status
@@ -157,8 +178,12 @@ def test_unknown_route_and_method(gateway):
 
 
 def test_root_and_health_answer_without_key(gateway):
-    for path, method in (("/", "GET"), ("/", "HEAD"), ("/health/liveness", "GET"),
-                         ("/health/readiness", "GET")):
+    for path, method in (
+        ("/", "GET"),
+        ("/", "HEAD"),
+        ("/health/liveness", "GET"),
+        ("/health/readiness", "GET"),
+    ):
         with gateway.urlopen(urllib.request.Request(gateway.url + path, method=method)) as r:
             assert r.status == 200
             assert r.headers["request-id"].startswith("req_")

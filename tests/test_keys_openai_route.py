@@ -13,7 +13,9 @@ LONG = "word " * 400
 
 @pytest.fixture(scope="module")
 def gateway(start_inprocess_module, fake_upstream, tmp_path_factory):
-    return start_inprocess_module(gateway_config(fake_upstream, str(tmp_path_factory.mktemp("oa") / "parley.db")))
+    return start_inprocess_module(
+        gateway_config(fake_upstream, str(tmp_path_factory.mktemp("oa") / "parley.db"))
+    )
 
 
 @pytest.fixture

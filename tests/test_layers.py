@@ -15,8 +15,13 @@ def test_import_contracts_hold():
     """Each layer imports only the layers below it (cli > server, sdk > gateway > filters, admin >
     pipeline > router > providers > translate > transport > spend > store > config > core)."""
     lint = pathlib.Path(sys.executable).with_name("lint-imports")
-    result = subprocess.run([str(lint), "--config", str(ROOT / ".importlinter")], cwd=ROOT,
-                            capture_output=True, text=True, env={"PYTHONPATH": str(ROOT / "src")})
+    result = subprocess.run(
+        [str(lint), "--config", str(ROOT / ".importlinter")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(ROOT / "src")},
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 broken" in result.stdout
 

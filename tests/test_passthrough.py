@@ -51,27 +51,42 @@ def assert_upstream_saw_real_key_only(upstream):
 
 @pytest.mark.process
 def test_create_stream_count_tokens_models(client, upstream):
-    message = client.messages.create(model="claude-sonnet-4-5-20250929", max_tokens=32,
-                                     messages=[{"role": "user", "content": "native"}])
+    message = client.messages.create(
+        model="claude-sonnet-4-5-20250929", max_tokens=32, messages=[{"role": "user", "content": "native"}]
+    )
     assert message.content[0].text == "Hello! You said: native"
     assert message.model == "claude-sonnet-4-5-20250929"
-    with client.messages.stream(model="claude-sonnet-4-5-20250929", max_tokens=32,
-                                messages=[{"role": "user", "content": "streamed"}]) as stream:
+    with client.messages.stream(
+        model="claude-sonnet-4-5-20250929", max_tokens=32, messages=[{"role": "user", "content": "streamed"}]
+    ) as stream:
         assert "".join(stream.text_stream) == "Hello! You said: streamed"
-    tokens = client.messages.count_tokens(model="claude-sonnet-4-5-20250929",
-                                          messages=[{"role": "user", "content": "count me"}])
+    tokens = client.messages.count_tokens(
+        model="claude-sonnet-4-5-20250929", messages=[{"role": "user", "content": "count me"}]
+    )
     assert tokens.input_tokens > 0
     assert [m.id for m in client.models.list()] == ["claude-sonnet-4-5-20250929"]
     paths = [(r["method"], r["path"]) for r in upstream.requests()]
-    assert paths == [("POST", "/v1/messages"), ("POST", "/v1/messages"),
-                     ("POST", "/v1/messages/count_tokens"), ("GET", "/v1/models")]
+    assert paths == [
+        ("POST", "/v1/messages"),
+        ("POST", "/v1/messages"),
+        ("POST", "/v1/messages/count_tokens"),
+        ("GET", "/v1/models"),
+    ]
     assert_upstream_saw_real_key_only(upstream)
 
 
 def test_batches_lifecycle(client, upstream):
-    requests = [{"custom_id": f"r{i}", "params": {"model": "claude-haiku-4-5", "max_tokens": 16,
-                                                  "messages": [{"role": "user", "content": f"q{i}"}]}}
-                for i in range(3)]
+    requests = [
+        {
+            "custom_id": f"r{i}",
+            "params": {
+                "model": "claude-haiku-4-5",
+                "max_tokens": 16,
+                "messages": [{"role": "user", "content": f"q{i}"}],
+            },
+        }
+        for i in range(3)
+    ]
     batch = client.messages.batches.create(requests=requests)
     assert batch.processing_status == "in_progress"
     assert client.messages.batches.retrieve(batch.id).id == batch.id
@@ -84,7 +99,9 @@ def test_batches_lifecycle(client, upstream):
     assert ended.results_url.startswith(client.base_url.__str__().rstrip("/") + "/v1/messages/batches/")
     results = {r.custom_id: r.result for r in client.messages.batches.results(batch.id)}
     assert sorted(results) == ["r0", "r1", "r2"]
-    assert results["r1"].type == "succeeded" and results["r1"].message.content[0].text == "Hello! You said: q1"
+    assert (
+        results["r1"].type == "succeeded" and results["r1"].message.content[0].text == "Hello! You said: q1"
+    )
     other = client.messages.batches.create(requests=requests[:1])
     assert client.messages.batches.cancel(other.id).processing_status == "canceling"
     deleted = client.messages.batches.delete(batch.id)
@@ -93,8 +110,12 @@ def test_batches_lifecycle(client, upstream):
 
 
 def test_litellm_metadata_is_removed_before_forwarding(client, upstream):
-    client.messages.create(model="claude-x", max_tokens=8, messages=[{"role": "user", "content": "m"}],
-                           extra_body={"litellm_metadata": {"tags": ["team-a"], "user": "alice"}})
+    client.messages.create(
+        model="claude-x",
+        max_tokens=8,
+        messages=[{"role": "user", "content": "m"}],
+        extra_body={"litellm_metadata": {"tags": ["team-a"], "user": "alice"}},
+    )
     body = upstream.last_body()
     assert "litellm_metadata" not in body and body["model"] == "claude-x"
 
@@ -113,13 +134,19 @@ def test_parley_errors_use_anthropic_envelope_and_upstream_errors_pass(gateway, 
 
 
 def test_beta_query_and_headers_forwarded(gateway, client, upstream):
-    client.beta.messages.create(model="claude-x", max_tokens=8, betas=["files-api-2025-04-14"],
-                                messages=[{"role": "user", "content": "beta"}])
+    client.beta.messages.create(
+        model="claude-x",
+        max_tokens=8,
+        betas=["files-api-2025-04-14"],
+        messages=[{"role": "user", "content": "beta"}],
+    )
     assert "files-api-2025-04-14" in upstream.requests()[-1]["headers"]["anthropic-beta"]
     # anthropic 2.12 no longer appends ?beta=true itself; older clients and Claude Code do
     import urllib.request
-    req = urllib.request.Request(gateway.url + "/anthropic/v1/models?beta=true&limit=5",
-                                 headers={"x-api-key": MASTER})
+
+    req = urllib.request.Request(
+        gateway.url + "/anthropic/v1/models?beta=true&limit=5", headers={"x-api-key": MASTER}
+    )
     with gateway.urlopen(req) as r:
         assert r.status == 200
     seen = upstream.requests()[-1]
@@ -127,20 +154,31 @@ def test_beta_query_and_headers_forwarded(gateway, client, upstream):
 
 
 def test_bring_your_own_key_mode(start_inprocess, fake_upstream, upstream):
-    byok = start_inprocess({
-        "model_list": [{"model_name": "parley-mock", "params": {"model": "mock/parley-mock"}}],
-        "general_settings": {"master_key": MASTER},
-        "anthropic_passthrough": {"api_base": fake_upstream.url, "forward_client_key": True},
-    })
-    own = anthropic_client(byok, base_url=byok.url + "/anthropic", api_key="sk-ant-users-own-key",
-                              default_headers={"x-parley-api-key": MASTER}, max_retries=0)
-    assert own.messages.create(model="claude-x", max_tokens=8,
-                               messages=[{"role": "user", "content": "own"}]).content[0].text
+    byok = start_inprocess(
+        {
+            "model_list": [{"model_name": "parley-mock", "params": {"model": "mock/parley-mock"}}],
+            "general_settings": {"master_key": MASTER},
+            "anthropic_passthrough": {"api_base": fake_upstream.url, "forward_client_key": True},
+        }
+    )
+    own = anthropic_client(
+        byok,
+        base_url=byok.url + "/anthropic",
+        api_key="sk-ant-users-own-key",
+        default_headers={"x-parley-api-key": MASTER},
+        max_retries=0,
+    )
+    assert (
+        own.messages.create(model="claude-x", max_tokens=8, messages=[{"role": "user", "content": "own"}])
+        .content[0]
+        .text
+    )
     seen = upstream.requests()[-1]["headers"]
     credential = seen.get("x-api-key") or seen.get("authorization", "").removeprefix("Bearer ")
     assert credential == "sk-ant-users-own-key" and "x-parley-api-key" not in seen
-    no_gateway_key = anthropic_client(byok, base_url=byok.url + "/anthropic", api_key="sk-ant-users-own-key",
-                                         max_retries=0)
+    no_gateway_key = anthropic_client(
+        byok, base_url=byok.url + "/anthropic", api_key="sk-ant-users-own-key", max_retries=0
+    )
     with pytest.raises(anthropic.AuthenticationError):
         no_gateway_key.models.list()
 

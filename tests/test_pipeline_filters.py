@@ -36,8 +36,10 @@ class QueueSource:
 
 
 def frame(name: str, text: str) -> bytes:
-    return (f'event: {name}\ndata: {{"type":"{name}","index":0,'
-            f'"delta":{{"type":"text_delta","text":"{text}"}}}}\n\n').encode()
+    return (
+        f'event: {name}\ndata: {{"type":"{name}","index":0,'
+        f'"delta":{{"type":"text_delta","text":"{text}"}}}}\n\n'
+    ).encode()
 
 
 class Restore(Filter):
@@ -64,8 +66,11 @@ class Restore(Filter):
             return []
         if "<P1>" not in text and text == event.data["delta"]["text"]:
             return [event]  # untouched: the exact bytes go on
-        return [event.edited({**event.data, "delta": {"type": "text_delta",
-                                                      "text": text.replace("<P1>", "Alice")}})]
+        return [
+            event.edited(
+                {**event.data, "delta": {"type": "text_delta", "text": text.replace("<P1>", "Alice")}}
+            )
+        ]
 
     def on_stream_end(self, ctx: RequestContext) -> list[StreamEvent]:
         held, self.held = self.held, None
@@ -93,8 +98,9 @@ class Order(Filter):
 
 async def test_phases_order_and_every_on_done_runs_once_after_a_refusal():
     seen: list[str] = []
-    chain = FilterChain([Order(Phase.BUDGET, seen), Order(Phase.LIMITS, seen, refuse=True),
-                         Order(Phase.AUTH, seen)])
+    chain = FilterChain(
+        [Order(Phase.BUDGET, seen), Order(Phase.LIMITS, seen, refuse=True), Order(Phase.AUTH, seen)]
+    )
     ctx = RequestContext(api="anthropic", route="/v1/messages", headers={})
     with pytest.raises(GatewayError):
         await chain.request(ctx, {})
@@ -131,8 +137,9 @@ async def test_held_back_placeholder_is_restored_and_released_before_the_upstrea
 
 def _client(app) -> anthropic.AsyncAnthropic:
     transport = httpx.ASGITransport(app=app)
-    return anthropic.AsyncAnthropic(base_url="http://parley.test", api_key="k",
-                                    http_client=httpx.AsyncClient(transport=transport))
+    return anthropic.AsyncAnthropic(
+        base_url="http://parley.test", api_key="k", http_client=httpx.AsyncClient(transport=transport)
+    )
 
 
 async def test_a_stream_through_the_event_filters_still_satisfies_the_sdk():
@@ -145,7 +152,8 @@ async def test_a_stream_through_the_event_filters_still_satisfies_the_sdk():
     await gw.start()
     try:
         async with _client(app).messages.stream(
-                model="m", max_tokens=64, messages=[{"role": "user", "content": "say <P1> please"}]) as s:
+            model="m", max_tokens=64, messages=[{"role": "user", "content": "say <P1> please"}]
+        ) as s:
             message = await s.get_final_message()
     finally:
         await gw.stop()

@@ -20,16 +20,22 @@ def client(gw, key="sk-one"):
 
 
 def ask(c, model=MODEL):
-    return c.messages.with_raw_response.create(model=model, max_tokens=16,
-                                               messages=[{"role": "user", "content": "hi"}])
+    return c.messages.with_raw_response.create(
+        model=model, max_tokens=16, messages=[{"role": "user", "content": "hi"}]
+    )
 
 
 @pytest.fixture(scope="module")
 def gateway(start_inprocess_module, fake_upstream):
-    return start_inprocess_module({
-        "model_list": [anthropic_deployment(MODEL, fake_upstream), anthropic_deployment("other", fake_upstream)],
-        "router_settings": {"default_limits": {"rpm_limit": 3, "model_rpm_limit": {"other": 1}}},
-    })
+    return start_inprocess_module(
+        {
+            "model_list": [
+                anthropic_deployment(MODEL, fake_upstream),
+                anthropic_deployment("other", fake_upstream),
+            ],
+            "router_settings": {"default_limits": {"rpm_limit": 3, "model_rpm_limit": {"other": 1}}},
+        }
+    )
 
 
 def test_rpm_limit_per_key_with_headers(gateway, upstream):
@@ -61,8 +67,12 @@ def test_per_key_per_model_limit(gateway, upstream):
 
 
 def test_tpm_limit_settled_after_the_call(start_inprocess, upstream):
-    gw = start_inprocess({"model_list": [anthropic_deployment(MODEL, upstream)],
-                        "router_settings": {"default_limits": {"tpm_limit": 100}}})
+    gw = start_inprocess(
+        {
+            "model_list": [anthropic_deployment(MODEL, upstream)],
+            "router_settings": {"default_limits": {"tpm_limit": 100}},
+        }
+    )
     c = client(gw, "sk-tpm")
     upstream.script({"usage": {"input_tokens": 70, "output_tokens": 40}})
     first = ask(c)
@@ -75,8 +85,12 @@ def test_tpm_limit_settled_after_the_call(start_inprocess, upstream):
 
 
 def test_max_parallel_requests(start_inprocess, upstream):
-    gw = start_inprocess({"model_list": [anthropic_deployment(MODEL, upstream)],
-                        "router_settings": {"default_limits": {"max_parallel_requests": 1}}})
+    gw = start_inprocess(
+        {
+            "model_list": [anthropic_deployment(MODEL, upstream)],
+            "router_settings": {"default_limits": {"max_parallel_requests": 1}},
+        }
+    )
     upstream.script({"delay": 1.5})
     c = client(gw, "sk-par")
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
@@ -90,8 +104,12 @@ def test_max_parallel_requests(start_inprocess, upstream):
 
 
 def test_stream_holds_its_parallel_slot_until_done(start_gateway, upstream):
-    gw = start_gateway({"model_list": [anthropic_deployment(MODEL, upstream)],
-                        "router_settings": {"default_limits": {"max_parallel_requests": 1}}})
+    gw = start_gateway(
+        {
+            "model_list": [anthropic_deployment(MODEL, upstream)],
+            "router_settings": {"default_limits": {"max_parallel_requests": 1}},
+        }
+    )
     upstream.script({"content": [{"type": "text", "text": "x " * 40}], "chunk_delay": 0.02})
     c = client(gw, "sk-stream")
     with c.messages.stream(model=MODEL, max_tokens=16, messages=[{"role": "user", "content": "hi"}]) as s:

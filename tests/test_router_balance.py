@@ -23,7 +23,8 @@ def served_by(gw, n=1, **kw) -> list[str]:
     out = []
     for _ in range(n):
         raw = client.messages.with_raw_response.create(
-            model=MODEL, max_tokens=16, messages=[{"role": "user", "content": "hi"}], **kw)
+            model=MODEL, max_tokens=16, messages=[{"role": "user", "content": "hi"}], **kw
+        )
         out.append(raw.headers["x-parley-deployment"])
     return out
 
@@ -33,8 +34,14 @@ def two(upstream, b, **a_params):
 
 
 def test_simple_shuffle_spreads_by_weight(start_inprocess, upstream, b):
-    gw = start_inprocess({"model_list": [anthropic_deployment(MODEL, upstream, weight=9),
-                                       anthropic_deployment(MODEL, b, weight=1)]})
+    gw = start_inprocess(
+        {
+            "model_list": [
+                anthropic_deployment(MODEL, upstream, weight=9),
+                anthropic_deployment(MODEL, b, weight=1),
+            ]
+        }
+    )
     counts = collections.Counter(served_by(gw, 60))
     assert counts[f"{MODEL}#0"] > counts[f"{MODEL}#1"] > 0
 
@@ -55,16 +62,18 @@ def test_rpm_capacity_of_every_deployment_is_429(start_inprocess, upstream):
 
 
 def test_latency_based_prefers_the_faster_deployment(start_inprocess, upstream, b):
-    gw = start_inprocess({"model_list": two(upstream, b),
-                        "router_settings": {"routing_strategy": "latency-based-routing"}})
+    gw = start_inprocess(
+        {"model_list": two(upstream, b), "router_settings": {"routing_strategy": "latency-based-routing"}}
+    )
     upstream.script(*[{"delay": 0.3}] * 20)
     counts = collections.Counter(served_by(gw, 12))
     assert counts[f"{MODEL}#1"] >= 10
 
 
 def test_least_busy_avoids_the_busy_deployment(start_inprocess, upstream, b):
-    gw = start_inprocess({"model_list": two(upstream, b),
-                        "router_settings": {"routing_strategy": "least-busy"}})
+    gw = start_inprocess(
+        {"model_list": two(upstream, b), "router_settings": {"routing_strategy": "least-busy"}}
+    )
     upstream.script({"delay": 2.5})
     b.script({"delay": 2.5})
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
@@ -101,8 +110,13 @@ def test_session_affinity_sticks_and_moves_when_cooling(start_inprocess, upstrea
 
 
 def test_cooldowns_are_shared_through_redis(start_gateway, upstream, b):
-    settings = {"allowed_fails": 1, "cooldown_time": 30, "cooldown_sync_interval": 0.0,
-                "redis_url": "redis://127.0.0.1:6379/0", "redis_key_prefix": f"parley-test-{uuid.uuid4().hex}"}
+    settings = {
+        "allowed_fails": 1,
+        "cooldown_time": 30,
+        "cooldown_sync_interval": 0.0,
+        "redis_url": "redis://127.0.0.1:6379/0",
+        "redis_key_prefix": f"parley-test-{uuid.uuid4().hex}",
+    }
     config = {"model_list": two(upstream, b, weight=1_000_000), "router_settings": settings}
     one, other = start_gateway(config), start_gateway(config)
     upstream.script({"status": 500})

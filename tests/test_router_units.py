@@ -8,11 +8,11 @@ import time
 import pytest
 
 from parley.config import ConfigError
+from parley.core.context import RequestContext
+from parley.pipeline.metadata import apply_request_metadata
 from parley.router.outcome import classify, retry_after
 from parley.router.run import _session
 from parley.router.settings import RouterSettings
-from parley.core.context import RequestContext
-from parley.pipeline.metadata import apply_request_metadata
 
 
 def test_retry_after_forms():

@@ -43,15 +43,24 @@ def key(admin):
 
 
 def test_cached_prompt_is_charged_at_cache_rates(gateway, admin, key, upstream):
-    upstream.script({"usage": {"input_tokens": 100, "output_tokens": 50,
-                               "cache_creation_input_tokens": 2000, "cache_read_input_tokens": 10000,
-                               "cache_creation": {"ephemeral_5m_input_tokens": 500,
-                                                  "ephemeral_1h_input_tokens": 1500}}})
+    upstream.script(
+        {
+            "usage": {
+                "input_tokens": 100,
+                "output_tokens": 50,
+                "cache_creation_input_tokens": 2000,
+                "cache_read_input_tokens": 10000,
+                "cache_creation": {"ephemeral_5m_input_tokens": 500, "ephemeral_1h_input_tokens": 1500},
+            }
+        }
+    )
     client = anthropic_client(gateway, api_key=key, max_retries=0)
     message = client.messages.create(
-        model="claude-sonnet-4-5", max_tokens=64,
+        model="claude-sonnet-4-5",
+        max_tokens=64,
         system=[{"type": "text", "text": "long rules", "cache_control": {"type": "ephemeral"}}],
-        messages=[{"role": "user", "content": "hi"}])
+        messages=[{"role": "user", "content": "hi"}],
+    )
     assert message.usage.cache_read_input_tokens == 10000
     # Sonnet 4.5 per million: input $3, output $15, 5-minute write $3.75, 1-hour write $6, read $0.30
     by_hand = (100 * 3 + 50 * 15 + 500 * 3.75 + 1500 * 6 + 10000 * 0.30) / 1e6
@@ -63,19 +72,27 @@ def test_cached_prompt_is_charged_at_cache_rates(gateway, admin, key, upstream):
 
 
 def test_cache_writes_without_breakdown_use_the_5_minute_rate(gateway, admin, key, upstream):
-    upstream.script({"usage": {"input_tokens": 10, "output_tokens": 10,
-                               "cache_creation_input_tokens": 1000, "cache_read_input_tokens": 0}})
+    upstream.script(
+        {
+            "usage": {
+                "input_tokens": 10,
+                "output_tokens": 10,
+                "cache_creation_input_tokens": 1000,
+                "cache_read_input_tokens": 0,
+            }
+        }
+    )
     client = anthropic_client(gateway, api_key=key, max_retries=0)
-    client.messages.create(model="claude-haiku-4-5", max_tokens=16,
-                           messages=[{"role": "user", "content": "hi"}])
+    client.messages.create(
+        model="claude-haiku-4-5", max_tokens=16, messages=[{"role": "user", "content": "hi"}]
+    )
     [row] = admin.wait_logs(1, api_key=key)
     # Haiku 4.5 per million: input $1, output $5, 5-minute write $1.25
     assert row["spend"] == pytest.approx((10 * 1 + 10 * 5 + 1000 * 1.25) / 1e6, rel=1e-12)
 
 
 def test_deployment_price_override(gateway, admin, key, upstream):
-    upstream.script({"usage": {"input_tokens": 1000, "output_tokens": 500,
-                               "cache_read_input_tokens": 200}})
+    upstream.script({"usage": {"input_tokens": 1000, "output_tokens": 500, "cache_read_input_tokens": 200}})
     client = anthropic_client(gateway, api_key=key, max_retries=0)
     client.messages.create(model="priced", max_tokens=600, messages=[{"role": "user", "content": "x"}])
     [row] = admin.wait_logs(1, api_key=key)
@@ -85,8 +102,9 @@ def test_deployment_price_override(gateway, admin, key, upstream):
 
 def _stream_and_drop(gateway, key, events: int) -> None:
     client = anthropic_client(gateway, api_key=key, max_retries=0)
-    with client.messages.stream(model="claude-sonnet-4-5", max_tokens=2000,
-                                messages=[{"role": "user", "content": "tell me a story"}]) as stream:
+    with client.messages.stream(
+        model="claude-sonnet-4-5", max_tokens=2000, messages=[{"role": "user", "content": "tell me a story"}]
+    ) as stream:
         for i, _ in enumerate(stream):
             if i >= events:
                 break  # leaving the block closes the connection halfway
@@ -110,25 +128,34 @@ def test_stream_dropped_by_client_still_logs_spend(gateway, admin, key, upstream
 
 @pytest.mark.process
 def test_stream_broken_by_upstream_still_logs_spend(gateway, admin, key, upstream):
-    upstream.script({"content": [{"type": "text", "text": "abc " * 300}], "disconnect_after": 12,
-                     "piece": 16})
+    upstream.script(
+        {"content": [{"type": "text", "text": "abc " * 300}], "disconnect_after": 12, "piece": 16}
+    )
     client = anthropic_client(gateway, api_key=key, max_retries=0)
-    with pytest.raises(anthropic.APIError):
-        with client.messages.stream(model="claude-sonnet-4-5", max_tokens=2000,
-                                    messages=[{"role": "user", "content": "go"}]) as stream:
-            for _ in stream:
-                pass
+    with (
+        pytest.raises(anthropic.APIError),
+        client.messages.stream(
+            model="claude-sonnet-4-5", max_tokens=2000, messages=[{"role": "user", "content": "go"}]
+        ) as stream,
+    ):
+        for _ in stream:
+            pass
     [row] = admin.wait_logs(1, api_key=key)
     assert row["estimated"] is True and row["spend"] > 0 and row["completion_tokens"] > 1
 
 
 @pytest.mark.process
 def test_complete_stream_cost_matches_usage(gateway, admin, key, upstream):
-    upstream.script({"content": [{"type": "text", "text": "short answer"}],
-                     "usage": {"input_tokens": 40, "output_tokens": 7}})
+    upstream.script(
+        {
+            "content": [{"type": "text", "text": "short answer"}],
+            "usage": {"input_tokens": 40, "output_tokens": 7},
+        }
+    )
     client = anthropic_client(gateway, api_key=key, max_retries=0)
-    with client.messages.stream(model="claude-sonnet-4-5", max_tokens=100,
-                                messages=[{"role": "user", "content": "go"}]) as stream:
+    with client.messages.stream(
+        model="claude-sonnet-4-5", max_tokens=100, messages=[{"role": "user", "content": "go"}]
+    ) as stream:
         final = stream.get_final_message()
     assert final.usage.output_tokens == 7
     [row] = admin.wait_logs(1, api_key=key)

@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from keys_support import create_pg_database, drop_pg_database
-from parley.pipeline.metadata import parse_user_id as parse_claude_code_user
 from parley.filters.virtual_keys import model_allowed
+from parley.pipeline.metadata import parse_user_id as parse_claude_code_user
 from parley.spend.ledger import BudgetLine, LocalLedger, _Entry
 from parley.spend.periods import add_duration, next_reset, parse_duration
 from parley.spend.pricing import PriceTable

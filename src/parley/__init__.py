@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from parley.core import errors
-
 from parley.core.version import __version__
 
 _SDK = ("Router", "acompletion", "completion", "messages")

@@ -25,25 +25,31 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="parley",
         description="parley: an LLM gateway that speaks the Anthropic Messages API and the OpenAI "
-                    "Chat Completions API in front of Anthropic, OpenAI-compatible servers and more.",
+        "Chat Completions API in front of Anthropic, OpenAI-compatible servers and more.",
         epilog="Start with: parley serve --config config/default.yaml   (then point the anthropic "
-               "SDK or Claude Code at http://127.0.0.1:4000)")
+        "SDK or Claude Code at http://127.0.0.1:4000)",
+    )
     parser.add_argument("--version", action="version", version=f"parley {__version__}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     serve = sub.add_parser(
-        "serve", help="run the gateway",
+        "serve",
+        help="run the gateway",
         description="Run the gateway. Give a config file (LiteLLM-style YAML with model_list) or, "
-                    "for a quick start, one --model provider/name.",
+        "for a quick start, one --model provider/name.",
         epilog="Examples:\n  parley serve --config config/default.yaml\n"
-               "  ANTHROPIC_API_KEY=sk-ant-... parley serve --model anthropic/claude-sonnet-4-5\n"
-               "  parley serve --config my.yaml --host 0.0.0.0 --port 8080 --workers 2",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "  ANTHROPIC_API_KEY=sk-ant-... parley serve --model anthropic/claude-sonnet-4-5\n"
+        "  parley serve --config my.yaml --host 0.0.0.0 --port 8080 --workers 2",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     source = serve.add_mutually_exclusive_group()
     source.add_argument("--config", metavar="FILE", help=f"YAML config file (default: {DEFAULT_CONFIG})")
-    source.add_argument("--model", metavar="PROVIDER/NAME",
-                        help="serve one model without a config file, e.g. anthropic/claude-sonnet-4-5 "
-                             "(key from ANTHROPIC_API_KEY / OPENAI_API_KEY)")
+    source.add_argument(
+        "--model",
+        metavar="PROVIDER/NAME",
+        help="serve one model without a config file, e.g. anthropic/claude-sonnet-4-5 "
+        "(key from ANTHROPIC_API_KEY / OPENAI_API_KEY)",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=4000, help="port to listen on (default: 4000)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
@@ -51,9 +57,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=_serve)
 
     fake = sub.add_parser(
-        "fake-upstream", help="run a fake Anthropic/OpenAI upstream for offline testing",
+        "fake-upstream",
+        help="run a fake Anthropic/OpenAI upstream for offline testing",
         description="A scripted server that speaks the Anthropic Messages API and the OpenAI Chat "
-                    "Completions API, for testing gateways and clients offline.")
+        "Completions API, for testing gateways and clients offline.",
+    )
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument("--port", type=int, default=4010)
     fake.set_defaults(run=_fake_upstream)
@@ -61,9 +69,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from parley.server.factory import CONFIG_ENV, MODEL_ENV
-
     from parley.logs import setup_logging
+    from parley.server.factory import CONFIG_ENV, MODEL_ENV
 
     setup_logging(args.log_level)
     os.environ["PARLEY_LOG_LEVEL"] = args.log_level  # for the workers, which set up their own
@@ -83,10 +90,20 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"ignored: {line}", file=sys.stderr, flush=True)
     import uvicorn
 
-    uvicorn.run("parley.server.factory:app", factory=True, host=args.host, port=args.port,
-                workers=args.workers if args.workers > 1 else None, loop="uvloop", http="httptools",
-                log_level=args.log_level, access_log=False, timeout_graceful_shutdown=15,
-                server_header=False, date_header=False)
+    uvicorn.run(
+        "parley.server.factory:app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers if args.workers > 1 else None,
+        loop="uvloop",
+        http="httptools",
+        log_level=args.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=15,
+        server_header=False,
+        date_header=False,
+    )
     return 0
 
 
@@ -95,8 +112,10 @@ def banner(config: Config, host: str, port: int, workers: int) -> str:
 
     names = []
     for dep in config.deployments:
-        names.append(f"    {dep.model_name}  ->  {dep.provider}/{dep.model}"
-                     + (f"  ({dep.api_base})" if dep.api_base and dep.api != "mock" else ""))
+        names.append(
+            f"    {dep.model_name}  ->  {dep.provider}/{dep.model}"
+            + (f"  ({dep.api_base})" if dep.api_base and dep.api != "mock" else "")
+        )
     lines = [
         f"parley {__version__}",
         f"  listening:  http://{host}:{port}  ({workers} worker{'s' if workers != 1 else ''})",

@@ -73,10 +73,16 @@ def build_gateway(config: Config) -> Gateway:
     _warn_fallbacks(settings, table)
     openai = OpenAIProvider(http)
     openai.check(config.deployments)
-    providers: dict[str, Provider] = {"anthropic": AnthropicProvider(http), "mock": MockProvider(),
-                                      "openai": openai}
-    filters: list[Filter] = [AccessLog(), RouterAccounting(health),
-                             RateLimitPolicy(check_defaults(config.router_settings), redis, tasks)]
+    providers: dict[str, Provider] = {
+        "anthropic": AnthropicProvider(http),
+        "mock": MockProvider(),
+        "openai": openai,
+    }
+    filters: list[Filter] = [
+        AccessLog(),
+        RouterAccounting(health),
+        RateLimitPolicy(check_defaults(config.router_settings), redis, tasks),
+    ]
     cache = cache_from_config(config, redis, tasks)
     if cache is not None:
         filters.append(cache)
@@ -90,28 +96,50 @@ def build_gateway(config: Config) -> Gateway:
         filters.extend(more)
         tasks.on_startup(store.start)
         tasks.on_shutdown(store.stop)
-    pipeline = Pipeline(auth, FilterChain(filters), router, providers, config.general.max_request_bytes,
-                        config.general.stream_ping_interval)
-    return Gateway(config, tasks, http, redis, table, router, pipeline,
-                   config.passthrough, store,
-                   store.prices if store is not None else PriceTable())
+    pipeline = Pipeline(
+        auth,
+        FilterChain(filters),
+        router,
+        providers,
+        config.general.max_request_bytes,
+        config.general.stream_ping_interval,
+    )
+    return Gateway(
+        config,
+        tasks,
+        http,
+        redis,
+        table,
+        router,
+        pipeline,
+        config.passthrough,
+        store,
+        store.prices if store is not None else PriceTable(),
+    )
 
 
-def _keys_and_spend(config: Config, store: StoreService, table: ModelTable,
-                    tasks: Tasks) -> tuple[Authenticator, list[Filter]]:
+def _keys_and_spend(
+    config: Config, store: StoreService, table: ModelTable, tasks: Tasks
+) -> tuple[Authenticator, list[Filter]]:
     """Virtual keys, budgets and spend logs (the storage stack is imported only when used)."""
     from parley.filters.budget import BudgetPolicy
     from parley.filters.spend_log import SpendTracker
     from parley.filters.virtual_keys import VirtualKeyAuth, VirtualKeyPolicy
 
     auth = VirtualKeyAuth(config.general.master_key, store)
-    return auth, [VirtualKeyPolicy(store), BudgetPolicy(config.general, store, table, tasks),
-                  SpendTracker(store)]
+    return auth, [
+        VirtualKeyPolicy(store),
+        BudgetPolicy(config.general, store, table, tasks),
+        SpendTracker(store),
+    ]
 
 
 def _warn_fallbacks(settings: RouterSettings, table: ModelTable) -> None:
-    for fallbacks in (settings.fallbacks, settings.context_window_fallbacks,
-                      settings.content_policy_fallbacks):
+    for fallbacks in (
+        settings.fallbacks,
+        settings.context_window_fallbacks,
+        settings.content_policy_fallbacks,
+    ):
         for model, targets in fallbacks.items():
             for name in targets:
                 if not table.resolve(name):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hmac
 import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import orjson
 from starlette.requests import Request
@@ -28,7 +29,6 @@ class JSONBytes(Response):
         return content if isinstance(content, bytes) else orjson.dumps(content)
 
 
-
 @dataclass
 class Endpoint:
     method: str
@@ -48,12 +48,16 @@ def plain(row: Any) -> dict[str, Any]:
 def check_master(service: Any, request: Request) -> None:
     master = service.config.general.master_key
     if master is None:
-        raise GatewayError(403, "the admin API needs general_settings.master_key to be set",
-                           "permission_error")
+        raise GatewayError(
+            403, "the admin API needs general_settings.master_key to be set", "permission_error"
+        )
     key = client_key(request.headers)
     if key is None:
-        raise GatewayError(401, "missing API key: send the master key as x-api-key or "
-                                "Authorization: Bearer", "authentication_error")
+        raise GatewayError(
+            401,
+            "missing API key: send the master key as x-api-key or Authorization: Bearer",
+            "authentication_error",
+        )
     if not hmac.compare_digest(key.encode(), master.encode()):
         raise GatewayError(401, "the admin API requires the master key", "authentication_error")
 
@@ -81,8 +85,11 @@ def wrap(service: Any, endpoint: Endpoint) -> Callable[[Request], Awaitable[Resp
             body = await read_json(request)
             result = await endpoint.handler(service, request, body)
         except GatewayError as e:
-            return JSONBytes(anthropic_error_body(e.type, e.message, request_id), status_code=e.status,
-                             headers={"request-id": request_id})
+            return JSONBytes(
+                anthropic_error_body(e.type, e.message, request_id),
+                status_code=e.status,
+                headers={"request-id": request_id},
+            )
         return JSONBytes(result, headers={"request-id": request_id})
 
     return handle
@@ -112,8 +119,9 @@ def page_args(request: Request, size_name: str = "page_size", default: int = 25)
     except ValueError:
         raise GatewayError(400, f"page and {size_name} must be integers", "invalid_request_error") from None
     if page < 1 or not 1 <= size <= 1000:
-        raise GatewayError(400, f"page must be >= 1 and {size_name} between 1 and 1000",
-                           "invalid_request_error")
+        raise GatewayError(
+            400, f"page must be >= 1 and {size_name} between 1 and 1000", "invalid_request_error"
+        )
     return page, size
 
 

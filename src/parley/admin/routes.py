@@ -8,13 +8,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from parley.spend.service import StoreService
-
-from parley.core.version import __version__
 from parley.admin import keys, spend, subjects
 from parley.admin.common import Endpoint, JSONBytes, wrap
 from parley.admin.fields import OPENAPI_TYPES
-
+from parley.core.version import __version__
+from parley.spend.service import StoreService
 
 ENDPOINTS: list[Endpoint] = keys.ENDPOINTS + subjects.ENDPOINTS + spend.ENDPOINTS
 

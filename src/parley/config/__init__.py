@@ -9,15 +9,41 @@ Modules: `loader` (YAML, env references, model_list), `sections` and `routing` (
 
 from parley.config.fields import ConfigError
 from parley.config.known import ignored_keys
-from parley.config.loader import (DEFAULT_TIMEOUT, ENV_PREFIX, PROVIDERS, Config, build_config,
-                                  load_config, quick_config)
+from parley.config.loader import (
+    DEFAULT_TIMEOUT,
+    ENV_PREFIX,
+    PROVIDERS,
+    Config,
+    build_config,
+    load_config,
+    quick_config,
+)
 from parley.config.routing import STRATEGIES, DefaultLimits, RedisSettings, RouterSettings
-from parley.config.sections import (DEFAULT_MAX_REQUEST_BYTES, CacheParams, GeneralSettings,
-                                    LitellmSettings, PassthroughSettings)
+from parley.config.sections import (
+    DEFAULT_MAX_REQUEST_BYTES,
+    CacheParams,
+    GeneralSettings,
+    LitellmSettings,
+    PassthroughSettings,
+)
 
 __all__ = [
-    "DEFAULT_MAX_REQUEST_BYTES", "DEFAULT_TIMEOUT", "ENV_PREFIX", "PROVIDERS", "STRATEGIES",
-    "CacheParams", "Config", "ConfigError", "DefaultLimits", "GeneralSettings", "LitellmSettings",
-    "PassthroughSettings", "RedisSettings", "RouterSettings", "build_config", "ignored_keys",
-    "load_config", "quick_config",
+    "DEFAULT_MAX_REQUEST_BYTES",
+    "DEFAULT_TIMEOUT",
+    "ENV_PREFIX",
+    "PROVIDERS",
+    "STRATEGIES",
+    "CacheParams",
+    "Config",
+    "ConfigError",
+    "DefaultLimits",
+    "GeneralSettings",
+    "LitellmSettings",
+    "PassthroughSettings",
+    "RedisSettings",
+    "RouterSettings",
+    "build_config",
+    "ignored_keys",
+    "load_config",
+    "quick_config",
 ]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, TypeGuard
+from collections.abc import Mapping
+from typing import Any, TypeGuard
 
 
 class ConfigError(ValueError):
@@ -69,7 +70,7 @@ class Fields:
             raise self.fail(name, "one of " + ", ".join(allowed), value)
         return str(value)
 
-    def mapping(self, name: str) -> "Fields":
+    def mapping(self, name: str) -> Fields:
         """The nested mapping `name` (empty when absent or null)."""
         value = self.values.get(name)
         if value is None:

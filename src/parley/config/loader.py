@@ -7,16 +7,21 @@ time, so a missing variable fails at startup rather than at the first request.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
 from parley.config.fields import ConfigError
 from parley.config.known import ignored_keys
 from parley.config.routing import DefaultLimits, RedisSettings, RouterSettings, model_aliases
-from parley.config.sections import (DEFAULT_MAX_REQUEST_BYTES, GeneralSettings, LitellmSettings,
-                                    PassthroughSettings)
+from parley.config.sections import (
+    DEFAULT_MAX_REQUEST_BYTES,
+    GeneralSettings,
+    LitellmSettings,
+    PassthroughSettings,
+)
 from parley.core.deployment import Deployment
 
 ENV_PREFIX = "os.environ/"
@@ -132,8 +137,9 @@ def build_config(doc: Any, path: str, env: Mapping[str, str] | None = None) -> C
         redis=RedisSettings.from_config(router, router_where),
         default_limits=DefaultLimits.from_config(router, router_where),
         litellm=LitellmSettings.from_config(sections["litellm_settings"], f"{path}: litellm_settings"),
-        passthrough=PassthroughSettings.from_config(sections["anthropic_passthrough"],
-                                                    f"{path}: anthropic_passthrough", env),
+        passthrough=PassthroughSettings.from_config(
+            sections["anthropic_passthrough"], f"{path}: anthropic_passthrough", env
+        ),
         ignored=ignored_keys(doc),
     )
 
@@ -180,8 +186,9 @@ def _deployment(entry: dict[str, Any], index: int, where: str, env: Mapping[str,
     provider, upstream = _provider_model(params, name, where)
     api, default_base = PROVIDERS[provider]
     api_base = params.get("api_base", default_base)
-    if api_base is not None and (not isinstance(api_base, str) or
-                                 not api_base.startswith(("http://", "https://"))):
+    if api_base is not None and (
+        not isinstance(api_base, str) or not api_base.startswith(("http://", "https://"))
+    ):
         raise ConfigError(f"{where}: params.api_base: must be an http(s) URL, got {api_base!r}")
     if api == "openai" and api_base is None:
         raise ConfigError(f"{where}: params.api_base: required for provider {provider!r}")
@@ -204,12 +211,15 @@ def _deployment(entry: dict[str, Any], index: int, where: str, env: Mapping[str,
 def _provider_model(params: dict[str, Any], name: str, where: str) -> tuple[str, str]:
     model = params.get("model")
     if not isinstance(model, str) or "/" not in model:
-        raise ConfigError(f"{where}: params.model: required, as provider/model "
-                          f"(e.g. anthropic/claude-sonnet-4-5), got {model!r}")
+        raise ConfigError(
+            f"{where}: params.model: required, as provider/model "
+            f"(e.g. anthropic/claude-sonnet-4-5), got {model!r}"
+        )
     provider, _, upstream = model.partition("/")
     if provider not in PROVIDERS:
-        raise ConfigError(f"{where}: params.model: unknown provider {provider!r}; "
-                          f"known: {', '.join(sorted(PROVIDERS))}")
+        raise ConfigError(
+            f"{where}: params.model: unknown provider {provider!r}; known: {', '.join(sorted(PROVIDERS))}"
+        )
     if "*" in upstream and "*" not in name:
         raise ConfigError(f"{where}: params.model has a `*` but model_name does not")
     return provider, upstream
@@ -231,8 +241,9 @@ def _timeout(params: dict[str, Any], where: str) -> float:
 
 def _headers(params: dict[str, Any], where: str) -> dict[str, str]:
     headers = params.get("extra_headers") or {}
-    if not isinstance(headers, dict) or not all(isinstance(k, str) and isinstance(v, str)
-                                                for k, v in headers.items()):
+    if not isinstance(headers, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+    ):
         raise ConfigError(f"{where}: params.extra_headers: must map header names to strings")
     return dict(headers)
 
@@ -240,10 +251,9 @@ def _headers(params: dict[str, Any], where: str) -> dict[str, str]:
 def _resolve(value: Any, where: str, env: Mapping[str, str]) -> Any:
     """Replace every `os.environ/NAME` string with the variable's value."""
     if isinstance(value, str) and value.startswith(ENV_PREFIX):
-        name = value[len(ENV_PREFIX):]
+        name = value[len(ENV_PREFIX) :]
         if name not in env:
-            raise ConfigError(f"{where}: environment variable {name} is not set "
-                              f"(named by {value!r})")
+            raise ConfigError(f"{where}: environment variable {name} is not set (named by {value!r})")
         return env[name]
     if isinstance(value, dict):
         return {k: _resolve(v, f"{where}.{k}", env) for k, v in value.items()}

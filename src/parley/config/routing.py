@@ -9,8 +9,9 @@ redis_password; redis_key_prefix, redis_timeout. Also default_limits and model_g
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from parley.config.fields import ConfigError, Fields
 
@@ -45,11 +46,12 @@ class RouterSettings:
     backoff_max: float = 5.0
 
     @classmethod
-    def from_config(cls, settings: Mapping[str, Any], where: str = "router_settings") -> "RouterSettings":
+    def from_config(cls, settings: Mapping[str, Any], where: str = "router_settings") -> RouterSettings:
         name = settings.get("routing_strategy", "simple-shuffle")
         if name not in STRATEGIES:
-            raise ConfigError(f"{where}.routing_strategy: unknown {name!r}; known: "
-                              f"{', '.join(sorted(STRATEGIES))}")
+            raise ConfigError(
+                f"{where}.routing_strategy: unknown {name!r}; known: {', '.join(sorted(STRATEGIES))}"
+            )
         f = Fields(settings, where)
         return cls(
             strategy=STRATEGIES[name],
@@ -71,8 +73,10 @@ class RouterSettings:
         )
 
     def fallbacks_for(self, kind: str, model: str) -> list[str]:
-        table = {"context_window": self.context_window_fallbacks,
-                 "content_policy": self.content_policy_fallbacks}.get(kind, self.fallbacks)
+        table = {
+            "context_window": self.context_window_fallbacks,
+            "content_policy": self.content_policy_fallbacks,
+        }.get(kind, self.fallbacks)
         return table.get(model) or table.get("*") or []
 
 
@@ -85,16 +89,21 @@ class RedisSettings:
     timeout: float = 0.5
 
     @classmethod
-    def from_config(cls, settings: Mapping[str, Any], where: str = "router_settings") -> "RedisSettings":
+    def from_config(cls, settings: Mapping[str, Any], where: str = "router_settings") -> RedisSettings:
         f = Fields(settings, where)
         url = f.text("redis_url")
         host = f.text("redis_host")
-        port = f.integer("redis_port", 6379, positive=True) if settings.get("redis_port") is not None else 6379
+        port = (
+            f.integer("redis_port", 6379, positive=True) if settings.get("redis_port") is not None else 6379
+        )
         password = f.text("redis_password")
         if url is None and host is not None:
             url = f"redis://{f':{password}@' if password else ''}{host}:{port}"
-        return cls(url=url, key_prefix=f.text("redis_key_prefix"),
-                   timeout=f.number("redis_timeout", 0.5, positive=True))
+        return cls(
+            url=url,
+            key_prefix=f.text("redis_key_prefix"),
+            timeout=f.number("redis_timeout", 0.5, positive=True),
+        )
 
 
 @dataclass(frozen=True)
@@ -108,7 +117,7 @@ class DefaultLimits:
     model_tpm_limit: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, settings: Mapping[str, Any], where: str) -> "DefaultLimits":
+    def from_config(cls, settings: Mapping[str, Any], where: str) -> DefaultLimits:
         f = Fields(settings, where).mapping("default_limits")
         for name in f.values:
             if name not in LIMIT_NAMES:

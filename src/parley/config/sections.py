@@ -6,8 +6,9 @@ Defaults are those parley has always used; a bad value fails at load with
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from parley.config.fields import Fields
 
@@ -32,8 +33,7 @@ class GeneralSettings:
     database_pool_timeout: float = 10.0
 
     @classmethod
-    def from_config(cls, settings: Mapping[str, Any], where: str,
-                    env: Mapping[str, str]) -> "GeneralSettings":
+    def from_config(cls, settings: Mapping[str, Any], where: str, env: Mapping[str, str]) -> GeneralSettings:
         f = Fields(settings, where)
         size_mb = f.opt_number("max_request_size_mb")
         return cls(
@@ -67,7 +67,7 @@ class CacheParams:
     namespace: str | None = None
 
     @classmethod
-    def from_config(cls, f: Fields) -> "CacheParams":
+    def from_config(cls, f: Fields) -> CacheParams:
         port = f.values.get("port")
         return cls(
             type=f.choice("type", "local", ("local", "redis")),
@@ -87,9 +87,11 @@ class LitellmSettings:
     cache_params: CacheParams = field(default_factory=CacheParams)
 
     @classmethod
-    def from_config(cls, settings: Mapping[str, Any], where: str) -> "LitellmSettings":
+    def from_config(cls, settings: Mapping[str, Any], where: str) -> LitellmSettings:
         f = Fields(settings, where)
-        return cls(cache=f.flag("cache", False), cache_params=CacheParams.from_config(f.mapping("cache_params")))
+        return cls(
+            cache=f.flag("cache", False), cache_params=CacheParams.from_config(f.mapping("cache_params"))
+        )
 
 
 @dataclass(frozen=True)
@@ -102,8 +104,9 @@ class PassthroughSettings:
     timeout: float = 600.0
 
     @classmethod
-    def from_config(cls, settings: Mapping[str, Any], where: str,
-                    env: Mapping[str, str]) -> "PassthroughSettings":
+    def from_config(
+        cls, settings: Mapping[str, Any], where: str, env: Mapping[str, str]
+    ) -> PassthroughSettings:
         f = Fields(settings, where)
         key = f.text("api_key") if "api_key" in settings else env.get("ANTHROPIC_API_KEY") or None
         return cls(

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, Mapping, TypeVar, cast
+from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
 from parley.core.deployment import Deployment, Target
 from parley.core.usage import Usage

@@ -38,8 +38,12 @@ class Usage:
 
     @property
     def total_tokens(self) -> int:
-        return (self.input_tokens + self.output_tokens + self.cache_creation_input_tokens
-                + self.cache_read_input_tokens)
+        return (
+            self.input_tokens
+            + self.output_tokens
+            + self.cache_creation_input_tokens
+            + self.cache_read_input_tokens
+        )
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -67,7 +71,7 @@ class AnthropicStreamSniffer:
     forwarded untouched by the caller.
     """
 
-    __slots__ = ("decoder", "usage", "stop_reason", "model", "error", "saw_stop", "output_chars")
+    __slots__ = ("decoder", "error", "model", "output_chars", "saw_stop", "stop_reason", "usage")
 
     def __init__(self, usage: Usage) -> None:
         self.decoder = SSEDecoder()

@@ -21,12 +21,22 @@ class AccessLog(Filter):
             return
         dep = ctx.deployment
         ttft = ctx.ttft_ms
-        self.logger.info(orjson.dumps({
-            "request_id": ctx.request_id, "route": ctx.route, "model": ctx.model,
-            "deployment": dep.id if dep is not None else None, "status": ctx.status,
-            "latency_ms": round(ctx.latency_ms, 2), "ttft_ms": round(ttft, 2) if ttft else None,
-            "input_tokens": ctx.usage.input_tokens, "output_tokens": ctx.usage.output_tokens,
-            "cache_read_tokens": ctx.usage.cache_read_input_tokens,
-            "cache_write_tokens": ctx.usage.cache_creation_input_tokens,
-            "stream": ctx.stream, "error": ctx.error_type,
-        }).decode())
+        self.logger.info(
+            orjson.dumps(
+                {
+                    "request_id": ctx.request_id,
+                    "route": ctx.route,
+                    "model": ctx.model,
+                    "deployment": dep.id if dep is not None else None,
+                    "status": ctx.status,
+                    "latency_ms": round(ctx.latency_ms, 2),
+                    "ttft_ms": round(ttft, 2) if ttft else None,
+                    "input_tokens": ctx.usage.input_tokens,
+                    "output_tokens": ctx.usage.output_tokens,
+                    "cache_read_tokens": ctx.usage.cache_read_input_tokens,
+                    "cache_write_tokens": ctx.usage.cache_creation_input_tokens,
+                    "stream": ctx.stream,
+                    "error": ctx.error_type,
+                }
+            ).decode()
+        )

@@ -20,15 +20,15 @@ from parley.core.context import RequestContext, StateKey
 from parley.core.errors import GatewayError
 from parley.core.stream import UpstreamReply
 from parley.core.tasks import Tasks
+from parley.core.tokens import count_request_tokens
 from parley.filters.spend_log import call_cost
 from parley.filters.virtual_keys import CUSTOMER
 from parley.pipeline.filter import Filter, Phase
 from parley.router.table import ModelTable
-from parley.spend.service import StoreService
 from parley.spend.ledger import BudgetLine, LocalLedger
 from parley.spend.pricing import Price
+from parley.spend.service import StoreService
 from parley.store.records import KeyRecord, Subject
-from parley.core.tokens import count_request_tokens
 
 CAPPED_HEADER = "x-parley-max-tokens-capped"
 
@@ -39,8 +39,17 @@ def budget_lines(ctx: RequestContext) -> list[BudgetLine]:
     record = ctx.auth if isinstance(ctx.auth, KeyRecord) else None
     if record is not None:
         if record.max_budget is not None:
-            lines.append(BudgetLine("key", record.token, record.max_budget, record.budget_duration,
-                                    record.budget_reset_at, record.spend, f"key {record.label}"))
+            lines.append(
+                BudgetLine(
+                    "key",
+                    record.token,
+                    record.max_budget,
+                    record.budget_duration,
+                    record.budget_reset_at,
+                    record.spend,
+                    f"key {record.label}",
+                )
+            )
         for subject in (record.user, record.team):
             line = _subject_line(subject)
             if line is not None:
@@ -55,14 +64,25 @@ def _subject_line(subject: Subject | None) -> BudgetLine | None:
     if subject is None or subject.max_budget is None:
         return None
     name = "end user" if subject.kind == "customer" else subject.kind
-    return BudgetLine(subject.kind, subject.id, subject.max_budget, subject.budget_duration,
-                      subject.budget_reset_at, subject.spend, f"{name} {subject.id!r}")
+    return BudgetLine(
+        subject.kind,
+        subject.id,
+        subject.max_budget,
+        subject.budget_duration,
+        subject.budget_reset_at,
+        subject.spend,
+        f"{name} {subject.id!r}",
+    )
 
 
 def _exhausted(line: BudgetLine, remaining: float, needed: float) -> GatewayError:
-    return GatewayError(402, f"budget exceeded: {line.label} has a max_budget of ${line.limit:g} "
-                             f"and ${max(remaining, 0.0):.6f} left, less than this request needs "
-                             f"(${needed:.6f})", "billing_error")
+    return GatewayError(
+        402,
+        f"budget exceeded: {line.label} has a max_budget of ${line.limit:g} "
+        f"and ${max(remaining, 0.0):.6f} left, less than this request needs "
+        f"(${needed:.6f})",
+        "billing_error",
+    )
 
 
 # The budgets a request holds money on until it is done.
@@ -72,8 +92,9 @@ _HELD: StateKey[list[BudgetLine]] = StateKey("budget.lines")
 class BudgetPolicy(Filter):
     phase = Phase.BUDGET
 
-    def __init__(self, settings: GeneralSettings, service: StoreService, table: ModelTable,
-                 tasks: Tasks) -> None:
+    def __init__(
+        self, settings: GeneralSettings, service: StoreService, table: ModelTable, tasks: Tasks
+    ) -> None:
         self.service = service
         self.table = table
         self.tasks = tasks
@@ -127,7 +148,7 @@ class BudgetPolicy(Filter):
         floor = input_cost + min(self.min_reply_tokens, max_tokens) * price.output
         ledger = self.service.ledger
         grant = await ledger.reserve(ctx.request_id, lines, bound, floor)
-        if grant.amount <= 0 and bound > 0 or grant.remaining <= 0:
+        if (grant.amount <= 0 and bound > 0) or grant.remaining <= 0:
             ctx.state.put(_HELD, lines)  # release whatever was held
             raise _exhausted(grant.binding or lines[0], grant.remaining, floor)
         ctx.state.put(_HELD, lines)

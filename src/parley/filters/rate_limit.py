@@ -19,16 +19,17 @@ import datetime as dt
 import hashlib
 import math
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from parley.config import ConfigError
 from parley.core.context import LimitSpec, RequestContext, StateKey
 from parley.core.errors import GatewayError
 from parley.core.stream import UpstreamReply
 from parley.core.tasks import Tasks
+from parley.filters.rate_limit_store import Decision, LocalLimiter, RedisLimiter
 from parley.pipeline.filter import Filter, Phase
 from parley.store.redis_link import RedisLink
-from parley.filters.rate_limit_store import Decision, LocalLimiter, RedisLimiter
 
 # What a request holds: the limits it counted against, and whether in Redis.
 _STATE: StateKey[tuple[list[LimitSpec], bool]] = StateKey("rate_limit")
@@ -46,8 +47,15 @@ def default_specs(defaults: Mapping[str, Any], key: str | None, model: str | Non
     kid = key_id(key)
     specs = []
     if any(defaults.get(n) for n in ("rpm_limit", "tpm_limit", "max_parallel_requests")):
-        specs.append(LimitSpec("key", kid, defaults.get("rpm_limit"), defaults.get("tpm_limit"),
-                               defaults.get("max_parallel_requests")))
+        specs.append(
+            LimitSpec(
+                "key",
+                kid,
+                defaults.get("rpm_limit"),
+                defaults.get("tpm_limit"),
+                defaults.get("max_parallel_requests"),
+            )
+        )
     rpm = (defaults.get("model_rpm_limit") or {}).get(model)
     tpm = (defaults.get("model_tpm_limit") or {}).get(model)
     if model and (rpm or tpm):
@@ -64,46 +72,69 @@ def applicable(ctx: RequestContext, defaults: Mapping[str, Any]) -> list[LimitSp
 
 
 def rfc3339(ms_from_now: int) -> str:
-    when = dt.datetime.fromtimestamp(time.time() + ms_from_now / 1000, dt.timezone.utc)
+    when = dt.datetime.fromtimestamp(time.time() + ms_from_now / 1000, dt.UTC)
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def refusal(decision: Decision) -> GatewayError:
     spec = decision.spec
     wait = max(1, math.ceil(decision.wait_ms / 1000))
-    what = {"rpm": f"{spec.rpm} requests per minute", "tpm": f"{spec.tpm} tokens per minute",
-            "parallel": f"{spec.max_parallel} parallel requests"}[decision.kind]
+    what = {
+        "rpm": f"{spec.rpm} requests per minute",
+        "tpm": f"{spec.tpm} tokens per minute",
+        "parallel": f"{spec.max_parallel} parallel requests",
+    }[decision.kind]
     headers = {"retry-after": str(wait)}
     reset = rfc3339(decision.wait_ms)
     if spec.rpm:
-        headers.update({"anthropic-ratelimit-requests-limit": str(spec.rpm),
-                        "anthropic-ratelimit-requests-remaining": "0" if decision.kind == "rpm" else "",
-                        "anthropic-ratelimit-requests-reset": reset})
+        headers.update(
+            {
+                "anthropic-ratelimit-requests-limit": str(spec.rpm),
+                "anthropic-ratelimit-requests-remaining": "0" if decision.kind == "rpm" else "",
+                "anthropic-ratelimit-requests-reset": reset,
+            }
+        )
     if spec.tpm:
-        headers.update({"anthropic-ratelimit-tokens-limit": str(spec.tpm),
-                        "anthropic-ratelimit-tokens-remaining": "0" if decision.kind == "tpm" else "",
-                        "anthropic-ratelimit-tokens-reset": reset})
+        headers.update(
+            {
+                "anthropic-ratelimit-tokens-limit": str(spec.tpm),
+                "anthropic-ratelimit-tokens-remaining": "0" if decision.kind == "tpm" else "",
+                "anthropic-ratelimit-tokens-reset": reset,
+            }
+        )
     headers = {k: v for k, v in headers.items() if v}
-    return GatewayError(429, f"rate limit exceeded: {spec.scope} limit of {what}; retry in {wait}s",
-                        "rate_limit_error", headers=headers)
+    return GatewayError(
+        429,
+        f"rate limit exceeded: {spec.scope} limit of {what}; retry in {wait}s",
+        "rate_limit_error",
+        headers=headers,
+    )
 
 
 def success_headers(specs: list[LimitSpec], decision: Decision) -> dict[str, str]:
     """The tightest request and token limits, as Anthropic reports its own."""
     headers: dict[str, str] = {}
     reset = rfc3339(decision.wait_ms)
-    with_rpm = [(s.rpm - used[0], s) for s, used in zip(specs, decision.used) if s.rpm]
+    with_rpm = [(s.rpm - used[0], s) for s, used in zip(specs, decision.used, strict=False) if s.rpm]
     if with_rpm:
         remaining, spec = min(with_rpm, key=lambda x: x[0])
-        headers.update({"anthropic-ratelimit-requests-limit": str(spec.rpm),
-                        "anthropic-ratelimit-requests-remaining": str(max(0, remaining)),
-                        "anthropic-ratelimit-requests-reset": reset})
-    with_tpm = [(s.tpm - used[1], s) for s, used in zip(specs, decision.used) if s.tpm]
+        headers.update(
+            {
+                "anthropic-ratelimit-requests-limit": str(spec.rpm),
+                "anthropic-ratelimit-requests-remaining": str(max(0, remaining)),
+                "anthropic-ratelimit-requests-reset": reset,
+            }
+        )
+    with_tpm = [(s.tpm - used[1], s) for s, used in zip(specs, decision.used, strict=False) if s.tpm]
     if with_tpm:
         remaining, spec = min(with_tpm, key=lambda x: x[0])
-        headers.update({"anthropic-ratelimit-tokens-limit": str(spec.tpm),
-                        "anthropic-ratelimit-tokens-remaining": str(max(0, remaining)),
-                        "anthropic-ratelimit-tokens-reset": reset})
+        headers.update(
+            {
+                "anthropic-ratelimit-tokens-limit": str(spec.tpm),
+                "anthropic-ratelimit-tokens-remaining": str(max(0, remaining)),
+                "anthropic-ratelimit-tokens-reset": reset,
+            }
+        )
     return headers
 
 
@@ -154,6 +185,8 @@ def check_defaults(settings: Mapping[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"{where}.{name}: unknown; known: {', '.join(_LIMIT_NAMES)}")
         values = value.values() if isinstance(value, dict) and name.startswith("model_") else [value]
         if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
-            raise ConfigError(f"{where}.{name}: must be a positive integer"
-                              + (" per model" if name.startswith("model_") else ""))
+            raise ConfigError(
+                f"{where}.{name}: must be a positive integer"
+                + (" per model" if name.startswith("model_") else "")
+            )
     return defaults

@@ -23,5 +23,7 @@ class RouterAccounting(Filter):
         dep_id = ctx.state.pop(INFLIGHT)
         if dep_id is not None:
             u = ctx.usage
-            self.health.end(dep_id, u.input_tokens + u.output_tokens + u.cache_creation_input_tokens
-                            + u.cache_read_input_tokens)
+            self.health.end(
+                dep_id,
+                u.input_tokens + u.output_tokens + u.cache_creation_input_tokens + u.cache_read_input_tokens,
+            )

@@ -29,8 +29,12 @@ def finish_usage(ctx: RequestContext) -> None:
             usage.output_tokens = seen
             usage.estimated = True
     estimate = ctx.input_estimate
-    if (estimate and usage.input_tokens == 0 and usage.cache_read_input_tokens == 0
-            and usage.cache_creation_input_tokens == 0):
+    if (
+        estimate
+        and usage.input_tokens == 0
+        and usage.cache_read_input_tokens == 0
+        and usage.cache_creation_input_tokens == 0
+    ):
         usage.input_tokens = estimate
         usage.estimated = True
     if sniffer is not None and not sniffer.saw_stop:
@@ -66,8 +70,9 @@ def spend_row(ctx: RequestContext, cost: float) -> dict[str, Any]:
     return {
         "request_id": ctx.spend_id or ctx.request_id,  # batch results: once per batch
         "api_key": record.token if record else None,
-        "key_alias": (record.key_alias or record.key_name) if record else (
-            "master" if ctx.auth == "master" else None),
+        "key_alias": (record.key_alias or record.key_name)
+        if record
+        else ("master" if ctx.auth == "master" else None),
         "user": record.user_id if record else None,
         "team_id": record.team_id if record else None,
         "end_user": ctx.end_user,

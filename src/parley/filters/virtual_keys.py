@@ -13,15 +13,15 @@ import hmac
 import time
 from typing import Any
 
-
-from parley.core.context import LimitSpec, RequestContext
+from parley.core.context import LimitSpec, RequestContext, StateKey
 from parley.core.errors import GatewayError
-from parley.core.context import StateKey
 from parley.core.stream import UpstreamReply
 from parley.pipeline.filter import Authenticator, Filter, Phase, client_key
 from parley.store.records import KeyRecord, Subject, hash_key
 
 _ALL_MODELS = frozenset({"*", "all-proxy-models"})
+
+
 def _limit(scope: str, ident: str, rec: Any) -> LimitSpec | None:
     if rec.rpm_limit is None and rec.tpm_limit is None and rec.max_parallel_requests is None:
         return None
@@ -54,8 +54,9 @@ class VirtualKeyAuth(Authenticator):
         if key is None:
             if self.master_key is None:
                 return
-            raise GatewayError(401, "missing API key: send x-api-key or Authorization: Bearer",
-                               "authentication_error")
+            raise GatewayError(
+                401, "missing API key: send x-api-key or Authorization: Bearer", "authentication_error"
+            )
         if self.master_key is not None and hmac.compare_digest(key.encode(), self.master_key.encode()):
             ctx.auth = "master"
             return
@@ -78,8 +79,9 @@ def check_key(record: KeyRecord) -> None:
     if record.expires is not None and record.expires <= time.time():
         raise GatewayError(401, f"key {record.label} has expired", "authentication_error")
     if record.team is not None and record.team.blocked:
-        raise GatewayError(401, f"team {record.team.id!r} of key {record.label} is blocked",
-                           "authentication_error")
+        raise GatewayError(
+            401, f"team {record.team.id!r} of key {record.label} is blocked", "authentication_error"
+        )
 
 
 # The end user's record, when the request names one the database knows (read by budgets).
@@ -98,12 +100,20 @@ class VirtualKeyPolicy(Filter):
             ctx.tags.extend(tag for tag in record.tags if tag not in ctx.tags)
             model = ctx.model or ""
             if not model_allowed(record.models, model):
-                raise GatewayError(403, f"key {record.label} is not allowed to use model {model!r}; "
-                                        f"allowed: {', '.join(record.models)}", "permission_error")
+                raise GatewayError(
+                    403,
+                    f"key {record.label} is not allowed to use model {model!r}; "
+                    f"allowed: {', '.join(record.models)}",
+                    "permission_error",
+                )
             team = record.team
             if team is not None and not model_allowed(team.models, model):
-                raise GatewayError(403, f"team {team.id!r} is not allowed to use model {model!r}; "
-                                        f"allowed: {', '.join(team.models)}", "permission_error")
+                raise GatewayError(
+                    403,
+                    f"team {team.id!r} is not allowed to use model {model!r}; "
+                    f"allowed: {', '.join(team.models)}",
+                    "permission_error",
+                )
         if ctx.end_user:
             customer = await self.service.cache.customer(ctx.end_user)
             if customer is not None:
@@ -118,8 +128,9 @@ def check_customer(customer: Subject, model: str) -> None:
     if customer.blocked:
         raise GatewayError(403, f"end user {customer.id!r} is blocked", "permission_error")
     if not model_allowed(customer.models, model):
-        raise GatewayError(403, f"end user {customer.id!r} is not allowed to use model {model!r}",
-                           "permission_error")
+        raise GatewayError(
+            403, f"end user {customer.id!r} is not allowed to use model {model!r}", "permission_error"
+        )
 
 
 def _str(value: Any) -> str | None:

@@ -32,8 +32,10 @@ def check_model_and_messages(body: dict[str, Any], *, non_empty: bool = False) -
     if messages is None:
         raise invalid_request("messages: Field required", param="messages")
     if not isinstance(messages, list) or (non_empty and not messages):
-        raise invalid_request("messages: Input should be a " + ("non-empty " if non_empty else "valid ")
-                              + "list", param="messages")
+        raise invalid_request(
+            "messages: Input should be a " + ("non-empty " if non_empty else "valid ") + "list",
+            param="messages",
+        )
 
 
 def check_messages_request(body: dict[str, Any], *, needs_max_tokens: bool = True) -> None:
@@ -44,8 +46,9 @@ def check_messages_request(body: dict[str, Any], *, needs_max_tokens: bool = Tru
         if max_tokens is None:
             raise invalid_request("max_tokens: Field required", param="max_tokens")
         if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 0:
-            raise invalid_request("max_tokens: Input should be a valid non-negative integer",
-                                  param="max_tokens")
+            raise invalid_request(
+                "max_tokens: Input should be a valid non-negative integer", param="max_tokens"
+            )
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise invalid_request("stream: Input should be a valid boolean", param="stream")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import orjson
 
@@ -76,7 +77,7 @@ class EventStream(WrappedSource):
     exact bytes.
     """
 
-    __slots__ = ("ctx", "decoder", "filters", "_eof", "_ended")
+    __slots__ = ("_ended", "_eof", "ctx", "decoder", "filters")
 
     def __init__(self, inner: ChunkSource, filters: list[Filter], ctx: RequestContext) -> None:
         super().__init__(inner)

@@ -8,18 +8,19 @@ deployment's provider like any Messages request; the hub reply is turned back in
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 
 from parley.core.anthropic_stream import message_events
 from parley.core.context import RequestContext
-from parley.core.errors import GatewayError
-from parley.providers.anthropic import forwardable_headers
-from parley.core.stream import ChunkSource, FrameSource, UpstreamReply, WrappedSource
-from parley.providers.base import HubCall, Provider
 from parley.core.deployment import Target
+from parley.core.errors import GatewayError
 from parley.core.sse import OPENAI_DONE_FRAME, SSEDecoder, encode_data
+from parley.core.stream import ChunkSource, FrameSource, UpstreamReply, WrappedSource
+from parley.providers.anthropic import forwardable_headers
+from parley.providers.base import HubCall, Provider
 from parley.translate.chat_errors import openai_error_reply, openai_stream_error
 from parley.translate.chat_request import ChatPlan, to_anthropic
 from parley.translate.chat_response import to_chat_completion
@@ -43,8 +44,11 @@ def native_json(target: Target) -> bool:
 
 def upstream_headers(headers: Mapping[str, str], plan: ChatPlan) -> dict[str, str]:
     """Client headers worth sending to Anthropic, plus the betas the translation needs."""
-    out = {k: v for k, v in forwardable_headers(headers).items()
-           if k not in _DROP and not k.startswith(_CLIENT_ONLY)}
+    out = {
+        k: v
+        for k, v in forwardable_headers(headers).items()
+        if k not in _DROP and not k.startswith(_CLIENT_ONLY)
+    }
     out.update(plan.headers)
     if plan.betas:
         present = [b.strip() for b in out.get("anthropic-beta", "").split(",") if b.strip()]
@@ -52,16 +56,18 @@ def upstream_headers(headers: Mapping[str, str], plan: ChatPlan) -> dict[str, st
     return out
 
 
-async def chat_via_hub(ctx: RequestContext, provider: Provider, target: Target, body: dict[str, Any],
-                       headers: Mapping[str, str]) -> UpstreamReply:
+async def chat_via_hub(
+    ctx: RequestContext, provider: Provider, target: Target, body: dict[str, Any], headers: Mapping[str, str]
+) -> UpstreamReply:
     """Send a chat request to `provider` as a hub request and answer in Chat Completions' shape."""
     request, plan = to_anthropic(body, target.upstream_model, native_json=native_json(target))
     ctx.dropped.extend(d for d in plan.dropped if d not in ctx.dropped)
     reply = await provider.messages(ctx, HubCall(target, request, None, upstream_headers(headers, plan)))
     keep = {k: v for k, v in reply.headers.items() if k == "request-id"}
     if reply.source is not None:
-        return UpstreamReply(reply.status, {**STREAM_HEADERS, **keep},
-                             source=ChatTranslatingSource(reply.source, plan, ctx))
+        return UpstreamReply(
+            reply.status, {**STREAM_HEADERS, **keep}, source=ChatTranslatingSource(reply.source, plan, ctx)
+        )
     if reply.status >= 400:
         status, payload, kept, type_, message = openai_error_reply(reply.status, reply.body, reply.headers)
         ctx.error_type, ctx.error_message = type_, message

@@ -17,9 +17,10 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 import orjson
 
@@ -117,8 +118,9 @@ class Authenticator:
         if self.master_key is None:
             return
         if ctx.key is None:
-            raise GatewayError(401, "missing API key: send x-api-key or Authorization: Bearer",
-                               "authentication_error")
+            raise GatewayError(
+                401, "missing API key: send x-api-key or Authorization: Bearer", "authentication_error"
+            )
         if not hmac.compare_digest(ctx.key.encode(), self.master_key.encode()):
             raise GatewayError(401, "invalid x-api-key", "authentication_error")
         ctx.auth = "master"

@@ -10,8 +10,9 @@ The HTTP server and the SDK both drive it; neither repeats it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from parley.core.context import RequestContext
 from parley.core.errors import GatewayError
@@ -58,8 +59,10 @@ class Endpoint:
 
     def error_frame(self, ctx: RequestContext, type_: str, message: str) -> bytes:
         """The event that reports a failure after a stream has started."""
-        return encode_event("error", {"type": "error", "error": {"type": type_, "message": message},
-                                      "request_id": ctx.request_id})
+        return encode_event(
+            "error",
+            {"type": "error", "error": {"type": type_, "message": message}, "request_id": ctx.request_id},
+        )
 
 
 @dataclass(slots=True)
@@ -71,8 +74,15 @@ class Outcome:
 
 
 class Pipeline:
-    def __init__(self, auth: Authenticator, chain: FilterChain, router: Router,
-                 providers: dict[str, Provider], max_request_bytes: int, ping_interval: float) -> None:
+    def __init__(
+        self,
+        auth: Authenticator,
+        chain: FilterChain,
+        router: Router,
+        providers: dict[str, Provider],
+        max_request_bytes: int,
+        ping_interval: float,
+    ) -> None:
         self.auth = auth
         self.chain = chain
         self.router = router
@@ -92,12 +102,19 @@ class Pipeline:
             return self.refusal(endpoint, ctx, error)
         except Exception:  # a bug: still the API's envelope, and the request still logged
             log.exception("unexpected error on %s (request %s)", ctx.route, ctx.request_id)
-            return self.refusal(endpoint, ctx, GatewayError(
-                500, f"internal gateway error; see the gateway log for request {ctx.request_id}",
-                "api_error"))
+            return self.refusal(
+                endpoint,
+                ctx,
+                GatewayError(
+                    500,
+                    f"internal gateway error; see the gateway log for request {ctx.request_id}",
+                    "api_error",
+                ),
+            )
 
-    async def process(self, endpoint: Endpoint, ctx: RequestContext, body: dict[str, Any] | None,
-                      raw: bytes) -> UpstreamReply:
+    async def process(
+        self, endpoint: Endpoint, ctx: RequestContext, body: dict[str, Any] | None, raw: bytes
+    ) -> UpstreamReply:
         """Route, run the request filters, call upstream, show the reply to the filters."""
         endpoint.prepare(ctx, body)
         reply = await self.chain.request(ctx, body)

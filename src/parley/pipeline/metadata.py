@@ -17,8 +17,9 @@ import orjson
 from parley.core.context import RequestContext
 
 
-def apply_request_metadata(ctx: RequestContext, body: dict[str, Any] | None, *,
-                           gateway_cache_controls: bool = False) -> None:
+def apply_request_metadata(
+    ctx: RequestContext, body: dict[str, Any] | None, *, gateway_cache_controls: bool = False
+) -> None:
     """Fill end user, session and tags; take `litellm_metadata` (and, on the Messages API, the
     gateway-only top-level `cache` controls) out of the body."""
     headers = ctx.headers
@@ -36,7 +37,9 @@ def apply_request_metadata(ctx: RequestContext, body: dict[str, Any] | None, *,
         if isinstance(meta, dict):
             tags.extend(str(t) for t in meta.get("tags") or () if t)
             end_user = end_user or _str(meta.get("user"))
-        user_id = (body.get("metadata") or {}).get("user_id") if isinstance(body.get("metadata"), dict) else None
+        user_id = (
+            (body.get("metadata") or {}).get("user_id") if isinstance(body.get("metadata"), dict) else None
+        )
         person, session_from_id = parse_user_id(user_id)
         end_user = end_user or person or _str(body.get("user"))
         session = session or session_from_id

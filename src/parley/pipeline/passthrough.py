@@ -30,15 +30,22 @@ MAX_BODY = 512 * 1024 * 1024  # Files API uploads go up to 500 MB
 _BATCH = re.compile(r"^/v1/messages/batches/([^/]+)(/results|/cancel)?$")
 
 
-
 class PassthroughEndpoint(Endpoint):
     """One request under `/anthropic/`: its method, path and query are the endpoint."""
 
     api = "anthropic"
     max_body = MAX_BODY
 
-    def __init__(self, pipeline: Pipeline, settings: PassthroughSettings, http: HttpClient, method: str,
-                 path: str, query: str, public_base: str) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        settings: PassthroughSettings,
+        http: HttpClient,
+        method: str,
+        path: str,
+        query: str,
+        public_base: str,
+    ) -> None:
         self.pipeline = pipeline
         self.settings = settings
         self.http = http
@@ -69,8 +76,12 @@ class PassthroughEndpoint(Endpoint):
             return
         await auth.authenticate(ctx)
         if self.settings.api_key is None:
-            raise GatewayError(502, "the /anthropic pass-through has no upstream key: set "
-                                    "ANTHROPIC_API_KEY or anthropic_passthrough.api_key", "api_error")
+            raise GatewayError(
+                502,
+                "the /anthropic pass-through has no upstream key: set "
+                "ANTHROPIC_API_KEY or anthropic_passthrough.api_key",
+                "api_error",
+            )
         headers["x-api-key"] = self.settings.api_key
 
     def parse(self, ctx: RequestContext, raw: bytes) -> dict[str, Any] | None:
@@ -98,8 +109,9 @@ class PassthroughEndpoint(Endpoint):
         if ctx.body_changed and body is not None:  # litellm_metadata removed, or max_tokens capped
             raw = orjson.dumps(body)
         url = self.settings.api_base + self.path + ("?" + self.query if self.query else "")
-        reply = await self.http.send(self.method, url, self.upstream_headers, raw or None,
-                                     self.settings.timeout, stream=True)
+        reply = await self.http.send(
+            self.method, url, self.upstream_headers, raw or None, self.settings.timeout, stream=True
+        )
         self._observe(ctx, reply)
         return reply
 
@@ -145,7 +157,7 @@ def _rewrite_results_urls(body: bytes, base: str) -> bytes:
     for item in items:
         url = item.get("results_url") if isinstance(item, dict) else None
         if isinstance(url, str) and "/v1/messages/batches/" in url:
-            item["results_url"] = base + url[url.index("/v1/messages/batches/"):]
+            item["results_url"] = base + url[url.index("/v1/messages/batches/") :]
     return orjson.dumps(data)
 
 

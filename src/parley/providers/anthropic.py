@@ -7,7 +7,7 @@ side: JSON bodies once, streams by `SniffingSource` (only usage-bearing frames a
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import orjson
 
@@ -21,11 +21,23 @@ from parley.transport.http import HttpClient
 DEFAULT_VERSION = "2023-06-01"
 
 # Client headers never sent upstream: credentials, our own, and those aiohttp sets itself.
-_DROP = frozenset({
-    "x-api-key", "authorization", "host", "content-length", "connection", "keep-alive",
-    "transfer-encoding", "te", "upgrade", "proxy-authorization", "accept-encoding", "cookie",
-    "expect",
-})
+_DROP = frozenset(
+    {
+        "x-api-key",
+        "authorization",
+        "host",
+        "content-length",
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "te",
+        "upgrade",
+        "proxy-authorization",
+        "accept-encoding",
+        "cookie",
+        "expect",
+    }
+)
 
 
 def forwardable_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -61,8 +73,14 @@ class AnthropicProvider:
         return await self.http.send_call(call, headers)
 
     async def messages(self, ctx: RequestContext, call: HubCall) -> UpstreamReply:
-        upstream = UpstreamCall(call.target, call.path, hub_body_bytes(call, ctx.body_changed),
-                                forwardable_headers(call.headers), stream=call.stream, query=call.query)
+        upstream = UpstreamCall(
+            call.target,
+            call.path,
+            hub_body_bytes(call, ctx.body_changed),
+            forwardable_headers(call.headers),
+            stream=call.stream,
+            query=call.query,
+        )
         return observe_reply(ctx, await self.send(upstream))
 
 
@@ -96,8 +114,11 @@ def note_json_reply(ctx: RequestContext, reply: UpstreamReply) -> None:
     snippet = (reply.body or b"")[:200].decode("utf-8", "replace")
     status = reply.status if reply.status >= 400 else 502
     error_type = anthropic_type_for_status(status)
-    message = (f"upstream returned HTTP {reply.status} with an unexpected body: {snippet!r}"
-               if reply.status >= 400 else f"upstream returned an invalid response body: {snippet!r}")
+    message = (
+        f"upstream returned HTTP {reply.status} with an unexpected body: {snippet!r}"
+        if reply.status >= 400
+        else f"upstream returned an invalid response body: {snippet!r}"
+    )
     ctx.error_type, ctx.error_message = error_type, message
     reply.status = status
     reply.body = anthropic_error_body(error_type, message, ctx.request_id)
@@ -125,4 +146,3 @@ class SniffingSource(WrappedSource):
             if self.sniffer.error is not None and self.ctx.error_type is None:
                 self.ctx.error_type = self.sniffer.error.get("type", "api_error")
         return chunk
-

@@ -7,8 +7,9 @@ request context. A new backend is one module here plus its translators in `parle
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 
 from parley.core.context import RequestContext
 from parley.core.deployment import Target

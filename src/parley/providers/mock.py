@@ -10,12 +10,12 @@ import secrets
 
 import orjson
 
+from parley.core.anthropic_stream import message_frames
 from parley.core.context import RequestContext
 from parley.core.stream import FrameSource, UpstreamReply
+from parley.core.tokens import count_request_tokens, text_tokens
 from parley.providers.anthropic import observe_reply
 from parley.providers.base import HubCall
-from parley.core.anthropic_stream import message_frames
-from parley.core.tokens import count_request_tokens, text_tokens
 
 
 class MockProvider:
@@ -26,9 +26,14 @@ class MockProvider:
             return _json_reply({"input_tokens": count_request_tokens(call.body)})
         message = build_message(call.body, call.target.upstream_model)
         if call.stream:
-            return observe_reply(ctx, UpstreamReply(
-                200, {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"},
-                source=FrameSource(message_frames(message))))
+            return observe_reply(
+                ctx,
+                UpstreamReply(
+                    200,
+                    {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"},
+                    source=FrameSource(message_frames(message)),
+                ),
+            )
         return observe_reply(ctx, _json_reply(message))
 
 
@@ -42,17 +47,27 @@ def build_message(body: dict, model: str) -> dict:
     stop_reason = "end_turn"
     forced = _forced_tool(body)
     if forced is not None:
-        content.append({"type": "tool_use", "id": "toolu_" + secrets.token_hex(12), "name": forced,
-                        "input": {}})
+        content.append(
+            {"type": "tool_use", "id": "toolu_" + secrets.token_hex(12), "name": forced, "input": {}}
+        )
         stop_reason = "tool_use"
     else:
         content.append({"type": "text", "text": text})
     output = sum(text_tokens(b.get("text", "")) + (5 if b["type"] == "tool_use" else 0) for b in content)
     return {
-        "id": "msg_" + secrets.token_hex(12), "type": "message", "role": "assistant", "model": model,
-        "content": content, "stop_reason": stop_reason, "stop_sequence": None,
-        "usage": {"input_tokens": count_request_tokens(body), "output_tokens": max(1, output),
-                  "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+        "id": "msg_" + secrets.token_hex(12),
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": count_request_tokens(body),
+            "output_tokens": max(1, output),
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        },
     }
 
 
@@ -82,4 +97,3 @@ def _forced_tool(body: dict) -> str | None:
     if choice.get("type") == "any":
         return tools[0]["name"]
     return None
-

@@ -8,7 +8,8 @@ appended. Two ways in: `messages` adapts a hub (Anthropic) request through `parl
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 
@@ -20,8 +21,12 @@ from parley.core.errors import GatewayError
 from parley.core.stream import FrameSource, UpstreamCall, UpstreamReply
 from parley.core.tokens import count_request_tokens
 from parley.providers.base import HubCall
-from parley.providers.openai_streams import (OpenAIUsageSource, TranslatingSource, note_openai_json,
-                                             report_notes)
+from parley.providers.openai_streams import (
+    OpenAIUsageSource,
+    TranslatingSource,
+    note_openai_json,
+    report_notes,
+)
 from parley.translate.anthropic_to_openai import to_openai_request
 from parley.translate.openai_errors import translate_error
 from parley.translate.openai_options import OpenAIOptions, options_from_params
@@ -34,16 +39,33 @@ log = logging.getLogger("parley.bridge.openai")
 _SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
 
 # Client headers never sent to an OpenAI-compatible server.
-_DROP = frozenset({
-    "x-api-key", "authorization", "host", "content-length", "connection", "keep-alive",
-    "transfer-encoding", "te", "upgrade", "proxy-authorization", "accept-encoding", "cookie",
-    "expect", "anthropic-version", "anthropic-beta",
-})
+_DROP = frozenset(
+    {
+        "x-api-key",
+        "authorization",
+        "host",
+        "content-length",
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "te",
+        "upgrade",
+        "proxy-authorization",
+        "accept-encoding",
+        "cookie",
+        "expect",
+        "anthropic-version",
+        "anthropic-beta",
+    }
+)
 
 
 def openai_forwardable_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in headers.items() if k not in _DROP and not k.startswith("x-parley-")
-            and not k.startswith("x-stainless-")}
+    return {
+        k: v
+        for k, v in headers.items()
+        if k not in _DROP and not k.startswith("x-parley-") and not k.startswith("x-stainless-")
+    }
 
 
 def _chat_bytes(ctx: RequestContext, target: Target, body: dict[str, Any], raw: bytes | None) -> bytes:
@@ -76,8 +98,14 @@ class OpenAIProvider:
             headers["authorization"] = "Bearer " + call.target.deployment.api_key
         return await self.http.send_call(call, headers)
 
-    async def chat(self, ctx: RequestContext, target: Target, body: dict[str, Any], raw: bytes | None,
-                   headers: Mapping[str, str]) -> UpstreamReply:
+    async def chat(
+        self,
+        ctx: RequestContext,
+        target: Target,
+        body: dict[str, Any],
+        raw: bytes | None,
+        headers: Mapping[str, str],
+    ) -> UpstreamReply:
         """Forward as sent (model rewritten). A stream whose client did not ask for usage gets it asked
         for anyway, where the server accepts it, so spend is exact; that usage chunk is kept from the
         client, which did not ask for it."""
@@ -86,8 +114,13 @@ class OpenAIProvider:
             options = body.get("stream_options") if isinstance(body.get("stream_options"), dict) else {}
             body = dict(body, stream_options=dict(options, include_usage=True))
             ctx.body_changed = True
-        call = UpstreamCall(target, "/chat/completions", _chat_bytes(ctx, target, body, raw),
-                            openai_forwardable_headers(headers), stream=body.get("stream") is True)
+        call = UpstreamCall(
+            target,
+            "/chat/completions",
+            _chat_bytes(ctx, target, body, raw),
+            openai_forwardable_headers(headers),
+            stream=body.get("stream") is True,
+        )
         reply = await self.send(call)
         if reply.source is not None:
             reply.source = OpenAIUsageSource(reply.source, ctx, hide_usage_chunk=added_usage)
@@ -121,17 +154,22 @@ class OpenAIProvider:
         if call.count_tokens:
             return self.count_tokens(call)
         target, body, headers = call.target, call.body, call.headers
-        openai_body, dropped = to_openai_request(body, self.options(target.deployment),
-                                                 target.upstream_model)
+        openai_body, dropped = to_openai_request(body, self.options(target.deployment), target.upstream_model)
         if headers.get("anthropic-beta"):
             dropped.append("anthropic-beta")
         if dropped:
             ctx.dropped.extend(d for d in dropped if d not in ctx.dropped)
-            log.debug("request %s: dropped for %s: %s", ctx.request_id, target.deployment.id,
-                      ", ".join(dropped))
+            log.debug(
+                "request %s: dropped for %s: %s", ctx.request_id, target.deployment.id, ", ".join(dropped)
+            )
         stream = bool(body.get("stream"))
-        upstream = UpstreamCall(target, "/chat/completions", orjson.dumps(openai_body),
-                                openai_forwardable_headers(headers), stream=stream)
+        upstream = UpstreamCall(
+            target,
+            "/chat/completions",
+            orjson.dumps(openai_body),
+            openai_forwardable_headers(headers),
+            stream=stream,
+        )
         reply = await self.send(upstream)
         if not 200 <= reply.status < 300:
             return self._error(ctx, reply)
@@ -140,12 +178,10 @@ class OpenAIProvider:
         message = self._message(ctx, body, reply)
         if stream:  # the server answered a stream request with JSON: replay it as events
             return UpstreamReply(200, dict(_SSE_HEADERS), source=FrameSource(message_frames(message)))
-        return UpstreamReply(200, _reply_headers(reply, "application/json"),
-                             body=orjson.dumps(message))
+        return UpstreamReply(200, _reply_headers(reply, "application/json"), body=orjson.dumps(message))
 
     def _error(self, ctx: RequestContext, reply: UpstreamReply) -> UpstreamReply:
-        status, payload, headers = translate_error(reply.status, reply.body, reply.headers,
-                                                   ctx.request_id)
+        status, payload, headers = translate_error(reply.status, reply.body, reply.headers, ctx.request_id)
         error = orjson.loads(payload)["error"]
         ctx.error_type, ctx.error_message = error["type"], error["message"]
         if "x-request-id" in reply.headers:
@@ -158,23 +194,29 @@ class OpenAIProvider:
         except orjson.JSONDecodeError:
             completion = None
         if not isinstance(completion, dict) or not isinstance(completion.get("choices"), list):
-            raise GatewayError(502, "upstream returned a reply that is not a chat completion",
-                               "api_error")
+            raise GatewayError(502, "upstream returned a reply that is not a chat completion", "api_error")
         message, notes = to_anthropic_message(
-            completion, model=body["model"], stop_sequences=body.get("stop_sequences") or (),
-            input_estimate=0 if isinstance(completion.get("usage"), dict)
-            else count_request_tokens(body))
+            completion,
+            model=body["model"],
+            stop_sequences=body.get("stop_sequences") or (),
+            input_estimate=0 if isinstance(completion.get("usage"), dict) else count_request_tokens(body),
+        )
         ctx.usage.update(message["usage"])
         ctx.usage.estimated = "usage_estimated" in notes
         report_notes(ctx, notes)
         return message
 
     def _stream(self, ctx: RequestContext, body: dict[str, Any], reply: UpstreamReply) -> UpstreamReply:
-        machine = OpenAIStreamTranslator(model=body["model"],
-                                         stop_sequences=body.get("stop_sequences") or (),
-                                         input_estimate=count_request_tokens(body))
-        return UpstreamReply(200, _reply_headers(reply, _SSE_HEADERS["content-type"]),
-                             source=TranslatingSource(reply.source, machine, ctx))
+        machine = OpenAIStreamTranslator(
+            model=body["model"],
+            stop_sequences=body.get("stop_sequences") or (),
+            input_estimate=count_request_tokens(body),
+        )
+        return UpstreamReply(
+            200,
+            _reply_headers(reply, _SSE_HEADERS["content-type"]),
+            source=TranslatingSource(reply.source, machine, ctx),
+        )
 
 
 def _reply_headers(reply: UpstreamReply, content_type: str) -> dict[str, str]:

@@ -24,8 +24,11 @@ log = logging.getLogger("parley.bridge.openai")
 def report_notes(ctx: RequestContext, notes: list[str]) -> None:
     for note in notes:
         if note.startswith("invalid_tool_arguments:"):
-            log.warning("request %s: upstream sent tool arguments that are not a JSON object (%s)",
-                        ctx.request_id, note.partition(":")[2])
+            log.warning(
+                "request %s: upstream sent tool arguments that are not a JSON object (%s)",
+                ctx.request_id,
+                note.partition(":")[2],
+            )
             ctx.invalid_tool_arguments.append(note.partition(":")[2])
         elif note == "usage_estimated":
             log.info("request %s: upstream reported no usage; tokens estimated", ctx.request_id)
@@ -125,10 +128,7 @@ class TranslatingSource(WrappedSource):
         if self._ended:
             return None
         chunk = await self.inner.next_chunk()
-        if chunk is None:
-            events = self.decoder.flush()
-        else:
-            events = self.decoder.feed(chunk)
+        events = self.decoder.flush() if chunk is None else self.decoder.feed(chunk)
         out: list[tuple[str, dict]] = []
         for event in events:
             out.extend(self._event(event.data))
@@ -149,8 +149,11 @@ class TranslatingSource(WrappedSource):
         try:
             chunk = orjson.loads(data)
         except orjson.JSONDecodeError:
-            log.warning("request %s: ignoring an upstream stream line that is not JSON: %.200s",
-                        self.ctx.request_id, data)
+            log.warning(
+                "request %s: ignoring an upstream stream line that is not JSON: %.200s",
+                self.ctx.request_id,
+                data,
+            )
             return []
         return self.machine.feed(chunk) if isinstance(chunk, dict) else []
 

@@ -13,9 +13,8 @@ from collections.abc import Mapping
 
 import orjson
 
-from parley.core.stream import ChunkSource, UpstreamReply
-from parley.transport.http import UpstreamBroken
 from parley.core.stream import ChunkSource, UpstreamReply, WrappedSource
+from parley.transport.http import UpstreamBroken
 
 RETRY_STATUSES = frozenset({408, 409, 429})
 

@@ -18,7 +18,9 @@ def dep_weight(dep: Deployment) -> float:
 
 def dep_limit(dep: Deployment, name: str) -> int | None:
     value = dep.params.get(name)
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else None
+    return (
+        int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else None
+    )
 
 
 def dep_timeouts(dep: Deployment, settings: RouterSettings, stream: bool) -> tuple[float, float]:

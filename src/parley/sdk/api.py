@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 from parley.config import Config, build_config, load_config
 from parley.sdk.core import Engine, adhoc_config, create_completion, create_message, split_options
@@ -88,7 +89,7 @@ def completion(**kwargs: Any) -> Any:
 class Messages:
     """`parley.messages`: the Anthropic Messages interface to any provider."""
 
-    def __init__(self, router: "Router | None" = None) -> None:
+    def __init__(self, router: Router | None = None) -> None:
         self._router = router
 
     async def acreate(self, **kwargs: Any) -> Any:
@@ -105,9 +106,9 @@ class Messages:
 class Router:
     """Several deployments from a config (dict, path or Config), with the server's routing.
 
-        router = parley.Router({"model_list": [...], "router_settings": {...}})
-        msg = await router.messages.acreate(model="claude-sonnet-4-5", ...)
-        await router.aclose()
+    router = parley.Router({"model_list": [...], "router_settings": {...}})
+    msg = await router.messages.acreate(model="claude-sonnet-4-5", ...)
+    await router.aclose()
     """
 
     def __init__(self, config: Config | dict | str) -> None:

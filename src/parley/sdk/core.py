@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
 
 import orjson
 
@@ -21,8 +22,10 @@ from parley.sdk.objects import Record, wrap
 Parser = Callable[[ChunkSource], AsyncIterator[Record]]
 
 # Per-provider environment defaults: (key variable, base URL variables)
-_ENV = {"anthropic": ("ANTHROPIC_API_KEY", ("ANTHROPIC_API_BASE", "ANTHROPIC_BASE_URL")),
-        "openai": ("OPENAI_API_KEY", ("OPENAI_BASE_URL", "OPENAI_API_BASE"))}
+_ENV = {
+    "anthropic": ("ANTHROPIC_API_KEY", ("ANTHROPIC_API_BASE", "ANTHROPIC_BASE_URL")),
+    "openai": ("OPENAI_API_KEY", ("OPENAI_BASE_URL", "OPENAI_API_BASE")),
+}
 CALL_OPTIONS = ("api_key", "api_base", "timeout", "extra_headers", "num_retries")
 
 
@@ -36,14 +39,19 @@ def adhoc_config(model: str, options: Mapping[str, Any]) -> Config:
     key_env, base_envs = _ENV.get(PROVIDERS[provider][0], (None, ()))
     api_key = options.get("api_key") or (os.environ.get(key_env) if key_env else None)
     api_base = options.get("api_base") or next((os.environ[e] for e in base_envs if os.environ.get(e)), None)
-    for name, value in (("api_key", api_key), ("api_base", api_base), ("timeout", options.get("timeout")),
-                        ("extra_headers", options.get("extra_headers"))):
+    for name, value in (
+        ("api_key", api_key),
+        ("api_base", api_base),
+        ("timeout", options.get("timeout")),
+        ("extra_headers", options.get("extra_headers")),
+    ):
         if value is not None:
             params[name] = value
     router = {"num_retries": options["num_retries"]} if options.get("num_retries") is not None else {}
     try:
-        return build_config({"model_list": [{"model_name": model, "params": params}],
-                             "router_settings": router}, "sdk")
+        return build_config(
+            {"model_list": [{"model_name": model, "params": params}], "router_settings": router}, "sdk"
+        )
     except ValueError as e:
         raise status_error(400, str(e)) from None
 
@@ -70,8 +78,9 @@ async def create_completion(gw: Gateway, body: dict[str, Any], headers: Mapping[
     return await _create(gw, ctx, ChatEndpoint(gw.pipeline), body, openai_chunks)
 
 
-async def _create(gw: Gateway, ctx: RequestContext, endpoint: Endpoint, body: dict[str, Any],
-                  parse: Parser) -> Any:
+async def _create(
+    gw: Gateway, ctx: RequestContext, endpoint: Endpoint, body: dict[str, Any], parse: Parser
+) -> Any:
     """Check, send through the gateway's pipeline, and shape the reply (JSON with `cost`, or a stream)."""
     try:
         endpoint.check(ctx, body)
@@ -137,8 +146,9 @@ async def openai_chunks(source: ChunkSource) -> AsyncIterator[Record]:
 def _raise_stream_error(payload: dict) -> None:
     error = payload.get("error") or {}
     overloaded = error.get("type") in ("overloaded_error", "service_unavailable")
-    raise status_error(529 if overloaded else 500, error.get("message", "stream error"), payload,
-                       error.get("type"))
+    raise status_error(
+        529 if overloaded else 500, error.get("message", "stream error"), payload, error.get("type")
+    )
 
 
 class EventStream:
@@ -151,7 +161,7 @@ class EventStream:
         self.cost: float | None = None
         self._closed = False
 
-    def __aiter__(self) -> "EventStream":
+    def __aiter__(self) -> EventStream:
         return self
 
     async def __anext__(self) -> Record:

@@ -43,9 +43,15 @@ class ApiRoutes:
 
     async def passthrough(self, request: Request) -> Response:
         gw = self.gw
-        endpoint = PassthroughEndpoint(self.pipeline, gw.passthrough, gw.http, request.method,
-                                       "/" + request.path_params["path"], request.url.query,
-                                       str(request.base_url).rstrip("/") + "/anthropic")
+        endpoint = PassthroughEndpoint(
+            self.pipeline,
+            gw.passthrough,
+            gw.http,
+            request.method,
+            "/" + request.path_params["path"],
+            request.url.query,
+            str(request.base_url).rstrip("/") + "/anthropic",
+        )
         return await self._run(endpoint, request)
 
     async def _run(self, endpoint: Endpoint, request: Request) -> Response:

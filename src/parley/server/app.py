@@ -11,10 +11,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from parley.admin.common import JSONBytes
 from parley.config import Config
 from parley.core.context import new_request_id
 from parley.core.errors import anthropic_error_body, anthropic_type_for_status
-from parley.admin.common import JSONBytes
 from parley.gateway import Gateway, build_gateway
 from parley.server.api import ApiRoutes
 from parley.server.models import ModelRoutes
@@ -47,8 +47,11 @@ def create_app(config: Config, gateway: Gateway | None = None) -> Starlette:
         finally:
             await gw.stop()
 
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
-        HTTPException: http_error, Exception: unexpected_error})
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error, Exception: unexpected_error},
+    )
     app.state.gateway = gw
     return app
 
@@ -63,16 +66,24 @@ async def liveness(request: Request) -> Response:
 
 async def http_error(request: Request, exc: HTTPException) -> Response:
     request_id = new_request_id()
-    message = {404: f"not found: {request.method} {request.url.path}",
-               405: f"method {request.method} not allowed on {request.url.path}"}.get(
-                   exc.status_code, str(exc.detail))
-    return JSONBytes(anthropic_error_body(anthropic_type_for_status(exc.status_code), message, request_id),
-                     status_code=exc.status_code, headers={"request-id": request_id})
+    message = {
+        404: f"not found: {request.method} {request.url.path}",
+        405: f"method {request.method} not allowed on {request.url.path}",
+    }.get(exc.status_code, str(exc.detail))
+    return JSONBytes(
+        anthropic_error_body(anthropic_type_for_status(exc.status_code), message, request_id),
+        status_code=exc.status_code,
+        headers={"request-id": request_id},
+    )
 
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:
     request_id = new_request_id()
     log.exception("unexpected error on %s %s (request %s)", request.method, request.url.path, request_id)
-    return JSONBytes(anthropic_error_body("api_error", "internal gateway error; see the gateway log "
-                                          f"for request {request_id}", request_id),
-                     status_code=500, headers={"request-id": request_id})
+    return JSONBytes(
+        anthropic_error_body(
+            "api_error", f"internal gateway error; see the gateway log for request {request_id}", request_id
+        ),
+        status_code=500,
+        headers={"request-id": request_id},
+    )

@@ -23,6 +23,6 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def _too_large(limit: int) -> GatewayError:
-    return GatewayError(413, f"request body exceeds the gateway's limit of {limit} bytes",
-                        "request_too_large")
-
+    return GatewayError(
+        413, f"request body exceeds the gateway's limit of {limit} bytes", "request_too_large"
+    )

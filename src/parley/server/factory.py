@@ -6,8 +6,8 @@ import os
 
 from starlette.applications import Starlette
 
-from parley.logs import setup_logging
 from parley.config import Config, load_config, quick_config
+from parley.logs import setup_logging
 from parley.server.app import create_app
 
 CONFIG_ENV = "PARLEY_CONFIG"

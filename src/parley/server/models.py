@@ -17,9 +17,13 @@ _EPOCH = 1735689600  # 2025-01-01T00:00:00Z: configured models have no real crea
 
 def model_object(name: str, owner: str) -> dict:
     return {
-        "type": "model", "id": name, "display_name": name,
-        "created_at": dt.datetime.fromtimestamp(_EPOCH, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "object": "model", "created": _EPOCH, "owned_by": owner,
+        "type": "model",
+        "id": name,
+        "display_name": name,
+        "created_at": dt.datetime.fromtimestamp(_EPOCH, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "object": "model",
+        "created": _EPOCH,
+        "owned_by": owner,
     }
 
 
@@ -43,14 +47,18 @@ class ModelRoutes:
         before = request.query_params.get("before_id")
         ids = [m["id"] for m in data]
         if after in ids:
-            data = data[ids.index(after) + 1:]
+            data = data[ids.index(after) + 1 :]
         elif before in ids:
-            data = data[:ids.index(before)]
+            data = data[: ids.index(before)]
         size = int(limit) if limit and limit.isdigit() and 0 < int(limit) <= 1000 else 1000
         page, has_more = data[:size], len(data) > size
-        body = {"object": "list", "data": page, "has_more": has_more,
-                "first_id": page[0]["id"] if page else None,
-                "last_id": page[-1]["id"] if page else None}
+        body = {
+            "object": "list",
+            "data": page,
+            "has_more": has_more,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+        }
         return JSONBytes(body, headers={"request-id": ctx.request_id})
 
     async def get(self, request: Request) -> Response:

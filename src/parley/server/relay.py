@@ -9,6 +9,7 @@ relay, and so closes the upstream connection, the moment the client disconnects.
 from __future__ import annotations
 
 import asyncio
+
 from starlette.types import Receive, Scope, Send
 
 from parley.core.context import RequestContext
@@ -36,9 +37,13 @@ class RelayResponse:
         try:
             if reply.source is None:
                 body = reply.body or b""
-                await send({"type": "http.response.start", "status": reply.status,
-                            "headers": _raw_headers(self.headers)
-                            + [(b"content-length", str(len(body)).encode())]})
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": reply.status,
+                        "headers": [*_raw_headers(self.headers), (b"content-length", b"%d" % len(body))],
+                    }
+                )
                 ctx.mark_first_byte()
                 await send({"type": "http.response.body", "body": body})
             else:
@@ -65,23 +70,37 @@ class RelayResponse:
         interval = self.pipeline.ping_interval
         assert source is not None
         try:
-            await send({"type": "http.response.start", "status": self.reply.status,
-                        "headers": _raw_headers(self.headers)})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": self.reply.status,
+                    "headers": _raw_headers(self.headers),
+                }
+            )
             while True:
                 try:
                     async with asyncio.timeout(interval):
                         chunk = await source.next_chunk()
                 except TimeoutError:
                     if source.at_boundary:  # never inside an event (raw bytes of unknown framing)
-                        await send({"type": "http.response.body", "body": self.endpoint.ping_frame,
-                                    "more_body": True})
+                        await send(
+                            {
+                                "type": "http.response.body",
+                                "body": self.endpoint.ping_frame,
+                                "more_body": True,
+                            }
+                        )
                     continue
                 except UpstreamBroken as e:
                     ctx.error_type = ctx.error_type or "api_error"
                     ctx.error_message = f"upstream connection broke mid-stream: {e}"
-                    await send({"type": "http.response.body",
-                                "body": self.endpoint.error_frame(ctx, "api_error", ctx.error_message),
-                                "more_body": True})
+                    await send(
+                        {
+                            "type": "http.response.body",
+                            "body": self.endpoint.error_frame(ctx, "api_error", ctx.error_message),
+                            "more_body": True,
+                        }
+                    )
                     break
                 if chunk is None:
                     break

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-
 from starlette.responses import Response
 
 from parley.admin.common import JSONBytes
-
 from parley.core.context import RequestContext
 from parley.core.errors import GatewayError
 

@@ -9,6 +9,7 @@ spend filters and the admin routes around it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -33,14 +34,16 @@ class StoreService:
         self.url = settings.database_url
         self.engine = make_engine(self.url, settings)
         self.cache = RecordCache(self.engine, ttl=settings.key_cache_ttl)
-        self.writer = SpendWriter(self.engine, interval=settings.spend_flush_interval,
-                                  batch_size=settings.spend_batch_size)
+        self.writer = SpendWriter(
+            self.engine, interval=settings.spend_flush_interval, batch_size=settings.spend_batch_size
+        )
         self.prices = PriceTable()
         self.redis_url = link.url if link is not None else None
         self.prefix = (link.prefix + ":") if link is not None else "parley:"
         self.redis: Any = None
-        self.ledger: Any = LocalLedger(self.engine, self._pending, tasks.spawn,
-                                       refresh_seconds=settings.budget_refresh_seconds)
+        self.ledger: Any = LocalLedger(
+            self.engine, self._pending, tasks.spawn, refresh_seconds=settings.budget_refresh_seconds
+        )
         if self.redis_url:
             import redis.asyncio as aioredis
 
@@ -99,7 +102,5 @@ class StoreService:
             except Exception:
                 log.exception("cache invalidation listener failed; resubscribing")
                 await asyncio.sleep(1.0)
-                try:
+                with contextlib.suppress(Exception):
                     await pubsub.subscribe(self.channel)
-                except Exception:
-                    pass

@@ -10,9 +10,11 @@ has passed, then the next call tries again (and logs the recovery).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from typing import Any, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -31,8 +33,9 @@ class RedisUnavailable(Exception):
 
 
 class RedisLink:
-    def __init__(self, url: str, prefix: str = DEFAULT_PREFIX, *, timeout: float = 0.5,
-                 retry_interval: float = 2.0) -> None:
+    def __init__(
+        self, url: str, prefix: str = DEFAULT_PREFIX, *, timeout: float = 0.5, retry_interval: float = 2.0
+    ) -> None:
         self.url = url
         self.prefix = prefix
         self.timeout = timeout
@@ -45,8 +48,12 @@ class RedisLink:
     def client(self) -> aioredis.Redis:
         if self._client is None:
             self._client = aioredis.from_url(
-                self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
-                retry=Retry(NoBackoff(), 0), health_check_interval=0)
+                self.url,
+                socket_timeout=self.timeout,
+                socket_connect_timeout=self.timeout,
+                retry=Retry(NoBackoff(), 0),
+                health_check_interval=0,
+            )
         return self._client
 
     @property
@@ -72,8 +79,11 @@ class RedisLink:
             self._mark_down(e)
             raise RedisUnavailable(str(e)) from e
         if self._down_since is not None:
-            log.warning("Redis at %s is reachable again after %.1fs: shared state restored",
-                        _safe_url(self.url), time.monotonic() - self._down_since)
+            log.warning(
+                "Redis at %s is reachable again after %.1fs: shared state restored",
+                _safe_url(self.url),
+                time.monotonic() - self._down_since,
+            )
             self._down_since = None
         return result
 
@@ -81,17 +91,20 @@ class RedisLink:
         now = time.monotonic()
         if self._down_since is None:
             self._down_since = now
-            log.error("Redis at %s failed (%s: %s): falling back to IN-PROCESS rate limits, "
-                      "cooldowns and cache until it is back; retrying every %.0fs",
-                      _safe_url(self.url), type(error).__name__, error, self.retry_interval)
+            log.error(
+                "Redis at %s failed (%s: %s): falling back to IN-PROCESS rate limits, "
+                "cooldowns and cache until it is back; retrying every %.0fs",
+                _safe_url(self.url),
+                type(error).__name__,
+                error,
+                self.retry_interval,
+            )
         self._retry_at = now + self.retry_interval
 
     async def close(self) -> None:
         if self._client is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing a dead connection may fail; nothing to do
                 await self._client.aclose()
-            except Exception:  # closing a dead connection may fail; nothing to do
-                pass
 
 
 def redis_url_from(settings: Mapping[str, Any], env: Mapping[str, str]) -> str | None:

@@ -25,9 +25,9 @@ from aiohttp import web
 
 from parley.core.anthropic_stream import message_events
 from parley.core.sse import encode_event
-from parley.testing.fake_state import STATE, json_response, sleep
 from parley.core.tokens import count_request_tokens, text_tokens
 from parley.providers.mock import last_user_text
+from parley.testing.fake_state import STATE, json_response, sleep
 
 ERROR_TYPES = {
     400: "invalid_request_error",

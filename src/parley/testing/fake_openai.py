@@ -42,9 +42,9 @@ import orjson
 from aiohttp import web
 
 from parley.core.sse import OPENAI_DONE_FRAME, encode_data
-from parley.testing.fake_state import STATE, json_response, sleep
 from parley.core.tokens import text_tokens
 from parley.providers.mock import last_user_text
+from parley.testing.fake_state import STATE, json_response, sleep
 
 ERROR_TYPES = {
     400: "invalid_request_error",

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+
 class FakeState:
     def __init__(self) -> None:
         self.script: list[dict[str, Any]] = []
@@ -30,9 +31,12 @@ class FakeState:
     async def record(self, request: web.Request) -> tuple[bytes, dict[str, Any]]:
         raw = await request.read()
         entry = {
-            "method": request.method, "path": request.path, "query": request.query_string,
+            "method": request.method,
+            "path": request.path,
+            "query": request.query_string,
             "headers": {k.lower(): v for k, v in request.headers.items()},
-            "body": raw.decode("utf-8", "replace"), "time": time.time(),
+            "body": raw.decode("utf-8", "replace"),
+            "time": time.time(),
         }
         self.requests.append(entry)
         return raw, entry
@@ -56,8 +60,9 @@ def _fits(match: Any, body: Any) -> bool:
 
 
 def json_response(payload: Any, status: int = 200, headers: dict | None = None) -> web.Response:
-    return web.Response(body=orjson.dumps(payload), status=status, headers=headers,
-                        content_type="application/json")
+    return web.Response(
+        body=orjson.dumps(payload), status=status, headers=headers, content_type="application/json"
+    )
 
 
 async def sleep(seconds: float | None) -> None:

@@ -12,7 +12,6 @@ scripted replies (or a default echo). Control it over HTTP, so it works as a sep
 
 from __future__ import annotations
 
-
 import orjson
 from aiohttp import web
 
@@ -65,4 +64,3 @@ def build_app() -> web.Application:
 def serve_forever(host: str, port: int) -> None:
     print(f"fake upstream listening on http://{host}:{port}", flush=True)
     web.run_app(build_app(), host=host, port=port, print=None, access_log=None)
-

@@ -31,7 +31,8 @@ import io
 import urllib.error
 import urllib.request
 import urllib.response
-from typing import Any, AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import yaml
 
@@ -102,12 +103,17 @@ class _BridgeTransport(httpx.AsyncBaseTransport):
         import anyio.to_thread
 
         body = await request.aread()
-        sync_request = httpx.Request(request.method, request.url, headers=request.headers, content=body,
-                                     extensions=request.extensions)
+        sync_request = httpx.Request(
+            request.method, request.url, headers=request.headers, content=body, extensions=request.extensions
+        )
         response = await anyio.to_thread.run_sync(self.inner.handle_request, sync_request)
-        return httpx.Response(response.status_code, headers=response.headers,
-                              stream=_ThreadedStream(response), extensions=response.extensions,
-                              request=request)
+        return httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=_ThreadedStream(response),
+            extensions=response.extensions,
+            request=request,
+        )
 
 
 class _Clients:
@@ -137,28 +143,39 @@ class _Clients:
         """`anthropic.Anthropic` on the gateway; keyword arguments go to the client (api_key, ...)."""
         import anthropic
 
-        return anthropic.Anthropic(base_url=kw.pop("base_url", self.url),
-                                   http_client=httpx.Client(transport=self._sync_transport()), **kw)
+        return anthropic.Anthropic(
+            base_url=kw.pop("base_url", self.url),
+            http_client=httpx.Client(transport=self._sync_transport()),
+            **kw,
+        )
 
     def async_anthropic(self, **kw: Any) -> Any:
         import anthropic
 
-        return anthropic.AsyncAnthropic(base_url=kw.pop("base_url", self.url),
-                                        http_client=httpx.AsyncClient(transport=self._async_transport()),
-                                        **kw)
+        return anthropic.AsyncAnthropic(
+            base_url=kw.pop("base_url", self.url),
+            http_client=httpx.AsyncClient(transport=self._async_transport()),
+            **kw,
+        )
 
     def openai(self, **kw: Any) -> Any:
         """`openai.OpenAI` on the gateway's /v1 (keyword arguments go to the client)."""
         import openai
 
-        return openai.OpenAI(base_url=kw.pop("base_url", self.url + "/v1"),
-                             http_client=httpx.Client(transport=self._sync_transport()), **kw)
+        return openai.OpenAI(
+            base_url=kw.pop("base_url", self.url + "/v1"),
+            http_client=httpx.Client(transport=self._sync_transport()),
+            **kw,
+        )
 
     def async_openai(self, **kw: Any) -> Any:
         import openai
 
-        return openai.AsyncOpenAI(base_url=kw.pop("base_url", self.url + "/v1"),
-                                  http_client=httpx.AsyncClient(transport=self._async_transport()), **kw)
+        return openai.AsyncOpenAI(
+            base_url=kw.pop("base_url", self.url + "/v1"),
+            http_client=httpx.AsyncClient(transport=self._async_transport()),
+            **kw,
+        )
 
 
 class InProcessGateway(_Clients):
@@ -167,16 +184,20 @@ class InProcessGateway(_Clients):
     `start()` / `stop()` or use it as a context manager. `http` is the TestClient itself (an
     httpx.Client); `request`, `get` and `post` are shorthands on it taking paths."""
 
-    def __init__(self, config: dict, headers: dict[str, str] | None = None,
-                 path: str = CONFIG_PATH) -> None:
+    def __init__(self, config: dict, headers: dict[str, str] | None = None, path: str = CONFIG_PATH) -> None:
         self.config = _config_from(config, path)
         self.app = create_app(self.config)
         # server errors come back as the 500 response a real client would get, not as exceptions
-        self.http = TestClient(self.app, base_url=self.url, raise_server_exceptions=False,
-                               client=CLIENT_ADDR, headers=dict(headers or {}))
+        self.http = TestClient(
+            self.app,
+            base_url=self.url,
+            raise_server_exceptions=False,
+            client=CLIENT_ADDR,
+            headers=dict(headers or {}),
+        )
         self.started = False
 
-    def start(self) -> "InProcessGateway":
+    def start(self) -> InProcessGateway:
         if not self.started:
             self.http.__enter__()  # runs the lifespan startup; raises if it fails
             self.started = True
@@ -187,7 +208,7 @@ class InProcessGateway(_Clients):
             self.started = False
             self.http.__exit__(None, None, None)  # lifespan shutdown
 
-    def __enter__(self) -> "InProcessGateway":
+    def __enter__(self) -> InProcessGateway:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -216,8 +237,9 @@ class InProcessGateway(_Clients):
     def delete(self, path: str, **kw: Any) -> httpx.Response:
         return self.request("DELETE", path, **kw)
 
-    def urlopen(self, req: "urllib.request.Request | str", data: bytes | None = None,
-                timeout: float | None = None) -> Any:
+    def urlopen(
+        self, req: urllib.request.Request | str, data: bytes | None = None, timeout: float | None = None
+    ) -> Any:
         """`urllib.request.urlopen` answered by the in-process app, for tests written against it:
         same method, headers and body (with urllib's default content type when a body has none),
         a response with .status/.headers/.read(), and urllib.error.HTTPError for 4xx/5xx."""
@@ -233,10 +255,10 @@ class InProcessGateway(_Clients):
         for name, value in reply.headers.multi_items():
             message[name] = value
         if reply.status_code >= 400:
-            raise urllib.error.HTTPError(req.full_url, reply.status_code, reply.reason_phrase, message,
-                                         io.BytesIO(reply.content))
-        return urllib.response.addinfourl(io.BytesIO(reply.content), message, req.full_url,
-                                          reply.status_code)
+            raise urllib.error.HTTPError(
+                req.full_url, reply.status_code, reply.reason_phrase, message, io.BytesIO(reply.content)
+            )
+        return urllib.response.addinfourl(io.BytesIO(reply.content), message, req.full_url, reply.status_code)
 
 
 class AsyncInProcessGateway(_Clients):
@@ -250,7 +272,7 @@ class AsyncInProcessGateway(_Clients):
         self.app = create_app(self.config)
         self._task: asyncio.Task | None = None
 
-    async def __aenter__(self) -> "AsyncInProcessGateway":
+    async def __aenter__(self) -> AsyncInProcessGateway:
         self._to_app: asyncio.Queue = asyncio.Queue()
         self._from_app: asyncio.Queue = asyncio.Queue()
         scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}}

@@ -12,7 +12,7 @@ from parley.core.sse import SSEDecoder
 class MessageAccumulator:
     """Feed native Anthropic SSE bytes; `message` is the whole Message once `complete`."""
 
-    __slots__ = ("decoder", "message", "partial_json", "complete", "failed")
+    __slots__ = ("complete", "decoder", "failed", "message", "partial_json")
 
     def __init__(self) -> None:
         self.decoder = SSEDecoder()

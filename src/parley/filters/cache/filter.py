@@ -15,14 +15,13 @@ Only complete successful replies are stored; streamed ones are rebuilt from thei
 hit is replayed as a valid stream (or as JSON) whatever the original was.
 """
 
-
 from __future__ import annotations
 
 import logging
 import os
 import secrets
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import orjson
 
@@ -104,9 +103,11 @@ class ResponseCache(Filter):
         ctx.usage = Usage()
         ctx.response_headers[HEADER] = "hit"
         if ctx.stream:
-            return UpstreamReply(200, {"content-type": "text/event-stream; charset=utf-8",
-                                       "cache-control": "no-cache"},
-                                 source=FrameSource(message_frames(message)))
+            return UpstreamReply(
+                200,
+                {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"},
+                source=FrameSource(message_frames(message)),
+            )
         return UpstreamReply(200, {"content-type": "application/json"}, body=orjson.dumps(message))
 
     def _storable(self, ctx: RequestContext, status: int) -> _Lookup | None:
@@ -166,15 +167,21 @@ def cache_from_config(config: Config, link: RedisLink | None, tasks: Tasks) -> R
 
 
 def _cache_link(config: Config, link: RedisLink | None, tasks: Tasks, params: CacheParams) -> RedisLink:
-    named = {"redis_url": params.url, "redis_host": params.host, "redis_port": params.port,
-             "redis_password": params.password}
+    named = {
+        "redis_url": params.url,
+        "redis_host": params.host,
+        "redis_port": params.port,
+        "redis_password": params.password,
+    }
     url = redis_url_from(named, {})
     if url is None and link is not None:
         return link
     url = url or os.environ.get("REDIS_URL")
     if not url:
-        raise ConfigError("litellm_settings.cache_params: type redis needs url (or host/port), "
-                          "router_settings.redis_url or REDIS_URL")
+        raise ConfigError(
+            "litellm_settings.cache_params: type redis needs url (or host/port), "
+            "router_settings.redis_url or REDIS_URL"
+        )
     own = RedisLink(url, config.redis.key_prefix or DEFAULT_PREFIX)
     tasks.on_shutdown(own.close)
     return own

@@ -9,7 +9,8 @@ streamed request and a plain one share an entry.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 

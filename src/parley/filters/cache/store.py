@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Protocol
-
+import contextlib
 import time
 from collections import OrderedDict
+from typing import Protocol
 
 from parley.store.redis_link import RedisLink, RedisUnavailable
 
@@ -49,7 +49,7 @@ class RedisStore:
         self.namespace = namespace
 
     def _key(self, key: str) -> str:
-        return self.link.key("cache", *( [self.namespace] if self.namespace else []), key)
+        return self.link.key("cache", *([self.namespace] if self.namespace else []), key)
 
     async def get(self, key: str) -> bytes | None:
         try:
@@ -58,7 +58,5 @@ class RedisStore:
             return None
 
     async def set(self, key: str, value: bytes, ttl: float) -> None:
-        try:
+        with contextlib.suppress(RedisUnavailable):
             await self.link.run(lambda c: c.set(self._key(key), value, px=max(1, int(ttl * 1000))))
-        except RedisUnavailable:
-            pass
