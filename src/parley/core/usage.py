@@ -78,7 +78,7 @@ class AnthropicStreamSniffer:
         self.usage = usage
         self.stop_reason: str | None = None
         self.model: str | None = None
-        self.error: dict | None = None
+        self.error: dict[str, Any] | None = None
         self.saw_stop = False
         self.output_chars = 0
 
@@ -105,7 +105,7 @@ class AnthropicStreamSniffer:
                 self.error = _loads(event.data).get("error") or {"type": "api_error"}
 
 
-def _loads(data: str) -> dict:
+def _loads(data: str) -> dict[str, Any]:
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError:

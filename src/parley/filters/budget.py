@@ -103,17 +103,18 @@ class BudgetPolicy(Filter):
 
     async def on_request(self, ctx: RequestContext, body: dict[str, Any] | None) -> UpstreamReply | None:
         if body is None or ctx.route.endswith("/count_tokens"):
-            return
+            return None
         lines = budget_lines(ctx)
         if not lines:
-            return
+            return None
         record = ctx.auth if isinstance(ctx.auth, KeyRecord) else None
         deferred = ctx.route.startswith("/anthropic/") and ctx.route != "/anthropic/v1/messages"
         if deferred or (record is not None and record.budget_mode == "soft"):
             # soft keys; and pass-through calls billed later (batches): refused once nothing is left
             await self._check_soft(ctx, lines)
-            return
+            return None
         await self._reserve(ctx, body, lines)
+        return None
 
     async def _check_soft(self, ctx: RequestContext, lines: list[BudgetLine]) -> None:
         """Soft mode: a zero hold through the same ledger, refused only once nothing is left, so

@@ -78,6 +78,7 @@ def rfc3339(ms_from_now: int) -> str:
 
 def refusal(decision: Decision) -> GatewayError:
     spec = decision.spec
+    assert spec is not None  # a refusal names the subject that refused
     wait = max(1, math.ceil(decision.wait_ms / 1000))
     what = {
         "rpm": f"{spec.rpm} requests per minute",
@@ -149,10 +150,10 @@ class RateLimitPolicy(Filter):
 
     async def on_request(self, ctx: RequestContext, body: dict[str, Any] | None) -> UpstreamReply | None:
         if ctx.route.endswith("/count_tokens"):  # free upstream, and Claude Code calls it often
-            return
+            return None
         specs = applicable(ctx, self.defaults)
         if not specs:
-            return
+            return None
         if self.shared is not None:
             decision, in_redis = await self.shared.acquire(specs, ctx.request_id)
         else:
@@ -161,6 +162,7 @@ class RateLimitPolicy(Filter):
             raise refusal(decision)
         ctx.state.put(_STATE, (specs, in_redis))
         ctx.response_headers.update(success_headers(specs, decision))
+        return None
 
     def on_done(self, ctx: RequestContext) -> None:
         state = ctx.state.pop(_STATE)

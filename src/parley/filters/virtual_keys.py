@@ -122,6 +122,7 @@ class VirtualKeyPolicy(Filter):
                 spec = _limit("customer", customer.id, customer)
                 if spec is not None:
                     ctx.limits.append(spec)
+        return None
 
 
 def check_customer(customer: Subject, model: str) -> None:

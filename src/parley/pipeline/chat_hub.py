@@ -69,8 +69,8 @@ async def chat_via_hub(
             reply.status, {**STREAM_HEADERS, **keep}, source=ChatTranslatingSource(reply.source, plan, ctx)
         )
     if reply.status >= 400:
-        status, payload, kept, type_, message = openai_error_reply(reply.status, reply.body, reply.headers)
-        ctx.error_type, ctx.error_message = type_, message
+        status, payload, kept, type_, text = openai_error_reply(reply.status, reply.body, reply.headers)
+        ctx.error_type, ctx.error_message = type_, text
         return UpstreamReply(status, {"content-type": "application/json", **kept, **keep}, body=payload)
     message = _message(reply.body)
     ctx.usage.update(message.get("usage"))
@@ -141,7 +141,8 @@ class ChatTranslatingSource(WrappedSource):
         was_finished = translator.finished
         out = b"".join(encode_data(c) for c in translator.feed(name, payload))
         if name == "error":
-            error = payload.get("error") if isinstance(payload.get("error"), dict) else {}
+            given = payload.get("error")
+            error: dict[str, Any] = given if isinstance(given, dict) else {}
             ctx.error_type = ctx.error_type or error.get("type") or "api_error"
             ctx.error_message = error.get("message")
         elif translator.finished and not was_finished:

@@ -153,7 +153,8 @@ def _rewrite_results_urls(body: bytes, base: str) -> bytes:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
         return body
-    items = data.get("data") if isinstance(data, dict) and isinstance(data.get("data"), list) else [data]
+    listed = data.get("data") if isinstance(data, dict) else None
+    items: list[Any] = listed if isinstance(listed, list) else [data]
     for item in items:
         url = item.get("results_url") if isinstance(item, dict) else None
         if isinstance(url, str) and "/v1/messages/batches/" in url:

@@ -111,7 +111,8 @@ class OpenAIProvider:
         client, which did not ask for it."""
         added_usage = self._wants_usage_added(target, body)
         if added_usage:
-            options = body.get("stream_options") if isinstance(body.get("stream_options"), dict) else {}
+            given = body.get("stream_options")
+            options: dict[str, Any] = given if isinstance(given, dict) else {}
             body = dict(body, stream_options=dict(options, include_usage=True))
             ctx.body_changed = True
         call = UpstreamCall(
@@ -207,6 +208,8 @@ class OpenAIProvider:
         return message
 
     def _stream(self, ctx: RequestContext, body: dict[str, Any], reply: UpstreamReply) -> UpstreamReply:
+        source = reply.source
+        assert source is not None
         machine = OpenAIStreamTranslator(
             model=body["model"],
             stop_sequences=body.get("stop_sequences") or (),
@@ -215,7 +218,7 @@ class OpenAIProvider:
         return UpstreamReply(
             200,
             _reply_headers(reply, _SSE_HEADERS["content-type"]),
-            source=TranslatingSource(reply.source, machine, ctx),
+            source=TranslatingSource(source, machine, ctx),
         )
 
 

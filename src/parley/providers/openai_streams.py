@@ -38,7 +38,8 @@ def apply_openai_usage(usage: Usage, data: Any) -> None:
     """Record OpenAI usage in Anthropic terms: cached tokens are cache reads, not fresh input."""
     if not isinstance(data, dict):
         return
-    details = data.get("prompt_tokens_details") if isinstance(data.get("prompt_tokens_details"), dict) else {}
+    given = data.get("prompt_tokens_details")
+    details: dict[str, Any] = given if isinstance(given, dict) else {}
     cached = details.get("cached_tokens") or 0
     written = details.get("cache_write_tokens") or 0
     prompt = data.get("prompt_tokens") or 0

@@ -13,11 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from parley.config import Config, build_config, load_config
-from parley.sdk.core import Engine, adhoc_config, create_completion, create_message, split_options
+from parley.sdk.core import (
+    Engine,
+    EventStream,
+    adhoc_config,
+    create_completion,
+    create_message,
+    split_options,
+)
 
 log = logging.getLogger("parley.sdk")
 
@@ -61,7 +68,9 @@ def _run_sync(coro_factory, *args, **kwargs) -> Any:
     return _sync_iter(loop, result)
 
 
-def _sync_iter(loop: asyncio.AbstractEventLoop, events: AsyncIterator, close_loop: bool = True) -> Iterator:
+def _sync_iter(
+    loop: asyncio.AbstractEventLoop, events: EventStream, close_loop: bool = True
+) -> Iterator[Any]:
     """Iterate an async event stream from sync code; closes the stream (and a private loop) at the
     end or when the caller stops early."""
     try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -19,7 +19,7 @@ from parley.pipeline.lifecycle import Endpoint
 from parley.pipeline.messages import MessagesEndpoint
 from parley.sdk.objects import Record, wrap
 
-Parser = Callable[[ChunkSource], AsyncIterator[Record]]
+Parser = Callable[[ChunkSource], AsyncGenerator[Record, None]]
 
 # Per-provider environment defaults: (key variable, base URL variables)
 _ENV = {
@@ -111,13 +111,13 @@ def _json_result(reply: UpstreamReply) -> Record:
         data = None
     if reply.status >= 400 or not isinstance(data, dict):
         error = data.get("error") if isinstance(data, dict) else None
-        message = error.get("message") if isinstance(error, dict) else f"HTTP {reply.status}"
+        message = str(error.get("message")) if isinstance(error, dict) else f"HTTP {reply.status}"
         error_type = error.get("type") if isinstance(error, dict) else None
         raise status_error(reply.status if reply.status >= 400 else 502, message, data, error_type)
     return wrap(data)
 
 
-async def anthropic_events(source: ChunkSource) -> AsyncIterator[Record]:
+async def anthropic_events(source: ChunkSource) -> AsyncGenerator[Record, None]:
     """Anthropic stream events (pings skipped) as Records; an `error` event raises."""
     decoder = SSEDecoder()
     while (chunk := await source.next_chunk()) is not None:
@@ -130,7 +130,7 @@ async def anthropic_events(source: ChunkSource) -> AsyncIterator[Record]:
             yield wrap(payload)
 
 
-async def openai_chunks(source: ChunkSource) -> AsyncIterator[Record]:
+async def openai_chunks(source: ChunkSource) -> AsyncGenerator[Record, None]:
     """`chat.completion.chunk` Records until `[DONE]`; an error frame raises."""
     decoder = SSEDecoder()
     while (chunk := await source.next_chunk()) is not None:
@@ -156,7 +156,7 @@ class EventStream:
 
     def __init__(self, gw: Gateway, ctx: RequestContext, source: ChunkSource, parse: Parser) -> None:
         self._gw, self._ctx, self._source = gw, ctx, source
-        self._events: AsyncIterator[Record] = parse(source)
+        self._events: AsyncGenerator[Record, None] = parse(source)
         self.on_close: list = []  # async callables run after the stream is closed
         self.cost: float | None = None
         self._closed = False

@@ -64,7 +64,8 @@ async def liveness(request: Request) -> Response:
     return JSONBytes({"status": "healthy"}, headers={"request-id": new_request_id()})
 
 
-async def http_error(request: Request, exc: HTTPException) -> Response:
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)  # registered for HTTPException only
     request_id = new_request_id()
     message = {
         404: f"not found: {request.method} {request.url.path}",

@@ -54,6 +54,7 @@ class RelayResponse:
     async def _stream(self, receive: Receive, send: Send) -> None:
         ctx, source = self.ctx, self.reply.source
         relay = asyncio.current_task()
+        assert relay is not None
         done = False
 
         async def watch_disconnect() -> None:

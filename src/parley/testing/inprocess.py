@@ -34,13 +34,8 @@ import urllib.response
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import httpx2 as httpx  # the HTTP client the official SDKs ship with
 import yaml
-
-try:
-    import httpx2 as httpx
-except ModuleNotFoundError:  # pragma: no cover - the plain httpx distribution
-    import httpx  # type: ignore[no-redef]
-
 from starlette.testclient import TestClient
 
 from parley.config import build_config
@@ -74,16 +69,17 @@ class _ThreadedStream(httpx.AsyncByteStream):
 
     def __init__(self, response: httpx.Response) -> None:
         self.response = response
-        self.chunks = response.stream
+        stream = response.stream
+        assert isinstance(stream, httpx.SyncByteStream)  # the TestClient answers synchronously
+        self.chunks = stream
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         import anyio.to_thread
 
         it = iter(self.chunks)
-        done = object()
         while True:
-            chunk = await anyio.to_thread.run_sync(next, it, done)
-            if chunk is done:
+            chunk = await anyio.to_thread.run_sync(next, it, None)
+            if chunk is None:
                 return
             yield chunk
 
@@ -289,17 +285,20 @@ class AsyncInProcessGateway(_Clients):
                 self._task = None
 
     async def _lifespan(self, phase: str) -> None:
+        task = self._task
+        assert task is not None
         await self._to_app.put({"type": f"lifespan.{phase}"})
         reply = asyncio.ensure_future(self._from_app.get())
-        await asyncio.wait([reply, self._task], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([reply, task], return_when=asyncio.FIRST_COMPLETED)
         if not reply.done():
             reply.cancel()
-            self._task.result()  # the app raised without answering: raise that
+            task.result()  # the app raised without answering: raise that
             raise RuntimeError(f"the app ended without answering lifespan.{phase}")
         message = reply.result()
         if message["type"] != f"lifespan.{phase}.complete":
-            if self._task.done() and self._task.exception() is not None:
-                raise self._task.exception()
+            error = task.exception() if task.done() else None
+            if error is not None:
+                raise error
             raise RuntimeError(f"lifespan.{phase} failed: {message.get('message', '')}")
 
     def _sync_transport(self) -> httpx.BaseTransport:

@@ -41,6 +41,8 @@ class StreamSource:
             raise UpstreamBroken(str(e) or type(e).__name__) from e
         return chunk or None
 
+    at_boundary = False  # raw bytes of unknown framing: the relay never pings into them
+
     @property
     def at_eof(self) -> bool:
         """True once the body has ended and every byte was returned: the last chunk is in hand."""

@@ -6,32 +6,17 @@ from typing import Any
 
 import orjson
 
-from parley.core.sse import SSEDecoder
-
 
 class MessageAccumulator:
-    """Feed native Anthropic SSE bytes; `message` is the whole Message once `complete`."""
+    """Feed parsed Anthropic stream events; `message` is the whole Message once `complete`."""
 
-    __slots__ = ("complete", "decoder", "failed", "message", "partial_json")
+    __slots__ = ("complete", "failed", "message", "partial_json")
 
     def __init__(self) -> None:
-        self.decoder = SSEDecoder()
         self.message: dict[str, Any] | None = None
         self.partial_json: dict[int, str] = {}
         self.complete = False
         self.failed = False
-
-    def feed(self, chunk: bytes) -> None:
-        if self.failed:
-            return
-        for event in self.decoder.feed(chunk):
-            if event.event in (None, "ping"):
-                continue
-            try:
-                self._apply(event.event, orjson.loads(event.data))
-            except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):
-                self.failed = True
-                return
 
     def feed_event(self, name: str | None, data: Any) -> None:
         """One event already parsed (the filter chain parses the stream once for every filter)."""
@@ -42,30 +27,34 @@ class MessageAccumulator:
         except (KeyError, IndexError, TypeError, AttributeError, orjson.JSONDecodeError):
             self.failed = True
 
-    def _apply(self, name: str, data: dict) -> None:
+    def _apply(self, name: str, data: dict[str, Any]) -> None:
         if name == "message_start":
             self.message = dict(data["message"], content=[])
-        elif name == "content_block_start":
-            self.message["content"].append(dict(data["content_block"]))
+            return
+        message = self.message
+        if message is None:
+            raise KeyError("message_start")  # events before the message: not cacheable
+        if name == "content_block_start":
+            message["content"].append(dict(data["content_block"]))
         elif name == "content_block_delta":
-            self._delta(data["index"], data["delta"])
+            self._delta(message, data["index"], data["delta"])
         elif name == "content_block_stop":
             index = data["index"]
             if index in self.partial_json:
                 raw = self.partial_json.pop(index)
-                self.message["content"][index]["input"] = orjson.loads(raw) if raw else {}
+                message["content"][index]["input"] = orjson.loads(raw) if raw else {}
         elif name == "message_delta":
-            self.message.update({k: v for k, v in data.get("delta", {}).items()})
-            usage = dict(self.message.get("usage") or {})
+            message.update(dict(data.get("delta", {}).items()))
+            usage = dict(message.get("usage") or {})
             usage.update({k: v for k, v in (data.get("usage") or {}).items() if v is not None})
-            self.message["usage"] = usage
+            message["usage"] = usage
         elif name == "message_stop":
-            self.complete = self.message is not None
+            self.complete = True
         elif name == "error":
             self.failed = True
 
-    def _delta(self, index: int, delta: dict) -> None:
-        block = self.message["content"][index]
+    def _delta(self, message: dict[str, Any], index: int, delta: dict[str, Any]) -> None:
+        block = message["content"][index]
         kind = delta["type"]
         if kind == "text_delta":
             block["text"] = block.get("text", "") + delta["text"]
