@@ -13,6 +13,7 @@ from parley.config import build_config
 from parley.core.context import RequestContext
 from parley.core.errors import GatewayError
 from parley.core.stream import UpstreamReply
+from parley.gateway import build_gateway
 from parley.pipeline.chain import FilterChain
 from parley.pipeline.filter import Filter, Phase, StreamEvent
 from parley.server.app import create_app
@@ -145,10 +146,10 @@ def _client(app) -> anthropic.AsyncAnthropic:
 async def test_a_stream_through_the_event_filters_still_satisfies_the_sdk():
     """The mock model's stream parsed, re-encoded where edited, and accumulated by the SDK."""
     config = build_config({"model_list": [{"model_name": "m", "params": {"model": "mock/m"}}]}, "test")
-    app = create_app(config)
-    gw = app.state.gateway
     restore = Restore()
-    gw.pipeline.chain = FilterChain([*gw.pipeline.chain.filters, restore])
+    gw = build_gateway(config, extra_filters=[restore])
+    app = create_app(config, gw)
+    assert "guardrails:Restore" in gw.pipeline.chain.names()
     await gw.start()
     try:
         async with _client(app).messages.stream(

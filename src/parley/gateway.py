@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -16,7 +17,7 @@ from parley.config import Config, PassthroughSettings
 from parley.core.tasks import Tasks
 from parley.filters.access_log import AccessLog
 from parley.filters.cache.filter import cache_from_config
-from parley.filters.rate_limit import RateLimitPolicy, check_defaults
+from parley.filters.rate_limit import RateLimitPolicy
 from parley.filters.router_accounting import RouterAccounting
 from parley.pipeline.chain import FilterChain
 from parley.pipeline.filter import Authenticator, Filter
@@ -60,7 +61,8 @@ class Gateway:
         await self.http.close()
 
 
-def build_gateway(config: Config) -> Gateway:
+def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gateway:
+    """Every part of a gateway for `config`; `extra_filters` join the chain in their phases."""
     tasks = Tasks()
     http = HttpClient()
     redis = link_from_config(config.redis, os.environ)
@@ -81,8 +83,9 @@ def build_gateway(config: Config) -> Gateway:
     filters: list[Filter] = [
         AccessLog(),
         RouterAccounting(health),
-        RateLimitPolicy(check_defaults(config.router_settings), redis, tasks),
+        RateLimitPolicy(config.default_limits, redis, tasks),
     ]
+    filters.extend(extra_filters)
     cache = cache_from_config(config, redis, tasks)
     if cache is not None:
         filters.append(cache)
@@ -148,8 +151,8 @@ def _warn_fallbacks(settings: RouterSettings, table: ModelTable) -> None:
 
 def describe_database(config: Config) -> str:
     """Where spend and keys are stored, for the startup banner."""
-    if not config.database_url:
+    if not config.general.database_url:
         return "none (keys and spend tracking off; set general_settings.database_url or DATABASE_URL)"
     from parley.store.db import describe
 
-    return describe(config.database_url)
+    return describe(config.general.database_url)

@@ -17,7 +17,6 @@ from parley.config.fields import ConfigError
 from parley.config.known import ignored_keys
 from parley.config.routing import DefaultLimits, RedisSettings, RouterSettings, model_aliases
 from parley.config.sections import (
-    DEFAULT_MAX_REQUEST_BYTES,
     GeneralSettings,
     LitellmSettings,
     PassthroughSettings,
@@ -52,20 +51,11 @@ class Config:
     Typed, validated settings: `general` (general_settings), `router`, `redis` and `default_limits`
     (router_settings), `litellm` (litellm_settings), `passthrough` (anthropic_passthrough).
     `ignored` lists the keys of the file parley does not act on, as `path (reason)`.
-    The dicts (`general_settings`, `router_settings`, `litellm_settings`, `raw`, `section()`) are
-    the same sections untyped, env references resolved, for code not yet on the typed settings.
     """
 
     path: str | None
     deployments: list[Deployment]
-    master_key: str | None = None
-    database_url: str | None = None
-    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     model_group_alias: dict[str, str] = field(default_factory=dict)
-    general_settings: dict[str, Any] = field(default_factory=dict)
-    router_settings: dict[str, Any] = field(default_factory=dict)
-    litellm_settings: dict[str, Any] = field(default_factory=dict)
-    raw: dict[str, Any] = field(default_factory=dict)
     general: GeneralSettings = field(default_factory=GeneralSettings)
     router: RouterSettings = field(default_factory=RouterSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
@@ -74,10 +64,17 @@ class Config:
     passthrough: PassthroughSettings = field(default_factory=PassthroughSettings)
     ignored: list[str] = field(default_factory=list)
 
-    def section(self, name: str) -> dict[str, Any]:
-        """Any top-level mapping of the file (env references resolved), empty if absent."""
-        value = self.raw.get(name)
-        return value if isinstance(value, dict) else {}
+    @property
+    def master_key(self) -> str | None:
+        return self.general.master_key
+
+    @property
+    def database_url(self) -> str | None:
+        return self.general.database_url
+
+    @property
+    def max_request_bytes(self) -> int:
+        return self.general.max_request_bytes
 
 
 def load_config(path: str, env: Mapping[str, str] | None = None) -> Config:
@@ -124,14 +121,7 @@ def build_config(doc: Any, path: str, env: Mapping[str, str] | None = None) -> C
     return Config(
         path=path,
         deployments=deployments,
-        master_key=general.master_key,
-        database_url=general.database_url,
-        max_request_bytes=general.max_request_bytes,
         model_group_alias=model_aliases(router, router_where),
-        general_settings=sections["general_settings"],
-        router_settings=router,
-        litellm_settings=sections["litellm_settings"],
-        raw=raw,
         general=general,
         router=RouterSettings.from_config(router, router_where),
         redis=RedisSettings.from_config(router, router_where),

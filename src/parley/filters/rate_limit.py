@@ -19,10 +19,9 @@ import datetime as dt
 import hashlib
 import math
 import time
-from collections.abc import Mapping
 from typing import Any
 
-from parley.config import ConfigError
+from parley.config import DefaultLimits
 from parley.core.context import LimitSpec, RequestContext, StateKey
 from parley.core.errors import GatewayError
 from parley.core.stream import UpstreamReply
@@ -33,7 +32,6 @@ from parley.store.redis_link import RedisLink
 
 # What a request holds: the limits it counted against, and whether in Redis.
 _STATE: StateKey[tuple[list[LimitSpec], bool]] = StateKey("rate_limit")
-_LIMIT_NAMES = ("rpm_limit", "tpm_limit", "max_parallel_requests", "model_rpm_limit", "model_tpm_limit")
 
 
 def key_id(key: str | None) -> str:
@@ -43,30 +41,24 @@ def key_id(key: str | None) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
-def default_specs(defaults: Mapping[str, Any], key: str | None, model: str | None) -> list[LimitSpec]:
+def default_specs(defaults: DefaultLimits, key: str | None, model: str | None) -> list[LimitSpec]:
     kid = key_id(key)
     specs = []
-    if any(defaults.get(n) for n in ("rpm_limit", "tpm_limit", "max_parallel_requests")):
+    if defaults.rpm_limit or defaults.tpm_limit or defaults.max_parallel_requests:
         specs.append(
-            LimitSpec(
-                "key",
-                kid,
-                defaults.get("rpm_limit"),
-                defaults.get("tpm_limit"),
-                defaults.get("max_parallel_requests"),
-            )
+            LimitSpec("key", kid, defaults.rpm_limit, defaults.tpm_limit, defaults.max_parallel_requests)
         )
-    rpm = (defaults.get("model_rpm_limit") or {}).get(model)
-    tpm = (defaults.get("model_tpm_limit") or {}).get(model)
+    rpm = defaults.model_rpm_limit.get(model) if model else None
+    tpm = defaults.model_tpm_limit.get(model) if model else None
     if model and (rpm or tpm):
         specs.append(LimitSpec("key_model", f"{kid}:{model}", rpm, tpm))
     return specs
 
 
-def applicable(ctx: RequestContext, defaults: Mapping[str, Any]) -> list[LimitSpec]:
+def applicable(ctx: RequestContext, defaults: DefaultLimits) -> list[LimitSpec]:
     specs = [s for s in ctx.limits if s.rpm or s.tpm or s.max_parallel]
     specs = [s for s in specs if s.scope != "key_model" or s.id.endswith(f":{ctx.model}")]
-    if defaults and not any(s.scope == "key" for s in ctx.limits):
+    if not any(s.scope == "key" for s in ctx.limits):
         specs.extend(default_specs(defaults, ctx.key, ctx.model))
     return specs
 
@@ -142,7 +134,7 @@ def success_headers(specs: list[LimitSpec], decision: Decision) -> dict[str, str
 class RateLimitPolicy(Filter):
     phase = Phase.LIMITS
 
-    def __init__(self, defaults: Mapping[str, Any], link: RedisLink | None, tasks: Tasks) -> None:
+    def __init__(self, defaults: DefaultLimits, link: RedisLink | None, tasks: Tasks) -> None:
         self.tasks = tasks
         self.defaults = defaults
         self.local = LocalLimiter()
@@ -175,20 +167,3 @@ class RateLimitPolicy(Filter):
             self.tasks.spawn(self.shared.settle(specs, ctx.request_id, tokens, True))
         else:
             self.local.settle(specs, ctx.request_id, tokens)
-
-
-def check_defaults(settings: Mapping[str, Any]) -> dict[str, Any]:
-    defaults = settings.get("default_limits") or {}
-    where = "router_settings.default_limits"
-    if not isinstance(defaults, dict):
-        raise ConfigError(f"{where}: must be a mapping")
-    for name, value in defaults.items():
-        if name not in _LIMIT_NAMES:
-            raise ConfigError(f"{where}.{name}: unknown; known: {', '.join(_LIMIT_NAMES)}")
-        values = value.values() if isinstance(value, dict) and name.startswith("model_") else [value]
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
-            raise ConfigError(
-                f"{where}.{name}: must be a positive integer"
-                + (" per model" if name.startswith("model_") else "")
-            )
-    return defaults
