@@ -12,6 +12,7 @@ import urllib.request
 from typing import Any
 
 import orjson
+import pytest
 
 MASTER = "sk-parley-master-keys-test"
 PG_ADMIN = "postgresql://127.0.0.1:5432/test"
@@ -127,3 +128,23 @@ def pick_gateway(request: Any, in_process: str, served: str) -> Any:
     """For a module with both: the in-process gateway fixture `in_process`, or the `parley serve`
     fixture `served` for tests marked `process` (streaming relays, disconnects)."""
     return request.getfixturevalue(served if request.node.get_closest_marker("process") else in_process)
+
+
+def gateway_fixtures(make_config: Any) -> tuple[Any, Any, Any]:
+    """A module's `in_process`, `served` and `gateway` fixtures for one gateway config,
+    `make_config(fake_upstream)`: tests get the in-process gateway, those marked `process` the
+    `parley serve` one (see `pick_gateway`)."""
+
+    @pytest.fixture(scope="module")
+    def in_process(start_inprocess_module: Any, fake_upstream: Any) -> Any:
+        return start_inprocess_module(make_config(fake_upstream))
+
+    @pytest.fixture(scope="module")
+    def served(start_gateway: Any, fake_upstream: Any) -> Any:
+        return start_gateway(make_config(fake_upstream))
+
+    @pytest.fixture
+    def gateway(request: Any) -> Any:
+        return pick_gateway(request, "in_process", "served")
+
+    return in_process, served, gateway

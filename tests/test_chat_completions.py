@@ -9,7 +9,7 @@ import openai
 import orjson
 import pytest
 
-from keys_support import pick_gateway
+from keys_support import gateway_fixtures
 from parley.testing.inprocess import openai_client
 from parley.testing.procs import anthropic_deployment
 
@@ -35,19 +35,7 @@ def gateway_config(fake_upstream):
     }
 
 
-@pytest.fixture(scope="module")
-def in_process(start_inprocess_module, fake_upstream):
-    return start_inprocess_module(gateway_config(fake_upstream))
-
-
-@pytest.fixture(scope="module")
-def served(start_gateway, fake_upstream):
-    return start_gateway(gateway_config(fake_upstream))
-
-
-@pytest.fixture
-def gateway(request):
-    return pick_gateway(request, "in_process", "served")
+in_process, served, gateway = gateway_fixtures(gateway_config)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import anthropic
 import orjson
 import pytest
 
-from keys_support import pick_gateway
+from keys_support import gateway_fixtures
 from parley.testing.inprocess import anthropic_client
 from parley.testing.procs import openai_deployment
 
@@ -55,19 +55,7 @@ def gateway_config(fake_upstream):
     }
 
 
-@pytest.fixture(scope="module")
-def in_process(start_inprocess_module, fake_upstream):
-    return start_inprocess_module(gateway_config(fake_upstream))
-
-
-@pytest.fixture(scope="module")
-def served(start_gateway, fake_upstream):
-    return start_gateway(gateway_config(fake_upstream))
-
-
-@pytest.fixture
-def gateway(request):
-    return pick_gateway(request, "in_process", "served")
+in_process, served, gateway = gateway_fixtures(gateway_config)
 
 
 @pytest.fixture

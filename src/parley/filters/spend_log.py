@@ -41,7 +41,7 @@ def finish_usage(ctx: RequestContext) -> None:
         usage.estimated = True
 
 
-def call_cost(service: Any, ctx: RequestContext) -> float:
+def call_cost(service: StoreService, ctx: RequestContext) -> float:
     """USD for this request (computed once, memoized on the context)."""
     if ctx.cost is None:
         finish_usage(ctx)
@@ -49,7 +49,7 @@ def call_cost(service: Any, ctx: RequestContext) -> float:
     return ctx.cost
 
 
-def _priced(service: Any, ctx: RequestContext) -> float:
+def _priced(service: StoreService, ctx: RequestContext) -> float:
     """Cost at the deployment's prices; pass-through calls (no deployment) at the model's list
     price, each model of a batch separately, batches at the batch discount."""
     by_model = ctx.usage_by_model

@@ -17,6 +17,7 @@ from parley.core.context import LimitSpec, RequestContext, StateKey
 from parley.core.errors import GatewayError
 from parley.core.stream import UpstreamReply
 from parley.pipeline.filter import Authenticator, Filter, Phase, client_key
+from parley.spend.service import StoreService
 from parley.store.records import KeyRecord, Subject, hash_key
 
 _ALL_MODELS = frozenset({"*", "all-proxy-models"})
@@ -41,7 +42,7 @@ def model_allowed(allowed: tuple[str, ...], model: str) -> bool:
 
 
 class VirtualKeyAuth(Authenticator):
-    def __init__(self, master_key: str | None, service: Any) -> None:
+    def __init__(self, master_key: str | None, service: StoreService) -> None:
         super().__init__(master_key)
         self.service = service
 
@@ -91,7 +92,7 @@ CUSTOMER: StateKey[Subject] = StateKey("customer")
 class VirtualKeyPolicy(Filter):
     phase = Phase.AUTH
 
-    def __init__(self, service: Any) -> None:
+    def __init__(self, service: StoreService) -> None:
         self.service = service
 
     async def on_request(self, ctx: RequestContext, body: dict[str, Any] | None) -> UpstreamReply | None:

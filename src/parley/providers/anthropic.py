@@ -20,11 +20,13 @@ from parley.transport.http import HttpClient
 
 DEFAULT_VERSION = "2023-06-01"
 
-# Client headers never sent upstream: credentials, our own, and those aiohttp sets itself.
-_DROP = frozenset(
+# Client headers never sent upstream: credentials, and those the HTTP client sets itself.
+CLIENT_ONLY_HEADERS = frozenset(
     {
         "x-api-key",
         "authorization",
+        "proxy-authorization",
+        "cookie",
         "host",
         "content-length",
         "connection",
@@ -32,9 +34,7 @@ _DROP = frozenset(
         "transfer-encoding",
         "te",
         "upgrade",
-        "proxy-authorization",
         "accept-encoding",
-        "cookie",
         "expect",
     }
 )
@@ -44,7 +44,7 @@ def forwardable_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """The client's headers minus credentials, hop-by-hop and parley's own `x-parley-*`."""
     out: dict[str, str] = {}
     for k, v in headers.items():  # Starlette's Headers.items() keeps repeated headers
-        if k in _DROP or k.startswith("x-parley-"):
+        if k in CLIENT_ONLY_HEADERS or k.startswith("x-parley-"):
             continue
         out[k] = out[k] + "," + v if k in out else v  # a repeated header (anthropic-beta) joins
     return out

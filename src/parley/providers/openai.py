@@ -20,6 +20,7 @@ from parley.core.deployment import Deployment, Target
 from parley.core.errors import GatewayError
 from parley.core.stream import FrameSource, UpstreamCall, UpstreamReply
 from parley.core.tokens import count_request_tokens
+from parley.providers.anthropic import CLIENT_ONLY_HEADERS
 from parley.providers.base import HubCall
 from parley.providers.openai_streams import (
     OpenAIUsageSource,
@@ -38,26 +39,8 @@ log = logging.getLogger("parley.bridge.openai")
 
 _SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
 
-# Client headers never sent to an OpenAI-compatible server.
-_DROP = frozenset(
-    {
-        "x-api-key",
-        "authorization",
-        "host",
-        "content-length",
-        "connection",
-        "keep-alive",
-        "transfer-encoding",
-        "te",
-        "upgrade",
-        "proxy-authorization",
-        "accept-encoding",
-        "cookie",
-        "expect",
-        "anthropic-version",
-        "anthropic-beta",
-    }
-)
+# Client headers never sent to an OpenAI-compatible server: Anthropic's own on top of the rest.
+_DROP = CLIENT_ONLY_HEADERS | {"anthropic-version", "anthropic-beta"}
 
 
 def openai_forwardable_headers(headers: Mapping[str, str]) -> dict[str, str]:
