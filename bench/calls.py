@@ -18,7 +18,9 @@ import pstats
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
+sys.path.append(
+    os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+)  # PYTHONPATH wins
 
 import httpx2 as httpx
 
