@@ -145,6 +145,30 @@ def test_stream_broken_by_upstream_still_logs_spend(gateway, admin, key, upstrea
 
 
 @pytest.mark.process
+def test_cut_stream_is_billed_for_the_text_relayed_not_the_frames(gateway, admin, key, upstream):
+    """Output of a broken stream is estimated from the text the client got (about 4 characters a
+    token), not from the size of the JSON frames around it (that billed ~6x too much)."""
+    upstream.script(
+        {"content": [{"type": "text", "text": "abcd" * 400}], "disconnect_after": 14, "piece": 16}
+    )
+    client = anthropic_client(gateway, api_key=key, max_retries=0)
+    received: list[str] = []
+    with (
+        pytest.raises(anthropic.APIError),
+        client.messages.stream(
+            model="claude-sonnet-4-5", max_tokens=2000, messages=[{"role": "user", "content": "go"}]
+        ) as stream,
+    ):
+        for event in stream:
+            if event.type == "content_block_delta" and event.delta.type == "text_delta":
+                received.append(event.delta.text)
+    relayed = len("".join(received))
+    [row] = admin.wait_logs(1, api_key=key)
+    assert relayed >= 100 and row["estimated"] is True
+    assert relayed // 4 <= row["completion_tokens"] <= relayed // 4 + 4
+
+
+@pytest.mark.process
 def test_complete_stream_cost_matches_usage(gateway, admin, key, upstream):
     upstream.script(
         {

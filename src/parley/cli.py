@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 from parley import __version__
@@ -54,6 +55,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=4000, help="port to listen on (default: 4000)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=15.0,
+        help="seconds a stop waits for open requests; streams still open then end with an error event "
+        "(default: 15)",
+    )
     serve.set_defaults(run=_serve)
 
     fake = sub.add_parser(
@@ -90,6 +98,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"ignored: {line}", file=sys.stderr, flush=True)
     import uvicorn
 
+    _exit_zero_on_stop()
     uvicorn.run(
         "parley.server.factory:app",
         factory=True,
@@ -100,11 +109,25 @@ def _serve(args: argparse.Namespace) -> int:
         http="httptools",
         log_level=args.log_level,
         access_log=False,
-        timeout_graceful_shutdown=15,
+        timeout_graceful_shutdown=max(0.0, args.shutdown_timeout),
         server_header=False,
         date_header=False,
     )
     return 0
+
+
+def _exit_zero_on_stop() -> None:
+    """A graceful stop is a normal end: exit 0, not 128+signal.
+
+    uvicorn re-raises the signal that stopped it once it has shut down cleanly; with these handlers
+    in place that raise ends the process with status 0 instead of a death by signal.
+    """
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
 
 
 def banner(config: Config, host: str, port: int, workers: int) -> str:

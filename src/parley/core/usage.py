@@ -90,7 +90,7 @@ class AnthropicStreamSniffer:
         for event in self.decoder.feed(chunk):
             name = event.event
             if name == "content_block_delta":
-                self.output_chars += len(event.data)
+                self.output_chars += delta_chars(event.data)
             elif name == "message_start":
                 message = _loads(event.data).get("message") or {}
                 self.model = message.get("model")
@@ -103,6 +103,20 @@ class AnthropicStreamSniffer:
                 self.saw_stop = True
             elif name == "error":
                 self.error = _loads(event.data).get("error") or {"type": "api_error"}
+
+
+_DELTA_FIELDS = ('"text":', '"thinking":', '"partial_json":')
+
+
+def delta_chars(data: str) -> int:
+    """Characters of generated text in one `content_block_delta` (its text, thinking or JSON),
+    read without decoding the event: the value is the last string in the frame."""
+    for field in _DELTA_FIELDS:
+        at = data.rfind(field)
+        if at >= 0:
+            start = data.find('"', at + len(field)) + 1
+            return max(0, data.rfind('"') - start) if start > 0 else 0
+    return 0
 
 
 def _loads(data: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import orjson
 
 from parley.core.context import RequestContext
 from parley.core.errors import anthropic_error_body, anthropic_type_for_status
+from parley.core.sse import encode_event
 from parley.core.stream import ChunkSource, UpstreamCall, UpstreamReply, WrappedSource
 from parley.core.usage import AnthropicStreamSniffer
 from parley.providers.base import HubCall
@@ -126,23 +127,55 @@ def note_json_reply(ctx: RequestContext, reply: UpstreamReply) -> None:
 
 
 class SniffingSource(WrappedSource):
-    """Passes native Anthropic SSE bytes through untouched while reading usage on the side."""
+    """Passes native Anthropic SSE bytes through untouched while reading usage on the side.
 
-    __slots__ = ("ctx", "sniffer")
+    A stream that ends without `message_stop` or an `error` event (garbage, or cut short by the
+    upstream) gets an `error` event at the end, so the client's SDK raises instead of returning a
+    truncated message as if it were whole.
+    """
+
+    __slots__ = ("_ended", "ctx", "sniffer")
 
     def __init__(self, inner: ChunkSource, sniffer: AnthropicStreamSniffer, ctx: RequestContext) -> None:
         super().__init__(inner)
         self.sniffer = sniffer
         self.ctx = ctx
+        self._ended = False
 
     @property
     def at_boundary(self) -> bool:
         return self.sniffer.at_boundary
 
+    @property
+    def at_eof(self) -> bool:
+        return self.inner.at_eof and self._complete
+
+    @property
+    def _complete(self) -> bool:
+        return self.sniffer.saw_stop or self.sniffer.error is not None
+
     async def next_chunk(self) -> bytes | None:
+        if self._ended:
+            return None
         chunk = await self.inner.next_chunk()
-        if chunk is not None:
-            self.sniffer.feed(chunk)
-            if self.sniffer.error is not None and self.ctx.error_type is None:
-                self.ctx.error_type = self.sniffer.error.get("type", "api_error")
+        if chunk is None:
+            self._ended = True
+            return None if self._complete else self._unfinished()
+        self.sniffer.feed(chunk)
+        if self.sniffer.error is not None and self.ctx.error_type is None:
+            self.ctx.error_type = self.sniffer.error.get("type", "api_error")
         return chunk
+
+    def _unfinished(self) -> bytes:
+        ctx = self.ctx
+        ctx.error_type = ctx.error_type or "api_error"
+        ctx.error_message = "upstream stream ended before message_stop"
+        frame = encode_event(
+            "error",
+            {
+                "type": "error",
+                "request_id": ctx.request_id,
+                "error": {"type": "api_error", "message": ctx.error_message},
+            },
+        )
+        return frame if self.sniffer.at_boundary else b"\n\n" + frame

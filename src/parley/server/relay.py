@@ -9,12 +9,15 @@ relay, and so closes the upstream connection, the moment the client disconnects.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from starlette.types import Receive, Scope, Send
 
 from parley.core.context import RequestContext
 from parley.pipeline.lifecycle import Endpoint, Outcome, Pipeline
 from parley.transport.http import UpstreamBroken
+
+SHUTDOWN_MESSAGE = "the gateway shut down before the stream ended; retry the request"
 
 
 def _raw_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
@@ -118,6 +121,7 @@ class RelayResponse:
             if ctx.status == 499:  # the client went away: swallow, the upstream is closed below
                 relay.uncancel()
                 return
+            await self._cut(send)  # the server's shutdown time limit: tell the client, then go
             raise
         except OSError:  # the client's socket failed while we wrote
             ctx.status = 499
@@ -126,3 +130,13 @@ class RelayResponse:
             done = True
             watcher.cancel()
             source.close()
+
+    async def _cut(self, send: Send) -> None:
+        """End a stream that the server's shutdown cut, with an error event the client can read."""
+        ctx = self.ctx
+        ctx.error_type = "gateway_shutdown"
+        ctx.error_message = SHUTDOWN_MESSAGE
+        frame = self.endpoint.error_frame(ctx, "overloaded_error", SHUTDOWN_MESSAGE)
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            async with asyncio.timeout(1.0):
+                await send({"type": "http.response.body", "body": b"\n\n" + frame, "more_body": False})

@@ -1,0 +1,90 @@
+"""Streams that end badly end visibly: garbage or truncated upstream SSE becomes an error event,
+a stop cuts open streams with an error event the client can read, and a graceful stop exits 0."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import anthropic
+import pytest
+
+from parley.testing.procs import Gateway, anthropic_deployment
+
+pytestmark = pytest.mark.process
+
+
+def _config(upstream) -> dict:
+    return {"model_list": [anthropic_deployment("m", upstream)]}
+
+
+def _client(gw) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=gw.url, api_key="k", max_retries=0)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "this is not server-sent events at all",
+        'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","type":"message",'
+        '"role":"assistant","model":"m","content":[],"stop_reason":null,"usage":{"input_tokens":3,'
+        '"output_tokens":1}}}\n\n',
+    ],
+    ids=["garbage", "no-message_stop"],
+)
+def test_an_upstream_stream_that_never_finishes_is_an_error(start_gateway, upstream, raw):
+    gw = start_gateway(_config(upstream))
+    upstream.script({"raw": raw, "content_type": "text/event-stream"})
+    client = _client(gw)
+    with (
+        pytest.raises(anthropic.APIStatusError, match="ended before message_stop"),
+        client.messages.stream(
+            model="m", max_tokens=16, messages=[{"role": "user", "content": "hi"}]
+        ) as stream,
+    ):
+        stream.get_final_message()
+
+
+def test_a_graceful_stop_exits_0(upstream):
+    gw = Gateway(_config(upstream))
+    try:
+        assert _client(gw).messages.create(
+            model="m", max_tokens=8, messages=[{"role": "user", "content": "x"}]
+        )
+    finally:
+        code = gw.stop()
+    assert code == 0
+
+
+def test_a_stop_cuts_open_streams_with_an_error_event_the_client_reads(upstream):
+    gw = Gateway(_config(upstream), extra_args=["--shutdown-timeout", "0.5"])
+    upstream.script({"content": [{"type": "text", "text": "slow " * 200}], "piece": 5, "chunk_delay": 0.2})
+    seen: list[str] = []
+    failure: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            with _client(gw).messages.stream(
+                model="m", max_tokens=2000, messages=[{"role": "user", "content": "go"}]
+            ) as stream:
+                for event in stream:
+                    seen.append(event.type)
+        except BaseException as e:
+            failure.append(e)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    deadline = time.monotonic() + 10
+    while "content_block_delta" not in seen and time.monotonic() < deadline:
+        time.sleep(0.05)
+    started = time.monotonic()
+    gw.proc.send_signal(signal.SIGTERM)
+    reader.join(10)
+    code = gw.stop()
+    assert "content_block_delta" in seen and "message_stop" not in seen
+    assert failure and isinstance(failure[0], anthropic.APIStatusError), failure
+    assert "shut down before the stream ended" in str(failure[0])
+    assert time.monotonic() - started < 5  # the 0.5 s limit, not the default 15 s
+    assert code == 0
+    assert '"error":"gateway_shutdown"' in gw.log()
