@@ -16,6 +16,7 @@ from parley.core.context import new_request_id
 from parley.core.errors import GatewayError, anthropic_error_body
 from parley.pipeline.filter import client_key
 from parley.spend.periods import iso
+from parley.store.outage import DATABASE_ERRORS, database_unavailable
 
 TIME_FIELDS = ("budget_reset_at", "expires", "created_at", "updated_at")
 
@@ -84,6 +85,13 @@ def wrap(service: Any, endpoint: Endpoint) -> Callable[[Request], Awaitable[Resp
             check_master(service, request)
             body = await read_json(request)
             result = await endpoint.handler(service, request, body)
+        except DATABASE_ERRORS:
+            e = database_unavailable("the admin API needs it")
+            return JSONBytes(
+                anthropic_error_body(e.type, e.message, request_id),
+                status_code=e.status,
+                headers={"request-id": request_id, **e.headers},
+            )
         except GatewayError as e:
             return JSONBytes(
                 anthropic_error_body(e.type, e.message, request_id),

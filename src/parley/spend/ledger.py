@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from parley.spend.periods import next_reset
+from parley.store.outage import DATABASE_ERRORS, database_unavailable
 from parley.store.records import load_spend
 
 log = logging.getLogger("parley.budget")
@@ -83,9 +84,20 @@ class LocalLedger:
         for line in lines:
             entry = self.entries.get(line.key)
             if entry is None:
-                await self._load(line)
+                try:
+                    await self._load(line)
+                except DATABASE_ERRORS:
+                    raise database_unavailable("budgets not yet loaded cannot be checked") from None
             elif time.monotonic() - entry.loaded > self.refresh_seconds and line.key not in self._loading:
-                self.spawn(self._load(line))
+                self.spawn(self._refresh(line, entry))
+
+    async def _refresh(self, line: BudgetLine, entry: _Entry) -> None:
+        """Reload in the background; during a database outage keep the known figures and try again
+        after the refresh interval (one attempt per interval, not one per request)."""
+        try:
+            await self._load(line)
+        except DATABASE_ERRORS:
+            entry.loaded = time.monotonic()
 
     async def _load(self, line: BudgetLine) -> None:
         waiting = self._loading.get(line.key)

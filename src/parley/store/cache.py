@@ -1,18 +1,25 @@
 """In-process TTL cache of key and customer records, so auth costs no DB round trip per request.
 
-Concurrent misses for the same key share one DB read. An invalidation (after an admin change, here
-or, through Redis pub/sub, on another instance) drops the affected records and makes any read
-already in flight not store its stale result.
+Concurrent misses for the same key share one DB read. While the database cannot be reached, a
+record already known is served past its TTL (cached keys keep working) and an unknown one gets
+503 with the reason, with one log line when the outage starts and one when it ends.
+
+An invalidation (after an admin change, here or, through Redis pub/sub, on another instance)
+drops the affected records and makes any read already in flight not store its stale result.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from parley.store.outage import DATABASE_ERRORS, database_unavailable
 from parley.store.records import KeyRecord, Subject, load_customer, load_key
+
+log = logging.getLogger("parley.store")
 
 
 class RecordCache:
@@ -25,6 +32,7 @@ class RecordCache:
         self._inflight: dict[tuple[str, str], asyncio.Future] = {}
         self.generation = 0
         self.misses = 0
+        self.down = False  # the last read failed: the database is unreachable
 
     async def key(self, token: str) -> KeyRecord | None:
         hit = self.keys.get(token)
@@ -47,7 +55,7 @@ class RecordCache:
         generation = self.generation
         self.misses += 1
         try:
-            value = await loader(self.engine, ident)
+            value = await self._read(loader, ident, store)
         except BaseException as e:
             future.set_exception(e)
             future.exception()  # retrieved: waiters re-raise it
@@ -59,6 +67,24 @@ class RecordCache:
                 store.clear()
             store[ident] = (time.monotonic() + (self.ttl if value is not None else self.negative_ttl), value)
         future.set_result(value)
+        return value
+
+    async def _read(self, loader: Callable[..., Awaitable[Any]], ident: str, store: dict[str, Any]) -> Any:
+        try:
+            value = await loader(self.engine, ident)
+        except DATABASE_ERRORS as e:
+            if not self.down:
+                self.down = True
+                log.warning(
+                    "database unreachable (%s); serving cached keys, refusing others with 503",
+                    type(e).__name__,
+                )
+            if ident in store:  # known, though expired: still the best answer there is
+                return store[ident][1]
+            raise database_unavailable("keys not already cached cannot be checked") from None
+        if self.down:
+            self.down = False
+            log.warning("database reachable again")
         return value
 
     def invalidate(self, kind: str, ident: str | None) -> None:
