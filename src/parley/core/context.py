@@ -79,6 +79,7 @@ class RequestContext:
     key: str | None = None  # the credential the client presented
     auth: object = None  # what the authenticator made of it: "master", a KeyRecord, or None
     model: str | None = None  # as requested
+    batch_models: list[str] = field(default_factory=list)  # the models a batch's items ask for
     targets: list[Target] = field(default_factory=list)  # the deployments that may serve it
     deployment: Deployment | None = None  # the one that served it
     upstream_model: str | None = None

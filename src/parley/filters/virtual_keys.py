@@ -97,42 +97,53 @@ class VirtualKeyPolicy(Filter):
 
     async def on_request(self, ctx: RequestContext, body: dict[str, Any] | None) -> UpstreamReply | None:
         record = ctx.auth if isinstance(ctx.auth, KeyRecord) else None
+        models = named_models(ctx)
         if record is not None:
             ctx.tags.extend(tag for tag in record.tags if tag not in ctx.tags)
-            model = ctx.model or ""
-            if not model_allowed(record.models, model):
-                raise GatewayError(
-                    403,
-                    f"key {record.label} is not allowed to use model {model!r}; "
-                    f"allowed: {', '.join(record.models)}",
-                    "permission_error",
-                )
-            team = record.team
-            if team is not None and not model_allowed(team.models, model):
-                raise GatewayError(
-                    403,
-                    f"team {team.id!r} is not allowed to use model {model!r}; "
-                    f"allowed: {', '.join(team.models)}",
-                    "permission_error",
-                )
+            for model in models:
+                check_models(record, model)
         if ctx.end_user:
             customer = await self.service.cache.customer(ctx.end_user)
             if customer is not None:
                 ctx.state.put(CUSTOMER, customer)
-                check_customer(customer, ctx.model or "")
+                check_customer(customer, models)
                 spec = _limit("customer", customer.id, customer)
                 if spec is not None:
                     ctx.limits.append(spec)
         return None
 
 
-def check_customer(customer: Subject, model: str) -> None:
+def named_models(ctx: RequestContext) -> list[str]:
+    """Every model the request names: the one it asks for and those of its batch items (a call that
+    names none, like listing models, is not a model use)."""
+    names = [ctx.model] if ctx.model else []
+    return names + [m for m in ctx.batch_models if m not in names]
+
+
+def check_models(record: KeyRecord, model: str) -> None:
+    if not model_allowed(record.models, model):
+        raise GatewayError(
+            403,
+            f"key {record.label} is not allowed to use model {model!r}; allowed: {', '.join(record.models)}",
+            "permission_error",
+        )
+    team = record.team
+    if team is not None and not model_allowed(team.models, model):
+        raise GatewayError(
+            403,
+            f"team {team.id!r} is not allowed to use model {model!r}; allowed: {', '.join(team.models)}",
+            "permission_error",
+        )
+
+
+def check_customer(customer: Subject, models: list[str]) -> None:
     if customer.blocked:
         raise GatewayError(403, f"end user {customer.id!r} is blocked", "permission_error")
-    if not model_allowed(customer.models, model):
-        raise GatewayError(
-            403, f"end user {customer.id!r} is not allowed to use model {model!r}", "permission_error"
-        )
+    for model in models:
+        if not model_allowed(customer.models, model):
+            raise GatewayError(
+                403, f"end user {customer.id!r} is not allowed to use model {model!r}", "permission_error"
+            )
 
 
 def _str(value: Any) -> str | None:

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import orjson
 
 from parley.core.errors import invalid_request
 
+# Keys the gateway decides on (access, budget): a body that names one twice is refused, since what
+# is forwarded byte for byte must mean to the upstream what it meant to our checks.
+_DECIDING_KEYS = re.compile(rb'"(?:model|max_tokens|max_completion_tokens|stream)"')
+
 
 def parse_object(raw: bytes) -> dict[str, Any]:
+    """The body as a JSON object: valid UTF-8 JSON (no lone surrogates), no repeated deciding key."""
     if not raw:
         raise invalid_request("request body is empty; expected a JSON object")
     try:
@@ -18,7 +25,31 @@ def parse_object(raw: bytes) -> dict[str, Any]:
         raise invalid_request(f"request body is not valid JSON: {e}") from None
     if not isinstance(body, dict):
         raise invalid_request("request body must be a JSON object")
+    if _may_repeat_keys(raw):
+        _refuse_repeated_keys(raw)
     return body
+
+
+def _may_repeat_keys(raw: bytes) -> bool:
+    """One scan for the deciding keys; any of them seen twice (at any depth) needs a closer look."""
+    seen: set[bytes] = set()
+    for match in _DECIDING_KEYS.finditer(raw):
+        key = match.group()
+        if key in seen:
+            return True
+        seen.add(key)
+    return False
+
+
+def _refuse_repeated_keys(raw: bytes) -> None:
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        names = [name for name, _ in items]
+        if len(names) != len(set(names)):
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            raise invalid_request(f"request body repeats the key(s) {', '.join(repeated)}; send each once")
+        return dict(items)
+
+    json.loads(raw, object_pairs_hook=pairs)
 
 
 def check_model_and_messages(body: dict[str, Any], *, non_empty: bool = False) -> None:

@@ -19,11 +19,17 @@ from parley.core.context import RequestContext
 from parley.core.errors import GatewayError
 from parley.core.stream import ChunkSource, UpstreamReply, WrappedSource
 from parley.core.usage import Usage
+from parley.pipeline.body import parse_object
 from parley.pipeline.filter import Authenticator
 from parley.pipeline.lifecycle import Endpoint, Pipeline
 from parley.pipeline.metadata import apply_request_metadata
 from parley.providers.anthropic import DEFAULT_VERSION, forwardable_headers, note_json_reply, observe_reply
 from parley.transport.http import HttpClient
+
+# POST routes whose body parley reads to check and bill: parsed strictly, refused if not JSON.
+_JSON_ROUTES = frozenset({"/v1/messages", "/v1/messages/count_tokens", "/v1/messages/batches"})
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 MAX_BODY = 512 * 1024 * 1024  # Files API uploads go up to 500 MB
@@ -50,14 +56,20 @@ class PassthroughEndpoint(Endpoint):
         self.settings = settings
         self.http = http
         self.method = method
-        self.path = path
+        self.refusal: GatewayError | None = None
+        try:
+            self.path = canonical_path(path)  # the one form routed, checked, billed and forwarded
+        except GatewayError as e:
+            self.path, self.refusal = path, e
         self.query = query
         self.public_base = public_base  # where clients reach /anthropic, for batch results URLs
-        self.route = "/anthropic" + _route_name(path)
+        self.route = "/anthropic" + _route_name(self.path)
         self.upstream_headers: dict[str, str] = {}
 
     async def authenticate(self, ctx: RequestContext, auth: Authenticator) -> None:
         """Authenticate the client and choose the credentials sent upstream."""
+        if self.refusal is not None:
+            raise self.refusal
         headers = forwardable_headers(ctx.headers)
         headers.setdefault("anthropic-version", DEFAULT_VERSION)
         self.upstream_headers = headers
@@ -87,17 +99,22 @@ class PassthroughEndpoint(Endpoint):
     def parse(self, ctx: RequestContext, raw: bytes) -> dict[str, Any] | None:
         if self.method in ("GET", "HEAD"):
             raw = b""
-        if not raw or "json" not in ctx.headers.get("content-type", "json"):
+        if self.method == "POST" and self.path in _JSON_ROUTES:
+            body: Any = parse_object(raw)  # whatever the content type claims: these are JSON
+        elif not raw or "json" not in ctx.headers.get("content-type", "json"):
             return None
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return None  # not ours to judge: Anthropic answers it
+        else:
+            try:
+                body = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                return None  # not ours to judge (an endpoint we do not bill): Anthropic answers it
         if not isinstance(body, dict):
             return None
         if isinstance(body.get("model"), str):
             ctx.model = body["model"]
         ctx.stream = body.get("stream") is True
+        if self.path == "/v1/messages/batches":
+            ctx.batch_models = _batch_models(body)
         return body
 
     def prepare(self, ctx: RequestContext, body: dict[str, Any] | None) -> None:
@@ -140,6 +157,37 @@ class PassthroughEndpoint(Endpoint):
             reply.body = _rewrite_results_urls(reply.body, self.public_base)
         if reply.status >= 400 and reply.body is not None:
             note_json_reply(ctx, UpstreamReply(reply.status, {}, body=reply.body))
+
+
+def _batch_models(body: dict[str, Any]) -> list[str]:
+    """The `params.model` of each batch item (each is checked against the key like a request's)."""
+    items = body.get("requests")
+    models: list[str] = []
+    for item in items if isinstance(items, list) else ():
+        params = item.get("params") if isinstance(item, dict) else None
+        model = params.get("model") if isinstance(params, dict) else None
+        if isinstance(model, str) and model not in models:
+            models.append(model)
+    return models
+
+
+def canonical_path(path: str) -> str:
+    """`path` with escapes of unreserved characters decoded and `.`, `..` and empty segments
+    removed (RFC 3986), so `/v1/./messages` and `/v1/%2e/messages` are `/v1/messages` for the
+    checks as they are for the upstream. A path that climbs above the root is refused."""
+    path = _ESCAPE.sub(lambda m: c if (c := chr(int(m.group(1), 16))) in _UNRESERVED else m.group(0), path)
+    segments: list[str] = []
+    for segment in path.split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if not segments:
+                raise GatewayError(400, "the path climbs above /anthropic/", "invalid_request_error")
+            segments.pop()
+            continue
+        segments.append(segment)
+    trailing = "/" if path.endswith("/") and segments else ""
+    return "/" + "/".join(segments) + trailing
 
 
 def _route_name(path: str) -> str:

@@ -1,0 +1,148 @@
+"""No way around budgets or model limits on `/anthropic/*`, `/v1/messages` and chat completions:
+one canonical path and one strict body decoder for what is checked, billed and forwarded.
+
+The gateway runs in process (the real ASGI app) in front of the fake upstream; the official
+anthropic SDK and raw HTTP play the client, and the spend log and the upstream's record judge."""
+
+from __future__ import annotations
+
+import http.client
+
+import orjson
+import pytest
+
+from keys_support import MASTER, Admin
+from parley.testing.inprocess import anthropic_client
+from parley.testing.procs import anthropic_deployment
+
+MODEL = "claude-sonnet-4-5-20250929"
+
+
+def _config(upstream, database: str) -> dict:
+    return {
+        "model_list": [anthropic_deployment("claude-sonnet-4-5", upstream, model=MODEL)],
+        "general_settings": {"master_key": MASTER, "database_url": database, "spend_flush_interval": 0.05},
+        "anthropic_passthrough": {"api_base": upstream.url, "api_key": "sk-ant-real-upstream"},
+    }
+
+
+@pytest.fixture(scope="module")
+def gateway(start_inprocess_module, fake_upstream, tmp_path_factory):
+    return start_inprocess_module(_config(fake_upstream, str(tmp_path_factory.mktemp("hard") / "parley.db")))
+
+
+@pytest.fixture(scope="module")
+def served(start_gateway, fake_upstream, tmp_path_factory):
+    """A real process: an HTTP client library would tidy `.` out of the path before sending it."""
+    return start_gateway(_config(fake_upstream, str(tmp_path_factory.mktemp("hard2") / "parley.db")))
+
+
+def _raw_post(gateway, path: str, key: str, body: bytes) -> tuple[int, dict]:
+    """POST with the path sent exactly as written."""
+    host, port = gateway.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request("POST", path, body, {"x-api-key": key, "content-type": "application/json"})
+        reply = conn.getresponse()
+        return reply.status, orjson.loads(reply.read())
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def admin(gateway):
+    return Admin.of(gateway)
+
+
+def _post(gateway, path: str, key: str, body: bytes, content_type: str = "application/json"):
+    return gateway.http.post(
+        path,
+        content=body,
+        headers={"x-api-key": key, "content-type": content_type, "anthropic-version": "2023-06-01"},
+    )
+
+
+def _spent_key(admin, budget: float = 0.001) -> str:
+    """A key whose budget is already used up."""
+    key = admin.post("/key/generate", {"max_budget": budget})["key"]
+    admin.post("/key/update", {"key": key, "spend": 15.0})
+    return key
+
+
+BODY = {"model": MODEL, "max_tokens": 100000, "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/octet-stream", ""])
+def test_a_json_body_under_another_content_type_is_still_budgeted(gateway, admin, upstream, content_type):
+    key = _spent_key(admin)
+    reply = _post(gateway, "/anthropic/v1/messages", key, orjson.dumps(BODY), content_type)
+    assert reply.status_code == 402 and reply.json()["error"]["type"] == "billing_error"
+    assert upstream.requests() == []
+
+
+@pytest.mark.parametrize("route", ["/anthropic/v1/messages", "/v1/messages"])
+def test_a_body_we_cannot_decode_is_refused_not_forwarded(gateway, admin, upstream, route):
+    key = admin.post("/key/generate", {})["key"]
+    lone_surrogate = (
+        b'{"model": "%s", "max_tokens": 10, "messages": [{"role": "user", "content": "\\ud800"}]}'
+    )
+    reply = _post(gateway, route, key, lone_surrogate % MODEL.encode())
+    assert reply.status_code == 400 and reply.json()["error"]["type"] == "invalid_request_error"
+    assert upstream.requests() == []
+
+
+@pytest.mark.parametrize(
+    "path", ["/anthropic/v1/./messages", "/anthropic/v1/%2e/messages", "/anthropic/v1//messages"]
+)
+@pytest.mark.process
+def test_dot_segments_do_not_escape_the_budget(served, upstream, path):
+    key = Admin(served.url).post("/key/generate", {"max_budget": 0.01})["key"]
+    status, reply = _raw_post(served, path, key, orjson.dumps(BODY))
+    assert status == 200, reply
+    [seen] = upstream.requests()
+    assert seen["path"] == "/v1/messages"
+    assert orjson.loads(seen["body"])["max_tokens"] < 1000  # capped to what $0.01 can pay for
+
+
+@pytest.mark.process
+def test_dot_segments_are_billed_as_the_route_they_reach(served, upstream):
+    admin = Admin(served.url)
+    key = admin.post("/key/generate", {})["key"]
+    upstream.script({"usage": {"input_tokens": 1000, "output_tokens": 1000}})
+    status, _ = _raw_post(
+        served, "/anthropic/v1/x/../messages", key, orjson.dumps(dict(BODY, max_tokens=2000))
+    )
+    assert status == 200
+    assert upstream.requests()[0]["path"] == "/v1/messages"
+    [row] = admin.wait_logs(1, api_key=key)
+    assert row["route"] == "/anthropic/v1/messages" and row["spend"] == pytest.approx(
+        (1000 * 3 + 1000 * 15) / 1e6
+    )
+
+
+@pytest.mark.parametrize("route", ["/anthropic/v1/messages", "/v1/messages"])
+def test_a_repeated_model_key_is_refused(gateway, admin, upstream, route):
+    key = admin.post("/key/generate", {"models": ["claude-haiku-4-5"]})["key"]
+    raw = b'{"model": "%s", "model": "claude-haiku-4-5", "max_tokens": 10, "messages": []}' % MODEL.encode()
+    reply = _post(gateway, route, key, raw)
+    assert reply.status_code == 400 and "repeats the key(s) model" in reply.json()["error"]["message"]
+    assert upstream.requests() == []
+
+
+def test_each_batch_item_model_is_checked_against_the_key(gateway, admin, upstream):
+    key = admin.post("/key/generate", {"models": ["claude-haiku-4-5"]})["key"]
+    client = anthropic_client(gateway, base_url=gateway.url + "/anthropic", api_key=key, max_retries=0)
+    with pytest.raises(Exception) as info:
+        client.messages.batches.create(
+            requests=[{"custom_id": "a", "params": {"model": MODEL, "max_tokens": 5, "messages": []}}]
+        )
+    assert getattr(info.value, "status_code", None) == 403
+    assert MODEL in str(info.value)
+    assert upstream.requests() == []
+
+
+def test_a_model_limited_key_may_make_calls_that_name_no_model(gateway, admin, upstream):
+    key = admin.post("/key/generate", {"models": ["claude-haiku-4-5"]})["key"]
+    reply = gateway.http.get("/anthropic/v1/models", headers={"x-api-key": key})
+    assert reply.status_code != 403
+    assert upstream.requests()[0]["path"] == "/v1/models"
