@@ -27,6 +27,10 @@ from parley.spend.writer import SpendWriter
 from parley.store.cache import RecordCache
 from parley.store.db import make_engine, migrate, normalize_url
 from parley.store.redis_link import RedisLink
+from parley.store.tables import spend_logs
+
+_COLUMNS = frozenset(str(c.name) for c in spend_logs.c)
+_REQUIRED = tuple(str(c.name) for c in spend_logs.c if not c.nullable and c.server_default is None)
 
 log = logging.getLogger("parley.store")
 
@@ -99,7 +103,10 @@ class StoreService:
         orphans = await asyncio.to_thread(claim_orphans, journal.directory, journal.db_key, journal.name)
         if not orphans.journals:
             return 0
-        for row in orphans.rows:
+        rows = [row for row in orphans.rows if _complete(row)]
+        if len(rows) < len(orphans.rows):
+            log.error("spend journal: skipped %d incomplete rows", len(orphans.rows) - len(rows))
+        for row in rows:
             self.writer.enqueue(row)
         await asyncio.to_thread(journal.sync)
         await asyncio.to_thread(orphans.release)
@@ -109,7 +116,7 @@ class StoreService:
         log.warning(
             "spend journal: %d rows from %d journal(s) of stopped processes in %s; %d were missing from "
             "the database%s",
-            len(orphans.rows),
+            len(rows),
             orphans.journals,
             journal.directory,
             inserted,
@@ -160,3 +167,8 @@ def make_journal(url: str, settings: GeneralSettings) -> SpendJournal | None:
         database_key(url),
         fsync_seconds=settings.spend_journal_fsync_ms / 1000,
     )
+
+
+def _complete(row: dict[str, Any]) -> bool:
+    """A journal row with every column the database requires (a bad row would block the writer)."""
+    return all(row.get(name) is not None for name in _REQUIRED) and set(row) <= _COLUMNS
