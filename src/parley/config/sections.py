@@ -25,6 +25,9 @@ class GeneralSettings:
     key_cache_ttl: float = 60.0
     spend_flush_interval: float = 0.5
     spend_batch_size: int = 500
+    spend_journal: bool = True  # rows on local disk before the database has them (see keys-and-spend.md)
+    spend_journal_dir: str | None = None  # default: next to the SQLite file, or ~/.local/state/parley
+    spend_journal_fsync_ms: float = 50.0
     budget_refresh_seconds: float = 5.0
     budget_min_reply_tokens: int = 16
     budget_input_margin: float = 1.2
@@ -44,6 +47,9 @@ class GeneralSettings:
             key_cache_ttl=f.number("key_cache_ttl", 60.0),
             spend_flush_interval=f.number("spend_flush_interval", 0.5, positive=True),
             spend_batch_size=f.integer("spend_batch_size", 500, positive=True),
+            spend_journal=f.flag("spend_journal", True),
+            spend_journal_dir=f.text("spend_journal_dir"),
+            spend_journal_fsync_ms=f.number("spend_journal_fsync_ms", 50.0, positive=True),
             budget_refresh_seconds=f.number("budget_refresh_seconds", 5.0, positive=True),
             budget_min_reply_tokens=f.integer("budget_min_reply_tokens", 16),
             budget_input_margin=f.number("budget_input_margin", 1.2),

@@ -6,6 +6,11 @@ seconds or as soon as `batch_size` rows wait, in one transaction per batch: inse
 the rows actually inserted to the spend totals of keys, users, teams, customers and tags, in a fixed
 order (no deadlocks between instances). Due budget periods are reset in the same transaction.
 A failed flush keeps its rows and retries; `stop` flushes what is left.
+
+With a `SpendJournal` every enqueued row is also appended to the local journal (on disk within the
+journal's fsync window) and the journal is told, after each committed batch, how many rows are in
+the database; flushes run one at a time, so rows are committed in the order they were enqueued.
+A database outage is logged once when it starts (with the rows waiting) and once when it ends.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from parley.spend.journal import SpendJournal
 from parley.spend.periods import next_reset
 from parley.store import tables as t
 
@@ -46,14 +52,25 @@ def subjects_of(row: dict[str, Any]) -> list[str]:
 
 
 class SpendWriter:
-    def __init__(self, engine: AsyncEngine, *, interval: float = 0.5, batch_size: int = 500) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        interval: float = 0.5,
+        batch_size: int = 500,
+        journal: SpendJournal | None = None,
+    ) -> None:
         self.engine = engine
+        self.journal = journal
         self.interval = interval
         self.batch_size = batch_size
         self.queue: list[dict[str, Any]] = []
         self.queued_total: dict[str, float] = defaultdict(float)  # ledger key -> cost ever queued
         self.committed_total: dict[str, float] = defaultdict(float)  # ... and ever committed
-        self.rows_written = 0
+        self.rows_written = 0  # rows committed (inserted, or already there)
+        self.rows_inserted = 0  # ... of which new to the database
+        self._failing = False
+        self._flush_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._stopping = False
@@ -61,6 +78,8 @@ class SpendWriter:
 
     def enqueue(self, row: dict[str, Any]) -> None:
         self.queue.append(row)
+        if self.journal is not None:
+            self.journal.append(row)
         for subject in subjects_of(row):
             self.queued_total[subject] += row["spend"]
         if len(self.queue) >= self.batch_size:
@@ -81,7 +100,14 @@ class SpendWriter:
             if not self.queue or await self.flush():
                 break
             await asyncio.sleep(0.5)
-        if self.queue:
+        if self.queue and self.journal is not None:
+            log.error(
+                "spend writer: %d rows could not be written at shutdown; they stay in the spend journal "
+                "%s and the next start writes them",
+                len(self.queue),
+                self.journal.directory,
+            )
+        elif self.queue:
             log.error("spend writer: %d rows could not be written at shutdown", len(self.queue))
 
     async def _run(self) -> None:
@@ -96,33 +122,59 @@ class SpendWriter:
 
     async def flush(self) -> bool:
         """Write everything queued; False when a batch failed (its rows stay queued)."""
-        while self.queue or self._reset_due():
-            batch = self.queue[: self.batch_size]
-            del self.queue[: len(batch)]
-            try:
-                await self.write_batch(batch)
-            except Exception:
-                log.exception("spend writer: batch of %d rows failed; will retry", len(batch))
-                self.queue[:0] = batch
-                return False
-            for row in batch:
-                for subject in subjects_of(row):
-                    self.committed_total[subject] += row["spend"]
-            self.rows_written += len(batch)
-            if not self.queue:
-                break
-        return True
+        async with self._flush_lock:
+            while self.queue or self._reset_due():
+                batch = self.queue[: self.batch_size]
+                del self.queue[: len(batch)]
+                try:
+                    inserted = await self.write_batch(batch)
+                except Exception as e:
+                    self.queue[:0] = batch
+                    self._outage(e)
+                    return False
+                self._committed(batch, inserted)
+                if not self.queue:
+                    break
+            return True
+
+    def _committed(self, batch: list[dict[str, Any]], inserted: int) -> None:
+        for row in batch:
+            for subject in subjects_of(row):
+                self.committed_total[subject] += row["spend"]
+        self.rows_written += len(batch)
+        self.rows_inserted += inserted
+        if self.journal is not None:
+            self.journal.committed(self.rows_written)
+        if self._failing:
+            self._failing = False
+            log.warning("spend writer: database writes work again; %d rows still queued", len(self.queue))
+
+    def _outage(self, error: Exception) -> None:
+        """Log a failed flush once per outage, with how many rows wait and where."""
+        if self._failing:
+            log.debug("spend writer: flush failed again: %r", error)
+            return
+        self._failing = True
+        where = f"memory and the spend journal {self.journal.directory}" if self.journal else "memory"
+        log.error(
+            "spend writer: database write failed (%r); %d rows wait in %s, retrying with backoff",
+            error,
+            len(self.queue),
+            where,
+            exc_info=error,
+        )
 
     def _reset_due(self) -> bool:
         return time.time() - self._last_reset_check >= RESET_CHECK_SECONDS
 
-    async def write_batch(self, batch: list[dict[str, Any]]) -> None:
+    async def write_batch(self, batch: list[dict[str, Any]]) -> int:
+        """Insert a batch and add the cost of its new rows to the totals; how many were new."""
         async with self.engine.begin() as conn:
             if self._reset_due():
                 await reset_budgets(conn, time.time())
                 self._last_reset_check = time.time()
             if not batch:
-                return
+                return 0
             insert = _insert_for(conn)
             logs = [{k: v for k, v in row.items() if k != "_tags"} for row in batch]
             stmt = insert(t.spend_logs).on_conflict_do_nothing(index_elements=["request_id"])
@@ -131,6 +183,7 @@ class SpendWriter:
             rows = [row for row in batch if row["request_id"] in fresh]
             await _write_tags(conn, insert, rows)
             await _add_totals(conn, insert, rows)
+            return len(rows)
 
 
 def _insert_for(conn) -> Any:
