@@ -51,9 +51,7 @@ def timed(url: str, key: str) -> tuple[int, float]:
     return status, time.monotonic() - start
 
 
-def test_redis_down_budgets_kept_in_process(
-    start_gateway, upstream, tmp_path, own_redis
-):
+def test_redis_down_budgets_kept_in_process(start_gateway, upstream, tmp_path, own_redis):
     gw = start_gateway(config(upstream, tmp_path, own_redis.url))
     admin = Admin(gw.url)
     key = admin.post("/key/generate", {"max_budget": 3 * COST_PER_CALL})["key"]
@@ -179,3 +177,17 @@ def test_redis_restart_does_not_reset_spend(start_gateway, upstream, tmp_path, o
         restarted.stop()
     spent = sum(r["spend"] for r in admin.wait_logs(2, api_key=key))
     assert spent <= 2 * COST_PER_CALL + 1e-12
+
+
+def test_spend_during_a_pause_reaches_redis_afterwards(start_gateway, upstream, tmp_path, own_redis):
+    gw = start_gateway(config(upstream, tmp_path, own_redis.url))
+    key = Admin(gw.url).post("/key/generate", {"max_budget": 3 * COST_PER_CALL})["key"]
+    upstream.script(*[FULL] * 4)
+    assert call(gw.url, key) == 200
+    own_redis.pause()
+    try:
+        assert [call(gw.url, key) for _ in range(2)] == [200, 200]  # on the local ledger
+    finally:
+        own_redis.resume()
+    time.sleep(3.5)  # the link retries; the heartbeat adds the outage's spend to Redis
+    assert call(gw.url, key) == 402  # Redis knows all three calls, not just the first

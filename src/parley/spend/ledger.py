@@ -360,6 +360,8 @@ class RedisLedger:
         if request_id in self._local_holds:
             self._local_holds.discard(request_id)
             self.local.settle_now(request_id, cost, lines)
+            if cost > 0:  # Redis still counts the spend from before the outage: add this to it
+                self._remember(request_id, cost, lines)
         else:
             self.local.spawn(self.settle(request_id, cost, lines))
 
@@ -369,8 +371,12 @@ class RedisLedger:
         try:
             await self.link.run(lambda c: self._settle(keys=keys, args=args, client=c))
         except RedisUnavailable:
-            if len(self._unsettled) < _MAX_UNSETTLED:
-                self._unsettled[request_id] = (cost, lines)
+            self._remember(request_id, cost, lines)
+
+    def _remember(self, request_id: str, cost: float, lines: list[BudgetLine]) -> None:
+        """A settlement for Redis to get when it answers again (`beat` retries it)."""
+        if len(self._unsettled) < _MAX_UNSETTLED:
+            self._unsettled[request_id] = (cost, lines)
 
     async def beat(self) -> None:
         """Refresh this instance's heartbeat; then retry settlements Redis missed. Raises
