@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import subprocess
 import time
 import uuid
 
@@ -11,7 +10,7 @@ import anthropic
 import pytest
 import redis
 
-from parley.testing.procs import anthropic_deployment, free_port
+from parley.testing.procs import RedisServer, anthropic_deployment, free_port
 
 MODEL = "claude-sonnet-4-5"
 
@@ -46,28 +45,6 @@ def test_rpm_limit_holds_across_two_instances(start_gateway, upstream):
         assert r.keys(f"{prefix}:rl:key:*")  # the counters live in Redis
     finally:
         r.delete(*r.keys(f"{prefix}:*"))
-
-
-class RedisServer:
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=port)
-        for _ in range(100):
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
 
 
 @pytest.fixture

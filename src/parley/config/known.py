@@ -60,6 +60,7 @@ ROUTER = frozenset(
         "redis_password",
         "redis_key_prefix",
         "redis_timeout",
+        "redis_max_connections",
     }
 )
 LITELLM_SETTINGS = frozenset({"cache", "cache_params"})

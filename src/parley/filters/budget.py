@@ -25,7 +25,7 @@ from parley.filters.spend_log import call_cost
 from parley.filters.virtual_keys import CUSTOMER
 from parley.pipeline.filter import Filter, Phase
 from parley.router.table import ModelTable
-from parley.spend.ledger import BudgetLine, LocalLedger
+from parley.spend.ledger import BudgetLine
 from parley.spend.pricing import Price
 from parley.spend.service import StoreService
 from parley.store.records import KeyRecord, Subject
@@ -164,12 +164,7 @@ class BudgetPolicy(Filter):
         lines = ctx.state.pop(_HELD)
         if not lines:
             return
-        cost = call_cost(self.service, ctx)
-        ledger = self.service.ledger
-        if isinstance(ledger, LocalLedger):  # settle now, in step with the spend writer's queue
-            ledger.settle_now(ctx.request_id, cost, lines)
-        else:
-            self.tasks.spawn(ledger.settle(ctx.request_id, cost, lines))
+        self.service.ledger.release(ctx.request_id, call_cost(self.service, ctx), lines)
 
 
 def _uses_cache(body: dict[str, Any]) -> bool:

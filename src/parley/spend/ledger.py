@@ -4,12 +4,18 @@ A request reserves its cost bound on every budget that applies (key, user, team,
 step, so concurrent requests can never together commit more than remains; after the call the hold
 is released and the real cost added. `LocalLedger` keeps holds in this process (spend seeded from
 the database, refreshed in the background); `RedisLedger` keeps them in Redis (one Lua script per
-step), shared by every instance.
+step), shared by every instance, and falls back to its `LocalLedger` while Redis is down.
+
+In Redis each hold names its instance; every instance refreshes a short-lived heartbeat key, and a
+reservation first releases the holds of instances whose heartbeat is gone (a crashed gateway's
+money is free again within the heartbeat TTL). A budget missing from Redis (a restart, an admin
+edit) is seeded from the database's settled spend, never from a cached record.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -19,6 +25,7 @@ from typing import Any
 from parley.spend.periods import next_reset
 from parley.store.outage import DATABASE_ERRORS, database_unavailable
 from parley.store.records import load_spend
+from parley.store.redis_link import RedisLink, RedisUnavailable
 
 log = logging.getLogger("parley.budget")
 
@@ -61,13 +68,25 @@ class _Entry:
         self.loaded = time.monotonic()
 
 
+Pending = Callable[[str], tuple[float, float]]
+
+
+async def settled_spend(engine: Any, pending: Pending, line: BudgetLine) -> tuple[float, float | None]:
+    """(spend, budget_reset_at) of a budget: the database's, plus what this instance's spend writer
+    has queued but not yet committed (counted once, however the flush and the read interleave)."""
+    _, committed_before = pending(line.key)
+    spend, reset_at = await load_spend(engine, line.scope, line.id)
+    queued_after, _ = pending(line.key)
+    return spend + queued_after - committed_before, reset_at
+
+
 class LocalLedger:
     """Holds in this process. Exact for one instance; several instances need Redis."""
 
     def __init__(
         self,
         engine: Any,
-        pending: Callable[[str], tuple[float, float]],
+        pending: Pending,
         spawn: Callable,
         refresh_seconds: float = 5.0,
     ) -> None:
@@ -107,11 +126,8 @@ class LocalLedger:
         future = asyncio.get_running_loop().create_future()
         self._loading[line.key] = future
         try:
-            _, committed_before = self.pending(line.key)
-            spend, reset_at = await load_spend(self.engine, line.scope, line.id)
-            queued_after, _ = self.pending(line.key)
-            entry = _Entry(spend + queued_after - committed_before, reset_at or line.reset_at)
-            self.entries[line.key] = entry
+            spend, reset_at = await settled_spend(self.engine, self.pending, line)
+            self.entries[line.key] = _Entry(spend, reset_at or line.reset_at)
         finally:
             del self._loading[line.key]
             future.set_result(None)
@@ -162,6 +178,10 @@ class LocalLedger:
     async def settle(self, request_id: str, cost: float, lines: list[BudgetLine]) -> None:
         self.settle_now(request_id, cost, lines)
 
+    def release(self, request_id: str, cost: float, lines: list[BudgetLine]) -> None:
+        """After the call: settle now, in step with the spend writer's queue."""
+        self.settle_now(request_id, cost, lines)
+
     def settle_now(self, request_id: str, cost: float, lines: list[BudgetLine]) -> None:
         keys, held = self.holds.pop(request_id, ([], 0.0))
         for key in keys:
@@ -172,25 +192,42 @@ class LocalLedger:
                 entry.spent += cost
 
 
+# KEYS: one hash per budget. ARGV: now, request id, bound, floor, hold expiry, instance id, the
+# heartbeat key prefix, heartbeat TTL (ms), then per budget: limit, period end, seed ('' = unknown).
+# Per budget h: h {spent, period, reserved}; h:amt {rid: amount}; h:exp zset rid -> expiry;
+# h:inst set of instances holding money on h; h:of:<instance> set of that instance's rids.
+# Returns {'seed', i...} (nothing changed) when budgets i are missing and have no seed.
 _RESERVE = """
 local now = tonumber(ARGV[1]); local rid = ARGV[2]; local bound = tonumber(ARGV[3])
 local floor = tonumber(ARGV[4]); local expiry = tonumber(ARGV[5])
+local inst = ARGV[6]; local alive = ARGV[7]
+redis.call('SET', alive .. inst, 1, 'PX', ARGV[8])
+local missing = {'seed'}
+for i, h in ipairs(KEYS) do
+  if ARGV[8 + i * 3] == '' and not redis.call('HGET', h, 'period') then missing[#missing + 1] = i end
+end
+if #missing > 1 then return missing end
+local function drop(h, m)
+  local amt = redis.call('HGET', h .. ':amt', m)
+  if amt then redis.call('HINCRBYFLOAT', h, 'reserved', -tonumber(amt)) end
+  redis.call('HDEL', h .. ':amt', m); redis.call('ZREM', h .. ':exp', m)
+end
 local least = nil; local which = 0
 for i, h in ipairs(KEYS) do
-  local base = 5 + (i - 1) * 3
+  local base = 8 + (i - 1) * 3
   local limit = tonumber(ARGV[base + 1]); local period = tonumber(ARGV[base + 2])
-  local seed = ARGV[base + 3]
   local cur = redis.call('HGET', h, 'period')
   if not cur then
-    redis.call('HSET', h, 'spent', seed, 'period', period)
+    redis.call('HSET', h, 'spent', ARGV[base + 3], 'period', period)
   elseif tonumber(cur) < period then
     redis.call('HSET', h, 'spent', 0, 'period', period)
   end
-  local expired = redis.call('ZRANGEBYSCORE', h .. ':exp', '-inf', now)
-  for _, m in ipairs(expired) do
-    local amt = redis.call('HGET', h .. ':amt', m)
-    if amt then redis.call('HINCRBYFLOAT', h, 'reserved', -tonumber(amt)) end
-    redis.call('HDEL', h .. ':amt', m); redis.call('ZREM', h .. ':exp', m)
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', h .. ':exp', '-inf', now)) do drop(h, m) end
+  for _, other in ipairs(redis.call('SMEMBERS', h .. ':inst')) do
+    if redis.call('EXISTS', alive .. other) == 0 then
+      for _, m in ipairs(redis.call('SMEMBERS', h .. ':of:' .. other)) do drop(h, m) end
+      redis.call('DEL', h .. ':of:' .. other); redis.call('SREM', h .. ':inst', other)
+    end
   end
   local room = limit - tonumber(redis.call('HGET', h, 'spent') or 0)
                      - tonumber(redis.call('HGET', h, 'reserved') or 0)
@@ -202,6 +239,7 @@ for _, h in ipairs(KEYS) do
   redis.call('HINCRBYFLOAT', h, 'reserved', amount)
   redis.call('HSET', h .. ':amt', rid, amount)
   redis.call('ZADD', h .. ':exp', expiry, rid)
+  redis.call('SADD', h .. ':inst', inst); redis.call('SADD', h .. ':of:' .. inst, rid)
 end
 return {tostring(amount), which, tostring(least)}
 """
@@ -218,55 +256,153 @@ end
 return 1
 """
 
+# A hold released by another instance (this one's heartbeat lapsed) only adds the cost.
 _SETTLE = """
-local rid = ARGV[1]; local cost = tonumber(ARGV[2])
+local rid = ARGV[1]; local cost = tonumber(ARGV[2]); local inst = ARGV[3]
 for _, h in ipairs(KEYS) do
   local held = redis.call('HGET', h .. ':amt', rid)
   if held then
     redis.call('HINCRBYFLOAT', h, 'reserved', -tonumber(held))
     redis.call('HDEL', h .. ':amt', rid); redis.call('ZREM', h .. ':exp', rid)
   end
+  redis.call('SREM', h .. ':of:' .. inst, rid)
   if cost > 0 and redis.call('EXISTS', h) == 1 then redis.call('HINCRBYFLOAT', h, 'spent', cost) end
 end
 return 1
 """
 
+_MAX_UNSETTLED = 100_000  # settlements kept for retry while Redis is down (then the hold expires)
+
 
 class RedisLedger:
-    """Holds in Redis, shared by every instance; holds of a crashed instance expire."""
+    """Holds in Redis, shared by every instance, through the gateway's one `RedisLink`.
 
-    def __init__(self, redis: Any, prefix: str, hold_seconds: float = 900.0) -> None:
-        self.redis = redis
-        self.prefix = prefix
+    While the link is down, requests reserve on `local` (this instance's view: the database's spend
+    plus its own holds); settlements that could not reach Redis are retried by `beat`, which the
+    store calls every `heartbeat_interval` to keep this instance's holds alive.
+    """
+
+    def __init__(
+        self,
+        link: RedisLink,
+        local: LocalLedger,
+        instance: str,
+        hold_seconds: float = 900.0,
+        heartbeat_ttl: float = 5.0,
+    ) -> None:
+        self.link = link
+        self.local = local
+        self.instance = instance
         self.hold_seconds = hold_seconds
-        self._reserve = redis.register_script(_RESERVE)
-        self._shrink = redis.register_script(_SHRINK)
-        self._settle = redis.register_script(_SETTLE)
+        self.heartbeat_ttl = heartbeat_ttl
+        self._reserve = link.script(_RESERVE)
+        self._shrink = link.script(_SHRINK)
+        self._settle = link.script(_SETTLE)
+        self._local_holds: set[str] = set()
+        self._unsettled: dict[str, tuple[float, list[BudgetLine]]] = {}
+        self._shared = True  # False while reservations go to `local`
 
     def _keys(self, lines: list[BudgetLine]) -> list[str]:
-        return [f"{self.prefix}budget:{line.key}" for line in lines]
+        return [self.link.key("budget", line.key) for line in lines]
+
+    @property
+    def _alive_key(self) -> str:
+        return self.link.key("alive", self.instance)
 
     async def reserve(self, request_id: str, lines: list[BudgetLine], bound: float, floor: float) -> Grant:
+        try:
+            grant = await self._reserve_shared(request_id, lines, bound, floor)
+        except RedisUnavailable:
+            return await self._reserve_local(request_id, lines, bound, floor)
+        self._shared = True
+        return grant
+
+    async def _reserve_local(
+        self, request_id: str, lines: list[BudgetLine], bound: float, floor: float
+    ) -> Grant:
+        if self._shared:  # the local view is stale from before the outage: re-read the database
+            self._shared = False
+            await self.local.invalidate()
+        self._local_holds.add(request_id)
+        return await self.local.reserve(request_id, lines, bound, floor)
+
+    async def _reserve_shared(
+        self, request_id: str, lines: list[BudgetLine], bound: float, floor: float
+    ) -> Grant:
+        seeds: dict[int, float] = {}
+        for _ in range(3):  # a budget missing from Redis is seeded from the database, then reserved
+            out = await self._call_reserve(request_id, lines, bound, floor, seeds)
+            if out[0] != b"seed":
+                amount, which = float(out[0]), int(out[1])
+                binding = lines[which - 1] if which else None
+                return Grant(amount, binding if amount < bound else None, float(out[2]))
+            for i in out[1:]:
+                seeds[int(i) - 1] = await self._seed(lines[int(i) - 1])
+        raise RedisUnavailable("budgets kept disappearing while being seeded")
+
+    async def _seed(self, line: BudgetLine) -> float:
+        spend, reset_at = await settled_spend(self.local.engine, self.local.pending, line)
+        if reset_at is not None and line.duration and reset_at <= time.time():
+            return 0.0  # the stored spend is of a period that has ended (reset by the writer)
+        return spend
+
+    async def _call_reserve(
+        self, request_id: str, lines: list[BudgetLine], bound: float, floor: float, seeds: dict[int, float]
+    ) -> list[Any]:
         now = time.time()
-        args: list[Any] = [now, request_id, bound, floor, now + self.hold_seconds]
-        for line in lines:
+        args: list[Any] = [now, request_id, bound, floor, now + self.hold_seconds, self.instance]
+        args += [self.link.key("alive", ""), int(self.heartbeat_ttl * 1000)]
+        for i, line in enumerate(lines):
             period = line.period_end(now)
-            args += [line.limit, period if period is not None else 0, line.seed]
-        amount, which, least = await self._reserve(keys=self._keys(lines), args=args)
-        binding = lines[int(which) - 1] if int(which) else None
-        amount = float(amount)
-        return Grant(amount, binding if amount < bound else None, float(least))
+            args += [line.limit, period if period is not None else 0, seeds.get(i, "")]
+        keys = self._keys(lines)
+        result: list[Any] = await self.link.run(lambda c: self._reserve(keys=keys, args=args, client=c))
+        return result
 
     async def shrink(self, request_id: str, amount: float, lines: list[BudgetLine]) -> None:
-        await self._shrink(keys=self._keys(lines), args=[request_id, amount])
+        if request_id in self._local_holds:
+            await self.local.shrink(request_id, amount, lines)
+            return
+        keys = self._keys(lines)
+        with contextlib.suppress(RedisUnavailable):  # the larger hold stays: conservative
+            await self.link.run(lambda c: self._shrink(keys=keys, args=[request_id, amount], client=c))
+
+    def release(self, request_id: str, cost: float, lines: list[BudgetLine]) -> None:
+        """After the call: a local hold is settled now; a shared one by a call to Redis (spawned)."""
+        if request_id in self._local_holds:
+            self._local_holds.discard(request_id)
+            self.local.settle_now(request_id, cost, lines)
+            if cost > 0:  # Redis still counts the spend from before the outage: add this to it
+                self._remember(request_id, cost, lines)
+        else:
+            self.local.spawn(self.settle(request_id, cost, lines))
 
     async def settle(self, request_id: str, cost: float, lines: list[BudgetLine]) -> None:
-        await self._settle(keys=self._keys(lines), args=[request_id, cost])
+        keys = self._keys(lines)
+        args = [request_id, cost, self.instance]
+        try:
+            await self.link.run(lambda c: self._settle(keys=keys, args=args, client=c))
+        except RedisUnavailable:
+            self._remember(request_id, cost, lines)
 
-    def spent_key(self, line: BudgetLine) -> str:
-        return self._keys([line])[0]
+    def _remember(self, request_id: str, cost: float, lines: list[BudgetLine]) -> None:
+        """A settlement for Redis to get when it answers again (`beat` retries it)."""
+        if len(self._unsettled) < _MAX_UNSETTLED:
+            self._unsettled[request_id] = (cost, lines)
+
+    async def beat(self) -> None:
+        """Refresh this instance's heartbeat; then retry settlements Redis missed. Raises
+        RedisUnavailable when Redis is down."""
+        ttl = int(self.heartbeat_ttl * 1000)
+        await self.link.run(lambda c: c.set(self._alive_key, 1, px=ttl))
+        for request_id, (cost, lines) in list(self._unsettled.items()):
+            del self._unsettled[request_id]
+            await self.settle(request_id, cost, lines)
 
     async def invalidate(self, key: str | None = None) -> None:
         """Forget the shared spend of one budget (re-seeded from the database on next use)."""
+        await self.local.invalidate(key)
         if key is not None:
-            await self.redis.hdel(f"{self.prefix}budget:{key}", "period", "spent")
+            name = self.link.key("budget", key)
+            with contextlib.suppress(RedisUnavailable):
+                await self.link.run(lambda c: c.hdel(name, "period", "spent"))

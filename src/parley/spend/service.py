@@ -15,8 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
+
+from redis.exceptions import RedisError
 
 from parley.config import Config, GeneralSettings
 from parley.core.tasks import Tasks
@@ -26,13 +30,17 @@ from parley.spend.pricing import PriceTable
 from parley.spend.writer import SpendWriter
 from parley.store.cache import RecordCache
 from parley.store.db import make_engine, migrate, normalize_url
-from parley.store.redis_link import RedisLink
+from parley.store.redis_link import RedisLink, RedisUnavailable
 from parley.store.tables import spend_logs
 
 _COLUMNS = frozenset(str(c.name) for c in spend_logs.c)
 _REQUIRED = tuple(str(c.name) for c in spend_logs.c if not c.nullable and c.server_default is None)
 
 log = logging.getLogger("parley.store")
+
+
+HEARTBEAT_SECONDS = 1.0  # how often an instance refreshes its heartbeat (TTL: 5 beats)
+LISTEN_BACKOFF = (0.5, 5.0)  # the invalidation listener's first and longest wait between attempts
 
 
 class StoreService:
@@ -52,45 +60,44 @@ class StoreService:
             journal=self.journal,
         )
         self.prices = PriceTable()
-        self.redis_url = link.url if link is not None else None
-        self.prefix = (link.prefix + ":") if link is not None else "parley:"
-        self.redis: Any = None
-        self.ledger: Any = LocalLedger(
+        self.link = link
+        self.instance = uuid.uuid4().hex[:16]
+        local = LocalLedger(
             self.engine, self._pending, tasks.spawn, refresh_seconds=settings.budget_refresh_seconds
         )
-        if self.redis_url:
-            import redis.asyncio as aioredis
-
-            self.redis = aioredis.from_url(self.redis_url)
-            self.ledger = RedisLedger(self.redis, self.prefix)
-        self._listener: asyncio.Task | None = None
+        self.ledger: LocalLedger | RedisLedger = local
+        if link is not None:
+            self.ledger = RedisLedger(link, local, self.instance, heartbeat_ttl=5 * HEARTBEAT_SECONDS)
+        self._loops: list[asyncio.Task[None]] = []
 
     def _pending(self, key: str) -> tuple[float, float]:
         return self.writer.queued_total.get(key, 0.0), self.writer.committed_total.get(key, 0.0)
 
     @property
     def channel(self) -> str:
-        return f"{self.prefix}invalidate"
+        return self.link.key("invalidate") if self.link is not None else "parley:invalidate"
 
     async def start(self) -> None:
+        """Open the database; Redis work (heartbeat, invalidation listener) runs in the background,
+        so the gateway starts and serves while Redis is unreachable."""
         await migrate(self.engine)
         if self.journal is not None:
             await asyncio.to_thread(self.journal.open)
             await self.replay_journals()
         self.writer.start()
-        if self.redis is not None:
-            pubsub = self.redis.pubsub()
-            await pubsub.subscribe(self.channel)
-            self._listener = asyncio.get_running_loop().create_task(self._listen(pubsub))
+        if self.link is not None:
+            loop = asyncio.get_running_loop()
+            self._loops = [loop.create_task(self._heartbeat()), loop.create_task(self._listen())]
 
     async def stop(self) -> None:
         await self.writer.stop()
         if self.journal is not None:
             await asyncio.to_thread(self.journal.close)
-        if self._listener is not None:
-            self._listener.cancel()
-        if self.redis is not None:
-            await self.redis.aclose()
+        for task in self._loops:
+            task.cancel()
+        for task in self._loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.engine.dispose()
 
     async def replay_journals(self) -> int:
@@ -132,28 +139,60 @@ class StoreService:
         self.cache.invalidate(kind, ident)
         if budget and ident is not None:
             await self.ledger.invalidate(f"{kind}:{ident}")
-        if self.redis is not None:
+        if self.link is not None:
+            message = f"{kind}\x00{ident or ''}"
             try:
-                await self.redis.publish(self.channel, f"{kind}\x00{ident or ''}")
-            except Exception:
-                log.exception("could not publish a cache invalidation")
+                await self.link.run(lambda c: c.publish(self.channel, message))
+            except RedisUnavailable:
+                log.warning(
+                    "could not publish a cache invalidation (Redis down): other instances "
+                    "see the change when their key cache expires"
+                )
 
-    async def _listen(self, pubsub: Any) -> None:
+    async def _heartbeat(self) -> None:
+        """Keep this instance's budget holds alive in Redis (and retry missed settlements)."""
+        assert isinstance(self.ledger, RedisLedger)
         while True:
+            with contextlib.suppress(RedisUnavailable):
+                await self.ledger.beat()
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+
+    async def _listen(self) -> None:
+        """Apply other instances' invalidations; resubscribe with backoff while Redis is away,
+        logging once per change of state."""
+        assert self.link is not None
+        wait, connected = LISTEN_BACKOFF[0], None
+        while True:
+            pubsub = self.link.client.pubsub()
             try:
-                async for message in pubsub.listen():
-                    if message.get("type") != "message":
-                        continue
-                    kind, _, ident = message["data"].decode().partition("\x00")
-                    self.cache.invalidate(kind, ident or None)
-            except asyncio.CancelledError:
-                await pubsub.aclose()
-                raise
-            except Exception:
-                log.exception("cache invalidation listener failed; resubscribing")
-                await asyncio.sleep(1.0)
+                await _bounded(self.link.timeout, pubsub.subscribe(self.channel))
+                if connected is not True:
+                    if connected is False:  # messages may have been missed: forget every record
+                        self.cache.invalidate("all", None)
+                    log.info("cache invalidation listener subscribed to %s", self.channel)
+                wait, connected = LISTEN_BACKOFF[0], True
+                await self._receive(pubsub)
+            except (RedisError, OSError, TimeoutError) as e:
+                if connected is not False:
+                    log.warning("cache invalidation listener lost Redis (%s); retrying with backoff", e)
+                connected = False
+            finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.subscribe(self.channel)
+                    await pubsub.aclose()
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, LISTEN_BACKOFF[1])
+
+    async def _receive(self, pubsub: Any) -> None:
+        while True:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if message is not None and message.get("type") == "message":
+                kind, _, ident = message["data"].decode().partition("\x00")
+                self.cache.invalidate(kind, ident or None)
+
+
+async def _bounded(seconds: float, call: Awaitable[Any]) -> Any:
+    async with asyncio.timeout(seconds):
+        return await call
 
 
 def make_journal(url: str, settings: GeneralSettings) -> SpendJournal | None:

@@ -2,7 +2,9 @@
 
 Router cooldowns, rate-limit counters and the response cache use it when Redis is configured
 (`REDIS_URL`, or `router_settings.redis_url` / `redis_host` + `redis_port` + `redis_password`).
-Every call is bounded by a short timeout. When Redis fails, the link is marked down with one loud
+Every call is bounded by a short timeout, waiting for a free connection included (a blocking pool
+of `max_connections`, sized to the gateway's concurrency: a full pool is treated like a slow Redis,
+never an error to the client). When Redis fails, the link is marked down with one loud
 log line; callers get `RedisUnavailable` and fall back to in-process state until `retry_interval`
 has passed, then the next call tries again (and logs the recovery).
 """
@@ -26,6 +28,7 @@ from parley.config import RedisSettings
 log = logging.getLogger("parley.redis")
 
 DEFAULT_PREFIX = "parley"
+DEFAULT_MAX_CONNECTIONS = RedisSettings.max_connections
 
 
 class RedisUnavailable(Exception):
@@ -34,12 +37,19 @@ class RedisUnavailable(Exception):
 
 class RedisLink:
     def __init__(
-        self, url: str, prefix: str = DEFAULT_PREFIX, *, timeout: float = 0.5, retry_interval: float = 2.0
+        self,
+        url: str,
+        prefix: str = DEFAULT_PREFIX,
+        *,
+        timeout: float = 0.5,
+        retry_interval: float = 2.0,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         self.url = url
         self.prefix = prefix
         self.timeout = timeout
         self.retry_interval = retry_interval
+        self.max_connections = max_connections
         self._client: aioredis.Redis | None = None
         self._down_since: float | None = None
         self._retry_at = 0.0
@@ -47,13 +57,16 @@ class RedisLink:
     @property
     def client(self) -> aioredis.Redis:
         if self._client is None:
-            self._client = aioredis.from_url(
+            pool = aioredis.BlockingConnectionPool.from_url(
                 self.url,
+                max_connections=self.max_connections,
+                timeout=self.timeout,  # waiting for a free connection: as long as a call may take
                 socket_timeout=self.timeout,
                 socket_connect_timeout=self.timeout,
                 retry=Retry(NoBackoff(), 0),
                 health_check_interval=0,
             )
+            self._client = aioredis.Redis(connection_pool=pool)
         return self._client
 
     @property
@@ -134,4 +147,4 @@ def link_from_config(settings: RedisSettings, env: Mapping[str, str]) -> RedisLi
     if not url:
         return None
     prefix = settings.key_prefix or env.get("PARLEY_REDIS_PREFIX") or DEFAULT_PREFIX
-    return RedisLink(url, prefix, timeout=settings.timeout)
+    return RedisLink(url, prefix, timeout=settings.timeout, max_connections=settings.max_connections)
