@@ -146,3 +146,48 @@ def test_a_model_limited_key_may_make_calls_that_name_no_model(gateway, admin, u
     reply = gateway.http.get("/anthropic/v1/models", headers={"x-api-key": key})
     assert reply.status_code != 403
     assert upstream.requests()[0]["path"] == "/v1/models"
+
+
+@pytest.mark.process
+def test_identity_and_other_credentials_never_reach_the_upstream(served, upstream):
+    key = Admin(served.url).post("/key/generate", {})["key"]
+    host, port = served.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    sent = {
+        "x-api-key": key,
+        "content-type": "application/json",
+        "connection": "keep-alive, x-hop-secret",
+        "x-hop-secret": "hop",
+        "x-forwarded-for": "10.1.2.3",
+        "forwarded": "for=10.1.2.3",
+        "api-key": "azure-secret",
+        "x-goog-api-key": "google-secret",
+        "anthropic-beta": "some-beta",
+    }
+    try:
+        conn.request("POST", "/anthropic/v1/messages", orjson.dumps(dict(BODY, max_tokens=10)), sent)
+        assert conn.getresponse().status == 200
+    finally:
+        conn.close()
+    seen = upstream.requests()[0]["headers"]
+    for name in ("x-hop-secret", "x-forwarded-for", "forwarded", "api-key", "x-goog-api-key"):
+        assert name not in seen, name
+    assert seen["anthropic-beta"] == "some-beta" and seen["x-api-key"] == "sk-ant-real-upstream"
+
+
+def test_the_pass_through_keeps_our_organisation_s_headers_to_itself(gateway, admin, upstream):
+    key = admin.post("/key/generate", {})["key"]
+    ours = {
+        "set-cookie": "session=abc",
+        "anthropic-organization-id": "org-123",
+        "anthropic-ratelimit-requests-limit": "4000",
+        "request-id": "req_upstream_1",
+    }
+    upstream.script({"headers": ours})
+    reply = _post(gateway, "/anthropic/v1/messages", key, orjson.dumps(dict(BODY, max_tokens=10)))
+    assert reply.status_code == 200
+    for name in ("set-cookie", "anthropic-organization-id", "anthropic-ratelimit-requests-limit"):
+        assert name not in reply.headers, name
+    assert reply.headers["request-id"] == "req_upstream_1" and reply.headers["content-type"].startswith(
+        "application/json"
+    )

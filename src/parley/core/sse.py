@@ -56,6 +56,31 @@ class SSEDecoder:
         return [event] if event is not None else []
 
 
+_BOUNDARIES = ((b"\n\n", 2), (b"\r\n\r\n", 4), (b"\r\r", 2))
+
+
+class WholeEvents:
+    """Cuts raw SSE bytes at the last event boundary: what `feed` returns is whole events only, the
+    rest waits for the bytes that complete it. A stream cut mid-event then leaves nothing partial
+    on the client's side, so an error event sent after it is read as one."""
+
+    __slots__ = ("tail",)
+
+    def __init__(self) -> None:
+        self.tail = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self.tail + chunk if self.tail else chunk
+        marks = _BOUNDARIES if b"\r" in data else _BOUNDARIES[:1]
+        cut = 0
+        for mark, size in marks:
+            at = data.rfind(mark)
+            if at >= 0 and at + size > cut:
+                cut = at + size
+        self.tail = data[cut:]
+        return data[:cut] if self.tail else data
+
+
 def _parse_block(block: bytes) -> Event | None:
     # Fast paths for the frames Anthropic ("event: x\ndata: {...}") and OpenAI ("data: {...}")
     # send; anything else (comments, ids, multi-line data, odd spacing) takes the general parser.

@@ -16,12 +16,22 @@ from parley.pipeline.lifecycle import Endpoint, Pipeline
 from parley.pipeline.metadata import apply_request_metadata
 from parley.providers.base import HubCall
 
-# Upstream reply headers a client may see; the rest (cookies, CDN, rate limits of our own key) stay.
-_REPLY_HEADERS = ("content-type", "cache-control", "retry-after", "retry-after-ms", "x-should-retry")
+# The one allow-list of upstream reply headers a client may see, on every route; the rest (cookies,
+# our organisation's id and rate limits, CDN and proxy headers) stay with us.
+REPLY_HEADERS = (
+    "content-type",
+    "content-disposition",
+    "cache-control",
+    "etag",
+    "last-modified",
+    "retry-after",
+    "retry-after-ms",
+    "x-should-retry",
+)
 
 
 def reply_headers(ctx: RequestContext, upstream: dict[str, str]) -> dict[str, str]:
-    headers = {k: upstream[k] for k in _REPLY_HEADERS if k in upstream}
+    headers = {k: upstream[k] for k in REPLY_HEADERS if k in upstream}
     headers.setdefault("content-type", "application/json")
     if "request-id" in upstream:
         headers["upstream-request-id"] = upstream["request-id"]

@@ -22,6 +22,7 @@ from parley.core.usage import Usage
 from parley.pipeline.body import parse_object
 from parley.pipeline.filter import Authenticator
 from parley.pipeline.lifecycle import Endpoint, Pipeline
+from parley.pipeline.messages import REPLY_HEADERS
 from parley.pipeline.metadata import apply_request_metadata
 from parley.providers.anthropic import DEFAULT_VERSION, forwardable_headers, note_json_reply, observe_reply
 from parley.transport.http import HttpClient
@@ -133,9 +134,9 @@ class PassthroughEndpoint(Endpoint):
         return reply
 
     def reply_headers(self, ctx: RequestContext, reply: UpstreamReply) -> dict[str, str]:
-        out = dict(reply.headers)
+        out = {k: reply.headers[k] for k in (*REPLY_HEADERS, "request-id") if k in reply.headers}
         out.update(ctx.response_headers)  # what filters add: max-tokens cap, rate-limit state
-        out.setdefault("request-id", ctx.request_id)
+        out.setdefault("request-id", ctx.request_id)  # Anthropic's own id, when it sent one
         out["x-parley-request-id"] = ctx.request_id
         return out
 

@@ -13,7 +13,7 @@ import orjson
 
 from parley.core.context import RequestContext
 from parley.core.errors import anthropic_error_body, anthropic_type_for_status
-from parley.core.sse import encode_event
+from parley.core.sse import WholeEvents, encode_event
 from parley.core.stream import ChunkSource, UpstreamCall, UpstreamReply, WrappedSource
 from parley.core.usage import AnthropicStreamSniffer
 from parley.providers.base import HubCall
@@ -21,31 +21,44 @@ from parley.transport.http import HttpClient
 
 DEFAULT_VERSION = "2023-06-01"
 
-# Client headers never sent upstream: credentials, and those the HTTP client sets itself.
+# Client headers never sent upstream (Envoy's strip list): credentials of any provider, hop-by-hop
+# headers, the client's identity as proxies report it, and those the HTTP client sets itself.
 CLIENT_ONLY_HEADERS = frozenset(
     {
         "x-api-key",
         "authorization",
         "proxy-authorization",
+        "api-key",
+        "x-goog-api-key",
+        "anthropic-api-key",
         "cookie",
         "host",
         "content-length",
         "connection",
+        "proxy-connection",
         "keep-alive",
         "transfer-encoding",
         "te",
+        "trailer",
         "upgrade",
         "accept-encoding",
         "expect",
+        "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+        "x-real-ip",
     }
 )
 
 
 def forwardable_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """The client's headers minus credentials, hop-by-hop and parley's own `x-parley-*`."""
+    """The client's headers minus the strip list, those its `Connection` header names (hop-by-hop
+    by declaration) and parley's own `x-parley-*`."""
+    named = {n.strip().lower() for n in headers.get("connection", "").split(",") if n.strip()}
     out: dict[str, str] = {}
     for k, v in headers.items():  # Starlette's Headers.items() keeps repeated headers
-        if k in CLIENT_ONLY_HEADERS or k.startswith("x-parley-"):
+        if k in CLIENT_ONLY_HEADERS or k in named or k.startswith("x-parley-"):
             continue
         out[k] = out[k] + "," + v if k in out else v  # a repeated header (anthropic-beta) joins
     return out
@@ -134,17 +147,16 @@ class SniffingSource(WrappedSource):
     truncated message as if it were whole.
     """
 
-    __slots__ = ("_ended", "ctx", "sniffer")
+    __slots__ = ("_ended", "ctx", "events", "sniffer")
 
     def __init__(self, inner: ChunkSource, sniffer: AnthropicStreamSniffer, ctx: RequestContext) -> None:
         super().__init__(inner)
         self.sniffer = sniffer
         self.ctx = ctx
+        self.events = WholeEvents()
         self._ended = False
 
-    @property
-    def at_boundary(self) -> bool:
-        return self.sniffer.at_boundary
+    at_boundary = True  # only whole events are passed on
 
     @property
     def at_eof(self) -> bool:
@@ -164,7 +176,7 @@ class SniffingSource(WrappedSource):
         self.sniffer.feed(chunk)
         if self.sniffer.error is not None and self.ctx.error_type is None:
             self.ctx.error_type = self.sniffer.error.get("type", "api_error")
-        return chunk
+        return self.events.feed(chunk)
 
     def _unfinished(self) -> bytes:
         ctx = self.ctx
@@ -178,4 +190,4 @@ class SniffingSource(WrappedSource):
                 "error": {"type": "api_error", "message": ctx.error_message},
             },
         )
-        return frame if self.sniffer.at_boundary else b"\n\n" + frame
+        return frame  # the partial event before it, if any, was never passed on

@@ -20,7 +20,7 @@ from parley.core.deployment import Deployment, Target
 from parley.core.errors import GatewayError
 from parley.core.stream import FrameSource, UpstreamCall, UpstreamReply
 from parley.core.tokens import count_request_tokens
-from parley.providers.anthropic import CLIENT_ONLY_HEADERS
+from parley.providers.anthropic import forwardable_headers
 from parley.providers.base import HubCall
 from parley.providers.openai_streams import (
     OpenAIUsageSource,
@@ -40,14 +40,15 @@ log = logging.getLogger("parley.bridge.openai")
 _SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
 
 # Client headers never sent to an OpenAI-compatible server: Anthropic's own on top of the rest.
-_DROP = CLIENT_ONLY_HEADERS | {"anthropic-version", "anthropic-beta"}
+_ANTHROPIC_ONLY = frozenset({"anthropic-version", "anthropic-beta"})
 
 
 def openai_forwardable_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The Anthropic strip list applied, then Anthropic's own headers and the SDK's telemetry."""
     return {
         k: v
-        for k, v in headers.items()
-        if k not in _DROP and not k.startswith("x-parley-") and not k.startswith("x-stainless-")
+        for k, v in forwardable_headers(headers).items()
+        if k not in _ANTHROPIC_ONLY and not k.startswith("x-stainless-")
     }
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from parley.core.context import RequestContext
-from parley.core.sse import SSEDecoder, encode_event
+from parley.core.sse import SSEDecoder, WholeEvents, encode_event
 from parley.core.stream import ChunkSource, UpstreamReply, WrappedSource
 from parley.core.usage import Usage
 from parley.translate.openai_stream import OpenAIStreamTranslator
@@ -50,16 +50,35 @@ def apply_openai_usage(usage: Usage, data: Any) -> None:
 
 
 def note_openai_json(ctx: RequestContext, reply: UpstreamReply) -> None:
+    """Record usage or the error of an OpenAI JSON reply. A success that is not a chat completion
+    (HTML, invalid JSON, an empty body, an error object sent with 200) becomes a 502 in OpenAI's
+    envelope: it is not a success, and the client's SDK must not parse it as one."""
     try:
         data = orjson.loads(reply.body) if reply.body else None
     except orjson.JSONDecodeError:
         data = None
+    error = data.get("error") if isinstance(data, dict) else None
     if reply.status >= 400:
-        error = data.get("error") if isinstance(data, dict) else None
         ctx.error_type = str(error.get("type") or "api_error") if isinstance(error, dict) else "api_error"
         ctx.error_message = error.get("message") if isinstance(error, dict) else None
-    elif isinstance(data, dict):
+    elif isinstance(data, dict) and isinstance(data.get("choices"), list) and error is None:
         apply_openai_usage(ctx.usage, data.get("usage"))
+    else:
+        _not_a_completion(ctx, reply, error)
+
+
+def _not_a_completion(ctx: RequestContext, reply: UpstreamReply, error: Any) -> None:
+    if isinstance(error, dict):
+        message = f"upstream sent an error with status {reply.status}: {error.get('message')}"
+    else:
+        snippet = (reply.body or b"")[:200].decode("utf-8", "replace")
+        message = f"upstream returned a reply that is not a chat completion: {snippet!r}"
+    ctx.error_type, ctx.error_message = "api_error", message
+    reply.status = 502
+    reply.body = orjson.dumps(
+        {"error": {"message": message, "type": "api_error", "param": None, "code": None}}
+    )
+    reply.headers["content-type"] = "application/json"
 
 
 class OpenAIUsageSource(WrappedSource):
@@ -68,17 +87,16 @@ class OpenAIUsageSource(WrappedSource):
     With `hide_usage_chunk` (parley asked for usage the client did not), frames are re-emitted one by
     one with their data unchanged, minus the usage-only chunk (`choices: []`)."""
 
-    __slots__ = ("ctx", "decoder", "hide_usage_chunk")
+    __slots__ = ("ctx", "decoder", "events", "hide_usage_chunk")
 
     def __init__(self, inner: ChunkSource, ctx: RequestContext, hide_usage_chunk: bool = False) -> None:
         super().__init__(inner)
         self.decoder = SSEDecoder()
+        self.events = WholeEvents()
         self.ctx = ctx
         self.hide_usage_chunk = hide_usage_chunk
 
-    @property
-    def at_boundary(self) -> bool:
-        return self.decoder.at_boundary
+    at_boundary = True  # only whole events are passed on
 
     async def next_chunk(self) -> bytes | None:
         chunk = await self.inner.next_chunk()
@@ -92,7 +110,7 @@ class OpenAIUsageSource(WrappedSource):
                 self._note(data)
             if self.hide_usage_chunk and not (has_usage and '"choices":[]' in data.replace(" ", "")):
                 kept.append(b"data: " + data.encode() + b"\n\n")
-        return b"".join(kept) if self.hide_usage_chunk else chunk
+        return b"".join(kept) if self.hide_usage_chunk else self.events.feed(chunk)
 
     def _note(self, data: str) -> None:
         try:
@@ -150,13 +168,15 @@ class TranslatingSource(WrappedSource):
         try:
             chunk = orjson.loads(data)
         except orjson.JSONDecodeError:
+            chunk = None
+        if not isinstance(chunk, dict):  # not a chunk: the stream cannot be trusted past here
             log.warning(
-                "request %s: ignoring an upstream stream line that is not JSON: %.200s",
-                self.ctx.request_id,
-                data,
+                "request %s: upstream stream line is not a JSON object: %.200s", self.ctx.request_id, data
             )
-            return []
-        return self.machine.feed(chunk) if isinstance(chunk, dict) else []
+            return self.machine.feed(
+                {"error": {"type": "api_error", "message": "upstream sent a stream line that is not JSON"}}
+            )
+        return self.machine.feed(chunk)
 
     def _frame(self, name: str, payload: dict) -> bytes:
         ctx = self.ctx

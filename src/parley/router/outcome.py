@@ -133,16 +133,18 @@ async def peek(reply: UpstreamReply) -> UpstreamReply:
     except BaseException:
         source.close()
         raise
-    status = _error_event_status(chunk)
-    if status is not None:
+    error = _error_event(chunk)
+    if error is not None:
         source.close()
-        raise StreamFailed(status, "upstream stream began with an error event", chunk)
+        status, message = error
+        raise StreamFailed(status, f"upstream stream began with an error event: {message}", chunk)
     reply.source = ReplaySource(chunk, source)
     return reply
 
 
-def _error_event_status(chunk: bytes) -> int | None:
-    """The status an error frame at the start of a stream stands for (Anthropic or OpenAI SSE)."""
+def _error_event(chunk: bytes) -> tuple[int, str] | None:
+    """The status an error frame at the start of a stream stands for (Anthropic or OpenAI SSE),
+    and its message."""
     head = chunk.lstrip()
     if head.startswith(b"event: error") or head.startswith(b"event:error"):
         data = head.split(b"data:", 1)[1] if b"data:" in head else b"{}"
@@ -151,8 +153,8 @@ def _error_event_status(chunk: bytes) -> int | None:
     else:
         return None
     try:
-        payload = orjson.loads(data.split(b"\n", 1)[0])
-        kind = payload.get("error", {}).get("type")
+        error = orjson.loads(data.split(b"\n", 1)[0]).get("error", {})
+        kind, message = error.get("type"), str(error.get("message") or "no message")
     except (orjson.JSONDecodeError, AttributeError):
-        kind = None
-    return _STREAM_ERROR_STATUS.get(kind, 500)
+        kind, message = None, "unreadable"
+    return _STREAM_ERROR_STATUS.get(kind, 500), message
