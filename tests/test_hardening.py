@@ -7,6 +7,8 @@ anthropic SDK and raw HTTP play the client, and the spend log and the upstream's
 from __future__ import annotations
 
 import http.client
+import socket
+import time
 
 import orjson
 import pytest
@@ -191,3 +193,38 @@ def test_the_pass_through_keeps_our_organisation_s_headers_to_itself(gateway, ad
     assert reply.headers["request-id"] == "req_upstream_1" and reply.headers["content-type"].startswith(
         "application/json"
     )
+
+
+def test_oversized_headers_are_refused_in_the_api_envelope(gateway, admin, upstream):
+    key = admin.post("/key/generate", {})["key"]
+    reply = gateway.http.post(
+        "/v1/messages", content=orjson.dumps(BODY), headers={"x-api-key": key, "x-padding": "x" * 100_000}
+    )
+    assert reply.status_code == 431 and reply.json()["type"] == "error"
+    assert upstream.requests() == []
+
+
+def test_the_pass_through_honours_the_request_size_limit(start_inprocess, fake_upstream, tmp_path):
+    config = _config(fake_upstream, str(tmp_path / "parley.db"))
+    config["general_settings"]["max_request_size_mb"] = 0.001
+    gw = start_inprocess(config)
+    key = Admin.of(gw).post("/key/generate", {})["key"]
+    big = orjson.dumps(dict(BODY, messages=[{"role": "user", "content": "x" * 5000}]))
+    reply = _post(gw, "/anthropic/v1/messages", key, big)
+    assert reply.status_code == 413 and reply.json()["error"]["type"] == "request_too_large"
+
+
+@pytest.mark.process
+def test_a_client_leaving_mid_upload_is_logged_as_such_not_as_a_bug(served):
+    host, port = served.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(
+            b"POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            b"x-api-key: " + MASTER.encode() + b"\r\ncontent-length: 100000\r\n\r\n" + b'{"model": "claude'
+        )
+    deadline = time.monotonic() + 5
+    while '"status":499' not in served.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log = served.log()
+    assert '"status":499' in log and '"error":"client_disconnected"' in log
+    assert "unexpected error" not in log and "Traceback" not in log

@@ -33,7 +33,7 @@ _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-MAX_BODY = 512 * 1024 * 1024  # Files API uploads go up to 500 MB
+MAX_UPLOAD = 500 * 1024 * 1024  # Anthropic's Files API limit
 _BATCH = re.compile(r"^/v1/messages/batches/([^/]+)(/results|/cancel)?$")
 
 
@@ -41,7 +41,6 @@ class PassthroughEndpoint(Endpoint):
     """One request under `/anthropic/`: its method, path and query are the endpoint."""
 
     api = "anthropic"
-    max_body = MAX_BODY
 
     def __init__(
         self,
@@ -66,6 +65,11 @@ class PassthroughEndpoint(Endpoint):
         self.public_base = public_base  # where clients reach /anthropic, for batch results URLs
         self.route = "/anthropic" + _route_name(self.path)
         self.upstream_headers: dict[str, str] = {}
+
+    @property
+    def max_body(self) -> int | None:  # type: ignore[override]
+        """File uploads may be as large as Anthropic's Files API takes; the rest as any request."""
+        return MAX_UPLOAD if self.method == "POST" and self.path.startswith("/v1/files") else None
 
     async def authenticate(self, ctx: RequestContext, auth: Authenticator) -> None:
         """Authenticate the client and choose the credentials sent upstream."""

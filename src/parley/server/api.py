@@ -7,6 +7,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from parley.core.context import RequestContext
+from parley.core.errors import GatewayError
 from parley.gateway import Gateway
 from parley.pipeline.chat import ChatEndpoint
 from parley.pipeline.lifecycle import Endpoint
@@ -14,6 +15,9 @@ from parley.pipeline.messages import MessagesEndpoint
 from parley.pipeline.passthrough import METHODS, PassthroughEndpoint
 from parley.server.body import read_body
 from parley.server.relay import RelayResponse
+
+# Headers larger than this are refused before anything reads them (Anthropic's own limit is lower).
+MAX_HEADER_BYTES = 64 * 1024
 
 
 class ApiRoutes:
@@ -56,8 +60,19 @@ class ApiRoutes:
 
     async def _run(self, endpoint: Endpoint, request: Request) -> Response:
         ctx = RequestContext(api=endpoint.api, route=endpoint.route, headers=request.headers)
-        outcome = await self.pipeline.run(endpoint, ctx, lambda limit: read_body(request, limit))
+        if sum(len(k) + len(v) for k, v in request.scope["headers"]) > MAX_HEADER_BYTES:
+            outcome = self.pipeline.refusal(endpoint, ctx, _headers_too_large())
+        else:
+            outcome = await self.pipeline.run(endpoint, ctx, lambda limit: read_body(request, limit))
         return RelayResponse(self.pipeline, endpoint, ctx, outcome)  # type: ignore[return-value]
+
+
+def _headers_too_large() -> GatewayError:
+    return GatewayError(
+        431,
+        f"request headers exceed the gateway's limit of {MAX_HEADER_BYTES} bytes",
+        "invalid_request_error",
+    )
 
 
 def _query(request: Request) -> str:

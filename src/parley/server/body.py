@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from parley.core.errors import GatewayError
 
@@ -14,11 +14,16 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise _too_large(limit)
     chunks = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+    except ClientDisconnect:  # not a bug: recorded as the client's leaving, no traceback
+        raise GatewayError(
+            499, "the client disconnected while sending the request", "client_disconnected"
+        ) from None
     return b"".join(chunks)
 
 
