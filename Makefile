@@ -1,6 +1,8 @@
 # `make run`: venv + install + start the gateway with the shipped default config.
 # `make test`: venv + dev install + the whole suite.
 # `make check`: venv + dev install + ruff lint, ruff format check and mypy (settings in pyproject.toml).
+# `make chaos`: venv + dev install + the long fault-injection run (tests/test_chaos.py, several minutes;
+#   the default suite runs its short version).
 # `make bench`: the benchmark suite (bench/README.md); `make bench-compare`: the same, plus LiteLLM.
 #   Pass options with BENCH_ARGS, e.g. make bench BENCH_ARGS="--workers 2 --duration 10".
 PYTHON ?= python3
@@ -8,7 +10,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test check install bench bench-compare clean
+.PHONY: run test chaos check install bench bench-compare clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +25,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+chaos: $(STAMP)
+	PARLEY_CHAOS=long $(BIN)/python -m pytest -q -s -m chaos
 
 check: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import sqlite3
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -22,10 +19,10 @@ from parley.spend.journal import SpendJournal, claim_orphans, database_key
 from parley.store.db import normalize_url
 from parley.store.tables import spend_logs
 from parley.testing.inprocess import anthropic_client
-from parley.testing.procs import Gateway, free_port
+from parley.testing.postgres import PgServer, postgres_available
+from parley.testing.procs import Gateway
 
 N = 40
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
 async def _send(url: str, key: str, n: int) -> list[str]:
@@ -125,53 +122,11 @@ def test_sqlite_outage_then_sigterm_keeps_rows(fake_upstream, upstream, tmp_path
         second.stop()
 
 
-class PgInstance:
-    """A private PostgreSQL server (initdb in a temp dir), as user postgres when run as root."""
-
-    def __init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="parley-pg-"))
-        self.port = free_port()
-        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        if self.as_user:
-            shutil.chown(self.dir, "postgres")
-        self.data = self.dir / "data"
-        self._run([str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres"])
-        self.proc: subprocess.Popen | None = None
-        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-    def _run(self, argv: list[str]) -> None:
-        subprocess.run(self.as_user + argv, check=True, capture_output=True)
-
-    def start(self) -> None:
-        argv = [str(PG_BIN / "postgres"), "-D", str(self.data), "-p", str(self.port), "-k", str(self.dir)]
-        self.proc = subprocess.Popen(
-            [*self.as_user, *argv, "-h", "127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 20
-        while subprocess.run(
-            [str(PG_BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)], capture_output=True
-        ).returncode:
-            assert time.monotonic() < deadline and self.proc.poll() is None, "postgres did not start"
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        """Fast shutdown of the postmaster (by its pid), waiting for it to exit."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        pid = int((self.data / "postmaster.pid").read_text().split()[0])
-        os.kill(pid, signal.SIGINT)
-        self.proc.wait(20)
-
-    def remove(self) -> None:
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 @pytest.fixture
 def own_postgres():
-    if not (PG_BIN / "initdb").exists():
+    if not postgres_available():
         pytest.skip("no PostgreSQL 15 binaries")
-    pg = PgInstance()
+    pg = PgServer()
     pg.start()
     yield pg
     pg.remove()

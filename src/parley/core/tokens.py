@@ -4,11 +4,13 @@ Method: about four characters per token for all text the model reads (system, ev
 tool names, descriptions and schemas), plus fixed costs: 3 per request, 4 per message, 10 per tool,
 1,600 per image (Anthropic's cost for a ~1.15 megapixel image), 1,500 per PDF page (a page is
 counted per 50 KB of decoded PDF, at least one). It overestimates slightly for code and
-underestimates for CJK text; good enough for budgets and context decisions, not billing.
+underestimates for CJK text; good enough for context decisions, not billing. Budgets reserve from
+`bound_request_tokens` (one token per UTF-8 byte of text), which no tokenizer exceeds for text.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -16,73 +18,90 @@ import orjson
 IMAGE_TOKENS = 1600
 PDF_PAGE_TOKENS = 1500
 PDF_BYTES_PER_PAGE = 50_000
+# Added once by the upstream when a request has tools (Anthropic's tool-use system prompt is
+# 159-346 tokens depending on the model and tool_choice): part of the bound, not of the estimate.
+TOOLS_SYSTEM_BOUND = 600
+
+Measure = Callable[[str], int]
 
 
 def text_tokens(text: str) -> int:
     return (len(text) + 3) // 4 if text else 0
 
 
-def count_request_tokens(body: dict[str, Any]) -> int:
-    """Estimated input tokens of an Anthropic Messages request body."""
-    total = 3 + _content_tokens(body.get("system"))
+def text_bytes(text: str) -> int:
+    """An upper bound on the tokens of `text`: every token of a byte-level tokenizer covers at
+    least one byte of UTF-8, so no tokenizer yields more tokens than the text has bytes."""
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def count_request_tokens(body: dict[str, Any], text: Measure = text_tokens) -> int:
+    """Estimated input tokens of an Anthropic Messages request body (with `text=text_bytes`: the
+    text part of the bound, see `bound_request_tokens`)."""
+    total = 3 + _content_tokens(body.get("system"), text)
     for tool in body.get("tools") or ():
         if isinstance(tool, dict):
-            total += 10 + text_tokens(str(tool.get("name", "")))
-            total += text_tokens(str(tool.get("description", "")))
+            total += 10 + text(str(tool.get("name", ""))) + text(str(tool.get("description", "")))
             schema = tool.get("input_schema")
             if schema is not None:
-                total += text_tokens(orjson.dumps(schema).decode())
+                total += text(orjson.dumps(schema).decode())
     for message in body.get("messages") or ():
         if isinstance(message, dict):
-            total += 4 + _content_tokens(message.get("content"))
+            total += 4 + _content_tokens(message.get("content"), text)
     return total
 
 
-def _content_tokens(content: Any) -> int:
+def bound_request_tokens(body: dict[str, Any]) -> int:
+    """A conservative upper bound on the input tokens the upstream will count for `body`: every
+    piece of text the model reads at one token per UTF-8 byte, the same fixed costs per request,
+    message and tool as the estimate, images and PDF pages at their fixed costs, plus the tool-use
+    system prompt when there are tools. Typical English text is about 4 bytes per token, so this is
+    about 4 x the estimate for text (the same for images)."""
+    tools = TOOLS_SYSTEM_BOUND if body.get("tools") else 0
+    return count_request_tokens(body, text_bytes) + tools
+
+
+def _content_tokens(content: Any, text: Measure) -> int:
     if content is None:
         return 0
     if isinstance(content, str):
-        return text_tokens(content)
+        return text(content)
     if isinstance(content, list):
-        return sum(_block_tokens(block) for block in content)
-    return text_tokens(str(content))
+        return sum(_block_tokens(block, text) for block in content)
+    return text(str(content))
 
 
-def _block_tokens(block: Any) -> int:
+def _block_tokens(block: Any, text: Measure) -> int:
     if isinstance(block, str):
-        return text_tokens(block)
+        return text(block)
     if not isinstance(block, dict):
         return 0
     kind = block.get("type")
     if kind == "text":
-        return text_tokens(str(block.get("text", "")))
+        return text(str(block.get("text", "")))
     if kind == "image":
         return IMAGE_TOKENS
     if kind == "document":
-        return _document_tokens(block)
+        return _document_tokens(block, text)
     if kind == "thinking":
-        return text_tokens(str(block.get("thinking", "")))
+        return text(str(block.get("thinking", "")))
     if kind == "redacted_thinking":
-        return text_tokens(str(block.get("data", "")))
+        return text(str(block.get("data", "")))
     if kind in ("tool_use", "server_tool_use"):
-        return (
-            5
-            + text_tokens(str(block.get("name", "")))
-            + text_tokens(orjson.dumps(block.get("input", {})).decode())
-        )
+        return 5 + text(str(block.get("name", ""))) + text(orjson.dumps(block.get("input", {})).decode())
     if kind in ("tool_result", "mid_conv_system", "search_result"):
-        return 5 + _content_tokens(block.get("content"))
-    return text_tokens(orjson.dumps(block).decode())
+        return 5 + _content_tokens(block.get("content"), text)
+    return text(orjson.dumps(block).decode())
 
 
-def _document_tokens(block: dict[str, Any]) -> int:
+def _document_tokens(block: dict[str, Any], text: Measure) -> int:
     source = block.get("source") or {}
     kind = source.get("type")
-    extra = text_tokens(str(block.get("title") or "")) + text_tokens(str(block.get("context") or ""))
+    extra = text(str(block.get("title") or "")) + text(str(block.get("context") or ""))
     if kind == "text":
-        return extra + text_tokens(str(source.get("data", "")))
+        return extra + text(str(source.get("data", "")))
     if kind == "content":
-        return extra + _content_tokens(source.get("content"))
+        return extra + _content_tokens(source.get("content"), text)
     if kind == "base64":
         pages = max(1, (len(source.get("data", "")) * 3 // 4) // PDF_BYTES_PER_PAGE)
         return extra + pages * PDF_PAGE_TOKENS

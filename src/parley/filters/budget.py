@@ -1,7 +1,8 @@
 """Budgets that hold under concurrency.
 
-Strict mode (default): before the call, reserve the request's cost bound (estimated input at the
-dearest input rate that can apply, plus max_tokens at the output rate) on every budget that applies
+Strict mode (default): before the call, reserve the request's cost bound (a bound on the input
+tokens, one per byte of text, at the dearest input rate that can apply, plus max_tokens at the
+output rate) on every budget that applies
 (key, user, team, customer) in one atomic step. When what remains cannot cover the bound, lower
 max_tokens to what it can cover (header `x-parley-max-tokens-capped`) or, below a minimal reply,
 refuse with 402 `billing_error` naming the budget. After the call the hold is settled to the real
@@ -20,7 +21,7 @@ from parley.core.context import RequestContext, StateKey
 from parley.core.errors import GatewayError
 from parley.core.stream import UpstreamReply
 from parley.core.tasks import Tasks
-from parley.core.tokens import count_request_tokens
+from parley.core.tokens import bound_request_tokens, count_request_tokens
 from parley.filters.spend_log import call_cost
 from parley.filters.virtual_keys import CUSTOMER
 from parley.pipeline.filter import Filter, Phase
@@ -141,10 +142,7 @@ class BudgetPolicy(Filter):
         max_tokens = body.get(field)
         if not isinstance(max_tokens, int) or isinstance(max_tokens, bool):
             max_tokens = 4096 if ctx.api == "openai" else 0
-        estimate = count_request_tokens(body)
-        ctx.input_estimate = estimate
-        input_rate = price.max_input if _uses_cache(body) else price.input
-        input_cost = math.ceil(estimate * self.input_margin) * input_rate
+        input_cost = self._input_cost(ctx, body, price)
         bound = input_cost + max_tokens * price.output
         floor = input_cost + min(self.min_reply_tokens, max_tokens) * price.output
         ledger = self.service.ledger
@@ -159,6 +157,14 @@ class BudgetPolicy(Filter):
             ctx.body_changed = True
             ctx.response_headers[CAPPED_HEADER] = str(capped)
             await ledger.shrink(ctx.request_id, input_cost + capped * price.output, lines)
+
+    def _input_cost(self, ctx: RequestContext, body: dict[str, Any], price: Price) -> float:
+        """What the input can cost at most: the bound on the upstream's token count (one token
+        per byte of text), or the estimate times the margin when that is larger."""
+        estimate = count_request_tokens(body)
+        ctx.input_estimate = estimate
+        tokens = max(bound_request_tokens(body), math.ceil(estimate * self.input_margin))
+        return tokens * (price.max_input if _uses_cache(body) else price.input)
 
     def on_done(self, ctx: RequestContext) -> None:
         lines = ctx.state.pop(_HELD)

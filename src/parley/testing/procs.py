@@ -69,6 +69,13 @@ class ServerProcess:
         with open(self.log_path, "rb") as f:
             return f.read().decode("utf-8", "replace")
 
+    def kill(self) -> None:
+        """kill -9 of the process (and its process group: workers too), then close the log."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.stop()
+
     def stop(self, timeout: float = 15.0) -> int | None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
@@ -175,6 +182,12 @@ class RedisServer:
 
     def pause(self) -> None:
         os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def kill(self) -> None:
+        """kill -9; a new `RedisServer(port)` starts it again, empty."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
 
     def resume(self) -> None:
         os.kill(self.proc.pid, signal.SIGCONT)
