@@ -1,5 +1,6 @@
 # `make run`: venv + install + start the gateway with the shipped default config.
 # `make test`: venv + dev install + the whole suite.
+# `make fuzz`: the fuzz suite (tests/test_fuzz_*.py) long: FUZZ_EXAMPLES examples per target, random seed.
 # `make check`: venv + dev install + ruff lint, ruff format check and mypy (settings in pyproject.toml).
 # `make bench`: the benchmark suite (bench/README.md); `make bench-compare`: the same, plus LiteLLM.
 #   Pass options with BENCH_ARGS, e.g. make bench BENCH_ARGS="--workers 2 --duration 10".
@@ -8,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test check install bench bench-compare clean
+.PHONY: run test fuzz check install bench bench-compare clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +24,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+FUZZ_EXAMPLES ?= 500
+
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q tests/test_fuzz_*.py
 
 check: $(STAMP)
 	$(BIN)/ruff check src tests bench
