@@ -1,5 +1,6 @@
 # `make run`: venv + install + start the gateway with the shipped default config.
 # `make test`: venv + dev install + the whole suite.
+# `make fuzz`: the fuzz suite (tests/test_fuzz_*.py) long: FUZZ_EXAMPLES examples per target, random seed.
 # `make check`: venv + dev install + ruff lint, ruff format check and mypy (settings in pyproject.toml).
 # `make chaos`: venv + dev install + the long fault-injection run (tests/test_chaos.py, several minutes;
 #   the default suite runs its short version).
@@ -10,7 +11,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test chaos check install bench bench-compare clean
+.PHONY: run test chaos fuzz check install bench bench-compare clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +29,11 @@ test: $(STAMP)
 
 chaos: $(STAMP)
 	PARLEY_CHAOS=long $(BIN)/python -m pytest -q -s -m chaos
+
+FUZZ_EXAMPLES ?= 500
+
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q tests/test_fuzz_*.py
 
 check: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -20,6 +20,8 @@ from parley.store.outage import DATABASE_ERRORS, database_unavailable
 
 TIME_FIELDS = ("budget_reset_at", "expires", "created_at", "updated_at")
 
+ADMIN_MAX_BODY = 1024 * 1024  # admin bodies are small; a larger max_request_size_mb does not raise it
+
 Handler = Callable[[Any, Request, dict[str, Any]], Awaitable[Any]]
 
 
@@ -63,10 +65,36 @@ def check_master(service: Any, request: Request) -> None:
         raise GatewayError(401, "the admin API requires the master key", "authentication_error")
 
 
-async def read_json(request: Request) -> dict[str, Any]:
+def body_limit(service: Any) -> int:
+    """The admin API's body limit: 1 MiB, or max_request_size_mb when that is smaller."""
+    return min(ADMIN_MAX_BODY, service.config.general.max_request_bytes)
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The raw body; 413 (request_too_large) as soon as it is known to pass `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> GatewayError:
+    return GatewayError(
+        413, f"request body exceeds the admin API's limit of {limit} bytes", "request_too_large"
+    )
+
+
+async def read_json(request: Request, limit: int = ADMIN_MAX_BODY) -> dict[str, Any]:
     if request.method == "GET":
         return {}
-    raw = await request.body()
+    raw = await read_limited(request, limit)
     if not raw.strip():
         return {}
     try:
@@ -83,7 +111,7 @@ def wrap(service: Any, endpoint: Endpoint) -> Callable[[Request], Awaitable[Resp
         request_id = new_request_id()
         try:
             check_master(service, request)
-            body = await read_json(request)
+            body = await read_json(request, body_limit(service))
             result = await endpoint.handler(service, request, body)
         except DATABASE_ERRORS:
             e = database_unavailable("the admin API needs it")

@@ -3,12 +3,17 @@ still gets a 400 naming the field, never a 500)."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
 
 from parley.core.errors import GatewayError
 from parley.spend.periods import add_duration, parse_duration, parse_time
+
+MAX_TIME = 253402300799.0  # 9999-12-31T23:59:59Z: the last time an ISO 8601 reply can show
+MIN_TIME = -62135596800.0  # 0001-01-01T00:00:00Z
+MAX_INT = 2**63 - 1  # the largest integer a database column holds
 
 
 def bad(message: str, field: str | None = None) -> GatewayError:
@@ -30,8 +35,8 @@ def _float(name: str, v: Any) -> float:
 
 
 def _int(name: str, v: Any) -> int:
-    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-        raise bad(f"{name}: must be an integer >= 0", name)
+    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= MAX_INT:
+        raise bad(f"{name}: must be an integer from 0 to {MAX_INT}", name)
     return v
 
 
@@ -56,8 +61,13 @@ def _bool(name: str, v: Any) -> bool:
 def _duration(name: str, v: Any) -> str:
     try:
         parse_duration(v)
+        end = add_duration(time.time(), v)
     except ValueError as e:
         raise bad(f"{name}: {e}", name) from None
+    except OverflowError:
+        end = math.inf
+    if not end <= MAX_TIME:
+        raise bad(f"{name}: too long (it must end before the year 10000)", name)
     return v
 
 
@@ -69,11 +79,15 @@ def _mode(name: str, v: Any) -> str:
 
 def _time(name: str, v: Any) -> float:
     if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return float(v)
-    try:
-        return parse_time(str(v))
-    except ValueError:
-        raise bad(f"{name}: must be an ISO 8601 time", name) from None
+        when = float(v)
+    else:
+        try:
+            when = parse_time(str(v))
+        except ValueError:
+            raise bad(f"{name}: must be an ISO 8601 time", name) from None
+    if not MIN_TIME <= when <= MAX_TIME:
+        raise bad(f"{name}: must be between the years 1 and 9999", name)
+    return when
 
 
 CHECKS: dict[str, Callable[[str, Any], Any]] = {

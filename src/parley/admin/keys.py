@@ -118,6 +118,8 @@ async def delete(service: Any, request: Request, body: dict[str, Any]) -> dict[s
     aliases = body.get("key_aliases") or []
     if not isinstance(keys, list) or not isinstance(aliases, list) or not (keys or aliases):
         raise bad("give keys (a list of keys or tokens) or key_aliases (a list)", "keys")
+    if not all(isinstance(a, str) for a in aliases):
+        raise bad("key_aliases: must be a list of strings", "key_aliases")
     tokens = [token_of(k) for k in keys]
     async with service.engine.begin() as conn:
         if aliases:

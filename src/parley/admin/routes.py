@@ -36,6 +36,10 @@ _ERROR = {
 }
 
 
+# 403: no master key configured; 413: body over the admin limit; 503: the database is unavailable
+ERROR_CODES = ("400", "401", "403", "404", "413", "503")
+
+
 def openapi() -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for ep in ENDPOINTS:
@@ -43,7 +47,7 @@ def openapi() -> dict[str, Any]:
             "summary": ep.summary,
             "tags": [ep.path.split("/")[1]],
             "security": [{"bearer": []}, {"x-api-key": []}],
-            "responses": {"200": {"description": "OK"}, "400": _ERROR, "401": _ERROR, "404": _ERROR},
+            "responses": {"200": {"description": "OK"}, **{code: _ERROR for code in ERROR_CODES}},
         }
         params = [
             {"name": q, "in": "query", "required": False, "schema": {"type": "string"}} for q in ep.query

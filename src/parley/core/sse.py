@@ -56,6 +56,13 @@ class SSEDecoder:
         return [event] if event is not None else []
 
 
+MAX_EVENT_BYTES = 1 << 20  # no event of either API comes near this; a longer one is garbage
+
+
+class EventTooLarge(ValueError):
+    """A stream's event grew past the limit without ending."""
+
+
 _BOUNDARIES = ((b"\n\n", 2), (b"\r\n\r\n", 4), (b"\r\r", 2))
 
 
@@ -64,10 +71,11 @@ class WholeEvents:
     rest waits for the bytes that complete it. A stream cut mid-event then leaves nothing partial
     on the client's side, so an error event sent after it is read as one."""
 
-    __slots__ = ("tail",)
+    __slots__ = ("limit", "tail")
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = MAX_EVENT_BYTES) -> None:
         self.tail = b""
+        self.limit = limit
 
     def feed(self, chunk: bytes) -> bytes:
         data = self.tail + chunk if self.tail else chunk
@@ -78,6 +86,8 @@ class WholeEvents:
             if at >= 0 and at + size > cut:
                 cut = at + size
         self.tail = data[cut:]
+        if len(self.tail) > self.limit:
+            raise EventTooLarge(f"upstream sent an event of more than {self.limit} bytes")
         return data[:cut] if self.tail else data
 
 

@@ -6,6 +6,10 @@ tool names, descriptions and schemas), plus fixed costs: 3 per request, 4 per me
 counted per 50 KB of decoded PDF, at least one). It overestimates slightly for code and
 underestimates for CJK text; good enough for context decisions, not billing. Budgets reserve from
 `bound_request_tokens` (one token per UTF-8 byte of text), which no tokenizer exceeds for text.
+
+The counters take any JSON: a field of the wrong type (`tools` an object, a block's `text` a
+number, a document `source` a string) counts as its JSON text instead of raising, so a malformed
+request gets the upstream's own 400 rather than a gateway error.
 """
 
 from __future__ import annotations
@@ -35,19 +39,19 @@ def text_bytes(text: str) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
 
-def count_request_tokens(body: dict[str, Any], text: Measure = text_tokens) -> int:
-    """Estimated input tokens of an Anthropic Messages request body (with `text=text_bytes`: the
-    text part of the bound, see `bound_request_tokens`)."""
+def count_request_tokens(body: Any, text: Measure = text_tokens) -> int:
+    """Estimated input tokens of an Anthropic Messages request body (any JSON value); with
+    `text=text_bytes`, the text part of the bound (see `bound_request_tokens`)."""
+    if not isinstance(body, dict):
+        return 3 + _json_tokens(body, text)
     total = 3 + _content_tokens(body.get("system"), text)
-    for tool in body.get("tools") or ():
-        if isinstance(tool, dict):
-            total += 10 + text(str(tool.get("name", ""))) + text(str(tool.get("description", "")))
-            schema = tool.get("input_schema")
-            if schema is not None:
-                total += text(orjson.dumps(schema).decode())
-    for message in body.get("messages") or ():
+    for tool in _items(body.get("tools")):
+        total += _tool_tokens(tool, text)
+    for message in _items(body.get("messages")):
         if isinstance(message, dict):
             total += 4 + _content_tokens(message.get("content"), text)
+        else:
+            total += _json_tokens(message, text)
     return total
 
 
@@ -61,6 +65,31 @@ def bound_request_tokens(body: dict[str, Any]) -> int:
     return count_request_tokens(body, text_bytes) + tools
 
 
+def _items(value: Any) -> list[Any]:
+    """A list field's items; any other value (null, object, number) is one item, or none if null."""
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _json_tokens(value: Any, text: Measure) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, str):
+        return text(value)
+    try:
+        return text(orjson.dumps(value).decode())
+    except TypeError:  # an integer past 64 bits, which the strict JSON reader may let through
+        return text(str(value))
+
+
+def _tool_tokens(tool: Any, text: Measure) -> int:
+    if not isinstance(tool, dict):
+        return _json_tokens(tool, text)
+    total = 10 + _json_tokens(tool.get("name"), text) + _json_tokens(tool.get("description"), text)
+    return total + _json_tokens(tool.get("input_schema"), text)
+
+
 def _content_tokens(content: Any, text: Measure) -> int:
     if content is None:
         return 0
@@ -68,41 +97,43 @@ def _content_tokens(content: Any, text: Measure) -> int:
         return text(content)
     if isinstance(content, list):
         return sum(_block_tokens(block, text) for block in content)
-    return text(str(content))
+    return _json_tokens(content, text)
 
 
 def _block_tokens(block: Any, text: Measure) -> int:
     if isinstance(block, str):
         return text(block)
     if not isinstance(block, dict):
-        return 0
+        return _json_tokens(block, text)
     kind = block.get("type")
     if kind == "text":
-        return text(str(block.get("text", "")))
+        return _json_tokens(block.get("text"), text)
     if kind == "image":
         return IMAGE_TOKENS
     if kind == "document":
         return _document_tokens(block, text)
     if kind == "thinking":
-        return text(str(block.get("thinking", "")))
+        return _json_tokens(block.get("thinking"), text)
     if kind == "redacted_thinking":
-        return text(str(block.get("data", "")))
+        return _json_tokens(block.get("data"), text)
     if kind in ("tool_use", "server_tool_use"):
-        return 5 + text(str(block.get("name", ""))) + text(orjson.dumps(block.get("input", {})).decode())
+        return 5 + _json_tokens(block.get("name"), text) + _json_tokens(block.get("input", {}), text)
     if kind in ("tool_result", "mid_conv_system", "search_result"):
         return 5 + _content_tokens(block.get("content"), text)
-    return text(orjson.dumps(block).decode())
+    return _json_tokens(block, text)
 
 
 def _document_tokens(block: dict[str, Any], text: Measure) -> int:
-    source = block.get("source") or {}
-    kind = source.get("type")
-    extra = text(str(block.get("title") or "")) + text(str(block.get("context") or ""))
+    source = block.get("source")
+    extra = _json_tokens(block.get("title"), text) + _json_tokens(block.get("context"), text)
+    if not isinstance(source, dict):
+        return extra + PDF_PAGE_TOKENS + _json_tokens(source, text)
+    kind, data = source.get("type"), source.get("data")
     if kind == "text":
-        return extra + text(str(source.get("data", "")))
+        return extra + _json_tokens(data, text)
     if kind == "content":
         return extra + _content_tokens(source.get("content"), text)
-    if kind == "base64":
-        pages = max(1, (len(source.get("data", "")) * 3 // 4) // PDF_BYTES_PER_PAGE)
+    if kind == "base64" and isinstance(data, str):
+        pages = max(1, (len(data) * 3 // 4) // PDF_BYTES_PER_PAGE)
         return extra + pages * PDF_PAGE_TOKENS
     return extra + PDF_PAGE_TOKENS

@@ -13,11 +13,11 @@ import orjson
 
 from parley.core.context import RequestContext
 from parley.core.errors import anthropic_error_body, anthropic_type_for_status
-from parley.core.sse import WholeEvents, encode_event
+from parley.core.sse import EventTooLarge, WholeEvents, encode_event
 from parley.core.stream import ChunkSource, UpstreamCall, UpstreamReply, WrappedSource
 from parley.core.usage import AnthropicStreamSniffer
 from parley.providers.base import HubCall
-from parley.transport.http import HttpClient
+from parley.transport.http import HttpClient, UpstreamBroken
 
 DEFAULT_VERSION = "2023-06-01"
 
@@ -118,7 +118,7 @@ def note_json_reply(ctx: RequestContext, reply: UpstreamReply) -> None:
     except orjson.JSONDecodeError:
         data = None
     error = data.get("error") if isinstance(data, dict) else None
-    if reply.status < 400 and isinstance(data, dict):
+    if reply.status < 400 and isinstance(data, dict) and error is None:
         ctx.usage.update(data.get("usage"))
         return
     if reply.status >= 400 and isinstance(error, dict) and "type" in error:
@@ -128,11 +128,12 @@ def note_json_reply(ctx: RequestContext, reply: UpstreamReply) -> None:
     snippet = (reply.body or b"")[:200].decode("utf-8", "replace")
     status = reply.status if reply.status >= 400 else 502
     error_type = anthropic_type_for_status(status)
-    message = (
-        f"upstream returned HTTP {reply.status} with an unexpected body: {snippet!r}"
-        if reply.status >= 400
-        else f"upstream returned an invalid response body: {snippet!r}"
-    )
+    if reply.status >= 400:
+        message = f"upstream returned HTTP {reply.status} with an unexpected body: {snippet!r}"
+    elif isinstance(error, dict):  # an error sent as a success is still an error
+        message = f"upstream sent an error with status {reply.status}: {error.get('message')}"
+    else:
+        message = f"upstream returned an invalid response body: {snippet!r}"
     ctx.error_type, ctx.error_message = error_type, message
     reply.status = status
     reply.body = anthropic_error_body(error_type, message, ctx.request_id)
@@ -147,7 +148,7 @@ class SniffingSource(WrappedSource):
     truncated message as if it were whole.
     """
 
-    __slots__ = ("_ended", "ctx", "events", "sniffer")
+    __slots__ = ("_ended", "_started", "ctx", "events", "sniffer")
 
     def __init__(self, inner: ChunkSource, sniffer: AnthropicStreamSniffer, ctx: RequestContext) -> None:
         super().__init__(inner)
@@ -155,6 +156,7 @@ class SniffingSource(WrappedSource):
         self.ctx = ctx
         self.events = WholeEvents()
         self._ended = False
+        self._started = False  # a whole event has been passed on
 
     at_boundary = True  # only whole events are passed on
 
@@ -176,9 +178,16 @@ class SniffingSource(WrappedSource):
         self.sniffer.feed(chunk)
         if self.sniffer.error is not None and self.ctx.error_type is None:
             self.ctx.error_type = self.sniffer.error.get("type", "api_error")
-        return self.events.feed(chunk)
+        try:
+            whole = self.events.feed(chunk)
+        except EventTooLarge as e:
+            raise UpstreamBroken(str(e)) from None
+        self._started = self._started or bool(whole)
+        return whole
 
     def _unfinished(self) -> bytes:
+        if not self._started:  # nothing usable came at all: a bad gateway, before any byte
+            raise UpstreamBroken("upstream stream ended without a complete event")
         ctx = self.ctx
         ctx.error_type = ctx.error_type or "api_error"
         ctx.error_message = "upstream stream ended before message_stop"

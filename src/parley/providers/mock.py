@@ -74,26 +74,33 @@ def build_message(body: dict, model: str) -> dict:
 def last_user_text(body: dict, *, skip_textless: bool = True) -> str:
     """The text of the last user turn; with `skip_textless` a turn without text blocks (only tool
     results, say) is passed over for the one before it, else it gives ""."""
-    for message in reversed(body.get("messages") or []):
+    messages = body.get("messages")
+    for message in reversed(messages if isinstance(messages, list) else []):
         if not isinstance(message, dict) or message.get("role") != "user":
             continue
         content = message.get("content")
         if isinstance(content, str):
             return content
         if isinstance(content, list):
-            texts = [b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text"]
+            texts = [_text_of(b) for b in content if isinstance(b, dict) and b.get("type") == "text"]
             if texts or not skip_textless:
                 return " ".join(texts)
     return ""
 
 
+def _text_of(block: dict) -> str:
+    text = block.get("text", "")
+    return text if isinstance(text, str) else orjson.dumps(text).decode()
+
+
 def _forced_tool(body: dict) -> str | None:
-    tools = [t for t in body.get("tools") or [] if isinstance(t, dict) and t.get("name")]
+    """The tool `tool_choice` forces, if any; malformed tools and choices force none."""
+    listed = body.get("tools")
+    tools = [t for t in listed if isinstance(t, dict) and t.get("name")] if isinstance(listed, list) else []
     choice = body.get("tool_choice") or {}
     if not tools or not isinstance(choice, dict):
         return None
-    if choice.get("type") == "tool":
-        return choice.get("name")
+    name = choice.get("name") if choice.get("type") == "tool" else None
     if choice.get("type") == "any":
-        return tools[0]["name"]
-    return None
+        name = tools[0]["name"]
+    return name if isinstance(name, str) else None

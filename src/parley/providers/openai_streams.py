@@ -13,10 +13,11 @@ from typing import Any
 import orjson
 
 from parley.core.context import RequestContext
-from parley.core.sse import SSEDecoder, WholeEvents, encode_event
+from parley.core.sse import EventTooLarge, SSEDecoder, WholeEvents, encode_event
 from parley.core.stream import ChunkSource, UpstreamReply, WrappedSource
 from parley.core.usage import Usage
 from parley.translate.openai_stream import OpenAIStreamTranslator
+from parley.transport.http import UpstreamBroken
 
 log = logging.getLogger("parley.bridge.openai")
 
@@ -110,7 +111,12 @@ class OpenAIUsageSource(WrappedSource):
                 self._note(data)
             if self.hide_usage_chunk and not (has_usage and '"choices":[]' in data.replace(" ", "")):
                 kept.append(b"data: " + data.encode() + b"\n\n")
-        return b"".join(kept) if self.hide_usage_chunk else self.events.feed(chunk)
+        if self.hide_usage_chunk:
+            return b"".join(kept)
+        try:
+            return self.events.feed(chunk)
+        except EventTooLarge as e:
+            raise UpstreamBroken(str(e)) from None
 
     def _note(self, data: str) -> None:
         try:

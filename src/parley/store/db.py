@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,6 +54,7 @@ def make_engine(url: str, settings: GeneralSettings | Mapping[str, Any] | None =
         settings = GeneralSettings.from_config(settings or {}, "general_settings", {})
     url = normalize_url(url)
     if make_url(url).get_backend_name() == "sqlite":
+        create_private_file(make_url(url).database)
         # Few cached statements: spend batches of every size are distinct multi-row INSERTs, and
         # sqlite3's default cache of 128 prepared statements each holding one grew RSS by ~2 KB
         # per request until it filled (measured: 100 MB -> 180 MB over 38k requests).
@@ -75,6 +77,20 @@ def make_engine(url: str, settings: GeneralSettings | Mapping[str, Any] | None =
         pool_pre_ping=True,
         pool_recycle=1800,
     )
+
+
+def create_private_file(path: str | None) -> None:
+    """Create the SQLite file owner-only (0600) before SQLite does (it would use 0644 less the
+    umask): it holds key hashes, spend and metadata. SQLite gives its -wal and -shm files the
+    database file's mode. An existing file is left as it is; in-memory databases have no file."""
+    if not path or path == ":memory:" or path.startswith("file:") or os.path.exists(path):
+        return
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:  # another worker made it first
+        pass
+    except OSError as e:  # e.g. the folder does not exist: SQLite will report it on connect
+        log.debug("could not pre-create %s: %s", path, e)
 
 
 def _alembic_config() -> AlembicConfig:

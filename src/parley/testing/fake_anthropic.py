@@ -10,7 +10,8 @@ A reply spec (all keys optional):
      "silence": s,                            a pause after the first content_block_start
      "stream_error": {"type", "message"}, "error_after": n,   an `event: error` after n events
      "disconnect_after": n,                   drop the connection after n events
-     "raw": "...", "content_type": "..."}     send these bytes verbatim
+     "raw": "...", "content_type": "..."}     send these bytes verbatim (and see fake_state.send_raw:
+                                              raw_repeat, raw_chunks, endless, then)
 Without a script the reply echoes the last user text.
 """
 
@@ -27,7 +28,7 @@ from parley.core.anthropic_stream import message_events
 from parley.core.sse import encode_event
 from parley.core.tokens import count_request_tokens, text_tokens
 from parley.providers.mock import last_user_text
-from parley.testing.fake_state import STATE, json_response, sleep
+from parley.testing.fake_state import RAW_KEYS, STATE, json_response, send_raw, sleep
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -108,12 +109,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
         return body
     spec = state.next_reply("anthropic", body) or {}
     await sleep(spec.get("delay"))
-    if "raw" in spec:
-        return web.Response(
-            body=spec["raw"].encode(),
-            status=spec.get("status", 200),
-            content_type=spec.get("content_type", "application/json"),
-        )
+    if RAW_KEYS & spec.keys():
+        return await send_raw(request, spec)
     status = spec.get("status", 200)
     if status >= 400:
         err = spec.get("error") or {}

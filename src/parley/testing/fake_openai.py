@@ -26,7 +26,8 @@ A reply spec, queued with /_fake/script (all keys optional):
      failures:
      "stream_error": {...}, "error_after": n   a `data: {"error": ...}` chunk after n chunks
      "disconnect_after": n                     drop the connection after n chunks
-     "raw": "...", "content_type": "..."}      send these bytes verbatim
+     "raw": "...", "content_type": "..."}      send these bytes verbatim (and see fake_state.send_raw:
+                                               raw_repeat, raw_chunks, endless, then)
 Without a script the reply echoes the last user text.
 """
 
@@ -44,7 +45,7 @@ from aiohttp import web
 from parley.core.sse import OPENAI_DONE_FRAME, encode_data
 from parley.core.tokens import text_tokens
 from parley.providers.mock import last_user_text
-from parley.testing.fake_state import STATE, json_response, sleep
+from parley.testing.fake_state import RAW_KEYS, STATE, json_response, send_raw, sleep
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -89,12 +90,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return json_response(openai_error(problem[0], param=problem[1]), 400)
     spec = state.next_reply("openai", body) or {}
     await sleep(spec.get("delay"))
-    if "raw" in spec:
-        return web.Response(
-            body=spec["raw"].encode(),
-            status=spec.get("status", 200),
-            content_type=spec.get("content_type", "application/json"),
-        )
+    if RAW_KEYS & spec.keys():
+        return await send_raw(request, spec)
     status = spec.get("status", 200)
     if status >= 400:
         payload = spec.get("error_body")

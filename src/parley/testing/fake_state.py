@@ -68,3 +68,53 @@ def json_response(payload: Any, status: int = 200, headers: dict | None = None) 
 async def sleep(seconds: float | None) -> None:
     if seconds:
         await asyncio.sleep(seconds)
+
+
+RAW_KEYS = {"raw", "raw_chunks", "endless"}
+ENDLESS_SECONDS = 8.0  # an "endless" stream stops by itself after this long (tests stay bounded)
+
+
+async def send_raw(request: web.Request, spec: dict[str, Any]) -> web.StreamResponse:
+    """A hostile reply from the spec's raw keys (shared by both protocol fakes):
+
+    "raw": text, "raw_repeat": n      these bytes (n times over: giant lines), then the rest below
+    "raw_chunks": [text, ...]         sent one by one, `chunk_delay` apart (an SSE cut mid-event)
+    "endless": text                   sent over and over, `chunk_delay` apart, for ENDLESS_SECONDS
+    "then": "eof" | "disconnect" | "hang"   how the reply ends (default eof; hang: until the client goes)
+    "status", "content_type", "headers"     of the reply (defaults 200, application/json)
+    """
+    response = web.StreamResponse(status=spec.get("status", 200), headers=spec.get("headers"))
+    response.content_type = spec.get("content_type", "application/json")
+    await response.prepare(request)
+    try:
+        await _write_raw(response, spec)
+        return await _end_raw(request, response, spec.get("then", "eof"))
+    except (ConnectionResetError, asyncio.CancelledError, RuntimeError):
+        return response
+
+
+async def _write_raw(response: web.StreamResponse, spec: dict[str, Any]) -> None:
+    if "raw" in spec:
+        await response.write(spec["raw"].encode() * int(spec.get("raw_repeat", 1)))
+    for chunk in spec.get("raw_chunks", ()):
+        await sleep(spec.get("chunk_delay"))
+        await response.write(chunk.encode())
+    if "endless" in spec:
+        stop = time.monotonic() + ENDLESS_SECONDS
+        while time.monotonic() < stop:
+            await response.write(spec["endless"].encode())
+            await asyncio.sleep(spec.get("chunk_delay") or 0.01)
+
+
+async def _end_raw(request: web.Request, response: web.StreamResponse, how: str) -> web.StreamResponse:
+    if how == "disconnect":
+        if request.transport is not None:
+            request.transport.close()
+        return response
+    if how == "hang":
+        await asyncio.sleep(ENDLESS_SECONDS)
+        if request.transport is not None:
+            request.transport.close()
+        return response
+    await response.write_eof()
+    return response

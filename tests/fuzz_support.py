@@ -1,0 +1,12 @@
+"""What the fuzz tests share: how many examples to run, and per-request time bounds.
+
+The default suite runs a few dozen examples per target; `make fuzz` sets FUZZ_EXAMPLES (and
+FUZZ_SEED unset means a random run instead of the default suite's fixed one)."""
+
+from __future__ import annotations
+
+import os
+
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
+LONG = "FUZZ_EXAMPLES" in os.environ
+ADMIN_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "6"))  # per admin operation (about 30 of them)
