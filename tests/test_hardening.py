@@ -228,3 +228,20 @@ def test_a_client_leaving_mid_upload_is_logged_as_such_not_as_a_bug(served):
     log = served.log()
     assert '"status":499' in log and '"error":"client_disconnected"' in log
     assert "unexpected error" not in log and "Traceback" not in log
+
+
+@pytest.mark.process
+def test_revocation_reaches_every_worker_within_a_second_without_redis(
+    start_gateway, fake_upstream, tmp_path
+):
+    gw = start_gateway(_config(fake_upstream, str(tmp_path / "parley.db")), workers=2)
+    admin = Admin(gw.url)
+    small = orjson.dumps(dict(BODY, model="claude-sonnet-4-5", max_tokens=5))
+    user = admin.post("/user/new", {"user_id": "leaver"})["user_id"]
+    key = admin.post("/key/generate", {"user_id": user})["key"]
+    for _ in range(8):  # warm both workers' key caches
+        assert _raw_post(gw, "/v1/messages", key, small)[0] == 200
+    admin.post("/user/delete", {"user_ids": [user]})
+    time.sleep(1.2)
+    statuses = {_raw_post(gw, "/v1/messages", key, small)[0] for _ in range(8)}
+    assert statuses == {401}

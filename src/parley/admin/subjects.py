@@ -128,6 +128,8 @@ async def delete(service: Any, kind: Kind, body: dict[str, Any]) -> dict[str, An
         await conn.execute(sa.delete(kind.table).where(kind.id_col.in_(found)))
         if kind is TEAM:  # keys of a deleted team lose the team, as they would a dangling id
             await conn.execute(sa.update(t.keys).where(t.keys.c.team_id.in_(found)).values(team_id=None))
+        if kind is USER:  # a deleted user's keys go with them (as in LiteLLM): no key outlives its budget
+            await conn.execute(sa.delete(t.keys).where(t.keys.c.user_id.in_(found)))
     for ident in found:
         await service.invalidate(kind.name, ident, budget=True)
     return {f"deleted_{kind.delete_field}": found}

@@ -341,7 +341,10 @@ class RedisLedger:
         raise RedisUnavailable("budgets kept disappearing while being seeded")
 
     async def _seed(self, line: BudgetLine) -> float:
-        spend, reset_at = await settled_spend(self.local.engine, self.local.pending, line)
+        try:
+            spend, reset_at = await settled_spend(self.local.engine, self.local.pending, line)
+        except DATABASE_ERRORS:  # Redis lost the budget and the database is down: nothing to trust
+            raise database_unavailable("budgets Redis no longer holds cannot be re-read") from None
         if reset_at is not None and line.duration and reset_at <= time.time():
             return 0.0  # the stored spend is of a period that has ended (reset by the writer)
         return spend

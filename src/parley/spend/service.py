@@ -36,6 +36,8 @@ from parley.store.tables import spend_logs
 _COLUMNS = frozenset(str(c.name) for c in spend_logs.c)
 _REQUIRED = tuple(str(c.name) for c in spend_logs.c if not c.nullable and c.server_default is None)
 
+LONE_KEY_CACHE_TTL = 1.0  # seconds a key record is trusted without Redis to announce changes
+
 log = logging.getLogger("parley.store")
 
 
@@ -51,7 +53,10 @@ class StoreService:
         assert settings.database_url is not None
         self.url = settings.database_url
         self.engine = make_engine(self.url, settings)
-        self.cache = RecordCache(self.engine, ttl=settings.key_cache_ttl)
+        # Without Redis no message tells other workers and instances of a revoked key: their cached
+        # records then live at most a second, so a revocation reaches all of them within one.
+        ttl = settings.key_cache_ttl if link is not None else min(settings.key_cache_ttl, LONE_KEY_CACHE_TTL)
+        self.cache = RecordCache(self.engine, ttl=ttl)
         self.journal = make_journal(self.url, settings)
         self.writer = SpendWriter(
             self.engine,
