@@ -181,10 +181,10 @@ def check_budget(keys, rows) -> None:
 
 
 def check_rate_limit(outcomes, faults) -> None:
-    """Worst case (docs/reliability.md): one window per Redis lifetime (a restart forgets the
-    counts), plus one window per gateway process (its in-process limiter while Redis is away)."""
+    """Worst case (docs/reliability.md): every gateway process counts what it served itself and
+    never serves more than the limit in a window, whatever Redis remembers; so a window admits at
+    most one limit per gateway process that lived in it (a restarted gateway is a new process)."""
     admitted = admitted_in_window(outcomes, "rpm", 60.0)
-    restarts = sum("redis kill" in f.name for f in faults)
     processes = INSTANCES + sum(f.gateway is not None for f in faults)
     print(f"rpm key: at most {admitted} admitted in a 60 s window (limit {RPM})")
-    assert admitted <= RPM * (1 + restarts + processes)
+    assert admitted <= RPM * processes

@@ -161,7 +161,13 @@ class LocalLimiter:
 
 
 class RedisLimiter:
-    """Counters in Redis; while Redis is down, the local limiter stands in (see RedisLink)."""
+    """Counters in Redis, and this process's own share counted locally as well.
+
+    A request Redis admits must also fit this process's local counters, which see every request it
+    served in the window, whatever admitted them. So while Redis is down the local limiter stands in
+    knowing what this process already served, and when Redis comes back empty (a restart) no process
+    serves more than a window's limit on its own: across N instances a window can admit at most N
+    limits, never more per instance (see docs/reliability.md)."""
 
     def __init__(self, link: RedisLink, local: LocalLimiter) -> None:
         self.link = link
@@ -187,12 +193,16 @@ class RedisLimiter:
         if int(out[0]) == 0:
             kind = out[2].decode() if isinstance(out[2], bytes) else str(out[2])
             return Decision(False, specs[int(out[1]) - 1], kind, int(out[3])), True
+        own = self.local.acquire(specs, member)  # this process's share, counted here too
+        if not own.allowed:  # Redis forgot what this process already served: give the slot back
+            await self.settle(specs, member, 0, True)
+            return own, False
         used = [(int(out[2 + 2 * i]), int(out[3 + 2 * i])) for i in range(len(specs))]
         return Decision(True, wait_ms=int(out[1]), used=used), True
 
     async def settle(self, specs: list[LimitSpec], member: str, tokens: int, shared: bool) -> None:
+        self.local.settle(specs, member, tokens)  # the local counters see every request either way
         if not shared:
-            self.local.settle(specs, member, tokens)
             return
         keys: list[str] = []
         args: list = [len(specs), member, tokens]
@@ -203,5 +213,4 @@ class RedisLimiter:
         try:
             await self.link.run(lambda c: self._settle(keys=keys, args=args, client=c))
         except RedisUnavailable:
-            log.warning("rate limits: could not settle %d tokens in Redis; counted locally", tokens)
-            self.local.settle(specs, member, tokens)
+            log.warning("rate limits: could not settle %d tokens in Redis; counted locally only", tokens)
