@@ -245,3 +245,14 @@ def test_revocation_reaches_every_worker_within_a_second_without_redis(
     time.sleep(1.2)
     statuses = {_raw_post(gw, "/v1/messages", key, small)[0] for _ in range(8)}
     assert statuses == {401}
+
+
+def test_a_404_tells_a_limited_key_only_what_it_may_use(gateway, admin):
+    key = admin.post("/key/generate", {"models": ["claude-haiku-4-5"]})["key"]
+    reply = _post(gateway, "/v1/messages", key, orjson.dumps(dict(BODY, model="no-such-model")))
+    message = reply.json()["error"]["message"]
+    assert reply.status_code == 404 and "claude-haiku-4-5" in message
+    assert "claude-sonnet-4-5" not in message  # served, but not this key's to know
+    unlimited = admin.post("/key/generate", {})["key"]
+    reply = _post(gateway, "/v1/messages", unlimited, orjson.dumps(dict(BODY, model="no-such-model")))
+    assert "claude-sonnet-4-5" in reply.json()["error"]["message"]

@@ -78,6 +78,7 @@ class RequestContext:
     started_at: float = field(default_factory=time.time)
     key: str | None = None  # the credential the client presented
     auth: object = None  # what the authenticator made of it: "master", a KeyRecord, or None
+    allowed_models: tuple[str, ...] = ()  # the models the key may use (empty: every model)
     model: str | None = None  # as requested
     batch_models: list[str] = field(default_factory=list)  # the models a batch's items ask for
     targets: list[Target] = field(default_factory=list)  # the deployments that may serve it

@@ -66,6 +66,7 @@ class VirtualKeyAuth(Authenticator):
             raise GatewayError(401, "invalid x-api-key", "authentication_error")
         check_key(record)
         ctx.auth = record
+        ctx.allowed_models = record.models
         limits = [_limit("key", record.token, record)]
         if record.user is not None:
             limits.append(_limit("user", record.user.id, record.user))

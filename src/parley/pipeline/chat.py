@@ -45,7 +45,7 @@ class ChatEndpoint(Endpoint):
 
     def prepare(self, ctx: RequestContext, body: dict[str, Any] | None) -> None:
         assert body is not None
-        ctx.targets = self.pipeline.router.targets(body["model"])  # 404 before any filter runs
+        ctx.targets = self.pipeline.router.targets(body["model"], ctx.allowed_models)  # 404 before any filter
         apply_request_metadata(ctx, body)
 
     async def send(self, ctx: RequestContext, body: dict[str, Any] | None, raw: bytes) -> UpstreamReply:

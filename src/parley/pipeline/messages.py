@@ -65,7 +65,7 @@ class MessagesEndpoint(Endpoint):
 
     def prepare(self, ctx: RequestContext, body: dict[str, Any] | None) -> None:
         assert body is not None
-        ctx.targets = self.pipeline.router.targets(body["model"])  # 404 before any filter runs
+        ctx.targets = self.pipeline.router.targets(body["model"], ctx.allowed_models)  # 404 before any filter
         apply_request_metadata(ctx, body, gateway_cache_controls=True)
 
     async def send(self, ctx: RequestContext, body: dict[str, Any] | None, raw: bytes) -> UpstreamReply:

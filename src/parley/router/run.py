@@ -60,13 +60,16 @@ class Router:
         self.settings = settings or RouterSettings()
         self.health = health or Health(self.settings)
 
-    def targets(self, model: str) -> list[Target]:
+    def targets(self, model: str, allowed: tuple[str, ...] = ()) -> list[Target]:
+        """The deployments serving `model`; 404 naming what may be asked for instead: every served
+        model, or for a key limited to some models, those only (nothing else is disclosed)."""
         targets = self.table.resolve(model)
         if not targets:
-            served = ", ".join(self.table.names()) or "none"
-            raise GatewayError(
-                404, f"model: {model!r} is not served here; models served: {served}", "not_found_error"
-            )
+            if allowed:
+                hint = f"models your key may use: {', '.join(allowed)}"
+            else:
+                hint = f"models served: {', '.join(self.table.names()) or 'none'}"
+            raise GatewayError(404, f"model: {model!r} is not served here; {hint}", "not_found_error")
         return targets
 
     async def run(self, ctx: RequestContext, model: str, attempt: Attempt) -> UpstreamReply:
