@@ -139,3 +139,22 @@ def test_a_translated_stream_with_a_line_that_is_not_json_is_an_error(start_gate
         ) as stream,
     ):
         stream.get_final_message()
+
+
+def test_a_stream_past_the_duration_limit_ends_with_an_error_event(start_gateway, upstream):
+    config = _config(upstream)
+    config["general_settings"] = {"max_stream_seconds": 1}
+    gw = start_gateway(config)
+    ping = 'event: ping\ndata: {"type": "ping"}\n\n'
+    upstream.script({"raw": START, "endless": ping, "chunk_delay": 0.05, "content_type": "text/event-stream"})
+    started = time.monotonic()
+    client = _client(gw)
+    with (
+        pytest.raises(anthropic.APIStatusError, match="limit of 1 s"),
+        client.messages.stream(
+            model="m", max_tokens=16, messages=[{"role": "user", "content": "hi"}]
+        ) as stream,
+    ):
+        stream.get_final_message()
+    assert time.monotonic() - started < 5  # not the upstream's 8 s
+    assert '"error":"stream_too_long"' in gw.log()

@@ -106,6 +106,7 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
         providers,
         config.general.max_request_bytes,
         config.general.stream_ping_interval,
+        config.general.max_stream_seconds,
     )
     return Gateway(
         config,

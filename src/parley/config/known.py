@@ -20,6 +20,7 @@ GENERAL = frozenset(
         "database_url",
         "max_request_size_mb",
         "stream_ping_interval",
+        "max_stream_seconds",
         "key_cache_ttl",
         "spend_flush_interval",
         "spend_batch_size",

@@ -22,6 +22,7 @@ class GeneralSettings:
     database_url: str | None = None  # or DATABASE_URL
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES  # from max_request_size_mb
     stream_ping_interval: float = 15.0  # seconds of upstream silence before a `ping` event
+    max_stream_seconds: float = 3600.0  # a stream still open after this ends with an error event
     key_cache_ttl: float = 60.0
     spend_flush_interval: float = 0.5
     spend_batch_size: int = 500
@@ -44,6 +45,7 @@ class GeneralSettings:
             database_url=f.text("database_url") or env.get("DATABASE_URL") or None,
             max_request_bytes=int(size_mb * 1024 * 1024) if size_mb else DEFAULT_MAX_REQUEST_BYTES,
             stream_ping_interval=f.number("stream_ping_interval", 15.0, positive=True),
+            max_stream_seconds=f.number("max_stream_seconds", 3600.0, positive=True),
             key_cache_ttl=f.number("key_cache_ttl", 60.0),
             spend_flush_interval=f.number("spend_flush_interval", 0.5, positive=True),
             spend_batch_size=f.integer("spend_batch_size", 500, positive=True),

@@ -82,6 +82,7 @@ class Pipeline:
         providers: dict[str, Provider],
         max_request_bytes: int,
         ping_interval: float,
+        max_stream_seconds: float = 3600.0,
     ) -> None:
         self.auth = auth
         self.chain = chain
@@ -89,6 +90,7 @@ class Pipeline:
         self.providers = providers
         self.max_request_bytes = max_request_bytes
         self.ping_interval = ping_interval
+        self.max_stream_seconds = max_stream_seconds  # a stream longer than this ends with an error
 
     async def run(self, endpoint: Endpoint, ctx: RequestContext, read: ReadBody) -> Outcome:
         """Everything up to the relay; never raises. Call `finish(ctx)` once the reply is over."""

@@ -70,8 +70,10 @@ class RelayResponse:
                         relay.cancel()
                     return
 
-        watcher = asyncio.get_running_loop().create_task(watch_disconnect())
+        loop = asyncio.get_running_loop()
+        watcher = loop.create_task(watch_disconnect())
         interval = self.pipeline.ping_interval
+        deadline = loop.time() + self.pipeline.max_stream_seconds
         assert source is not None
         try:
             await send(
@@ -82,10 +84,15 @@ class RelayResponse:
                 }
             )
             while True:
+                if loop.time() >= deadline:
+                    await send({"type": "http.response.body", "body": self._too_long(), "more_body": True})
+                    break
                 try:
-                    async with asyncio.timeout(interval):
+                    async with asyncio.timeout(min(interval, max(0.0, deadline - loop.time()))):
                         chunk = await source.next_chunk()
                 except TimeoutError:
+                    if loop.time() >= deadline:
+                        continue
                     if source.at_boundary:  # never inside an event (raw bytes of unknown framing)
                         await send(
                             {
@@ -130,6 +137,15 @@ class RelayResponse:
             done = True
             watcher.cancel()
             source.close()
+
+    def _too_long(self) -> bytes:
+        """The error that ends a stream at the gateway's duration limit (`max_stream_seconds`)."""
+        ctx = self.ctx
+        ctx.error_type = "stream_too_long"
+        ctx.error_message = (
+            f"the stream reached the gateway's limit of {self.pipeline.max_stream_seconds:g} s"
+        )
+        return self.endpoint.error_frame(ctx, "api_error", ctx.error_message)
 
     async def _cut(self, send: Send) -> None:
         """End a stream that the server's shutdown cut, with an error event the client can read."""
