@@ -61,8 +61,8 @@ async def measure(requests: int) -> list[str]:
             profile.disable()
             cpu = 1000 * (time.process_time() - started) / requests
             stats = pstats.Stats(profile)
-            ours = sum(v[1] for k, v in stats.stats.items() if f"{os.sep}parley{os.sep}" in k[0])  # type: ignore[attr-defined]
-            total = stats.total_calls  # type: ignore[attr-defined]
+            ours = sum(v[1] for k, v in stats.stats.items() if f"{os.sep}parley{os.sep}" in k[0])
+            total = stats.total_calls
             lines.append(
                 f"{'stream' if stream else 'json':6}  {total / requests:7.0f} calls/request "
                 f"({ours / requests:.0f} in parley)  {cpu:.3f} ms CPU/request under cProfile"

@@ -82,10 +82,6 @@ class AnthropicStreamSniffer:
         self.saw_stop = False
         self.output_chars = 0
 
-    @property
-    def at_boundary(self) -> bool:
-        return self.decoder.at_boundary
-
     def feed(self, chunk: bytes) -> None:
         for event in self.decoder.feed(chunk):
             name = event.event

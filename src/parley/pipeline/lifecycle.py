@@ -82,7 +82,7 @@ class Pipeline:
         providers: dict[str, Provider],
         max_request_bytes: int,
         ping_interval: float,
-        max_stream_seconds: float = 3600.0,
+        max_stream_seconds: float,
     ) -> None:
         self.auth = auth
         self.chain = chain

@@ -35,7 +35,7 @@ from parley.translate.openai_stream import OpenAIStreamTranslator
 from parley.translate.openai_to_anthropic import to_anthropic_message
 from parley.transport.http import HttpClient
 
-log = logging.getLogger("parley.bridge.openai")
+log = logging.getLogger("parley.providers.openai")
 
 _SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
 

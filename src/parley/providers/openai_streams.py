@@ -19,7 +19,7 @@ from parley.core.usage import Usage
 from parley.translate.openai_stream import OpenAIStreamTranslator
 from parley.transport.http import UpstreamBroken
 
-log = logging.getLogger("parley.bridge.openai")
+log = logging.getLogger("parley.providers.openai")
 
 
 def report_notes(ctx: RequestContext, notes: list[str]) -> None:

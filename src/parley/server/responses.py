@@ -15,11 +15,3 @@ def anthropic_error(ctx: RequestContext, error: GatewayError) -> Response:
     ctx.error_message = error.message
     headers = {"request-id": ctx.request_id, **error.headers}
     return JSONBytes(error.anthropic_body(ctx.request_id), status_code=error.status, headers=headers)
-
-
-def openai_error(ctx: RequestContext, error: GatewayError) -> Response:
-    ctx.status = error.status
-    ctx.error_type = error.type
-    ctx.error_message = error.message
-    headers = {"request-id": ctx.request_id, **error.headers}
-    return JSONBytes(error.openai_body(), status_code=error.status, headers=headers)
