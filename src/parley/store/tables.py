@@ -40,6 +40,7 @@ keys = sa.Table(
     sa.Column("budget_mode", sa.String(8), nullable=False, server_default="strict"),
     sa.Column("tags", sa.JSON, nullable=True),
     sa.Column("expires", sa.Double, nullable=True),
+    sa.Column("end_users", sa.JSON, nullable=True),  # end users the key may act for; "*" = any
     *_budget_columns(),
 )
 
