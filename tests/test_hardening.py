@@ -301,3 +301,34 @@ def test_a_404_tells_a_limited_key_only_what_it_may_use(gateway, admin):
     unlimited = admin.post("/key/generate", {})["key"]
     reply = _post(gateway, "/v1/messages", unlimited, orjson.dumps(dict(BODY, model="no-such-model")))
     assert "claude-sonnet-4-5" in reply.json()["error"]["message"]
+
+
+@pytest.mark.process
+@pytest.mark.parametrize(
+    ("path", "length", "envelope"),
+    [
+        ("/v1/messages", b"abc", "anthropic"),
+        ("/anthropic/v1/messages", b"-5", "anthropic"),
+        ("/v1/chat/completions", b"12, 13", "openai"),
+    ],
+)
+def test_a_request_that_does_not_parse_gets_the_api_envelope(served, path, length, envelope):
+    host, port = served.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            b"POST %s HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: %s\r\n\r\n{}"
+            % (path.encode(), length)
+        )
+        raw = b""
+        while chunk := sock.recv(65536):
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"content-type: application/json" in head.lower()
+    error = orjson.loads(body)
+    if envelope == "anthropic":
+        assert error["type"] == "error" and error["error"]["type"] == "invalid_request_error"
+        assert error["request_id"].startswith("req_")
+    else:
+        assert error["error"]["type"] == "invalid_request_error" and "param" in error["error"]
+    assert "Content-Length" in error["error"]["message"]

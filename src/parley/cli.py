@@ -98,6 +98,8 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"ignored: {line}", file=sys.stderr, flush=True)
     import uvicorn
 
+    from parley.server.protocol import EnvelopeHttpToolsProtocol
+
     _exit_zero_on_stop()
     uvicorn.run(
         "parley.server.factory:app",
@@ -106,7 +108,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers if args.workers > 1 else None,
         loop="uvloop",
-        http="httptools",
+        http=EnvelopeHttpToolsProtocol,
         log_level=args.log_level,
         access_log=False,
         timeout_graceful_shutdown=max(0.0, args.shutdown_timeout),

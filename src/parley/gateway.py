@@ -64,7 +64,7 @@ class Gateway:
 def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gateway:
     """Every part of a gateway for `config`; `extra_filters` join the chain in their phases."""
     tasks = Tasks()
-    http = HttpClient()
+    http = HttpClient(max_response_bytes=config.general.max_response_bytes)
     redis = link_from_config(config.redis, os.environ)
     if redis is not None:
         tasks.on_shutdown(redis.close)

@@ -19,6 +19,7 @@ GENERAL = frozenset(
         "master_key",
         "database_url",
         "max_request_size_mb",
+        "max_response_size_mb",
         "stream_ping_interval",
         "max_stream_seconds",
         "key_cache_ttl",

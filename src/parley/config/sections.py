@@ -13,6 +13,7 @@ from typing import Any
 from parley.config.fields import Fields
 
 DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 ANTHROPIC_BASE = "https://api.anthropic.com"
 
 
@@ -21,6 +22,7 @@ class GeneralSettings:
     master_key: str | None = None  # or PARLEY_MASTER_KEY
     database_url: str | None = None  # or DATABASE_URL
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES  # from max_request_size_mb
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES  # an upstream reply read whole; max_response_size_mb
     stream_ping_interval: float = 15.0  # seconds of upstream silence before a `ping` event
     max_stream_seconds: float = 3600.0  # a stream still open after this ends with an error event
     key_cache_ttl: float = 60.0
@@ -40,10 +42,12 @@ class GeneralSettings:
     def from_config(cls, settings: Mapping[str, Any], where: str, env: Mapping[str, str]) -> GeneralSettings:
         f = Fields(settings, where)
         size_mb = f.opt_number("max_request_size_mb")
+        reply_mb = f.opt_number("max_response_size_mb")
         return cls(
             master_key=f.text("master_key") or env.get("PARLEY_MASTER_KEY") or None,
             database_url=f.text("database_url") or env.get("DATABASE_URL") or None,
             max_request_bytes=int(size_mb * 1024 * 1024) if size_mb else DEFAULT_MAX_REQUEST_BYTES,
+            max_response_bytes=int(reply_mb * 1024 * 1024) if reply_mb else DEFAULT_MAX_RESPONSE_BYTES,
             stream_ping_interval=f.number("stream_ping_interval", 15.0, positive=True),
             max_stream_seconds=f.number("max_stream_seconds", 3600.0, positive=True),
             key_cache_ttl=f.number("key_cache_ttl", 60.0),
