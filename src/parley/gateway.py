@@ -24,6 +24,7 @@ from parley.pipeline.filter import Authenticator, Filter
 from parley.pipeline.lifecycle import Pipeline
 from parley.providers.anthropic import AnthropicProvider
 from parley.providers.base import Provider
+from parley.providers.local_embed import LocalEmbedder, LocalEmbedProvider
 from parley.providers.mock import MockProvider
 from parley.providers.openai import OpenAIProvider
 from parley.router.health import Health
@@ -52,6 +53,7 @@ class Gateway:
     passthrough: PassthroughSettings
     store: StoreService | None  # keys, budgets and spend; None without a database
     prices: PriceTable  # list prices (the SDK's `cost`)
+    embedder: LocalEmbedder  # the built-in embedding model (loaded on first use)
 
     async def start(self) -> None:
         await self.tasks.start()
@@ -75,9 +77,13 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
     _warn_fallbacks(settings, table)
     openai = OpenAIProvider(http)
     openai.check(config.deployments)
+    embedder = LocalEmbedder()
+    local = LocalEmbedProvider(embedder)
+    local.check(config.deployments)
     providers: dict[str, Provider] = {
         "anthropic": AnthropicProvider(http),
         "mock": MockProvider(),
+        "local": local,
         "openai": openai,
     }
     filters: list[Filter] = [
@@ -119,6 +125,7 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
         config.passthrough,
         store,
         store.prices if store is not None else PriceTable(),
+        embedder,
     )
 
 

@@ -69,7 +69,7 @@ LITELLM_SETTINGS = frozenset({"cache", "cache_params"})
 CACHE_PARAMS = frozenset({"type", "ttl", "max_entries", "url", "host", "port", "password", "namespace"})
 PASSTHROUGH = frozenset({"api_base", "api_key", "forward_client_key", "timeout"})
 ENTRY = frozenset({"model_name", "params", "litellm_params", "model_info", "only_if_env"})
-MODEL_INFO = frozenset({"id"})
+MODEL_INFO = frozenset({"id", "mode"})
 PARAMS = frozenset(
     {
         # config.loader
