@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from parley.config import Config, PassthroughSettings
 from parley.core.tasks import Tasks
 from parley.filters.access_log import AccessLog
-from parley.filters.cache.filter import cache_from_config
+from parley.filters.cache.factory import cache_from_config
 from parley.filters.rate_limit import RateLimitPolicy
 from parley.filters.router_accounting import RouterAccounting
 from parley.pipeline.chain import FilterChain
@@ -92,7 +92,7 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
         RateLimitPolicy(config.default_limits, redis, tasks),
     ]
     filters.extend(extra_filters)
-    cache = cache_from_config(config, redis, tasks)
+    cache = cache_from_config(config, redis, tasks, embedder, PriceTable())
     if cache is not None:
         filters.append(cache)
     auth = Authenticator(config.general.master_key)

@@ -66,7 +66,22 @@ ROUTER = frozenset(
     }
 )
 LITELLM_SETTINGS = frozenset({"cache", "cache_params"})
-CACHE_PARAMS = frozenset({"type", "ttl", "max_entries", "url", "host", "port", "password", "namespace"})
+CACHE_PARAMS = frozenset(
+    {
+        "type",
+        "ttl",
+        "max_entries",
+        "url",
+        "host",
+        "port",
+        "password",
+        "namespace",
+        "similarity_threshold",
+        "semantic_scope",
+        "semantic_tool_results",
+        "redis_semantic_cache_embedding_model",
+    }
+)
 PASSTHROUGH = frozenset({"api_base", "api_key", "forward_client_key", "timeout"})
 ENTRY = frozenset({"model_name", "params", "litellm_params", "model_info", "only_if_env"})
 MODEL_INFO = frozenset({"id", "mode"})
@@ -241,8 +256,6 @@ LITELLM_CACHE_PARAMS = frozenset(
     {
         "supported_call_types",
         "mode",
-        "similarity_threshold",
-        "redis_semantic_cache_embedding_model",
         "default_in_memory_ttl",
         "default_in_redis_ttl",
         "max_connections",

@@ -69,7 +69,7 @@ class GeneralSettings:
 class CacheParams:
     """`litellm_settings.cache_params`; a redis cache without url/host uses the gateway's Redis."""
 
-    type: str = "local"  # local | redis
+    type: str = "local"  # local | redis | semantic | redis-semantic
     ttl: float = 600.0
     max_entries: int = 10_000
     url: str | None = None
@@ -77,12 +77,34 @@ class CacheParams:
     port: int | None = None
     password: str | None = None
     namespace: str | None = None
+    similarity_threshold: float = 0.8  # semantic: cosine of the last user texts to count as a hit
+    semantic_scope: str = "key"  # semantic: entries shared by one key, one team, or everyone
+    semantic_tool_results: bool = False  # semantic: also for requests that carry tool results
+
+    @property
+    def semantic(self) -> bool:
+        return self.type in ("semantic", "redis-semantic")
+
+    @property
+    def shared(self) -> bool:
+        return self.type in ("redis", "redis-semantic")
 
     @classmethod
     def from_config(cls, f: Fields) -> CacheParams:
         port = f.values.get("port")
+        threshold = f.number("similarity_threshold", 0.8)
+        if threshold > 1:
+            raise f.fail("similarity_threshold", "a number from 0 to 1", threshold)
+        model = f.text("redis_semantic_cache_embedding_model")
+        if model is not None and model.removeprefix("local/") not in ("parley-embed",):
+            raise f.fail(
+                "redis_semantic_cache_embedding_model", "local/parley-embed (the built-in model)", model
+            )
         return cls(
-            type=f.choice("type", "local", ("local", "redis")),
+            similarity_threshold=threshold,
+            semantic_scope=f.choice("semantic_scope", "key", ("key", "team", "global")),
+            semantic_tool_results=f.flag("semantic_tool_results", False),
+            type=f.choice("type", "local", ("local", "redis", "semantic", "redis-semantic")),
             ttl=f.number("ttl", 600.0),
             max_entries=f.integer("max_entries", 10_000, positive=True),
             url=f.text("url"),

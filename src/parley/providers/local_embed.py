@@ -63,6 +63,10 @@ class LocalEmbedder:
                 self._model = WordLlamaInference(weights, tokenizer)
             return self._model
 
+    async def warm(self) -> None:
+        """Load the model in a thread (at startup, when a feature will need it on every request)."""
+        await asyncio.get_running_loop().run_in_executor(None, self._load)
+
     @property
     def loaded(self) -> bool:
         return self._model is not None
