@@ -27,6 +27,7 @@ from parley.providers.base import Provider
 from parley.providers.local_embed import LocalEmbedder, LocalEmbedProvider
 from parley.providers.mock import MockProvider
 from parley.providers.openai import OpenAIProvider
+from parley.retrieval.service import VectorStores
 from parley.router.health import Health
 from parley.router.run import Router
 from parley.router.settings import RouterSettings
@@ -54,6 +55,7 @@ class Gateway:
     store: StoreService | None  # keys, budgets and spend; None without a database
     prices: PriceTable  # list prices (the SDK's `cost`)
     embedder: LocalEmbedder  # the built-in embedding model (loaded on first use)
+    vector_stores: VectorStores | None  # retrieval; None without a database
 
     async def start(self) -> None:
         await self.tasks.start()
@@ -97,12 +99,16 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
         filters.append(cache)
     auth = Authenticator(config.general.master_key)
     store = None
+    vector_stores = None
     if config.general.database_url:
+        from parley.filters.retrieval import RetrievalFilter
         from parley.spend.service import StoreService
 
         store = StoreService(config, redis, tasks)
         auth, more = _keys_and_spend(config, store, table, tasks)
         filters.extend(more)
+        vector_stores = VectorStores(store.engine, embedder, tasks)
+        filters.append(RetrievalFilter(vector_stores))
         tasks.on_startup(store.start)
         tasks.on_shutdown(store.stop)
     pipeline = Pipeline(
@@ -126,6 +132,7 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
         store,
         store.prices if store is not None else PriceTable(),
         embedder,
+        vector_stores,
     )
 
 

@@ -88,6 +88,8 @@ MODEL_INFO = frozenset({"id", "mode"})
 PARAMS = frozenset(
     {
         # config.loader
+        "vector_store_ids",
+        "retrieval_top_k",
         "model",
         "api_base",
         "api_key",

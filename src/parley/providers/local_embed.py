@@ -81,6 +81,10 @@ class LocalEmbedder:
         tokens = sum(len(e.ids) for e in model.tokenizer.encode_batch(list(texts), add_special_tokens=False))
         return Embedded(vectors, tokens)
 
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        """Character (start, end) of each token of `text` (for chunking by tokens)."""
+        return [tuple(span) for span in self._load().tokenizer.encode(text, add_special_tokens=False).offsets]
+
     async def aembed(self, texts: Sequence[str], dimensions: int = DIMENSIONS) -> Embedded:
         if self.loaded and sum(len(t) for t in texts) <= INLINE_CHARS:
             return self.embed(texts, dimensions)
