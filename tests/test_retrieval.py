@@ -12,7 +12,7 @@ import openai
 import orjson
 import pytest
 
-from keys_support import MASTER, Admin
+from keys_support import MASTER, Admin, create_pg_database, drop_pg_database
 from parley.testing.procs import anthropic_deployment, openai_deployment
 
 DOCS = {
@@ -22,9 +22,14 @@ DOCS = {
 }
 
 
-@pytest.fixture(scope="module")
-def db(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("rag") / "parley.db")
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def db(request, tmp_path_factory):
+    if request.param == "sqlite":
+        yield str(tmp_path_factory.mktemp("rag") / "parley.db")
+        return
+    name, url = create_pg_database()
+    yield url
+    drop_pg_database(name)
 
 
 def _config(db: str, *entries: dict) -> dict:
