@@ -150,3 +150,36 @@ def test_a_deployment_can_name_its_stores(start_inprocess, fake_upstream, db, st
         model="ops-bot", max_tokens=64, messages=[{"role": "user", "content": "launch code please"}]
     )
     assert "7421" in reply.content[0].text
+
+
+@pytest.mark.process
+def test_parley_ingest_uploads_with_progress_and_reports_failures(start_gateway, fake_upstream, db, tmp_path):
+    import subprocess
+    import sys
+
+    gw = start_gateway(_config(db, anthropic_deployment("claude-sonnet-4-5", fake_upstream)))
+    good = tmp_path / "manual.md"
+    good.write_text("Section one.\n" + "The reactor manual says to vent the coolant slowly. " * 400)
+    bad = tmp_path / "photo.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4)
+    cli = [sys.executable, "-m", "parley", "ingest", "--url", gw.url, "--key", MASTER, "--name", "manuals"]
+    done = subprocess.run([*cli, str(good)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    store = done.stdout.strip()
+    assert store.startswith("vs_") and "chunks, 1/1 files" in done.stderr
+    found = gw_search(gw, store, "how should the coolant be vented?")
+    assert "vent the coolant" in found["data"][0]["content"][0]["text"]
+    failed = subprocess.run([*cli, str(good), str(bad)], capture_output=True, text=True, timeout=120)
+    assert failed.returncode == 1 and "photo.jpg" in failed.stderr and "UTF-8" in failed.stderr
+
+
+def gw_search(gw, store: str, query: str) -> dict:
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{gw.url}/v1/vector_stores/{store}/search",
+        data=orjson.dumps({"query": query}),
+        headers={"authorization": f"Bearer {MASTER}", "content-type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as reply:
+        return orjson.loads(reply.read())

@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 
-from parley import __version__
+from parley import __version__, ingest
 from parley.config import Config, ConfigError, load_config, quick_config
 
 DEFAULT_CONFIG = "config/default.yaml"
@@ -73,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument("--port", type=int, default=4010)
     fake.set_defaults(run=_fake_upstream)
+    ingest.add_parser(sub)
     return parser
 
 
