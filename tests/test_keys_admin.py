@@ -207,7 +207,10 @@ def test_admin_errors_are_anthropic_style(admin, gateway):
     r = wrong.call("POST", "/key/generate", {})
     assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
     made = admin.post("/key/generate", {})
-    assert Admin.of(gateway, key=made["key"]).call("GET", "/key/list").status_code == 401
+    r = Admin.of(gateway, key=made["key"]).call("GET", "/key/list")
+    assert r.status_code == 403 and "not an admin key" in r.json()["error"]["message"]
+    boss = admin.post("/user/new", {"user_id": f"boss-{made['token'][:8]}", "user_role": "proxy_admin"})
+    assert Admin.of(gateway, key=boss["key"]).call("GET", "/key/list").status_code == 200
     r = admin.raw("POST", "/key/generate", b"{nope")
     assert r.status_code == 400 and r.json()["type"] == "error"
     for body in (
