@@ -24,6 +24,7 @@ from parley.pipeline.filter import Authenticator, Filter
 from parley.pipeline.lifecycle import Pipeline
 from parley.providers.anthropic import AnthropicProvider
 from parley.providers.base import Provider
+from parley.providers.bedrock import BedrockProvider
 from parley.providers.mock import MockProvider
 from parley.providers.openai import OpenAIProvider
 from parley.router.health import Health
@@ -75,10 +76,13 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
     _warn_fallbacks(settings, table)
     openai = OpenAIProvider(http)
     openai.check(config.deployments)
+    bedrock = BedrockProvider(http)
+    bedrock.check(config.deployments)
     providers: dict[str, Provider] = {
         "anthropic": AnthropicProvider(http),
         "mock": MockProvider(),
         "openai": openai,
+        "bedrock": bedrock,
     }
     filters: list[Filter] = [
         AccessLog(),

@@ -25,6 +25,9 @@ HOP_BY_HOP = frozenset(
     }
 )
 
+# Streamed reply bodies: SSE, JSON lines, and AWS event streams (application/vnd.amazon.eventstream).
+_STREAM_TYPES = ("event-stream", "jsonl", "ndjson", "amazon.eventstream")
+
 
 class StreamSource:
     """Reads an aiohttp response body chunk by chunk as it arrives."""
@@ -112,11 +115,7 @@ class HttpClient:
             raise GatewayError(502, f"upstream unreachable: {e}", "api_error") from None
         reply_headers = {k.lower(): v for k, v in response.headers.items() if k.lower() not in HOP_BY_HOP}
         content_type = reply_headers.get("content-type", "")
-        if (
-            stream
-            and response.status < 300
-            and ("event-stream" in content_type or "jsonl" in content_type or "ndjson" in content_type)
-        ):
+        if stream and response.status < 300 and any(kind in content_type for kind in _STREAM_TYPES):
             return UpstreamReply(response.status, reply_headers, source=StreamSource(response))
         try:
             data = await response.read()
