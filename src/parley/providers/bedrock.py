@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
+import yarl
 
 from parley.config import ConfigError
 from parley.core.context import RequestContext
@@ -93,7 +94,13 @@ class BedrockProvider:
         headers = await signer.headers("POST", url, body, headers)
         headers.update(dep.extra_headers)
         return await self.http.send(
-            "POST", url, headers, body, dep.timeout, stream, dep.params.get("connect_timeout")
+            "POST",
+            yarl.URL(url, encoded=True),
+            headers,
+            body,
+            dep.timeout,
+            stream,
+            dep.params.get("connect_timeout"),
         )
 
     async def _invoke(

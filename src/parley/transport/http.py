@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aiohttp
+import yarl
 
 from parley.core.errors import GatewayError
 from parley.core.stream import UpstreamReply
@@ -91,7 +92,7 @@ class HttpClient:
     async def send(
         self,
         method: str,
-        url: str,
+        url: str | yarl.URL,
         headers: dict[str, str],
         body: bytes | None,
         timeout: float,
