@@ -66,7 +66,7 @@ def test_invoke_stream_split_frames_and_metrics(upstream):
     upstream.script({"api": "bedrock", "split": 3, "usage": {"cache_read_input_tokens": 7}})
     reply = client(upstream).invoke_model_with_response_stream(modelId=CLAUDE, body=claude_body("stream me"))
     events = [json.loads(e["chunk"]["bytes"]) for e in reply["body"]]
-    assert [e["type"] for e in events][0] == "message_start"
+    assert events[0]["type"] == "message_start"
     assert events[-1]["type"] == "message_stop"
     metrics = events[-1]["amazon-bedrock-invocationMetrics"]
     assert metrics["cacheReadInputTokenCount"] == 7
