@@ -166,9 +166,9 @@ class BedrockProvider:
             return UpstreamReply(200, _headers(reply, {"content-type": JSON}), body=orjson.dumps(payload))
         if reply.status not in _LOCAL_COUNT_STATUSES:
             return self._error(ctx, reply)
+        ctx.response_headers["x-parley-token-count"] = "estimate"
         payload = {"input_tokens": count_request_tokens(call.body)}
-        headers = {"content-type": JSON, "x-parley-token-count": "estimate"}
-        return UpstreamReply(200, headers, body=orjson.dumps(payload))
+        return UpstreamReply(200, {"content-type": JSON}, body=orjson.dumps(payload))
 
     def _error(self, ctx: RequestContext, reply: UpstreamReply) -> UpstreamReply:
         status, kind, message = error_from_reply(reply.status, reply.headers, reply.body)

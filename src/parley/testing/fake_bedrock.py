@@ -14,7 +14,9 @@ Reply specs (queued like the Anthropic fake's, `"api": "bedrock"` to target only
     split: n            each stream frame written in n pieces (frames split across reads)
     corrupt_after: n    frame n arrives with a bad CRC
     no_metrics: true    no amazon-bedrock-invocationMetrics on the last Claude event
-    count_tokens: "unsupported"   CountTokens answers ValidationException, as for models without it
+    metrics: {...}      invocation metrics that differ from the events' usage
+    count_tokens: "unsupported"   with "api": "bedrock_count": CountTokens answers ValidationException,
+                        as for models and regions without it
 """
 
 from __future__ import annotations
@@ -261,7 +263,8 @@ async def invoke(request: web.Request) -> web.StreamResponse:
     frames = []
     for name, payload in message_events(message, spec.get("piece", 16)):
         if name == "message_stop" and not spec.get("no_metrics"):
-            payload = dict(payload, **{"amazon-bedrock-invocationMetrics": _metrics(usage)})
+            metrics = dict(_metrics(usage), **(spec.get("metrics") or {}))
+            payload = dict(payload, **{"amazon-bedrock-invocationMetrics": metrics})
         chunk = {"bytes": base64.b64encode(orjson.dumps(payload)).decode(), "p": _padding()}
         frames.append(eventstream.event("chunk", orjson.dumps(chunk)))
     return await _send_frames(request, state, frames, spec)
