@@ -1,7 +1,8 @@
 """Prices per token for a deployment, and the cost of a call from its Usage.
 
 The bundled table (`parley/data/prices.json`, USD per million tokens) covers current Anthropic,
-OpenAI and Amazon Bedrock models (Bedrock ids such as `us.anthropic.claude-...-v1:0` included); a deployment's params override it with LiteLLM's per-token names
+OpenAI and Amazon Bedrock models (Bedrock ids such as `us.anthropic.claude-...-v1:0` included); a
+deployment's params override it with LiteLLM's per-token names
 (`input_cost_per_token`, `output_cost_per_token`, `cache_creation_input_token_cost`,
 `cache_creation_input_token_cost_above_1hr`, `cache_read_input_token_cost`).
 """

@@ -150,7 +150,7 @@ class ConverseStreamTranslator:
             "cache_creation_input_tokens": 0,
             "cache_read_input_tokens": 0,
         }
-        message = {
+        message: dict[str, Any] = {
             "id": self.message_id,
             "type": "message",
             "role": "assistant",
@@ -178,7 +178,12 @@ class ConverseStreamTranslator:
     def _open_for(self, payload: dict[str, Any], start: dict[str, Any]) -> list[Event]:
         use = start.get("toolUse")
         if isinstance(use, dict):
-            block = {"type": "tool_use", "id": use.get("toolUseId"), "name": use.get("name"), "input": {}}
+            block: dict[str, Any] = {
+                "type": "tool_use",
+                "id": use.get("toolUseId"),
+                "name": use.get("name"),
+                "input": {},
+            }
             return self._open(block, payload.get("contentBlockIndex"))
         return []
 
