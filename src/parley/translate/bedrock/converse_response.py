@@ -62,6 +62,7 @@ def to_anthropic_message(
         "content": content,
         "stop_reason": stop,
         "stop_sequence": sequence,
+        "stop_details": None,
         "usage": anthropic_usage(reply.get("usage")),
     }
 
@@ -240,7 +241,7 @@ class ConverseStreamTranslator:
                 "message_delta",
                 {
                     "type": "message_delta",
-                    "delta": {"stop_reason": stop, "stop_sequence": sequence},
+                    "delta": {"stop_reason": stop, "stop_sequence": sequence, "stop_details": None},
                     "usage": usage,
                 },
             ),
