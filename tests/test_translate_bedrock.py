@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 
 import orjson
 from anthropic.lib.streaming._messages import accumulate_event
@@ -107,7 +108,7 @@ def request(draw) -> tuple[dict, str]:
         messages.append({"role": "user", "content": results + others})
         messages.append({"role": "assistant", "content": draw(assistant_blocks(pending, n))})
     final = [draw(user_block(pending)) for _ in range(len(pending))]
-    messages.append({"role": "user", "content": final + [{"type": "text", "text": draw(TEXT)}]})
+    messages.append({"role": "user", "content": [*final, {"type": "text", "text": draw(TEXT)}]})
     body: dict = {"model": "x", "max_tokens": draw(st.integers(1, 4096)), "messages": messages}
     if draw(st.booleans()):
         body["system"] = draw(
@@ -196,7 +197,7 @@ def converse_reply(draw) -> dict:
 def pieces(draw, text: str) -> list[str]:
     cuts = sorted(draw(st.sets(st.integers(1, max(1, len(text) - 1)), max_size=3))) if len(text) > 1 else []
     bounds = [0, *cuts, len(text)]
-    return [text[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a] or [text]
+    return [text[a:b] for a, b in itertools.pairwise(bounds) if b > a] or [text]
 
 
 @st.composite
