@@ -11,12 +11,15 @@ itself is a few HMACs on the event loop.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from parley.config import ConfigError
 from parley.core.errors import GatewayError
+
+log = logging.getLogger("parley.providers.bedrock")
 
 SERVICE = "bedrock"
 MANDATORY_REFRESH_SECONDS = 60  # closer to expiry than this, a request waits for fresh credentials
@@ -111,7 +114,8 @@ class AwsSigner:
         if self._frozen is None or (creds is not None and _refresh_needed(creds, MANDATORY_REFRESH_SECONDS)):
             await self._refresh()  # nothing usable yet, or about to expire: wait for fresh ones
         elif creds is not None and _refresh_needed(creds, None) and self._resolving is None:
-            self._resolving = asyncio.get_running_loop().create_task(self._refresh())  # in the background
+            task = self._resolving = asyncio.get_running_loop().create_task(self._resolve_in_thread())
+            task.add_done_callback(self._background_done)  # meanwhile the current ones sign
         return self._frozen
 
     async def _refresh(self) -> None:
@@ -121,14 +125,30 @@ class AwsSigner:
         try:
             await asyncio.shield(task)
         finally:
-            if task.done():
+            if task.done() and self._resolving is task:
                 self._resolving = None
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        if self._resolving is task:
+            self._resolving = None
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("Amazon Bedrock: refreshing AWS credentials failed: %s", task.exception())
 
     async def _resolve_in_thread(self) -> None:
         self._credentials, self._frozen = await asyncio.to_thread(self._resolve)
 
     def _resolve(self) -> tuple[Any, Any]:
         """Blocking (files, SSO, instance metadata): runs in a worker thread."""
+        try:
+            return self._load()
+        except GatewayError:
+            raise
+        except Exception as e:  # botocore's ProfileNotFound, a failing credential_process, ...
+            raise GatewayError(
+                401, f"Amazon Bedrock: AWS credentials could not be loaded: {e}", "authentication_error"
+            ) from None
+
+    def _load(self) -> tuple[Any, Any]:
         import botocore.session
         from botocore.credentials import Credentials
 
@@ -138,13 +158,7 @@ class AwsSigner:
         if s.access_key and s.secret_key:
             creds = Credentials(s.access_key, s.secret_key, s.session_token)
             return None, creds.get_frozen_credentials()
-        try:
-            session = botocore.session.Session(profile=s.profile)
-            creds = session.get_credentials()
-        except Exception as e:  # botocore's ProfileNotFound, parse errors of the shared files...
-            raise GatewayError(
-                401, f"Amazon Bedrock: AWS credentials could not be loaded: {e}", "authentication_error"
-            ) from None
+        creds = botocore.session.Session(profile=s.profile).get_credentials()
         if creds is None:
             raise GatewayError(
                 401,
