@@ -244,7 +244,7 @@ async def invoke(request: web.Request) -> web.StreamResponse:
     if problem is not None:
         return aws_error("ValidationException", problem)
     assert body is not None
-    spec = state.next_reply("bedrock", body) or {}
+    spec = state.next_reply("bedrock", dict(body, model=model_id)) or {}  # "match" sees the model id
     await sleep(spec.get("delay"))
     error = _scripted_error(spec)
     if error is not None:
@@ -329,7 +329,7 @@ async def converse(request: web.Request) -> web.StreamResponse:
     problem = problem or _converse_problem(body)
     if problem:
         return aws_error("ValidationException", problem)
-    spec = state.next_reply("bedrock", body) or {}
+    spec = state.next_reply("bedrock", dict(body, model=model_id)) or {}  # "match" sees the model id
     await sleep(spec.get("delay"))
     error = _scripted_error(spec)
     if error is not None:
