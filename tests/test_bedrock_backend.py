@@ -162,9 +162,11 @@ def test_claude_stream_split_frames_with_cache_tokens_billed(gateway, upstream, 
     assert row["spend"] == pytest.approx(by_hand, rel=1e-9)
 
 
-def test_claude_stream_usage_from_invocation_metrics(gateway, upstream, admin, key):
-    """The metrics on the last chunk are Bedrock's own count, cache reads and writes included; they
-    are what is billed even where the events' usage says less (LiteLLM #34373 lost them)."""
+@pytest.mark.parametrize("stream", [True, False])
+def test_claude_usage_from_invocation_metrics(gateway, upstream, admin, key, stream):
+    """The metrics on the last chunk (the token-count headers of a whole reply) are Bedrock's own
+    count, cache reads and writes included; they are billed even where the events' usage says less
+    (LiteLLM #34373 lost them)."""
     metrics = {
         "inputTokenCount": 11,
         "outputTokenCount": 5,
@@ -172,11 +174,13 @@ def test_claude_stream_usage_from_invocation_metrics(gateway, upstream, admin, k
         "cacheWriteInputTokenCount": 8,
     }
     upstream.script({"api": "bedrock", "metrics": metrics})
-    with claude_client(gateway, key).messages.stream(
-        model="claude-bedrock", max_tokens=64, messages=[{"role": "user", "content": "hi"}]
-    ) as stream:
-        events = [e.type for e in stream]
-    assert events[-1] == "message_stop"
+    client = claude_client(gateway, key)
+    ask = [{"role": "user", "content": "hi"}]
+    if stream:
+        with client.messages.stream(model="claude-bedrock", max_tokens=64, messages=ask) as events:
+            assert [e.type for e in events][-1] == "message_stop"
+    else:  # the same counts come as x-amzn-bedrock-*-token-count headers
+        client.messages.create(model="claude-bedrock", max_tokens=64, messages=ask)
     [row] = admin.wait_logs(1, api_key=key)
     assert (row["prompt_tokens"], row["completion_tokens"]) == (11, 5)
     assert (row["cache_read_input_tokens"], row["cache_creation_input_tokens"]) == (77, 8)
@@ -503,3 +507,17 @@ def test_redacted_reasoning_survives_as_base64(gateway, upstream):
         model="llama", max_tokens=32, messages=[{"role": "user", "content": "x"}]
     )
     assert message.content[0].type == "redacted_thinking" and message.content[0].data == data
+
+
+def test_converse_stream_cut_by_the_client_is_billed_by_what_was_relayed(gateway, upstream, admin, key):
+    story = "once upon a time " * 100
+    upstream.script({"api": "bedrock", "content": [{"type": "text", "text": story}], "chunk_delay": 0.02})
+    with claude_client(gateway, key).messages.stream(
+        model="llama", max_tokens=2000, messages=[{"role": "user", "content": "a story"}]
+    ) as stream:
+        for i, _ in enumerate(stream):
+            if i >= 20:
+                break  # leaving the block closes the connection before Converse reports usage
+    [row] = admin.wait_logs(1, api_key=key)
+    assert row["estimated"] is True
+    assert row["completion_tokens"] > 0 and row["prompt_tokens"] > 0

@@ -119,6 +119,8 @@ class BedrockProvider:
             return UpstreamReply(200, _headers(reply, _SSE_HEADERS), source=source)
         out = UpstreamReply(reply.status, _headers(reply, {"content-type": JSON}), body=reply.body)
         note_json_reply(ctx, out)
+        if out.status < 400:
+            apply_count_headers(ctx, reply.headers)
         return out
 
     async def _converse(
@@ -138,7 +140,12 @@ class BedrockProvider:
         if call.stream:
             if reply.source is None:
                 raise GatewayError(502, "Amazon Bedrock answered a streaming call without an event stream")
-            machine = ConverseStreamTranslator(model=model, message_id=message_id, stop_sequences=stops)
+            machine = ConverseStreamTranslator(
+                model=model,
+                message_id=message_id,
+                stop_sequences=stops,
+                input_estimate=count_request_tokens(call.body),
+            )
             source = ConverseStreamSource(reply.source, ctx, machine)
             return UpstreamReply(200, _headers(reply, _SSE_HEADERS), source=source)
         try:
@@ -178,6 +185,23 @@ class BedrockProvider:
             _headers(reply, {"content-type": JSON}),
             body=anthropic_error_body(kind, message, ctx.request_id),
         )
+
+
+_COUNT_HEADERS = (
+    ("x-amzn-bedrock-input-token-count", "input_tokens"),
+    ("x-amzn-bedrock-output-token-count", "output_tokens"),
+    ("x-amzn-bedrock-cache-read-input-token-count", "cache_read_input_tokens"),
+    ("x-amzn-bedrock-cache-write-input-token-count", "cache_creation_input_tokens"),
+)
+
+
+def apply_count_headers(ctx: RequestContext, headers: Mapping[str, str]) -> None:
+    """Bedrock's own token counts of an InvokeModel reply (its headers), cache reads and writes
+    included: they are what is billed where they are given."""
+    for name, field in _COUNT_HEADERS:
+        value = headers.get(name, "")
+        if value.isdigit():
+            setattr(ctx.usage, field, int(value))
 
 
 def _headers(reply: UpstreamReply, base: dict[str, str]) -> dict[str, str]:

@@ -207,11 +207,14 @@ class InvokeSniffingSource(SniffingSource):
 class ConverseStreamSource(_FrameSource):
     """ConverseStream frames in, Anthropic SSE events out (usage recorded at the end)."""
 
-    __slots__ = ("machine",)
+    __slots__ = ("machine", "sniffer")
 
     def __init__(self, inner: ChunkSource, ctx: RequestContext, machine: ConverseStreamTranslator) -> None:
         super().__init__(inner, ctx)
         self.machine = machine
+        # reads the translated events as it reads a native stream: a stream cut before Converse's
+        # usage arrives is billed by the text relayed
+        self.sniffer = ctx.stream_sniffer = AnthropicStreamSniffer(ctx.usage)
 
     @property
     def at_eof(self) -> bool:
@@ -244,4 +247,6 @@ class ConverseStreamSource(_FrameSource):
                 self.ctx.usage.estimated = self.machine.estimated
         if self.machine.finished:
             self._ended = True
-        return self.encode(events)
+        out = self.encode(events)
+        self.sniffer.feed(out)
+        return out

@@ -14,7 +14,7 @@ Reply specs (queued like the Anthropic fake's, `"api": "bedrock"` to target only
     split: n            each stream frame written in n pieces (frames split across reads)
     corrupt_after: n    frame n arrives with a bad CRC
     no_metrics: true    no amazon-bedrock-invocationMetrics on the last Claude event
-    metrics: {...}      invocation metrics that differ from the events' usage
+    metrics: {...}      invocation metrics (and token-count headers) that differ from the body's usage
     count_tokens: "unsupported"   with "api": "bedrock_count": CountTokens answers ValidationException,
                         as for models and regions without it
 """
@@ -251,19 +251,19 @@ async def invoke(request: web.Request) -> web.StreamResponse:
         return error
     message = build_message(dict(body, model=spec.get("model", claude_name(model_id))), spec)
     usage = message["usage"]
+    metrics = dict(_metrics(usage), **(spec.get("metrics") or {}))
     if not request.path.endswith("-with-response-stream"):
         headers = {
             "x-amzn-RequestId": _request_id(),
-            "X-Amzn-Bedrock-Input-Token-Count": str(usage["input_tokens"]),
-            "X-Amzn-Bedrock-Output-Token-Count": str(usage["output_tokens"]),
-            "X-Amzn-Bedrock-Cache-Read-Input-Token-Count": str(usage["cache_read_input_tokens"]),
-            "X-Amzn-Bedrock-Cache-Write-Input-Token-Count": str(usage["cache_creation_input_tokens"]),
+            "X-Amzn-Bedrock-Input-Token-Count": str(metrics["inputTokenCount"]),
+            "X-Amzn-Bedrock-Output-Token-Count": str(metrics["outputTokenCount"]),
+            "X-Amzn-Bedrock-Cache-Read-Input-Token-Count": str(metrics["cacheReadInputTokenCount"]),
+            "X-Amzn-Bedrock-Cache-Write-Input-Token-Count": str(metrics["cacheWriteInputTokenCount"]),
         }
         return web.Response(body=orjson.dumps(message), content_type="application/json", headers=headers)
     frames = []
     for name, payload in message_events(message, spec.get("piece", 16)):
         if name == "message_stop" and not spec.get("no_metrics"):
-            metrics = dict(_metrics(usage), **(spec.get("metrics") or {}))
             payload = dict(payload, **{"amazon-bedrock-invocationMetrics": metrics})
         chunk = {"bytes": base64.b64encode(orjson.dumps(payload)).decode(), "p": _padding()}
         frames.append(eventstream.event("chunk", orjson.dumps(chunk)))

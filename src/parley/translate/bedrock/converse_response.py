@@ -2,9 +2,9 @@
 (`ConverseStreamTranslator`: one decoded ConverseStream event in, Anthropic SSE events out).
 
 Converse reports usage only at the end of a stream (its `metadata` event, after `messageStop`), so
-the Anthropic `message_delta` is held until then; `message_start` carries zero usage, as for
-backends that report usage late. The stop sequence that fired is not reported by Converse: it is
-filled in when the request had exactly one.
+the Anthropic `message_delta` is held until then and carries every count; `message_start` carries
+the local estimate of the input tokens (what a stream cut before the end is billed for). The stop
+sequence that fired is not reported by Converse: it is filled in when the request had exactly one.
 """
 
 from __future__ import annotations
@@ -92,8 +92,11 @@ def _block(block: Any) -> dict[str, Any] | None:
 class ConverseStreamTranslator:
     """ConverseStream events (type, payload) in, Anthropic stream events out."""
 
-    def __init__(self, *, model: str, message_id: str, stop_sequences: list[str]) -> None:
+    def __init__(
+        self, *, model: str, message_id: str, stop_sequences: list[str], input_estimate: int = 0
+    ) -> None:
         self.model = model
+        self.input_estimate = input_estimate
         self.message_id = message_id
         self.stop_sequences = stop_sequences
         self.started = False
@@ -146,7 +149,7 @@ class ConverseStreamTranslator:
             return []
         self.started = True
         usage = {
-            "input_tokens": 0,
+            "input_tokens": self.input_estimate,
             "output_tokens": 0,
             "cache_creation_input_tokens": 0,
             "cache_read_input_tokens": 0,
