@@ -247,42 +247,36 @@ def test_every_credential_source(gateway, upstream, model):
     assert ("x-amz-security-token" in headers) == (model == "claude-temp")
 
 
-def test_stream_exception_becomes_the_anthropic_error_event(gateway, upstream):
+def stream_failure(gateway, model: str) -> anthropic.APIStatusError:
+    """The error the anthropic SDK raises for a streamed call to `model`."""
+    with (
+        pytest.raises(anthropic.APIStatusError) as info,
+        claude_client(gateway).messages.stream(
+            model=model, max_tokens=64, messages=[{"role": "user", "content": "hi"}]
+        ) as stream,
+    ):
+        stream.get_final_message()
+    return info.value
+
+
+@pytest.mark.parametrize("model", ["claude-bedrock", "llama"])
+def test_stream_exception_becomes_the_anthropic_error_event(gateway, upstream, model):
     exc = {"type": "throttlingException", "message": "Too many tokens, please wait before trying again."}
     upstream.script({"api": "bedrock", "exception": exc, "exception_after": 3, "split": 3})
-    with (
-        pytest.raises(anthropic.APIStatusError) as info,
-        claude_client(gateway).messages.stream(
-            model="claude-bedrock", max_tokens=64, messages=[{"role": "user", "content": "hi"}]
-        ) as stream,
-    ):
-        stream.get_final_message()
-    assert info.value.body["error"]["type"] == "rate_limit_error"
-    assert "Too many tokens" in info.value.body["error"]["message"]
+    error = stream_failure(gateway, model)
+    assert error.body["error"]["type"] == "rate_limit_error"
+    assert "Too many tokens" in error.body["error"]["message"]
 
 
-def test_corrupted_frame_mid_stream_ends_with_an_error_event(gateway, upstream):
+@pytest.mark.parametrize("model", ["claude-bedrock", "llama"])
+def test_corrupted_frame_mid_stream_ends_with_an_error_event(gateway, upstream, model):
     upstream.script({"api": "bedrock", "corrupt_after": 4})
-    with (
-        pytest.raises(anthropic.APIStatusError) as info,
-        claude_client(gateway).messages.stream(
-            model="claude-bedrock", max_tokens=64, messages=[{"role": "user", "content": "hi"}]
-        ) as stream,
-    ):
-        stream.get_final_message()
-    assert "corrupted" in info.value.body["error"]["message"]
+    assert "corrupted" in stream_failure(gateway, model).body["error"]["message"]
 
 
 def test_corrupted_first_frame_is_a_bad_gateway(gateway, upstream):
     upstream.script({"api": "bedrock", "corrupt_after": 0})
-    with (
-        pytest.raises(anthropic.APIStatusError) as info,
-        claude_client(gateway).messages.stream(
-            model="claude-bedrock", max_tokens=64, messages=[{"role": "user", "content": "hi"}]
-        ) as stream,
-    ):
-        stream.get_final_message()
-    assert info.value.status_code == 502
+    assert stream_failure(gateway, "claude-bedrock").status_code == 502
 
 
 @pytest.mark.parametrize("stream", [False, True])

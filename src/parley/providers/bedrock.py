@@ -20,7 +20,7 @@ from parley.config import ConfigError
 from parley.core.context import RequestContext
 from parley.core.deployment import Deployment, Target
 from parley.core.errors import GatewayError, anthropic_error_body
-from parley.core.stream import UpstreamReply
+from parley.core.stream import ChunkSource, UpstreamReply
 from parley.core.tokens import count_request_tokens
 from parley.providers.anthropic import forwardable_headers, note_json_reply
 from parley.providers.base import HubCall
@@ -35,7 +35,11 @@ from parley.transport.http import HttpClient
 JSON = "application/json"
 EVENT_STREAM = "application/vnd.amazon.eventstream"
 _SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
-_LOCAL_COUNT_STATUSES = (400, 404)  # CountTokens not offered for this model or region
+_LOCAL_COUNT_STATUSES = (400, 404)
+_STREAMING = {
+    "invoke": "invoke-with-response-stream",
+    "converse": "converse-stream",
+}  # CountTokens not offered for this model or region
 
 
 def bedrock_route(model: str) -> tuple[str, str]:
@@ -103,19 +107,22 @@ class BedrockProvider:
             dep.params.get("connect_timeout"),
         )
 
+    async def _send(
+        self, call: HubCall, model_id: str, operation: str, body: dict[str, Any]
+    ) -> UpstreamReply:
+        """One InvokeModel or Converse call, its streaming variant when the client streams."""
+        if call.stream:
+            operation = _STREAMING[operation]
+        return await self._post(call.target, model_path(model_id, operation), orjson.dumps(body), call.stream)
+
     async def _invoke(
         self, ctx: RequestContext, call: HubCall, model_id: str, body: dict[str, Any]
     ) -> UpstreamReply:
-        operation = "invoke-with-response-stream" if call.stream else "invoke"
-        reply = await self._post(
-            call.target, model_path(model_id, operation), orjson.dumps(body), call.stream
-        )
+        reply = await self._send(call, model_id, "invoke", body)
         if reply.status >= 400:
             return self._error(ctx, reply)
         if call.stream:
-            if reply.source is None:
-                raise GatewayError(502, "Amazon Bedrock answered a streaming call without an event stream")
-            source = InvokeSniffingSource(InvokeStreamSource(reply.source, ctx), ctx)
+            source = InvokeSniffingSource(InvokeStreamSource(_event_stream(reply), ctx), ctx)
             return UpstreamReply(200, _headers(reply, _SSE_HEADERS), source=source)
         out = UpstreamReply(reply.status, _headers(reply, {"content-type": JSON}), body=reply.body)
         note_json_reply(ctx, out)
@@ -126,10 +133,7 @@ class BedrockProvider:
     async def _converse(
         self, ctx: RequestContext, call: HubCall, model_id: str, converse: dict[str, Any]
     ) -> UpstreamReply:
-        operation = "converse-stream" if call.stream else "converse"
-        reply = await self._post(
-            call.target, model_path(model_id, operation), orjson.dumps(converse), call.stream
-        )
+        reply = await self._send(call, model_id, "converse", converse)
         if reply.status >= 400:
             return self._error(ctx, reply)
         model = str(call.body.get("model") or model_id)
@@ -138,15 +142,13 @@ class BedrockProvider:
         )
         stops = list(call.body.get("stop_sequences") or [])
         if call.stream:
-            if reply.source is None:
-                raise GatewayError(502, "Amazon Bedrock answered a streaming call without an event stream")
             machine = ConverseStreamTranslator(
                 model=model,
                 message_id=message_id,
                 stop_sequences=stops,
                 input_estimate=count_request_tokens(call.body),
             )
-            source = ConverseStreamSource(reply.source, ctx, machine)
+            source = ConverseStreamSource(_event_stream(reply), ctx, machine)
             return UpstreamReply(200, _headers(reply, _SSE_HEADERS), source=source)
         try:
             data = orjson.loads(reply.body or b"")
@@ -202,6 +204,12 @@ def apply_count_headers(ctx: RequestContext, headers: Mapping[str, str]) -> None
         value = headers.get(name, "")
         if value.isdigit():
             setattr(ctx.usage, field, int(value))
+
+
+def _event_stream(reply: UpstreamReply) -> ChunkSource:
+    if reply.source is None:
+        raise GatewayError(502, "Amazon Bedrock answered a streaming call without an event stream")
+    return reply.source
 
 
 def _headers(reply: UpstreamReply, base: dict[str, str]) -> dict[str, str]:

@@ -197,6 +197,22 @@ async def _start(request: web.Request) -> tuple[FakeState, bytes, str, web.Respo
     return state, raw, model_id, check_auth(request, raw)
 
 
+async def _start_json(
+    request: web.Request, operation: str
+) -> tuple[FakeState, dict[str, Any], str] | web.Response:
+    """A signed JSON request that botocore's schema of `operation` accepts, or AWS's error."""
+    state, raw, model_id, denied = await _start(request)
+    if denied is not None:
+        return denied
+    body = _json(raw)
+    if body is None:
+        return aws_error("SerializationException", "Unable to parse request body as JSON", 400)
+    problem = schema_errors(operation, dict(body, modelId=model_id))
+    if problem:
+        return aws_error("ValidationException", problem)
+    return state, body, model_id
+
+
 def _json(raw: bytes) -> dict[str, Any] | None:
     try:
         body = orjson.loads(raw)
@@ -318,15 +334,12 @@ async def _send_frames(
 
 
 async def converse(request: web.Request) -> web.StreamResponse:
-    state, raw, model_id, denied = await _start(request)
-    if denied is not None:
-        return denied
-    body = _json(raw)
-    if body is None:
-        return aws_error("SerializationException", "Unable to parse request body as JSON", 400)
     stream = request.path.endswith("-stream")
-    problem = schema_errors("ConverseStream" if stream else "Converse", dict(body, modelId=model_id))
-    problem = problem or _converse_problem(body)
+    started = await _start_json(request, "ConverseStream" if stream else "Converse")
+    if isinstance(started, web.Response):
+        return started
+    state, body, model_id = started
+    problem = _converse_problem(body)
     if problem:
         return aws_error("ValidationException", problem)
     spec = state.next_reply("bedrock", dict(body, model=model_id)) or {}  # "match" sees the model id
@@ -453,15 +466,10 @@ def _block_frames(index: int, block: dict[str, Any], piece: int) -> list[bytes]:
 
 
 async def count_tokens(request: web.Request) -> web.Response:
-    state, raw, model_id, denied = await _start(request)
-    if denied is not None:
-        return denied
-    body = _json(raw)
-    if body is None:
-        return aws_error("SerializationException", "Unable to parse request body as JSON", 400)
-    problem = schema_errors("CountTokens", dict(body, modelId=model_id))
-    if problem:
-        return aws_error("ValidationException", problem)
+    started = await _start_json(request, "CountTokens")
+    if isinstance(started, web.Response):
+        return started
+    state, body, _ = started
     spec = state.next_reply("bedrock_count", body) or {}
     if spec.get("count_tokens") == "unsupported":
         return aws_error("ValidationException", "The provided model doesn't support counting tokens.")
