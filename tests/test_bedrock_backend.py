@@ -68,6 +68,7 @@ def gateway(start_gateway, fake_upstream, tmp_path_factory):
                 "claude-bad", CLAUDE, fake_upstream, aws_access_key_id=KEY_ID, aws_secret_access_key="wrong"
             ),
             bedrock("claude-arn", "invoke/" + ARN, fake_upstream, **STATIC),
+            bedrock("claude-model-id", CLAUDE, fake_upstream, model_id=ARN, **STATIC),
             bedrock("llama", LLAMA, fake_upstream, **STATIC),
             bedrock("nova", NOVA, fake_upstream, **STATIC),
         ],
@@ -230,6 +231,17 @@ def test_arn_in_the_path_and_cache_control_kept(gateway, upstream):
     request, body = sent(upstream)
     assert request["path"] == "/model/" + ARN + "/invoke"  # decoded by the fake; sent as one segment
     assert body["messages"][0]["content"][0]["cache_control"] == {"type": "ephemeral"}
+
+
+def test_model_id_param_puts_the_arn_in_the_url_and_prices_by_model(gateway, upstream, admin, key):
+    upstream.script({"api": "bedrock", "usage": {"input_tokens": 1000, "output_tokens": 100}})
+    with claude_client(gateway, key).messages.stream(
+        model="claude-model-id", max_tokens=64, messages=[{"role": "user", "content": "x"}]
+    ) as stream:
+        stream.get_final_message()
+    assert upstream.requests()[-1]["path"] == "/model/" + ARN + "/invoke-with-response-stream"
+    [row] = admin.wait_logs(1, api_key=key)
+    assert row["spend"] == pytest.approx(1.1 * (1000 * 3 + 100 * 15) / 1e6, rel=1e-9)
 
 
 @pytest.mark.parametrize("model", ["claude-temp", "claude-profile", "claude-env", "claude-apikey"])

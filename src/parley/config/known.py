@@ -107,6 +107,7 @@ PARAMS = frozenset(
         "aws_session_token",
         "aws_profile_name",
         "aws_bedrock_runtime_endpoint",
+        "model_id",
         # spend.pricing overrides
         "input_cost_per_token",
         "output_cost_per_token",

@@ -2,7 +2,8 @@
 
 `bedrock/<model id or ARN>` picks the API by the model (Anthropic models: InvokeModel with the
 Anthropic body; others: Converse); `bedrock/invoke/...` and `bedrock/converse/...` choose
-explicitly, as in LiteLLM (an application inference profile ARN for Claude needs `invoke/`).
+explicitly, as in LiteLLM (an application inference profile ARN for Claude needs `invoke/`, or
+LiteLLM's `model_id` param: the ARN goes in the URL, `model` still picks the API and the price).
 Requests are signed per deployment (`bedrock_auth`); replies come back in the hub shape with usage
 recorded, errors in Anthropic's envelope with the status a Messages client expects.
 """
@@ -76,6 +77,7 @@ class BedrockProvider:
 
     async def messages(self, ctx: RequestContext, call: HubCall) -> UpstreamReply:
         api, model_id = bedrock_route(call.target.upstream_model)
+        model_id = str(call.target.deployment.params.get("model_id") or model_id)  # LiteLLM's ARN param
         betas = split_betas(forwardable_headers(call.headers).get("anthropic-beta"))
         if api == "invoke":
             body = invoke_body(call.body, betas)
