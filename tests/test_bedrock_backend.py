@@ -527,3 +527,73 @@ def test_converse_stream_cut_by_the_client_is_billed_by_what_was_relayed(gateway
     [row] = admin.wait_logs(1, api_key=key)
     assert row["estimated"] is True
     assert row["completion_tokens"] > 0 and row["prompt_tokens"] > 0
+
+
+def test_claude_thinking_round_trip_and_image(gateway, upstream):
+    thinking = {"type": "thinking", "thinking": "the user sent a dot", "signature": "EqQBCkgIBRABGAIiQL"}
+    upstream.script(
+        {"api": "bedrock", "content": [thinking, {"type": "text", "text": "a dot"}]}, {"api": "bedrock"}
+    )
+    client = claude_client(gateway)
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}
+    ask = {"role": "user", "content": [image, {"type": "text", "text": "what is it?"}]}
+    config = {"type": "enabled", "budget_tokens": 1024}
+    with client.messages.stream(
+        model="claude-bedrock", max_tokens=2048, thinking=config, messages=[ask]
+    ) as s:
+        first = s.get_final_message()
+    assert (first.content[0].thinking, first.content[0].signature) == (
+        thinking["thinking"],
+        thinking["signature"],
+    )
+    _, body = sent(upstream)
+    assert body["thinking"] == config and body["messages"][0]["content"][0] == image
+    client.messages.create(
+        model="claude-bedrock",
+        max_tokens=2048,
+        thinking=config,
+        messages=[
+            ask,
+            {"role": "assistant", "content": [b.model_dump() for b in first.content]},
+            {"role": "user", "content": "sure?"},
+        ],
+    )
+    _, body = sent(upstream)
+    assert body["messages"][1]["content"][0] == thinking  # signature intact, byte for byte
+
+
+def test_openai_sdk_two_turn_tool_loop_on_converse(gateway, upstream):
+    upstream.script(
+        {
+            "api": "bedrock",
+            "content": [{"type": "tool_use", "name": "get_weather", "input": {"city": "Rome"}}],
+        },
+        {"api": "bedrock", "content": [{"type": "text", "text": "Rome is warm."}]},
+    )
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": WEATHER["input_schema"]}}
+    gpt = gpt_client(gateway)
+    messages: list = [{"role": "user", "content": "Rome?"}]
+    chunks = list(gpt.chat.completions.create(model="llama", messages=messages, tools=[tool], stream=True))
+    calls = [c.choices[0].delta.tool_calls for c in chunks if c.choices and c.choices[0].delta.tool_calls]
+    call_id = calls[0][0].id
+    arguments = "".join(part[0].function.arguments or "" for part in calls)
+    assert json.loads(arguments) == {"city": "Rome"}
+    messages += [
+        {
+            "role": "assistant",
+            "tool_calls": [
+                {
+                    "id": call_id,
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": arguments},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": call_id, "content": "31C"},
+    ]
+    reply = gpt.chat.completions.create(model="llama", messages=messages, tools=[tool])
+    assert reply.choices[0].message.content == "Rome is warm."
+    _, body = sent(upstream)
+    assert body["messages"][1]["content"][0]["toolUse"]["input"] == {"city": "Rome"}
+    result = body["messages"][2]["content"][0]["toolResult"]
+    assert result["content"] == [{"text": "31C"}]
