@@ -24,7 +24,6 @@ DOCUMENT_FORMATS = {
     "text/markdown": "md",
 }
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9\-\(\)\[\] ]+")
-_IGNORED = ("metadata", "stream", "model", "service_tier", "container", "inference_geo", "speed")
 
 
 def is_anthropic_model(model: str) -> bool:
@@ -59,7 +58,7 @@ def to_converse_request(
             dropped.append("anthropic-beta")
     if extra:
         out["additionalModelRequestFields"] = extra
-    for name in ("output_config", "output_format", "context_management", "mcp_servers"):
+    for name in ("output_config", "output_format", "context_management", "mcp_servers", "cache_control"):
         if body.get(name) is not None:
             dropped.append(name)
     return out, dropped
