@@ -19,6 +19,7 @@ GENERAL = frozenset(
         "master_key",
         "database_url",
         "max_request_size_mb",
+        "max_response_size_mb",
         "stream_ping_interval",
         "max_stream_seconds",
         "key_cache_ttl",
@@ -65,13 +66,30 @@ ROUTER = frozenset(
     }
 )
 LITELLM_SETTINGS = frozenset({"cache", "cache_params"})
-CACHE_PARAMS = frozenset({"type", "ttl", "max_entries", "url", "host", "port", "password", "namespace"})
+CACHE_PARAMS = frozenset(
+    {
+        "type",
+        "ttl",
+        "max_entries",
+        "url",
+        "host",
+        "port",
+        "password",
+        "namespace",
+        "similarity_threshold",
+        "semantic_scope",
+        "semantic_tool_results",
+        "redis_semantic_cache_embedding_model",
+    }
+)
 PASSTHROUGH = frozenset({"api_base", "api_key", "forward_client_key", "timeout"})
 ENTRY = frozenset({"model_name", "params", "litellm_params", "model_info", "only_if_env"})
-MODEL_INFO = frozenset({"id"})
+MODEL_INFO = frozenset({"id", "mode"})
 PARAMS = frozenset(
     {
         # config.loader
+        "vector_store_ids",
+        "retrieval_top_k",
         "model",
         "api_base",
         "api_key",
@@ -249,8 +267,6 @@ LITELLM_CACHE_PARAMS = frozenset(
     {
         "supported_call_types",
         "mode",
-        "similarity_threshold",
-        "redis_semantic_cache_embedding_model",
         "default_in_memory_ttl",
         "default_in_redis_ttl",
         "max_connections",

@@ -42,7 +42,7 @@ async def _events(request: web.Request) -> web.Response:
 
 
 def build_app() -> web.Application:
-    from parley.testing import fake_anthropic, fake_batches, fake_bedrock, fake_files
+    from parley.testing import fake_anthropic, fake_batches, fake_bedrock, fake_embeddings, fake_files
 
     app = web.Application(client_max_size=512 * 1024 * 1024)
     app[STATE] = FakeState()
@@ -54,6 +54,7 @@ def build_app() -> web.Application:
     fake_batches.add_routes(app)
     fake_files.add_routes(app)
     fake_bedrock.add_routes(app)
+    fake_embeddings.add_routes(app)
     try:
         from parley.testing import fake_openai
     except ImportError:
