@@ -24,6 +24,7 @@ from parley.pipeline.filter import Authenticator, Filter
 from parley.pipeline.lifecycle import Pipeline
 from parley.providers.anthropic import AnthropicProvider
 from parley.providers.base import Provider
+from parley.providers.bedrock import BedrockProvider
 from parley.providers.local_embed import LocalEmbedder, LocalEmbedProvider
 from parley.providers.mock import MockProvider
 from parley.providers.openai import OpenAIProvider
@@ -79,6 +80,8 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
     _warn_fallbacks(settings, table)
     openai = OpenAIProvider(http)
     openai.check(config.deployments)
+    bedrock = BedrockProvider(http)
+    bedrock.check(config.deployments)
     embedder = LocalEmbedder()
     local = LocalEmbedProvider(embedder)
     local.check(config.deployments)
@@ -87,6 +90,7 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
         "mock": MockProvider(),
         "local": local,
         "openai": openai,
+        "bedrock": bedrock,
     }
     filters: list[Filter] = [
         AccessLog(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aiohttp
+import yarl
 
 from parley.core.errors import GatewayError
 from parley.core.stream import UpstreamReply
@@ -24,6 +25,9 @@ HOP_BY_HOP = frozenset(
         "host",
     }
 )
+
+# Streamed reply bodies: SSE, JSON lines, and AWS event streams (application/vnd.amazon.eventstream).
+_STREAM_TYPES = ("event-stream", "jsonl", "ndjson", "amazon.eventstream")
 
 
 class StreamSource:
@@ -89,7 +93,7 @@ class HttpClient:
     async def send(
         self,
         method: str,
-        url: str,
+        url: str | yarl.URL,
         headers: dict[str, str],
         body: bytes | None,
         timeout: float,
@@ -113,11 +117,7 @@ class HttpClient:
             raise GatewayError(502, f"upstream unreachable: {e}", "api_error") from None
         reply_headers = {k.lower(): v for k, v in response.headers.items() if k.lower() not in HOP_BY_HOP}
         content_type = reply_headers.get("content-type", "")
-        if (
-            stream
-            and response.status < 300
-            and ("event-stream" in content_type or "jsonl" in content_type or "ndjson" in content_type)
-        ):
+        if stream and response.status < 300 and any(kind in content_type for kind in _STREAM_TYPES):
             return UpstreamReply(response.status, reply_headers, source=StreamSource(response))
         try:
             data = await self._read_whole(response)
