@@ -23,7 +23,10 @@ def _config(upstream, tmp, **params) -> dict:
             "database_url": str(tmp / "parley.db"),
             "spend_flush_interval": 0.05,
         },
-        "litellm_settings": {"cache": True, "cache_params": {"type": "semantic", **params}},
+        "litellm_settings": {
+            "cache": True,
+            "cache_params": {"type": "semantic", "semantic_default": True, **params},
+        },
     }
 
 
@@ -124,3 +127,28 @@ def test_redis_semantic_is_shared_between_gateways(start_gateway, fake_upstream,
         if reply.headers["x-parley-cache"] == "hit":
             break
     assert reply.headers["x-parley-cache"] == "hit"
+
+
+def test_without_semantic_default_only_opted_in_keys_and_models_use_it(
+    start_gateway, fake_upstream, upstream, tmp_path
+):
+    config = _config(fake_upstream, tmp_path)
+    del config["litellm_settings"]["cache_params"]["semantic_default"]
+    opted = anthropic_deployment("opted-model", fake_upstream, semantic_cache=True)
+    config["model_list"].append(opted)
+    gw = start_gateway(config)
+    admin = Admin(gw.url)
+    plain, keen = (
+        admin.post("/key/generate", {})["key"],
+        admin.post("/key/generate", {"metadata": {"semantic_cache": True}})["key"],
+    )
+    for _ in range(2):
+        assert "x-parley-cache" not in ask(gw, plain, "What's the capital of Peru?").headers
+    assert ask(gw, keen, "What's the capital of Peru?").headers["x-parley-cache"] == "miss"
+    assert ask(gw, keen, "capital city of Peru?").headers["x-parley-cache"] == "hit"
+    client = anthropic.Anthropic(base_url=gw.url, api_key=plain, max_retries=0)
+    for expected in ("miss", "hit"):
+        reply = client.messages.with_raw_response.create(
+            model="opted-model", max_tokens=16, messages=[{"role": "user", "content": "Name a blue fruit"}]
+        )
+        assert reply.headers["x-parley-cache"] == expected

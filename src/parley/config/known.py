@@ -79,6 +79,7 @@ CACHE_PARAMS = frozenset(
         "similarity_threshold",
         "semantic_scope",
         "semantic_tool_results",
+        "semantic_default",
         "redis_semantic_cache_embedding_model",
     }
 )
@@ -88,6 +89,7 @@ MODEL_INFO = frozenset({"id", "mode"})
 PARAMS = frozenset(
     {
         # config.loader
+        "semantic_cache",
         "vector_store_ids",
         "retrieval_top_k",
         "model",

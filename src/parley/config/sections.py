@@ -80,6 +80,7 @@ class CacheParams:
     similarity_threshold: float = 0.8  # semantic: cosine of the last user texts to count as a hit
     semantic_scope: str = "key"  # semantic: entries shared by one key, one team, or everyone
     semantic_tool_results: bool = False  # semantic: also for requests that carry tool results
+    semantic_default: bool = False  # semantic: for every request, not only opted-in keys and models
 
     @property
     def semantic(self) -> bool:
@@ -104,6 +105,7 @@ class CacheParams:
             similarity_threshold=threshold,
             semantic_scope=f.choice("semantic_scope", "key", ("key", "team", "global")),
             semantic_tool_results=f.flag("semantic_tool_results", False),
+            semantic_default=f.flag("semantic_default", False),
             type=f.choice("type", "local", ("local", "redis", "semantic", "redis-semantic")),
             ttl=f.number("ttl", 600.0),
             max_entries=f.integer("max_entries", 10_000, positive=True),
