@@ -16,11 +16,12 @@ MODEL = "claude-sonnet-4-5"
 
 
 def _config(upstream, tmp, **params) -> dict:
+    database = str(tmp / "parley.db") if tmp is not None else None
     return {
         "model_list": [anthropic_deployment(MODEL, upstream, model="claude-sonnet-4-5-20250929")],
         "general_settings": {
             "master_key": MASTER,
-            "database_url": str(tmp / "parley.db"),
+            "database_url": database,
             "spend_flush_interval": 0.05,
         },
         "litellm_settings": {
@@ -152,3 +153,25 @@ def test_without_semantic_default_only_opted_in_keys_and_models_use_it(
             model="opted-model", max_tokens=16, messages=[{"role": "user", "content": "Name a blue fruit"}]
         )
         assert reply.headers["x-parley-cache"] == expected
+
+
+@pytest.mark.process
+def test_semantic_entries_are_shared_through_the_database(start_gateway, fake_upstream, upstream):
+    from keys_support import create_pg_database, drop_pg_database
+
+    name, url = create_pg_database()
+    try:
+        config = _config(fake_upstream, None, semantic_scope="global")
+        config["general_settings"]["database_url"] = url
+        one, two = start_gateway(config), start_gateway(config)
+        assert ask(one, MASTER, "How many moons does Mars have?").headers["x-parley-cache"] == "miss"
+        for _ in range(50):  # stored in the background after the reply
+            reply = ask(two, MASTER, "how many moons has Mars got?")
+            if reply.headers["x-parley-cache"] == "hit":
+                break
+        assert reply.headers["x-parley-cache"] == "hit"
+        assert len(upstream.requests()) < 50
+        one.stop()
+        two.stop()
+    finally:
+        drop_pg_database(name)

@@ -98,9 +98,6 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
         RateLimitPolicy(config.default_limits, redis, tasks),
     ]
     filters.extend(extra_filters)
-    cache = cache_from_config(config, redis, tasks, embedder, PriceTable())
-    if cache is not None:
-        filters.append(cache)
     auth = Authenticator(config.general.master_key)
     store = None
     vector_stores = None
@@ -115,6 +112,10 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
         filters.append(RetrievalFilter(vector_stores))
         tasks.on_startup(store.start)
         tasks.on_shutdown(store.stop)
+    engine = store.engine if store is not None else None
+    cache = cache_from_config(config, redis, tasks, embedder, PriceTable(), engine)
+    if cache is not None:
+        filters.append(cache)
     pipeline = Pipeline(
         auth,
         FilterChain(filters),

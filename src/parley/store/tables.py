@@ -181,3 +181,11 @@ vector_chunks = sa.Table(
     sa.Column("text", sa.Text, nullable=False),
     sa.Column("embedding", sa.LargeBinary, nullable=False),  # float16, little-endian, unit length
 )
+
+cache_entries = sa.Table(
+    "parley_cache",
+    metadata,
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("value", sa.LargeBinary, nullable=False),
+    sa.Column("expires", sa.Double, nullable=False, index=True),
+)
