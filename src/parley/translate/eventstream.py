@@ -36,7 +36,9 @@ EXCEPTION_BY_STATUS = {
     424: "ModelErrorException",
     429: "ThrottlingException",
     500: "InternalServerException",
+    502: "InternalServerException",
     503: "ServiceUnavailableException",
+    504: "ModelTimeoutException",
     529: "ServiceUnavailableException",
 }
 
