@@ -26,6 +26,20 @@ CLAUDE = CACHE / "node_modules" / ".bin" / "claude"
 MASTER = "sk-parley-master-cc"
 ANSWER = "The Bash command printed parley-ok, so the gateway works."
 
+BASH_CALL = {
+    "api": "openai",
+    "match": {"model": "cc-main", "has_tools": True},
+    "piece": 6,
+    "tool_calls": [
+        {
+            "id": "call_bash1",
+            "name": "Bash",
+            "arguments": {"command": "echo parley-ok", "description": "Print a marker"},
+        }
+    ],
+}
+MAIN_ANSWER = {"api": "openai", "match": {"model": "cc-main", "has_tools": True}, "content": ANSWER}
+
 
 def claude_binary() -> Path:
     if CLAUDE.exists():
@@ -56,6 +70,23 @@ def gateway(start_gateway, fake_upstream):
             "general_settings": {"master_key": MASTER},
         }
     )
+
+
+def openai_tool_loop(result: subprocess.CompletedProcess, gateway, upstream) -> list[dict]:
+    """Claude Code ended well with the scripted answer; the main turn's chat requests upstream."""
+    assert result.returncode == 0, (
+        f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}\n{gateway.log()[-3000:]}"
+    )
+    assert ANSWER in result.stdout
+    main = [
+        orjson.loads(r["body"])
+        for r in upstream.requests()
+        if r["path"] == "/v1/chat/completions"
+        and orjson.loads(r["body"])["model"] == "cc-main"
+        and orjson.loads(r["body"]).get("tools")
+    ]
+    assert len(main) >= 2
+    return main
 
 
 def run_claude(claude: Path, gateway, mode: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -157,34 +188,8 @@ def test_claude_code_runs_bash_through_anthropic_backend(start_gateway, fake_ups
 
 def test_claude_code_runs_bash_through_openai_backend(gateway, upstream):
     claude = claude_binary()
-    upstream.script(
-        {
-            "api": "openai",
-            "match": {"model": "cc-main", "has_tools": True},
-            "piece": 6,
-            "tool_calls": [
-                {
-                    "id": "call_bash1",
-                    "name": "Bash",
-                    "arguments": {"command": "echo parley-ok", "description": "Print a marker"},
-                }
-            ],
-        },
-        {"api": "openai", "match": {"model": "cc-main", "has_tools": True}, "content": ANSWER},
-    )
-    result = run_claude(claude, gateway)
-    assert result.returncode == 0, (
-        f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}\n{gateway.log()[-3000:]}"
-    )
-    assert ANSWER in result.stdout
-    main = [
-        orjson.loads(r["body"])
-        for r in upstream.requests()
-        if r["path"] == "/v1/chat/completions"
-        and orjson.loads(r["body"])["model"] == "cc-main"
-        and orjson.loads(r["body"]).get("tools")
-    ]
-    assert len(main) >= 2
+    upstream.script(BASH_CALL, MAIN_ANSWER)
+    main = openai_tool_loop(run_claude(claude, gateway), gateway, upstream)
     history = main[-1]["messages"]
     call = next(m for m in history if m["role"] == "assistant" and m.get("tool_calls"))
     assert call["tool_calls"][0]["function"]["name"] == "Bash"
@@ -194,18 +199,6 @@ def test_claude_code_runs_bash_through_openai_backend(gateway, upstream):
     assert main[0]["stream"] is True
 
 
-BASH_CALL = {
-    "api": "openai",
-    "match": {"model": "cc-main", "has_tools": True},
-    "piece": 6,
-    "tool_calls": [
-        {
-            "id": "call_bash1",
-            "name": "Bash",
-            "arguments": {"command": "echo parley-ok", "description": "Print a marker"},
-        }
-    ],
-}
 CLOUD_MODES = {
     # Claude Code skips AWS / Google auth and sends ANTHROPIC_API_KEY as x-api-key.
     "bedrock": lambda url: {
@@ -229,26 +222,12 @@ def test_claude_code_cloud_format_runs_bash_through_openai_backend(mode, gateway
     """CLAUDE_CODE_USE_BEDROCK / CLAUDE_CODE_USE_VERTEX against parley: the same tool loop, the
     Bedrock event-stream or Vertex SSE on the client side, a translated backend behind."""
     claude = claude_binary()
-    upstream.script(
-        BASH_CALL, {"api": "openai", "match": {"model": "cc-main", "has_tools": True}, "content": ANSWER}
-    )
+    upstream.script(BASH_CALL, MAIN_ANSWER)
     marker = (
         '"route":"/model/{model}/invoke-with-response-stream"' if mode == "bedrock" else ':streamRawPredict"'
     )
     before = gateway.log().count(marker)
-    result = run_claude(claude, gateway, CLOUD_MODES[mode](gateway.url))
-    assert result.returncode == 0, (
-        f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}\n{gateway.log()[-3000:]}"
-    )
-    assert ANSWER in result.stdout
-    main = [
-        orjson.loads(r["body"])
-        for r in upstream.requests()
-        if r["path"] == "/v1/chat/completions"
-        and orjson.loads(r["body"])["model"] == "cc-main"
-        and orjson.loads(r["body"]).get("tools")
-    ]
-    assert len(main) >= 2
+    main = openai_tool_loop(run_claude(claude, gateway, CLOUD_MODES[mode](gateway.url)), gateway, upstream)
     results = [m for m in main[-1]["messages"] if m["role"] == "tool"]
     assert results and "parley-ok" in results[0]["content"]
     assert gateway.log().count(marker) >= before + 2  # the access log names the front door used

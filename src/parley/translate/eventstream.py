@@ -13,12 +13,11 @@ from __future__ import annotations
 import base64
 import struct
 import zlib
-from typing import Any
 
 import orjson
 
 from parley.core.context import RequestContext
-from parley.core.sse import Event, SSEDecoder
+from parley.core.sse import Event, SSEDecoder, event_object
 from parley.core.stream import ChunkSource, WrappedSource
 
 EVENTSTREAM_CONTENT_TYPE = "application/vnd.amazon.eventstream"
@@ -129,11 +128,11 @@ class EventStreamSource(WrappedSource):
     def _frame(self, event: Event) -> bytes:
         name, data = event.event, event.data
         if name == "error":
-            error = _loads(data).get("error")
+            error = event_object(data).get("error")
             error = error if isinstance(error, dict) else {}
             return stream_error_frame(str(error.get("type")), str(error.get("message") or "stream error"))
         if name == "message_stop":
-            return chunk_frame(orjson.dumps(dict(_loads(data), **self._metrics())))
+            return chunk_frame(orjson.dumps(dict(event_object(data), **self._metrics())))
         return chunk_frame(data.encode())
 
     def _metrics(self) -> dict[str, object]:
@@ -148,11 +147,3 @@ class EventStreamSource(WrappedSource):
                 "cacheWriteInputTokenCount": usage.cache_creation_input_tokens,
             }
         }
-
-
-def _loads(data: str) -> dict[str, Any]:
-    try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
