@@ -298,3 +298,29 @@ def test_vertex_count_tokens_and_errors(gateway, upstream):
         headers={"x-api-key": MASTER},
     )
     assert reply.status_code == 404 and reply.json()["error"]["type"] == "not_found_error"
+
+
+def test_boto3_count_tokens(runtime, upstream):
+    """Bedrock's CountTokens (Claude Code calls it through the AWS SDK): counted upstream on a
+    native deployment, locally on a translated one."""
+    body = {
+        "anthropic_version": "bedrock-2023-05-31",
+        "max_tokens": 30,
+        "anthropic_beta": ["token-counting-2024-11-01"],
+        "messages": [{"role": "user", "content": "count these words please"}],
+    }
+    native = runtime.count_tokens(
+        modelId="claude-native", input={"invokeModel": {"body": orjson.dumps(body)}}
+    )
+    assert native["inputTokens"] > 0
+    seen = upstream.requests()[-1]
+    assert seen["path"] == "/v1/messages/count_tokens"
+    assert set(orjson.loads(seen["body"])) == {"model", "messages"}
+    translated = runtime.count_tokens(modelId=BEDROCK_ID, input={"invokeModel": {"body": orjson.dumps(body)}})
+    assert translated["inputTokens"] > 0
+    with pytest.raises(ClientError) as converse:
+        runtime.count_tokens(
+            modelId=BEDROCK_ID,
+            input={"converse": {"messages": [{"role": "user", "content": [{"text": "x"}]}]}},
+        )
+    assert converse.value.response["Error"]["Code"] == "ValidationException"

@@ -12,6 +12,8 @@ Bedrock's JSON error bodies and stream exceptions. Vertex replies are the Messag
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +21,7 @@ import orjson
 
 from parley.core.context import RequestContext
 from parley.core.errors import invalid_request
+from parley.core.sse import event_object
 from parley.core.stream import UpstreamReply
 from parley.pipeline.body import parse_object
 from parley.pipeline.lifecycle import Outcome, Pipeline
@@ -80,6 +83,8 @@ class CloudEndpoint(MessagesEndpoint):
             body["stream"] = True
         else:
             body.pop("stream", None)
+        if self.count_tokens:
+            body.pop("max_tokens", None)  # Bedrock counts an InvokeModel body; count_tokens takes none
         self.check(ctx, body)
         return body
 
@@ -107,7 +112,7 @@ class BedrockEndpoint(CloudEndpoint):
             reply.body = orjson.dumps({"message": message})
             headers["content-type"] = "application/json"
             headers["x-amzn-errortype"] = f"{name}:http://internal.amazon.com/coral/com.amazon.bedrock/"
-        else:
+        elif not self.count_tokens:
             headers["x-amzn-bedrock-input-token-count"] = str(ctx.usage.input_tokens)
             headers["x-amzn-bedrock-output-token-count"] = str(ctx.usage.output_tokens)
             headers["x-amzn-bedrock-invocation-latency"] = str(round(ctx.latency_ms))
@@ -125,6 +130,39 @@ def _bedrock_error(reply: UpstreamReply) -> tuple[str, str]:
     if not isinstance(message, str):
         message = (reply.body or b"")[:500].decode("utf-8", "replace") or f"HTTP {reply.status}"
     return exception_name(reply.status), message
+
+
+class BedrockCountEndpoint(BedrockEndpoint):
+    """`POST /model/{model}/count-tokens` (Bedrock's CountTokens, which Claude Code calls through
+    the AWS SDK): `{"input": {"invokeModel": {"body": <base64 InvokeModel body>}}}` in,
+    `{"inputTokens": n}` out."""
+
+    def __init__(self, pipeline: Pipeline, model: str) -> None:
+        super().__init__(pipeline, "/model/{model}/count-tokens", model, False, count_tokens=True)
+
+    def parse(self, ctx: RequestContext, raw: bytes) -> dict[str, Any]:
+        request = parse_object(raw)
+        source = request.get("input")
+        invoke = source.get("invokeModel") if isinstance(source, dict) else None
+        encoded = invoke.get("body") if isinstance(invoke, dict) else None
+        if not isinstance(encoded, str):
+            raise invalid_request(
+                "input.invokeModel.body: required, the InvokeModel body in base64 (Converse input is "
+                "not supported here)",
+                param="input",
+            )
+        try:
+            inner = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise invalid_request("input.invokeModel.body: not valid base64", param="input") from None
+        return super().parse(ctx, inner)
+
+    def client_form(self, ctx: RequestContext, outcome: Outcome) -> Outcome:
+        reply = outcome.reply
+        if reply.source is None and reply.status < 400:
+            count = event_object((reply.body or b"").decode("utf-8", "replace")).get("input_tokens")
+            reply.body = orjson.dumps({"inputTokens": count})
+        return super().client_form(ctx, outcome)
 
 
 class VertexEndpoint(CloudEndpoint):

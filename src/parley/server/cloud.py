@@ -1,8 +1,8 @@
 """Routes of the Bedrock InvokeModel and Vertex rawPredict front doors (see `pipeline/cloud.py`).
 
-Bedrock: `POST /model/{model}/invoke` and `/model/{model}/invoke-with-response-stream` (the model
-id may be an ARN: the path is percent-decoded first). Vertex: `POST /v1/projects/{p}/locations/
-{l}/publishers/anthropic/models/{model}:rawPredict`, `:streamRawPredict`, and
+Bedrock: `POST /model/{model}/invoke`, `/invoke-with-response-stream` and `/count-tokens` (the
+model id may be an ARN: the path is percent-decoded first). Vertex: `POST /v1/projects/{p}/
+locations/{l}/publishers/anthropic/models/{model}:rawPredict`, `:streamRawPredict`, and
 `.../models/count-tokens:rawPredict`. Both also answer under `/bedrock` and `/vertex_ai` (the
 prefixes LiteLLM users already have in their Claude Code settings).
 """
@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from parley.core.context import RequestContext
 from parley.core.errors import GatewayError
-from parley.pipeline.cloud import BedrockEndpoint, VertexEndpoint
+from parley.pipeline.cloud import BedrockCountEndpoint, BedrockEndpoint, VertexEndpoint
 from parley.pipeline.lifecycle import Endpoint, Pipeline
 
 Run = Callable[[Endpoint, Request], Awaitable[Response]]
@@ -37,6 +37,7 @@ class CloudRoutes:
             model = prefix + "/model/{model:path}"
             routes.append(Route(model + "/invoke", self.invoke, methods=["POST"]))
             routes.append(Route(model + "/invoke-with-response-stream", self.stream, methods=["POST"]))
+            routes.append(Route(model + "/count-tokens", self.count, methods=["POST"]))
         for prefix in ("", "/vertex_ai"):
             routes.append(Route(prefix + VERTEX_MODELS, self.vertex, methods=["POST"]))
         return routes
@@ -50,6 +51,9 @@ class CloudRoutes:
         model = request.path_params["model"]
         route = "/model/{model}/invoke-with-response-stream"
         return await self.run(BedrockEndpoint(self.pipeline, route, model, True), request)
+
+    async def count(self, request: Request) -> Response:
+        return await self.run(BedrockCountEndpoint(self.pipeline, request.path_params["model"]), request)
 
     async def vertex(self, request: Request) -> Response:
         model, _, method = request.path_params["target"].rpartition(":")
