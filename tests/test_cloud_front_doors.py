@@ -6,6 +6,9 @@ the fake upstream's Anthropic API (native) and OpenAI API (translated)."""
 from __future__ import annotations
 
 import base64
+import signal
+import threading
+import time
 import urllib.parse
 
 import anthropic
@@ -17,7 +20,7 @@ from botocore.config import Config as BotoConfig
 from botocore.eventstream import EventStreamBuffer
 from botocore.exceptions import ClientError, EventStreamError
 
-from parley.testing.procs import anthropic_deployment, openai_deployment
+from parley.testing.procs import Gateway, anthropic_deployment, openai_deployment
 
 MASTER = "sk-parley-master-cloud"
 BEDROCK_ID = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
@@ -324,3 +327,41 @@ def test_boto3_count_tokens(runtime, upstream):
             input={"converse": {"messages": [{"role": "user", "content": [{"text": "x"}]}]}},
         )
     assert converse.value.response["Error"]["Code"] == "ValidationException"
+
+
+def test_bedrock_stream_cut_by_shutdown_ends_with_an_exception_frame(upstream):
+    """A gateway stop mid-stream: the AnthropicBedrock client reads Bedrock's exception, not a
+    framing error (no SSE blank line in front of it)."""
+    gw = Gateway(
+        {
+            "model_list": [anthropic_deployment("claude-native", upstream)],
+            "general_settings": {"master_key": MASTER},
+        },
+        extra_args=["--shutdown-timeout", "0.5"],
+    )
+    upstream.script({"content": [{"type": "text", "text": "slow " * 200}], "piece": 5, "chunk_delay": 0.2})
+    seen: list[str] = []
+    failure: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            with bedrock(gw).messages.stream(
+                model="claude-native", max_tokens=2000, messages=[{"role": "user", "content": "go"}]
+            ) as stream:
+                seen.extend(event.type for event in stream)
+        except BaseException as e:
+            failure.append(e)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    deadline = time.monotonic() + 10
+    while "content_block_delta" not in seen and time.monotonic() < deadline:
+        time.sleep(0.05)
+    gw.proc.send_signal(signal.SIGTERM)
+    reader.join(10)
+    gw.proc.wait(10)
+    gw.stop()
+    assert "content_block_delta" in seen and "message_stop" not in seen
+    assert failure and isinstance(failure[0], anthropic.APIStatusError), failure
+    assert "shut down before the stream ended" in str(failure[0])
+    assert "serviceUnavailableException" in str(failure[0])

@@ -100,6 +100,9 @@ class BedrockEndpoint(CloudEndpoint):
     def error_frame(self, ctx: RequestContext, type_: str, message: str) -> bytes:
         return stream_error_frame(type_, message)
 
+    def cut_frame(self, ctx: RequestContext, type_: str, message: str) -> bytes:
+        return self.error_frame(ctx, type_, message)  # only whole frames were sent before it
+
     def client_form(self, ctx: RequestContext, outcome: Outcome) -> Outcome:
         reply, headers = outcome.reply, outcome.headers
         headers["x-amzn-requestid"] = ctx.request_id

@@ -54,6 +54,11 @@ class Endpoint:
     def reply_headers(self, ctx: RequestContext, reply: UpstreamReply) -> dict[str, str]:
         return dict(reply.headers)
 
+    def cut_frame(self, ctx: RequestContext, type_: str, message: str) -> bytes:
+        """The error that ends a stream cut anywhere (even inside an event, which the blank line
+        before it closes)."""
+        return b"\n\n" + self.error_frame(ctx, type_, message)
+
     def client_form(self, ctx: RequestContext, outcome: Outcome) -> Outcome:
         """The outcome in the wire format of the API called (replies and refusals alike); the
         default leaves Anthropic and OpenAI replies as they are."""
