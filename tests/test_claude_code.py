@@ -129,7 +129,10 @@ def run_claude(claude: Path, gateway, mode: dict[str, str] | None = None) -> sub
         )
 
 
-def test_claude_code_runs_bash_through_anthropic_backend(start_gateway, fake_upstream, upstream):
+@pytest.mark.parametrize("mode", ["messages", "bedrock", "vertex"])
+def test_claude_code_runs_bash_through_anthropic_backend(mode, start_gateway, fake_upstream, upstream):
+    """Each of Claude Code's three gateway formats onto an Anthropic backend: the betas it sends
+    (as a header, or in the Bedrock body) reach the backend as the `anthropic-beta` header."""
     claude = claude_binary()
     gateway = start_gateway(
         {
@@ -159,7 +162,7 @@ def test_claude_code_runs_bash_through_anthropic_backend(start_gateway, fake_ups
             "content": [{"type": "text", "text": ANSWER}],
         },
     )
-    result = run_claude(claude, gateway)
+    result = run_claude(claude, gateway, CLOUD_MODES[mode](gateway.url) if mode in CLOUD_MODES else None)
     assert result.returncode == 0, (
         f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}\n{gateway.log()[-3000:]}"
     )
@@ -173,7 +176,9 @@ def test_claude_code_runs_bash_through_anthropic_backend(start_gateway, fake_ups
     ]
     assert len(main) >= 2
     assert main[0]["headers"]["x-api-key"] == "sk-ant-upstream-real"
-    assert "claude-code" in main[0]["headers"].get("anthropic-beta", "")
+    betas = main[0]["headers"].get("anthropic-beta", "").split(",")
+    assert "claude-code-20250219" in betas and "interleaved-thinking-2025-05-14" in betas
+    assert not {"anthropic_version", "anthropic_beta"} & set(orjson.loads(main[0]["body"]))
     last = orjson.loads(main[-1]["body"])
     results = [
         b
