@@ -58,25 +58,30 @@ def exception_name(status: int) -> str:
     return "ValidationException" if status < 500 else "InternalServerException"
 
 
-def encode_message(headers: list[tuple[str, str]], payload: bytes) -> bytes:
-    """One event-stream message with string headers."""
-    head = b"".join(
+def encode_headers(headers: list[tuple[str, str]]) -> bytes:
+    """The header block of a message with string headers."""
+    return b"".join(
         struct.pack(">B", len(n)) + n + struct.pack(">BH", _STRING, len(v)) + v
         for n, v in ((name.encode(), value.encode()) for name, value in headers)
     )
-    total = 12 + len(head) + len(payload) + 4
-    prelude = struct.pack(">II", total, len(head))
-    body = prelude + struct.pack(">I", zlib.crc32(prelude)) + head + payload
+
+
+def encode_message(headers: list[tuple[str, str]] | bytes, payload: bytes) -> bytes:
+    """One event-stream message; `headers` as pairs, or a block from `encode_headers`."""
+    head = headers if isinstance(headers, bytes) else encode_headers(headers)
+    prelude = struct.pack(">II", 16 + len(head) + len(payload), len(head))
+    body = b"".join((prelude, struct.pack(">I", zlib.crc32(prelude)), head, payload))
     return body + struct.pack(">I", zlib.crc32(body))
+
+
+_CHUNK_HEADERS = encode_headers(
+    [(":event-type", "chunk"), (":content-type", "application/json"), (":message-type", "event")]
+)
 
 
 def chunk_frame(event_json: bytes) -> bytes:
     """A Bedrock `chunk` event carrying one Anthropic stream event (its JSON bytes)."""
-    payload = b'{"bytes":"' + base64.b64encode(event_json) + b'"}'
-    return encode_message(
-        [(":event-type", "chunk"), (":content-type", "application/json"), (":message-type", "event")],
-        payload,
-    )
+    return encode_message(_CHUNK_HEADERS, b'{"bytes":"' + base64.b64encode(event_json) + b'"}')
 
 
 def exception_frame(name: str, message: str) -> bytes:
