@@ -4,13 +4,13 @@ The `session_id` column is in 0001 (Claude Code's `X-Claude-Code-Session-Id`, or
 `metadata.user_id`); reports by session group and filter on it.
 
 Revision ID: 0005
-Revises: 0001
+Revises: 0007
 """
 
 from alembic import op
 
 revision = "0005"
-down_revision = "0001"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
