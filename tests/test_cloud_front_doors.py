@@ -365,3 +365,19 @@ def test_bedrock_stream_cut_by_shutdown_ends_with_an_exception_frame(upstream):
     assert failure and isinstance(failure[0], anthropic.APIStatusError), failure
     assert "shut down before the stream ended" in str(failure[0])
     assert "serviceUnavailableException" in str(failure[0])
+
+
+def test_litellm_style_prefixes(gateway, upstream):
+    """`/bedrock` and `/vertex_ai/v1`: the base URLs LiteLLM users already give Claude Code."""
+    b = anthropic.AnthropicBedrock(
+        api_key=MASTER, aws_region="us-east-1", base_url=gateway.url + "/bedrock", max_retries=0
+    )
+    message = b.messages.create(
+        model="claude-native", max_tokens=9, messages=[{"role": "user", "content": "b"}]
+    )
+    assert message.content[0].text == "Hello! You said: b"
+    v = anthropic.AnthropicVertex(
+        access_token=MASTER, project_id="p", region="r", base_url=gateway.url + "/vertex_ai/v1", max_retries=0
+    )
+    message = v.messages.create(model=VERTEX_ID, max_tokens=9, messages=[{"role": "user", "content": "v"}])
+    assert message.content[0].text == "Hello! You said: v"
