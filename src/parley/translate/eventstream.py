@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import struct
 import zlib
+from collections.abc import Mapping
 
 import orjson
 
@@ -58,16 +59,20 @@ def exception_name(status: int) -> str:
     return "ValidationException" if status < 500 else "InternalServerException"
 
 
-def encode_headers(headers: list[tuple[str, str]]) -> bytes:
-    """The header block of a message with string headers."""
+Headers = Mapping[str, str] | list[tuple[str, str]]
+
+
+def encode_headers(headers: Headers) -> bytes:
+    """The header block of a message with string headers (a mapping or name/value pairs)."""
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
     return b"".join(
         struct.pack(">B", len(n)) + n + struct.pack(">BH", _STRING, len(v)) + v
-        for n, v in ((name.encode(), value.encode()) for name, value in headers)
+        for n, v in ((name.encode(), value.encode()) for name, value in pairs)
     )
 
 
-def encode_message(headers: list[tuple[str, str]] | bytes, payload: bytes) -> bytes:
-    """One event-stream message; `headers` as pairs, or a block from `encode_headers`."""
+def encode_message(headers: Headers | bytes, payload: bytes) -> bytes:
+    """One event-stream message; `headers` as for `encode_headers`, or a block it made."""
     head = headers if isinstance(headers, bytes) else encode_headers(headers)
     prelude = struct.pack(">II", 16 + len(head) + len(payload), len(head))
     body = b"".join((prelude, struct.pack(">I", zlib.crc32(prelude)), head, payload))
