@@ -23,9 +23,12 @@ from parley.pipeline.chain import FilterChain
 from parley.pipeline.filter import Authenticator, Filter
 from parley.pipeline.lifecycle import Pipeline
 from parley.providers.anthropic import AnthropicProvider
+from parley.providers.azure import AzureOpenAIProvider
 from parley.providers.base import Provider
+from parley.providers.gemini import GeminiProvider
 from parley.providers.mock import MockProvider
 from parley.providers.openai import OpenAIProvider
+from parley.providers.vertex import VertexProvider
 from parley.router.health import Health
 from parley.router.run import Router
 from parley.router.settings import RouterSettings
@@ -75,10 +78,17 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
     _warn_fallbacks(settings, table)
     openai = OpenAIProvider(http)
     openai.check(config.deployments)
+    azure = AzureOpenAIProvider(http)
+    azure.check(config.deployments)
+    vertex = VertexProvider(http)
+    vertex.check(config.deployments, tasks)
     providers: dict[str, Provider] = {
         "anthropic": AnthropicProvider(http),
         "mock": MockProvider(),
         "openai": openai,
+        "azure": azure,
+        "vertex": vertex,
+        "gemini": GeminiProvider(http),
     }
     filters: list[Filter] = [
         AccessLog(),

@@ -17,7 +17,7 @@ from typing import Any
 
 from parley.core.usage import Usage
 
-_DATE_SUFFIX = re.compile(r"-(\d{8}|latest)$")
+_DATE_SUFFIX = re.compile(r"[-@](\d{8}|latest)$")  # Vertex writes claude-x@20250929
 _PER_MTOK = 1_000_000.0
 _OVERRIDES = {  # params name -> Price field
     "input_cost_per_token": "input",
@@ -109,7 +109,10 @@ class PriceTable:
             if deployment.api == "mock":
                 price = Price(known=True)
             else:
-                price = self.for_model(upstream_model or deployment.model)
+                named = deployment.params.get("base_model")  # LiteLLM's: Azure deployments' names are free
+                price = self.for_model(
+                    named if isinstance(named, str) else upstream_model or deployment.model
+                )
             price = apply_overrides(price, deployment.params)
             if len(self._deployments) > 4096:
                 self._deployments.clear()
