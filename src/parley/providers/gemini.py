@@ -29,7 +29,7 @@ from parley.transport.http import HttpClient
 
 log = logging.getLogger("parley.providers.gemini")
 
-AI_STUDIO_VERSION = "v1beta"  # thinking, thought signatures and parametersJsonSchema live here
+AI_STUDIO_VERSION = "v1"  # as google-genai calls it (v1beta, for preview features, via api_version)
 _SSE = "text/event-stream; charset=utf-8"
 
 

@@ -58,6 +58,10 @@ def build_app() -> web.Application:
         pass
     else:
         fake_openai.add_routes(app)
+    from parley.testing import fake_azure, fake_google
+
+    fake_azure.add_routes(app)
+    fake_google.add_routes(app)
     return app
 
 
