@@ -5,7 +5,8 @@ and were dropped (for `x-parley-dropped`). What Gemini cannot serve faithfully (
 server tools the caller relies on, malformed shapes) raises GatewayError 400 naming the cause.
 
 Thought signatures come back as Gemini sent them: a thinking block's signature on its thought
-part (an empty thinking block's on the part after it), a tool call's in its id (see `ids`).
+part (an empty thinking block's on the part before it, else the one after), a tool call's in its
+id (see `ids`).
 """
 
 from __future__ import annotations
@@ -178,6 +179,8 @@ def _model_parts(content: list[Any], names: dict[str, str], where: str) -> list[
                 part = {"text": block["thinking"], "thought": True}
                 if block.get("signature"):
                     part["thoughtSignature"] = block["signature"]
+            elif parts and "thoughtSignature" not in parts[-1] and block.get("signature"):
+                parts[-1]["thoughtSignature"] = block["signature"]  # a signed text's, right after it
             else:
                 pending = block.get("signature") or None
         elif kind == "tool_use":

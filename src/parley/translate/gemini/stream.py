@@ -28,8 +28,11 @@ Event = tuple[str, dict[str, Any]]
 
 
 class GeminiStreamTranslator:
-    def __init__(self, *, model: str, input_estimate: int = 0, backend: str = "Gemini") -> None:
+    def __init__(
+        self, *, model: str, thinking: bool = False, input_estimate: int = 0, backend: str = "Gemini"
+    ) -> None:
         self.model = model
+        self.thinking = thinking
         self.input_estimate = input_estimate
         self.backend = backend
         self.started = False
@@ -58,7 +61,7 @@ class GeminiStreamTranslator:
         content = candidate.get("content")
         parts = content.get("parts") if isinstance(content, dict) else None
         for part in parts if isinstance(parts, list) else ():
-            for block in part_blocks(part):
+            for block in part_blocks(part, self.thinking):
                 self._block(block, out)
         if candidate.get("finishReason"):
             self._finish = candidate["finishReason"]
