@@ -102,9 +102,9 @@ def test_vertex_gemini_tool_loop_needs_the_thought_signature(vertex_genai, upstr
     )
     assert second.text == "Sunny in Paris"
     path = upstream.requests()[-1]["path"]
-    assert (
-        path
-        == "/v1beta1/projects/fake-project/locations/us-central1/publishers/google/models/gemini-3-pro-preview:generateContent"
+    assert path == (
+        "/v1beta1/projects/fake-project/locations/us-central1/publishers/google/models/"
+        "gemini-3-pro-preview:generateContent"
     )
     call_part.thought_signature = None  # a client that lost it
     with pytest.raises(errors.ClientError) as e:
@@ -151,9 +151,9 @@ def test_anthropic_vertex_messages_stream_and_count(upstream):
     )
     assert message.content[0].text == "Hello! You said: Hi"
     sent = upstream.requests()[-1]
-    assert (
-        sent["path"]
-        == "/v1/projects/proj/locations/us-east5/publishers/anthropic/models/claude-sonnet-4-5@20250929:rawPredict"
+    assert sent["path"] == (
+        "/v1/projects/proj/locations/us-east5/publishers/anthropic/models/"
+        "claude-sonnet-4-5@20250929:rawPredict"
     )
     with client.messages.stream(
         model="claude-haiku-4-5@20251001", max_tokens=100, messages=[{"role": "user", "content": "streamed"}]

@@ -81,7 +81,7 @@ def part_blocks(part: Any, thinking: bool) -> list[dict[str, Any]]:
         return [{"type": "thinking", "thinking": text or "", "signature": signature or ""}]
     if not isinstance(text, str):
         return []
-    blocks: list[dict[str, Any]] = [{"type": "text", "text": text}]
+    blocks: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
     if signature and thinking:  # after the text: where a stream has it (on a last, empty part)
         blocks.append({"type": "thinking", "thinking": "", "signature": signature})
     return blocks
@@ -104,6 +104,9 @@ def to_anthropic_message(response: dict[str, Any], model: str, thinking: bool) -
             last = blocks[-1] if blocks else None
             if last and block["type"] == "text" == last["type"]:
                 last["text"] += block["text"]  # Gemini may split one answer into several parts
+            elif last and block["type"] == "thinking" == last["type"] and not last["signature"]:
+                last["thinking"] += block["thinking"]  # one thought, its signature on the last part
+                last["signature"] = block["signature"]
             else:
                 blocks.append(block)
     finish = candidate.get("finishReason")
