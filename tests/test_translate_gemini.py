@@ -333,7 +333,7 @@ def test_requests_gemini_cannot_serve_are_400(body, message):
         (403, {"code": 403, "message": "no", "status": "PERMISSION_DENIED"}, (403, "permission_error")),
         (404, {"code": 404, "message": "no model", "status": "NOT_FOUND"}, (404, "not_found_error")),
         (429, {"code": 429, "message": "quota", "status": "RESOURCE_EXHAUSTED"}, (429, "rate_limit_error")),
-        (503, {"code": 503, "message": "busy", "status": "UNAVAILABLE"}, (503, "overloaded_error")),
+        (503, {"code": 503, "message": "busy", "status": "UNAVAILABLE"}, (529, "overloaded_error")),
         (504, {"code": 504, "message": "slow", "status": "DEADLINE_EXCEEDED"}, (504, "timeout_error")),
         (500, {"code": 500, "message": "oops", "status": "INTERNAL"}, (500, "api_error")),
     ],

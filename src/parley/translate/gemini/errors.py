@@ -24,7 +24,7 @@ _BY_STATUS_WORD = {
     "CANCELLED": 499,
     "INTERNAL": 500,
     "UNKNOWN": 500,
-    "UNAVAILABLE": 503,
+    "UNAVAILABLE": 529,  # as the OpenAI path maps 503: Anthropic's overloaded status
     "DEADLINE_EXCEEDED": 504,
 }
 _AUTH_REASONS = frozenset({"API_KEY_INVALID", "API_KEY_EXPIRED", "ACCESS_TOKEN_EXPIRED"})
