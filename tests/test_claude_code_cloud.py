@@ -86,7 +86,7 @@ def test_claude_code_bash_loop_on_gemini_3(start_gateway, fake_upstream, upstrea
     )
     result = run_claude(claude, gateway)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}\n{gateway.log()[-3000:]}"
-    assert ANSWER in result.stdout
+    assert ANSWER in result.stdout, (upstream.events(), gateway.log()[-3000:])
     main = [orjson.loads(r["body"]) for r in upstream.requests() if "gemini-3-pro-preview:" in r["path"]]
     assert len(main) >= 2
     contents = main[-1]["contents"]

@@ -132,6 +132,15 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
     )
 
 
+def check_providers(config: Config) -> None:
+    """The providers' own config checks (switches, credentials files), for `parley serve` to report
+    as one line before it starts workers; build_gateway runs them again in each worker."""
+    http = HttpClient()  # never opened
+    OpenAIProvider(http).check(config.deployments)
+    AzureOpenAIProvider(http).check(config.deployments)
+    VertexProvider(http).check(config.deployments, Tasks())
+
+
 def _keys_and_spend(
     config: Config, store: StoreService, table: ModelTable, tasks: Tasks
 ) -> tuple[Authenticator, list[Filter]]:

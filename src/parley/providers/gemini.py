@@ -23,7 +23,7 @@ from parley.providers.base import HubCall
 from parley.providers.openai_streams import TranslatingSource
 from parley.translate.gemini.errors import google_error_reply
 from parley.translate.gemini.request import to_gemini_request
-from parley.translate.gemini.response import to_anthropic_message, wants_thinking
+from parley.translate.gemini.response import to_anthropic_message
 from parley.translate.gemini.stream import GeminiStreamTranslator
 from parley.transport.http import HttpClient
 
@@ -69,7 +69,6 @@ async def generate(
     if reply.source is not None:
         machine = GeminiStreamTranslator(
             model=model,
-            thinking=wants_thinking(call.body),
             input_estimate=count_request_tokens(call.body),
             backend=backend,
         )
@@ -78,15 +77,13 @@ async def generate(
             {"content-type": _SSE, "cache-control": "no-cache"},
             source=TranslatingSource(reply.source, machine, ctx),
         )
-    whole = _message(ctx, reply, model, backend, wants_thinking(call.body))
+    whole = _message(ctx, reply, model, backend)
     if call.stream:  # answered with JSON although a stream was asked for: replay it as events
         return UpstreamReply(200, {"content-type": _SSE}, source=FrameSource(message_frames(whole)))
     return UpstreamReply(200, {"content-type": "application/json"}, body=orjson.dumps(whole))
 
 
-def _message(
-    ctx: RequestContext, reply: UpstreamReply, model: str, backend: str, thinking: bool
-) -> dict[str, Any]:
+def _message(ctx: RequestContext, reply: UpstreamReply, model: str, backend: str) -> dict[str, Any]:
     try:
         data = orjson.loads(reply.body or b"")
     except orjson.JSONDecodeError:
@@ -96,7 +93,7 @@ def _message(
         raise GatewayError(
             502, f"{backend} returned a reply that is not a GenerateContentResponse: {snippet!r}"
         )
-    message = to_anthropic_message(data, model, thinking)
+    message = to_anthropic_message(data, model)
     ctx.usage.update(message["usage"])
     if not isinstance(data.get("usageMetadata"), dict):
         ctx.usage.estimated = True

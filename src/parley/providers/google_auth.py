@@ -42,19 +42,19 @@ def load_credentials(value: Any, where: str) -> Any | None:
         text = value.strip()
         if not text.startswith("{"):
             if not os.path.isfile(text):
-                raise ConfigError(f"{where}: vertex_credentials: no such file {text!r}")
+                raise ConfigError(f"{where}.vertex_credentials: no such file {text!r}")
             with open(text, "rb") as f:
                 text = f.read().decode("utf-8", "replace")
         try:
             info = orjson.loads(text)
         except orjson.JSONDecodeError:
-            raise ConfigError(f"{where}: vertex_credentials: not valid JSON") from None
+            raise ConfigError(f"{where}.vertex_credentials: not valid JSON") from None
     if not isinstance(info, Mapping):
-        raise ConfigError(f"{where}: vertex_credentials: must be a file path, JSON text or a mapping")
+        raise ConfigError(f"{where}.vertex_credentials: must be a file path, JSON text or a mapping")
     try:
         credentials, _ = google.auth.load_credentials_from_dict(dict(info), scopes=list(SCOPES))
     except (DefaultCredentialsError, ValueError) as e:
-        raise ConfigError(f"{where}: vertex_credentials: {e}") from None
+        raise ConfigError(f"{where}.vertex_credentials: {e}") from None
     return credentials
 
 

@@ -1,9 +1,9 @@
 """Gemini `GenerateContentResponse` -> Anthropic Message (whole replies; the stream reuses the parts).
 
 Parts: thought text -> `thinking` (its `thoughtSignature` as the signature), text -> `text`,
-`functionCall` -> `tool_use` (the signature rides in the id, see `ids`). A signature on a text part
-becomes an empty `thinking` block right after it when the request enabled thinking, so a client's
-echo brings it back in place (Gemini requires only the function calls' signatures back).
+`functionCall` -> `tool_use` (the signature rides in the id, see `ids`). A signature on a text
+part is left out: Gemini validates only the function calls' (and an extra block after the text
+would be what clients such as `claude -p` take as the answer).
 Finish reasons: STOP -> end_turn (tool_use when calls were made), MAX_TOKENS -> max_tokens, the
 safety family -> refusal. Usage: Gemini's prompt count includes cached tokens; thinking tokens
 are billed as output.
@@ -54,14 +54,8 @@ def anthropic_usage(meta: Any) -> dict[str, int]:
     }
 
 
-def wants_thinking(body: dict[str, Any]) -> bool:
-    thinking = body.get("thinking")
-    return isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
-
-
-def part_blocks(part: Any, thinking: bool) -> list[dict[str, Any]]:
-    """The Anthropic blocks one Gemini part stands for (a signed text part gives two when the
-    request asked for thinking; otherwise that optional signature is left out)."""
+def part_blocks(part: Any) -> list[dict[str, Any]]:
+    """The Anthropic blocks one Gemini part stands for (none for an empty text part)."""
     if not isinstance(part, dict):
         return []
     signature = part.get("thoughtSignature")
@@ -81,10 +75,7 @@ def part_blocks(part: Any, thinking: bool) -> list[dict[str, Any]]:
         return [{"type": "thinking", "thinking": text or "", "signature": signature or ""}]
     if not isinstance(text, str):
         return []
-    blocks: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
-    if signature and thinking:  # after the text: where a stream has it (on a last, empty part)
-        blocks.append({"type": "thinking", "thinking": "", "signature": signature})
-    return blocks
+    return [{"type": "text", "text": text}] if text else []  # a text part's signature is optional
 
 
 def first_candidate(response: dict[str, Any]) -> dict[str, Any]:
@@ -94,13 +85,13 @@ def first_candidate(response: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def to_anthropic_message(response: dict[str, Any], model: str, thinking: bool) -> dict[str, Any]:
+def to_anthropic_message(response: dict[str, Any], model: str) -> dict[str, Any]:
     candidate = first_candidate(response)
     content = candidate.get("content")
     parts = content.get("parts") if isinstance(content, dict) else None
     blocks: list[dict[str, Any]] = []
     for part in parts if isinstance(parts, list) else ():
-        for block in part_blocks(part, thinking):
+        for block in part_blocks(part):
             last = blocks[-1] if blocks else None
             if last and block["type"] == "text" == last["type"]:
                 last["text"] += block["text"]  # Gemini may split one answer into several parts

@@ -2,9 +2,9 @@
 
 Each chunk is a partial `GenerateContentResponse`: new parts, and on the last one the finish
 reason and the final usage. Text and thought parts extend the open block of their kind; a
-`thoughtSignature` becomes the open thinking block's `signature_delta` (or an empty thinking block
-of its own); a function call arrives whole and becomes one `tool_use` block. A stream that ends
-without a finish reason ends with an `error` event (the client must not take it as whole).
+`thoughtSignature` on a thought becomes the open thinking block's `signature_delta`; a function
+call arrives whole and becomes one `tool_use` block. A stream that ends without a finish reason
+ends with an `error` event (the client must not take it as whole).
 
 Same interface as the OpenAI stream translator (`feed`, `finish`, `finished`, `estimated`,
 `notes`), so `TranslatingSource` drives both.
@@ -28,11 +28,8 @@ Event = tuple[str, dict[str, Any]]
 
 
 class GeminiStreamTranslator:
-    def __init__(
-        self, *, model: str, thinking: bool = False, input_estimate: int = 0, backend: str = "Gemini"
-    ) -> None:
+    def __init__(self, *, model: str, input_estimate: int = 0, backend: str = "Gemini") -> None:
         self.model = model
-        self.thinking = thinking
         self.input_estimate = input_estimate
         self.backend = backend
         self.started = False
@@ -61,7 +58,7 @@ class GeminiStreamTranslator:
         content = candidate.get("content")
         parts = content.get("parts") if isinstance(content, dict) else None
         for part in parts if isinstance(parts, list) else ():
-            for block in part_blocks(part, self.thinking):
+            for block in part_blocks(part):
                 self._block(block, out)
         if candidate.get("finishReason"):
             self._finish = candidate["finishReason"]
