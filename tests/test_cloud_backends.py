@@ -207,6 +207,30 @@ def test_vertex_tokens_are_renewed_before_expiry(start_gateway, upstream, tmp_pa
         google(b'{"token_lifetime": 3600}')
 
 
+def test_vertex_with_application_default_credentials(start_gateway, upstream, tmp_path):
+    """No vertex_credentials and no vertex_project: ADC's key file names both."""
+    key = tmp_path / "adc.json"
+    key.write_bytes(orjson.dumps(service_account_info(upstream.url + "/token", "adc-project")))
+    model = {
+        "model": "vertex_ai/claude-haiku-4-5@20251001",
+        "vertex_location": "europe-west1",
+        "api_base": upstream.url,
+    }
+    gw = start_gateway(
+        {
+            "model_list": [{"model_name": "haiku", "params": model}],
+            "general_settings": {"master_key": MASTER},
+        },
+        env={"GOOGLE_APPLICATION_CREDENTIALS": str(key)},
+    )
+    client = anthropic.Anthropic(base_url=gw.url, api_key=MASTER, max_retries=0)
+    assert client.messages.create(model="haiku", max_tokens=5, messages=user("adc")).content[0].text
+    assert sent(upstream)["path"].startswith(
+        "/v1/projects/adc-project/locations/europe-west1/publishers/anthropic/"
+    )
+    assert sent(upstream)["headers"]["authorization"].startswith("Bearer ya29.fake-")
+
+
 # ----------------------------------------------------------------------------- Gemini
 
 

@@ -294,7 +294,7 @@ def test_request_fields_map_to_gemini():
                 "messages": [{"role": "user", "content": "x"}],
                 "tools": [{"type": "web_search_20250305", "name": "web_search"}],
             },
-            "web_search runs on Anthropic's servers",
+            "runs on Anthropic's servers and is not available on Gemini",
         ),
         (
             {

@@ -34,8 +34,8 @@ def load_credentials(value: Any, where: str) -> Any | None:
     """google-auth credentials for a `vertex_credentials` value (None: use ADC at first use)."""
     if value is None:
         return None
-    import google.auth
-    from google.auth.exceptions import DefaultCredentialsError
+    from google.oauth2 import credentials as user_credentials
+    from google.oauth2 import service_account
 
     info: Any = value
     if isinstance(value, str):
@@ -51,11 +51,18 @@ def load_credentials(value: Any, where: str) -> Any | None:
             raise ConfigError(f"{where}.vertex_credentials: not valid JSON") from None
     if not isinstance(info, Mapping):
         raise ConfigError(f"{where}.vertex_credentials: must be a file path, JSON text or a mapping")
-    try:
-        credentials, _ = google.auth.load_credentials_from_dict(dict(info), scopes=list(SCOPES))
-    except (DefaultCredentialsError, ValueError) as e:
+    kind = info.get("type")
+    try:  # only these two kinds: a config must not make parley run an external credential source
+        if kind == "service_account":
+            return service_account.Credentials.from_service_account_info(dict(info), scopes=list(SCOPES))
+        if kind == "authorized_user":
+            return user_credentials.Credentials.from_authorized_user_info(dict(info), scopes=list(SCOPES))
+    except (ValueError, KeyError) as e:
         raise ConfigError(f"{where}.vertex_credentials: {e}") from None
-    return credentials
+    raise ConfigError(
+        f"{where}.vertex_credentials: type {kind!r} is not supported "
+        "(service_account or authorized_user; other kinds through application default credentials)"
+    )
 
 
 def project_of(credentials: Any, value: Any) -> str | None:
@@ -130,11 +137,12 @@ class TokenSource:
     def _refresh_blocking(self) -> None:
         import google.auth
         import google.auth.transport.requests
+        from google.auth.exceptions import DefaultCredentialsError
 
         if self._credentials is None:
             try:
                 self._credentials, self.adc_project = google.auth.default(scopes=list(SCOPES))
-            except google.auth.exceptions.DefaultCredentialsError as e:
+            except DefaultCredentialsError as e:
                 raise GatewayError(
                     401,
                     f"{self.backend}: no credentials: set params.vertex_credentials or "

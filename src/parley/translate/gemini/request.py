@@ -14,11 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from parley.core.errors import invalid_request
-from parley.translate.anthropic_to_openai import (
-    CLIENT_TOOL_SCHEMAS,
-    HINT_FIELDS,
-    KNOWN_FIELDS,
-)
+from parley.translate.anthropic_to_openai import HINT_FIELDS, KNOWN_FIELDS, client_tools
 from parley.translate.gemini.ids import signature_of
 
 _CHOICE_MODES = {"auto": "AUTO", "any": "ANY", "tool": "ANY", "none": "NONE"}
@@ -75,34 +71,10 @@ def _generation(body: dict[str, Any], dropped: list[str]) -> dict[str, Any]:
 
 
 def _declarations(tools: Any, choice: Any, dropped: list[str]) -> list[dict[str, Any]]:
-    if tools is None:
-        return []
-    if not isinstance(tools, list):
-        raise invalid_request("tools: Input should be a valid list", param="tools")
-    out: list[dict[str, Any]] = []
-    server: list[str] = []
-    for i, tool in enumerate(tools):
-        if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
-            raise invalid_request(f"tools.{i}: each tool needs a name", param="tools")
-        kind, name = tool.get("type"), tool["name"]
-        if kind in (None, "custom"):
-            schema = tool.get("input_schema")
-            if not isinstance(schema, dict):
-                raise invalid_request(f"tools.{i}.input_schema: Field required", param="tools")
-            out.append(_declaration(name, tool.get("description"), schema))
-        elif name in CLIENT_TOOL_SCHEMAS:
-            out.append(_declaration(name, None, CLIENT_TOOL_SCHEMAS[name]))
-        else:
-            server.append(name)
-    forced = choice.get("name") if isinstance(choice, dict) and choice.get("type") == "tool" else None
-    if server and (forced in server or not out):
-        raise invalid_request(
-            f"tools: {forced if forced in server else ', '.join(server)} runs on Anthropic's servers and is "
-            "not available on Gemini; remove it or use an Anthropic deployment",
-            param="tools",
-        )
-    dropped.extend(f"tools.{name}" for name in server)
-    return out
+    return [
+        _declaration(name, description, schema)
+        for name, description, schema, _ in client_tools(tools, choice, dropped, "Gemini")
+    ]
 
 
 def _declaration(name: str, description: Any, schema: dict[str, Any]) -> dict[str, Any]:
