@@ -207,6 +207,32 @@ def test_vertex_tokens_are_renewed_before_expiry(start_gateway, upstream, tmp_pa
         google(b'{"token_lifetime": 3600}')
 
 
+def test_vertex_token_failures_are_401_naming_vertex(start_gateway, upstream, claude):
+    """A token endpoint that refuses (or a token Vertex rejects) is the caller's 401, never a 500."""
+    bad = dict(service_account_info("http://127.0.0.1:9/token", "proj"))  # nothing listens there
+    params = {"model": "vertex_ai/claude-haiku-4-5", "vertex_credentials": bad, "api_base": upstream.url}
+    gw = start_gateway(
+        {"model_list": [{"model_name": "v", "params": params}], "general_settings": {"master_key": MASTER}}
+    )
+    with pytest.raises(anthropic.AuthenticationError) as e:
+        anthropic.Anthropic(base_url=gw.url, api_key=MASTER, max_retries=0).messages.create(
+            model="v", max_tokens=5, messages=user("x")
+        )
+    assert e.value.body["error"]["message"].startswith("Vertex AI: could not get an access token")
+    upstream.script(
+        {
+            "status": 401,
+            "google_error": {
+                "status": "UNAUTHENTICATED",
+                "message": "Request had invalid authentication credentials.",
+            },
+        }
+    )
+    with pytest.raises(anthropic.AuthenticationError) as e:
+        claude.messages.create(model="claude-vertex", max_tokens=5, messages=user("x"))
+    assert e.value.body["error"]["message"] == "Vertex AI: Request had invalid authentication credentials."
+
+
 def test_vertex_with_application_default_credentials(start_gateway, upstream, tmp_path):
     """No vertex_credentials and no vertex_project: ADC's key file names both."""
     key = tmp_path / "adc.json"
@@ -414,3 +440,91 @@ def test_gemini_errors_map_to_each_api(claude, gpt, upstream):
     assert e.value.body["error"]["message"].startswith(
         "Gemini API: Function call is missing a thought_signature"
     )
+
+
+def test_gemini_safety_block_is_a_refusal(claude, gpt, upstream):
+    upstream.script(
+        {"api": "gemini", "prompt_blocked": "SAFETY"},
+        {"api": "gemini", "text": "I", "finish_reason": "SAFETY"},
+    )
+    assert (
+        claude.messages.create(model="gemini-flash", max_tokens=5, messages=user("x")).stop_reason
+        == "refusal"
+    )
+    reply = gpt.chat.completions.create(model="gemini-flash", messages=user("x"))
+    assert reply.choices[0].finish_reason == "content_filter"
+
+
+# ----------------------------------------------------------------------------- Azure OpenAI
+
+
+def test_azure_through_both_apis(claude, gpt, admin, key, upstream):
+    upstream.script(
+        {
+            "api": "openai",
+            "content": "Hi from Azure",
+            "usage": {"prompt_tokens": 1000, "completion_tokens": 100},
+        }
+    )
+    message = claude.messages.create(model="azure-gpt", max_tokens=50, messages=user("Hi"))
+    assert message.content[0].text == "Hi from Azure"
+    wire = sent(upstream)
+    assert wire["path"] == "/openai/deployments/my-gpt4o/chat/completions"
+    assert wire["query"] == "api-version=2024-10-21" and wire["headers"]["api-key"] == "azure-key"
+    assert "authorization" not in wire["headers"]
+    [row] = admin.wait_logs(1, api_key=key)
+    assert row["spend"] == pytest.approx((1000 * 2.50 + 100 * 10.0) / 1e6, rel=1e-9)  # gpt-4o, by base_model
+    with claude.messages.stream(model="azure-gpt", max_tokens=50, messages=user("streamed")) as s:
+        assert (
+            s.get_final_message().content[0].text == "Hello! You said: streamed"
+        )  # after Azure's empty first chunk
+    chunks = list(gpt.chat.completions.create(model="azure-gpt", messages=user("native"), stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello! You said: native"
+    assert gpt.chat.completions.create(model="azure-v1", messages=user("v1")).choices[0].message.content
+    assert sent(upstream)["path"] == "/openai/v1/chat/completions"
+
+
+def test_azure_content_filter_and_errors(claude, gpt, upstream):
+    upstream.script(
+        {"api": "openai", "content": "", "finish_reason": "content_filter"},
+        {"api": "openai", "content": "", "finish_reason": "content_filter"},
+        {"api": "openai", "status": 429, "error": {"message": "Rate limit is exceeded.", "code": "429"}},
+    )
+    assert (
+        claude.messages.create(model="azure-gpt", max_tokens=5, messages=user("x")).stop_reason == "refusal"
+    )
+    assert (
+        gpt.chat.completions.create(model="azure-gpt", messages=user("x")).choices[0].finish_reason
+        == "content_filter"
+    )
+    with pytest.raises(anthropic.RateLimitError):
+        claude.messages.create(model="azure-gpt", max_tokens=5, messages=user("x"))
+    filtered = {  # a prompt Azure's filter rejects: its 400, in each caller's envelope
+        "api": "openai",
+        "status": 400,
+        "error": {
+            "message": "The response was filtered due to the prompt triggering Azure OpenAI's content "
+            "management policy.",
+            "code": "content_filter",
+            "param": "prompt",
+        },
+    }
+    upstream.script(filtered, filtered)
+    with pytest.raises(anthropic.BadRequestError) as e:
+        claude.messages.create(model="azure-gpt", max_tokens=5, messages=user("x"))
+    assert "content management policy" in e.value.message
+    with pytest.raises(openai.BadRequestError) as e:
+        gpt.chat.completions.create(model="azure-gpt", messages=user("x"))
+    assert e.value.code == "content_filter"
+
+
+def test_azure_key_rejected_is_401(start_gateway, upstream):
+    params = {"model": "azure/dep", "api_base": upstream.url, "api_key": "stale", "api_version": "2024-10-21"}
+    gw = start_gateway(
+        {"model_list": [{"model_name": "az", "params": params}], "general_settings": {"master_key": MASTER}}
+    )
+    with pytest.raises(anthropic.AuthenticationError) as e:
+        anthropic.Anthropic(base_url=gw.url, api_key=MASTER, max_retries=0).messages.create(
+            model="az", max_tokens=5, messages=user("x")
+        )
+    assert "Access denied due to invalid subscription key" in e.value.message
