@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from parley.core.errors import GatewayError
 from parley.testing.fake_gemini import Invalid, check, signature_bytes
 from parley.translate.gemini.errors import google_error_fields
-from parley.translate.gemini.ids import signature_of, tool_use_id
+from parley.translate.gemini.ids import signature_of, thinking_signature, tool_use_id
 from parley.translate.gemini.request import to_gemini_request
 from parley.translate.gemini.response import to_anthropic_message
 from parley.translate.gemini.stream import GeminiStreamTranslator
@@ -35,14 +35,18 @@ PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAW
 text = st.text(min_size=1, max_size=30)
 name = st.from_regex(r"[a-zA-Z_][a-zA-Z0-9_]{0,12}", fullmatch=True)
 signature = st.binary(min_size=1, max_size=64).map(lambda b: base64.b64encode(b).decode())
-args = st.dictionaries(name, st.one_of(st.integers(), st.text(max_size=8), st.booleans()), max_size=3)
+args = st.dictionaries(
+    name, st.one_of(st.integers(-(2**53), 2**53), st.text(max_size=8), st.booleans()), max_size=3
+)
 
 
 @st.composite
-def conversation(draw) -> tuple[dict[str, Any], list[str]]:
-    """A valid Messages request and the signatures its tool calls carry."""
+def conversation(draw) -> tuple[dict[str, Any], list[str], list[str]]:
+    """A valid Messages request, the signatures its tool calls carry and its thinking blocks'
+    Gemini signatures (thinking blocks from another model carry signatures that must not go)."""
     messages: list[dict[str, Any]] = []
     signatures: list[str] = []
+    thoughts: list[str] = []
     for _ in range(draw(st.integers(1, 3))):
         user: list[dict[str, Any]] = [{"type": "text", "text": draw(text)}]
         if draw(st.booleans()):
@@ -52,7 +56,17 @@ def conversation(draw) -> tuple[dict[str, Any], list[str]]:
         messages.append({"role": "user", "content": user})
         assistant: list[dict[str, Any]] = []
         if draw(st.booleans()):
-            assistant.append({"type": "thinking", "thinking": draw(text), "signature": draw(signature)})
+            sig = draw(signature)
+            ours = draw(st.booleans())
+            assistant.append(
+                {
+                    "type": "thinking",
+                    "thinking": draw(text),
+                    "signature": thinking_signature(sig) if ours else sig,
+                }
+            )
+            if ours:
+                thoughts.append(sig)
         if draw(st.booleans()):
             assistant.append({"type": "text", "text": draw(text)})
         calls = []
@@ -92,19 +106,21 @@ def conversation(draw) -> tuple[dict[str, Any], list[str]]:
         )
     if draw(st.booleans()):
         body["thinking"] = {"type": "enabled", "budget_tokens": draw(st.integers(1024, 4096))}
-    return body, signatures
+    return body, signatures, thoughts
 
 
 @SETTINGS
 @given(conversation())
 def test_random_request_passes_geminis_checks(case):
-    body, signatures = case
+    body, signatures, thoughts = case
     gemini, _ = to_gemini_request(body)
     issued = {signature_bytes(s) for s in signatures}
     checked = check(gemini, "gemini-3-pro-preview", issued)  # raises Invalid with Gemini's 400 message
     calls = [p for c in checked["contents"] for p in c["parts"] if "functionCall" in p]
     signed = [p["thoughtSignature"] for p in calls if "thoughtSignature" in p]
     assert signed == signatures  # every signature back, on its call, in order
+    thought_parts = [p for c in checked["contents"] for p in c["parts"] if p.get("thought")]
+    assert [p["thoughtSignature"] for p in thought_parts if "thoughtSignature" in p] == thoughts
     assert checked["contents"][0]["role"] == "user"
 
 

@@ -6,7 +6,7 @@ server tools the caller relies on, malformed shapes) raises GatewayError 400 nam
 
 Thought signatures come back as Gemini sent them: a thinking block's signature on its thought
 part (an empty thinking block's on the part before it, else the one after), a tool call's in its
-id (see `ids`).
+id (see `ids`). Signatures Gemini did not make (a Claude thinking block's) are not sent.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from parley.core.errors import invalid_request
 from parley.translate.anthropic_to_openai import HINT_FIELDS, KNOWN_FIELDS, client_tools
-from parley.translate.gemini.ids import signature_of
+from parley.translate.gemini.ids import gemini_signature, signature_of
 
 _CHOICE_MODES = {"auto": "AUTO", "any": "ANY", "tool": "ANY", "none": "NONE"}
 _IMAGE_TYPES = {".png": "image/png", ".gif": "image/gif", ".webp": "image/webp"}
@@ -149,12 +149,12 @@ def _model_parts(content: list[Any], names: dict[str, str], where: str) -> list[
         elif kind == "thinking":
             if block.get("thinking"):
                 part = {"text": block["thinking"], "thought": True}
-                if block.get("signature"):
-                    part["thoughtSignature"] = block["signature"]
-            elif parts and "thoughtSignature" not in parts[-1] and block.get("signature"):
-                parts[-1]["thoughtSignature"] = block["signature"]  # a signed text's, right after it
+                if gemini_signature(block.get("signature")):
+                    part["thoughtSignature"] = gemini_signature(block["signature"])
+            elif parts and "thoughtSignature" not in parts[-1] and gemini_signature(block.get("signature")):
+                parts[-1]["thoughtSignature"] = gemini_signature(block["signature"])  # a signed text's
             else:
-                pending = block.get("signature") or None
+                pending = gemini_signature(block.get("signature"))
         elif kind == "tool_use":
             ident = str(block.get("id", ""))
             names[ident] = str(block.get("name", ""))

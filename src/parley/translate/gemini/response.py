@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from parley.translate.gemini.ids import tool_use_id
+from parley.translate.gemini.ids import thinking_signature, tool_use_id
 
 REFUSALS = frozenset(
     {
@@ -72,7 +72,7 @@ def part_blocks(part: Any) -> list[dict[str, Any]]:
         ]
     text = part.get("text")
     if part.get("thought"):
-        return [{"type": "thinking", "thinking": text or "", "signature": signature or ""}]
+        return [{"type": "thinking", "thinking": text or "", "signature": thinking_signature(signature)}]
     if not isinstance(text, str):
         return []
     return [{"type": "text", "text": text}] if text else []  # a text part's signature is optional
