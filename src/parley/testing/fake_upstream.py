@@ -1,7 +1,8 @@
 """A scripted fake model provider, run as a real server on loopback.
 
-It speaks the Anthropic Messages API (and, via `fake_openai`, OpenAI Chat Completions) as the
-published protocols describe, records every request it receives, and answers from a queue of
+It speaks the Anthropic Messages API (and, via `fake_openai`, OpenAI Chat Completions; via
+`fake_azure`, Azure OpenAI; via `fake_google`, an OAuth token endpoint, Vertex AI and the Gemini
+API) as the published protocols describe, records every request it receives, and answers from a queue of
 scripted replies (or a default echo). Control it over HTTP, so it works as a separate process:
 
     POST /_fake/script    a reply spec or a list of them, queued FIFO (see `fake_anthropic`)
