@@ -464,16 +464,18 @@ def test_azure_through_both_apis(claude, gpt, admin, key, upstream):
             "api": "openai",
             "content": "Hi from Azure",
             "usage": {"prompt_tokens": 1000, "completion_tokens": 100},
+            "cached_tokens": 400,
         }
     )
     message = claude.messages.create(model="azure-gpt", max_tokens=50, messages=user("Hi"))
-    assert message.content[0].text == "Hi from Azure"
+    assert message.content[0].text == "Hi from Azure" and message.usage.cache_read_input_tokens == 400
     wire = sent(upstream)
     assert wire["path"] == "/openai/deployments/my-gpt4o/chat/completions"
     assert wire["query"] == "api-version=2024-10-21" and wire["headers"]["api-key"] == "azure-key"
     assert "authorization" not in wire["headers"]
     [row] = admin.wait_logs(1, api_key=key)
-    assert row["spend"] == pytest.approx((1000 * 2.50 + 100 * 10.0) / 1e6, rel=1e-9)  # gpt-4o, by base_model
+    # gpt-4o (by base_model) per million: input $2.50, cached input $1.25, output $10
+    assert row["spend"] == pytest.approx((600 * 2.50 + 400 * 1.25 + 100 * 10.0) / 1e6, rel=1e-9)
     with claude.messages.stream(model="azure-gpt", max_tokens=50, messages=user("streamed")) as s:
         assert (
             s.get_final_message().content[0].text == "Hello! You said: streamed"
