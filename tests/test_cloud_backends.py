@@ -266,7 +266,7 @@ def test_gemini_text_both_apis_streamed_and_not(claude, gpt, upstream):
     )
     assert message.content[0].text == "Hello! You said: Hi" and message.stop_reason == "end_turn"
     wire = sent(upstream)
-    assert wire["path"] == "/v1/models/gemini-2.5-flash:generateContent"
+    assert wire["path"] == "/v1beta/models/gemini-2.5-flash:generateContent"
     assert wire["headers"]["x-goog-api-key"] == "AIza-test"
     assert wire["json"]["systemInstruction"] == {"parts": [{"text": "Be brief."}]}
     assert wire["json"]["generationConfig"]["maxOutputTokens"] == 50

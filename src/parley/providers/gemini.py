@@ -29,7 +29,7 @@ from parley.transport.http import HttpClient
 
 log = logging.getLogger("parley.providers.gemini")
 
-AI_STUDIO_VERSION = "v1"  # as google-genai calls it (v1beta, for preview features, via api_version)
+AI_STUDIO_VERSION = "v1beta"  # has every field used here on every model; `api_version: v1` for GA only
 _SSE = "text/event-stream; charset=utf-8"
 
 
