@@ -189,9 +189,14 @@ def test_vertex_tokens_are_renewed_before_expiry(start_gateway, upstream, tmp_pa
     try:
         cfg = config(upstream, str(tmp_path / "p.db"))
         cfg["model_list"] = cfg["model_list"][:1]
+        at_start = len(google()["token_grants"])
         gw = start_gateway(cfg)
         client = anthropic.Anthropic(base_url=gw.url, api_key=MASTER, max_retries=0)
+        deadline = time.monotonic() + 10
+        while len(google()["token_grants"]) == at_start and time.monotonic() < deadline:
+            time.sleep(0.05)  # the first token is fetched at startup, before any request
         before = len(google()["token_grants"])
+        assert before == at_start + 1
         client.messages.create(model="claude-vertex", max_tokens=5, messages=user("a"))
         first = sent(upstream)["headers"]["authorization"]
         time.sleep(1.6)  # the token in hand is now within 300 s of its expiry

@@ -88,11 +88,20 @@ class VertexProvider:
         self._sites: dict[str, VertexSite] = {}
 
     def check(self, deployments: list[Deployment], tasks: Tasks) -> None:
-        """Read every Vertex deployment's params now; fetch the first tokens at startup."""
+        """Read every Vertex deployment's params now; fetch the first tokens in the background at
+        startup (ADC may probe the metadata server: startup does not wait for it)."""
+        sources = []
         for dep in deployments:
             if dep.api == self.api:
                 site = self._sites[dep.id] = site_from(dep)
-                tasks.on_startup(site.tokens.warm)
+                sources.append(site.tokens)
+
+        async def warm() -> None:
+            for source in sources:
+                tasks.spawn(source.warm())
+
+        if sources:
+            tasks.on_startup(warm)
 
     def site(self, dep: Deployment) -> VertexSite:
         site = self._sites.get(dep.id)
