@@ -52,6 +52,7 @@ async def generate(
         dropped.append("anthropic-beta")
     if dropped:
         ctx.dropped.extend(d for d in dropped if d not in ctx.dropped)
+        log.debug("request %s: dropped for %s: %s", ctx.request_id, backend, ", ".join(dropped))
     dep = call.target.deployment
     headers = {"content-type": "application/json", **auth, **dep.extra_headers}
     url = model_url + (":streamGenerateContent?alt=sse" if call.stream else ":generateContent")
@@ -59,12 +60,7 @@ async def generate(
         "POST", url, headers, orjson.dumps(body), dep.timeout, call.stream, dep.params.get("connect_timeout")
     )
     if not 200 <= reply.status < 300:
-        status, kind, message, payload = google_error_reply(backend, reply.status, reply.body, ctx.request_id)
-        ctx.error_type, ctx.error_message = kind, message
-        out_headers = {"content-type": "application/json"}
-        if "retry-after" in reply.headers:
-            out_headers["retry-after"] = reply.headers["retry-after"]
-        return UpstreamReply(status, out_headers, body=payload)
+        return google_error(ctx, reply, backend)
     model = call.body["model"]
     if reply.source is not None:
         machine = GeminiStreamTranslator(
@@ -81,6 +77,16 @@ async def generate(
     if call.stream:  # answered with JSON although a stream was asked for: replay it as events
         return UpstreamReply(200, {"content-type": _SSE}, source=FrameSource(message_frames(whole)))
     return UpstreamReply(200, {"content-type": "application/json"}, body=orjson.dumps(whole))
+
+
+def google_error(ctx: RequestContext, reply: UpstreamReply, backend: str) -> UpstreamReply:
+    """A Google error reply as Anthropic's, recorded on the context (retry-after kept)."""
+    status, kind, message, payload = google_error_reply(backend, reply.status, reply.body, ctx.request_id)
+    ctx.error_type, ctx.error_message = kind, message
+    headers = {"content-type": "application/json"}
+    if "retry-after" in reply.headers:
+        headers["retry-after"] = reply.headers["retry-after"]
+    return UpstreamReply(status, headers, body=payload)
 
 
 def _message(ctx: RequestContext, reply: UpstreamReply, model: str, backend: str) -> dict[str, Any]:

@@ -25,9 +25,8 @@ from parley.core.stream import UpstreamReply
 from parley.core.tasks import Tasks
 from parley.providers.anthropic import forwardable_headers, observe_reply
 from parley.providers.base import HubCall
-from parley.providers.gemini import generate, local_count
+from parley.providers.gemini import generate, google_error, local_count
 from parley.providers.google_auth import TokenSource, load_credentials, project_of
-from parley.translate.gemini.errors import google_error_reply
 from parley.transport.http import HttpClient
 
 VERTEX_VERSION = "vertex-2023-10-16"
@@ -149,11 +148,7 @@ class VertexProvider:
             dep.params.get("connect_timeout"),
         )
         if reply.status >= 400 and _google_envelope(reply.body):
-            status, kind, message, payload = google_error_reply(
-                BACKEND, reply.status, reply.body, ctx.request_id
-            )
-            ctx.error_type, ctx.error_message = kind, message
-            return UpstreamReply(status, {"content-type": "application/json"}, body=payload)
+            return google_error(ctx, reply, BACKEND)
         return observe_reply(ctx, reply)
 
 
