@@ -10,6 +10,7 @@ from parley.config import ConfigError, build_config
 from parley.gateway import check_providers
 from parley.providers.azure import azure_route
 from parley.providers.vertex import endpoint_for, site_from
+from parley.spend.pricing import PriceTable
 from parley.testing.fake_google import service_account_info
 
 
@@ -129,3 +130,16 @@ def test_azure_routes():
         "api-version=2025-04-01-preview",
     )
     assert azure_route(v1_base, "gpt-4o") == ("/chat/completions", "")
+
+
+def test_vertex_claude_prices_regional_endpoints_higher():
+    prices = PriceTable()
+    deployments = config(
+        {"model": "vertex_ai/claude-sonnet-4-5@20250929", "vertex_location": "global"},
+        {"model": "vertex_ai/claude-sonnet-4-5@20250929", "vertex_location": "us-east5"},
+        {"model": "vertex_ai/gemini-2.5-pro", "vertex_location": "us-east5"},
+    ).deployments
+    world, region, gemini = (prices.for_deployment(d, d.model) for d in deployments)
+    assert world.input == pytest.approx(3 / 1e6) and world.cache_read == pytest.approx(0.30 / 1e6)
+    assert region.input == pytest.approx(3.3 / 1e6) and region.output == pytest.approx(16.5 / 1e6)
+    assert gemini.input == pytest.approx(1.25 / 1e6)  # no premium listed for Gemini
