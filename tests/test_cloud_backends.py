@@ -157,6 +157,30 @@ def test_vertex_claude_stream_tool_loop_and_count(claude, upstream):
     assert wire["json"]["model"] == "claude-sonnet-4-5@20250929"
 
 
+def test_vertex_claude_thinking_and_image_reach_vertex_as_sent(claude, upstream):
+    thinking = {"type": "thinking", "thinking": "Check the picture.", "signature": "EqQBCkYIBxgCKkB-sig"}
+    call = {"type": "tool_use", "id": "toolu_01A", "name": "get_weather", "input": {"city": "Oslo"}}
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}
+    messages = [
+        {"role": "user", "content": [image, {"type": "text", "text": "Weather where this is?"}]},
+        {"role": "assistant", "content": [thinking, call]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_01A", "content": "-5C"}]},
+    ]
+    upstream.script(
+        {"content": [{"type": "thinking", "thinking": "Cold."}, {"type": "text", "text": "Cold in Oslo."}]}
+    )
+    reply = claude.messages.create(
+        model="claude-vertex",
+        max_tokens=2000,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        tools=[WEATHER],
+        messages=messages,
+    )
+    assert [b.type for b in reply.content] == ["thinking", "text"] and reply.content[0].signature
+    body = sent(upstream)["json"]
+    assert body["messages"] == messages and body["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+
+
 def test_vertex_claude_errors_keep_their_meaning(claude, gpt, upstream):
     upstream.script(
         {
