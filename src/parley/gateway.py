@@ -23,11 +23,14 @@ from parley.pipeline.chain import FilterChain
 from parley.pipeline.filter import Authenticator, Filter
 from parley.pipeline.lifecycle import Pipeline
 from parley.providers.anthropic import AnthropicProvider
+from parley.providers.azure import AzureOpenAIProvider
 from parley.providers.base import Provider
 from parley.providers.bedrock import BedrockProvider
+from parley.providers.gemini import GeminiProvider
 from parley.providers.local_embed import LocalEmbedder, LocalEmbedProvider
 from parley.providers.mock import MockProvider
 from parley.providers.openai import OpenAIProvider
+from parley.providers.vertex import VertexProvider
 from parley.retrieval.service import VectorStores
 from parley.router.health import Health
 from parley.router.run import Router
@@ -80,6 +83,10 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
     _warn_fallbacks(settings, table)
     openai = OpenAIProvider(http)
     openai.check(config.deployments)
+    azure = AzureOpenAIProvider(http)
+    azure.check(config.deployments)
+    vertex = VertexProvider(http)
+    vertex.check(config.deployments, tasks)
     bedrock = BedrockProvider(http)
     bedrock.check(config.deployments)
     embedder = LocalEmbedder()
@@ -90,6 +97,9 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
         "mock": MockProvider(),
         "local": local,
         "openai": openai,
+        "azure": azure,
+        "vertex": vertex,
+        "gemini": GeminiProvider(http),
         "bedrock": bedrock,
     }
     filters: list[Filter] = [
@@ -139,6 +149,15 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
         embedder,
         vector_stores,
     )
+
+
+def check_providers(config: Config) -> None:
+    """The providers' own config checks (switches, credentials files), for `parley serve` to report
+    as one line before it starts workers; build_gateway runs them again in each worker."""
+    http = HttpClient()  # never opened
+    OpenAIProvider(http).check(config.deployments)
+    AzureOpenAIProvider(http).check(config.deployments)
+    VertexProvider(http).check(config.deployments, Tasks())
 
 
 def _keys_and_spend(

@@ -134,6 +134,13 @@ PARAMS = frozenset(
         "cache_creation_input_token_cost",
         "cache_creation_input_token_cost_above_1hr",
         "cache_read_input_token_cost",
+        "base_model",
+        # providers.google_auth, vertex, gemini, azure
+        "vertex_project",
+        "vertex_location",
+        "vertex_credentials",
+        "api_version",
+        "azure_ad_token",
     }
 )
 

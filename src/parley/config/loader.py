@@ -43,6 +43,10 @@ PROVIDERS: dict[str, tuple[str, str | None]] = {
     "together_ai": ("openai", "https://api.together.xyz/v1"),
     "ollama_chat": ("openai", "http://127.0.0.1:11434/v1"),
     "llamacpp": ("openai", "http://127.0.0.1:8080/v1"),
+    # Google and Azure (providers/vertex.py, gemini.py, azure.py); None: built from the params
+    "vertex_ai": ("vertex", None),
+    "gemini": ("gemini", "https://generativelanguage.googleapis.com"),
+    "azure": ("azure", None),
 }
 
 
@@ -182,7 +186,7 @@ def _deployment(entry: dict[str, Any], index: int, where: str, env: Mapping[str,
         not isinstance(api_base, str) or not api_base.startswith(("http://", "https://"))
     ):
         raise ConfigError(f"{where}: params.api_base: must be an http(s) URL, got {api_base!r}")
-    if api == "openai" and api_base is None:
+    if api in ("openai", "azure") and api_base is None:
         raise ConfigError(f"{where}: params.api_base: required for provider {provider!r}")
     info = entry.get("model_info")
     info = info if isinstance(info, dict) else {}

@@ -70,7 +70,7 @@ class OpenAIProvider:
     def check(self, deployments: list[Deployment]) -> None:
         """Fail at startup on a bad per-deployment switch, not at the first request."""
         for dep in deployments:
-            if dep.api == "openai":
+            if dep.api == self.api:
                 try:
                     self.options(dep)
                 except ConfigError as e:
