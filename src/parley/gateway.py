@@ -86,6 +86,10 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
         RateLimitPolicy(config.default_limits, redis, tasks),
     ]
     filters.extend(extra_filters)
+    if config.guardrails:
+        from parley.filters.guardrails.filter import Guardrails, PiiRestore
+
+        filters.extend([Guardrails(config.guardrails), PiiRestore()])
     cache = cache_from_config(config, redis, tasks)
     if cache is not None:
         filters.append(cache)

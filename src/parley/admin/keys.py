@@ -28,6 +28,7 @@ KEY_FIELDS = {
     "budget_mode": "mode",
     "duration": "duration",
     "expires": "time",
+    "guardrails": "strs",
 }
 
 

@@ -50,7 +50,7 @@ TEAM = Kind(
     "team_id",
     "team_id",
     "team_ids",
-    {**BUDGET_FIELDS, "team_id": "str", "team_alias": "str"},
+    {**BUDGET_FIELDS, "team_id": "str", "team_alias": "str", "guardrails": "strs"},
     "team",
 )
 CUSTOMER = Kind(

@@ -33,6 +33,7 @@ class Subject:
     models: tuple[str, ...] = ()
     blocked: bool = False
     alias: str | None = None
+    guardrails: tuple[str, ...] = ()  # guardrail names attached (teams)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,7 @@ class KeyRecord:
     metadata: dict[str, Any] = field(default_factory=dict)
     user: Subject | None = None
     team: Subject | None = None
+    guardrails: tuple[str, ...] = ()  # guardrail names attached to the key
 
     @property
     def label(self) -> str:
@@ -77,6 +79,7 @@ def _subject(kind: str, row: Any, alias: str | None = None) -> Subject:
         models=tuple(row.models or ()),
         blocked=bool(row.blocked),
         alias=alias,
+        guardrails=tuple(row._mapping.get("guardrails") or ()),
     )
 
 
@@ -114,6 +117,7 @@ async def load_key(engine: AsyncEngine, token: str) -> KeyRecord | None:
         metadata=dict(row.metadata or {}),
         user=user,
         team=team,
+        guardrails=tuple(row.guardrails or ()),
     )
 
 

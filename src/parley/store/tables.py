@@ -40,6 +40,7 @@ keys = sa.Table(
     sa.Column("budget_mode", sa.String(8), nullable=False, server_default="strict"),
     sa.Column("tags", sa.JSON, nullable=True),
     sa.Column("expires", sa.Double, nullable=True),
+    sa.Column("guardrails", sa.JSON, nullable=True),  # guardrail names (migration 0003)
     *_budget_columns(),
 )
 
@@ -58,6 +59,7 @@ teams = sa.Table(
     metadata,
     sa.Column("team_id", sa.String(255), primary_key=True),
     sa.Column("team_alias", sa.String(255), nullable=True),
+    sa.Column("guardrails", sa.JSON, nullable=True),  # guardrail names (migration 0003)
     *_budget_columns(),
 )
 
@@ -110,6 +112,7 @@ spend_logs = sa.Table(
     sa.Column("start_time", sa.Double, nullable=False, index=True),
     sa.Column("end_time", sa.Double, nullable=False),
     sa.Column("day", sa.String(10), nullable=False, index=True),  # UTC YYYY-MM-DD, for reports
+    sa.Column("guardrails", sa.String(512), nullable=True),  # what guardrails did (migration 0003)
 )
 
 spend_log_tags = sa.Table(
