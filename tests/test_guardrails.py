@@ -310,12 +310,15 @@ def test_content_policy_blocks_a_streamed_reply_at_an_event_boundary(claude, ups
         {"content": [{"type": "text", "text": "Fine so far. The plan is project-nightshade and more."}]}
     )
     got: list[str] = []
-    with pytest.raises(anthropic.APIStatusError) as info, claude.messages.stream(
-        model="claude",
-        max_tokens=64,
-        messages=[{"role": "user", "content": "plan?"}],
-        extra_body={"guardrails": ["policy"]},
-    ) as stream:
+    with (
+        pytest.raises(anthropic.APIStatusError) as info,
+        claude.messages.stream(
+            model="claude",
+            max_tokens=64,
+            messages=[{"role": "user", "content": "plan?"}],
+            extra_body={"guardrails": ["policy"]},
+        ) as stream,
+    ):
         for piece in stream.text_stream:
             got.append(piece)
     assert "blocked_words[0]" in str(info.value)

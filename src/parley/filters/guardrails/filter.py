@@ -13,7 +13,7 @@ import copy
 import logging
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +24,7 @@ from parley.core.context import GuardrailAction, RequestContext, StateKey
 from parley.core.errors import GatewayError, invalid_request
 from parley.core.stream import UpstreamReply
 from parley.filters.guardrails import injection
-from parley.filters.guardrails.content import ContentBlocked, ContentPolicy
+from parley.filters.guardrails.content import CONTEXT, ContentBlocked, ContentPolicy
 from parley.filters.guardrails.mask import PLACEHOLDER, PiiMasker, Vault
 from parley.filters.guardrails.pii import PiiAnalyzer
 from parley.filters.guardrails.stream import Channel, StreamEditor
@@ -248,7 +248,7 @@ class Guardrails(Filter):
         run = ctx.state.get(_RUN)
         if run is None or not run.output:
             return False
-        run.content_stream = StreamEditor(ctx.api, _ContentGate(run))
+        run.content_stream = StreamEditor(ctx.api, ContentGate(run.output, run.tally))
         return True
 
     def on_event(self, ctx: RequestContext, event: StreamEvent) -> list[StreamEvent]:
@@ -290,7 +290,7 @@ class PiiRestore(Filter):
         run = ctx.state.get(_RUN)
         if run is None or not run.restore:
             return False
-        run.restore_stream = StreamEditor(ctx.api, _RestoreGate(run.vault))
+        run.restore_stream = StreamEditor(ctx.api, RestoreGate(run.vault))
         return True
 
     def on_event(self, ctx: RequestContext, event: StreamEvent) -> list[StreamEvent]:
@@ -306,7 +306,7 @@ class PiiRestore(Filter):
         return run.restore_stream.finish()
 
 
-class _RestoreGate:
+class RestoreGate:
     """Holds back a possible placeholder start (at most the longest placeholder), restores the rest."""
 
     __slots__ = ("vault",)
@@ -324,23 +324,24 @@ class _RestoreGate:
         return self.vault.restore(text, json_string)
 
 
-class _ContentGate:
+class ContentGate:
     """Holds back a possible blocked-word start; checks released text with what was sent before."""
 
-    __slots__ = ("run", "sent")
+    __slots__ = ("policies", "sent", "tally")
 
-    def __init__(self, run: _Run) -> None:
-        self.run = run
+    def __init__(self, policies: list[ContentPolicy], tally: Callable[[str], Counter[str]]) -> None:
+        self.policies = policies
+        self.tally = tally
         self.sent: dict[Channel, str] = {}
 
     def hold(self, pending: str) -> int:
-        return max(policy.hold(pending) for policy in self.run.output)
+        return max(policy.hold(pending) for policy in self.policies)
 
     def release(self, text: str, json_string: bool, channel: Channel) -> str:
         context = self.sent.get(channel, "")
-        for policy in self.run.output:
-            text = policy.check(text, self.run.tally(policy.name), "reply", context)
-        self.sent[channel] = (context + text)[-256:]
+        for policy in self.policies:
+            text = policy.check(text, self.tally(policy.name), "reply", context)
+        self.sent[channel] = (context + text)[-CONTEXT:]
         return text
 
 
@@ -413,4 +414,4 @@ def _result(spec: GuardrailSpec, tally: Counter[str]) -> str:
     return ";".join(words) or "pass"
 
 
-__all__ = ["HEADER", "PLACEHOLDER", "Guardrails", "PiiRestore"]
+__all__ = ["HEADER", "PLACEHOLDER", "ContentGate", "Guardrails", "PiiRestore", "RestoreGate"]

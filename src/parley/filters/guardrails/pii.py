@@ -26,7 +26,7 @@ class Finding:
 
 
 # Candidates are found by cheap scans (a literal, or one character class), then checked closely.
-_NUMBERISH = re.compile(r"[0-9][0-9 ().+/-]{5,40}[0-9]")  # cards, SSNs, phones, IPv4 live in these
+_NUMBERISH = re.compile(r"[0-9][0-9 ().+/-]{5,200}[0-9]")  # cards, SSNs, phones, IPv4 live in these
 _EMAIL = re.compile(
     r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}(?![A-Za-z0-9-])"
 )
@@ -43,6 +43,9 @@ _IPV4 = re.compile(
 _IPV6 = re.compile(r"(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}")
 _SHAPE = str.maketrans(dict.fromkeys("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "A") | dict.fromkeys("0123456789", "0"))
 _HEX_COLON = frozenset("0123456789abcdefABCDEF:")
+PHONE_PARSES = 48  # libphonenumber parses per run of digit groups (a long number table costs no more)
+_DIGITS = re.compile(r"[0-9]+")
+_GROUP = re.compile(r"\+?\(?[0-9]+\)?")
 _DATE = re.compile(r"[0-9]{4}[-/.][0-9]{1,2}[-/.][0-9]{1,2}|[0-9]{1,2}[-/.][0-9]{1,2}[-/.][0-9]{4}")
 _WORD_BEFORE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 # (entity, literals that start it, the regex matched at each literal)
@@ -150,11 +153,8 @@ class PiiAnalyzer:
             value = cand.group()
             found: list[Finding] = []
             if size >= 13 and "CREDIT_CARD" in want:
-                found.extend(
-                    Finding(m.start(), m.end(), "CREDIT_CARD")
-                    for m in _CARD.finditer(text, start, end)
-                    if _card_ok(m.group())
-                )
+                for m in _CARD.finditer(text, start, end):
+                    found.extend(_cards(text, m.start(), m.end()))
             if size >= 11 and "US_SSN" in want:
                 found.extend(Finding(m.start(), m.end(), "US_SSN") for m in _SSN.finditer(text, start, end))
             if value.count(".") >= 3 and "IP_ADDRESS" in want:
@@ -166,28 +166,60 @@ class PiiAnalyzer:
                 yield from self._phones(text, start, end)
 
     def _phones(self, text: str, start: int, end: int) -> Iterator[Finding]:
+        """Valid numbers among the digit groups of one candidate: from each group, the longest run
+        of up to 6 groups that libphonenumber accepts as a valid number of a configured region."""
         if start > 0 and text[start - 1] in "+(":
             start -= 1
         cand = text[start:end]
         if len(cand) < 7 or _DATE.fullmatch(cand) or _IPV4.fullmatch(cand):
             return
-        if sum(c.isdigit() for c in cand) < 7:
-            return
+        groups = [(m.start(), m.end()) for m in _GROUP.finditer(text, start, end)]
+        k = 0
+        budget = PHONE_PARSES
+        while k < len(groups) and budget > 0:
+            for j in range(min(len(groups), k + 6), k, -1):
+                value = text[groups[k][0] : groups[j - 1][1]]
+                if not 7 <= sum(c.isdigit() for c in value) <= 15:
+                    continue
+                budget -= 1
+                if self._valid_phone(value):
+                    yield Finding(groups[k][0], groups[j - 1][1], "PHONE_NUMBER")
+                    k = j
+                    break
+            else:
+                k += 1
+
+    def _valid_phone(self, value: str) -> bool:
         for region in self.regions:
             try:
-                matches = list(phonenumbers.PhoneNumberMatcher(cand, region, phonenumbers.Leniency.VALID))
-            except Exception:  # the library's own parse errors: not a number
-                matches = []
-            for pm in matches:
-                yield Finding(start + pm.start, start + pm.end, "PHONE_NUMBER")
-            if matches:
-                return
+                if phonenumbers.is_valid_number(phonenumbers.parse(value, region)):
+                    return True
+            except phonenumbers.NumberParseException:
+                continue
+        return False
 
     def _custom(self, text: str) -> Iterator[Finding]:
         for p in self.patterns:
             for m in p.regex.finditer(text):
                 if m.end() > m.start():
                     yield Finding(m.start(), m.end(), p.name)
+
+
+def _cards(text: str, start: int, end: int) -> Iterator[Finding]:
+    """Card numbers in a run of digit groups: the longest runs of whole groups that pass Luhn."""
+    if _card_ok(text[start:end]):
+        yield Finding(start, end, "CREDIT_CARD")
+        return
+    groups = [(m.start(), m.end()) for m in _DIGITS.finditer(text, start, end)]
+    k = 0
+    while k < len(groups):
+        for j in range(len(groups), k, -1):
+            if _card_ok(text[groups[k][0] : groups[j - 1][1]]):
+                yield Finding(groups[k][0], groups[j - 1][1], "CREDIT_CARD")
+                k = j
+                break
+        else:
+            k += 1
 
 
 def _card_ok(value: str) -> bool:
@@ -227,9 +259,21 @@ def _ibans(text: str) -> Iterator[Finding]:
     pos = shape.find("AA00")
     while pos >= 0:
         m = None if pos > 0 and text[pos - 1].isalnum() else _IBAN.match(text, pos)
-        if m is not None and iban_ok(m.group()):
-            yield Finding(m.start(), m.end(), "IBAN_CODE")
-        pos = shape.find("AA00", m.end() if m is not None else pos + 1)
+        end = _iban_end(text, pos, m.end()) if m is not None else None
+        if end is not None:
+            yield Finding(pos, end, "IBAN_CODE")
+        pos = shape.find("AA00", end or pos + 1)
+
+
+def _iban_end(text: str, start: int, end: int) -> int | None:
+    """The end of the valid IBAN at `start`: the whole match, or it less trailing groups."""
+    while end - start >= 15:
+        if iban_ok(text[start:end]):
+            return end
+        cut = text.rfind(" ", start, end)
+        if cut <= start:
+            return None
+        end = cut
 
 
 def _ipv6(text: str) -> Iterator[Finding]:
@@ -243,7 +287,7 @@ def _ipv6(text: str) -> Iterator[Finding]:
         while end < len(text) and text[end] in _HEX_COLON:
             end += 1
         value = text[start:end]
-        if value.count(":") >= 2 and any(c != ":" for c in value) and _IPV6.fullmatch(value):
+        if value.count(":") >= 2 and any(c.isdigit() for c in value) and _IPV6.fullmatch(value):
             try:
                 ipaddress.IPv6Address(value)
                 yield Finding(start, end, "IP_ADDRESS")
