@@ -3,6 +3,7 @@ validation, and the streamed restore and content hold-back under any split of th
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 
 import orjson
@@ -138,7 +139,7 @@ def planted(draw):
 def _split(draw, text: str) -> list[str]:
     cuts = sorted(draw(st.sets(st.integers(0, len(text)), max_size=12)))
     bounds = [0, *cuts, len(text)]
-    return [text[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+    return [text[a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
