@@ -420,3 +420,41 @@ def _text(text: str) -> tuple[str, dict]:
         "index": 0,
         "delta": {"type": "text_delta", "text": text},
     }
+
+
+def test_engine_failure_fails_closed_unless_fail_open(start_inprocess, fake_upstream, upstream):
+    """An analyzer that raises (fault injected into the running gateway): the request fails with a
+    500 naming the guardrail and nothing reaches the upstream; `fail_open: true` lets it through."""
+    config = gateway_config(fake_upstream)
+    config["guardrails"] = [
+        {"guardrail_name": "strict", "litellm_params": {"guardrail": "parley_pii"}},
+        {"guardrail_name": "lenient", "litellm_params": {"guardrail": "parley_pii", "fail_open": True}},
+    ]
+    gw = start_inprocess(config)
+    guardrails = next(
+        f for f in gw.app.state.gateway.pipeline.chain.filters if type(f).__name__ == "Guardrails"
+    )
+
+    def boom(text: str) -> list:
+        raise RuntimeError("analyzer down")
+
+    for masker in guardrails.maskers.values():
+        masker.analyzer.analyze = boom
+    client = anthropic_client(gw, api_key=MASTER, max_retries=0)
+    before = len(upstream.requests())
+    with pytest.raises(anthropic.InternalServerError) as info:
+        client.messages.create(
+            model="claude",
+            max_tokens=8,
+            messages=[{"role": "user", "content": ASK}],
+            extra_body={"guardrails": ["strict"]},
+        )
+    assert "'strict' failed" in info.value.message and "not sent" in info.value.message
+    assert len(upstream.requests()) == before
+    reply = client.messages.with_raw_response.create(
+        model="claude",
+        max_tokens=8,
+        messages=[{"role": "user", "content": "hi"}],
+        extra_body={"guardrails": ["lenient"]},
+    )
+    assert reply.headers["x-parley-guardrails"] == "lenient:error"
