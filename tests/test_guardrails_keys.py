@@ -6,7 +6,7 @@ from __future__ import annotations
 import anthropic
 import pytest
 
-from keys_support import MASTER, Admin, create_pg_database, drop_pg_database, gateway_config
+from keys_support import Admin, create_pg_database, drop_pg_database, gateway_config
 from parley.testing.inprocess import anthropic_client
 
 GUARDRAILS = [
