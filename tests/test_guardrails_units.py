@@ -233,3 +233,22 @@ def _delta(text: str) -> StreamEvent:
 
 def _doc(params: dict) -> dict:
     return {"model_list": [], "guardrails": [{"guardrail_name": "g", "litellm_params": params}]}
+
+
+def _confusion(attacks: list[str], benign: list[str]) -> tuple[int, int]:
+    from parley.filters.guardrails.injection import score
+
+    caught = sum(score(text).score >= 1.0 for text in attacks)
+    false_alarms = sum(score(text).score >= 1.0 for text in benign)
+    return caught, false_alarms
+
+
+def test_injection_heuristic_on_the_labelled_sample():
+    """The numbers docs/guardrails.md publishes: on the sample the rules were tuned on, and on the
+    held-out lists written afterwards (where a phrase list shows its limits)."""
+    from injection_sample import ATTACKS, BENIGN, HELD_OUT_ATTACKS, HELD_OUT_BENIGN
+
+    caught, false_alarms = _confusion(ATTACKS, BENIGN)
+    assert (caught, false_alarms) == (38, 0), "update docs/guardrails.md with the new numbers"
+    caught, false_alarms = _confusion(HELD_OUT_ATTACKS, HELD_OUT_BENIGN)
+    assert (caught, false_alarms) == (3, 0), "update docs/guardrails.md with the new numbers"

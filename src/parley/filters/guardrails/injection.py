@@ -22,9 +22,10 @@ RULES: tuple[tuple[str, float, re.Pattern[str]], ...] = (
         "override",
         1.0,
         re.compile(
-            r"\b(?:ignore|disregard|forget|override|bypass|neglect|abandon)\b[^.\n]{0,40}?"
+            r"\b(?:ignore|disregard|forget|override|bypass|neglect|abandon|stop following|stop obeying)\b"
+            r"[^.\n]{0,40}?"
             r"\b(?:previous|prior|above|earlier|preceding|all|any|your|the|system|original|initial|"
-            r"former|existing)\b[^.\n]{0,30}?\b(?:instructions?|prompts?|rules|directives?|guidelines|"
+            r"former|existing)\b[^.\n]{0,30}?\b(?:instructions?|prompts?|rules|directives?|directions|guidelines|"
             r"guardrails|constraints|programming|policies)\b",
             _I,
         ),
@@ -48,6 +49,37 @@ RULES: tuple[tuple[str, float, re.Pattern[str]], ...] = (
             _I,
         ),
     ),
+    (
+        "forget_what_you_were_told",
+        1.0,
+        re.compile(
+            r"\b(?:forget|disregard|ignore|set aside|drop)\b[^.\n]{0,20}?\b(?:everything|whatever|all)\b"
+            r"[^.\n]{0,20}?\b(?:you were|you've been|you have been)\s+(?:told|given|instructed)",
+            _I,
+        ),
+    ),
+    (
+        "mentions_system_prompt",
+        0.3,
+        re.compile(r"\b(?:system prompt|hidden instructions|initial (?:instructions|prompt))\b", _I),
+    ),
+    (
+        "repeat_above",
+        0.8,
+        re.compile(r"\brepeat (?:the|all|everything)(?: text| words)? (?:above|before)\b", _I),
+    ),
+    ("your_new_prompt", 0.7, re.compile(r"\byour new (?:system )?(?:prompt|instructions|rules)\b", _I)),
+    (
+        "rules_void",
+        0.8,
+        re.compile(
+            r"\b(?:previous|prior|earlier|above|old|original)\s+(?:rules|instructions|guidelines|directives)\s+"
+            r"(?:are|is)\s+(?:void|cancell?ed|revoked|no longer)",
+            _I,
+        ),
+    ),
+    ("obey_now", 0.5, re.compile(r"\byou (?:must|will|shall)\s+(?:now\s+)?(?:obey|comply)\b", _I)),
+    ("chatml_system", 1.0, re.compile(r"<\|im_start\|>\s*system|<<SYS>>", _I)),
     ("you_are_now", 0.5, re.compile(r"\byou are (?:now|no longer)\b|\bfrom now on,? you (?:are|will)\b", _I)),
     (
         "jailbreak_persona",
@@ -102,8 +134,8 @@ RULES: tuple[tuple[str, float, re.Pattern[str]], ...] = (
         0.6,
         re.compile(
             r"\b(?:send|post|upload|exfiltrate|forward|transmit|email|curl)\b[^.\n]{0,60}?"
-            r"\b(?:api[_ ]?keys?|credentials|secrets|passwords?|private keys?|env(?:ironment)? variables|"
-            r"\.env|ssh keys?|session tokens?|cookies)\b",
+            r"(?:\b(?:api[_ ]?keys?|credentials|secrets|passwords?|private keys?|env(?:ironment)? variables|"
+            r"ssh keys?|session tokens?|cookies)\b|\.env\b)",
             _I,
         ),
     ),
