@@ -43,6 +43,7 @@ _IPV4 = re.compile(
 _IPV6 = re.compile(r"(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}")
 _SHAPE = str.maketrans(dict.fromkeys("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "A") | dict.fromkeys("0123456789", "0"))
 _HEX_COLON = frozenset("0123456789abcdefABCDEF:")
+PHONE_CACHE = 4096  # candidate strings whose verdict is kept
 PHONE_PARSES = 48  # libphonenumber parses per run of digit groups (a long number table costs no more)
 _DIGITS = re.compile(r"[0-9]+")
 _GROUP = re.compile(r"\+?\(?[0-9]+\)?")
@@ -101,6 +102,7 @@ class PiiAnalyzer:
         self.entities = entities
         self.patterns = patterns
         self.regions = regions
+        self.phone_cache: dict[str, bool] = {}
         self.secrets = tuple(rule for rule in _SECRETS if rule[0] in entities)
         self.numeric = entities & {"CREDIT_CARD", "US_SSN", "PHONE_NUMBER", "IP_ADDRESS"}
         steps: list[Callable[[str], Iterator[Finding]]] = []
@@ -170,11 +172,12 @@ class PiiAnalyzer:
         of up to 6 groups that libphonenumber accepts as a valid number of a configured region."""
         if start > 0 and text[start - 1] in "+(":
             start -= 1
+        glued = start > 0 and text[start - 1].isalnum()  # "v1234567", "DE89": its first group is no phone
         cand = text[start:end]
         if len(cand) < 7 or _DATE.fullmatch(cand) or _IPV4.fullmatch(cand):
             return
         groups = [(m.start(), m.end()) for m in _GROUP.finditer(text, start, end)]
-        k = 0
+        k = 1 if glued else 0
         budget = PHONE_PARSES
         while k < len(groups) and budget > 0:
             for j in range(min(len(groups), k + 6), k, -1):
@@ -190,6 +193,15 @@ class PiiAnalyzer:
                 k += 1
 
     def _valid_phone(self, value: str) -> bool:
+        """libphonenumber's verdict, remembered: conversations resend the same numbers every turn."""
+        known = self.phone_cache.get(value)
+        if known is None:
+            if len(self.phone_cache) >= PHONE_CACHE:
+                self.phone_cache.clear()
+            known = self.phone_cache[value] = self._parse_phone(value)
+        return known
+
+    def _parse_phone(self, value: str) -> bool:
         for region in self.regions:
             try:
                 if phonenumbers.is_valid_number(phonenumbers.parse(value, region)):
@@ -287,7 +299,8 @@ def _ipv6(text: str) -> Iterator[Finding]:
         while end < len(text) and text[end] in _HEX_COLON:
             end += 1
         value = text[start:end]
-        if value.count(":") >= 2 and any(c.isdigit() for c in value) and _IPV6.fullmatch(value):
+        colons = value.count(":")
+        if (colons == 7 or "::" in value) and any(c.isdigit() for c in value) and _IPV6.fullmatch(value):
             try:
                 ipaddress.IPv6Address(value)
                 yield Finding(start, end, "IP_ADDRESS")
