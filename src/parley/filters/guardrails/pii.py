@@ -286,6 +286,7 @@ def _iban_end(text: str, start: int, end: int) -> int | None:
         if cut <= start:
             return None
         end = cut
+    return None
 
 
 def _ipv6(text: str) -> Iterator[Finding]:
