@@ -458,3 +458,20 @@ def test_engine_failure_fails_closed_unless_fail_open(start_inprocess, fake_upst
         extra_body={"guardrails": ["lenient"]},
     )
     assert reply.headers["x-parley-guardrails"] == "lenient:error"
+
+
+async def test_sdk_router_applies_guardrails(upstream):
+    import parley
+
+    config = gateway_config(upstream)
+    del config["general_settings"]
+    router = parley.Router(config)
+    try:
+        upstream.script({"content": [{"type": "text", "text": "SDK reply for <EMAIL_1>."}]})
+        message = await router.messages.acreate(
+            model="claude", max_tokens=32, messages=[{"role": "user", "content": ASK}]
+        )
+        assert message.content[0].text == f"SDK reply for {EMAIL}."
+        assert EMAIL not in sent(upstream) and "<EMAIL_1>" in sent(upstream)
+    finally:
+        await router.aclose()

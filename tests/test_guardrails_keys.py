@@ -18,6 +18,14 @@ GUARDRAILS = [
         "guardrail_name": "words",
         "litellm_params": {"guardrail": "content_filter", "blocked_words": ["zebra-protocol"]},
     },
+    {
+        "guardrail_name": "outwords",
+        "litellm_params": {
+            "guardrail": "content_filter",
+            "mode": ["pre_call", "post_call"],
+            "blocked_words": ["zebra-protocol"],
+        },
+    },
 ]
 
 
@@ -108,3 +116,24 @@ def _wait_for(check, timeout: float = 5.0) -> None:
     while not check():
         assert time.monotonic() < deadline, "the change did not reach the gateway"
         time.sleep(0.2)
+
+
+def test_blocked_stream_still_writes_its_spend_row(gw, admin, upstream):
+    key = admin.post("/key/generate", {"guardrails": ["outwords"], "key_alias": "guard-stream"})["key"]
+    upstream.script(
+        {"content": [{"type": "text", "text": "All fine until the zebra-protocol shows up here."}]}
+    )
+    client = anthropic_client(gw, api_key=key, max_retries=0)
+    with (
+        pytest.raises(anthropic.APIStatusError),
+        client.messages.stream(
+            model="claude-haiku-4-5", max_tokens=32, messages=[{"role": "user", "content": "go"}]
+        ) as stream,
+    ):
+        request_id = stream.response.headers["request-id"]
+        for _ in stream.text_stream:
+            pass
+    rows = admin.wait_logs(1, request_id=request_id)
+    assert rows and rows[0]["error_type"] == "guardrail_blocked"
+    assert rows[0]["guardrails"] == "outwords:blocked"  # the header said pass; the row knows more
+    assert rows[0]["prompt_tokens"] > 0
