@@ -475,3 +475,24 @@ async def test_sdk_router_applies_guardrails(upstream):
         assert EMAIL not in sent(upstream) and "<EMAIL_1>" in sent(upstream)
     finally:
         await router.aclose()
+
+
+def test_cached_replies_hold_placeholders_not_values(start_inprocess, fake_upstream, upstream):
+    """The response cache stores the masked reply: a second person whose request masks to the same
+    body gets a hit restored with their own address, never the first person's."""
+    config = gateway_config(fake_upstream)
+    config["litellm_settings"] = {"cache": True}
+    gw = start_inprocess(config)
+    client = anthropic_client(gw, api_key=MASTER, max_retries=0)
+
+    def ask(address: str):
+        return client.messages.with_raw_response.create(
+            model="claude", max_tokens=16, messages=[{"role": "user", "content": f"Greet {address}"}]
+        )
+
+    first = ask("amy@example.com")
+    assert first.headers["x-parley-cache"] == "miss"
+    assert first.parse().content[0].text == "Hello! You said: Greet amy@example.com"
+    second = ask("zed@example.net")
+    assert second.headers["x-parley-cache"] == "hit"
+    assert second.parse().content[0].text == "Hello! You said: Greet zed@example.net"
