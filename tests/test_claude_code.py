@@ -58,38 +58,46 @@ def gateway(start_gateway, fake_upstream):
     )
 
 
-def run_claude(claude: Path, gateway) -> subprocess.CompletedProcess:
-    with tempfile.TemporaryDirectory(prefix="parley-cc-") as home:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CLAUDE"))}
-        env.update(
-            {
-                "HOME": home,
-                "ANTHROPIC_BASE_URL": gateway.url,
-                "ANTHROPIC_API_KEY": MASTER,
-                "ANTHROPIC_MODEL": "claude-main",
-                "ANTHROPIC_DEFAULT_HAIKU_MODEL": "claude-side",
-                "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-                "DISABLE_TELEMETRY": "1",
-                "DISABLE_AUTOUPDATER": "1",
-                "CLAUDE_CODE_MAX_RETRIES": "0",
-            }
-        )
-        return subprocess.run(
-            [
-                str(claude),
-                "-p",
-                "Run `echo parley-ok` with the Bash tool and tell me what it printed.",
-                "--allowedTools",
-                "Bash",
-                "--output-format",
-                "text",
-            ],
-            cwd=home,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=90,
-        )
+PROMPT = "Run `echo parley-ok` with the Bash tool and tell me what it printed."
+
+
+def run_claude(
+    claude: Path, gateway, prompt: str = PROMPT, home: str | None = None
+) -> subprocess.CompletedProcess:
+    """The CLI in print mode against `gateway`, in `home` (a fresh temporary one by default)."""
+    if home is None:
+        with tempfile.TemporaryDirectory(prefix="parley-cc-") as tmp:
+            return run_claude(claude, gateway, prompt, tmp)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CLAUDE"))}
+    env.update(
+        {
+            "HOME": home,
+            "ANTHROPIC_BASE_URL": gateway.url,
+            "ANTHROPIC_API_KEY": MASTER,
+            "ANTHROPIC_MODEL": "claude-main",
+            "ANTHROPIC_DEFAULT_HAIKU_MODEL": "claude-side",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            "DISABLE_TELEMETRY": "1",
+            "DISABLE_AUTOUPDATER": "1",
+            "CLAUDE_CODE_MAX_RETRIES": "0",
+        }
+    )
+    return subprocess.run(
+        [
+            str(claude),
+            "-p",
+            prompt,
+            "--allowedTools",
+            "Bash",
+            "--output-format",
+            "text",
+        ],
+        cwd=home,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
 
 
 def test_claude_code_runs_bash_through_anthropic_backend(start_gateway, fake_upstream, upstream):

@@ -5,17 +5,16 @@ Claude Code runs get the real values back."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import tempfile
 from pathlib import Path
 
 from parley.testing.procs import anthropic_deployment
-from test_claude_code import MASTER, claude_binary
+from test_claude_code import MASTER, claude_binary, run_claude
 
 EMAIL = "dana.whitfield@example.com"
 AWS = "AKIAIOSFODNN7EXAMPLE"
 ANSWER = "Done: the address is saved in out.txt."
+PROMPT = "Read contact.txt with Bash, then save the address in it to out.txt."
 
 
 def test_claude_code_bash_loop_with_pii_masked(start_gateway, fake_upstream, upstream):
@@ -48,7 +47,7 @@ def test_claude_code_bash_loop_with_pii_masked(start_gateway, fake_upstream, ups
     )
     with tempfile.TemporaryDirectory(prefix="parley-cc-guard-") as home:
         Path(home, "contact.txt").write_text(f"contact: {EMAIL}\naws_access_key_id = {AWS}\n")
-        result = _run(claude, gateway, home)
+        result = run_claude(claude, gateway, PROMPT, home)
         out = Path(home, "out.txt").read_text() if Path(home, "out.txt").exists() else ""
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}\n{gateway.log()[-3000:]}"
     assert ANSWER in result.stdout
@@ -65,36 +64,3 @@ def _bash(tool_id: str, command: str) -> dict:
         "name": "Bash",
         "input": {"command": command, "description": "run"},
     }
-
-
-def _run(claude: Path, gateway, home: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CLAUDE"))}
-    env.update(
-        {
-            "HOME": home,
-            "ANTHROPIC_BASE_URL": gateway.url,
-            "ANTHROPIC_API_KEY": MASTER,
-            "ANTHROPIC_MODEL": "claude-main",
-            "ANTHROPIC_DEFAULT_HAIKU_MODEL": "claude-side",
-            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-            "DISABLE_TELEMETRY": "1",
-            "DISABLE_AUTOUPDATER": "1",
-            "CLAUDE_CODE_MAX_RETRIES": "0",
-        }
-    )
-    return subprocess.run(
-        [
-            str(claude),
-            "-p",
-            "Read contact.txt with Bash, then save the address in it to out.txt.",
-            "--allowedTools",
-            "Bash",
-            "--output-format",
-            "text",
-        ],
-        cwd=home,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import anthropic
 import pytest
 
-from keys_support import Admin, create_pg_database, drop_pg_database, gateway_config
+from keys_support import Admin, database_urls, gateway_config
 from parley.testing.inprocess import anthropic_client
 
 GUARDRAILS = [
@@ -31,12 +31,7 @@ GUARDRAILS = [
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def database_url(request, tmp_path_factory):
-    if request.param == "sqlite":
-        yield str(tmp_path_factory.mktemp("db") / "parley.db")
-        return
-    name, url = create_pg_database()
-    yield url
-    drop_pg_database(name)
+    yield from database_urls(request.param, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -189,16 +189,7 @@ def test_openai_tool_arguments_restore_as_valid_json_under_any_split(data, text)
 @settings(max_examples=200, deadline=None)
 @given(data=st.data(), before=st.text(alphabet="ab .", max_size=20))
 def test_blocked_word_is_caught_before_any_of_it_is_sent(data, before):
-    policy = ContentPolicy(
-        GuardrailSpec(
-            "c",
-            "content_filter",
-            "content",
-            frozenset({"post_call"}),
-            keywords=(Keyword("nightshade", "block", "blocked_words[0]"),),
-        )
-    )
-    editor = StreamEditor("anthropic", ContentGate([policy], lambda name: Counter()))
+    editor = _word_filter("nightshade")
     text = before + " the NightShade plan"
     sent = []
     with pytest.raises(ContentBlocked):
@@ -209,21 +200,19 @@ def test_blocked_word_is_caught_before_any_of_it_is_sent(data, before):
 
 
 def test_words_that_only_start_like_a_blocked_word_pass():
-    policy = ContentPolicy(
-        GuardrailSpec(
-            "c",
-            "content_filter",
-            "content",
-            frozenset({"post_call"}),
-            keywords=(Keyword("bomb", "block", "r"),),
-        )
-    )
-    editor = StreamEditor("anthropic", ContentGate([policy], lambda name: Counter()))
+    editor = _word_filter("bomb")
     out = []
     for piece in ["a bom", "bastic speech", " about bombs"]:
         out += [e.data["delta"]["text"] for e in editor.on_event(_delta(piece))]
     out += [e.data["delta"]["text"] for e in editor.finish()]
     assert "".join(out) == "a bombastic speech about bombs"
+
+
+def _word_filter(word: str) -> StreamEditor:
+    """A streamed reply's editor for an output content filter blocking `word`."""
+    keyword = Keyword(word, "block", "blocked_words[0]")
+    spec = GuardrailSpec("c", "content_filter", "content", frozenset({"post_call"}), keywords=(keyword,))
+    return StreamEditor("anthropic", ContentGate([ContentPolicy(spec)], lambda name: Counter()))
 
 
 def _delta(text: str) -> StreamEvent:
