@@ -54,6 +54,10 @@ def gateway_config(fake_upstream):
                 },
             },
             {"guardrail_name": "injection", "litellm_params": {"guardrail": "prompt_injection"}},
+            {
+                "guardrail_name": "audit",
+                "litellm_params": {"guardrail": "parley_pii", "mode": "logging_only"},
+            },
         ],
     }
 
@@ -378,6 +382,19 @@ def test_injection_in_a_tool_result_is_screened(claude, upstream):
         )
 
 
+def test_logging_only_changes_nothing_and_reports(claude, upstream):
+    """`audit` (logging_only) finds the SSN the default `pii` guardrail would block; with `pii` on
+    the SSN is refused, so here only an IP address: audit counts it, the upstream gets it as sent."""
+    reply = claude.messages.with_raw_response.create(
+        model="claude",
+        max_tokens=16,
+        messages=[{"role": "user", "content": "ping 203.0.113.45"}],
+        extra_body={"guardrails": ["audit"]},
+    )
+    assert reply.headers["x-parley-guardrails"] == "pii:pass,audit:found=1"
+    assert "203.0.113.45" in sent(upstream)
+
+
 def test_unknown_guardrail_named_by_a_request_is_a_400(claude):
     with pytest.raises(anthropic.BadRequestError) as info:
         claude.messages.create(
@@ -393,7 +410,7 @@ def test_guardrails_list(gw):
     reply = httpx.get(gw.url + "/guardrails/list", headers={"x-api-key": MASTER}, timeout=10)
     assert reply.status_code == 200
     names = [g["guardrail_name"] for g in reply.json()["guardrails"]]
-    assert names == ["pii", "policy", "injection"]
+    assert names == ["pii", "policy", "injection", "audit"]
     assert reply.json()["guardrails"][0]["litellm_params"]["pii_entities_config"]["US_SSN"] == "BLOCK"
     assert httpx.get(gw.url + "/guardrails/list", timeout=10).status_code == 401
 
