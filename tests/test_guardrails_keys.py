@@ -132,3 +132,10 @@ def test_blocked_stream_still_writes_its_spend_row(gw, admin, upstream):
     assert rows and rows[0]["error_type"] == "guardrail_blocked"
     assert rows[0]["guardrails"] == "outwords:blocked"  # the header said pass; the row knows more
     assert rows[0]["prompt_tokens"] > 0
+
+
+def test_admin_refuses_guardrails_not_configured(admin):
+    reply = admin.call("POST", "/key/generate", {"guardrails": ["pii", "nope"]})
+    assert reply.status_code == 400 and "nope" in reply.text
+    reply = admin.call("POST", "/team/new", {"team_id": "t-nope", "guardrails": ["nope"]})
+    assert reply.status_code == 400 and "nope" in reply.text

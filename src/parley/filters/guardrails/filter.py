@@ -118,12 +118,30 @@ class Guardrails(Filter):
         return None
 
     def _active(self, ctx: RequestContext, body: dict[str, Any]) -> list[GuardrailSpec]:
-        names: list[str] = []
+        """On by default, then the key's and team's, then the request's (no duplicates)."""
+        active = list(self.default_on)
+        for spec in [*self._attached(ctx), *self._requested(ctx, body)]:
+            if spec not in active:
+                active.append(spec)
+        return active
+
+    def _attached(self, ctx: RequestContext) -> list[GuardrailSpec]:
         record = ctx.auth if isinstance(ctx.auth, KeyRecord) else None
-        if record is not None:
-            names.extend(record.guardrails)
-            if record.team is not None:
-                names.extend(record.team.guardrails)
+        if record is None:
+            return []
+        specs = []
+        for name in [*record.guardrails, *(record.team.guardrails if record.team is not None else ())]:
+            spec = self.specs.get(name)
+            if spec is None:  # removed from the config since it was attached: refuse, not skip
+                raise GatewayError(
+                    500, f"guardrail {name!r} attached to key {record.label} is not configured", "api_error"
+                )
+            specs.append(spec)
+        return specs
+
+    def _requested(self, ctx: RequestContext, body: dict[str, Any]) -> list[GuardrailSpec]:
+        """The names a request gives (removed from the body: the upstream must not see them)."""
+        names: list[str] = []
         meta = ctx.litellm_metadata
         if isinstance(meta, dict) and "guardrails" in meta:
             names.extend(_names(meta["guardrails"]))
@@ -136,15 +154,14 @@ class Guardrails(Filter):
             if not metadata:
                 del body["metadata"]
             ctx.body_changed = True
-        active = list(self.default_on)
+        specs = []
         for name in dict.fromkeys(names):
             spec = self.specs.get(name)
             if spec is None:
                 known = ", ".join(self.specs) or "none"
                 raise invalid_request(f"guardrails: unknown guardrail {name!r}; configured: {known}")
-            if spec not in active:
-                active.append(spec)
-        return active
+            specs.append(spec)
+        return specs
 
     def _guarded(self, ctx: RequestContext, run: _Run, spec: GuardrailSpec, step: Any) -> None:
         """Run one guardrail step; an unexpected failure fails the request (or is logged: fail_open)."""
