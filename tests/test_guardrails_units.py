@@ -103,6 +103,7 @@ def test_custom_pattern_and_actions():
         ({"guardrail": "content_filter"}, "needs blocked_words"),
         ({"guardrail": "content_filter", "patterns": [{"pattern": "("}]}, "valid regex"),
         ({"guardrail": "presidio"}, "presidio is not available"),
+        ({"guardrail": "parley_pii", "mode": ["pre_call", "post_call"]}, "reply side is output_parse_pii"),
         ({"guardrail": "parley_pii", "default_on": "yes"}, "default_on: must be true or false"),
     ],
 )

@@ -103,10 +103,6 @@ class GuardrailSpec:
         return bool(self.modes & {"pre_call", "during_call"})
 
     @property
-    def on_output(self) -> bool:
-        return "post_call" in self.modes or (self.kind == "pii" and self.output_parse_pii)
-
-    @property
     def logging_only(self) -> bool:
         return self.modes == frozenset({"logging_only"})
 
@@ -157,11 +153,19 @@ def _entry(entry: object, where: str) -> GuardrailSpec:
             "(built-in recognizers, nothing to download)"
         )
     kind = ENGINES[engine]
+    modes = _modes(f)
+    if kind != "content" and "post_call" in modes:
+        raise f.fail(
+            "mode",
+            "pre_call, during_call or logging_only for this guardrail (it screens requests; "
+            "parley_pii's reply side is output_parse_pii)",
+            sorted(modes),
+        )
     base = dict(
         name=name,
         engine=engine,
         kind=kind,
-        modes=_modes(f),
+        modes=modes,
         default_on=f.flag("default_on", False),
         fail_open=f.flag("fail_open", False),
     )
