@@ -513,3 +513,56 @@ def test_cached_replies_hold_placeholders_not_values(start_inprocess, fake_upstr
     second = ask("zed@example.net")
     assert second.headers["x-parley-cache"] == "hit"
     assert second.parse().content[0].text == "Hello! You said: Greet zed@example.net"
+
+
+def test_multi_block_stream_stays_well_formed(claude, upstream):
+    """A placeholder at the very end of a text block is flushed before that block's stop, so the
+    SDK's accumulator gets each block whole and in order."""
+    upstream.script(
+        {
+            "content": [
+                {"type": "text", "text": "Mailing <EMAIL_1>"},
+                {"type": "tool_use", "id": "toolu_m", "name": "send_mail", "input": {"to": "<EMAIL_1>"}},
+                {"type": "text", "text": "then <AWS_ACCESS_KEY_1>"},
+            ],
+            "stop_reason": "tool_use",
+        }
+    )
+    with claude.messages.stream(
+        model="claude", max_tokens=64, messages=[{"role": "user", "content": ASK}], tools=[_MAIL_TOOL]
+    ) as stream:
+        final = stream.get_final_message()
+    assert [b.type for b in final.content] == ["text", "tool_use", "text"]
+    assert final.content[0].text == f"Mailing {EMAIL}"
+    assert final.content[1].input == {"to": EMAIL}
+    assert final.content[2].text == f"then {AWS}"
+
+
+def test_thinking_signature_round_trip(claude, upstream):
+    """The upstream's thinking (with a placeholder in it) reaches the client as the upstream wrote
+    it, signature included, and goes back upstream unchanged next turn: the signature still holds."""
+    thinking = {"type": "thinking", "thinking": "Plan: write to <EMAIL_1> now.", "signature": "EqRsig+/=="}
+    upstream.script({"content": [thinking, {"type": "text", "text": "Writing to <EMAIL_1>."}]})
+    with claude.messages.stream(
+        model="claude",
+        max_tokens=2048,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        messages=[{"role": "user", "content": ASK}],
+    ) as stream:
+        first = stream.get_final_message()
+    assert first.content[0].thinking == thinking["thinking"]
+    assert first.content[0].signature == thinking["signature"]
+    assert first.content[1].text == f"Writing to {EMAIL}."
+    claude.messages.create(
+        model="claude",
+        max_tokens=2048,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        messages=[
+            {"role": "user", "content": ASK},
+            {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+            {"role": "user", "content": "thanks"},
+        ],
+    )
+    sent_back = orjson.loads(sent(upstream))["messages"][1]["content"]
+    assert sent_back[0] == thinking
+    assert sent_back[1]["text"] == "Writing to <EMAIL_1>."
