@@ -209,6 +209,19 @@ def test_words_that_only_start_like_a_blocked_word_pass():
     assert "".join(out) == "a bombastic speech about bombs"
 
 
+def test_text_in_a_block_start_is_restored():
+    vault = Vault()
+    token = vault.placeholder("EMAIL_ADDRESS", "a@b.io")
+    editor = StreamEditor("anthropic", RestoreGate(vault))
+    data = {
+        "type": "content_block_start",
+        "index": 0,
+        "content_block": {"type": "text", "text": f"to {token}"},
+    }
+    (event,) = editor.on_event(StreamEvent("content_block_start", data, ""))
+    assert event.data["content_block"]["text"] == "to a@b.io"
+
+
 def _word_filter(word: str) -> StreamEditor:
     """A streamed reply's editor for an output content filter blocking `word`."""
     keyword = Keyword(word, "block", "blocked_words[0]")

@@ -50,6 +50,8 @@ class StreamEditor:
         kind = data.get("type")
         if kind == "content_block_delta":
             return self._delta(event, data)
+        if kind == "content_block_start":
+            return [self._block_start(event, data)]
         if kind == "content_block_stop":
             return [*self._flush_channel(("block", data.get("index"))), event]
         if kind in ("message_delta", "message_stop", "error"):
@@ -89,6 +91,15 @@ class StreamEditor:
         if not out:
             return []
         return [event.edited(dict(data, delta=dict(delta, **{field: out})))]
+
+    def _block_start(self, event: StreamEvent, data: dict[str, Any]) -> StreamEvent:
+        """A text block that starts with text (rare: the real API starts them empty)."""
+        block = data.get("content_block")
+        if not isinstance(block, dict) or block.get("type") != "text" or not block.get("text"):
+            return event
+        text = block["text"]
+        new = self.gate.release(text, False, ("block", data.get("index")))
+        return event if new == text else event.edited(dict(data, content_block=dict(block, text=new)))
 
     def _flush_channel(self, channel: Channel) -> list[StreamEvent]:
         rest = self.pending.pop(channel, "")
