@@ -566,3 +566,13 @@ def test_thinking_signature_round_trip(claude, upstream):
     sent_back = orjson.loads(sent(upstream))["messages"][1]["content"]
     assert sent_back[0] == thinking
     assert sent_back[1]["text"] == "Writing to <EMAIL_1>."
+
+
+def test_gateway_log_never_holds_the_values(gw, claude):
+    """After the requests above (masked, blocked, failed), the gateway's own log has none of the
+    values in the clear."""
+    with pytest.raises(anthropic.BadRequestError):
+        claude.messages.create(model="claude", max_tokens=8, messages=[{"role": "user", "content": f"{SSN}"}])
+    log = gw.log()
+    assert "parley.access" in log
+    assert EMAIL not in log and AWS not in log and SSN not in log
