@@ -257,6 +257,17 @@ def test_openai_client_on_anthropic_model_translated(gpt, upstream):
     assert EMAIL in whole.choices[0].message.content  # the fake echoes the masked text; restored
 
 
+def test_anthropic_client_on_openai_model_translated(claude, upstream):
+    upstream.script({"content": "Translated reply for <EMAIL_1>."})
+    with claude.messages.stream(
+        model="gpt", max_tokens=64, messages=[{"role": "user", "content": ASK}]
+    ) as stream:
+        text = "".join(stream.text_stream)
+    assert text == f"Translated reply for {EMAIL}."
+    assert upstream.requests()[-1]["path"] == "/v1/chat/completions"
+    assert EMAIL not in sent(upstream) and "<EMAIL_1>" in sent(upstream)
+
+
 def test_passthrough_stream_restores(gw, upstream):
     client = anthropic.Anthropic(base_url=gw.url + "/anthropic", api_key=MASTER, max_retries=0)
     upstream.script({"content": [{"type": "text", "text": "Pass-through to <EMAIL_1> works."}]})
