@@ -209,6 +209,59 @@ def test_words_that_only_start_like_a_blocked_word_pass():
     assert "".join(out) == "a bombastic speech about bombs"
 
 
+def test_request_walk_covers_every_text_slot_but_thinking():
+    from parley.filters.guardrails.walk import request_texts
+
+    body = {
+        "system": [{"type": "text", "text": "s x@y.io"}],
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "t x@y.io"},
+                    {"type": "document", "source": {"type": "text", "data": "d x@y.io"}},
+                    {
+                        "type": "search_result",
+                        "source": "u",
+                        "title": "t",
+                        "content": [{"type": "text", "text": "r x@y.io"}],
+                    },
+                    {"type": "image", "source": {"type": "base64", "data": "x@y.io"}},
+                ],
+            },
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "thinking", "thinking": "k x@y.io", "signature": "s"},
+                    {"type": "tool_use", "id": "t1", "name": "f", "input": {"a": ["x@y.io"]}},
+                ],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "t1",
+                        "content": [{"type": "text", "text": "o x@y.io"}],
+                    }
+                ],
+            },
+        ],
+    }
+    seen = []
+    request_texts(
+        "anthropic", "/v1/messages", body, lambda text, source, js: seen.append((source, text)) or text
+    )
+    assert seen == [
+        ("system", "s x@y.io"),
+        ("user", "t x@y.io"),
+        ("user", "d x@y.io"),
+        ("user", "r x@y.io"),
+        ("assistant", "x@y.io"),
+        ("tool", "o x@y.io"),
+    ]
+
+
 def test_text_in_a_block_start_is_restored():
     vault = Vault()
     token = vault.placeholder("EMAIL_ADDRESS", "a@b.io")

@@ -79,6 +79,8 @@ def _blocks(blocks: list[Any], source: str, edit: Edit) -> None:
                 _blocks(content, "tool", edit)
         elif kind in ("tool_use", "server_tool_use") and "input" in block:
             block["input"] = _json_value(block["input"], source, edit)
+        elif kind == "search_result" and isinstance(block.get("content"), list):
+            _blocks(block["content"], source, edit)
         elif kind == "document":
             src = block.get("source")
             if isinstance(src, dict) and src.get("type") == "text" and isinstance(src.get("data"), str):
