@@ -113,9 +113,9 @@ def test_config_errors_name_the_field(params, message):
 
 
 def test_config_reports_unknown_keys_and_duplicates():
-    doc = _doc({"guardrail": "prompt_injection", "llm_check_model": "m", "colour": 1})
+    doc = _doc({"guardrail": "prompt_injection", "api_base": "http://x", "colour": 1})
     assert build_config(doc, "t").ignored == [
-        "guardrails[0].litellm_params.llm_check_model (LiteLLM setting parley does not support)",
+        "guardrails[0].litellm_params.api_base (LiteLLM setting parley does not support)",
         "guardrails[0].litellm_params.colour (unknown key)",
     ]
     doc["guardrails"].append(doc["guardrails"][0])

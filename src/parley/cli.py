@@ -90,6 +90,7 @@ def _serve(args: argparse.Namespace) -> int:
             path = args.config or DEFAULT_CONFIG
             config = load_config(path)
             os.environ[CONFIG_ENV] = os.path.abspath(path)
+        _check_served(config)
     except ConfigError as e:
         print(f"parley: config error: {e}", file=sys.stderr)
         return 2
@@ -114,6 +115,18 @@ def _serve(args: argparse.Namespace) -> int:
         date_header=False,
     )
     return 0
+
+
+def _check_served(config: Config) -> None:
+    """Models the config names outside model_list (a guardrail's llm_check_model) must be served."""
+    from parley.router.table import ModelTable
+
+    table = ModelTable(config.deployments, config.model_group_alias)
+    for spec in config.guardrails:
+        if spec.llm_check_model and not table.resolve(spec.llm_check_model):
+            raise ConfigError(
+                f"guardrails ({spec.name}): llm_check_model {spec.llm_check_model!r} is not a served model"
+            )
 
 
 def _exit_zero_on_stop() -> None:

@@ -88,8 +88,11 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
     filters.extend(extra_filters)
     if config.guardrails:
         from parley.filters.guardrails.filter import Guardrails, PiiRestore
+        from parley.filters.guardrails.llm_check import LlmCheck
 
-        filters.extend([Guardrails(config.guardrails), PiiRestore()])
+        llm_check = LlmCheck(router, providers)
+        llm_check.check_config(config.guardrails)
+        filters.extend([Guardrails(config.guardrails, llm_check), PiiRestore()])
     cache = cache_from_config(config, redis, tasks)
     if cache is not None:
         filters.append(cache)

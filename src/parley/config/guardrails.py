@@ -39,7 +39,7 @@ ENGINE_KEYS = {
         {"pii_entities_config", "output_parse_pii", "patterns", "default_action", "phone_regions"}
     ),
     "content": frozenset({"blocked_words", "patterns", "categories"}),
-    "injection": frozenset({"threshold", "screen_tool_results"}),
+    "injection": frozenset({"threshold", "screen_tool_results", "llm_check_model"}),
 }
 # The entities parley_pii recognizes (Presidio's names where Presidio has one).
 PII_ENTITIES = frozenset(
@@ -62,7 +62,7 @@ PII_ENTITIES = frozenset(
     }
 )
 LITELLM_KEYS = frozenset(
-    {"api_key", "api_base", "presidio_analyzer_api_base", "presidio_anonymizer_api_base", "llm_check_model"}
+    {"api_key", "api_base", "presidio_analyzer_api_base", "presidio_anonymizer_api_base"}
 )
 
 
@@ -97,6 +97,7 @@ class GuardrailSpec:
     phone_regions: tuple[str, ...] = ("US",)
     threshold: float = 1.0  # prompt injection: the score that blocks
     screen_tool_results: bool = True
+    llm_check_model: str | None = None  # prompt injection: a model asked for a second opinion
 
     @property
     def on_input(self) -> bool:
@@ -118,6 +119,8 @@ class GuardrailSpec:
             params["output_parse_pii"] = self.output_parse_pii
         if self.kind == "injection":
             params["threshold"] = self.threshold
+            if self.llm_check_model:
+                params["llm_check_model"] = self.llm_check_model
         return {"guardrail_name": self.name, "litellm_params": params, "guardrail_info": {"kind": self.kind}}
 
 
@@ -177,6 +180,7 @@ def _entry(entry: object, where: str) -> GuardrailSpec:
         **base,
         threshold=f.number("threshold", 1.0, positive=True),
         screen_tool_results=f.flag("screen_tool_results", True),
+        llm_check_model=f.text("llm_check_model"),
     )
 
 

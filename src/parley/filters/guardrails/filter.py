@@ -25,6 +25,7 @@ from parley.core.errors import GatewayError, invalid_request
 from parley.core.stream import UpstreamReply
 from parley.filters.guardrails import injection
 from parley.filters.guardrails.content import CONTEXT, ContentBlocked, ContentPolicy
+from parley.filters.guardrails.llm_check import LlmCheck
 from parley.filters.guardrails.mask import PLACEHOLDER, PiiMasker, Vault
 from parley.filters.guardrails.pii import PiiAnalyzer
 from parley.filters.guardrails.stream import Channel, StreamEditor
@@ -76,8 +77,9 @@ _RUN: StateKey[_Run] = StateKey("guardrails.run")
 class Guardrails(Filter):
     phase = Phase.GUARDRAILS
 
-    def __init__(self, specs: Iterable[GuardrailSpec]) -> None:
+    def __init__(self, specs: Iterable[GuardrailSpec], llm_check: LlmCheck | None = None) -> None:
         self.specs = {s.name: s for s in specs}
+        self.llm_check = llm_check
         self.default_on = [s for s in self.specs.values() if s.default_on]
         self.maskers = {
             s.name: PiiMasker(
@@ -105,6 +107,9 @@ class Guardrails(Filter):
             for spec in run.active:
                 if spec.on_input or spec.logging_only:
                     self._guarded(ctx, run, spec, lambda s=spec: self._input(ctx, run, s, body))
+            for spec in run.active:
+                if spec.llm_check_model and self.llm_check is not None and not run.tallies.get(spec.name):
+                    await self._llm_screen(ctx, run, spec, body)
         except GatewayError as error:
             error.headers[HEADER] = _summary(ctx, run)
             raise
@@ -163,6 +168,47 @@ class Guardrails(Filter):
             specs.append(spec)
         return specs
 
+    async def _llm_screen(
+        self, ctx: RequestContext, run: _Run, spec: GuardrailSpec, body: dict[str, Any]
+    ) -> None:
+        """The model's opinion on the new text (already PII-masked: the checker never sees values)."""
+        assert self.llm_check is not None and spec.llm_check_model is not None
+        sources = ("user", "tool") if spec.screen_tool_results else ("user",)
+        text = "\n\n".join(t for source, t in latest_turn(ctx.api, body) if source in sources)
+        if not text.strip():
+            return
+        try:
+            flagged = await self.llm_check.flags(spec.llm_check_model, text)
+        except GatewayError as e:
+            flagged = self._failed(ctx, run, spec, RuntimeError(e.message))
+        except Exception as e:
+            flagged = self._failed(ctx, run, spec, e)
+        if not flagged:
+            return
+        run.tally(spec.name)["flag:llm_check"] += 1
+        if not spec.logging_only:
+            run.tally(spec.name)["block:prompt_injection"] += 1
+            raise GatewayError(
+                400,
+                f"guardrail {spec.name!r} blocked the request: prompt injection suspected (model check)",
+                "invalid_request_error",
+                code="guardrail_blocked",
+            )
+
+    def _failed(self, ctx: RequestContext, run: _Run, spec: GuardrailSpec, e: Exception) -> bool:
+        """An engine failure: raise a 500 naming the guardrail, or (fail_open) log it and go on."""
+        run.tally(spec.name)["error:" + type(e).__name__] += 1
+        if spec.fail_open:
+            log.warning("guardrail %s failed (fail_open): %r (request %s)", spec.name, e, ctx.request_id)
+            return False
+        log.error("guardrail %s failed: %r (request %s)", spec.name, e, ctx.request_id)
+        raise GatewayError(
+            500,
+            f"guardrail {spec.name!r} failed ({type(e).__name__}); the request was not sent",
+            "api_error",
+            code="guardrail_error",
+        ) from None
+
     def _guarded(self, ctx: RequestContext, run: _Run, spec: GuardrailSpec, step: Any) -> None:
         """Run one guardrail step; an unexpected failure fails the request (or is logged: fail_open)."""
         try:
@@ -170,17 +216,7 @@ class Guardrails(Filter):
         except GatewayError:
             raise
         except Exception as e:
-            run.tally(spec.name)["error:" + type(e).__name__] += 1
-            if spec.fail_open:
-                log.warning("guardrail %s failed (fail_open): %r (request %s)", spec.name, e, ctx.request_id)
-                return
-            log.exception("guardrail %s failed (request %s)", spec.name, ctx.request_id)
-            raise GatewayError(
-                500,
-                f"guardrail {spec.name!r} failed ({type(e).__name__}); the request was not sent",
-                "api_error",
-                code="guardrail_error",
-            ) from None
+            self._failed(ctx, run, spec, e)
 
     def _input(self, ctx: RequestContext, run: _Run, spec: GuardrailSpec, body: dict[str, Any]) -> None:
         tally = run.tally(spec.name)
