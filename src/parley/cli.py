@@ -94,6 +94,7 @@ def _serve(args: argparse.Namespace) -> int:
         from parley.gateway import check_providers
 
         check_providers(config)
+        _check_served(config)
     except ConfigError as e:
         print(f"parley: config error: {e}", file=sys.stderr)
         return 2
@@ -120,6 +121,18 @@ def _serve(args: argparse.Namespace) -> int:
         date_header=False,
     )
     return 0
+
+
+def _check_served(config: Config) -> None:
+    """Models the config names outside model_list (a guardrail's llm_check_model) must be served."""
+    from parley.router.table import ModelTable
+
+    table = ModelTable(config.deployments, config.model_group_alias)
+    for spec in config.guardrails:
+        if spec.llm_check_model and not table.resolve(spec.llm_check_model):
+            raise ConfigError(
+                f"guardrails ({spec.name}): llm_check_model {spec.llm_check_model!r} is not a served model"
+            )
 
 
 def _exit_zero_on_stop() -> None:

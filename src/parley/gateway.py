@@ -108,6 +108,13 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
         RateLimitPolicy(config.default_limits, redis, tasks),
     ]
     filters.extend(extra_filters)
+    if config.guardrails:
+        from parley.filters.guardrails.filter import Guardrails, PiiRestore
+        from parley.filters.guardrails.llm_check import LlmCheck
+
+        llm_check = LlmCheck(router, providers)
+        llm_check.check_config(config.guardrails)
+        filters.extend([Guardrails(config.guardrails, llm_check), PiiRestore()])
     auth = Authenticator(config.general.master_key)
     store = None
     vector_stores = None

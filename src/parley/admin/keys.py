@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from starlette.requests import Request
 
 from parley.admin.common import Endpoint, not_found, page_args, public, total_pages
-from parley.admin.fields import BUDGET_FIELDS, bad, budget_columns, require, take
+from parley.admin.fields import BUDGET_FIELDS, bad, budget_columns, check_guardrails, require, take
 from parley.spend.periods import add_duration
 from parley.store import tables as t
 from parley.store.records import hash_key
@@ -29,6 +29,7 @@ KEY_FIELDS = {
     "budget_mode": "mode",
     "duration": "duration",
     "expires": "time",
+    "guardrails": "strs",
 }
 
 
@@ -91,6 +92,7 @@ async def create_key(service: Any, values: dict[str, Any], raw: str | None = Non
 
 async def generate(service: Any, request: Request, body: dict[str, Any]) -> dict[str, Any]:
     values = take(body, KEY_FIELDS)
+    check_guardrails(values, service.config.guardrails)
     raw = body.get("key")
     if raw is not None and (not isinstance(raw, str) or not raw.startswith("sk-") or len(raw) < 12):
         raise bad("key: a custom key must be a string starting with sk- (at least 12 characters)", "key")
@@ -100,6 +102,7 @@ async def generate(service: Any, request: Request, body: dict[str, Any]) -> dict
 async def update(service: Any, request: Request, body: dict[str, Any]) -> dict[str, Any]:
     token = token_of(require(body, "key"))
     values = take(body, KEY_FIELDS)
+    check_guardrails(values, service.config.guardrails)
     cols = _columns(values, time.time())
     async with service.engine.begin() as conn:
         await _key_row(conn, token)

@@ -11,6 +11,8 @@ from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
+from parley.config.guardrails import ignored_guardrail_keys
+
 UNKNOWN = "unknown key"
 LITELLM = "LiteLLM setting parley does not support"
 
@@ -328,7 +330,6 @@ LITELLM_SECTIONS = frozenset(
         "environment_variables",
         "callback_settings",
         "credential_list",
-        "guardrails",
         "mcp_servers",
         "assistant_settings",
         "finetune_settings",
@@ -359,6 +360,8 @@ def _walk(doc: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
     for name, value in doc.items():
         if name == "model_list":
             yield from _model_list(value)
+        elif name == "guardrails":
+            yield from ignored_guardrail_keys(value)
         elif name in SECTIONS:
             known, litellm = SECTIONS[name]
             yield from _section(name, value, known, litellm)

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from parley.config.fields import ConfigError
+from parley.config.guardrails import GuardrailSpec, load_guardrails
 from parley.config.known import ignored_keys
 from parley.config.routing import DefaultLimits, RedisSettings, RouterSettings, model_aliases
 from parley.config.sections import (
@@ -55,7 +56,8 @@ class Config:
     """A loaded config.
 
     Typed, validated settings: `general` (general_settings), `router`, `redis` and `default_limits`
-    (router_settings), `litellm` (litellm_settings), `passthrough` (anthropic_passthrough).
+    (router_settings), `litellm` (litellm_settings), `passthrough` (anthropic_passthrough),
+    `guardrails` (the top-level `guardrails:` list).
     `ignored` lists the keys of the file parley does not act on, as `path (reason)`.
     """
 
@@ -68,6 +70,7 @@ class Config:
     default_limits: DefaultLimits = field(default_factory=DefaultLimits)
     litellm: LitellmSettings = field(default_factory=LitellmSettings)
     passthrough: PassthroughSettings = field(default_factory=PassthroughSettings)
+    guardrails: tuple[GuardrailSpec, ...] = ()
     ignored: list[str] = field(default_factory=list)
 
     @property
@@ -136,6 +139,7 @@ def build_config(doc: Any, path: str, env: Mapping[str, str] | None = None) -> C
         passthrough=PassthroughSettings.from_config(
             sections["anthropic_passthrough"], f"{path}: anthropic_passthrough", env
         ),
+        guardrails=load_guardrails(raw.get("guardrails"), f"{path}: guardrails"),
         ignored=ignored_keys(doc),
     )
 

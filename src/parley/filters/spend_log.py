@@ -102,6 +102,7 @@ def spend_row(ctx: RequestContext, cost: float) -> dict[str, Any]:
         "start_time": ctx.started_at,
         "end_time": now,
         "day": day_of(ctx.started_at),
+        "guardrails": ctx.guardrail_summary,
     }
 
 

@@ -38,6 +38,7 @@ class Phase(IntEnum):
     GUARDRAILS = 400
     RETRIEVAL = 500
     CACHE = 600
+    RESTORE = 650  # after the cache, so what it stores stays masked (guardrails' PII restore)
     ACCOUNTING = 700
     LOGGING = 800
     METRICS = 900

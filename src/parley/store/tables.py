@@ -41,6 +41,7 @@ keys = sa.Table(
     sa.Column("tags", sa.JSON, nullable=True),
     sa.Column("expires", sa.Double, nullable=True),
     sa.Column("end_users", sa.JSON, nullable=True),  # end users the key may act for; "*" = any
+    sa.Column("guardrails", sa.JSON, nullable=True),  # guardrail names (migration 0010)
     *_budget_columns(),
 )
 
@@ -59,6 +60,7 @@ teams = sa.Table(
     metadata,
     sa.Column("team_id", sa.String(255), primary_key=True),
     sa.Column("team_alias", sa.String(255), nullable=True),
+    sa.Column("guardrails", sa.JSON, nullable=True),  # guardrail names (migration 0010)
     *_budget_columns(),
 )
 
@@ -112,6 +114,7 @@ spend_logs = sa.Table(
     sa.Column("end_time", sa.Double, nullable=False),
     sa.Column("day", sa.String(10), nullable=False, index=True),  # UTC YYYY-MM-DD, for reports
     sa.Column("retrieval", sa.JSON, nullable=True),  # {"stores": [...], "chunks": n} when RAG added context
+    sa.Column("guardrails", sa.String(512), nullable=True),  # what guardrails did (migration 0010)
 )
 
 spend_log_tags = sa.Table(
