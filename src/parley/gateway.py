@@ -35,6 +35,7 @@ from parley.store.redis_link import RedisLink, link_from_config
 from parley.transport.http import HttpClient
 
 if TYPE_CHECKING:  # the storage stack (SQLAlchemy, Alembic) is imported only when configured
+    from parley.batches.runner import BatchRunner
     from parley.spend.service import StoreService
 
 log = logging.getLogger("parley")
@@ -52,6 +53,7 @@ class Gateway:
     passthrough: PassthroughSettings
     store: StoreService | None  # keys, budgets and spend; None without a database
     prices: PriceTable  # list prices (the SDK's `cost`)
+    batches: BatchRunner | None = None  # Message Batches (`/v1/messages/batches`); needs a database
 
     async def start(self) -> None:
         await self.tasks.start()
@@ -108,6 +110,7 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
         config.general.stream_ping_interval,
         config.general.max_stream_seconds,
     )
+    batches = _batches(pipeline, store, tasks) if store is not None else None
     return Gateway(
         config,
         tasks,
@@ -119,7 +122,18 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
         config.passthrough,
         store,
         store.prices if store is not None else PriceTable(),
+        batches,
     )
+
+
+def _batches(pipeline: Pipeline, store: StoreService, tasks: Tasks) -> BatchRunner:
+    """The Message Batches runner (started after the database is migrated, stopped before it closes)."""
+    from parley.batches.runner import build_runner
+
+    runner = build_runner(pipeline, store)
+    tasks.on_startup(runner.start)
+    tasks.on_shutdown(runner.stop)
+    return runner
 
 
 def _keys_and_spend(

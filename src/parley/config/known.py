@@ -11,6 +11,8 @@ from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
+from parley.config.batches import BATCH_KEYS
+
 UNKNOWN = "unknown key"
 LITELLM = "LiteLLM setting parley does not support"
 
@@ -318,6 +320,7 @@ SECTIONS = MappingProxyType(
         "router_settings": (ROUTER, LITELLM_ROUTER),
         "litellm_settings": (LITELLM_SETTINGS, LITELLM_LITELLM),
         "anthropic_passthrough": (PASSTHROUGH, frozenset[str]()),
+        "batch_settings": (BATCH_KEYS, frozenset[str]()),
     }
 )
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from parley.config.batches import BatchSettings
 from parley.config.fields import ConfigError
 from parley.config.known import ignored_keys
 from parley.config.routing import DefaultLimits, RedisSettings, RouterSettings, model_aliases
@@ -25,7 +26,13 @@ from parley.core.deployment import Deployment
 
 ENV_PREFIX = "os.environ/"
 DEFAULT_TIMEOUT = 600.0
-SECTION_NAMES = ("general_settings", "router_settings", "litellm_settings", "anthropic_passthrough")
+SECTION_NAMES = (
+    "general_settings",
+    "router_settings",
+    "litellm_settings",
+    "anthropic_passthrough",
+    "batch_settings",
+)
 
 # provider prefix -> (wire protocol, default api_base)
 PROVIDERS: dict[str, tuple[str, str | None]] = {
@@ -62,6 +69,7 @@ class Config:
     default_limits: DefaultLimits = field(default_factory=DefaultLimits)
     litellm: LitellmSettings = field(default_factory=LitellmSettings)
     passthrough: PassthroughSettings = field(default_factory=PassthroughSettings)
+    batches: BatchSettings = field(default_factory=BatchSettings)
     ignored: list[str] = field(default_factory=list)
 
     @property
@@ -130,6 +138,7 @@ def build_config(doc: Any, path: str, env: Mapping[str, str] | None = None) -> C
         passthrough=PassthroughSettings.from_config(
             sections["anthropic_passthrough"], f"{path}: anthropic_passthrough", env
         ),
+        batches=BatchSettings.from_config(sections["batch_settings"], f"{path}: batch_settings"),
         ignored=ignored_keys(doc),
     )
 

@@ -17,6 +17,7 @@ from parley.core.context import new_request_id
 from parley.core.errors import anthropic_error_body, anthropic_type_for_status
 from parley.gateway import Gateway, build_gateway
 from parley.server.api import ApiRoutes
+from parley.server.batches import BatchRoutes
 from parley.server.models import ModelRoutes
 
 log = logging.getLogger("parley")
@@ -33,6 +34,7 @@ def create_app(config: Config, gateway: Gateway | None = None) -> Starlette:
         Route("/v1/models", models.list, methods=["GET"]),
         Route("/v1/models/{model_id:path}", models.get, methods=["GET"]),
         *ApiRoutes(gw).routes(),
+        *BatchRoutes(gw).routes(),
     ]
     if gw.store is not None:
         from parley.admin.routes import admin_routes
