@@ -9,9 +9,8 @@ the deployment's traffic this minute (all of it, interactive first) is under `ca
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 from parley.config import BatchSettings
 from parley.core.deployment import Deployment, Target
@@ -26,7 +25,7 @@ class CapacityGate:
         self.health = health
         self.share = settings.capacity_share
         self.concurrency = settings.deployment_concurrency
-        self.inflight: Counter[str] = Counter()  # batch attempts in flight, per deployment
+        self.inflight: Counter[str] = Counter()  # batch items holding a slot, per deployment
 
     def has_room(self, dep: Deployment) -> bool:
         mine = self.inflight[dep.id]
@@ -40,15 +39,18 @@ class CapacityGate:
             return False
         return tpm is None or tokens < tpm * self.share
 
-    async def wait(self, targets: Sequence[Target], stopping: asyncio.Event) -> None:
-        """Until one of the item's deployments has room (or the runner stops)."""
-        while not any(self.has_room(t.deployment) for t in targets) and not stopping.is_set():
+    async def acquire(self, targets: Sequence[Target], stopping: asyncio.Event) -> str | None:
+        """A slot on one of the item's deployments with room, waiting until there is one; None
+        when the runner stops first. The router may still pick another deployment of the group
+        (its own balancing), so per-deployment counts are exact for one-deployment groups and the
+        group's total for larger ones."""
+        while not stopping.is_set():
+            for target in targets:
+                if self.has_room(target.deployment):
+                    self.inflight[target.deployment.id] += 1
+                    return target.deployment.id
             await asyncio.sleep(WAIT_STEP)
+        return None
 
-    @contextlib.asynccontextmanager
-    async def hold(self, dep_id: str) -> AsyncIterator[None]:
-        self.inflight[dep_id] += 1
-        try:
-            yield
-        finally:
-            self.inflight[dep_id] -= 1
+    def release(self, dep_id: str) -> None:
+        self.inflight[dep_id] -= 1

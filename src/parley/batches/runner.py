@@ -25,7 +25,6 @@ from parley.batches.store import BatchStore, Claimed
 from parley.batches.wire import ROUTE
 from parley.config import BatchSettings
 from parley.core.context import RequestContext
-from parley.core.deployment import Target
 from parley.core.errors import GatewayError
 from parley.core.stream import UpstreamReply
 from parley.filters.virtual_keys import check_key
@@ -41,6 +40,7 @@ SWEEP_SECONDS = 1.0  # how often batches are checked for their end, expiry and c
 PURGE_SECONDS = 600.0
 STOP_GRACE = 8.0  # seconds running items get to finish when the gateway stops
 DURABLE_WAIT = 5.0  # longest wait for a spend row to reach the journal's disk
+STATUS_TTL = 0.25  # seconds a batch's status is trusted before an item of it starts
 
 
 class _Stopping(Exception):
@@ -48,18 +48,11 @@ class _Stopping(Exception):
 
 
 class BatchItemEndpoint(MessagesEndpoint):
-    """`/v1/messages` for one batch item: each try counts against the deployment's batch share."""
+    """`/v1/messages` for one batch item (its spend rows name the batches route)."""
 
-    def __init__(self, pipeline: Pipeline, gate: CapacityGate) -> None:
+    def __init__(self, pipeline: Pipeline) -> None:
         super().__init__(pipeline)
         self.route = ROUTE
-        self.gate = gate
-
-    async def attempt(
-        self, ctx: RequestContext, target: Target, body: dict[str, Any], raw: bytes
-    ) -> UpstreamReply:
-        async with self.gate.hold(target.deployment.id):
-            return await super().attempt(ctx, target, body, raw)
 
 
 class RunnerLock:
@@ -104,12 +97,13 @@ class BatchRunner:
         self.master = service.config.general.master_key is not None
         self.owner = uuid.uuid4().hex
         self.gate = CapacityGate(pipeline.router.health, settings)
-        self.endpoint = BatchItemEndpoint(pipeline, self.gate)
+        self.endpoint = BatchItemEndpoint(pipeline)
         self.lock = RunnerLock(lock_path)
         self.running: dict[tuple[str, int], asyncio.Task[None]] = {}
         self.stopping = asyncio.Event()
         self.wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._status: dict[str, tuple[float, str | None]] = {}  # batch -> (read at, final state if ending)
 
     async def start(self) -> None:
         if self.settings.run:
@@ -183,11 +177,18 @@ class BatchRunner:
             body = orjson.loads(item.params)
             await self._authorize(ctx, item)
             self.endpoint.check(ctx, body)
-            await self.gate.wait(self.pipeline.router.targets(item.model, ctx.allowed_models), self.stopping)
-            if self.stopping.is_set():
+            targets = self.pipeline.router.targets(item.model, ctx.allowed_models)
+            slot = await self.gate.acquire(targets, self.stopping)
+            if slot is None:
                 raise _Stopping
-            reply = await self.pipeline.process(self.endpoint, ctx, body, item.params.encode())
-            data = await _read(reply)
+            try:
+                ending = await self._ending(item.batch_id)
+                if ending is not None:  # canceled or expired while it waited for capacity: never sent
+                    return ending, orjson.dumps({"type": ending}).decode()
+                reply = await self.pipeline.process(self.endpoint, ctx, body, item.params.encode())
+                data = await _read(reply)
+            finally:
+                self.gate.release(slot)
             ctx.status = reply.status
             state, result = _outcome(reply.status, data, ctx)
         except GatewayError as error:
@@ -196,6 +197,22 @@ class BatchRunner:
         self.pipeline.finish(ctx)
         await self._spend_durable()
         return state, result
+
+    async def _ending(self, batch_id: str) -> str | None:
+        """ "canceled" or "expired" when the batch takes no new items any more, else None."""
+        now = time.monotonic()
+        cached = self._status.get(batch_id)
+        if cached is not None and now - cached[0] < STATUS_TTL:
+            return cached[1]
+        status = await self.store.status(batch_id)
+        if status is None or status[0] != "in_progress":
+            ending: str | None = "canceled"
+        else:
+            ending = "expired" if status[1] <= time.time() else None
+        if len(self._status) > 1000:
+            self._status.clear()
+        self._status[batch_id] = (now, ending)
+        return ending
 
     async def _authorize(self, ctx: RequestContext, item: Claimed) -> None:
         """The batch's owner, as the key check of an interactive call would find it now."""

@@ -183,6 +183,13 @@ class BatchStore:
             tallies[batch_id][state] = n
         return [_batch_row(r, tallies[r.id]) for r in rows]
 
+    async def status(self, batch_id: str) -> tuple[str, float] | None:
+        """(processing status, expires_at) of a batch; None once deleted."""
+        query = sa.select(_B.c.status, _B.c.expires_at).where(_B.c.id == batch_id)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else (row[0], row[1])
+
     async def cancel(self, batch_id: str, now: float) -> None:
         """Queued items become canceled at once; running ones finish (or are canceled if their
         runner died); the batch is `canceling` until none runs."""
