@@ -9,8 +9,9 @@ the deployment's traffic this minute (all of it, interactive first) is under `ca
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from parley.config import BatchSettings
 from parley.core.deployment import Deployment, Target
@@ -26,10 +27,11 @@ class CapacityGate:
         self.share = settings.capacity_share
         self.concurrency = settings.deployment_concurrency
         self.inflight: Counter[str] = Counter()  # batch items holding a slot, per deployment
+        self.sent: Counter[str] = Counter()  # of those, the ones in the router (counted by Health)
 
     def has_room(self, dep: Deployment) -> bool:
         mine = self.inflight[dep.id]
-        interactive = self.health.of(dep.id).inflight - mine
+        interactive = self.health.of(dep.id).inflight - self.sent[dep.id]
         cap = self.concurrency if interactive <= 0 else max(1, int(self.concurrency * self.share))
         if mine >= cap:
             return False
@@ -51,6 +53,15 @@ class CapacityGate:
                     return target.deployment.id
             await asyncio.sleep(WAIT_STEP)
         return None
+
+    @contextlib.contextmanager
+    def sending(self, dep_id: str) -> Iterator[None]:
+        """Around the item's pipeline run, while the router's in-flight count includes it."""
+        self.sent[dep_id] += 1
+        try:
+            yield
+        finally:
+            self.sent[dep_id] -= 1
 
     def release(self, dep_id: str) -> None:
         self.inflight[dep_id] -= 1

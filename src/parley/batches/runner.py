@@ -185,18 +185,28 @@ class BatchRunner:
                 ending = await self._ending(item.batch_id)
                 if ending is not None:  # canceled or expired while it waited for capacity: never sent
                     return ending, orjson.dumps({"type": ending}).decode()
-                reply = await self.pipeline.process(self.endpoint, ctx, body, item.params.encode())
-                data = await _read(reply)
+                with self.gate.sending(slot):
+                    state, result = await self._send(ctx, body, item)
             finally:
                 self.gate.release(slot)
-            ctx.status = reply.status
-            state, result = _outcome(reply.status, data, ctx)
-        except GatewayError as error:
-            ctx.status, ctx.error_type, ctx.error_message = error.status, error.type, error.message
-            state, result = "errored", _errored(orjson.loads(error.anthropic_body(ctx.request_id)))
-        self.pipeline.finish(ctx)
+        except GatewayError as error:  # refused before it was sent: still its one spend row
+            state, result = _refused(ctx, error)
+            self.pipeline.finish(ctx)
         await self._spend_durable()
         return state, result
+
+    async def _send(self, ctx: RequestContext, body: dict[str, Any], item: Claimed) -> tuple[str, str]:
+        """Through the pipeline; the filters' `on_done` (spend row, budget settled) once it is over,
+        but not when the runner is stopped mid-call: the item is run again, under the same id."""
+        try:
+            reply = await self.pipeline.process(self.endpoint, ctx, body, item.params.encode())
+            data = await _read(reply)
+            ctx.status = reply.status
+            outcome = _outcome(reply.status, data, ctx)
+        except GatewayError as error:
+            outcome = _refused(ctx, error)
+        self.pipeline.finish(ctx)
+        return outcome
 
     async def _ending(self, batch_id: str) -> str | None:
         """ "canceled" or "expired" when the batch takes no new items any more, else None."""
@@ -268,6 +278,11 @@ def _outcome(status: int, data: bytes, ctx: RequestContext) -> tuple[str, str]:
             "request_id": ctx.request_id,
         }
     return "errored", _errored(envelope)
+
+
+def _refused(ctx: RequestContext, error: GatewayError) -> tuple[str, str]:
+    ctx.status, ctx.error_type, ctx.error_message = error.status, error.type, error.message
+    return "errored", _errored(orjson.loads(error.anthropic_body(ctx.request_id)))
 
 
 def _errored(envelope: dict[str, Any]) -> str:

@@ -276,12 +276,7 @@ class BatchStore:
         async with self.engine.begin() as conn:
             done = await conn.execute(
                 sa.update(_I)
-                .where(
-                    _I.c.batch_id == item.batch_id,
-                    _I.c.idx == item.idx,
-                    _I.c.lease_owner == owner,
-                    _I.c.state == "running",
-                )
+                .where(*_held(owner, item))
                 .values(state=state, result=result, finished_at=now, lease_owner=None, lease_until=None)
             )
             return bool(done.rowcount)
@@ -291,12 +286,7 @@ class BatchStore:
         async with self.engine.begin() as conn:
             await conn.execute(
                 sa.update(_I)
-                .where(
-                    _I.c.batch_id == item.batch_id,
-                    _I.c.idx == item.idx,
-                    _I.c.lease_owner == owner,
-                    _I.c.state == "running",
-                )
+                .where(*_held(owner, item))
                 .values(state="queued", lease_owner=None, lease_until=None)
             )
 
@@ -336,6 +326,16 @@ class BatchStore:
                 await conn.execute(sa.delete(_I).where(_I.c.batch_id.in_(ids)))
                 await conn.execute(sa.delete(_B).where(_B.c.id.in_(ids)))
             return len(ids)
+
+
+def _held(owner: str, item: Claimed) -> tuple[Any, ...]:
+    """The item, while `owner` holds its lease."""
+    return (
+        _I.c.batch_id == item.batch_id,
+        _I.c.idx == item.idx,
+        _I.c.lease_owner == owner,
+        _I.c.state == "running",
+    )
 
 
 def _batch_row(row: Any, tally: dict[str, int]) -> BatchRow:
