@@ -27,14 +27,14 @@ def test_a_lapsed_lease_moves_the_item_and_only_the_new_holder_writes_its_result
         assert [c.idx for c in late] == [2]  # a's leases still hold
         taken = await store.claim("b", 5, now=106.0, lease=5.0)  # a's leases ran out
         assert [c.idx for c in taken] == [0, 1] and taken[0].attempts == 2
-        assert not await store.finish("a", first[0], "succeeded", '{"type":"succeeded"}', 107.0)
-        assert await store.finish("b", taken[0], "succeeded", '{"type":"succeeded"}', 107.0)
+        assert await store.finish("a", [(first[0], "succeeded", "{}")], 107.0) == 0
+        assert await store.finish("b", [(taken[0], "succeeded", "{}")], 107.0) == 1
         await store.renew("b", 1000.0)
         await store.sweep(500.0)
         assert (await store.get(batch_id)).status == "in_progress"  # two items still running
         assert await store.claim("c", 5, now=200.0, lease=5.0) == []  # b renewed its leases
         for item in (taken[1], late[0]):
-            await store.finish("b", item, "errored", '{"type":"errored"}', 501.0)
+            assert await store.finish("b", [(item, "errored", "{}")], 501.0) == 1
         await store.sweep(502.0)
         row = await store.get(batch_id)
         assert row.status == "ended" and row.ended_at == 502.0

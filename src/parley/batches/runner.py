@@ -81,6 +81,42 @@ class RunnerLock:
             self.fd = None
 
 
+class ResultWriter:
+    """Results of items that finish close together go to the database in one transaction."""
+
+    GATHER = 0.01  # seconds the first result waits for others
+
+    def __init__(self, store: BatchStore, owner: str) -> None:
+        self.store = store
+        self.owner = owner
+        self.pending: list[tuple[Claimed, str, str, asyncio.Future[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def write(self, item: Claimed, state: str, result: str) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self.pending.append((item, state, result, future))
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._flush())
+        await future
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(self.GATHER)
+        while self.pending:
+            batch, self.pending = self.pending, []
+            try:
+                written = await self.store.finish(
+                    self.owner, [(i, s, r) for i, s, r, _ in batch], time.time()
+                )
+            except Exception as e:  # each waiting item sees the failure
+                for *_, future in batch:
+                    future.set_exception(e)
+                continue
+            if 0 <= written < len(batch):  # (a driver that cannot count says -1)
+                log.warning("%d batch results not written: their leases had passed on", len(batch) - written)
+            for *_, future in batch:
+                future.set_result(None)
+
+
 class BatchRunner:
     def __init__(
         self,
@@ -99,6 +135,7 @@ class BatchRunner:
         self.gate = CapacityGate(pipeline.router.health, settings)
         self.endpoint = BatchItemEndpoint(pipeline)
         self.lock = RunnerLock(lock_path)
+        self.results = ResultWriter(store, self.owner)
         self.running: dict[tuple[str, int], asyncio.Task[None]] = {}
         self.stopping = asyncio.Event()
         self.wake = asyncio.Event()
@@ -157,8 +194,7 @@ class BatchRunner:
     async def _work(self, item: Claimed) -> None:
         try:
             state, result = await self._run(item)
-            if not await self.store.finish(self.owner, item, state, result, time.time()):
-                log.warning("batch item %s lost its lease before its result was written", item.request_id)
+            await self.results.write(item, state, result)
         except (_Stopping, asyncio.CancelledError):
             with contextlib.suppress(*DATABASE_ERRORS):
                 await asyncio.shield(self.store.release(self.owner, item))

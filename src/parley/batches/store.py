@@ -271,15 +271,30 @@ class BatchStore:
                 .values(lease_until=until)
             )
 
-    async def finish(self, owner: str, item: Claimed, state: str, result: str, now: float) -> bool:
-        """Write an item's result if `owner` still holds its lease; whether it did."""
-        async with self.engine.begin() as conn:
-            done = await conn.execute(
-                sa.update(_I)
-                .where(*_held(owner, item))
-                .values(state=state, result=result, finished_at=now, lease_owner=None, lease_until=None)
+    async def finish(self, owner: str, done: Sequence[tuple[Claimed, str, str]], now: float) -> int:
+        """Write results of items `owner` still holds the lease on, in one transaction; how many."""
+        if not done:
+            return 0
+        stmt = (
+            sa.update(_I)
+            .where(
+                _I.c.batch_id == sa.bindparam("b_id"),
+                _I.c.idx == sa.bindparam("b_idx"),
+                _I.c.lease_owner == owner,
+                _I.c.state == "running",
             )
-            return bool(done.rowcount)
+            .values(
+                state=sa.bindparam("b_state"),
+                result=sa.bindparam("b_result"),
+                finished_at=now,
+                lease_owner=None,
+                lease_until=None,
+            )
+        )
+        rows = [{"b_id": i.batch_id, "b_idx": i.idx, "b_state": st, "b_result": r} for i, st, r in done]
+        async with self.engine.begin() as conn:
+            result = await conn.execute(stmt, rows)
+            return int(result.rowcount)
 
     async def release(self, owner: str, item: Claimed) -> None:
         """Give an unfinished item back (this runner is stopping)."""
