@@ -79,3 +79,17 @@ def test_the_gate_stops_at_the_share_of_the_deployments_rpm_and_tpm():
     health.begin("d1")
     health.end("d1", tokens=100)
     assert not gate.has_room(by_rpm) and not gate.has_room(by_tpm)  # 5 of 10 rpm, 500 of 1000 tpm
+
+
+def test_batch_settings_are_checked_at_load():
+    from parley.config import ConfigError, build_config
+
+    config = build_config(
+        {"batch_settings": {"expiry_hours": "2", "discount": 0.5, "colour": "red"}}, "cfg.yaml"
+    )
+    assert config.batches.expiry_hours == 2.0 and config.batches.discount == 0.5
+    assert config.ignored == ["batch_settings.colour (unknown key)"]
+    for bad, needle in (({"capacity_share": 2}, "capacity_share"), ({"discount": 1}, "discount")):
+        with pytest.raises(ConfigError) as info:
+            build_config({"batch_settings": bad}, "cfg.yaml")
+        assert str(info.value).startswith(f"cfg.yaml: batch_settings.{needle}: must be")
