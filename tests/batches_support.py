@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from typing import Any
@@ -50,11 +51,23 @@ def wait_ended(client: anthropic.Anthropic, batch_id: str, timeout: float = 60.0
         time.sleep(0.1)
 
 
-def item_states(db_path: str, batch_id: str) -> dict[int, str]:
-    """Each item's state, read straight from the SQLite database."""
-    with sqlite3.connect(db_path, timeout=10) as conn:
-        rows = conn.execute("SELECT idx, state FROM parley_batch_items WHERE batch_id = ?", (batch_id,))
-        return dict(rows.fetchall())
+def item_states(database_url: str, batch_id: str) -> dict[int, str]:
+    """Each item's state, read straight from the database (a SQLite path or a Postgres URL)."""
+    query = "SELECT idx, state FROM parley_batch_items WHERE batch_id = "
+    if not database_url.startswith("postgresql://"):
+        with sqlite3.connect(database_url, timeout=10) as conn:
+            return dict(conn.execute(query + "?", (batch_id,)).fetchall())
+
+    async def read() -> dict[int, str]:
+        import asyncpg
+
+        conn = await asyncpg.connect(database_url)
+        try:
+            return {r[0]: r[1] for r in await conn.fetch(query + "$1", batch_id)}
+        finally:
+            await conn.close()
+
+    return asyncio.run(read())
 
 
 def upstream_counts(upstream: Any) -> dict[str, int]:

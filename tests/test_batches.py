@@ -32,7 +32,7 @@ def test_mixed_backends_results_by_custom_id_and_one_spend_row_per_item(gateway,
     key = admin.post("/key/generate", {})["key"]
     client = client_for(gateway, key)
     requests = [
-        *requests_for(30),
+        *requests_for(49),
         {
             "custom_id": "unknown-model",
             "params": {
@@ -44,14 +44,14 @@ def test_mixed_backends_results_by_custom_id_and_one_spend_row_per_item(gateway,
     ]
     batch = client.messages.batches.create(requests=requests)
     assert batch.id.startswith("msgbatch_") and batch.processing_status == "in_progress"
-    assert batch.request_counts.processing == 31 and batch.results_url is None
+    assert batch.request_counts.processing == 50 and batch.results_url is None
     assert (batch.expires_at - batch.created_at).total_seconds() == pytest.approx(86400, abs=1)
 
     ended = wait_ended(client, batch.id)
     counts = ended.request_counts
     assert (counts.processing, counts.succeeded, counts.errored, counts.canceled, counts.expired) == (
         0,
-        30,
+        49,
         1,
         0,
         0,
@@ -62,8 +62,8 @@ def test_mixed_backends_results_by_custom_id_and_one_spend_row_per_item(gateway,
     )
 
     results = {r.custom_id: r.result for r in client.messages.batches.results(batch.id)}
-    assert len(results) == 31
-    for i in range(30):
+    assert len(results) == 50
+    for i in range(49):
         result = results[f"item-{i}"]
         assert result.type == "succeeded", result
         assert result.message.content[0].text.endswith(f"question {i}")
@@ -74,11 +74,11 @@ def test_mixed_backends_results_by_custom_id_and_one_spend_row_per_item(gateway,
 
     # the backends really were used: Anthropic and OpenAI protocols on the fake, mock in process
     paths = [seen["path"] for seen in upstream.requests()]
-    assert paths.count("/v1/messages") == 10 and paths.count("/v1/chat/completions") == 10
+    assert paths.count("/v1/messages") == 17 and paths.count("/v1/chat/completions") == 16
     assert set(upstream_counts(upstream).values()) == {1}
 
-    rows = [r for r in admin.wait_logs(31, api_key=key) if r["route"] == "/v1/messages/batches"]
-    assert sorted(r["request_id"] for r in rows) == sorted(f"{batch.id}_{i}" for i in range(31))
+    rows = [r for r in admin.wait_logs(50, api_key=key) if r["route"] == "/v1/messages/batches"]
+    assert sorted(r["request_id"] for r in rows) == sorted(f"{batch.id}_{i}" for i in range(50))
     by_model = {r["model"] for r in rows if r["status"] == 200}
     assert by_model == set(MODELS)
     assert all(r["spend"] > 0 for r in rows if r["model"] == "claude-haiku-4-5")

@@ -31,9 +31,19 @@ def _check_complete(client: anthropic.Anthropic, admin: Admin, batch_id: str, n:
     assert mine == sorted(f"{batch_id}_{i}" for i in range(n))
 
 
-def test_kill_9_mid_batch_then_restart_runs_each_item_once(upstream, tmp_path):
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request, tmp_path):
+    if request.param == "sqlite":
+        yield str(tmp_path / "parley.db")
+        return
+    name, url = create_pg_database()
+    yield url
+    drop_pg_database(name)
+
+
+def test_kill_9_mid_batch_then_restart_runs_each_item_once(upstream, database):
     n, slots = 48, 6
-    db = str(tmp_path / "parley.db")
+    db = database
     config = batch_config(upstream, db, deployment_concurrency=slots // 2, lease_seconds=1.5)
     upstream.script(*({"delay": 0.25} for _ in range(n)))
     first = Gateway(config)
