@@ -102,3 +102,29 @@ def test_two_instances_on_postgres_share_a_batch_without_running_an_item_twice(u
     assert not set(seen_a) & set(seen_b)
     assert sorted([*seen_a, *seen_b]) == sorted(f"question {i}" for i in range(n))
     assert set(seen_a.values()) == set(seen_b.values()) == {1}
+
+
+def test_a_stopped_gateway_hands_back_what_it_did_not_finish(upstream, tmp_path):
+    """SIGTERM: items in flight finish, items not started go back to the queue (none is left
+    `running` for a lease to expire), and the next start completes the batch."""
+    n = 30
+    db = str(tmp_path / "parley.db")
+    config = batch_config(upstream, db, deployment_concurrency=2, lease_seconds=600)
+    upstream.script(*({"delay": 0.2} for _ in range(n)))
+    first = Gateway(config)
+    client = anthropic.Anthropic(base_url=first.url, api_key=MASTER, max_retries=0)
+    batch = client.messages.batches.create(requests=requests_for(n, UPSTREAM_MODELS))
+    deadline = time.monotonic() + 30
+    while sum(s in FINAL for s in item_states(db, batch.id).values()) < 4:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert first.stop() == 0
+    states = item_states(db, batch.id)
+    assert "running" not in states.values() and "queued" in states.values()
+    second = Gateway(config)  # a 600 s lease would hold anything left running
+    try:
+        client = anthropic.Anthropic(base_url=second.url, api_key=MASTER, max_retries=0)
+        _check_complete(client, Admin(second.url), batch.id, n)
+    finally:
+        second.stop()
+    assert set(upstream_counts(upstream).values()) == {1}
