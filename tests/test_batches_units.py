@@ -29,7 +29,7 @@ def test_a_lapsed_lease_moves_the_item_and_only_the_new_holder_writes_its_result
         assert [c.idx for c in taken] == [0, 1] and taken[0].attempts == 2
         assert await store.finish("a", [(first[0], "succeeded", "{}")], 107.0) == 0
         assert await store.finish("b", [(taken[0], "succeeded", "{}")], 107.0) == 1
-        await store.renew("b", 1000.0)
+        await store.renew("b", [(batch_id, 1), (batch_id, 2)], 1000.0)
         await store.sweep(500.0)
         assert (await store.get(batch_id)).status == "in_progress"  # two items still running
         assert await store.claim("c", 5, now=200.0, lease=5.0) == []  # b renewed its leases

@@ -170,7 +170,9 @@ class BatchRunner:
                 if self.lock.held():
                     now = time.time()
                     if self.running and now - last_renew >= self.settings.lease_seconds / 3:
-                        await self.store.renew(self.owner, now + self.settings.lease_seconds)
+                        await self.store.renew(
+                            self.owner, list(self.running), now + self.settings.lease_seconds
+                        )
                         last_renew = now
                     if now - last_sweep >= SWEEP_SECONDS:
                         await self.store.sweep(now)
@@ -183,6 +185,8 @@ class BatchRunner:
                         claimed = await self.store.claim(self.owner, free, now, self.settings.lease_seconds)
             except DATABASE_ERRORS as e:
                 log.warning("batch runner: database unavailable (%s); retrying", e)
+            except Exception:  # a bug: logged, and the loop goes on
+                log.exception("batch runner: unexpected error; retrying")
             for item in claimed:
                 key = (item.batch_id, item.idx)
                 self.running[key] = asyncio.get_running_loop().create_task(self._work(item))
@@ -198,7 +202,7 @@ class BatchRunner:
         except (_Stopping, asyncio.CancelledError):
             with contextlib.suppress(*DATABASE_ERRORS):
                 await asyncio.shield(self.store.release(self.owner, item))
-        except Exception:  # a bug or the database: the lease runs out and another try comes
+        except Exception:  # a bug or the database: the lease lapses (no longer renewed), then a retry
             log.exception("batch item %s failed; it will be retried", item.request_id)
         finally:
             self.running.pop((item.batch_id, item.idx), None)

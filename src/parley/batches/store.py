@@ -263,11 +263,18 @@ class BatchStore:
             rows = (await conn.execute(query)).all()
         return [Claimed(r[0], r[1], r[2], r[3], r[4], r[5], dict(r[6] or {}), r[7]) for r in rows]
 
-    async def renew(self, owner: str, until: float) -> None:
+    async def renew(self, owner: str, keys: Sequence[tuple[str, int]], until: float) -> None:
+        """Extend the leases of the items (batch id, index) that `owner` is working on."""
+        if not keys:
+            return
         async with self.engine.begin() as conn:
             await conn.execute(
                 sa.update(_I)
-                .where(_I.c.lease_owner == owner, _I.c.state == "running")
+                .where(
+                    sa.tuple_(_I.c.batch_id, _I.c.idx).in_(list(keys)),
+                    _I.c.lease_owner == owner,
+                    _I.c.state == "running",
+                )
                 .values(lease_until=until)
             )
 
