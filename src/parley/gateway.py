@@ -110,7 +110,7 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
         config.general.stream_ping_interval,
         config.general.max_stream_seconds,
     )
-    batches = _batches(pipeline, store, tasks) if store is not None else None
+    batches = _batches(pipeline, store, tasks, http) if store is not None else None
     return Gateway(
         config,
         tasks,
@@ -126,11 +126,11 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
     )
 
 
-def _batches(pipeline: Pipeline, store: StoreService, tasks: Tasks) -> BatchRunner:
+def _batches(pipeline: Pipeline, store: StoreService, tasks: Tasks, http: HttpClient) -> BatchRunner:
     """The Message Batches runner (started after the database is migrated, stopped before it closes)."""
     from parley.batches.runner import build_runner
 
-    runner = build_runner(pipeline, store)
+    runner = build_runner(pipeline, store, http)
     tasks.on_startup(runner.start)
     tasks.on_shutdown(runner.stop)
     return runner

@@ -21,10 +21,12 @@ from typing import Any
 import orjson
 
 from parley.batches.gate import CapacityGate
+from parley.batches.native import NativeBatches, NativeItemEndpoint, Unsent, native_target
 from parley.batches.store import BatchStore, Claimed
 from parley.batches.wire import ROUTE
 from parley.config import BatchSettings
 from parley.core.context import RequestContext
+from parley.core.deployment import Target
 from parley.core.errors import GatewayError
 from parley.core.stream import UpstreamReply
 from parley.filters.virtual_keys import check_key
@@ -33,6 +35,7 @@ from parley.pipeline.messages import MessagesEndpoint
 from parley.spend.service import StoreService
 from parley.store.outage import DATABASE_ERRORS
 from parley.store.records import KeyRecord
+from parley.transport.http import HttpClient
 
 log = logging.getLogger("parley.batches")
 
@@ -125,6 +128,7 @@ class BatchRunner:
         service: StoreService,
         settings: BatchSettings,
         lock_path: str | None,
+        http: HttpClient,
     ) -> None:
         self.store = store
         self.pipeline = pipeline
@@ -137,6 +141,8 @@ class BatchRunner:
         self.lock = RunnerLock(lock_path)
         self.results = ResultWriter(store, self.owner)
         self.running: dict[tuple[str, int], asyncio.Task[None]] = {}
+        self.parked: dict[tuple[str, int], asyncio.Task[None]] = {}  # items in a native batch upstream
+        self.native = NativeBatches(http, store, self.owner, settings, self._ending)
         self.stopping = asyncio.Event()
         self.wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -153,12 +159,16 @@ class BatchRunner:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self.native.stop()
+        for task in list(self.parked.values()):  # back to the queue: the next runner polls upstream
+            task.cancel()
         if self.running:
             await asyncio.wait(list(self.running.values()), timeout=STOP_GRACE)
         for task in list(self.running.values()):
             task.cancel()
-        if self.running:
-            await asyncio.wait(list(self.running.values()), timeout=1.0)
+        waiting = [*self.running.values(), *self.parked.values()]
+        if waiting:
+            await asyncio.wait(waiting, timeout=1.0)
         self.lock.release()
 
     async def _loop(self) -> None:
@@ -169,10 +179,9 @@ class BatchRunner:
             try:
                 if self.lock.held():
                     now = time.time()
-                    if self.running and now - last_renew >= self.settings.lease_seconds / 3:
-                        await self.store.renew(
-                            self.owner, list(self.running), now + self.settings.lease_seconds
-                        )
+                    if (self.running or self.parked) and now - last_renew >= self.settings.lease_seconds / 3:
+                        held = [*self.running, *self.parked]
+                        await self.store.renew(self.owner, held, now + self.settings.lease_seconds)
                         last_renew = now
                     if now - last_sweep >= SWEEP_SECONDS:
                         await self.store.sweep(now)
@@ -196,8 +205,15 @@ class BatchRunner:
                     await asyncio.wait_for(self.wake.wait(), self.settings.poll_interval)
 
     async def _work(self, item: Claimed) -> None:
+        key = (item.batch_id, item.idx)
         try:
-            state, result = await self._run(item)
+            target = self._native(item)
+            if target is None:
+                state, result = await self._run(item)
+            else:  # it waits on Anthropic's batch, not on a slot here
+                self.parked[key] = self.running.pop(key)
+                self.wake.set()
+                state, result = await self._run_native(item, target)
             await self.results.write(item, state, result)
         except (_Stopping, asyncio.CancelledError):
             with contextlib.suppress(*DATABASE_ERRORS):
@@ -205,7 +221,8 @@ class BatchRunner:
         except Exception:  # a bug or the database: the lease lapses (no longer renewed), then a retry
             log.exception("batch item %s failed; it will be retried", item.request_id)
         finally:
-            self.running.pop((item.batch_id, item.idx), None)
+            self.running.pop(key, None)
+            self.parked.pop(key, None)
             self.wake.set()
 
     async def _run(self, item: Claimed) -> tuple[str, str]:
@@ -214,9 +231,7 @@ class BatchRunner:
         ctx.request_id = item.request_id
         ctx.price_factor = 1.0 - self.settings.discount
         try:
-            body = orjson.loads(item.params)
-            await self._authorize(ctx, item)
-            self.endpoint.check(ctx, body)
+            body = await self._checked(ctx, item)
             targets = self.pipeline.router.targets(item.model, ctx.allowed_models)
             slot = await self.gate.acquire(targets, self.stopping)
             if slot is None:
@@ -226,7 +241,7 @@ class BatchRunner:
                 if ending is not None:  # canceled or expired while it waited for capacity: never sent
                     return ending, orjson.dumps({"type": ending}).decode()
                 with self.gate.sending(slot):
-                    state, result = await self._send(ctx, body, item)
+                    state, result = await self._send(ctx, body, item, self.endpoint)
             finally:
                 self.gate.release(slot)
         except GatewayError as error:  # refused before it was sent: still its one spend row
@@ -235,11 +250,51 @@ class BatchRunner:
         await self._spend_durable()
         return state, result
 
-    async def _send(self, ctx: RequestContext, body: dict[str, Any], item: Claimed) -> tuple[str, str]:
+    async def _run_native(self, item: Claimed, target: Target | None) -> tuple[str, str]:
+        """An item for a `native_batches` deployment: the same pipeline, sent in Anthropic's batch
+        and billed at its batch price (`ctx.price_tier`), not at the gateway-run discount."""
+        ctx = RequestContext(api="anthropic", route=ROUTE, headers=item.headers)
+        ctx.request_id = item.request_id
+        try:
+            body = await self._checked(ctx, item)
+            if target is None:
+                raise GatewayError(
+                    404, f"deployment {item.deployment!r} is no longer configured", "not_found_error"
+                )
+            endpoint = NativeItemEndpoint(self.pipeline, ROUTE, self.native, item, target)
+            state, result = await self._send(ctx, body, item, endpoint)
+        except Unsent as unsent:  # canceled or expired upstream: no cost, the budget hold released
+            ctx.status, ctx.error_type = 499, unsent.state
+            state, result = unsent.state, orjson.dumps({"type": unsent.state}).decode()
+            self.pipeline.finish(ctx)
+        except GatewayError as error:
+            state, result = _refused(ctx, error)
+            self.pipeline.finish(ctx)
+        await self._spend_durable()
+        return state, result
+
+    def _native(self, item: Claimed) -> Target | None:
+        """Where an item for a native batch goes (None: it runs here)."""
+        if item.upstream_batch is None:
+            return native_target(self.pipeline, item.model)
+        for target in self.pipeline.router.table.resolve(item.model):
+            if target.deployment.id == item.deployment:
+                return target
+        return None  # (its deployment is gone: `_run_native` errors it)
+
+    async def _checked(self, ctx: RequestContext, item: Claimed) -> dict[str, Any]:
+        body: dict[str, Any] = orjson.loads(item.params)
+        await self._authorize(ctx, item)
+        self.endpoint.check(ctx, body)
+        return body
+
+    async def _send(
+        self, ctx: RequestContext, body: dict[str, Any], item: Claimed, endpoint: MessagesEndpoint
+    ) -> tuple[str, str]:
         """Through the pipeline; the filters' `on_done` (spend row, budget settled) once it is over,
         but not when the runner is stopped mid-call: the item is run again, under the same id."""
         try:
-            reply = await self.pipeline.process(self.endpoint, ctx, body, item.params.encode())
+            reply = await self.pipeline.process(endpoint, ctx, body, item.params.encode())
             data = await _read(reply)
             ctx.status = reply.status
             outcome = _outcome(reply.status, data, ctx)
@@ -344,6 +399,6 @@ def lock_path(database_url: str) -> str | None:
     return path + ".batch-runner.lock"
 
 
-def build_runner(pipeline: Pipeline, service: StoreService) -> BatchRunner:
+def build_runner(pipeline: Pipeline, service: StoreService, http: HttpClient) -> BatchRunner:
     store = BatchStore(service.engine)
-    return BatchRunner(store, pipeline, service, service.config.batches, lock_path(service.url))
+    return BatchRunner(store, pipeline, service, service.config.batches, lock_path(service.url), http)

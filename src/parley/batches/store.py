@@ -70,6 +70,8 @@ class Claimed:
     api_key: str | None
     headers: dict[str, str]
     attempts: int
+    upstream_batch: str | None = None  # the native batch upstream it is in, once sent
+    deployment: str | None = None
 
     @property
     def request_id(self) -> str:
@@ -256,12 +258,14 @@ class BatchStore:
                     _B.c.api_key,
                     _B.c.headers,
                     _I.c.attempts,
+                    _I.c.upstream_batch,
+                    _I.c.deployment,
                 )
                 .join(_B, _B.c.id == _I.c.batch_id)
                 .where(chosen, _I.c.lease_owner == owner, _I.c.state == "running")
             )
             rows = (await conn.execute(query)).all()
-        return [Claimed(r[0], r[1], r[2], r[3], r[4], r[5], dict(r[6] or {}), r[7]) for r in rows]
+        return [Claimed(r[0], r[1], r[2], r[3], r[4], r[5], dict(r[6] or {}), r[7], r[8], r[9]) for r in rows]
 
     async def renew(self, owner: str, keys: Sequence[tuple[str, int]], until: float) -> None:
         """Extend the leases of the items (batch id, index) that `owner` is working on."""
@@ -276,6 +280,17 @@ class BatchStore:
                     _I.c.state == "running",
                 )
                 .values(lease_until=until)
+            )
+
+    async def mark_submitted(
+        self, owner: str, keys: Sequence[tuple[str, int]], upstream: str, dep: str
+    ) -> None:
+        """Record the native batch the items were sent in (a later runner polls it, never resends)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                sa.update(_I)
+                .where(sa.tuple_(_I.c.batch_id, _I.c.idx).in_(list(keys)), _I.c.lease_owner == owner)
+                .values(upstream_batch=upstream, deployment=dep)
             )
 
     async def finish(self, owner: str, done: Sequence[tuple[Claimed, str, str]], now: float) -> int:

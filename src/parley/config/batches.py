@@ -6,7 +6,9 @@ the share of each deployment's rpm/tpm (and, while interactive calls are in flig
 concurrency) batches may use; deployment_concurrency: batch items in flight per deployment;
 max_concurrency: batch items in flight per instance; lease_seconds: how long a claimed item is
 held without renewal (a crashed instance's items are taken over after it); poll_interval: seconds
-between looks for work when idle; discount: off list price for gateway-run items (0 to 1).
+between looks for work when idle; discount: off list price for gateway-run items (0 to 1);
+native_gather_seconds / native_poll_seconds: how long items for a `native_batches` deployment are
+gathered into one upstream batch, and how often that batch is polled.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ BATCH_KEYS = frozenset(
         "lease_seconds",
         "poll_interval",
         "discount",
+        "native_gather_seconds",
+        "native_poll_seconds",
     }
 )
 
@@ -43,6 +47,8 @@ class BatchSettings:
     lease_seconds: float = 60.0
     poll_interval: float = 0.5
     discount: float = 0.0
+    native_gather_seconds: float = 1.0
+    native_poll_seconds: float = 30.0
 
     @classmethod
     def from_config(cls, settings: Mapping[str, Any], where: str) -> BatchSettings:
@@ -63,4 +69,6 @@ class BatchSettings:
             lease_seconds=f.number("lease_seconds", 60.0, positive=True),
             poll_interval=f.number("poll_interval", 0.5, positive=True),
             discount=discount,
+            native_gather_seconds=f.number("native_gather_seconds", 1.0, positive=True),
+            native_poll_seconds=f.number("native_poll_seconds", 30.0, positive=True),
         )

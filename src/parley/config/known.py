@@ -74,6 +74,7 @@ MODEL_INFO = frozenset({"id"})
 PARAMS = frozenset(
     {
         # config.loader
+        "native_batches",  # parley.batches.native
         "model",
         "api_base",
         "api_key",

@@ -158,5 +158,7 @@ batch_items = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("result", sa.Text, nullable=True),  # the JSONL line's `result`, JSON
     sa.Column("finished_at", sa.Double, nullable=True),
+    sa.Column("upstream_batch", sa.String(64), nullable=True),  # a native batch's id upstream
+    sa.Column("deployment", sa.String(255), nullable=True),  # the deployment it was sent to
     sa.Index("ix_parley_batch_items_state", "state", "lease_until"),
 )

@@ -40,6 +40,8 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
         sa.Column("result", sa.Text, nullable=True),
         sa.Column("finished_at", sa.Double, nullable=True),
+        sa.Column("upstream_batch", sa.String(64), nullable=True),  # a native batch's id upstream
+        sa.Column("deployment", sa.String(255), nullable=True),  # the deployment it was sent to
     )
     op.create_index("ix_parley_batch_items_state", "parley_batch_items", ["state", "lease_until"])
 
