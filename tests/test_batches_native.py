@@ -36,6 +36,13 @@ def _native_posts(upstream) -> list[dict]:
     return [r for r in upstream.requests() if r["method"] == "POST" and r["path"] == "/v1/messages/batches"]
 
 
+def _wait_native_post(upstream) -> None:
+    deadline = time.monotonic() + 20
+    while not _native_posts(upstream):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
 def test_native_items_go_in_one_upstream_batch_billed_at_the_batch_price(start_gateway, upstream, tmp_path):
     gw = start_gateway(native_config(upstream, str(tmp_path / "parley.db"), end_after=0.5))
     admin = Admin(gw.url)
@@ -75,10 +82,7 @@ def test_kill_9_while_the_native_batch_runs_polls_it_again_and_sends_nothing_twi
     try:
         client = anthropic.Anthropic(base_url=first.url, api_key=MASTER, max_retries=0)
         batch = client.messages.batches.create(requests=requests_for(6, ("claude-native",)))
-        deadline = time.monotonic() + 20
-        while not _native_posts(upstream):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        _wait_native_post(upstream)
         time.sleep(0.3)  # the upstream id is recorded on the items
     finally:
         first.kill()
@@ -101,10 +105,7 @@ def test_cancel_reaches_the_upstream_batch(start_gateway, upstream, tmp_path):
     gw = start_gateway(native_config(upstream, str(tmp_path / "parley.db"), end_after=60))
     client = anthropic.Anthropic(base_url=gw.url, api_key=MASTER, max_retries=0)
     batch = client.messages.batches.create(requests=requests_for(4, ("claude-native",)))
-    deadline = time.monotonic() + 20
-    while not _native_posts(upstream):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    _wait_native_post(upstream)
     client.messages.batches.cancel(batch.id)
     ended = wait_ended(client, batch.id, timeout=20)
     assert ended.request_counts.canceled == 4
