@@ -63,8 +63,9 @@ class Gateway:
         await self.http.close()
 
 
-def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gateway:
-    """Every part of a gateway for `config`; `extra_filters` join the chain in their phases."""
+def build_gateway(config: Config, extra_filters: Sequence[Filter] = (), batches: bool = True) -> Gateway:
+    """Every part of a gateway for `config`; `extra_filters` join the chain in their phases;
+    `batches`: run Message Batches (the server does; the in-process SDK does not)."""
     tasks = Tasks()
     http = HttpClient()
     redis = link_from_config(config.redis, os.environ)
@@ -110,7 +111,7 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
         config.general.stream_ping_interval,
         config.general.max_stream_seconds,
     )
-    batches = _batches(pipeline, store, tasks, http) if store is not None else None
+    runner = _batches(pipeline, store, tasks, http) if store is not None and batches else None
     return Gateway(
         config,
         tasks,
@@ -122,7 +123,7 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
         config.passthrough,
         store,
         store.prices if store is not None else PriceTable(),
-        batches,
+        runner,
     )
 
 
