@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -82,13 +83,18 @@ def _summary(times: list[float]) -> str:
     return f"p50 {q[49] * 1000:.1f} ms, p95 {q[94] * 1000:.1f} ms, {len(times)} calls"
 
 
-async def interference(url: str, seconds: float, items: int) -> tuple[list[float], list[float]]:
+async def interference(url: str, db: str, seconds: float, items: int) -> tuple[list[float], list[float], int]:
+    """Interactive latency alone, then with a batch on the same deployment; and how many batch
+    items finished meanwhile."""
     base = await latency(url, seconds)
     async with aiohttp.ClientSession() as http:
         batch_id = await _create(http, url, items, "claude-haiku-4-5")
         busy = await latency(url, seconds)
+        with sqlite3.connect(db) as conn:
+            query = "SELECT count(*) FROM parley_batch_items WHERE batch_id = ? AND state = 'succeeded'"
+            done = conn.execute(query, (batch_id,)).fetchone()[0]
         await _until_ended(http, url, batch_id)
-    return base, busy
+    return base, busy, done
 
 
 def main() -> None:
@@ -120,11 +126,12 @@ def main() -> None:
             for g in gws:
                 g.stop()
             drop_pg_database(name)
-        gw = Gateway(batch_config(upstream, os.path.join(folder, "lat.db")))
+        db = os.path.join(folder, "lat.db")
+        gw = Gateway(batch_config(upstream, db))
         try:
-            base, busy = asyncio.run(interference(gw.url, args.seconds, args.items))
+            base, busy, done = asyncio.run(interference(gw.url, db, args.seconds, args.items))
             print(f"interactive c=16 alone:          {_summary(base)}")
-            print(f"interactive c=16, batch running: {_summary(busy)}")
+            print(f"interactive c=16, batch running: {_summary(busy)} ({done} batch items done meanwhile)")
             print(f"p50 change: {(statistics.median(busy) / statistics.median(base) - 1) * 100:+.1f}%")
         finally:
             gw.stop()

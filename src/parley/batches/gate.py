@@ -1,7 +1,8 @@
 """How much of each deployment batch items may use: they fill idle capacity only.
 
 An item may start on a deployment while (1) fewer than `deployment_concurrency` batch items are in
-flight there, or `capacity_share` of that while interactive calls are in flight on it too, and (2)
+flight there; while interactive calls are in flight on it too, `capacity_share` of that less one per
+interactive call, but always one (so a batch still moves under steady traffic); and (2)
 the deployment's traffic this minute (all of it, interactive first) is under `capacity_share` of its
 `rpm` and `tpm`. Interactive calls are never held back: only batch items wait.
 """
@@ -32,7 +33,9 @@ class CapacityGate:
     def has_room(self, dep: Deployment) -> bool:
         mine = self.inflight[dep.id]
         interactive = self.health.of(dep.id).inflight - self.sent[dep.id]
-        cap = self.concurrency if interactive <= 0 else max(1, int(self.concurrency * self.share))
+        cap = self.concurrency
+        if interactive > 0:  # busy: the share, less one slot per interactive call, at least one
+            cap = max(1, int(self.concurrency * self.share) - interactive)
         if mine >= cap:
             return False
         requests, tokens = self.health.usage(dep.id)
