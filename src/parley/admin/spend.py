@@ -21,6 +21,7 @@ GROUPS = {
     "customer": S.c.end_user,
     "model": S.c.model,
     "tag": t.spend_log_tags.c.tag,
+    "session": S.c.session_id,
 }
 _FILTERS = (
     ("user_id", S.c.user),
@@ -186,7 +187,7 @@ ENDPOINTS = [
         "GET",
         "/spend/report",
         report,
-        "Spend totals by UTC day and by key, user, team, customer, tag or model",
+        "Spend totals by UTC day and by key, user, team, customer, tag, model or session",
         query=(*QUERY, "group_by"),
     ),
 ]

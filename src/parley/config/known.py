@@ -87,7 +87,7 @@ CACHE_PARAMS = frozenset(
 )
 PASSTHROUGH = frozenset({"api_base", "api_key", "forward_client_key", "timeout"})
 ENTRY = frozenset({"model_name", "params", "litellm_params", "model_info", "only_if_env"})
-MODEL_INFO = frozenset({"id", "mode"})
+MODEL_INFO = frozenset({"id", "mode", "display_name", "max_input_tokens", "max_output_tokens"})
 PARAMS = frozenset(
     {
         # config.loader

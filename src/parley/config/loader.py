@@ -22,7 +22,7 @@ from parley.config.sections import (
     LitellmSettings,
     PassthroughSettings,
 )
-from parley.core.deployment import Deployment
+from parley.core.deployment import Deployment, ModelCard
 
 ENV_PREFIX = "os.environ/"
 DEFAULT_TIMEOUT = 600.0
@@ -206,7 +206,23 @@ def _deployment(entry: dict[str, Any], index: int, where: str, env: Mapping[str,
         timeout=_timeout(params, where),
         extra_headers=_headers(params, where),
         params=params,
+        card=_card(info, f"{where}: model_info"),
     )
+
+
+def _card(info: dict[str, Any], where: str) -> ModelCard:
+    name = info.get("display_name")
+    if name is not None and (not isinstance(name, str) or not name):
+        raise ConfigError(f"{where}.display_name: must be a non-empty string")
+    window = _tokens(info, "max_input_tokens", where)
+    return ModelCard(name, window, _tokens(info, "max_output_tokens", where))
+
+
+def _tokens(info: dict[str, Any], field: str, where: str) -> int | None:
+    value = info.get(field)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+        raise ConfigError(f"{where}.{field}: must be a positive number of tokens, got {value!r}")
+    return value
 
 
 def _provider_model(params: dict[str, Any], name: str, where: str) -> tuple[str, str]:

@@ -35,6 +35,8 @@ def create_app(config: Config, gateway: Gateway | None = None) -> Starlette:
         Route("/health", liveness, methods=["GET"]),
         Route("/v1/models", models.list, methods=["GET"]),
         Route("/v1/models/{model_id:path}", models.get, methods=["GET"]),
+        Route("/model/info", models.info, methods=["GET"]),
+        Route("/v1/model/info", models.info, methods=["GET"]),
         *ApiRoutes(gw).routes(),
         *BatchRoutes(gw).routes(),
         *VectorStoreRoutes(gw).routes(),

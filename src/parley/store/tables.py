@@ -88,7 +88,7 @@ spend_logs = sa.Table(
     sa.Column("user", sa.String(255), nullable=True, index=True),
     sa.Column("team_id", sa.String(255), nullable=True, index=True),
     sa.Column("end_user", sa.String(255), nullable=True, index=True),
-    sa.Column("session_id", sa.String(255), nullable=True),
+    sa.Column("session_id", sa.String(255), nullable=True, index=True),
     sa.Column("request_tags", sa.JSON, nullable=True),
     sa.Column("route", sa.String(128), nullable=False),
     sa.Column("model", sa.String(255), nullable=True, index=True),  # as requested

@@ -1,14 +1,14 @@
 """Message Batches run by the gateway: batches and their items.
 
 Revision ID: 0004
-Revises: 0008
+Revises: 0009
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
