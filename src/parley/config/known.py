@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
+from parley.config.batches import BATCH_KEYS
 from parley.config.guardrails import ignored_guardrail_keys
 
 UNKNOWN = "unknown key"
@@ -91,6 +92,7 @@ MODEL_INFO = frozenset({"id", "mode", "display_name", "max_input_tokens", "max_o
 PARAMS = frozenset(
     {
         # config.loader
+        "native_batches",  # parley.batches.native
         "semantic_cache",
         "vector_store_ids",
         "retrieval_top_k",
@@ -347,6 +349,7 @@ SECTIONS = MappingProxyType(
         "router_settings": (ROUTER, LITELLM_ROUTER),
         "litellm_settings": (LITELLM_SETTINGS, LITELLM_LITELLM),
         "anthropic_passthrough": (PASSTHROUGH, frozenset[str]()),
+        "batch_settings": (BATCH_KEYS, frozenset[str]()),
     }
 )
 

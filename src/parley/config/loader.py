@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from parley.config.batches import BatchSettings
 from parley.config.fields import ConfigError
 from parley.config.guardrails import GuardrailSpec, load_guardrails
 from parley.config.known import ignored_keys
@@ -26,7 +27,13 @@ from parley.core.deployment import Deployment, ModelCard
 
 ENV_PREFIX = "os.environ/"
 DEFAULT_TIMEOUT = 600.0
-SECTION_NAMES = ("general_settings", "router_settings", "litellm_settings", "anthropic_passthrough")
+SECTION_NAMES = (
+    "general_settings",
+    "router_settings",
+    "litellm_settings",
+    "anthropic_passthrough",
+    "batch_settings",
+)
 
 # provider prefix -> (wire protocol, default api_base)
 PROVIDERS: dict[str, tuple[str, str | None]] = {
@@ -71,6 +78,7 @@ class Config:
     litellm: LitellmSettings = field(default_factory=LitellmSettings)
     passthrough: PassthroughSettings = field(default_factory=PassthroughSettings)
     guardrails: tuple[GuardrailSpec, ...] = ()
+    batches: BatchSettings = field(default_factory=BatchSettings)
     ignored: list[str] = field(default_factory=list)
 
     @property
@@ -140,6 +148,7 @@ def build_config(doc: Any, path: str, env: Mapping[str, str] | None = None) -> C
             sections["anthropic_passthrough"], f"{path}: anthropic_passthrough", env
         ),
         guardrails=load_guardrails(raw.get("guardrails"), f"{path}: guardrails"),
+        batches=BatchSettings.from_config(sections["batch_settings"], f"{path}: batch_settings"),
         ignored=ignored_keys(doc),
     )
 

@@ -113,6 +113,7 @@ class RequestContext:
     cost: float | None = None  # USD, computed once when the call is over
     spend_id: str | None = None  # the spend row's id when not the request id (batch results)
     price_tier: str = "standard"  # or "batch"
+    price_factor: float = 1.0  # the share of the price billed (gateway-run batches' discount)
     first_byte_at: float | None = None
     ended_at: float | None = None
     end_user: str | None = None

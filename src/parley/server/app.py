@@ -17,6 +17,7 @@ from parley.core.context import new_request_id
 from parley.core.errors import anthropic_error_body, anthropic_type_for_status
 from parley.gateway import Gateway, build_gateway
 from parley.server.api import ApiRoutes
+from parley.server.batches import BatchRoutes
 from parley.server.guardrails import GuardrailRoutes
 from parley.server.models import ModelRoutes
 from parley.server.ui import ui_routes
@@ -39,6 +40,7 @@ def create_app(config: Config, gateway: Gateway | None = None) -> Starlette:
         Route("/v1/model/info", models.info, methods=["GET"]),
         Route("/guardrails/list", GuardrailRoutes(gw).list, methods=["GET"]),
         *ApiRoutes(gw).routes(),
+        *BatchRoutes(gw).routes(),
         *VectorStoreRoutes(gw).routes(),
         *ui_routes(),
     ]

@@ -132,6 +132,41 @@ SUBJECTS = {
     "customer": (customers, "user_id"),
 }
 
+# Message Batches run by the gateway (`parley.batches`): one row per batch, one per item.
+batches = sa.Table(
+    "parley_batches",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # msgbatch_…
+    sa.Column("api_key", sa.String(64), nullable=True, index=True),  # owner's key hash; None: master
+    sa.Column("team_id", sa.String(255), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False, index=True),  # in_progress | canceling | ended
+    sa.Column("headers", sa.JSON, nullable=True),  # anthropic-version / -beta sent with each item
+    sa.Column("total", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False, index=True),
+    sa.Column("expires_at", sa.Double, nullable=False),
+    sa.Column("ended_at", sa.Double, nullable=True),
+    sa.Column("cancel_initiated_at", sa.Double, nullable=True),
+)
+
+batch_items = sa.Table(
+    "parley_batch_items",
+    metadata,
+    sa.Column("batch_id", sa.String(64), primary_key=True),
+    sa.Column("idx", sa.Integer, primary_key=True),
+    sa.Column("custom_id", sa.String(64), nullable=False),
+    sa.Column("model", sa.String(255), nullable=False),
+    sa.Column("params", sa.Text, nullable=False),  # the item's Messages body, JSON
+    # queued | running | succeeded | errored | canceled | expired
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_until", sa.Double, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("result", sa.Text, nullable=True),  # the JSONL line's `result`, JSON
+    sa.Column("finished_at", sa.Double, nullable=True),
+    sa.Column("upstream_batch", sa.String(64), nullable=True),  # a native batch's id upstream
+    sa.Column("deployment", sa.String(255), nullable=True),  # the deployment it was sent to
+    sa.Index("ix_parley_batch_items_state", "state", "lease_until"),
+)
 
 # --- Vector stores (retrieval): OpenAI's vector-store shape, owned by a team or a key ---------------
 
