@@ -224,7 +224,6 @@ def test_ignored_keys_are_listed_by_path_with_a_reason():
         "model_list[0].tags (unknown key)",
         "model_list[0].params.api_bse (unknown key)",
         "model_list[0].params.temperature (LiteLLM param parley does not support)",
-        "model_list[0].model_info.mode (model_info parley does not use)",
         "general_settings.masterkey (unknown key)",
         "general_settings.alerting (LiteLLM setting parley does not support)",
         "litellm_settings.success_callback (LiteLLM setting parley does not support)",
