@@ -94,7 +94,7 @@ class RedisLink:
         if self._down_since is not None:
             log.warning(
                 "Redis at %s is reachable again after %.1fs: shared state restored",
-                _safe_url(self.url),
+                safe_url(self.url),
                 time.monotonic() - self._down_since,
             )
             self._down_since = None
@@ -107,7 +107,7 @@ class RedisLink:
             log.error(
                 "Redis at %s failed (%s: %s): falling back to IN-PROCESS rate limits, "
                 "cooldowns and cache until it is back; retrying every %.0fs",
-                _safe_url(self.url),
+                safe_url(self.url),
                 type(error).__name__,
                 error,
                 self.retry_interval,
@@ -133,7 +133,7 @@ def redis_url_from(settings: Mapping[str, Any], env: Mapping[str, str]) -> str |
     return env.get("REDIS_URL") or None
 
 
-def _safe_url(url: str) -> str:
+def safe_url(url: str) -> str:
     """The URL without a password, for logs."""
     if "@" not in url:
         return url
