@@ -404,9 +404,7 @@ def _nested(name: str, section: Mapping[str, Any]) -> Iterator[Unacted]:
         )
 
 
-def _section(
-    where: str, value: object, known: frozenset[str], litellm: frozenset[str]
-) -> Iterator[Unacted]:
+def _section(where: str, value: object, known: frozenset[str], litellm: frozenset[str]) -> Iterator[Unacted]:
     for key in _mapping(value):
         if key in known:
             continue

@@ -30,9 +30,7 @@ def review(doc: Mapping[str, Any], path: str) -> list[str]:
     general = doc.get("general_settings")
     strict = isinstance(general, dict) and general.get("strict_config") is True
     if strict and not problems:
-        problems = [
-            f"{u.path}: {u.reason}; remove it (general_settings.strict_config is true)" for u in keys
-        ]
+        problems = [f"{u.path}: {u.reason}; remove it (general_settings.strict_config is true)" for u in keys]
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise ConfigError(f"{path}: {problems[0]}{more}")

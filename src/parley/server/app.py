@@ -17,6 +17,7 @@ from parley.core.context import new_request_id
 from parley.core.errors import anthropic_error_body, anthropic_type_for_status
 from parley.gateway import Gateway, build_gateway
 from parley.server.api import ApiRoutes
+from parley.server.health import Readiness
 from parley.server.models import ModelRoutes
 
 log = logging.getLogger("parley")
@@ -28,7 +29,7 @@ def create_app(config: Config, gateway: Gateway | None = None) -> Starlette:
     routes = [
         Route("/", root, methods=["GET", "HEAD"]),
         Route("/health/liveness", liveness, methods=["GET"]),
-        Route("/health/readiness", liveness, methods=["GET"]),
+        Route("/health/readiness", Readiness(gw).check, methods=["GET"]),
         Route("/health", liveness, methods=["GET"]),
         Route("/v1/models", models.list, methods=["GET"]),
         Route("/v1/models/{model_id:path}", models.get, methods=["GET"]),
