@@ -38,7 +38,6 @@ GENERAL = frozenset(
         "database_max_overflow",
         "database_pool_timeout",
         "strict_config",
-        "disable_spend_logs",
     }
 )
 ROUTER = frozenset(

@@ -36,7 +36,6 @@ class GeneralSettings:
     database_max_overflow: int = 5
     database_pool_timeout: float = 10.0
     strict_config: bool = False  # any key parley does not act on is an error
-    disable_spend_logs: bool = False  # no spend_logs rows; key, user and team spend still counted
 
     @classmethod
     def from_config(cls, settings: Mapping[str, Any], where: str, env: Mapping[str, str]) -> GeneralSettings:
@@ -61,7 +60,6 @@ class GeneralSettings:
             database_max_overflow=f.integer("database_max_overflow", 5),
             database_pool_timeout=f.number("database_pool_timeout", 10.0, positive=True),
             strict_config=f.flag("strict_config", False),
-            disable_spend_logs=f.flag("disable_spend_logs", False),
         )
 
 
