@@ -1,4 +1,5 @@
-# `make run`: venv + install + start the gateway with the shipped default config.
+# `make run`: venv + install + start the gateway with the shipped default config
+#   (make run PORT=4001 HOST=0.0.0.0 CONFIG=my.yaml).
 # `make test`: venv + dev install + the whole suite.
 # `make fuzz`: the fuzz suite (tests/test_fuzz_*.py) long: FUZZ_EXAMPLES examples per target, random seed.
 # `make check`: venv + dev install + ruff lint, ruff format check and mypy (settings in pyproject.toml).
@@ -21,8 +22,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+PORT ?= 4000
+HOST ?= 127.0.0.1
+CONFIG ?= config/default.yaml
+
 run: $(STAMP)
-	$(BIN)/parley serve --config config/default.yaml --host 127.0.0.1 --port 4000
+	$(BIN)/parley serve --config $(CONFIG) --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

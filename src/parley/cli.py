@@ -124,7 +124,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"ignored: {line}", file=sys.stderr, flush=True)
     for line in redis_notes(config, args.workers):
         print(line, file=sys.stderr, flush=True)
-    _run(args, level, sock)
+    _run(args, level, sock, json_logs=config.litellm.json_logs)
     return 0
 
 
@@ -136,7 +136,7 @@ def _database_setting(config: Config) -> str:
     return f"{config.path}: general_settings.database_url" + (" (from DATABASE_URL)" if from_env else "")
 
 
-def _run(args: argparse.Namespace, level: str, sock: socket.socket) -> None:
+def _run(args: argparse.Namespace, level: str, sock: socket.socket, json_logs: bool) -> None:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
@@ -148,6 +148,7 @@ def _run(args: argparse.Namespace, level: str, sock: socket.socket) -> None:
         loop="uvloop",
         http="httptools",
         log_level=level,
+        log_config=None if json_logs else uvicorn.config.LOGGING_CONFIG,  # None: through ours, as JSON
         access_log=False,
         timeout_graceful_shutdown=max(0.0, args.shutdown_timeout),
         server_header=False,

@@ -273,6 +273,11 @@ def _provider_model(params: dict[str, Any], name: str, where: str) -> tuple[str,
             f"(e.g. anthropic/claude-sonnet-4-5), got {model!r}"
         )
     provider, _, upstream = model.partition("/")
+    if provider == "ollama":
+        raise ConfigError(
+            f"{where}: params.model: {model!r}: parley reaches Ollama through its OpenAI-compatible "
+            f"API: write ollama_chat/{upstream} (api_base http://host:11434/v1)"
+        )
     if provider not in PROVIDERS:
         raise ConfigError(
             f"{where}: params.model: unknown provider {provider!r}; known: {', '.join(sorted(PROVIDERS))}"
