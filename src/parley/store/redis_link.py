@@ -6,7 +6,7 @@ Every call is bounded by a short timeout, waiting for a free connection included
 of `max_connections`, sized to the gateway's concurrency: a full pool is treated like a slow Redis,
 never an error to the client). When Redis fails, the link is marked down with one loud
 log line; callers get `RedisUnavailable` and fall back to in-process state until `retry_interval`
-has passed (doubling after each failed attempt, up to 30 s), then the next call tries again (and
+has passed (doubling from the fourth failed attempt on, up to 30 s), then the next call tries again (and
 logs the recovery). `last_error` says why it is down, for /health/readiness.
 """
 
@@ -120,7 +120,8 @@ class RedisLink:
                 self.retry_interval,
                 MAX_RETRY_INTERVAL,
             )
-        wait = min(MAX_RETRY_INTERVAL, self.retry_interval * 2 ** min(self._failures, 8))
+        # a blip is retried every retry_interval; from the fourth failed attempt on the wait doubles
+        wait = min(MAX_RETRY_INTERVAL, self.retry_interval * 2 ** min(max(0, self._failures - 2), 8))
         self._failures += 1
         self._retry_at = now + wait
 
