@@ -17,7 +17,9 @@ MASTER = "sk-master-niceties"
 def gateway(upstream):
     gw = Gateway(
         {
-            "model_list": [anthropic_deployment("m", upstream, input_cost_per_token=0.1, output_cost_per_token=0)],
+            "model_list": [
+                anthropic_deployment("m", upstream, input_cost_per_token=0.1, output_cost_per_token=0)
+            ],
             "general_settings": {"master_key": MASTER},
         },
         env={"DATABASE_URL": "", "REDIS_URL": ""},
