@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 from parley.config import GeneralSettings
 from parley.config.database import database_target
-from parley.store.db import make_engine, migrate
+from parley.store.db import create_private_file, make_engine, migrate
 
 CONNECT_SECONDS = 10.0
 
@@ -61,6 +61,7 @@ def _check_sqlite_folder(path: str, setting: str) -> None:
     problem = None if os.access(target, os.W_OK) else "permission denied"
     if problem is None:
         existed = os.path.exists(path)
+        create_private_file(path)  # 0600 before sqlite3 would make it 0644
         try:
             with contextlib.closing(sqlite3.connect(path, timeout=10)) as conn:
                 conn.execute("BEGIN IMMEDIATE")  # takes the write lock: fails when read-only
