@@ -200,3 +200,25 @@ def test_through_nginx_as_in_the_compose_file(topology, upstream, tmp_path):
             assert "streamed" in s.get_final_text()
     finally:
         lb.stop()
+
+
+def test_with_redis_gone_a_blocked_key_is_refused_by_the_other_instance_within_seconds(topology, upstream):
+    """Last in this module: it kills the topology's Redis. Without pub/sub to announce the block,
+    the other instance re-reads key records every second."""
+    one, two = topology.gateways
+    key = Admin(one.url, MASTER).post("/key/generate", {})["key"]
+    client = anthropic.Anthropic(base_url=two.url, api_key=key, max_retries=0)
+    ask = {"model": "claude-sonnet-4-5", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+    client.messages.create(**ask)  # cached on instance two
+    topology.redis.kill()
+    time.sleep(2.5)  # the invalidation listeners notice (their reads time out within a second or so)
+    Admin(one.url, MASTER).post("/key/block", {"key": key})
+    blocked_at = time.monotonic()
+    while True:
+        try:
+            client.messages.create(**ask)
+        except anthropic.AuthenticationError:
+            break
+        assert time.monotonic() - blocked_at < 5, "instance two still serves a blocked key"
+        time.sleep(0.1)
+    assert "key records are re-read every 1s" in two.log()
