@@ -95,7 +95,26 @@ def test_sslmode_require_on_a_server_without_tls(tmp_path):
         tmp_path,
         "general_settings: {master_key: sk-1, database_url: 'postgresql://127.0.0.1:5432/test?sslmode=require'}",
     )
-    assert "general_settings.database_url: " in line
+    assert "general_settings.database_url: PostgreSQL at 127.0.0.1:5432 does not offer TLS" in line
+    assert "use sslmode=disable or prefer" in line
+
+
+def test_a_check_only_a_provider_makes_is_one_line_too(tmp_path):
+    path = tmp_path / "cfg.yaml"
+    path.write_text(
+        "model_list: [{model_name: m, params: {model: openai/m, api_base: 'http://x',"
+        " max_tokens_field: bogus}}]\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "parley", "--config", str(path), "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=CLEAN_ENV,
+    )
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"parley: config error: {path}: model_list entry 'm': params.max_tokens_field:")
 
 
 @pytest.mark.parametrize(

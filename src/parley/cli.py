@@ -95,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace) -> int:
     from parley.logs import setup_logging
     from parley.server.factory import CONFIG_ENV, MODEL_ENV, log_settings
-    from parley.server.startup import StartupError, bind, redis_notes
+    from parley.server.startup import StartupError, bind, check_gateway, redis_notes
     from parley.store.preflight import check_database
 
     try:
@@ -114,6 +114,7 @@ def _serve(args: argparse.Namespace) -> int:
     os.environ["PARLEY_LOG_LEVEL"] = level  # for the workers, which set up their own
     setup_logging(level, *log_settings(config))
     try:
+        check_gateway(config)
         check_database(config.general, _database_setting(config))
         sock = bind(args.host, args.port)
     except StartupError as e:

@@ -1,5 +1,6 @@
 """What `parley serve` does between loading the config and printing the banner.
 
+`check_gateway(config)` builds the gateway once, so a check only its parts make fails in one line;
 `bind(host, port)` takes the port first (a busy port is one line, before any banner says
 "listening"); `redis_notes(config)` are the lines about Redis an operator must see once: Redis
 unreachable (the gateway serves, with per-process state, and reconnects), or several workers
@@ -12,11 +13,21 @@ import asyncio
 import os
 import socket
 
-from parley.config import Config
+from parley.config import Config, ConfigError
+from parley.gateway import build_gateway
 from parley.store.preflight import StartupError
 from parley.store.redis_link import RedisLink, link_from_config, safe_url
 
 PROBE_SECONDS = 1.0
+
+
+def check_gateway(config: Config) -> None:
+    """Build the gateway once (nothing is started) so that what only its parts check, such as a
+    provider's per-deployment switches, fails here in one line rather than in every worker."""
+    try:
+        build_gateway(config)
+    except ConfigError as e:
+        raise StartupError(f"config error: {config.path}: {e}") from None
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -68,4 +79,4 @@ async def _probe(link: RedisLink) -> str | None:
     return None
 
 
-__all__ = ["StartupError", "bind", "redis_notes"]
+__all__ = ["StartupError", "bind", "check_gateway", "redis_notes"]

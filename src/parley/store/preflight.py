@@ -95,6 +95,8 @@ def explain(error: BaseException, url: str) -> str:
         )
     if name in ("InvalidPasswordError", "InvalidAuthorizationSpecificationError"):
         return f"PostgreSQL at {where} refused user {parsed.username!r} ({cause}); fix the user or password"
+    if "rejected SSL upgrade" in str(cause):
+        return f"PostgreSQL at {where} does not offer TLS; use sslmode=disable or prefer, or enable TLS there"
     if "readonly" in str(cause) or "read-only" in str(cause):
         return f"SQLite file {parsed.database} is read-only for this user; fix its permissions"
     if "unable to open database file" in str(cause):
