@@ -12,7 +12,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test chaos fuzz check install bench bench-compare clean
+.PHONY: run test chaos fuzz check install bench bench-compare clean system-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,14 @@ CONFIG ?= config/default.yaml
 run: $(STAMP)
 	$(BIN)/parley serve --config $(CONFIG) --host $(HOST) --port $(PORT)
 
-test: $(STAMP)
+# System packages the tests drive (Debian): chromium for the admin page's browser tests.
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium (browser tests of /ui)"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi; }
+
+test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q
 
 chaos: $(STAMP)

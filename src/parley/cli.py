@@ -8,7 +8,7 @@ import signal
 import socket
 import sys
 
-from parley import __version__
+from parley import __version__, ingest
 from parley.cli_flags import answer, normalize
 from parley.config import Config, ConfigError, load_config, quick_config
 
@@ -89,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument("--port", type=int, default=4010)
     fake.set_defaults(run=_fake_upstream)
+    ingest.add_parser(sub)
     return parser
 
 
@@ -141,13 +142,15 @@ def _run(args: argparse.Namespace, level: str, sock: socket.socket, json_logs: b
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    from parley.server.protocol import EnvelopeHttpToolsProtocol
+
     _exit_zero_on_stop()
     config = uvicorn.Config(
         "parley.server.factory:app",
         factory=True,
         workers=args.workers,
         loop="uvloop",
-        http="httptools",
+        http=EnvelopeHttpToolsProtocol,
         log_level=level,
         log_config=None if json_logs else uvicorn.config.LOGGING_CONFIG,  # None: through ours, as JSON
         access_log=False,

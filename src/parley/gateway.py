@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from parley.config import Config, PassthroughSettings
 from parley.core.tasks import Tasks
 from parley.filters.access_log import AccessLog
-from parley.filters.cache.filter import cache_from_config
+from parley.filters.cache.factory import cache_from_config
 from parley.filters.rate_limit import RateLimitPolicy
 from parley.filters.router_accounting import RouterAccounting
 from parley.pipeline.chain import FilterChain
@@ -24,8 +24,11 @@ from parley.pipeline.filter import Authenticator, Filter
 from parley.pipeline.lifecycle import Pipeline
 from parley.providers.anthropic import AnthropicProvider
 from parley.providers.base import Provider
+from parley.providers.bedrock import BedrockProvider
+from parley.providers.local_embed import LocalEmbedder, LocalEmbedProvider
 from parley.providers.mock import MockProvider
 from parley.providers.openai import OpenAIProvider
+from parley.retrieval.service import VectorStores
 from parley.router.health import Health
 from parley.router.run import Router
 from parley.router.settings import RouterSettings
@@ -52,6 +55,8 @@ class Gateway:
     passthrough: PassthroughSettings
     store: StoreService | None  # keys, budgets and spend; None without a database
     prices: PriceTable  # list prices (the SDK's `cost`)
+    embedder: LocalEmbedder  # the built-in embedding model (loaded on first use)
+    vector_stores: VectorStores | None  # retrieval; None without a database
 
     async def start(self) -> None:
         await self.tasks.start()
@@ -64,7 +69,7 @@ class Gateway:
 def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gateway:
     """Every part of a gateway for `config`; `extra_filters` join the chain in their phases."""
     tasks = Tasks()
-    http = HttpClient()
+    http = HttpClient(max_response_bytes=config.general.max_response_bytes)
     redis = link_from_config(config.redis, os.environ)
     if redis is not None:
         tasks.on_shutdown(redis.close)
@@ -75,10 +80,17 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
     _warn_fallbacks(settings, table)
     openai = OpenAIProvider(http)
     openai.check(config.deployments)
+    bedrock = BedrockProvider(http)
+    bedrock.check(config.deployments)
+    embedder = LocalEmbedder()
+    local = LocalEmbedProvider(embedder)
+    local.check(config.deployments)
     providers: dict[str, Provider] = {
         "anthropic": AnthropicProvider(http),
         "mock": MockProvider(),
+        "local": local,
         "openai": openai,
+        "bedrock": bedrock,
     }
     filters: list[Filter] = [
         AccessLog(),
@@ -86,17 +98,21 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
         RateLimitPolicy(config.default_limits, redis, tasks),
     ]
     filters.extend(extra_filters)
-    cache = cache_from_config(config, redis, tasks)
+    cache = cache_from_config(config, redis, tasks, embedder, PriceTable())
     if cache is not None:
         filters.append(cache)
     auth = Authenticator(config.general.master_key)
     store = None
+    vector_stores = None
     if config.general.database_url:
+        from parley.filters.retrieval import RetrievalFilter
         from parley.spend.service import StoreService
 
         store = StoreService(config, redis, tasks)
         auth, more = _keys_and_spend(config, store, table, tasks)
         filters.extend(more)
+        vector_stores = VectorStores(store.engine, embedder, tasks)
+        filters.append(RetrievalFilter(vector_stores))
         tasks.on_startup(store.start)
         tasks.on_shutdown(store.stop)
     pipeline = Pipeline(
@@ -119,6 +135,8 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
         config.passthrough,
         store,
         store.prices if store is not None else PriceTable(),
+        embedder,
+        vector_stores,
     )
 
 

@@ -45,6 +45,8 @@ PROVIDERS: dict[str, tuple[str, str | None]] = {
     "anthropic": ("anthropic", "https://api.anthropic.com"),
     "openai": ("openai", "https://api.openai.com/v1"),
     "mock": ("mock", None),
+    "bedrock": ("bedrock", None),  # endpoint from aws_region_name (providers.bedrock_auth)
+    "local": ("local", None),  # the built-in embedding model (local/parley-embed)
     # OpenAI-compatible servers known by their LiteLLM prefixes
     "hosted_vllm": ("openai", None),
     "vllm": ("openai", None),

@@ -68,12 +68,32 @@ def note_openai_json(ctx: RequestContext, reply: UpstreamReply) -> None:
         _not_a_completion(ctx, reply, error)
 
 
-def _not_a_completion(ctx: RequestContext, reply: UpstreamReply, error: Any) -> None:
+def note_openai_embeddings(ctx: RequestContext, reply: UpstreamReply) -> None:
+    """Usage or error of an embeddings reply; a 2xx that is not a list of embeddings becomes a 502."""
+    try:
+        data = orjson.loads(reply.body) if reply.body else None
+    except orjson.JSONDecodeError:
+        data = None
+    error = data.get("error") if isinstance(data, dict) else None
+    if reply.status >= 400:
+        ctx.error_type = str(error.get("type") or "api_error") if isinstance(error, dict) else "api_error"
+        ctx.error_message = error.get("message") if isinstance(error, dict) else None
+    elif isinstance(data, dict) and isinstance(data.get("data"), list) and error is None:
+        usage = data.get("usage")
+        tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+        ctx.usage.input_tokens = tokens if isinstance(tokens, int) else 0
+    else:
+        _not_a_completion(ctx, reply, error, "a list of embeddings")
+
+
+def _not_a_completion(
+    ctx: RequestContext, reply: UpstreamReply, error: Any, what: str = "a chat completion"
+) -> None:
     if isinstance(error, dict):
         message = f"upstream sent an error with status {reply.status}: {error.get('message')}"
     else:
         snippet = (reply.body or b"")[:200].decode("utf-8", "replace")
-        message = f"upstream returned a reply that is not a chat completion: {snippet!r}"
+        message = f"upstream returned a reply that is not {what}: {snippet!r}"
     ctx.error_type, ctx.error_message = "api_error", message
     reply.status = 502
     reply.body = orjson.dumps(

@@ -19,6 +19,8 @@ from parley.gateway import Gateway, build_gateway
 from parley.server.api import ApiRoutes
 from parley.server.health import Readiness
 from parley.server.models import ModelRoutes
+from parley.server.ui import ui_routes
+from parley.server.vector_stores import VectorStoreRoutes
 
 log = logging.getLogger("parley")
 
@@ -34,6 +36,8 @@ def create_app(config: Config, gateway: Gateway | None = None) -> Starlette:
         Route("/v1/models", models.list, methods=["GET"]),
         Route("/v1/models/{model_id:path}", models.get, methods=["GET"]),
         *ApiRoutes(gw).routes(),
+        *VectorStoreRoutes(gw).routes(),
+        *ui_routes(),
     ]
     if gw.store is not None:
         from parley.admin.routes import admin_routes
