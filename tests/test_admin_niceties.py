@@ -35,8 +35,8 @@ def test_a_key_reads_its_own_info_and_no_other(gateway, upstream):
     as_key = Admin(gateway.url, mine)
     assert as_key.get("/key/info")["info"]["key_alias"] == "mine"
     assert as_key.get("/key/info", key=mine)["info"]["key_alias"] == "mine"
-    assert as_key.call("GET", "/key/info", key=other).status_code == 401
-    assert as_key.call("GET", "/key/list").status_code == 401
+    assert as_key.call("GET", "/key/info", key=other).status_code == 403  # a key, not an admin key
+    assert as_key.call("GET", "/key/list").status_code == 403
     assert Admin(gateway.url, "sk-not-a-key").call("GET", "/key/info").status_code == 401
     assert admin.get("/key/info", key=other)["info"]["key_alias"] == "other"
 

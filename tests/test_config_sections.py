@@ -80,7 +80,8 @@ README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
         ),
         (
             {"litellm_settings": {"cache": True, "cache_params": {"type": "s3"}}},
-            "cfg.yaml: litellm_settings.cache_params.type: must be one of local, redis, got 's3'",
+            "cfg.yaml: litellm_settings.cache_params.type: must be one of local, redis, semantic, "
+            "redis-semantic, got 's3'",
         ),
         (
             {"litellm_settings": {"cache_params": {"max_entries": -5}}},
@@ -199,7 +200,7 @@ def test_ignored_keys_are_listed_by_path_with_a_reason():
                         "max_tokens_field": "max_tokens",
                         "input_cost_per_token": 1e-6,
                     },
-                    "model_info": {"id": "a", "mode": "chat"},
+                    "model_info": {"id": "a", "mode": "chat", "base_model": "x"},
                     "tags": ["x"],
                 }
             ],
@@ -222,7 +223,7 @@ def test_ignored_keys_are_listed_by_path_with_a_reason():
     assert config.ignored == [
         "model_list[0].tags (unknown key)",
         "model_list[0].params.temperature (LiteLLM param parley does not support)",
-        "model_list[0].model_info.mode (model_info parley does not use)",
+        "model_list[0].model_info.base_model (model_info parley does not use)",
         "general_settings.alerting (LiteLLM setting parley does not support)",
         "general_settings.json_logs (unknown key; parley reads litellm_settings.json_logs)",
         "litellm_settings.success_callback (LiteLLM setting parley does not support)",
