@@ -126,8 +126,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"ignored: {line}", file=sys.stderr, flush=True)
     for line in redis_notes(config, args.workers):
         print(line, file=sys.stderr, flush=True)
-    _run(args, level, sock, json_logs=config.litellm.json_logs)
-    return 0
+    return _run(args, level, sock, json_logs=config.litellm.json_logs)
 
 
 def _database_setting(config: Config) -> str:
@@ -138,7 +137,8 @@ def _database_setting(config: Config) -> str:
     return f"{config.path}: general_settings.database_url" + (" (from DATABASE_URL)" if from_env else "")
 
 
-def _run(args: argparse.Namespace, level: str, sock: socket.socket, json_logs: bool) -> None:
+def _run(args: argparse.Namespace, level: str, sock: socket.socket, json_logs: bool) -> int:
+    """Serve on the bound socket until stopped; 3 (uvicorn's startup failure) if the app never started."""
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
@@ -161,9 +161,10 @@ def _run(args: argparse.Namespace, level: str, sock: socket.socket, json_logs: b
     server = uvicorn.Server(config)
     if args.workers > 1:
         Multiprocess(config, sockets=[sock]).run()
-    else:
-        config.load_app()
-        server.run(sockets=[sock])
+        return 0
+    config.load_app()
+    server.run(sockets=[sock])
+    return 0 if server.started else 3
 
 
 def _exit_zero_on_stop() -> None:
