@@ -216,4 +216,7 @@ def describe_database(config: Config) -> str:
         return "none (keys and spend tracking off; set general_settings.database_url or DATABASE_URL)"
     from parley.store.db import describe
 
-    return describe(config.general.database_url)
+    where = describe(config.general.database_url)
+    if config.embedded_database:
+        return f"{where} (embedded: master_key without database_url; database_url: none turns keys off)"
+    return where

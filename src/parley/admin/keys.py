@@ -15,6 +15,8 @@ from starlette.requests import Request
 
 from parley.admin.common import Endpoint, not_found, page_args, public, total_pages
 from parley.admin.fields import BUDGET_FIELDS, bad, budget_columns, check_guardrails, require, take
+from parley.core.errors import GatewayError
+from parley.pipeline.filter import client_key
 from parley.spend.periods import add_duration
 from parley.store import tables as t
 from parley.store.records import hash_key
@@ -141,12 +143,17 @@ async def delete(service: Any, request: Request, body: dict[str, Any]) -> dict[s
 
 
 async def info(service: Any, request: Request, body: dict[str, Any]) -> dict[str, Any]:
-    value = request.query_params.get("key")
+    """One key; a virtual key may ask about itself (without ?key), as in LiteLLM."""
+    own = client_key(request.headers)
+    value = request.query_params.get("key") or (own if own != service.config.general.master_key else None)
     if not value:
         raise bad("key: query parameter required", "key")
     await service.writer.flush()
     async with service.engine.connect() as conn:
-        row = await _key_row(conn, token_of(value))
+        row = (await conn.execute(sa.select(t.keys).where(t.keys.c.token == token_of(value)))).first()
+    if row is None:
+        unknown_self = GatewayError(401, "invalid x-api-key", "authentication_error")
+        raise unknown_self if value == own else not_found("key")
     return {"key": row.token, "info": public(row)}
 
 
@@ -249,7 +256,14 @@ ENDPOINTS = [
         "Delete keys by key/token or alias",
         body={"keys": "strs", "key_aliases": "strs"},
     ),
-    Endpoint("GET", "/key/info", info, "One key's fields and spend", query=("key",)),
+    Endpoint(
+        "GET",
+        "/key/info",
+        info,
+        "One key's fields and spend (a key may ask about itself)",
+        query=("key",),
+        self_service=True,
+    ),
     Endpoint(
         "GET",
         "/key/list",
