@@ -107,9 +107,6 @@ def _serve(args: argparse.Namespace) -> int:
             path = args.config or DEFAULT_CONFIG
             config = load_config(path)
             os.environ[CONFIG_ENV] = os.path.abspath(path)
-        from parley.gateway import check_providers
-
-        check_providers(config)
         _check_served(config)
     except ConfigError as e:
         print(f"parley: config error: {e}", file=sys.stderr)
