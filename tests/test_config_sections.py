@@ -206,7 +206,7 @@ def test_ignored_keys_are_listed_by_path_with_a_reason():
             ],
             "general_settings": {"masterkey": "sk", "alerting": ["slack"], "stream_ping_interval": 5},
             "litellm_settings": {
-                "success_callback": ["langfuse"],
+                "drop_params": True,
                 "num_retries": 3,
                 "cache": False,
                 "cache_params": {"type": "local", "supported_call_types": []},
@@ -226,7 +226,7 @@ def test_ignored_keys_are_listed_by_path_with_a_reason():
         "model_list[0].model_info.mode (model_info parley does not use)",
         "general_settings.masterkey (unknown key)",
         "general_settings.alerting (LiteLLM setting parley does not support)",
-        "litellm_settings.success_callback (LiteLLM setting parley does not support)",
+        "litellm_settings.drop_params (LiteLLM setting parley does not support)",
         "litellm_settings.num_retries (LiteLLM setting parley does not support; "
         "parley reads router_settings.num_retries)",
         "litellm_settings.cache_params.supported_call_types (LiteLLM setting parley does not support)",
@@ -250,17 +250,14 @@ def test_serve_prints_each_ignored_key_once_across_workers():
         {
             "model_list": [{"model_name": "m", "params": {"model": "mock/m"}}],
             "general_settings": {"masterkey": "sk-typo"},
-            "litellm_settings": {"success_callback": ["langfuse"]},
+            "litellm_settings": {"drop_params": True},
         },
         workers=2,
     )
     gateway.stop()  # started: it answered /health/liveness
     log = gateway.log()
     assert log.count("ignored: general_settings.masterkey (unknown key)\n") == 1
-    assert (
-        log.count("ignored: litellm_settings.success_callback (LiteLLM setting parley does not support)\n")
-        == 1
-    )
+    assert log.count("ignored: litellm_settings.drop_params (LiteLLM setting parley does not support)\n") == 1
 
 
 def test_serve_with_a_bad_setting_exits_with_one_line_and_no_traceback(tmp_path):

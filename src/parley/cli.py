@@ -93,6 +93,10 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"parley: config error: {e}", file=sys.stderr)
         return 2
+    if config.observability.prometheus:  # before any worker imports prometheus_client
+        from parley.filters.metrics import procdir
+
+        procdir.prepare(args.host, args.port)
     print(banner(config, args.host, args.port, args.workers), file=sys.stderr, flush=True)
     for line in config.ignored:  # here, in the parent: once, however many workers
         print(f"ignored: {line}", file=sys.stderr, flush=True)

@@ -17,11 +17,13 @@ from parley.config import Config, PassthroughSettings
 from parley.core.tasks import Tasks
 from parley.filters.access_log import AccessLog
 from parley.filters.cache.filter import cache_from_config
+from parley.filters.observers import build_observers
 from parley.filters.rate_limit import RateLimitPolicy
 from parley.filters.router_accounting import RouterAccounting
 from parley.pipeline.chain import FilterChain
 from parley.pipeline.filter import Authenticator, Filter
 from parley.pipeline.lifecycle import Pipeline
+from parley.pipeline.model_health import ModelHealth
 from parley.providers.anthropic import AnthropicProvider
 from parley.providers.base import Provider
 from parley.providers.mock import MockProvider
@@ -35,6 +37,7 @@ from parley.store.redis_link import RedisLink, link_from_config
 from parley.transport.http import HttpClient
 
 if TYPE_CHECKING:  # the storage stack (SQLAlchemy, Alembic) is imported only when configured
+    from parley.filters.metrics.prometheus import PrometheusMetrics
     from parley.spend.service import StoreService
 
 log = logging.getLogger("parley")
@@ -52,6 +55,8 @@ class Gateway:
     passthrough: PassthroughSettings
     store: StoreService | None  # keys, budgets and spend; None without a database
     prices: PriceTable  # list prices (the SDK's `cost`)
+    metrics: PrometheusMetrics | None  # GET /metrics; None unless `callbacks: [prometheus]`
+    model_health: ModelHealth  # GET /health
 
     async def start(self) -> None:
         await self.tasks.start()
@@ -71,7 +76,8 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
     table = ModelTable(config.deployments, config.model_group_alias)
     settings = config.router
     health = Health(settings, redis)
-    router = Router(table, settings, health)
+    observers = build_observers(config, table, tasks, redis)
+    router = Router(table, settings, health, observers.events)
     _warn_fallbacks(settings, table)
     openai = OpenAIProvider(http)
     openai.check(config.deployments)
@@ -86,6 +92,7 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
         RateLimitPolicy(config.default_limits, redis, tasks),
     ]
     filters.extend(extra_filters)
+    filters.extend(observers.filters)
     cache = cache_from_config(config, redis, tasks)
     if cache is not None:
         filters.append(cache)
@@ -97,6 +104,7 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
         store = StoreService(config, redis, tasks)
         auth, more = _keys_and_spend(config, store, table, tasks)
         filters.extend(more)
+        observers.attach(store)
         tasks.on_startup(store.start)
         tasks.on_shutdown(store.stop)
     pipeline = Pipeline(
@@ -119,6 +127,13 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
         config.passthrough,
         store,
         store.prices if store is not None else PriceTable(),
+        observers.metrics,
+        ModelHealth(
+            config.deployments,
+            providers,
+            config.observability.health_check_interval,
+            config.observability.health_check_timeout,
+        ),
     )
 
 

@@ -1,7 +1,7 @@
 """Which keys of a config file parley acts on, and the report of those it does not.
 
 `ignored_keys(doc)` lists every other key by its dotted path with a short reason, e.g.
-`litellm_settings.success_callback (LiteLLM setting parley does not support)`. Keys are
+`litellm_settings.drop_params (LiteLLM setting parley does not support)`. Keys are
 reported, not refused.
 """
 
@@ -33,6 +33,8 @@ GENERAL = frozenset(
         "database_pool_size",
         "database_max_overflow",
         "database_pool_timeout",
+        "health_check_interval",  # config.observability
+        "health_check_timeout",
     }
 )
 ROUTER = frozenset(
@@ -64,7 +66,20 @@ ROUTER = frozenset(
         "redis_max_connections",
     }
 )
-LITELLM_SETTINGS = frozenset({"cache", "cache_params"})
+LITELLM_SETTINGS = frozenset(
+    {
+        "cache",
+        "cache_params",
+        # config.observability
+        "callbacks",
+        "success_callback",
+        "failure_callback",
+        "metrics_require_key",
+        "metrics_key_labels",
+        "otel_capture_content",
+        "callback_queue_size",
+    }
+)
 CACHE_PARAMS = frozenset({"type", "ttl", "max_entries", "url", "host", "port", "password", "namespace"})
 PASSTHROUGH = frozenset({"api_base", "api_key", "forward_client_key", "timeout"})
 ENTRY = frozenset({"model_name", "params", "litellm_params", "model_info", "only_if_env"})
@@ -147,7 +162,6 @@ LITELLM_GENERAL = frozenset(
         "enforce_user_param",
         "forward_client_headers_to_llm_api",
         "global_max_parallel_requests",
-        "health_check_interval",
         "health_check_details",
         "infer_model_from_keys",
         "key_management_system",
@@ -198,9 +212,6 @@ LITELLM_ROUTER = frozenset(
 )
 LITELLM_LITELLM = frozenset(
     {
-        "success_callback",
-        "failure_callback",
-        "callbacks",
         "service_callback",
         "drop_params",
         "modify_params",

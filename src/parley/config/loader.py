@@ -15,6 +15,7 @@ import yaml
 
 from parley.config.fields import ConfigError
 from parley.config.known import ignored_keys
+from parley.config.observability import ObservabilitySettings
 from parley.config.routing import DefaultLimits, RedisSettings, RouterSettings, model_aliases
 from parley.config.sections import (
     GeneralSettings,
@@ -62,6 +63,7 @@ class Config:
     default_limits: DefaultLimits = field(default_factory=DefaultLimits)
     litellm: LitellmSettings = field(default_factory=LitellmSettings)
     passthrough: PassthroughSettings = field(default_factory=PassthroughSettings)
+    observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
     ignored: list[str] = field(default_factory=list)
 
     @property
@@ -129,6 +131,9 @@ def build_config(doc: Any, path: str, env: Mapping[str, str] | None = None) -> C
         litellm=LitellmSettings.from_config(sections["litellm_settings"], f"{path}: litellm_settings"),
         passthrough=PassthroughSettings.from_config(
             sections["anthropic_passthrough"], f"{path}: anthropic_passthrough", env
+        ),
+        observability=ObservabilitySettings.from_config(
+            sections["litellm_settings"], sections["general_settings"], path, env
         ),
         ignored=ignored_keys(doc),
     )

@@ -17,6 +17,7 @@ from parley.core.deployment import Deployment, Target
 from parley.core.usage import Usage
 
 if TYPE_CHECKING:
+    from parley.core.observe import GuardrailAction
     from parley.core.usage import AnthropicStreamSniffer
 
 T = TypeVar("T")
@@ -84,6 +85,8 @@ class RequestContext:
     targets: list[Target] = field(default_factory=list)  # the deployments that may serve it
     deployment: Deployment | None = None  # the one that served it
     upstream_model: str | None = None
+    response_model: str | None = None  # the model the upstream says answered (JSON replies)
+    stop_reason: str | None = None  # Anthropic's stop_reason of a whole reply (streams: the sniffer's)
     stream: bool = False
     status: int = 0
     error_type: str | None = None
@@ -109,6 +112,7 @@ class RequestContext:
     invalid_tool_arguments: list[str] = field(default_factory=list)  # backend tool args not JSON
     response_headers: dict[str, str] = field(default_factory=dict)  # extra x-parley-* headers
     limits: list[LimitSpec] = field(default_factory=list)  # filled by auth, enforced by rate limits
+    guardrail_actions: list[GuardrailAction] = field(default_factory=list)  # core.observe
     state: FilterState = field(default_factory=FilterState)
     finished: bool = False  # the filters' on_done hooks have run
 

@@ -18,6 +18,7 @@ from parley.core.errors import anthropic_error_body, anthropic_type_for_status
 from parley.gateway import Gateway, build_gateway
 from parley.server.api import ApiRoutes
 from parley.server.models import ModelRoutes
+from parley.server.observability import ObservabilityRoutes
 
 log = logging.getLogger("parley")
 
@@ -29,10 +30,10 @@ def create_app(config: Config, gateway: Gateway | None = None) -> Starlette:
         Route("/", root, methods=["GET", "HEAD"]),
         Route("/health/liveness", liveness, methods=["GET"]),
         Route("/health/readiness", liveness, methods=["GET"]),
-        Route("/health", liveness, methods=["GET"]),
         Route("/v1/models", models.list, methods=["GET"]),
         Route("/v1/models/{model_id:path}", models.get, methods=["GET"]),
         *ApiRoutes(gw).routes(),
+        *ObservabilityRoutes(gw).routes(),
     ]
     if gw.store is not None:
         from parley.admin.routes import admin_routes
