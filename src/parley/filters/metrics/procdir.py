@@ -16,8 +16,6 @@ import re
 import shutil
 import tempfile
 
-from prometheus_client import multiprocess
-
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 BASE_ENV = "PARLEY_METRICS_DIR"  # where instance directories go (default: the system temp dir)
 
@@ -34,8 +32,19 @@ def prepare(host: str, port: int, env: dict[str, str] | os._Environ[str] = os.en
     return path
 
 
+def active() -> str | None:
+    """The directory values are written to, if prometheus_client writes to files in this process
+    (it decides when first imported, from the environment)."""
+    from prometheus_client import values
+
+    path = os.environ.get(ENV)
+    return path if path and values.ValueClass is not values.MutexValue else None
+
+
 def forget_dead_workers(path: str) -> None:
     """Drop the live gauges of workers that are gone (their counters stay)."""
+    from prometheus_client import multiprocess
+
     for name in glob.glob(os.path.join(path, "gauge_live*_*.db")):
         pid = int(name.rsplit("_", 1)[1].removesuffix(".db"))
         if not _alive(pid):
@@ -44,6 +53,8 @@ def forget_dead_workers(path: str) -> None:
 
 def leaving(path: str) -> None:
     """This worker stops: its live gauges go."""
+    from prometheus_client import multiprocess
+
     with contextlib.suppress(OSError):
         multiprocess.mark_process_dead(os.getpid(), path)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from typing import Any
 
@@ -89,7 +88,7 @@ class PrometheusMetrics(Filter, RouterEvents):
         tasks: Tasks,
         redis: RedisLink | None = None,
     ) -> None:
-        self.multiproc_dir = os.environ.get(procdir.ENV) or None
+        self.multiproc_dir = procdir.active()
         self.registry = None if self.multiproc_dir else CollectorRegistry()
         self.families: Families = make_families(self.registry, settings.metrics_key_labels)
         self.key_labels = settings.metrics_key_labels
