@@ -90,6 +90,10 @@ def _serve(args: argparse.Namespace) -> int:
             path = args.config or DEFAULT_CONFIG
             config = load_config(path)
             os.environ[CONFIG_ENV] = os.path.abspath(path)
+        if config.observability.custom_callbacks:
+            from parley.filters.callbacks import check_callbacks
+
+            check_callbacks(config.observability, config.path)
     except ConfigError as e:
         print(f"parley: config error: {e}", file=sys.stderr)
         return 2

@@ -1,8 +1,8 @@
 """Custom logging callbacks (LiteLLM's `callbacks: ["module.attr"]`): Python objects told about each
 finished request, off the request path.
 
-`on_done` only builds a typed `CallRecord` and puts it on a bounded queue (full: the record is
-dropped and counted, never waited for). One background task hands each record to every callback:
+`on_done` only builds a typed `CallRecord` and puts it on each callback's bounded queue (full: the
+record is dropped and counted, never waited for). Each callback has its own background task:
 LiteLLM's `CustomLogger` methods are used, `async_log_success_event` / `async_log_failure_event`
 (awaited, each bounded by `CALLBACK_TIMEOUT`) or else `log_success_event` / `log_failure_event` (run
 in the dispatcher's own threads, so a hung one cannot starve the loop's default executor), called
@@ -120,83 +120,102 @@ def load_callback(path: str, config_dir: str | None) -> Any:
     return target() if inspect.isclass(target) else target
 
 
+def check_callbacks(settings: ObservabilitySettings, config_path: str | None) -> None:
+    """Load every callback once (ConfigError if one cannot be): `parley serve` checks before starting."""
+    config_dir = os.path.dirname(os.path.abspath(config_path)) if config_path else None
+    for path in settings.custom_callbacks:
+        load_callback(path, config_dir)
+
+
+class _Sink:
+    """One callback with its own bounded queue, task and thread: a slow one delays only itself."""
+
+    def __init__(self, path: str, callback: Any, size: int, success: bool, failure: bool) -> None:
+        self.path, self.callback, self.success, self.failure = path, callback, success, failure
+        self.queue: asyncio.Queue[CallRecord] = asyncio.Queue(size)
+        self.dropped = 0
+        self.thread = ThreadPoolExecutor(1, thread_name_prefix="parley-callback")
+        self.task = asyncio.get_running_loop().create_task(self._deliver_forever())
+
+    def offer(self, record: CallRecord) -> None:
+        if not (self.success if record.status == "success" else self.failure):
+            return
+        try:
+            self.queue.put_nowait(record)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.warning("logging callback %s falls behind: %d records dropped", self.path, self.dropped)
+
+    async def stop(self) -> None:
+        """Deliver what is queued (for a few seconds at most), then stop."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CALLBACK_TIMEOUT):
+                await self.queue.join()
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+        self.thread.shutdown(wait=False, cancel_futures=True)
+
+    async def _deliver_forever(self) -> None:
+        while True:
+            record = await self.queue.get()
+            try:
+                await self._deliver(record)
+            finally:
+                self.queue.task_done()
+
+    async def _deliver(self, record: CallRecord) -> None:
+        kind = record.status
+        kwargs = _litellm_kwargs(record)
+        times = (dt.datetime.fromtimestamp(record.start_time), dt.datetime.fromtimestamp(record.end_time))
+        try:
+            async with asyncio.timeout(CALLBACK_TIMEOUT):
+                method = getattr(self.callback, f"async_log_{kind}_event", None)
+                if method is not None:
+                    await method(kwargs, None, *times)
+                    return
+                method = getattr(self.callback, f"log_{kind}_event", None)
+                if method is not None:
+                    loop = asyncio.get_running_loop()
+                    await loop.run_in_executor(self.thread, method, kwargs, None, *times)
+        except TimeoutError:
+            log.warning(
+                "logging callback %s took over %gs on request %s", self.path, CALLBACK_TIMEOUT, record.id
+            )
+        except Exception:
+            log.exception("logging callback %s failed on request %s", self.path, record.id)
+
+
 class CallbackDispatch(Filter):
     phase = Phase.LOGGING
 
     def __init__(self, settings: ObservabilitySettings, tasks: Tasks, config_path: str | None) -> None:
         config_dir = os.path.dirname(os.path.abspath(config_path)) if config_path else None
         self.callbacks = [(p, load_callback(p, config_dir)) for p in settings.custom_callbacks]
-        self.success_only = frozenset(settings.success_only)
-        self.failure_only = frozenset(settings.failure_only)
-        self.queue: asyncio.Queue[CallRecord] | None = None
-        self.size = settings.callback_queue_size
-        self.dropped = 0
-        self.delivered = 0
-        self._task: asyncio.Task[None] | None = None
-        self._threads: ThreadPoolExecutor | None = None
+        self.settings = settings
+        self.sinks: list[_Sink] = []
         tasks.on_startup(self.start)
         tasks.on_shutdown(self.stop)
 
     def on_done(self, ctx: RequestContext) -> None:
-        queue = self.queue
-        if queue is None:
-            return
-        try:
-            queue.put_nowait(call_record(ctx))
-        except asyncio.QueueFull:
-            self.dropped += 1
-            if self.dropped == 1 or self.dropped % 1000 == 0:
-                log.warning("logging callbacks fall behind: %d records dropped so far", self.dropped)
+        if self.sinks:
+            record = call_record(ctx)
+            for sink in self.sinks:
+                sink.offer(record)
 
     async def start(self) -> None:
-        self.queue = asyncio.Queue(self.size)
-        self._threads = ThreadPoolExecutor(2, thread_name_prefix="parley-callback")
-        self._task = asyncio.get_running_loop().create_task(self._deliver_forever())
+        s = self.settings
+        self.sinks = [
+            _Sink(
+                path, callback, s.callback_queue_size, path not in s.failure_only, path not in s.success_only
+            )
+            for path, callback in self.callbacks
+        ]
 
     async def stop(self) -> None:
-        """Deliver what is queued (for a few seconds at most), then stop."""
-        queue, task = self.queue, self._task
-        if queue is None or task is None:
-            return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(CALLBACK_TIMEOUT):
-                await queue.join()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        if self._threads is not None:
-            self._threads.shutdown(wait=False, cancel_futures=True)
-
-    async def _deliver_forever(self) -> None:
-        assert self.queue is not None
-        while True:
-            record = await self.queue.get()
-            try:
-                for path, callback in self.callbacks:
-                    await self._deliver(path, callback, record)
-            finally:
-                self.delivered += 1
-                self.queue.task_done()
-
-    async def _deliver(self, path: str, callback: Any, record: CallRecord) -> None:
-        success = record.status == "success"
-        if (success and path in self.failure_only) or (not success and path in self.success_only):
-            return
-        kind = "success" if success else "failure"
-        kwargs = _litellm_kwargs(record)
-        times = (dt.datetime.fromtimestamp(record.start_time), dt.datetime.fromtimestamp(record.end_time))
-        try:
-            async with asyncio.timeout(CALLBACK_TIMEOUT):
-                method = getattr(callback, f"async_log_{kind}_event", None)
-                if method is not None:
-                    await method(kwargs, None, *times)
-                    return
-                method = getattr(callback, f"log_{kind}_event", None)
-                if method is not None:
-                    loop = asyncio.get_running_loop()
-                    await loop.run_in_executor(self._threads, method, kwargs, None, *times)
-        except Exception:
-            log.exception("logging callback %s failed on request %s", path, record.id)
+        sinks, self.sinks = self.sinks, []
+        await asyncio.gather(*(sink.stop() for sink in sinks))
 
 
 def _litellm_kwargs(record: CallRecord) -> dict[str, Any]:
