@@ -17,6 +17,13 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from parley.config import build_config
+from parley.core.context import RequestContext
+from parley.core.errors import GatewayError
+from parley.core.observe import record_guardrail
+from parley.gateway import build_gateway
+from parley.pipeline.filter import Filter, Phase
+from parley.server.app import create_app
 from parley.testing.procs import anthropic_deployment, free_port, openai_deployment
 
 MASTER = "sk-master-metrics"
@@ -234,3 +241,45 @@ def test_metrics_off_means_no_route_and_no_filter(start_inprocess):
     assert gw.http.get("/metrics").status_code == 404
     names = gw.app.state.gateway.pipeline.chain.names()
     assert not [n for n in names if n.startswith("metrics:")]
+
+
+class _Masker(Filter):
+    """A guardrail as other filters will be: it reports what it did through the typed hook."""
+
+    phase = Phase.GUARDRAILS
+
+    async def on_request(self, ctx, body):
+        record_guardrail(ctx, "pii", "masked")
+        if "forbidden" in str(body.get("messages")):
+            record_guardrail(ctx, "topics", "blocked")
+            raise GatewayError(400, "blocked by the topics guardrail", "invalid_request_error")
+
+
+async def test_guardrail_actions_are_counted_through_the_typed_hook():
+    config = build_config(
+        {
+            "model_list": [{"model_name": "m", "params": {"model": "mock/m"}}],
+            "litellm_settings": {"callbacks": ["prometheus"]},
+        },
+        "test",
+    )
+    gw = build_gateway(config, extra_filters=[_Masker()])
+    app = create_app(config, gw)
+    await gw.start()
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            for text in ("hello", "hello again", "something forbidden"):
+                await client.post(
+                    "/v1/messages",
+                    json={"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": text}]},
+                )
+            exposition = (await client.get("/metrics")).text
+    finally:
+        await gw.stop()
+    samples = {f.name: f.samples for f in text_string_to_metric_families(exposition)}[
+        "parley_guardrail_actions"
+    ]
+    assert total(samples, "parley_guardrail_actions_total", guardrail="pii", action="masked") == 3
+    assert total(samples, "parley_guardrail_actions_total", guardrail="topics", action="blocked") == 1
+    with pytest.raises(ValueError, match="guardrail action must be one of"):
+        record_guardrail(RequestContext(api="anthropic", route="/v1/messages", headers={}), "x", "nuked")
