@@ -7,7 +7,10 @@ against real fake upstreams; the counters must agree with the spend log the data
 from __future__ import annotations
 
 import concurrent.futures
+import glob
+import json
 import os
+import signal
 import time
 from collections import defaultdict
 
@@ -15,6 +18,7 @@ import anthropic
 import httpx2 as httpx
 import openai
 import pytest
+from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
 from parley.config import build_config
@@ -24,7 +28,7 @@ from parley.core.observe import record_guardrail
 from parley.gateway import build_gateway
 from parley.pipeline.filter import Filter, Phase
 from parley.server.app import create_app
-from parley.testing.procs import anthropic_deployment, free_port, openai_deployment
+from parley.testing.procs import Gateway, anthropic_deployment, free_port, openai_deployment
 
 MASTER = "sk-master-metrics"
 ASK = [{"role": "user", "content": "hello metrics"}]
@@ -48,8 +52,6 @@ def total(samples: list, name: str, **labels: str) -> float:
 
 @pytest.fixture(scope="module")
 def metrics_gateway(tmp_path_factory, fake_upstream, fake_upstream_b):
-    from parley.testing.procs import Gateway
-
     db = tmp_path_factory.mktemp("metrics") / "spend.db"
     config = {
         "model_list": [
@@ -204,8 +206,6 @@ def test_a_thousand_unknown_model_names_add_no_series(metrics_gateway):
 def test_metrics_key_and_instances_do_not_share_a_directory(tmp_path):
     """`metrics_require_key` guards /metrics; two instances on one host keep separate directories,
     and a restarted instance starts from an emptied one."""
-    from parley.testing.procs import Gateway
-
     config = {
         "model_list": [{"model_name": "mock-m", "params": {"model": "mock/mock-m"}}],
         "general_settings": {"master_key": MASTER},
@@ -283,3 +283,43 @@ async def test_guardrail_actions_are_counted_through_the_typed_hook():
     assert total(samples, "parley_guardrail_actions_total", guardrail="topics", action="blocked") == 1
     with pytest.raises(ValueError, match="guardrail action must be one of"):
         record_guardrail(RequestContext(api="anthropic", route="/v1/messages", headers={}), "x", "nuked")
+
+
+def _requests_by_pid(directory: str) -> dict[int, float]:
+    """parley_requests_total per worker, read from the workers' own value files."""
+    out: dict[int, float] = {}
+    for path in glob.glob(os.path.join(directory, "counter_*.db")):
+        pid = int(path.rsplit("_", 1)[1].removesuffix(".db"))
+        values = MmapedDict.read_all_values_from_file(path)
+        out[pid] = sum(v for key, v, _, _ in values if json.loads(key)[1] == "parley_requests_total")
+    return out
+
+
+def test_a_killed_worker_keeps_its_counts_and_loses_its_live_gauges(tmp_path):
+    config = {
+        "model_list": [{"model_name": "mock-m", "params": {"model": "mock/mock-m"}}],
+        "litellm_settings": {"callbacks": ["prometheus"]},
+    }
+    gw = Gateway(config, env={"PARLEY_METRICS_DIR": str(tmp_path)}, workers=2)
+    try:
+        [directory] = glob.glob(str(tmp_path / "parley-metrics-*"))
+        body = {"model": "mock-m", "max_tokens": 8, "messages": ASK}
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            list(
+                pool.map(
+                    lambda _: httpx.post(gw.url + "/v1/messages", json=body).raise_for_status(), range(24)
+                )
+            )
+        served = {pid: n for pid, n in _requests_by_pid(directory).items() if n}
+        assert sum(served.values()) == 24
+        victim = max(served, key=lambda pid: served[pid])
+        assert os.path.exists(os.path.join(directory, f"gauge_livesum_{victim}.db"))
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while os.path.exists(os.path.join(directory, f"gauge_livesum_{victim}.db")):
+            assert time.monotonic() < deadline, "no new worker dropped the dead one's live gauges"
+            time.sleep(0.2)
+        for _ in range(4):
+            assert total(scrape(gw.url)["parley_requests"], "parley_requests_total") == 24
+    finally:
+        gw.stop()
