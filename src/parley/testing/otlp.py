@@ -68,6 +68,13 @@ class OtlpReceiver:
                 self.end_headers()
                 self.wfile.write(body)
 
+            def do_GET(self) -> None:  # readiness, and the count of spans received so far
+                body = str(len(receiver.spans)).encode()
+                self.send_response(200)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
             def log_message(self, *args: Any) -> None:
                 pass
 
@@ -112,3 +119,15 @@ class OtlpReceiver:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def main() -> None:
+    """`python -m parley.testing.otlp PORT`: a receiver in its own process (benchmarks)."""
+    import sys
+
+    receiver = OtlpReceiver(int(sys.argv[1]))
+    receiver.thread.join()
+
+
+if __name__ == "__main__":
+    main()
