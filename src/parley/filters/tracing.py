@@ -4,7 +4,8 @@ one CLIENT span per upstream attempt, exported over OTLP/HTTP (the standard OTEL
 The SERVER span continues the client's `traceparent` (W3C trace context) and starts when the
 request arrived; each attempt's CLIENT span is its child, and its context is what the upstream
 receives as `traceparent`. A failed attempt's span ends when the router moves on; the attempt that
-serves the reply ends with the request, so a stream's span ends when the stream does. Message
+serves the reply ends with the request, so a stream's span ends when the stream does. Spans are
+plain records on the request path, exported by a background thread (`filters.otlp`). Message
 content is recorded only with `otel_capture_content` (or the standard
 OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true), as the filters after guardrails see it.
 """
@@ -12,21 +13,14 @@ OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true), as the filters after g
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import os
+import random
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from opentelemetry.context import Context
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, set_span_in_context
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from parley.config.observability import ObservabilitySettings
 from parley.core.context import RequestContext, StateKey
@@ -34,6 +28,7 @@ from parley.core.deployment import Target
 from parley.core.observe import OUTBOUND_HEADERS
 from parley.core.stream import UpstreamReply
 from parley.core.tasks import Tasks
+from parley.filters.otlp import CLIENT, SERVER, OtlpExporter, SpanRecord
 from parley.pipeline.filter import Filter, Phase
 from parley.router.events import AttemptEnd, RouterEvents
 
@@ -50,119 +45,161 @@ _REQUEST_PARAMS = (
 
 @dataclass(slots=True)
 class _Trace:
-    server: Span
-    attempt: Span | None = None  # the attempt in progress, or the one that served the reply
-    token: contextvars.Token[dict[str, str] | None] | None = None  # OUTBOUND_HEADERS while it runs
+    server: SpanRecord
+    attempt: SpanRecord | None = None  # the attempt in progress, or the one that served the reply
+    token: Any = None  # OUTBOUND_HEADERS' reset token while an attempt runs
+    ended: list[SpanRecord] = field(default_factory=list)  # failed attempts, sent with the request
 
 
 _TRACE: StateKey[_Trace] = StateKey("tracing.trace")
+_LEFT_OUT: StateKey[bool] = StateKey("tracing.left_out")  # the sampler said no
 
 
-def default_provider() -> TracerProvider:
-    """A TracerProvider from the standard environment (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES,
-    OTEL_TRACES_SAMPLER, OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT / HEADERS / TIMEOUT, OTEL_BSP_*),
-    exporting over OTLP/HTTP protobuf from a background thread."""
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+def parse_traceparent(value: str | None) -> tuple[bytes, bytes, bool] | None:
+    """(trace id, parent span id, sampled) from a W3C `traceparent`, or None when absent or invalid."""
+    if not value or len(value) < 55:
+        return None
+    version, trace, span, flags = value[:55].split("-", 3) if value[2:3] == "-" else ("", "", "", "")
+    try:
+        trace_id, span_id, bits = bytes.fromhex(trace), bytes.fromhex(span), int(flags[:2], 16)
+    except ValueError:
+        return None
+    if version == "ff" or len(trace_id) != 16 or len(span_id) != 8 or not any(trace_id) or not any(span_id):
+        return None
+    return trace_id, span_id, bool(bits & 1)
+
+
+def traceparent(trace_id: bytes, span_id: bytes) -> str:
+    return f"00-{trace_id.hex()}-{span_id.hex()}-01"
+
+
+def _sampler() -> Any:
+    """The SDK's sampler from OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG (default: parent-based,
+    always on)."""
+    from opentelemetry.sdk.trace.sampling import _get_from_env_or_default
+
+    return _get_from_env_or_default()
+
+
+def _resource() -> dict[str, Any]:
+    from opentelemetry.sdk.resources import Resource
 
     attributes = {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": "parley"}
-    provider = TracerProvider(resource=Resource.create(attributes), shutdown_on_exit=False)
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    return provider
+    return dict(Resource.create(attributes).attributes)
 
 
 class Tracing(Filter, RouterEvents):
     phase = Phase.METRICS
 
-    def __init__(
-        self,
-        settings: ObservabilitySettings,
-        tasks: Tasks,
-        processors: Sequence[SpanProcessor] = (),
-    ) -> None:
-        if processors:  # tests and embedders bring their own (e.g. an in-memory exporter)
-            self.provider = TracerProvider(resource=Resource.create({"service.name": "parley"}))
-            for p in processors:
-                self.provider.add_span_processor(p)
-        else:
-            self.provider = default_provider()
-        self.tracer = self.provider.get_tracer("parley")
-        self.propagator = TraceContextTextMapPropagator()
+    def __init__(self, settings: ObservabilitySettings, tasks: Tasks) -> None:
+        self.exporter = OtlpExporter(_resource())
+        self.sampler = _sampler()
+        self.parent_based = self.sampler.get_description().startswith("ParentBased")
         self.capture = settings.otel_capture_content
         tasks.on_shutdown(self.stop)
 
     async def stop(self) -> None:
-        await asyncio.to_thread(self.provider.shutdown)  # flushes what is queued (bounded by OTEL_BSP_*)
+        await asyncio.to_thread(self.exporter.shutdown)  # sends what is queued
 
     # spans -----------------------------------------------------------------------------------
-    def _trace(self, ctx: RequestContext) -> _Trace:
+    def _trace(self, ctx: RequestContext) -> _Trace | None:
+        """The request's trace, started on first use; None when the sampler leaves it out."""
         trace = ctx.state.get(_TRACE)
-        if trace is None:
-            parent = self.propagator.extract(ctx.headers)
-            passthrough = ctx.route.startswith("/anthropic")
-            server = self.tracer.start_span(
-                ctx.route if passthrough else f"POST {ctx.route}",
-                context=parent,
-                kind=SpanKind.SERVER,
-                start_time=int(ctx.started_at * 1e9),
-                attributes={
-                    "http.route": ctx.route,
-                    "gen_ai.operation.name": OPERATION.get(ctx.route, "chat"),
-                    "parley.request_id": ctx.request_id,
-                },
-            )
-            trace = _Trace(server)
-            ctx.state.put(_TRACE, trace)
+        if trace is not None or ctx.state.get(_LEFT_OUT):
+            return trace
+        parent = parse_traceparent(ctx.headers.get("traceparent"))
+        trace_id = parent[0] if parent else random.getrandbits(128).to_bytes(16, "big")
+        if not self._sampled(trace_id, parent):
+            ctx.state.put(_LEFT_OUT, True)  # the client's own traceparent still goes upstream
+            return None
+        passthrough = ctx.route.startswith("/anthropic")
+        server = SpanRecord(
+            ctx.route if passthrough else f"POST {ctx.route}",
+            SERVER,
+            trace_id,
+            random.getrandbits(64).to_bytes(8, "big"),
+            parent[1] if parent else b"",
+            int(ctx.started_at * 1e9),
+        )
+        server.attributes.update(
+            {
+                "http.route": ctx.route,
+                "gen_ai.operation.name": OPERATION.get(ctx.route, "chat"),
+                "parley.request_id": ctx.request_id,
+            }
+        )
+        trace = _Trace(server)
+        ctx.state.put(_TRACE, trace)
         return trace
 
+    def _sampled(self, trace_id: bytes, parent: tuple[bytes, bytes, bool] | None) -> bool:
+        if parent is not None and self.parent_based:
+            return parent[2]
+        result = self.sampler.should_sample(None, int.from_bytes(trace_id, "big"), "request")
+        return bool(result.decision.is_sampled())
+
     async def on_request(self, ctx: RequestContext, body: dict[str, Any] | None) -> None:
-        server = self._trace(ctx).server
+        trace = self._trace(ctx)
+        if trace is None:
+            return None
+        attributes = trace.server.attributes
         if ctx.model:
-            server.set_attribute("gen_ai.request.model", ctx.model)
+            attributes["gen_ai.request.model"] = ctx.model
         if body is not None:
-            for field, name in _REQUEST_PARAMS:
-                value = body.get(field)
+            for name, key in _REQUEST_PARAMS:
+                value = body.get(name)
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    server.set_attribute(name, value)
+                    attributes[key] = value
             if self.capture and isinstance(body.get("messages"), list):
-                server.set_attribute("gen_ai.input.messages", orjson.dumps(body["messages"]).decode())
+                attributes["gen_ai.input.messages"] = orjson.dumps(body["messages"]).decode()
                 if "system" in body:
-                    server.set_attribute("gen_ai.system_instructions", orjson.dumps(body["system"]).decode())
+                    attributes["gen_ai.system_instructions"] = orjson.dumps(body["system"]).decode()
         return None
 
     async def on_response(self, ctx: RequestContext, reply: UpstreamReply) -> None:
         if not self.capture or reply.body is None or reply.status >= 400:
             return
+        trace = self._trace(ctx)
         try:
             data = orjson.loads(reply.body)
         except orjson.JSONDecodeError:
             return
         output = data.get("content", data.get("choices")) if isinstance(data, dict) else None
-        if output is not None:
-            self._trace(ctx).server.set_attribute("gen_ai.output.messages", orjson.dumps(output).decode())
+        if trace is not None and output is not None:
+            trace.server.attributes["gen_ai.output.messages"] = orjson.dumps(output).decode()
 
     def attempt_started(self, ctx: RequestContext, target: Target) -> None:
         trace = self._trace(ctx)
+        if trace is None:
+            return
         dep = target.deployment
-        attributes: dict[str, Any] = {
-            "gen_ai.operation.name": OPERATION.get(ctx.route, "chat"),
-            "gen_ai.provider.name": PROVIDER_NAMES.get(dep.provider, dep.provider),
-            "gen_ai.request.model": target.upstream_model,
-            "parley.deployment.id": dep.id,
-            "parley.attempt": ctx.attempts + 1,
-        }
+        operation = OPERATION.get(ctx.route, "chat")
+        span = SpanRecord(
+            f"{operation} {target.upstream_model}",
+            CLIENT,
+            trace.server.trace_id,
+            random.getrandbits(64).to_bytes(8, "big"),
+            trace.server.span_id,
+            time.time_ns(),
+        )
+        span.attributes.update(
+            {
+                "gen_ai.operation.name": operation,
+                "gen_ai.provider.name": PROVIDER_NAMES.get(dep.provider, dep.provider),
+                "gen_ai.request.model": target.upstream_model,
+                "parley.deployment.id": dep.id,
+                "parley.attempt": ctx.attempts + 1,
+            }
+        )
         if dep.api_base:
             url = urlsplit(dep.api_base)
-            attributes["server.address"] = url.hostname or ""
-            attributes["server.port"] = url.port or (443 if url.scheme == "https" else 80)
-        span = self.tracer.start_span(
-            f"{attributes['gen_ai.operation.name']} {target.upstream_model}",
-            context=set_span_in_context(trace.server, Context()),
-            kind=SpanKind.CLIENT,
-            attributes=attributes,
-        )
-        carrier: dict[str, str] = {}
-        self.propagator.inject(carrier, context=set_span_in_context(span, Context()))
-        trace.attempt, trace.token = span, OUTBOUND_HEADERS.set(carrier)
+            span.attributes["server.address"] = url.hostname or ""
+            span.attributes["server.port"] = url.port or (443 if url.scheme == "https" else 80)
+        header = {"traceparent": traceparent(span.trace_id, span.span_id)}
+        state = ctx.headers.get("tracestate")
+        if state:
+            header["tracestate"] = state
+        trace.attempt, trace.token = span, OUTBOUND_HEADERS.set(header)
 
     def attempt_ended(self, ctx: RequestContext, target: Target, end: AttemptEnd) -> None:
         trace = ctx.state.get(_TRACE)
@@ -173,43 +210,60 @@ class Tracing(Filter, RouterEvents):
             trace.token = None
         span = trace.attempt
         if end.status:
-            span.set_attribute("http.response.status_code", end.status)
+            span.attributes["http.response.status_code"] = end.status
         if end.ok and end.status < 400:
             return  # ends with the request (a stream: when it ends), with the usage
-        span.set_attribute("error.type", end.error or f"http_{end.status}")
-        span.set_status(Status(StatusCode.ERROR))
-        span.end()
+        span.attributes["error.type"] = end.error or f"http_{end.status}"
+        span.error()
+        span.end_ns = time.time_ns()
+        trace.ended.append(span)
         trace.attempt = None
 
     def fallback(self, ctx: RequestContext, model: str, group: str) -> None:
-        self._trace(ctx).server.add_event(
-            "parley.fallback", {"gen_ai.request.model": model, "fallback": group}
-        )
+        trace = self._trace(ctx)
+        if trace is not None:
+            trace.server.events.append(
+                (time.time_ns(), "parley.fallback", {"gen_ai.request.model": model, "fallback": group})
+            )
 
     def on_done(self, ctx: RequestContext) -> None:
         trace = self._trace(ctx)
+        if trace is None:
+            return
         end = _end_ns(ctx)
         result = _result_attributes(ctx)
-        if trace.attempt is not None:
-            trace.attempt.set_attributes(result)
-            if ctx.status >= 400 or ctx.error_type:
-                trace.attempt.set_attribute("error.type", ctx.error_type or f"http_{ctx.status}")
-                trace.attempt.set_status(Status(StatusCode.ERROR))
-            trace.attempt.end(end)
+        failed = ctx.status >= 400 or ctx.error_type is not None
+        submit = self.exporter.submit
+        for span in trace.ended:
+            submit(span)
+        attempt = trace.attempt
+        if attempt is not None:
+            attempt.attributes.update(result)
+            if failed:
+                attempt.attributes["error.type"] = ctx.error_type or f"http_{ctx.status}"
+                attempt.error()
+            attempt.end_ns = end
+            submit(attempt)
             trace.attempt = None
         server = trace.server
-        server.set_attributes(result)
-        server.set_attribute("http.response.status_code", ctx.status)
+        attributes = server.attributes
+        attributes["http.response.status_code"] = ctx.status
+        attributes["parley.attempts"] = ctx.attempts
         if ctx.deployment is not None:
-            server.set_attribute("parley.deployment.id", ctx.deployment.id)
-        server.set_attribute("parley.attempts", ctx.attempts)
+            attributes["parley.deployment.id"] = ctx.deployment.id
+        for key in ("gen_ai.response.model", "gen_ai.response.time_to_first_chunk"):
+            if key in result:
+                attributes[key] = result[key]
         for action in ctx.guardrail_actions:
-            server.add_event("parley.guardrail", {"guardrail": action.guardrail, "action": action.action})
-        if ctx.status >= 400 or ctx.error_type:
-            server.set_attribute("error.type", ctx.error_type or f"http_{ctx.status}")
+            server.events.append(
+                (end, "parley.guardrail", {"guardrail": action.guardrail, "action": action.action})
+            )
+        if failed:
+            attributes["error.type"] = ctx.error_type or f"http_{ctx.status}"
             if ctx.status >= 500 or ctx.status < 400:
-                server.set_status(Status(StatusCode.ERROR, ctx.error_message))
-        server.end(end)
+                server.error(ctx.error_message)
+        server.end_ns = end
+        submit(server)
 
 
 def _end_ns(ctx: RequestContext) -> int:
