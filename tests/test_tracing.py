@@ -149,3 +149,35 @@ def test_message_content_is_recorded_only_when_enabled(receiver, start_inprocess
     [server] = receiver.wait_for(1, trace_id=trace_id, kind="SERVER")
     assert "secret words" in server.attributes["gen_ai.input.messages"]
     assert reply.content[0].text in server.attributes["gen_ai.output.messages"]
+
+
+def test_sampled_out_requests_send_no_spans_and_keep_the_clients_traceparent(
+    receiver, start_inprocess, monkeypatch, upstream
+):
+    for k, v in _env(receiver).items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    gw = start_inprocess(
+        {"model_list": [anthropic_deployment(MODEL, upstream)], "litellm_settings": {"callbacks": ["otel"]}}
+    )
+    header, trace_id, _ = _traceparent()
+    gw.anthropic(api_key="sk", max_retries=0).messages.create(
+        model=MODEL, max_tokens=8, messages=ASK, extra_headers={"traceparent": header}
+    )
+    gw.stop()  # flushes the exporter
+    assert upstream.requests()[-1]["headers"]["traceparent"] == header
+    assert receiver.wait_for(1, timeout=0.5, trace_id=trace_id) == []
+
+
+def test_an_unreachable_collector_never_fails_a_request(start_inprocess, monkeypatch):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "10")
+    gw = start_inprocess(
+        {
+            "model_list": [{"model_name": "mock-traced", "params": {"model": "mock/mock-traced"}}],
+            "litellm_settings": {"callbacks": ["otel"]},
+        }
+    )
+    client = gw.anthropic(api_key="sk", max_retries=0)
+    for _ in range(20):
+        assert client.messages.create(model="mock-traced", max_tokens=8, messages=ASK).content

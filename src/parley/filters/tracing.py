@@ -76,9 +76,9 @@ def traceparent(trace_id: bytes, span_id: bytes) -> str:
 def _sampler() -> Any:
     """The SDK's sampler from OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG (default: parent-based,
     always on)."""
-    from opentelemetry.sdk.trace.sampling import _get_from_env_or_default
+    from opentelemetry.sdk.trace import TracerProvider
 
-    return _get_from_env_or_default()
+    return TracerProvider(shutdown_on_exit=False).sampler
 
 
 def _resource() -> dict[str, Any]:
@@ -96,10 +96,20 @@ class Tracing(Filter, RouterEvents):
         self.sampler = _sampler()
         self.parent_based = self.sampler.get_description().startswith("ParentBased")
         self.capture = settings.otel_capture_content
+        self._servers: dict[str, dict[str, Any]] = {}
         tasks.on_shutdown(self.stop)
 
     async def stop(self) -> None:
         await asyncio.to_thread(self.exporter.shutdown)  # sends what is queued
+
+    def _server_of(self, api_base: str) -> dict[str, Any]:
+        """server.address and server.port of a deployment (parsed once per api_base)."""
+        known = self._servers.get(api_base)
+        if known is None:
+            url = urlsplit(api_base)
+            port = url.port or (443 if url.scheme == "https" else 80)
+            known = self._servers[api_base] = {"server.address": url.hostname or "", "server.port": port}
+        return known
 
     # spans -----------------------------------------------------------------------------------
     def _trace(self, ctx: RequestContext) -> _Trace | None:
@@ -192,9 +202,7 @@ class Tracing(Filter, RouterEvents):
             }
         )
         if dep.api_base:
-            url = urlsplit(dep.api_base)
-            span.attributes["server.address"] = url.hostname or ""
-            span.attributes["server.port"] = url.port or (443 if url.scheme == "https" else 80)
+            span.attributes.update(self._server_of(dep.api_base))
         header = {"traceparent": traceparent(span.trace_id, span.span_id)}
         state = ctx.headers.get("tracestate")
         if state:
