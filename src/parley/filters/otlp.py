@@ -183,6 +183,9 @@ class OtlpExporter:
     def __init__(self, resource: Mapping[str, Any], env: Mapping[str, str] = os.environ) -> None:
         self.resource = dict(resource)
         self.endpoint = endpoint_from(env)
+        protocol = _env(env, "PROTOCOL", "http/protobuf")
+        if protocol != "http/protobuf":
+            log.warning("OTEL_EXPORTER_OTLP_PROTOCOL=%s is not supported; sending http/protobuf", protocol)
         self.headers = {"content-type": "application/x-protobuf", **headers_from(env)}
         self.timeout = float(_env(env, "TIMEOUT", "10000")) / 1000.0
         self.gzip = _env(env, "COMPRESSION") == "gzip"
