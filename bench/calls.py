@@ -79,7 +79,7 @@ async def measure(requests: int, observe: list[str]) -> list[str]:
         await gateway.stop()
         if receiver is not None:
             with urllib.request.urlopen(receiver.url + "/") as r:
-                lines.append(f"spans received by the OTLP receiver: {r.read().decode()}")
+                lines.append(f"received by the OTLP receiver: {r.read().decode()}")
     finally:
         upstream.stop()
         if receiver is not None:

@@ -181,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         traces = None
         if args.observe:
             port = free_port()
-            receiver = ServerProcess([sys.executable, "-m", "parley.testing.otlp", str(port)], port, "/")
+            receiver = ServerProcess(
+                [sys.executable, "-m", "parley.testing.otlp", str(port), "--count-only"], port, "/"
+            )
             stack.callback(receiver.stop)
             traces = f"http://127.0.0.1:{port}/v1/traces"
         parley, info = tg.start_parley(

@@ -48,8 +48,10 @@ def _value(v: AnyValue) -> Any:
 
 
 class OtlpReceiver:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, decode: bool = True) -> None:
         self.port = port
+        self.decode = decode  # False: only count the batches (benchmarks: the receiver costs little)
+        self.batches = 0
         self.endpoint = f"http://127.0.0.1:{port}/v1/traces"
         self.spans: list[ReceivedSpan] = []
         self._lock = threading.Lock()
@@ -60,7 +62,9 @@ class OtlpReceiver:
                 raw = self.rfile.read(int(self.headers.get("content-length") or 0))
                 if self.headers.get("content-encoding") == "gzip":
                     raw = gzip.decompress(raw)
-                receiver._take(ExportTraceServiceRequest.FromString(raw))
+                receiver.batches += 1
+                if receiver.decode:
+                    receiver._take(ExportTraceServiceRequest.FromString(raw))
                 body = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
                 self.send_header("content-type", "application/x-protobuf")
@@ -69,7 +73,7 @@ class OtlpReceiver:
                 self.wfile.write(body)
 
             def do_GET(self) -> None:  # readiness, and the count of spans received so far
-                body = str(len(receiver.spans)).encode()
+                body = f"{len(receiver.spans)} spans, {receiver.batches} batches".encode()
                 self.send_response(200)
                 self.send_header("content-length", str(len(body)))
                 self.end_headers()
@@ -122,10 +126,10 @@ class OtlpReceiver:
 
 
 def main() -> None:
-    """`python -m parley.testing.otlp PORT`: a receiver in its own process (benchmarks)."""
+    """`python -m parley.testing.otlp PORT [--count-only]`: a receiver in its own process (benchmarks)."""
     import sys
 
-    receiver = OtlpReceiver(int(sys.argv[1]))
+    receiver = OtlpReceiver(int(sys.argv[1]), decode="--count-only" not in sys.argv)
     receiver.thread.join()
 
 
