@@ -60,6 +60,8 @@ def main() -> int:
     p.add_argument("--requests", type=int, default=3000)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--callbacks", default="prometheus,otel", help="what the second gateway turns on")
+    p.add_argument("--json-only", action="store_true")
     args = p.parse_args()
     upstream = FakeUpstream()
     port = free_port()
@@ -71,7 +73,7 @@ def main() -> int:
         "model_list": [anthropic_deployment("m", upstream)],
         "general_settings": {"master_key": MASTER, "database_url": os.path.join(workdir, "spend.db")},
     }
-    observed = dict(base, litellm_settings={"callbacks": ["prometheus", "otel"]})
+    observed = dict(base, litellm_settings={"callbacks": args.callbacks.split(",")})
     env = {
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{port}/v1/traces",
         "PARLEY_METRICS_DIR": workdir,
@@ -79,7 +81,7 @@ def main() -> int:
     quiet = ["--log-level", "warning"]
     gateways = {"off": Gateway(base, extra_args=quiet), "on": Gateway(observed, env=env, extra_args=quiet)}
     try:
-        for stream in (False, True):
+        for stream in (False,) if args.json_only else (False, True):
             results: dict[str, list[float]] = {"off": [], "on": []}
             for gw in gateways.values():  # warm up
                 measure(gw, 300, args.concurrency, stream)

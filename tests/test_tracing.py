@@ -120,7 +120,13 @@ def test_a_streamed_span_ends_when_the_stream_ends(traced, receiver, upstream):
 def test_a_request_without_traceparent_starts_a_trace_the_upstream_joins(traced, receiver, b):
     client = openai.OpenAI(base_url=traced.url + "/v1", api_key="sk-any", max_retries=0)
     reply = client.chat.completions.with_raw_response.create(model="gpt-traced", messages=ASK)
-    sent = b.requests()[-1]["headers"]["traceparent"]
+    streamed = anthropic.Anthropic(base_url=traced.url, api_key="sk-any", max_retries=0)
+    with streamed.messages.stream(model="gpt-traced", max_tokens=16, messages=ASK) as s:
+        final = s.get_final_message()  # an OpenAI stream translated: its stop reason is on the span
+    _, stream_trace, _, _ = b.requests()[-1]["headers"]["traceparent"].split("-")
+    [translated] = receiver.wait_for(1, trace_id=stream_trace, kind="CLIENT")
+    assert translated.attributes["gen_ai.response.finish_reasons"] == [final.stop_reason]
+    sent = b.requests()[-2]["headers"]["traceparent"]
     _, trace_id, parent, _ = sent.split("-")
     [attempt] = receiver.wait_for(1, trace_id=trace_id, kind="CLIENT")
     [server] = receiver.wait_for(1, trace_id=trace_id, kind="SERVER")
