@@ -112,12 +112,33 @@ def _any(value: Any) -> bytes:
 
 
 class Encoder:
-    """Spans to an ExportTraceServiceRequest; remembers the encoded attribute keys (a bounded set)."""
+    """Spans to an ExportTraceServiceRequest. Most attributes repeat from span to span (operation,
+    provider, model, deployment, route, status), so encoded keys and key-value pairs are remembered
+    (bounded; values unique to a request are not kept)."""
 
     MAX_KEYS = 1024
+    MAX_PAIRS = 4096
+    UNIQUE = frozenset({"parley.request_id", "gen_ai.input.messages", "gen_ai.output.messages"})
 
     def __init__(self) -> None:
         self.keys: dict[str, bytes] = {}
+        self.pairs: dict[tuple[str, Any], bytes] = {}
+
+    def pair(self, field: int, name: str, value: Any) -> bytes:
+        kind = type(value)
+        if not (
+            (kind is str and name not in self.UNIQUE and len(value) <= 256)
+            or kind is bool
+            or (kind is int and 0 <= value < 1024)
+        ):
+            return _len(field, self.key(name) + _len(2, _any(value)))
+        cache_key = (name, value)
+        encoded = self.pairs.get(cache_key)
+        if encoded is None:
+            if len(self.pairs) >= self.MAX_PAIRS:
+                self.pairs.clear()
+            encoded = self.pairs[cache_key] = _len(field, self.key(name) + _len(2, _any(value)))
+        return encoded
 
     def key(self, name: str) -> bytes:
         encoded = self.keys.get(name)
@@ -128,8 +149,8 @@ class Encoder:
         return encoded
 
     def attributes(self, field: int, attributes: Mapping[str, Any]) -> bytes:
-        key = self.key
-        return b"".join(_len(field, key(k) + _len(2, _any(v))) for k, v in attributes.items())
+        pair = self.pair
+        return b"".join(pair(field, k, v) for k, v in attributes.items())
 
     def span(self, s: SpanRecord) -> bytes:
         parts = [
