@@ -1,11 +1,11 @@
 """Spans recorded cheaply on the request path and exported over OTLP/HTTP from a background thread.
 
 The OpenTelemetry SDK's spans and its OTLP encoder cost about 40 us and 70 us of CPU per span
-(measured: bench/calls.py --observe), several times what a whole request costs parley; so a request
-records plain `SpanRecord`s, and one thread per worker batches them and writes the OTLP protobuf
-wire format directly (opentelemetry/proto/trace/v1/trace.proto; the tests decode it with the official
-generated classes). What the SDK does well it still does: the resource (OTEL_SERVICE_NAME,
-OTEL_RESOURCE_ATTRIBUTES) and the sampler (OTEL_TRACES_SAMPLER[_ARG]).
+(measured in process); with two spans per request that was half again what a whole request costs
+parley. So a request records plain `SpanRecord`s, and one thread per worker batches them and writes
+the OTLP protobuf wire format directly (opentelemetry/proto/trace/v1/trace.proto; the tests decode
+it with the official generated classes). What the SDK does well it still does: the resource
+(OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES) and the sampler (OTEL_TRACES_SAMPLER[_ARG]).
 
 Standard environment: OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT, _HEADERS, _TIMEOUT, _COMPRESSION (gzip),
 OTEL_BSP_SCHEDULE_DELAY, OTEL_BSP_MAX_QUEUE_SIZE, OTEL_BSP_MAX_EXPORT_BATCH_SIZE. A full queue
