@@ -72,7 +72,7 @@ def metrics_gateway(tmp_path_factory, fake_upstream, fake_upstream_b):
         "litellm_settings": {"callbacks": ["prometheus"]},
     }
     gw = Gateway(config, workers=2, env={"PARLEY_METRICS_DIR": str(db.parent)})
-    yield gw
+    yield gw, str(db.parent)
     gw.stop()
 
 
@@ -131,7 +131,7 @@ def _spend_rows(url: str, expected: int) -> list[dict]:
 
 
 def test_two_workers_ten_requests_counted_once_each(metrics_gateway, fake_upstream):
-    gw = metrics_gateway
+    gw, metrics_base = metrics_gateway
     fake_upstream.script(
         {
             "match": {"model": "cached-up"},
@@ -151,6 +151,10 @@ def test_two_workers_ten_requests_counted_once_each(metrics_gateway, fake_upstre
     for _ in range(6):
         families = scrape(gw.url)
         assert total(families["parley_requests"], "parley_requests_total") == 10
+    # ... which is the sum of what each worker wrote (which worker served what is the kernel's
+    # choice; the killed-worker test below shows a total made of two workers' files)
+    [directory] = glob.glob(os.path.join(metrics_base, "parley-metrics-*"))
+    assert sum(_requests_by_pid(directory).values()) == 10
     requests = families["parley_requests"]
     assert total(requests, "parley_requests_total", status_class="2xx") == 8
     assert total(requests, "parley_requests_total", status_class="4xx", model="claude-limited") == 1
@@ -188,7 +192,7 @@ def test_two_workers_ten_requests_counted_once_each(metrics_gateway, fake_upstre
 
 
 def test_a_thousand_unknown_model_names_add_no_series(metrics_gateway):
-    url = metrics_gateway.url
+    url = metrics_gateway[0].url
     with httpx.Client(base_url=url, headers={"x-api-key": MASTER}, timeout=10) as client:
 
         def ask(model: str) -> int:
