@@ -327,3 +327,72 @@ def test_a_killed_worker_keeps_its_counts_and_loses_its_live_gauges(tmp_path):
             assert total(scrape(gw.url)["parley_requests"], "parley_requests_total") == 24
     finally:
         gw.stop()
+
+
+def _inprocess_scrape(gw) -> dict[str, list]:
+    families: dict[str, list] = defaultdict(list)
+    families.update((f.name, f.samples) for f in text_string_to_metric_families(gw.http.get("/metrics").text))
+    return families
+
+
+def test_retries_cooldowns_and_fallbacks_are_counted(start_inprocess, upstream, b):
+    config = {
+        "model_list": [
+            anthropic_deployment("claude-a", upstream, model="a-model", weight=1_000_000),
+            anthropic_deployment("claude-a", b, model="b-model", weight=1),
+            anthropic_deployment("claude-c", upstream, model="c-model"),
+            anthropic_deployment("claude-d", b, model="d-model"),
+        ],
+        "router_settings": {
+            "num_retries": 1,
+            "retry_after": 0,
+            "allowed_fails": 1,
+            "cooldown_time": 30,
+            "fallbacks": [{"claude-c": ["claude-d"]}],
+        },
+        "litellm_settings": {"callbacks": ["prometheus"]},
+    }
+    gw = start_inprocess(config)
+    client = gw.anthropic(api_key="sk", max_retries=0)
+    upstream.script({"status": 529}, {"status": 529}, {"status": 529})
+    client.messages.create(model="claude-a", max_tokens=8, messages=ASK)  # a fails, cools down; b serves
+    client.messages.create(model="claude-c", max_tokens=8, messages=ASK)  # c fails twice; d serves
+    m = _inprocess_scrape(gw)
+    attempts = m["parley_upstream_attempts"]
+    assert total(attempts, "parley_upstream_attempts_total", deployment="claude-a#0", status_class="5xx") == 1
+    assert total(attempts, "parley_upstream_attempts_total", deployment="claude-a#1", status_class="2xx") == 1
+    assert total(attempts, "parley_upstream_attempts_total", deployment="claude-c#2", status_class="5xx") == 2
+    assert total(attempts, "parley_upstream_attempts_total", deployment="claude-d#3", status_class="2xx") == 1
+    assert total(m["parley_upstream_retries"], "parley_upstream_retries_total", model="claude-a") == 1
+    assert total(m["parley_upstream_retries"], "parley_upstream_retries_total", model="claude-c") == 1
+    assert (
+        total(m["parley_deployment_cooldowns"], "parley_deployment_cooldowns_total", deployment="claude-a#0")
+        == 1
+    )
+    fallbacks = m["parley_fallbacks"]
+    assert total(fallbacks, "parley_fallbacks_total", model="claude-c", fallback="claude-d") == 1
+    requests = m["parley_requests"]
+    assert total(requests, "parley_requests_total", model="claude-d", status_class="2xx") == 1  # who served
+
+
+def test_key_alias_and_team_labels_only_when_enabled(start_inprocess, tmp_path):
+    config = {
+        "model_list": [{"model_name": "mock-m", "params": {"model": "mock/mock-m"}}],
+        "general_settings": {"master_key": MASTER, "database_url": str(tmp_path / "k.db")},
+        "litellm_settings": {"callbacks": ["prometheus"], "metrics_key_labels": True},
+    }
+    gw = start_inprocess(config)
+    admin = {"x-api-key": MASTER}
+    team = gw.http.post("/team/new", json={"team_alias": "blue"}, headers=admin).json()["team_id"]
+    key = gw.http.post("/key/generate", json={"key_alias": "alice", "team_id": team}, headers=admin).json()[
+        "key"
+    ]
+    gw.anthropic(api_key=key, max_retries=0).messages.create(model="mock-m", max_tokens=8, messages=ASK)
+    requests = _inprocess_scrape(gw)["parley_requests"]
+    assert total(requests, "parley_requests_total", key_alias="alice", team=team) == 1
+    plain = dict(config, litellm_settings={"callbacks": ["prometheus"]})
+    plain["general_settings"] = {"master_key": MASTER}
+    other = start_inprocess(plain)
+    other.anthropic(api_key=MASTER, max_retries=0).messages.create(model="mock-m", max_tokens=8, messages=ASK)
+    [sample] = [s for s in _inprocess_scrape(other)["parley_requests"] if s.name == "parley_requests_total"]
+    assert "key_alias" not in sample.labels and "team" not in sample.labels
