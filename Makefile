@@ -1,4 +1,5 @@
-# `make run`: venv + install + start the gateway with the shipped default config.
+# `make run`: venv + install + start the gateway with the shipped default config
+#   (make run PORT=4001 HOST=0.0.0.0 CONFIG=my.yaml).
 # `make test`: venv + dev install + the whole suite.
 # `make fuzz`: the fuzz suite (tests/test_fuzz_*.py) long: FUZZ_EXAMPLES examples per target, random seed.
 # `make check`: venv + dev install + ruff lint, ruff format check and mypy (settings in pyproject.toml).
@@ -11,7 +12,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test chaos fuzz check install bench bench-compare clean
+.PHONY: run test chaos fuzz check install bench bench-compare clean system-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,10 +22,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: $(STAMP)
-	$(BIN)/parley serve --config config/default.yaml --host 127.0.0.1 --port 4000
+PORT ?= 4000
+HOST ?= 127.0.0.1
+CONFIG ?= config/default.yaml
 
-test: $(STAMP)
+run: $(STAMP)
+	$(BIN)/parley serve --config $(CONFIG) --host $(HOST) --port $(PORT)
+
+# Debian packages the tests drive (nginx-light, chromium): deploy/install-system-deps.sh.
+system-deps:
+	@bash deploy/install-system-deps.sh
+
+test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q
 
 chaos: $(STAMP)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+import bodies
 from parley.testing.procs import Gateway, ServerProcess, _wait_http, free_port
 from upstreams import Upstream
 
@@ -111,7 +112,7 @@ def start_parley(
     general: dict = {"master_key": MASTER, "stream_ping_interval": 15}
     if spend:
         general["database_url"] = f"sqlite+aiosqlite:///{workdir}/parley-bench.db"
-    config: dict = {"model_list": models, "general_settings": general}
+    config: dict = {"model_list": models, "general_settings": general, "guardrails": bodies.GUARDRAILS}
     env = {}
     if observe:
         config["litellm_settings"] = {"callbacks": ["prometheus", "otel"]}

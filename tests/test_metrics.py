@@ -22,9 +22,8 @@ from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
 from parley.config import build_config
-from parley.core.context import RequestContext
+from parley.core.context import GuardrailAction
 from parley.core.errors import GatewayError
-from parley.core.observe import record_guardrail
 from parley.gateway import build_gateway
 from parley.pipeline.filter import Filter, Phase
 from parley.server.app import create_app
@@ -248,18 +247,18 @@ def test_metrics_off_means_no_route_and_no_filter(start_inprocess):
 
 
 class _Masker(Filter):
-    """A guardrail as other filters will be: it reports what it did through the typed hook."""
+    """A guardrail reporting what it did as the guardrails filter does: `ctx.guardrail_actions`."""
 
     phase = Phase.GUARDRAILS
 
     async def on_request(self, ctx, body):
-        record_guardrail(ctx, "pii", "masked")
+        ctx.guardrail_actions.append(GuardrailAction("pii", "mask", "EMAIL", 2))
         if "forbidden" in str(body.get("messages")):
-            record_guardrail(ctx, "topics", "blocked")
+            ctx.guardrail_actions.append(GuardrailAction("topics", "block", "forbidden"))
             raise GatewayError(400, "blocked by the topics guardrail", "invalid_request_error")
 
 
-async def test_guardrail_actions_are_counted_through_the_typed_hook():
+async def test_guardrail_actions_are_counted():
     config = build_config(
         {
             "model_list": [{"model_name": "m", "params": {"model": "mock/m"}}],
@@ -283,10 +282,8 @@ async def test_guardrail_actions_are_counted_through_the_typed_hook():
     samples = {f.name: f.samples for f in text_string_to_metric_families(exposition)}[
         "parley_guardrail_actions"
     ]
-    assert total(samples, "parley_guardrail_actions_total", guardrail="pii", action="masked") == 3
-    assert total(samples, "parley_guardrail_actions_total", guardrail="topics", action="blocked") == 1
-    with pytest.raises(ValueError, match="guardrail action must be one of"):
-        record_guardrail(RequestContext(api="anthropic", route="/v1/messages", headers={}), "x", "nuked")
+    assert total(samples, "parley_guardrail_actions_total", guardrail="pii", action="mask") == 6
+    assert total(samples, "parley_guardrail_actions_total", guardrail="topics", action="block") == 1
 
 
 def _requests_by_pid(directory: str) -> dict[int, float]:

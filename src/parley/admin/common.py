@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hmac
 import math
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -16,7 +18,9 @@ from parley.core.context import new_request_id
 from parley.core.errors import GatewayError, anthropic_error_body
 from parley.pipeline.filter import client_key
 from parley.spend.periods import iso
+from parley.store import tables as t
 from parley.store.outage import DATABASE_ERRORS, database_unavailable
+from parley.store.records import hash_key
 
 TIME_FIELDS = ("budget_reset_at", "expires", "created_at", "updated_at")
 
@@ -41,6 +45,7 @@ class Endpoint:
     body: dict[str, str] = field(default_factory=dict)  # field -> kind (admin.fields.CHECKS)
     query: tuple[str, ...] = ()
     required: tuple[str, ...] = ()
+    self_service: bool = False  # a virtual key may call it about itself (no ?key, or its own)
 
 
 def plain(row: Any) -> dict[str, Any]:
@@ -48,7 +53,11 @@ def plain(row: Any) -> dict[str, Any]:
     return {str(k): v for k, v in row._asdict().items()}
 
 
-def check_master(service: Any, request: Request) -> None:
+ADMIN_ROLES = frozenset({"proxy_admin", "admin"})  # LiteLLM's role name, and a short one
+
+
+async def check_master(service: Any, request: Request) -> None:
+    """The master key, or a virtual key of a user whose `user_role` is `proxy_admin` (an admin key)."""
     master = service.config.general.master_key
     if master is None:
         raise GatewayError(
@@ -61,8 +70,32 @@ def check_master(service: Any, request: Request) -> None:
             "missing API key: send the master key as x-api-key or Authorization: Bearer",
             "authentication_error",
         )
-    if not hmac.compare_digest(key.encode(), master.encode()):
-        raise GatewayError(401, "the admin API requires the master key", "authentication_error")
+    if hmac.compare_digest(key.encode(), master.encode()):
+        return
+    record = await service.cache.key(hash_key(key)) if key.startswith("sk-") else None
+    if record is None or record.blocked or (record.expires is not None and record.expires <= time.time()):
+        raise GatewayError(
+            401, "the admin API requires the master key or an admin key", "authentication_error"
+        )
+    if record.user_id is None or await _role(service, record.user_id) not in ADMIN_ROLES:
+        raise GatewayError(
+            403,
+            f"key {record.label} is not an admin key (its user needs user_role proxy_admin)",
+            "permission_error",
+        )
+
+
+async def _role(service: Any, user_id: str) -> str | None:
+    async with service.engine.connect() as conn:
+        query = sa.select(t.users.c.user_role).where(t.users.c.user_id == user_id)
+        return (await conn.execute(query)).scalar()
+
+
+def _about_itself(request: Request) -> bool:
+    """A virtual key asking about itself: no `key` query parameter, or its own value."""
+    key = client_key(request.headers)
+    asked = request.query_params.get("key")
+    return key is not None and key.startswith("sk-") and asked in (None, "", key)
 
 
 def body_limit(service: Any) -> int:
@@ -110,7 +143,12 @@ def wrap(service: Any, endpoint: Endpoint) -> Callable[[Request], Awaitable[Resp
     async def handle(request: Request) -> Response:
         request_id = new_request_id()
         try:
-            check_master(service, request)
+            try:
+                await check_master(service, request)
+            except GatewayError as refused:
+                # a virtual key (admin or not) reading its own record, as LiteLLM allows
+                if not (endpoint.self_service and refused.status in (401, 403) and _about_itself(request)):
+                    raise
             body = await read_json(request, body_limit(service))
             result = await endpoint.handler(service, request, body)
         except DATABASE_ERRORS:
@@ -131,14 +169,23 @@ def wrap(service: Any, endpoint: Endpoint) -> Callable[[Request], Awaitable[Resp
     return handle
 
 
+USD_PLACES = 10  # spend is stored exact; shown to 1e-10 USD, not as 0.00037799999999999997
+
+
+def usd(value: Any) -> Any:
+    """A dollar amount for display (None and non-numbers unchanged)."""
+    return round(value, USD_PLACES) if isinstance(value, float) else value
+
+
 def public(row: Any, drop: tuple[str, ...] = ()) -> dict[str, Any]:
-    """A DB row as admin JSON: times in ISO 8601, `metadata` and lists never null."""
+    """A DB row as admin JSON: times in ISO 8601, spend rounded for display, `metadata` and lists
+    never null."""
     out = {}
     for name, value in row._asdict().items():
         name = str(name)  # a quoted_name, which orjson refuses as a key
         if name in drop:
             continue
-        out[name] = iso(value) if name in TIME_FIELDS else value
+        out[name] = iso(value) if name in TIME_FIELDS else usd(value) if name == "spend" else value
     for name in ("models", "tags"):
         if name in out and out[name] is None:
             out[name] = []

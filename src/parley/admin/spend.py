@@ -7,7 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from starlette.requests import Request
 
-from parley.admin.common import Endpoint, page_args, plain, total_pages
+from parley.admin.common import Endpoint, page_args, plain, total_pages, usd
 from parley.admin.fields import bad
 from parley.admin.keys import token_of
 from parley.spend.periods import iso, parse_time
@@ -16,11 +16,13 @@ from parley.store import tables as t
 S = t.spend_logs
 GROUPS = {
     "key": S.c.api_key,
+    "key_alias": S.c.key_alias,
     "user": S.c.user,
     "team": S.c.team_id,
     "customer": S.c.end_user,
     "model": S.c.model,
     "tag": t.spend_log_tags.c.tag,
+    "session": S.c.session_id,
 }
 _FILTERS = (
     ("user_id", S.c.user),
@@ -58,6 +60,9 @@ def filters(request: Request) -> list[Any]:
         where.append(
             sa.exists().where(t.spend_log_tags.c.request_id == S.c.request_id, t.spend_log_tags.c.tag == tag)
         )
+    status = q.get("status")
+    if status:
+        where.append(_status(status))
     start, end = _time_arg(request, "start_date"), _time_arg(request, "end_date")
     if start is not None:
         where.append(S.c.start_time >= start)
@@ -68,11 +73,26 @@ def filters(request: Request) -> list[Any]:
     return where
 
 
+def _status(value: str) -> Any:
+    """`status=429`, `status=4xx`, `status=error` (>= 400) or `status=ok` (< 400)."""
+    if value == "error":
+        return S.c.status >= 400
+    if value == "ok":
+        return S.c.status < 400
+    if len(value) == 3 and value[0].isdigit() and value[1:] == "xx":
+        low = int(value[0]) * 100
+        return sa.and_(S.c.status >= low, S.c.status < low + 100)
+    if value.isdigit() and len(value) == 3:
+        return S.c.status == int(value)
+    raise bad("status: a code (429), a class (4xx), error or ok", "status")
+
+
 def log_json(row: Any) -> dict[str, Any]:
     out = plain(row)
     out["startTime"] = iso(out.pop("start_time"))
     out["endTime"] = iso(out.pop("end_time"))
     out["request_tags"] = out["request_tags"] or []
+    out["spend"] = usd(out["spend"])
     return out
 
 
@@ -117,6 +137,7 @@ async def report(service: Any, request: Request, body: dict[str, Any]) -> dict[s
             sa.func.sum(S.c.completion_tokens).label("completion_tokens"),
             sa.func.sum(S.c.cache_read_input_tokens).label("cache_read_input_tokens"),
             sa.func.sum(S.c.cache_creation_input_tokens).label("cache_creation_input_tokens"),
+            *([sa.func.max(S.c.key_alias).label("key_alias")] if group_by == "key" else []),
         )
         .select_from(source)
         .where(*filters(request))
@@ -126,8 +147,9 @@ async def report(service: Any, request: Request, body: dict[str, Any]) -> dict[s
     await service.writer.flush()
     async with service.engine.connect() as conn:
         rows = [plain(r) for r in await conn.execute(stmt)]
+    total = sum(float(row["spend"] or 0.0) for row in rows)
     for row in rows:
-        row["spend"] = float(row["spend"] or 0.0)
+        row["spend"] = usd(float(row["spend"] or 0.0))
         for name in (
             "prompt_tokens",
             "completion_tokens",
@@ -138,12 +160,13 @@ async def report(service: Any, request: Request, body: dict[str, Any]) -> dict[s
     return {
         "group_by": group_by,
         "data": rows,
-        "total_spend": sum(r["spend"] for r in rows),
+        "total_spend": usd(total),
         "total_requests": sum(r["requests"] for r in rows),
     }
 
 
-_QUERY = (
+QUERY = (
+    "status",
     "api_key",
     "key_alias",
     "user_id",
@@ -162,13 +185,14 @@ ENDPOINTS = [
         "/spend/logs",
         logs,
         "One row per request, newest first, paginated",
-        query=(*_QUERY, "page", "page_size"),
+        query=(*QUERY, "page", "page_size"),
     ),
     Endpoint(
         "GET",
         "/spend/report",
         report,
-        "Spend totals by UTC day and by key, user, team, customer, tag or model",
-        query=(*_QUERY, "group_by"),
+        "Spend totals by UTC day and by key (with its alias), key_alias, user, team, customer, tag, model "
+        "or session",
+        query=(*QUERY, "group_by"),
     ),
 ]

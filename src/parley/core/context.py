@@ -17,7 +17,6 @@ from parley.core.deployment import Deployment, Target
 from parley.core.usage import Usage
 
 if TYPE_CHECKING:
-    from parley.core.observe import GuardrailAction
     from parley.core.usage import AnthropicStreamSniffer
 
 T = TypeVar("T")
@@ -59,6 +58,14 @@ class FilterState:
 
 
 @dataclass(frozen=True, slots=True)
+class RetrievalNote:
+    """The vector stores searched for a request and how many chunks were added to it."""
+
+    stores: tuple[str, ...]
+    chunks: int
+
+
+@dataclass(frozen=True, slots=True)
 class LimitSpec:
     """Rate limits that apply to one subject (a key, user, team, customer, or key+model)."""
 
@@ -67,6 +74,16 @@ class LimitSpec:
     rpm: int | None = None
     tpm: int | None = None
     max_parallel: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GuardrailAction:
+    """One thing a guardrail did to a request (for metrics and the spend log)."""
+
+    guardrail: str  # its guardrail_name
+    action: str  # mask, redact, block, found, flag, error ...
+    target: str  # the PII entity, the content rule, or the injection rule
+    count: int = 1
 
 
 @dataclass(slots=True, eq=False)
@@ -98,6 +115,7 @@ class RequestContext:
     cost: float | None = None  # USD, computed once when the call is over
     spend_id: str | None = None  # the spend row's id when not the request id (batch results)
     price_tier: str = "standard"  # or "batch"
+    price_factor: float = 1.0  # the share of the price billed (gateway-run batches' discount)
     first_byte_at: float | None = None
     ended_at: float | None = None
     end_user: str | None = None
@@ -106,13 +124,15 @@ class RequestContext:
     litellm_metadata: object = None  # the body's `litellm_metadata`, removed before sending
     cache_controls: object = None  # the body's top-level `cache` object, removed before sending
     cache_hit: bool = False
+    retrieval: RetrievalNote | None = None  # what retrieval (RAG) added to the request
     body_changed: bool = False  # a filter edited the parsed body: re-serialize before sending
     attempts: int = 0
     dropped: list[str] = field(default_factory=list)  # request fields the backend could not take
     invalid_tool_arguments: list[str] = field(default_factory=list)  # backend tool args not JSON
     response_headers: dict[str, str] = field(default_factory=dict)  # extra x-parley-* headers
     limits: list[LimitSpec] = field(default_factory=list)  # filled by auth, enforced by rate limits
-    guardrail_actions: list[GuardrailAction] = field(default_factory=list)  # core.observe
+    guardrail_actions: list[GuardrailAction] = field(default_factory=list)
+    guardrail_summary: str | None = None  # e.g. "pii:masked=3,content:pass" (header and spend log)
     state: FilterState = field(default_factory=FilterState)
     finished: bool = False  # the filters' on_done hooks have run
 

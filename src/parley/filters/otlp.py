@@ -223,6 +223,9 @@ class OtlpExporter:
         self._wake = threading.Event()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="parley-otlp", daemon=True)
+
+    def start(self) -> None:
+        """Start the sending thread (a gateway that is only built, never started, has none)."""
         self._thread.start()
 
     def submit(self, span: SpanRecord) -> None:
@@ -240,7 +243,8 @@ class OtlpExporter:
         """Send what is queued (within `timeout`), then stop the thread."""
         self._stopping = True
         self._wake.set()
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
 
     def _run(self) -> None:
         while True:

@@ -60,7 +60,8 @@ def _priced(service: StoreService, ctx: RequestContext) -> float:
     else:
         return 0.0
     batch = ctx.price_tier == "batch"
-    return sum(price.cost(usage) * ((1 - price.batch_discount) if batch else 1) for price, usage in parts)
+    total = sum(price.cost(usage) * ((1 - price.batch_discount) if batch else 1) for price, usage in parts)
+    return total * ctx.price_factor
 
 
 def spend_row(ctx: RequestContext, cost: float) -> dict[str, Any]:
@@ -94,11 +95,15 @@ def spend_row(ctx: RequestContext, cost: float) -> dict[str, Any]:
         "error_type": ctx.error_type,
         "stream": ctx.stream,
         "cache_hit": ctx.cache_hit,
+        "retrieval": {"stores": list(ctx.retrieval.stores), "chunks": ctx.retrieval.chunks}
+        if ctx.retrieval is not None
+        else None,
         "latency_ms": round(ctx.latency_ms, 3),
         "ttft_ms": round(ttft, 3) if ttft is not None else None,
         "start_time": ctx.started_at,
         "end_time": now,
         "day": day_of(ctx.started_at),
+        "guardrails": ctx.guardrail_summary,
     }
 
 

@@ -97,7 +97,11 @@ class Tracing(Filter, RouterEvents):
         self.parent_based = self.sampler.get_description().startswith("ParentBased")
         self.capture = settings.otel_capture_content
         self._servers: dict[str, dict[str, Any]] = {}
+        tasks.on_startup(self.start)
         tasks.on_shutdown(self.stop)
+
+    async def start(self) -> None:
+        self.exporter.start()
 
     async def stop(self) -> None:
         await asyncio.to_thread(self.exporter.shutdown)  # sends what is queued
@@ -264,7 +268,16 @@ class Tracing(Filter, RouterEvents):
                 attributes[key] = result[key]
         for action in ctx.guardrail_actions:
             server.events.append(
-                (end, "parley.guardrail", {"guardrail": action.guardrail, "action": action.action})
+                (
+                    end,
+                    "parley.guardrail",
+                    {
+                        "guardrail": action.guardrail,
+                        "action": action.action,
+                        "target": action.target,
+                        "count": action.count,
+                    },
+                )
             )
         if failed:
             attributes["error.type"] = ctx.error_type or f"http_{ctx.status}"

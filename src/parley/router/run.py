@@ -18,6 +18,7 @@ behind it so routes stay the same as the routing gets smarter. One run:
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import random
 import time
@@ -36,6 +37,8 @@ from parley.router.settings import RouterSettings, dep_limit, dep_timeouts
 from parley.router.strategy import SESSION_HEADER, choose
 from parley.router.table import ModelTable
 from parley.transport.http import UpstreamBroken
+
+log = logging.getLogger("parley.router")
 
 Attempt = Callable[[Target], Awaitable[UpstreamReply]]
 
@@ -152,6 +155,8 @@ class Router:
                 outcome = await self._observed_try(ctx, target, attempt, last_try=n == tries - 1)
             else:
                 outcome = await self._try(ctx, target, attempt)
+            if log.isEnabledFor(logging.DEBUG):
+                _debug_try(ctx, group, n, tries, target, outcome)
             if isinstance(outcome, UpstreamReply):
                 return outcome
             last, previous = outcome, target
@@ -232,6 +237,10 @@ class Router:
         ctx.deployment = dep
         ctx.upstream_model = target.upstream_model
         ctx.attempts += 1
+        if ctx.attempts > 1:  # a new try: what the last one counted or failed with is not this one's
+            ctx.usage = Usage()
+            ctx.error_type = None
+            ctx.error_message = None
         first_byte, total = dep_timeouts(dep, self.settings, ctx.stream)
         self.health.begin(dep.id)
         started = time.perf_counter()
@@ -279,9 +288,6 @@ class Router:
 
     async def _failed(self, ctx: RequestContext, dep_id: str, failure: Failure, reason: str) -> Failure:
         self.health.end(dep_id)
-        ctx.usage = Usage()
-        ctx.error_type = None
-        ctx.error_message = None
         cooldown = await self.health.fail(dep_id, reason)
         if cooldown:
             for e in self.events:
@@ -307,3 +313,22 @@ def _attempt_end(outcome: UpstreamReply | Failure, last_try: bool) -> AttemptEnd
 
 def _session(ctx: RequestContext) -> str | None:
     return ctx.session_id or ctx.headers.get(SESSION_HEADER) or ctx.end_user
+
+
+def _debug_try(ctx: RequestContext, group: str, n: int, tries: int, target: Target, outcome: object) -> None:
+    dep = target.deployment
+    result = (
+        f"status {outcome.status}" if isinstance(outcome, UpstreamReply) else getattr(outcome, "kind", "?")
+    )
+    log.debug(
+        "%s: model %r try %d/%d on %s (%s/%s at %s): %s",
+        ctx.request_id,
+        group,
+        n + 1,
+        tries,
+        dep.id,
+        dep.provider,
+        dep.model,
+        dep.api_base,
+        result,
+    )

@@ -33,6 +33,20 @@ class Subject:
     models: tuple[str, ...] = ()
     blocked: bool = False
     alias: str | None = None
+    guardrails: tuple[str, ...] = ()  # guardrail names attached (teams)
+
+    @property
+    def managed(self) -> bool:
+        """Set up by an admin with a budget, limits, models or a block (a customer row created by
+        a first spend has none of these)."""
+        return bool(
+            self.max_budget is not None
+            or self.rpm_limit is not None
+            or self.tpm_limit is not None
+            or self.max_parallel_requests is not None
+            or self.models
+            or self.blocked
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +69,10 @@ class KeyRecord:
     expires: float | None
     blocked: bool
     metadata: dict[str, Any] = field(default_factory=dict)
+    end_users: tuple[str, ...] = ()  # managed end users the key may charge; "*" = any
     user: Subject | None = None
     team: Subject | None = None
+    guardrails: tuple[str, ...] = ()  # guardrail names attached to the key
 
     @property
     def label(self) -> str:
@@ -77,6 +93,7 @@ def _subject(kind: str, row: Any, alias: str | None = None) -> Subject:
         models=tuple(row.models or ()),
         blocked=bool(row.blocked),
         alias=alias,
+        guardrails=tuple(row._mapping.get("guardrails") or ()),
     )
 
 
@@ -112,8 +129,10 @@ async def load_key(engine: AsyncEngine, token: str) -> KeyRecord | None:
         expires=row.expires,
         blocked=bool(row.blocked),
         metadata=dict(row.metadata or {}),
+        end_users=tuple(row.end_users or ()),
         user=user,
         team=team,
+        guardrails=tuple(row.guardrails or ()),
     )
 
 

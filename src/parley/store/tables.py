@@ -40,6 +40,8 @@ keys = sa.Table(
     sa.Column("budget_mode", sa.String(8), nullable=False, server_default="strict"),
     sa.Column("tags", sa.JSON, nullable=True),
     sa.Column("expires", sa.Double, nullable=True),
+    sa.Column("end_users", sa.JSON, nullable=True),  # end users the key may act for; "*" = any
+    sa.Column("guardrails", sa.JSON, nullable=True),  # guardrail names (migration 0010)
     *_budget_columns(),
 )
 
@@ -58,6 +60,7 @@ teams = sa.Table(
     metadata,
     sa.Column("team_id", sa.String(255), primary_key=True),
     sa.Column("team_alias", sa.String(255), nullable=True),
+    sa.Column("guardrails", sa.JSON, nullable=True),  # guardrail names (migration 0010)
     *_budget_columns(),
 )
 
@@ -87,7 +90,7 @@ spend_logs = sa.Table(
     sa.Column("user", sa.String(255), nullable=True, index=True),
     sa.Column("team_id", sa.String(255), nullable=True, index=True),
     sa.Column("end_user", sa.String(255), nullable=True, index=True),
-    sa.Column("session_id", sa.String(255), nullable=True),
+    sa.Column("session_id", sa.String(255), nullable=True, index=True),
     sa.Column("request_tags", sa.JSON, nullable=True),
     sa.Column("route", sa.String(128), nullable=False),
     sa.Column("model", sa.String(255), nullable=True, index=True),  # as requested
@@ -110,6 +113,8 @@ spend_logs = sa.Table(
     sa.Column("start_time", sa.Double, nullable=False, index=True),
     sa.Column("end_time", sa.Double, nullable=False),
     sa.Column("day", sa.String(10), nullable=False, index=True),  # UTC YYYY-MM-DD, for reports
+    sa.Column("retrieval", sa.JSON, nullable=True),  # {"stores": [...], "chunks": n} when RAG added context
+    sa.Column("guardrails", sa.String(512), nullable=True),  # what guardrails did (migration 0010)
 )
 
 spend_log_tags = sa.Table(
@@ -126,3 +131,99 @@ SUBJECTS = {
     "team": (teams, "team_id"),
     "customer": (customers, "user_id"),
 }
+
+# Message Batches run by the gateway (`parley.batches`): one row per batch, one per item.
+batches = sa.Table(
+    "parley_batches",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # msgbatch_…
+    sa.Column("api_key", sa.String(64), nullable=True, index=True),  # owner's key hash; None: master
+    sa.Column("team_id", sa.String(255), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False, index=True),  # in_progress | canceling | ended
+    sa.Column("headers", sa.JSON, nullable=True),  # anthropic-version / -beta sent with each item
+    sa.Column("total", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False, index=True),
+    sa.Column("expires_at", sa.Double, nullable=False),
+    sa.Column("ended_at", sa.Double, nullable=True),
+    sa.Column("cancel_initiated_at", sa.Double, nullable=True),
+)
+
+batch_items = sa.Table(
+    "parley_batch_items",
+    metadata,
+    sa.Column("batch_id", sa.String(64), primary_key=True),
+    sa.Column("idx", sa.Integer, primary_key=True),
+    sa.Column("custom_id", sa.String(64), nullable=False),
+    sa.Column("model", sa.String(255), nullable=False),
+    sa.Column("params", sa.Text, nullable=False),  # the item's Messages body, JSON
+    # queued | running | succeeded | errored | canceled | expired
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_until", sa.Double, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("result", sa.Text, nullable=True),  # the JSONL line's `result`, JSON
+    sa.Column("finished_at", sa.Double, nullable=True),
+    sa.Column("upstream_batch", sa.String(64), nullable=True),  # a native batch's id upstream
+    sa.Column("deployment", sa.String(255), nullable=True),  # the deployment it was sent to
+    sa.Index("ix_parley_batch_items_state", "state", "lease_until"),
+)
+
+# --- Vector stores (retrieval): OpenAI's vector-store shape, owned by a team or a key ---------------
+
+vector_stores = sa.Table(
+    "parley_vector_stores",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # vs_...
+    sa.Column("name", sa.String(255), nullable=True),
+    sa.Column("owner", sa.String(300), nullable=False, index=True),  # "team:<id>", "key:<hash>", "master"
+    sa.Column("metadata", sa.JSON, nullable=True),
+    sa.Column("version", sa.Integer, nullable=False, server_default="0"),  # bumped when chunks change
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("last_active_at", sa.Double, nullable=True),
+)
+
+files = sa.Table(
+    "parley_files",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # file-...
+    sa.Column("owner", sa.String(300), nullable=False, index=True),
+    sa.Column("filename", sa.String(255), nullable=False),
+    sa.Column("purpose", sa.String(32), nullable=False),
+    sa.Column("bytes", sa.BigInteger, nullable=False),
+    sa.Column("content", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+)
+
+vector_store_files = sa.Table(
+    "parley_vector_store_files",
+    metadata,
+    sa.Column("store_id", sa.String(64), primary_key=True),
+    sa.Column("file_id", sa.String(64), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),  # in_progress | completed | failed | cancelled
+    sa.Column("last_error", sa.JSON, nullable=True),
+    sa.Column("attributes", sa.JSON, nullable=True),
+    sa.Column("chunking", sa.JSON, nullable=True),
+    sa.Column("bytes", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("chunks_total", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("chunks_done", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", sa.Double, nullable=False),
+)
+
+vector_chunks = sa.Table(
+    "parley_vector_chunks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("store_id", sa.String(64), nullable=False, index=True),
+    sa.Column("file_id", sa.String(64), nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("embedding", sa.LargeBinary, nullable=False),  # float16, little-endian, unit length
+)
+
+cache_entries = sa.Table(
+    "parley_cache",
+    metadata,
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("value", sa.LargeBinary, nullable=False),
+    sa.Column("expires", sa.Double, nullable=False, index=True),
+)

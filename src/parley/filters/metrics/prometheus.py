@@ -173,7 +173,7 @@ class PrometheusMetrics(Filter, RouterEvents):
         if ctx.attempts == 0 and ctx.status in (402, 429):
             f.refusals.labels("budget" if ctx.status == 402 else "rate_limit", model).inc()
         for action in ctx.guardrail_actions:
-            f.guardrails.labels(action.guardrail, action.action).inc()
+            f.guardrails.labels(action.guardrail, action.action).inc(action.count)
 
     @staticmethod
     def _key_values(ctx: RequestContext) -> tuple[str, str]:
