@@ -107,9 +107,6 @@ def _serve(args: argparse.Namespace) -> int:
             path = args.config or DEFAULT_CONFIG
             config = load_config(path)
             os.environ[CONFIG_ENV] = os.path.abspath(path)
-        from parley.gateway import check_providers
-
-        check_providers(config)
         _check_served(config)
         if config.observability.custom_callbacks:
             from parley.filters.callbacks import check_callbacks
