@@ -1,6 +1,6 @@
 """Work per request, counted rather than timed: function calls through the gateway in process.
 
-    python bench/calls.py [--requests 300]
+    python bench/calls.py [--requests 300] [--observe [prometheus,otel]]
 
 Wall-clock numbers on a shared 2-core machine move by 10-25% from run to run; call counts do not.
 The gateway runs in process (its real ASGI app, `httpx2.ASGITransport` as the client) against
@@ -17,6 +17,7 @@ import os
 import pstats
 import sys
 import time
+import urllib.request
 
 sys.path.append(
     os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
@@ -26,17 +27,24 @@ import httpx2 as httpx
 
 from parley.config import build_config
 from parley.server.app import create_app
-from parley.testing.procs import FakeUpstream
+from parley.testing.procs import FakeUpstream, ServerProcess, free_port
 
 HEADERS = {"x-api-key": "k", "anthropic-version": "2023-06-01"}
 
 
-async def measure(requests: int) -> list[str]:
+async def measure(requests: int, observe: list[str]) -> list[str]:
     upstream = FakeUpstream()
+    receiver = None
     lines = []
     try:
         params = {"model": "anthropic/m", "api_base": upstream.url, "api_key": "x"}
-        app = create_app(build_config({"model_list": [{"model_name": "m", "params": params}]}, "bench"))
+        doc: dict = {"model_list": [{"model_name": "m", "params": params}]}
+        if observe:  # Prometheus metrics and OTLP traces, exported to a receiver in another process
+            port = free_port()
+            receiver = ServerProcess([sys.executable, "-m", "parley.testing.otlp", str(port)], port, "/")
+            os.environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = f"http://127.0.0.1:{port}/v1/traces"
+            doc["litellm_settings"] = {"callbacks": observe}
+        app = create_app(build_config(doc, "bench"))
         gateway = app.state.gateway
         await gateway.start()
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://parley")
@@ -69,8 +77,13 @@ async def measure(requests: int) -> list[str]:
             )
         await client.aclose()
         await gateway.stop()
+        if receiver is not None:
+            with urllib.request.urlopen(receiver.url + "/") as r:
+                lines.append(f"received by the OTLP receiver: {r.read().decode()}")
     finally:
         upstream.stop()
+        if receiver is not None:
+            receiver.stop()
     return lines
 
 
@@ -79,9 +92,16 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument(
+        "--observe",
+        nargs="?",
+        const="prometheus,otel",
+        default="",
+        help="callbacks to turn on (default with the flag: prometheus,otel; traces go to an OTLP receiver)",
+    )
     args = parser.parse_args()
     try:
-        lines = asyncio.run(measure(args.requests))
+        lines = asyncio.run(measure(args.requests, [c for c in args.observe.split(",") if c]))
     except Exception as e:  # the benchmark never crashes: say what failed
         print(f"calls.py: could not measure: {type(e).__name__}: {e}")
         return 1

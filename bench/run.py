@@ -30,6 +30,7 @@ import load  # noqa: E402
 import report  # noqa: E402
 import scenarios as sc  # noqa: E402
 import targets as tg  # noqa: E402
+from parley.testing.procs import ServerProcess, free_port  # noqa: E402
 from procstats import Watch  # noqa: E402
 from streams import run_streams  # noqa: E402
 from upstreams import ensure_tool, start_bare_forwarder, start_stream_upstream, start_upstream  # noqa: E402
@@ -56,6 +57,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-wrk", action="store_true", help="use the Python load loop instead of wrk")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     p.add_argument("--no-spend", action="store_true", help="run parley without a database")
+    p.add_argument(
+        "--observe",
+        action="store_true",
+        help="run parley with Prometheus metrics and OTLP traces on (traces to a loopback receiver)",
+    )
     args = p.parse_args(argv)
     smoke = args.smoke
     args.duration = args.duration or (1.0 if smoke else 5.0)
@@ -172,7 +178,17 @@ def main(argv: list[str] | None = None) -> int:
         bare_proc = start_bare_forwarder(workdir, up)
         stack.callback(bare_proc.stop)
         systems.append(tg.Target("bare", bare_proc.url, {}, bare_proc))
-        parley, info = tg.start_parley(workdir, models, args.workers, notes, spend=not args.no_spend)
+        traces = None
+        if args.observe:
+            port = free_port()
+            receiver = ServerProcess(
+                [sys.executable, "-m", "parley.testing.otlp", str(port), "--count-only"], port, "/"
+            )
+            stack.callback(receiver.stop)
+            traces = f"http://127.0.0.1:{port}/v1/traces"
+        parley, info = tg.start_parley(
+            workdir, models, args.workers, notes, spend=not args.no_spend, observe=traces
+        )
         stack.callback(parley.stop)
         systems.append(parley)
         litellm_desc = "not measured (run `make bench-compare`)"
@@ -201,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             else "Python asyncio loop (wrk not used)",
             "workers": args.workers,
             "auth": info["auth"],
+            "observability": "metrics and traces on (--observe)" if args.observe else "off",
             "spend": "off (--no-spend)"
             if args.no_spend
             else "on (database_url set; recorded if this build has the spend feature)",

@@ -101,16 +101,23 @@ def credential(base: str, notes: list[str], who: str) -> tuple[dict[str, str], s
 
 
 def start_parley(
-    workdir: str, models: list[dict], workers: int, notes: list[str], spend: bool = True
+    workdir: str,
+    models: list[dict],
+    workers: int,
+    notes: list[str],
+    spend: bool = True,
+    observe: str | None = None,
 ) -> tuple[Target, dict[str, str]]:
+    """`observe`: an OTLP receiver's traces URL; metrics and traces are on, traces sent there."""
     general: dict = {"master_key": MASTER, "stream_ping_interval": 15}
     if spend:
         general["database_url"] = f"sqlite+aiosqlite:///{workdir}/parley-bench.db"
-    gw = Gateway(
-        {"model_list": models, "general_settings": general, "guardrails": bodies.GUARDRAILS},
-        workers=workers,
-        extra_args=["--log-level", "warning"],
-    )
+    config: dict = {"model_list": models, "general_settings": general, "guardrails": bodies.GUARDRAILS}
+    env = {}
+    if observe:
+        config["litellm_settings"] = {"callbacks": ["prometheus", "otel"]}
+        env = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": observe, "PARLEY_METRICS_DIR": workdir}
+    gw = Gateway(config, env=env, workers=workers, extra_args=["--log-level", "warning"])
     headers, auth = credential(gw.url, notes, "parley")
     return Target("parley", gw.url, headers, gw), {"auth": auth}
 

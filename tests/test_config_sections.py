@@ -206,7 +206,7 @@ def test_ignored_keys_are_listed_by_path_with_a_reason():
             ],
             "general_settings": {"alerting": ["slack"], "stream_ping_interval": 5, "json_logs": True},
             "litellm_settings": {
-                "success_callback": ["langfuse"],
+                "modify_params": True,
                 "num_retries": 3,
                 "cache": False,
                 "cache_params": {"type": "local", "supported_call_types": []},
@@ -226,7 +226,7 @@ def test_ignored_keys_are_listed_by_path_with_a_reason():
         "model_list[0].model_info.base_model (model_info parley does not use)",
         "general_settings.alerting (LiteLLM setting parley does not support)",
         "general_settings.json_logs (unknown key; parley reads litellm_settings.json_logs)",
-        "litellm_settings.success_callback (LiteLLM setting parley does not support)",
+        "litellm_settings.modify_params (LiteLLM setting parley does not support)",
         "litellm_settings.cache_params.supported_call_types (LiteLLM setting parley does not support)",
         "router_settings.routing_strategy_args.ttl (LiteLLM setting parley does not support)",
         "anthropic_passthrough.organization (unknown key)",
@@ -248,7 +248,7 @@ def test_serve_prints_each_ignored_key_once_across_workers():
         {
             "model_list": [{"model_name": "m", "params": {"model": "mock/m"}}],
             "general_settings": {"alerting": ["slack"]},
-            "litellm_settings": {"success_callback": ["langfuse"]},
+            "litellm_settings": {"modify_params": True},
         },
         workers=2,
     )
@@ -256,8 +256,7 @@ def test_serve_prints_each_ignored_key_once_across_workers():
     log = gateway.log()
     assert log.count("ignored: general_settings.alerting (LiteLLM setting parley does not support)\n") == 1
     assert (
-        log.count("ignored: litellm_settings.success_callback (LiteLLM setting parley does not support)\n")
-        == 1
+        log.count("ignored: litellm_settings.modify_params (LiteLLM setting parley does not support)\n") == 1
     )
 
 

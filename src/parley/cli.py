@@ -108,9 +108,17 @@ def _serve(args: argparse.Namespace) -> int:
             config = load_config(path)
             os.environ[CONFIG_ENV] = os.path.abspath(path)
         _check_served(config)
+        if config.observability.custom_callbacks:
+            from parley.filters.callbacks import check_callbacks
+
+            check_callbacks(config.observability, config.path)
     except ConfigError as e:
         print(f"parley: config error: {e}", file=sys.stderr)
         return 2
+    if config.observability.prometheus:  # before anything imports prometheus_client (check_gateway)
+        from parley.filters.metrics import procdir
+
+        procdir.prepare(args.host, args.port)
     os.environ.update(config.environment)
     level = "debug" if args.debug or config.litellm.set_verbose else args.log_level
     os.environ["PARLEY_LOG_LEVEL"] = level  # for the workers, which set up their own

@@ -17,11 +17,13 @@ from parley.config import Config, PassthroughSettings
 from parley.core.tasks import Tasks
 from parley.filters.access_log import AccessLog
 from parley.filters.cache.factory import cache_from_config
+from parley.filters.observers import build_observers
 from parley.filters.rate_limit import RateLimitPolicy
 from parley.filters.router_accounting import RouterAccounting
 from parley.pipeline.chain import FilterChain
 from parley.pipeline.filter import Authenticator, Filter
 from parley.pipeline.lifecycle import Pipeline
+from parley.pipeline.model_health import ModelHealth
 from parley.providers.anthropic import AnthropicProvider
 from parley.providers.azure import AzureOpenAIProvider
 from parley.providers.base import Provider
@@ -42,6 +44,7 @@ from parley.transport.http import HttpClient
 
 if TYPE_CHECKING:  # the storage stack (SQLAlchemy, Alembic) is imported only when configured
     from parley.batches.runner import BatchRunner
+    from parley.filters.metrics.prometheus import PrometheusMetrics
     from parley.spend.service import StoreService
 
 log = logging.getLogger("parley")
@@ -61,6 +64,8 @@ class Gateway:
     prices: PriceTable  # list prices (the SDK's `cost`)
     embedder: LocalEmbedder  # the built-in embedding model (loaded on first use)
     vector_stores: VectorStores | None  # retrieval; None without a database
+    metrics: PrometheusMetrics | None  # GET /metrics; None unless `callbacks: [prometheus]`
+    model_health: ModelHealth  # GET /health
     batches: BatchRunner | None = None  # Message Batches (`/v1/messages/batches`); needs a database
 
     async def start(self) -> None:
@@ -82,7 +87,8 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = (), batches:
     table = ModelTable(config.deployments, config.model_group_alias)
     settings = config.router
     health = Health(settings, redis)
-    router = Router(table, settings, health)
+    observers = build_observers(config, table, tasks, redis)
+    router = Router(table, settings, health, observers.events)
     _warn_fallbacks(settings, table)
     openai = OpenAIProvider(http)
     openai.check(config.deployments)
@@ -118,6 +124,7 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = (), batches:
         llm_check = LlmCheck(router, providers)
         llm_check.check_config(config.guardrails)
         filters.extend([Guardrails(config.guardrails, llm_check), PiiRestore()])
+    filters.extend(observers.filters)
     auth = Authenticator(config.general.master_key)
     store = None
     vector_stores = None
@@ -130,6 +137,7 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = (), batches:
         filters.extend(more)
         vector_stores = VectorStores(store.engine, embedder, tasks)
         filters.append(RetrievalFilter(vector_stores))
+        observers.attach(store)
         tasks.on_startup(store.start)
         tasks.on_shutdown(store.stop)
     engine = store.engine if store is not None else None
@@ -159,6 +167,13 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = (), batches:
         store.prices if store is not None else PriceTable(),
         embedder,
         vector_stores,
+        observers.metrics,
+        ModelHealth(
+            config.deployments,
+            providers,
+            config.observability.health_check_interval,
+            config.observability.health_check_timeout,
+        ),
         runner,
     )
 

@@ -1,7 +1,7 @@
 """Which keys of a config file parley acts on, and the report of those it does not.
 
 `ignored_keys(doc)` lists every other key by its dotted path with a short reason, e.g.
-`litellm_settings.success_callback (LiteLLM setting parley does not support)`. Keys are
+`litellm_settings.modify_params (LiteLLM setting parley does not support)`. Keys are
 reported, not refused, except by `near_misses(doc)` (config.review): an unknown key close to a
 known one, or anything near a security setting, is an error with "did you mean ...".
 
@@ -42,6 +42,8 @@ GENERAL = frozenset(
         "database_max_overflow",
         "database_pool_timeout",
         "strict_config",
+        "health_check_interval",  # config.observability
+        "health_check_timeout",
     }
 )
 ROUTER = frozenset(
@@ -86,6 +88,14 @@ LITELLM_SETTINGS = frozenset(
         "drop_params",
         "json_logs",
         "set_verbose",
+        # config.observability
+        "callbacks",
+        "success_callback",
+        "failure_callback",
+        "metrics_require_key",
+        "metrics_key_labels",
+        "otel_capture_content",
+        "callback_queue_size",
     }
 )
 CACHE_PARAMS = frozenset(
@@ -203,7 +213,6 @@ LITELLM_GENERAL = frozenset(
         "enforce_user_param",
         "forward_client_headers_to_llm_api",
         "global_max_parallel_requests",
-        "health_check_interval",
         "health_check_details",
         "infer_model_from_keys",
         "key_management_system",
@@ -254,9 +263,6 @@ LITELLM_ROUTER = frozenset(
 )
 LITELLM_LITELLM = frozenset(
     {
-        "success_callback",
-        "failure_callback",
-        "callbacks",
         "service_callback",
         "drop_params",
         "modify_params",

@@ -17,6 +17,7 @@ from parley.config.batches import BatchSettings
 from parley.config.database import database_target
 from parley.config.fields import ConfigError
 from parley.config.guardrails import GuardrailSpec, load_guardrails
+from parley.config.observability import ObservabilitySettings
 from parley.config.review import review
 from parley.config.routing import DefaultLimits, RedisSettings, RouterSettings, model_aliases
 from parley.config.sections import (
@@ -90,6 +91,7 @@ class Config:
     default_limits: DefaultLimits = field(default_factory=DefaultLimits)
     litellm: LitellmSettings = field(default_factory=LitellmSettings)
     passthrough: PassthroughSettings = field(default_factory=PassthroughSettings)
+    observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
     guardrails: tuple[GuardrailSpec, ...] = ()
     batches: BatchSettings = field(default_factory=BatchSettings)
     ignored: list[str] = field(default_factory=list)
@@ -190,6 +192,9 @@ def build_config(doc: Any, path: str, env: Mapping[str, str] | None = None) -> C
         ),
         guardrails=load_guardrails(raw.get("guardrails"), f"{path}: guardrails"),
         batches=BatchSettings.from_config(sections["batch_settings"], f"{path}: batch_settings"),
+        observability=ObservabilitySettings.from_config(
+            sections["litellm_settings"], sections["general_settings"], path, env
+        ),
         ignored=ignored,
         environment=environment,
     )

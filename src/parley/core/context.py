@@ -102,6 +102,8 @@ class RequestContext:
     targets: list[Target] = field(default_factory=list)  # the deployments that may serve it
     deployment: Deployment | None = None  # the one that served it
     upstream_model: str | None = None
+    response_model: str | None = None  # the model the upstream says answered (JSON replies)
+    stop_reason: str | None = None  # Anthropic's stop_reason of a whole reply (streams: the sniffer's)
     stream: bool = False
     status: int = 0
     error_type: str | None = None

@@ -203,6 +203,7 @@ class OpenAIProvider:
         )
         ctx.usage.update(message["usage"])
         ctx.usage.estimated = "usage_estimated" in notes
+        ctx.stop_reason, ctx.response_model = message.get("stop_reason"), completion.get("model")
         report_notes(ctx, notes)
         return message
 

@@ -222,6 +222,7 @@ class TranslatingSource(WrappedSource):
             ctx.usage.update(payload["message"]["usage"])
         elif name == "message_delta":
             ctx.usage.update(payload["usage"])
+            ctx.stop_reason = payload["delta"].get("stop_reason") or ctx.stop_reason
         elif name == "error":
             payload = dict(payload, request_id=ctx.request_id)
             ctx.error_type = payload["error"]["type"]

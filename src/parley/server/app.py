@@ -21,6 +21,7 @@ from parley.server.batches import BatchRoutes
 from parley.server.guardrails import GuardrailRoutes
 from parley.server.health import Readiness
 from parley.server.models import ModelRoutes
+from parley.server.observability import ObservabilityRoutes
 from parley.server.ui import ui_routes
 from parley.server.vector_stores import VectorStoreRoutes
 
@@ -34,7 +35,6 @@ def create_app(config: Config, gateway: Gateway | None = None) -> Starlette:
         Route("/", root, methods=["GET", "HEAD"]),
         Route("/health/liveness", liveness, methods=["GET"]),
         Route("/health/readiness", Readiness(gw).check, methods=["GET"]),
-        Route("/health", liveness, methods=["GET"]),
         Route("/v1/models", models.list, methods=["GET"]),
         Route("/v1/models/{model_id:path}", models.get, methods=["GET"]),
         Route("/model/info", models.info, methods=["GET"]),
@@ -44,6 +44,7 @@ def create_app(config: Config, gateway: Gateway | None = None) -> Starlette:
         *BatchRoutes(gw).routes(),
         *VectorStoreRoutes(gw).routes(),
         *ui_routes(),
+        *ObservabilityRoutes(gw).routes(),
     ]
     if gw.store is not None:
         from parley.admin.routes import admin_routes

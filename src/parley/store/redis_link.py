@@ -55,6 +55,7 @@ class RedisLink:
         self._client: aioredis.Redis | None = None
         self._down_since: float | None = None
         self._retry_at = 0.0
+        self.errors = 0  # failed calls since start (read by the metrics)
         self._failures = 0  # consecutive failed attempts: the wait before the next one doubles
         self.last_error: str | None = None  # why Redis is down (None while it is up)
 
@@ -93,6 +94,7 @@ class RedisLink:
             async with asyncio.timeout(self.timeout):
                 result = await fn(self.client)
         except (RedisError, OSError, TimeoutError) as e:
+            self.errors += 1
             self._mark_down(e)
             raise RedisUnavailable(str(e)) from e
         if self._down_since is not None:
