@@ -128,13 +128,16 @@ def _keys_and_spend(
     """Virtual keys, budgets and spend logs (the storage stack is imported only when used)."""
     from parley.filters.budget import BudgetPolicy
     from parley.filters.spend_log import SpendTracker
+    from parley.filters.threads import ThreadHolder
     from parley.filters.virtual_keys import VirtualKeyAuth, VirtualKeyPolicy
+    from parley.store.threads import ThreadStore
 
     auth = VirtualKeyAuth(config.general.master_key, store)
     return auth, [
         VirtualKeyPolicy(store),
         BudgetPolicy(config.general, store, table, tasks),
         SpendTracker(store),
+        ThreadHolder(ThreadStore(store.engine), tasks),
     ]
 
 

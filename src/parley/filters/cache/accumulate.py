@@ -64,6 +64,9 @@ class MessageAccumulator:
             block["signature"] = delta["signature"]
         elif kind == "input_json_delta":
             self.partial_json[index] = self.partial_json.get(index, "") + delta["partial_json"]
+        elif kind == "compaction_delta":
+            block["content"] = delta.get("content")
+            block["encrypted_content"] = delta.get("encrypted_content")
         elif kind == "citations_delta":
             block.setdefault("citations", []).append(delta["citation"])
         else:

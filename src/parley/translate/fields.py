@@ -1,0 +1,98 @@
+"""What happens to each top-level Messages request field on each kind of backend.
+
+The one table the translators and `docs/compatibility.md` share (`scripts/compatibility.py`
+regenerates the document from it and from the installed anthropic SDK's request types;
+`tests/test_compatibility.py` fails when the SDK gains a field this table does not name).
+
+Fates: `forwarded` (sent as the client sent it), `translated` (mapped to the backend's own field),
+`emulated` (parley does it itself), `dropped` (not sent; named in the `x-parley-dropped` reply
+header), `refused` (an error in the shape the anthropic SDK handles).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Fate(StrEnum):
+    FORWARDED = "forwarded"
+    TRANSLATED = "translated"
+    EMULATED = "emulated"
+    DROPPED = "dropped"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldFate:
+    """A field's fate on an Anthropic deployment (bytes forwarded) and on an OpenAI-compatible one
+    (translated), with one line on how."""
+
+    anthropic: Fate
+    openai: Fate
+    how: str
+
+
+F, T, E, D, R = Fate.FORWARDED, Fate.TRANSLATED, Fate.EMULATED, Fate.DROPPED, Fate.REFUSED
+
+# Body fields. Fields the installed SDK no longer lists (sampling, `output_format`) stay: clients
+# built on older SDKs still send them.
+BODY_FIELDS: dict[str, FieldFate] = {
+    "model": FieldFate(T, T, "rewritten to the deployment's upstream model id"),
+    "messages": FieldFate(F, T, "to `messages` (content blocks mapped; see below)"),
+    "max_tokens": FieldFate(
+        F, T, "`max_completion_tokens` on api.openai.com, `max_tokens` on every other server"
+    ),
+    "system": FieldFate(
+        F, T, "a `system` message; Claude Code's `x-anthropic-billing-header` line is removed"
+    ),
+    "metadata": FieldFate(F, T, "`metadata.user_id` to `user` (per-server switch `user_field`)"),
+    "stop_sequences": FieldFate(F, T, "`stop` (capped at 4 on api.openai.com; the rest dropped)"),
+    "stream": FieldFate(F, T, "`stream` with `stream_options.include_usage`"),
+    "temperature": FieldFate(F, T, "`temperature`"),
+    "top_p": FieldFate(F, T, "`top_p`"),
+    "top_k": FieldFate(F, T, "`top_k` where the server takes it (`supports_top_k`), else dropped"),
+    "tools": FieldFate(
+        F,
+        T,
+        "client tools to `functions`; server tools dropped, refused (400) when the request relies on one",
+    ),
+    "tool_choice": FieldFate(F, T, "`tool_choice` (`any` to `required`), `parallel_tool_calls`"),
+    "thinking": FieldFate(F, T, "`reasoning_effort` from the budget where the server takes it"),
+    "output_config": FieldFate(F, T, "`effort` to `reasoning_effort`, `format` to `response_format`"),
+    "output_format": FieldFate(F, T, "`response_format` (the older spelling of `output_config.format`)"),
+    "thread": FieldFate(
+        F,
+        E,
+        "parley holds the thread in its database and sends the whole history; without a database "
+        "400 `thread_unsupported_request`, and the SDK sends the whole conversation itself",
+    ),
+    "compaction": FieldFate(
+        F, E, "the backend summarizes the conversation; the reply is one `compaction` block"
+    ),
+    "billing_policy": FieldFate(
+        F, D, "`bill_to: self` dropped (the default); `bill_to: user_profile` refused (400)"
+    ),
+    "cache_control": FieldFate(F, D, "servers cache prefixes on their own"),
+    "service_tier": FieldFate(F, D, "no equivalent"),
+    "container": FieldFate(F, D, "no code-execution containers"),
+    "inference_geo": FieldFate(F, D, "no equivalent"),
+    "mcp_servers": FieldFate(F, D, "no server-side MCP connector"),
+    "context_management": FieldFate(F, D, "no server-side context editing"),
+    "speed": FieldFate(F, D, "no equivalent"),
+    "diagnostics": FieldFate(F, D, "no equivalent"),
+    "fallbacks": FieldFate(F, D, "use parley's `router_settings.fallbacks`"),
+    "fallback_credit_token": FieldFate(F, D, "no equivalent"),
+}
+
+# SDK parameters sent as headers: (header, fate).
+HEADER_FIELDS: dict[str, tuple[str, FieldFate]] = {
+    "betas": ("anthropic-beta", FieldFate(F, D, "Anthropic feature flags")),
+    "user_profile_id": ("anthropic-user-profile-id", FieldFate(F, D, "not sent to other servers")),
+    "workspace_id": ("anthropic-workspace-id", FieldFate(F, D, "not sent to other servers")),
+}
+
+# Body fields an OpenAI-compatible backend cannot take: removed and named in x-parley-dropped.
+OPENAI_DROPPED = tuple(name for name, fate in BODY_FIELDS.items() if fate.openai is Fate.DROPPED)
+# Headers never sent to an OpenAI-compatible backend; named in x-parley-dropped when present.
+OPENAI_DROPPED_HEADERS = tuple(header for header, fate in HEADER_FIELDS.values() if fate.openai is D)
