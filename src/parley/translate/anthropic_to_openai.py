@@ -57,6 +57,25 @@ CLIENT_TOOL_SCHEMAS: dict[str, dict[str, Any]] = {
     },
 }
 CLIENT_TOOL_SCHEMAS["str_replace_based_edit_tool"] = CLIENT_TOOL_SCHEMAS["str_replace_editor"]
+CLIENT_TOOL_SCHEMAS["memory"] = {  # memory_20250818: the client keeps the /memories directory
+    "type": "object",
+    "required": ["command"],
+    "properties": {
+        "command": {
+            "type": "string",
+            "enum": ["view", "create", "str_replace", "insert", "delete", "rename"],
+        },
+        "path": {"type": "string", "description": "A path under /memories"},
+        "view_range": {"type": "array", "items": {"type": "integer"}},
+        "file_text": {"type": "string"},
+        "old_str": {"type": "string"},
+        "new_str": {"type": "string"},
+        "insert_line": {"type": "integer"},
+        "insert_text": {"type": "string"},
+        "old_path": {"type": "string"},
+        "new_path": {"type": "string"},
+    },
+}
 BUDGET_EFFORT = ((4096, "low"), (16384, "medium"))  # budget_tokens below -> effort; else "high"
 
 
@@ -495,10 +514,12 @@ def _assistant_turn(
                 }
             )
         elif kind == "thinking":
-            if options.reasoning_field and block.get("thinking"):
+            if not options.reasoning_field:
+                dropped.append("content.thinking")
+            elif block.get("thinking"):
                 reasoning.append(str(block["thinking"]))
         elif kind == "redacted_thinking":
-            pass  # opaque to any other backend
+            dropped.append("content.redacted_thinking")  # opaque to any other backend
         elif kind == "compaction":
             if block.get("content"):
                 texts.append(compaction_text(str(block["content"])))

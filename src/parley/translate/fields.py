@@ -96,3 +96,58 @@ HEADER_FIELDS: dict[str, tuple[str, FieldFate]] = {
 OPENAI_DROPPED = tuple(name for name, fate in BODY_FIELDS.items() if fate.openai is Fate.DROPPED)
 # Headers never sent to an OpenAI-compatible backend; named in x-parley-dropped when present.
 OPENAI_DROPPED_HEADERS = tuple(header for header, fate in HEADER_FIELDS.values() if fate.openai is D)
+
+
+# Content blocks in `messages` on an OpenAI-compatible backend (Anthropic gets them as sent).
+# Types not named here are dropped and listed as `content.<type>`.
+BLOCK_FATES: dict[str, tuple[Fate, str]] = {
+    "text": (T, "text content"),
+    "image": (T, "`image_url` (base64 or url; a Files API source is refused)"),
+    "document": (T, "PDF to a `file` part where the server takes PDFs (else refused); text as text"),
+    "search_result": (T, "text with its title and source"),
+    "tool_use": (T, "`tool_calls` of the assistant message"),
+    "tool_result": (T, "a `tool` message (images move to a user message after it)"),
+    "thinking": (T, "the server's reasoning field in history where it has one (`reasoning_field`)"),
+    "redacted_thinking": (D, "opaque to other models: not sent"),
+    "compaction": (T, "text: the summary of the conversation so far"),
+    "mid_conv_system": (T, "a `system` message at that point"),
+    "server_tool_use": (D, "server tools do not run here"),
+    "web_search_tool_result": (D, "server tool output"),
+    "web_fetch_tool_result": (D, "server tool output"),
+    "advisor_tool_result": (D, "server tool output"),
+    "code_execution_tool_result": (D, "server tool output"),
+    "bash_code_execution_tool_result": (D, "server tool output"),
+    "text_editor_code_execution_tool_result": (D, "server tool output"),
+    "tool_search_tool_result": (D, "server tool output"),
+    "mcp_tool_use": (D, "server-side MCP connector"),
+    "mcp_tool_result": (D, "server-side MCP connector"),
+    "mcp_tool_listing": (D, "server-side MCP connector"),
+    "container_upload": (D, "no code-execution containers"),
+    "fallback": (D, "a server-side fallback marker"),
+    "tool_addition": (D, "server-side tool set changes"),
+    "tool_removal": (D, "server-side tool set changes"),
+}
+
+# Tool definitions by type, without the version date (`bash_20250124` is `bash`).
+TOOL_FATES: dict[str, tuple[Fate, str]] = {
+    "custom": (T, "a `function` tool"),
+    "bash": (T, "a `bash` function with Anthropic's input schema; the client runs it"),
+    "text_editor": (T, "a `str_replace_based_edit_tool` function with Anthropic's schema"),
+    "memory": (T, "a `memory` function with Anthropic's schema; the client keeps the files"),
+    "computer": (D, "needs Anthropic's computer-use model; refused when the request relies on it"),
+    "computer_toolset": (D, "as `computer`"),
+    "browser_toolset": (D, "runs on Anthropic's servers; refused when the request relies on it"),
+    "web_search": (D, "runs on Anthropic's servers; refused when the request relies on it"),
+    "web_fetch": (D, "runs on Anthropic's servers; refused when the request relies on it"),
+    "code_execution": (D, "runs on Anthropic's servers; refused when the request relies on it"),
+    "tool_search_tool_bm25": (D, "runs on Anthropic's servers"),
+    "tool_search_tool_regex": (D, "runs on Anthropic's servers"),
+    "advisor": (D, "runs on Anthropic's servers"),
+    "mcp_toolset": (D, "server-side MCP connector"),
+}
+
+
+def tool_kind(tool_type: str) -> str:
+    """A tool type without its version date: `web_search_20250305` -> `web_search`."""
+    head, _, tail = tool_type.rpartition("_")
+    return head if head and tail.isdigit() and len(tail) == 8 else tool_type
