@@ -189,3 +189,32 @@ def test_every_body_field_is_known_to_the_translator():
     from parley.translate.anthropic_to_openai import KNOWN_FIELDS
 
     assert set(BODY_FIELDS) == KNOWN_FIELDS
+
+
+def test_tool_runner_without_a_database_falls_back_to_whole_history(client, upstream):
+    """The SDK's recovery: after thread_unsupported_request it sends every turn in full."""
+    from anthropic import beta_tool
+
+    @beta_tool
+    def add(a: int, b: int) -> str:
+        """Add two numbers.
+
+        Args:
+            a: first
+            b: second
+        """
+        return str(a + b)
+
+    upstream.script(
+        {"api": "openai", "tool_calls": [{"name": "add", "arguments": {"a": 2, "b": 3}}]},
+        {"api": "openai", "content": "5"},
+    )
+    replies = list(
+        client.beta.messages.tool_runner(
+            model="local", max_tokens=64, tools=[add], messages=[{"role": "user", "content": "2+3?"}]
+        )
+    )
+    assert replies[-1].content[0].text == "5"
+    last = sent(upstream)
+    assert [m["role"] for m in last["messages"]] == ["user", "assistant", "tool"]
+    assert last["messages"][2]["content"] == "5"

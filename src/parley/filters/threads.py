@@ -93,7 +93,7 @@ class ThreadHolder(Filter):
             raise thread_error(status, e.code, message) from None
         changed = [f for f in ("system", "tools") if f in body and body[f] != getattr(held, f)]
         if changed:
-            self.tasks.spawn(self.store.release(parent, ctx.request_id))
+            await self.store.release(parent, ctx.request_id)  # the reply stays continuable
             raise thread_error(
                 400,
                 "thread_fingerprint_mismatch",

@@ -10,6 +10,7 @@ save finished waits for it in this process, and reads again briefly for one on a
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from parley.store import tables as t
+
+log = logging.getLogger("parley.store")
 
 # A reply saved by another worker may land just after its client's next request: read again for
 # up to this long before answering thread_not_found (the SDK then replays the history anyway).
@@ -44,12 +47,13 @@ class ThreadStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._saving: dict[str, asyncio.Task[None]] = {}  # reply id -> its save in this process
+        self._saving_after: dict[str, asyncio.Task[None]] = {}  # continued reply id -> that save
 
     async def claim(self, message_id: str, owner: str | None, request_id: str) -> ThreadState:
         """The history up to `message_id`, now claimed by `request_id`; raises ThreadClaim."""
-        pending = self._saving.get(message_id)
-        if pending is not None:
-            await asyncio.shield(pending)
+        for pending in (self._saving.get(message_id), self._saving_after.get(message_id)):
+            if pending is not None:  # its reply, or the turn that continued it, is being saved
+                await asyncio.shield(pending)
         for wait in (*UNSEEN_RETRY, None):
             found = await self._claim_once(message_id, owner, request_id)
             if found is not None:
@@ -106,10 +110,17 @@ class ThreadStore:
         async def run() -> None:
             try:
                 await self.save(message_id, owner, model, state, parent)
+            except Exception as e:  # the client's continue gets thread_not_found and replays
+                log.warning("thread turn %s not saved: %s", message_id, e)
             finally:
                 self._saving.pop(message_id, None)
+                if parent is not None:
+                    self._saving_after.pop(parent, None)
 
-        self._saving[message_id] = spawn(run())
+        task = spawn(run())
+        self._saving[message_id] = task
+        if parent is not None:
+            self._saving_after[parent] = task
 
     async def save(
         self, message_id: str, owner: str | None, model: str | None, state: ThreadState, parent: str | None
