@@ -218,3 +218,25 @@ def test_tool_runner_without_a_database_falls_back_to_whole_history(client, upst
     last = sent(upstream)
     assert [m["role"] for m in last["messages"]] == ["user", "assistant", "tool"]
     assert last["messages"][2]["content"] == "5"
+
+
+def test_reply_model_is_what_the_backend_reports(client, upstream):
+    """The documented rule (docs/compatibility.md), on the translated path, whole and streamed."""
+    upstream.script(
+        {"api": "openai", "content": "a", "model": "qwen3-30b-a3b-instruct"},
+        {"api": "openai", "content": "b", "model": "qwen3-30b-a3b-instruct"},
+        {"api": "openai", "content": "c", "model": ""},
+    )
+    args = {"model": "local", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+    assert client.messages.create(**args).model == "qwen3-30b-a3b-instruct"
+    with client.messages.stream(**args) as stream:
+        assert stream.get_final_message().model == "qwen3-30b-a3b-instruct"
+    assert client.messages.create(**args).model == "qwen3"  # none reported: the deployment's name
+
+
+def test_reply_model_on_the_mock(start_inprocess):
+    gw = start_inprocess({"model_list": [{"model_name": "echo", "params": {"model": "mock/parley-echo"}}]})
+    reply = anthropic_client(gw, api_key="x").messages.create(
+        model="echo", max_tokens=8, messages=[{"role": "user", "content": "hi"}]
+    )
+    assert reply.model == "parley-echo"
