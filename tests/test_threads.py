@@ -234,3 +234,19 @@ def test_mock_model_threads_too(gateway):
     thread.send({"role": "user", "content": "first"})
     second = thread.send({"role": "user", "content": "second"})
     assert "second" in second.content[0].text and thread.previous_message_id == second.id
+
+
+async def test_old_threads_are_pruned(tmp_path):
+    from parley.store.db import make_engine, migrate
+    from parley.store.threads import RETENTION_SECONDS, ThreadState, ThreadStore
+
+    engine = make_engine(str(tmp_path / "prune.db"))
+    await migrate(engine)
+    store = ThreadStore(engine)
+    await store.save("msg_old", None, "m", ThreadState(None, None, []), None)
+    await store.save("msg_new", None, "m", ThreadState(None, None, []), None)
+    assert await store.prune(older_than=RETENTION_SECONDS) == 0
+    assert await store.prune(older_than=-1) == 2  # everything is older than the future
+    with pytest.raises(Exception, match="thread_not_found"):
+        await store.claim("msg_new", None, "req_x")
+    await engine.dispose()

@@ -95,9 +95,9 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
         from parley.spend.service import StoreService
 
         store = StoreService(config, redis, tasks)
+        tasks.on_startup(store.start)  # first: the migrations run before any other startup hook
         auth, more = _keys_and_spend(config, store, table, tasks)
         filters.extend(more)
-        tasks.on_startup(store.start)
         tasks.on_shutdown(store.stop)
     pipeline = Pipeline(
         auth,
@@ -133,11 +133,13 @@ def _keys_and_spend(
     from parley.store.threads import ThreadStore
 
     auth = VirtualKeyAuth(config.general.master_key, store)
+    threads = ThreadStore(store.engine)
+    tasks.on_startup(threads.prune)  # after the migrations (store.start runs first)
     return auth, [
         VirtualKeyPolicy(store),
         BudgetPolicy(config.general, store, table, tasks),
         SpendTracker(store),
-        ThreadHolder(ThreadStore(store.engine), tasks),
+        ThreadHolder(threads, tasks),
     ]
 
 

@@ -23,6 +23,9 @@ from parley.store import tables as t
 
 log = logging.getLogger("parley.store")
 
+# Threads not continued for this long are deleted when the gateway starts (their content is the
+# conversation: it is not kept forever).
+RETENTION_SECONDS = 30 * 86400
 # A reply saved by another worker may land just after its client's next request: read again for
 # up to this long before answering thread_not_found (the SDK then replays the history anyway).
 UNSEEN_RETRY = (0.05, 0.1, 0.2, 0.4)
@@ -140,3 +143,11 @@ class ThreadStore:
             )
             if parent is not None:
                 await conn.execute(sa.update(rows).where(rows.c.message_id == parent).values(state=None))
+
+    async def prune(self, older_than: float = RETENTION_SECONDS) -> int:
+        """Delete threads created more than `older_than` seconds ago; how many went."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                sa.delete(t.threads).where(t.threads.c.created_at < time.time() - older_than)
+            )
+        return int(result.rowcount or 0)
