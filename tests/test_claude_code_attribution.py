@@ -8,6 +8,7 @@ anthropic SDK; the fake upstream records what each backend received.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 
 import anthropic
@@ -92,7 +93,7 @@ def test_translated_path_keeps_the_prefix_stable_and_records_claude_code(gateway
         assert body["messages"][0] == {"role": "system", "content": SYSTEM_PROMPT}
     # Each turn's prompt starts with the whole previous prompt (less its closing bracket): a prefix
     # cache reuses all of it.
-    for before, after in zip(bodies, bodies[1:], strict=False):
+    for before, after in itertools.pairwise(bodies):
         previous = prompt_text(before)
         assert common_prefix(previous, prompt_text(after)) >= len(previous) - 1
     rows = Admin(gateway.url, MASTER).wait_logs(1, request_id=ids[0])
