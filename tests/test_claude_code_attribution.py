@@ -9,6 +9,7 @@ anthropic SDK; the fake upstream records what each backend received.
 from __future__ import annotations
 
 import itertools
+import os
 import secrets
 
 import anthropic
@@ -67,12 +68,7 @@ def prompt_text(body: dict) -> str:
 
 
 def common_prefix(a: str, b: str) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
+    return len(os.path.commonprefix([a, b]))  # noqa: RUF071 (characters are what is wanted)
 
 
 def test_translated_path_keeps_the_prefix_stable_and_records_claude_code(gateway, client, upstream):

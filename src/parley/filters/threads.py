@@ -14,13 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from parley.core.context import RequestContext, StateKey
 from parley.core.errors import invalid_request, thread_error
 from parley.core.stream import UpstreamReply
 from parley.core.tasks import Tasks
-from parley.filters.cache.accumulate import MessageAccumulator
+from parley.filters.cache.accumulate import MessageAccumulator, json_message
 from parley.pipeline.filter import Filter, Phase, StreamEvent
 from parley.store.records import KeyRecord
 from parley.store.threads import ThreadClaim, ThreadState, ThreadStore
@@ -108,12 +106,8 @@ class ThreadHolder(Filter):
 
     async def on_response(self, ctx: RequestContext, reply: UpstreamReply) -> None:
         turn = ctx.state.get(TURN)
-        if turn is not None and reply.status == 200 and reply.body:
-            try:
-                message = orjson.loads(reply.body)
-            except orjson.JSONDecodeError:
-                return
-            turn.reply = message if isinstance(message, dict) else None
+        if turn is not None and reply.status == 200:
+            turn.reply = json_message(reply.body)
 
     def wants_events(self, ctx: RequestContext) -> bool:
         turn = ctx.state.get(TURN)

@@ -7,6 +7,17 @@ from typing import Any
 import orjson
 
 
+def json_message(body: bytes | None) -> dict[str, Any] | None:
+    """The Message of a whole (not streamed) reply body, or None when it is not one."""
+    if not body:
+        return None
+    try:
+        message = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return message if isinstance(message, dict) and message.get("type") == "message" else None
+
+
 class MessageAccumulator:
     """Feed parsed Anthropic stream events; `message` is the whole Message once `complete`."""
 
