@@ -250,3 +250,17 @@ async def test_old_threads_are_pruned(tmp_path):
     with pytest.raises(Exception, match="thread_not_found"):
         await store.claim("msg_new", None, "req_x")
     await engine.dispose()
+
+
+async def test_database_down_answers_thread_not_found():
+    """The SDK then replays the whole history under a new thread: still the right conversation."""
+    from parley.store.db import make_engine
+    from parley.store.threads import ThreadClaim, ThreadStore
+    from parley.testing.procs import free_port
+
+    engine = make_engine(f"postgresql://127.0.0.1:{free_port()}/nothing_listens_here")
+    with pytest.raises(ThreadClaim) as e:
+        await ThreadStore(engine).claim("msg_x", None, "req_x")
+    assert e.value.code == "thread_not_found"
+    await ThreadStore(engine).release("msg_x", "req_x")  # logged, not raised
+    await engine.dispose()

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from parley.store import tables as t
+from parley.store.outage import DATABASE_ERRORS
 
 log = logging.getLogger("parley.store")
 
@@ -58,7 +59,11 @@ class ThreadStore:
             if pending is not None:  # its reply, or the turn that continued it, is being saved
                 await asyncio.shield(pending)
         for wait in (*UNSEEN_RETRY, None):
-            found = await self._claim_once(message_id, owner, request_id)
+            try:
+                found = await self._claim_once(message_id, owner, request_id)
+            except DATABASE_ERRORS as e:  # the SDK replays the whole history: still a right answer
+                log.warning("thread %s unreadable, answered thread_not_found: %s", message_id, e)
+                raise ThreadClaim("thread_not_found") from None
             if found is not None:
                 return found
             if wait is None:
@@ -92,12 +97,15 @@ class ThreadStore:
     async def release(self, message_id: str, request_id: str) -> None:
         """Give back a claim whose turn failed, so the reply can be continued again."""
         rows = t.threads
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                sa.update(rows)
-                .where(rows.c.message_id == message_id, rows.c.continued_by == request_id)
-                .values(continued_by=None)
-            )
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    sa.update(rows)
+                    .where(rows.c.message_id == message_id, rows.c.continued_by == request_id)
+                    .values(continued_by=None)
+                )
+        except DATABASE_ERRORS as e:  # the reply stays claimed: its next continue is replayed
+            log.warning("thread %s not released: %s", message_id, e)
 
     def save_soon(
         self,
@@ -113,7 +121,7 @@ class ThreadStore:
         async def run() -> None:
             try:
                 await self.save(message_id, owner, model, state, parent)
-            except Exception as e:  # the client's continue gets thread_not_found and replays
+            except DATABASE_ERRORS as e:  # the client's continue gets thread_not_found and replays
                 log.warning("thread turn %s not saved: %s", message_id, e)
             finally:
                 self._saving.pop(message_id, None)
