@@ -264,3 +264,15 @@ async def test_database_down_answers_thread_not_found():
     assert e.value.code == "thread_not_found"
     await ThreadStore(engine).release("msg_x", "req_x")  # logged, not raised
     await engine.dispose()
+
+
+def test_thread_turns_bypass_the_response_cache(start_inprocess, fake_upstream, upstream, tmp_path):
+    cfg = config(fake_upstream, str(tmp_path / "cache.db"))
+    cfg["litellm_settings"] = {"cache": True, "cache_params": {"type": "local", "ttl": 600}}
+    gw = start_inprocess(cfg)
+    client = gw.anthropic(api_key=MASTER, max_retries=0)
+    upstream.script({"api": "openai", "content": "first"}, {"api": "openai", "content": "second"})
+    args = {"model": "local", "max_tokens": 16, "messages": [{"role": "user", "content": "same question"}]}
+    one = client.beta.messages.create(**args, thread={"type": "create"})
+    two = client.beta.messages.create(**args, thread={"type": "create"})
+    assert (one.content[0].text, two.content[0].text) == ("first", "second") and one.id != two.id

@@ -5,6 +5,7 @@ one, `thread` is forwarded. Otherwise parley holds the thread in its database: a
 as it is, without `thread`; a `continue` gets the stored system prompt, tools and history put in
 front of its new messages, so the backend sees the whole conversation. When the reply is complete
 (and not a refusal) the history up to it is saved under the reply's `id`, off the request path.
+Thread turns are neither answered from nor stored in the response cache.
 Without a database this filter is absent and the translators answer `thread_unsupported_request`,
 from which the anthropic SDK recovers by sending the whole conversation itself.
 """
@@ -71,6 +72,9 @@ class ThreadHolder(Filter):
         ctx.body_changed = True
         if thread is None:
             return None
+        # A thread turn's reply must be new: its id names the thread's state from here on.
+        given = ctx.cache_controls if isinstance(ctx.cache_controls, dict) else {}
+        ctx.cache_controls = {**given, "no-cache": True, "no-store": True}
         kind = thread.get("type") if isinstance(thread, dict) else None
         if kind == "create":
             ctx.state.put(TURN, Turn(_state_of(body), None))
