@@ -115,8 +115,10 @@ every other backend parley holds it in its database (`parley_threads`): a contin
 stored system prompt, tools and history put before its new messages, so the backend receives the
 whole conversation; each reply can be continued once (`thread_already_continued`,
 `thread_continue_in_flight`, `404 thread_not_found`, from which the SDK recovers by replaying the
-history). Without a database, `400 thread_unsupported_request`: the tool runner then sends the whole
-conversation itself on every turn.
+history). Without a database, or with `general_settings.message_threads: false`,
+`400 thread_unsupported_request`: the tool runner then sends the whole conversation itself on every
+turn. Thread turns bypass the response cache; threads not continued for 30 days are deleted at
+startup.
 
 ## Request fields
 

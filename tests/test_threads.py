@@ -276,3 +276,18 @@ def test_thread_turns_bypass_the_response_cache(start_inprocess, fake_upstream, 
     one = client.beta.messages.create(**args, thread={"type": "create"})
     two = client.beta.messages.create(**args, thread={"type": "create"})
     assert (one.content[0].text, two.content[0].text) == ("first", "second") and one.id != two.id
+
+
+def test_threads_switched_off(start_inprocess, fake_upstream, upstream, tmp_path):
+    from anthropic.types import ThreadUnsupportedRequestError
+
+    cfg = config(fake_upstream, str(tmp_path / "off.db"))
+    cfg["general_settings"]["message_threads"] = False
+    client = start_inprocess(cfg).anthropic(api_key=MASTER, max_retries=0)
+    with pytest.raises(ThreadUnsupportedRequestError):
+        client.beta.messages.create(
+            model="local",
+            max_tokens=16,
+            messages=[{"role": "user", "content": "a"}],
+            thread={"type": "create"},
+        )

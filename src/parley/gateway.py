@@ -133,14 +133,16 @@ def _keys_and_spend(
     from parley.store.threads import ThreadStore
 
     auth = VirtualKeyAuth(config.general.master_key, store)
-    threads = ThreadStore(store.engine)
-    tasks.on_startup(threads.prune)  # after the migrations (store.start runs first)
-    return auth, [
+    filters: list[Filter] = [
         VirtualKeyPolicy(store),
         BudgetPolicy(config.general, store, table, tasks),
         SpendTracker(store),
-        ThreadHolder(threads, tasks),
     ]
+    if config.general.message_threads:
+        threads = ThreadStore(store.engine)
+        tasks.on_startup(threads.prune)  # after the migrations (store.start runs first)
+        filters.append(ThreadHolder(threads, tasks))
+    return auth, filters
 
 
 def _warn_fallbacks(settings: RouterSettings, table: ModelTable) -> None:

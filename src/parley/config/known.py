@@ -33,6 +33,7 @@ GENERAL = frozenset(
         "database_pool_size",
         "database_max_overflow",
         "database_pool_timeout",
+        "message_threads",
     }
 )
 ROUTER = frozenset(

@@ -35,6 +35,7 @@ class GeneralSettings:
     database_pool_size: int = 5
     database_max_overflow: int = 5
     database_pool_timeout: float = 10.0
+    message_threads: bool = True  # hold `thread` conversations in the database for non-Anthropic backends
 
     @classmethod
     def from_config(cls, settings: Mapping[str, Any], where: str, env: Mapping[str, str]) -> GeneralSettings:
@@ -58,6 +59,7 @@ class GeneralSettings:
             database_pool_size=f.integer("database_pool_size", 5, positive=True),
             database_max_overflow=f.integer("database_max_overflow", 5),
             database_pool_timeout=f.number("database_pool_timeout", 10.0, positive=True),
+            message_threads=f.flag("message_threads", True),
         )
 
 
