@@ -11,7 +11,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test chaos fuzz check install bench bench-compare clean
+.PHONY: run test chaos fuzz check install bench bench-compare clean system-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,14 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/parley serve --config config/default.yaml --host 127.0.0.1 --port 4000
 
-test: $(STAMP)
+# System packages the tests drive (Debian): chromium for the admin page's browser tests.
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium (browser tests of /ui)"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi; }
+
+test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q
 
 chaos: $(STAMP)

@@ -71,3 +71,20 @@ def test_smoke_with_fallback_upstream_and_python_load(tmp_path):
     assert "NOTE: nginx not used" in text and "NOTE: wrk not used" in text
     served_without_errors(text, "native", "parley")
     assert table_rows(text, "native-stream", "parley") == []  # --only was honoured
+
+
+def test_retrieval_bench_runs_and_reports_every_row():
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "src"))
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench", "retrieval.py"), "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    assert "failed" not in proc.stdout, proc.stdout
+    assert any(r.startswith("| recall@5, hybrid") for r in rows)
+    assert any(r.startswith("| search at 1,000 chunks") for r in rows)
+    assert len(rows) == 9  # header, load, 2 throughput, 3 recall, search, cache lookup

@@ -121,4 +121,4 @@ def test_shipped_default_config_loads_without_keys(monkeypatch):
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     config = load_config("config/default.yaml")
-    assert [d.model_name for d in config.deployments] == ["parley-mock"]
+    assert [d.model_name for d in config.deployments] == ["parley-mock", "parley-embed"]

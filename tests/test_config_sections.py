@@ -80,7 +80,8 @@ README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
         ),
         (
             {"litellm_settings": {"cache": True, "cache_params": {"type": "s3"}}},
-            "cfg.yaml: litellm_settings.cache_params.type: must be one of local, redis, got 's3'",
+            "cfg.yaml: litellm_settings.cache_params.type: must be one of local, redis, semantic, "
+            "redis-semantic, got 's3'",
         ),
         (
             {"litellm_settings": {"cache_params": {"max_entries": -5}}},

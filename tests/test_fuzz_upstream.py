@@ -52,7 +52,7 @@ def gateway(start_inprocess_module, fake_upstream):
                 anthropic_deployment("ant", fake_upstream, timeout=2),
                 openai_deployment("oa", fake_upstream, timeout=2),
             ],
-            "general_settings": {"master_key": MASTER},
+            "general_settings": {"master_key": MASTER, "max_response_size_mb": 1},
             "router_settings": {"num_retries": 0, "allowed_fails": 100000},
         }
     )
@@ -119,3 +119,24 @@ def test_openai_client_gets_a_clear_error(gateway, pool, upstream, name, stream)
     upstream.script(dict(HOSTILE[name], api="openai"))
     error, _ = _outcome(pool, _ask_openai, gateway, "oa", stream)
     _assert_clear_error(error, openai.APIError)
+
+
+BIG = 2 << 20  # over the module's max_response_size_mb: 1
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+@pytest.mark.parametrize("api", ["anthropic", "openai"])
+def test_a_reply_larger_than_the_limit_is_refused_not_buffered(gateway, pool, upstream, api, declared):
+    body = '{"pad": "' + "x" * BIG + '"}'
+    spec = {"raw_chunks": [body[: BIG // 2], body[BIG // 2 :]], "api": api}
+    if declared:
+        spec["headers"] = {"Content-Length": str(len(body))}
+    upstream.script(spec)
+    if api == "anthropic":
+        error, _ = _outcome(pool, _ask_anthropic, gateway, "ant", False)
+        _assert_clear_error(error, anthropic.APIError)
+    else:
+        error, _ = _outcome(pool, _ask_openai, gateway, "oa", False)
+        _assert_clear_error(error, openai.APIError)
+    assert getattr(error, "status_code", None) == 502
+    assert "max_response_size_mb" in str(error)

@@ -143,6 +143,51 @@ def test_each_batch_item_model_is_checked_against_the_key(gateway, admin, upstre
     assert upstream.requests() == []
 
 
+MESSAGE = {"model": "claude-sonnet-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+
+
+def _acting_for(who: str) -> list:
+    return [
+        ("/v1/messages", MESSAGE, {"x-parley-end-user": who}),
+        ("/v1/messages", {**MESSAGE, "metadata": {"user_id": who}}, {}),
+        ("/anthropic/v1/messages", {**MESSAGE, "litellm_metadata": {"user": who}}, {}),
+        ("/v1/chat/completions", {**MESSAGE, "user": who}, {}),
+    ]
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_only_a_key_allowed_to_act_for_an_end_user_can_charge_its_budget(gateway, admin, upstream, case):
+    who = f"acme-{case}"
+    route, body, headers = _acting_for(who)[case]
+    admin.post("/customer/new", {"user_id": who, "max_budget": 1})
+    other = admin.post("/key/generate", {"end_users": ["someone-else"]})["key"]
+    for key in (admin.post("/key/generate", {})["key"], other):
+        reply = gateway.http.post(route, json=body, headers={"x-api-key": key, **headers})
+        assert reply.status_code == 403, reply.text
+        message = reply.json()["error"]["message"] if route != "/v1/chat/completions" else reply.text
+        assert who in message and "end_users" in message
+    assert upstream.requests() == []
+    allowed = admin.post("/key/generate", {"end_users": [who]})["key"]
+    anyone = admin.post("/key/generate", {"end_users": ["*"]})["key"]
+    for key in (allowed, anyone):
+        reply = gateway.http.post(route, json=body, headers={"x-api-key": key, **headers})
+        assert reply.status_code == 200, reply.text
+    rows = admin.wait_logs(4, end_user=who)
+    assert sorted(r["status"] for r in rows) == [200, 200, 403, 403]
+    assert all(r["spend"] == 0 for r in rows if r["status"] == 403)
+    assert admin.get("/customer/info", end_user_id=who)["spend"] > 0
+
+
+def test_any_key_may_label_spend_with_an_unmanaged_end_user(gateway, admin, upstream):
+    key = admin.post("/key/generate", {})["key"]
+    for _ in range(2):  # the second call finds the customer row the first spend created
+        reply = gateway.http.post(
+            "/v1/messages", json=MESSAGE, headers={"x-api-key": key, "x-parley-end-user": "walk-in"}
+        )
+        assert reply.status_code == 200, reply.text
+    assert [r["end_user"] for r in admin.wait_logs(2, api_key=key)] == ["walk-in", "walk-in"]
+
+
 def test_a_model_limited_key_may_make_calls_that_name_no_model(gateway, admin, upstream):
     key = admin.post("/key/generate", {"models": ["claude-haiku-4-5"]})["key"]
     reply = gateway.http.get("/anthropic/v1/models", headers={"x-api-key": key})
@@ -256,3 +301,34 @@ def test_a_404_tells_a_limited_key_only_what_it_may_use(gateway, admin):
     unlimited = admin.post("/key/generate", {})["key"]
     reply = _post(gateway, "/v1/messages", unlimited, orjson.dumps(dict(BODY, model="no-such-model")))
     assert "claude-sonnet-4-5" in reply.json()["error"]["message"]
+
+
+@pytest.mark.process
+@pytest.mark.parametrize(
+    ("path", "length", "envelope"),
+    [
+        ("/v1/messages", b"abc", "anthropic"),
+        ("/anthropic/v1/messages", b"-5", "anthropic"),
+        ("/v1/chat/completions", b"12, 13", "openai"),
+    ],
+)
+def test_a_request_that_does_not_parse_gets_the_api_envelope(served, path, length, envelope):
+    host, port = served.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            b"POST %s HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: %s\r\n\r\n{}"
+            % (path.encode(), length)
+        )
+        raw = b""
+        while chunk := sock.recv(65536):
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"content-type: application/json" in head.lower()
+    error = orjson.loads(body)
+    if envelope == "anthropic":
+        assert error["type"] == "error" and error["error"]["type"] == "invalid_request_error"
+        assert error["request_id"].startswith("req_")
+    else:
+        assert error["error"]["type"] == "invalid_request_error" and "param" in error["error"]
+    assert "Content-Length" in error["error"]["message"]

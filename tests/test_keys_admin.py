@@ -141,6 +141,7 @@ def test_users_teams_customers(admin, gateway, upstream):
     admin.post("/team/unblock", {"team_id": "t-crud"})
     ask(sdk(gateway, key["key"]))
 
+    admin.post("/key/update", {"key": key["key"], "end_users": ["c-crud"]})
     cust = admin.post("/customer/new", {"user_id": "c-crud", "alias": "Cust", "max_budget": 3})
     assert cust["alias"] == "Cust"
     assert admin.post("/customer/update", {"user_id": "c-crud", "rpm_limit": 9})["rpm_limit"] == 9
@@ -206,7 +207,10 @@ def test_admin_errors_are_anthropic_style(admin, gateway):
     r = wrong.call("POST", "/key/generate", {})
     assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
     made = admin.post("/key/generate", {})
-    assert Admin.of(gateway, key=made["key"]).call("GET", "/key/list").status_code == 401
+    r = Admin.of(gateway, key=made["key"]).call("GET", "/key/list")
+    assert r.status_code == 403 and "not an admin key" in r.json()["error"]["message"]
+    boss = admin.post("/user/new", {"user_id": f"boss-{made['token'][:8]}", "user_role": "proxy_admin"})
+    assert Admin.of(gateway, key=boss["key"]).call("GET", "/key/list").status_code == 200
     r = admin.raw("POST", "/key/generate", b"{nope")
     assert r.status_code == 400 and r.json()["type"] == "error"
     for body in (
@@ -243,13 +247,9 @@ def test_admin_errors_are_anthropic_style(admin, gateway):
 
 def test_migrations_from_empty_and_rerun_keeps_rows(database_url):
     import sqlalchemy as sa
-    from alembic.script import ScriptDirectory
 
     from parley.store import tables as t
-    from parley.store.db import _alembic_config, current_revision, make_engine, migrate
-
-    def head_revision() -> str | None:
-        return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    from parley.store.db import current_revision, head_revision, make_engine, migrate
 
     async def run(url: str) -> None:
         engine = make_engine(url, {})

@@ -84,7 +84,7 @@ def test_exhausted_team_and_customer_budgets_name_the_budget(gateway, admin, ups
     with pytest.raises(anthropic.PaymentRequiredError, match="team 'poor-team'"):
         ask(client(gateway, key))
     admin.post("/customer/new", {"user_id": "poor-customer", "max_budget": 0})
-    rich = admin.post("/key/generate", {})["key"]
+    rich = admin.post("/key/generate", {"end_users": ["poor-customer"]})["key"]
     with pytest.raises(anthropic.PaymentRequiredError, match="end user 'poor-customer'"):
         ask(client(gateway, rich), extra_headers={"x-parley-end-user": "poor-customer"})
 

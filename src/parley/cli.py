@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 
-from parley import __version__
+from parley import __version__, ingest
 from parley.config import Config, ConfigError, load_config, quick_config
 
 DEFAULT_CONFIG = "config/default.yaml"
@@ -73,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument("--port", type=int, default=4010)
     fake.set_defaults(run=_fake_upstream)
+    ingest.add_parser(sub)
     return parser
 
 
@@ -90,6 +91,9 @@ def _serve(args: argparse.Namespace) -> int:
             path = args.config or DEFAULT_CONFIG
             config = load_config(path)
             os.environ[CONFIG_ENV] = os.path.abspath(path)
+        from parley.gateway import check_providers
+
+        check_providers(config)
     except ConfigError as e:
         print(f"parley: config error: {e}", file=sys.stderr)
         return 2
@@ -97,6 +101,8 @@ def _serve(args: argparse.Namespace) -> int:
     for line in config.ignored:  # here, in the parent: once, however many workers
         print(f"ignored: {line}", file=sys.stderr, flush=True)
     import uvicorn
+
+    from parley.server.protocol import EnvelopeHttpToolsProtocol
 
     _exit_zero_on_stop()
     uvicorn.run(
@@ -106,7 +112,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers if args.workers > 1 else None,
         loop="uvloop",
-        http="httptools",
+        http=EnvelopeHttpToolsProtocol,
         log_level=args.log_level,
         access_log=False,
         timeout_graceful_shutdown=max(0.0, args.shutdown_timeout),

@@ -16,16 +16,22 @@ from typing import TYPE_CHECKING
 from parley.config import Config, PassthroughSettings
 from parley.core.tasks import Tasks
 from parley.filters.access_log import AccessLog
-from parley.filters.cache.filter import cache_from_config
+from parley.filters.cache.factory import cache_from_config
 from parley.filters.rate_limit import RateLimitPolicy
 from parley.filters.router_accounting import RouterAccounting
 from parley.pipeline.chain import FilterChain
 from parley.pipeline.filter import Authenticator, Filter
 from parley.pipeline.lifecycle import Pipeline
 from parley.providers.anthropic import AnthropicProvider
+from parley.providers.azure import AzureOpenAIProvider
 from parley.providers.base import Provider
+from parley.providers.bedrock import BedrockProvider
+from parley.providers.gemini import GeminiProvider
+from parley.providers.local_embed import LocalEmbedder, LocalEmbedProvider
 from parley.providers.mock import MockProvider
 from parley.providers.openai import OpenAIProvider
+from parley.providers.vertex import VertexProvider
+from parley.retrieval.service import VectorStores
 from parley.router.health import Health
 from parley.router.run import Router
 from parley.router.settings import RouterSettings
@@ -52,6 +58,8 @@ class Gateway:
     passthrough: PassthroughSettings
     store: StoreService | None  # keys, budgets and spend; None without a database
     prices: PriceTable  # list prices (the SDK's `cost`)
+    embedder: LocalEmbedder  # the built-in embedding model (loaded on first use)
+    vector_stores: VectorStores | None  # retrieval; None without a database
 
     async def start(self) -> None:
         await self.tasks.start()
@@ -64,7 +72,7 @@ class Gateway:
 def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gateway:
     """Every part of a gateway for `config`; `extra_filters` join the chain in their phases."""
     tasks = Tasks()
-    http = HttpClient()
+    http = HttpClient(max_response_bytes=config.general.max_response_bytes)
     redis = link_from_config(config.redis, os.environ)
     if redis is not None:
         tasks.on_shutdown(redis.close)
@@ -75,10 +83,24 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
     _warn_fallbacks(settings, table)
     openai = OpenAIProvider(http)
     openai.check(config.deployments)
+    azure = AzureOpenAIProvider(http)
+    azure.check(config.deployments)
+    vertex = VertexProvider(http)
+    vertex.check(config.deployments, tasks)
+    bedrock = BedrockProvider(http)
+    bedrock.check(config.deployments)
+    embedder = LocalEmbedder()
+    local = LocalEmbedProvider(embedder)
+    local.check(config.deployments)
     providers: dict[str, Provider] = {
         "anthropic": AnthropicProvider(http),
         "mock": MockProvider(),
+        "local": local,
         "openai": openai,
+        "azure": azure,
+        "vertex": vertex,
+        "gemini": GeminiProvider(http),
+        "bedrock": bedrock,
     }
     filters: list[Filter] = [
         AccessLog(),
@@ -86,19 +108,24 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
         RateLimitPolicy(config.default_limits, redis, tasks),
     ]
     filters.extend(extra_filters)
-    cache = cache_from_config(config, redis, tasks)
-    if cache is not None:
-        filters.append(cache)
     auth = Authenticator(config.general.master_key)
     store = None
+    vector_stores = None
     if config.general.database_url:
+        from parley.filters.retrieval import RetrievalFilter
         from parley.spend.service import StoreService
 
         store = StoreService(config, redis, tasks)
         tasks.on_startup(store.start)  # first: the migrations run before any other startup hook
         auth, more = _keys_and_spend(config, store, table, tasks)
         filters.extend(more)
+        vector_stores = VectorStores(store.engine, embedder, tasks)
+        filters.append(RetrievalFilter(vector_stores))
         tasks.on_shutdown(store.stop)
+    engine = store.engine if store is not None else None
+    cache = cache_from_config(config, redis, tasks, embedder, PriceTable(), engine)
+    if cache is not None:
+        filters.append(cache)
     pipeline = Pipeline(
         auth,
         FilterChain(filters),
@@ -119,7 +146,18 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
         config.passthrough,
         store,
         store.prices if store is not None else PriceTable(),
+        embedder,
+        vector_stores,
     )
+
+
+def check_providers(config: Config) -> None:
+    """The providers' own config checks (switches, credentials files), for `parley serve` to report
+    as one line before it starts workers; build_gateway runs them again in each worker."""
+    http = HttpClient()  # never opened
+    OpenAIProvider(http).check(config.deployments)
+    AzureOpenAIProvider(http).check(config.deployments)
+    VertexProvider(http).check(config.deployments, Tasks())
 
 
 def _keys_and_spend(

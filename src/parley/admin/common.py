@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hmac
 import math
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -16,7 +18,9 @@ from parley.core.context import new_request_id
 from parley.core.errors import GatewayError, anthropic_error_body
 from parley.pipeline.filter import client_key
 from parley.spend.periods import iso
+from parley.store import tables as t
 from parley.store.outage import DATABASE_ERRORS, database_unavailable
+from parley.store.records import hash_key
 
 TIME_FIELDS = ("budget_reset_at", "expires", "created_at", "updated_at")
 
@@ -48,7 +52,11 @@ def plain(row: Any) -> dict[str, Any]:
     return {str(k): v for k, v in row._asdict().items()}
 
 
-def check_master(service: Any, request: Request) -> None:
+ADMIN_ROLES = frozenset({"proxy_admin", "admin"})  # LiteLLM's role name, and a short one
+
+
+async def check_master(service: Any, request: Request) -> None:
+    """The master key, or a virtual key of a user whose `user_role` is `proxy_admin` (an admin key)."""
     master = service.config.general.master_key
     if master is None:
         raise GatewayError(
@@ -61,8 +69,25 @@ def check_master(service: Any, request: Request) -> None:
             "missing API key: send the master key as x-api-key or Authorization: Bearer",
             "authentication_error",
         )
-    if not hmac.compare_digest(key.encode(), master.encode()):
-        raise GatewayError(401, "the admin API requires the master key", "authentication_error")
+    if hmac.compare_digest(key.encode(), master.encode()):
+        return
+    record = await service.cache.key(hash_key(key)) if key.startswith("sk-") else None
+    if record is None or record.blocked or (record.expires is not None and record.expires <= time.time()):
+        raise GatewayError(
+            401, "the admin API requires the master key or an admin key", "authentication_error"
+        )
+    if record.user_id is None or await _role(service, record.user_id) not in ADMIN_ROLES:
+        raise GatewayError(
+            403,
+            f"key {record.label} is not an admin key (its user needs user_role proxy_admin)",
+            "permission_error",
+        )
+
+
+async def _role(service: Any, user_id: str) -> str | None:
+    async with service.engine.connect() as conn:
+        query = sa.select(t.users.c.user_role).where(t.users.c.user_id == user_id)
+        return (await conn.execute(query)).scalar()
 
 
 def body_limit(service: Any) -> int:
@@ -110,7 +135,7 @@ def wrap(service: Any, endpoint: Endpoint) -> Callable[[Request], Awaitable[Resp
     async def handle(request: Request) -> Response:
         request_id = new_request_id()
         try:
-            check_master(service, request)
+            await check_master(service, request)
             body = await read_json(request, body_limit(service))
             result = await endpoint.handler(service, request, body)
         except DATABASE_ERRORS:

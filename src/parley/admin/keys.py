@@ -25,6 +25,7 @@ KEY_FIELDS = {
     "user_id": "str",
     "team_id": "str",
     "tags": "strs",
+    "end_users": "strs",
     "budget_mode": "mode",
     "duration": "duration",
     "expires": "time",

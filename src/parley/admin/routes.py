@@ -8,13 +8,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from parley.admin import keys, spend, subjects
+from parley.admin import keys, spend, subjects, usage
 from parley.admin.common import Endpoint, JSONBytes, wrap
 from parley.admin.fields import OPENAPI_TYPES
 from parley.core.version import __version__
 from parley.spend.service import StoreService
 
-ENDPOINTS: list[Endpoint] = keys.ENDPOINTS + subjects.ENDPOINTS + spend.ENDPOINTS
+ENDPOINTS: list[Endpoint] = keys.ENDPOINTS + subjects.ENDPOINTS + spend.ENDPOINTS + usage.ENDPOINTS
 
 _ERROR = {
     "description": "Anthropic-style error",

@@ -21,6 +21,7 @@ GROUPS = {
     "customer": S.c.end_user,
     "model": S.c.model,
     "tag": t.spend_log_tags.c.tag,
+    "session": S.c.session_id,
 }
 _FILTERS = (
     ("user_id", S.c.user),
@@ -58,6 +59,9 @@ def filters(request: Request) -> list[Any]:
         where.append(
             sa.exists().where(t.spend_log_tags.c.request_id == S.c.request_id, t.spend_log_tags.c.tag == tag)
         )
+    status = q.get("status")
+    if status:
+        where.append(_status(status))
     start, end = _time_arg(request, "start_date"), _time_arg(request, "end_date")
     if start is not None:
         where.append(S.c.start_time >= start)
@@ -66,6 +70,20 @@ def filters(request: Request) -> list[Any]:
             end += 86400
         where.append(S.c.start_time < end)
     return where
+
+
+def _status(value: str) -> Any:
+    """`status=429`, `status=4xx`, `status=error` (>= 400) or `status=ok` (< 400)."""
+    if value == "error":
+        return S.c.status >= 400
+    if value == "ok":
+        return S.c.status < 400
+    if len(value) == 3 and value[0].isdigit() and value[1:] == "xx":
+        low = int(value[0]) * 100
+        return sa.and_(S.c.status >= low, S.c.status < low + 100)
+    if value.isdigit() and len(value) == 3:
+        return S.c.status == int(value)
+    raise bad("status: a code (429), a class (4xx), error or ok", "status")
 
 
 def log_json(row: Any) -> dict[str, Any]:
@@ -143,7 +161,8 @@ async def report(service: Any, request: Request, body: dict[str, Any]) -> dict[s
     }
 
 
-_QUERY = (
+QUERY = (
+    "status",
     "api_key",
     "key_alias",
     "user_id",
@@ -162,13 +181,13 @@ ENDPOINTS = [
         "/spend/logs",
         logs,
         "One row per request, newest first, paginated",
-        query=(*_QUERY, "page", "page_size"),
+        query=(*QUERY, "page", "page_size"),
     ),
     Endpoint(
         "GET",
         "/spend/report",
         report,
-        "Spend totals by UTC day and by key, user, team, customer, tag or model",
-        query=(*_QUERY, "group_by"),
+        "Spend totals by UTC day and by key, user, team, customer, tag, model or session",
+        query=(*QUERY, "group_by"),
     ),
 ]

@@ -19,6 +19,7 @@ GENERAL = frozenset(
         "master_key",
         "database_url",
         "max_request_size_mb",
+        "max_response_size_mb",
         "stream_ping_interval",
         "max_stream_seconds",
         "key_cache_ttl",
@@ -66,13 +67,32 @@ ROUTER = frozenset(
     }
 )
 LITELLM_SETTINGS = frozenset({"cache", "cache_params"})
-CACHE_PARAMS = frozenset({"type", "ttl", "max_entries", "url", "host", "port", "password", "namespace"})
+CACHE_PARAMS = frozenset(
+    {
+        "type",
+        "ttl",
+        "max_entries",
+        "url",
+        "host",
+        "port",
+        "password",
+        "namespace",
+        "similarity_threshold",
+        "semantic_scope",
+        "semantic_tool_results",
+        "semantic_default",
+        "redis_semantic_cache_embedding_model",
+    }
+)
 PASSTHROUGH = frozenset({"api_base", "api_key", "forward_client_key", "timeout"})
 ENTRY = frozenset({"model_name", "params", "litellm_params", "model_info", "only_if_env"})
-MODEL_INFO = frozenset({"id"})
+MODEL_INFO = frozenset({"id", "mode", "display_name", "max_input_tokens", "max_output_tokens"})
 PARAMS = frozenset(
     {
         # config.loader
+        "semantic_cache",
+        "vector_store_ids",
+        "retrieval_top_k",
         "model",
         "api_base",
         "api_key",
@@ -100,12 +120,28 @@ PARAMS = frozenset(
         "user_field",
         "max_stop_sequences",
         "extra_body",
+        # providers.bedrock_auth
+        "aws_region_name",
+        "region_name",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+        "aws_profile_name",
+        "aws_bedrock_runtime_endpoint",
+        "model_id",
         # spend.pricing overrides
         "input_cost_per_token",
         "output_cost_per_token",
         "cache_creation_input_token_cost",
         "cache_creation_input_token_cost_above_1hr",
         "cache_read_input_token_cost",
+        "base_model",
+        # providers.google_auth, vertex, gemini, azure
+        "vertex_project",
+        "vertex_location",
+        "vertex_credentials",
+        "api_version",
+        "azure_ad_token",
     }
 )
 
@@ -241,8 +277,6 @@ LITELLM_CACHE_PARAMS = frozenset(
     {
         "supported_call_types",
         "mode",
-        "similarity_threshold",
-        "redis_semantic_cache_embedding_model",
         "default_in_memory_ttl",
         "default_in_redis_ttl",
         "max_connections",
@@ -260,16 +294,10 @@ LITELLM_PARAMS = frozenset(
         "organization",
         "max_retries",
         "custom_llm_provider",
-        "aws_access_key_id",
-        "aws_secret_access_key",
-        "aws_session_token",
-        "aws_region_name",
         "aws_role_name",
-        "aws_profile_name",
         "vertex_project",
         "vertex_location",
         "vertex_credentials",
-        "region_name",
         "drop_params",
         "additional_drop_params",
         "max_tokens",

@@ -21,7 +21,7 @@ from parley.config.sections import (
     LitellmSettings,
     PassthroughSettings,
 )
-from parley.core.deployment import Deployment
+from parley.core.deployment import Deployment, ModelCard
 
 ENV_PREFIX = "os.environ/"
 DEFAULT_TIMEOUT = 600.0
@@ -32,6 +32,8 @@ PROVIDERS: dict[str, tuple[str, str | None]] = {
     "anthropic": ("anthropic", "https://api.anthropic.com"),
     "openai": ("openai", "https://api.openai.com/v1"),
     "mock": ("mock", None),
+    "bedrock": ("bedrock", None),  # endpoint from aws_region_name (providers.bedrock_auth)
+    "local": ("local", None),  # the built-in embedding model (local/parley-embed)
     # OpenAI-compatible servers known by their LiteLLM prefixes
     "hosted_vllm": ("openai", None),
     "vllm": ("openai", None),
@@ -41,6 +43,10 @@ PROVIDERS: dict[str, tuple[str, str | None]] = {
     "together_ai": ("openai", "https://api.together.xyz/v1"),
     "ollama_chat": ("openai", "http://127.0.0.1:11434/v1"),
     "llamacpp": ("openai", "http://127.0.0.1:8080/v1"),
+    # Google and Azure (providers/vertex.py, gemini.py, azure.py); None: built from the params
+    "vertex_ai": ("vertex", None),
+    "gemini": ("gemini", "https://generativelanguage.googleapis.com"),
+    "azure": ("azure", None),
 }
 
 
@@ -180,7 +186,7 @@ def _deployment(entry: dict[str, Any], index: int, where: str, env: Mapping[str,
         not isinstance(api_base, str) or not api_base.startswith(("http://", "https://"))
     ):
         raise ConfigError(f"{where}: params.api_base: must be an http(s) URL, got {api_base!r}")
-    if api == "openai" and api_base is None:
+    if api in ("openai", "azure") and api_base is None:
         raise ConfigError(f"{where}: params.api_base: required for provider {provider!r}")
     info = entry.get("model_info")
     info = info if isinstance(info, dict) else {}
@@ -195,7 +201,23 @@ def _deployment(entry: dict[str, Any], index: int, where: str, env: Mapping[str,
         timeout=_timeout(params, where),
         extra_headers=_headers(params, where),
         params=params,
+        card=_card(info, f"{where}: model_info"),
     )
+
+
+def _card(info: dict[str, Any], where: str) -> ModelCard:
+    name = info.get("display_name")
+    if name is not None and (not isinstance(name, str) or not name):
+        raise ConfigError(f"{where}.display_name: must be a non-empty string")
+    window = _tokens(info, "max_input_tokens", where)
+    return ModelCard(name, window, _tokens(info, "max_output_tokens", where))
+
+
+def _tokens(info: dict[str, Any], field: str, where: str) -> int | None:
+    value = info.get(field)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+        raise ConfigError(f"{where}.{field}: must be a positive number of tokens, got {value!r}")
+    return value
 
 
 def _provider_model(params: dict[str, Any], name: str, where: str) -> tuple[str, str]:

@@ -13,6 +13,7 @@ from typing import Any
 from parley.config.fields import Fields
 
 DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 ANTHROPIC_BASE = "https://api.anthropic.com"
 
 
@@ -21,6 +22,7 @@ class GeneralSettings:
     master_key: str | None = None  # or PARLEY_MASTER_KEY
     database_url: str | None = None  # or DATABASE_URL
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES  # from max_request_size_mb
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES  # an upstream reply read whole; max_response_size_mb
     stream_ping_interval: float = 15.0  # seconds of upstream silence before a `ping` event
     max_stream_seconds: float = 3600.0  # a stream still open after this ends with an error event
     key_cache_ttl: float = 60.0
@@ -41,10 +43,12 @@ class GeneralSettings:
     def from_config(cls, settings: Mapping[str, Any], where: str, env: Mapping[str, str]) -> GeneralSettings:
         f = Fields(settings, where)
         size_mb = f.opt_number("max_request_size_mb")
+        reply_mb = f.opt_number("max_response_size_mb")
         return cls(
             master_key=f.text("master_key") or env.get("PARLEY_MASTER_KEY") or None,
             database_url=f.text("database_url") or env.get("DATABASE_URL") or None,
             max_request_bytes=int(size_mb * 1024 * 1024) if size_mb else DEFAULT_MAX_REQUEST_BYTES,
+            max_response_bytes=int(reply_mb * 1024 * 1024) if reply_mb else DEFAULT_MAX_RESPONSE_BYTES,
             stream_ping_interval=f.number("stream_ping_interval", 15.0, positive=True),
             max_stream_seconds=f.number("max_stream_seconds", 3600.0, positive=True),
             key_cache_ttl=f.number("key_cache_ttl", 60.0),
@@ -67,7 +71,7 @@ class GeneralSettings:
 class CacheParams:
     """`litellm_settings.cache_params`; a redis cache without url/host uses the gateway's Redis."""
 
-    type: str = "local"  # local | redis
+    type: str = "local"  # local | redis | semantic | redis-semantic
     ttl: float = 600.0
     max_entries: int = 10_000
     url: str | None = None
@@ -75,12 +79,36 @@ class CacheParams:
     port: int | None = None
     password: str | None = None
     namespace: str | None = None
+    similarity_threshold: float = 0.8  # semantic: cosine of the last user texts to count as a hit
+    semantic_scope: str = "key"  # semantic: entries shared by one key, one team, or everyone
+    semantic_tool_results: bool = False  # semantic: also for requests that carry tool results
+    semantic_default: bool = False  # semantic: for every request, not only opted-in keys and models
+
+    @property
+    def semantic(self) -> bool:
+        return self.type in ("semantic", "redis-semantic")
+
+    @property
+    def shared(self) -> bool:
+        return self.type in ("redis", "redis-semantic")
 
     @classmethod
     def from_config(cls, f: Fields) -> CacheParams:
         port = f.values.get("port")
+        threshold = f.number("similarity_threshold", 0.8)
+        if threshold > 1:
+            raise f.fail("similarity_threshold", "a number from 0 to 1", threshold)
+        model = f.text("redis_semantic_cache_embedding_model")
+        if model is not None and model.removeprefix("local/") not in ("parley-embed",):
+            raise f.fail(
+                "redis_semantic_cache_embedding_model", "local/parley-embed (the built-in model)", model
+            )
         return cls(
-            type=f.choice("type", "local", ("local", "redis")),
+            similarity_threshold=threshold,
+            semantic_scope=f.choice("semantic_scope", "key", ("key", "team", "global")),
+            semantic_tool_results=f.flag("semantic_tool_results", False),
+            semantic_default=f.flag("semantic_default", False),
+            type=f.choice("type", "local", ("local", "redis", "semantic", "redis-semantic")),
             ttl=f.number("ttl", 600.0),
             max_entries=f.integer("max_entries", 10_000, positive=True),
             url=f.text("url"),

@@ -58,6 +58,14 @@ class FilterState:
 
 
 @dataclass(frozen=True, slots=True)
+class RetrievalNote:
+    """The vector stores searched for a request and how many chunks were added to it."""
+
+    stores: tuple[str, ...]
+    chunks: int
+
+
+@dataclass(frozen=True, slots=True)
 class LimitSpec:
     """Rate limits that apply to one subject (a key, user, team, customer, or key+model)."""
 
@@ -105,6 +113,7 @@ class RequestContext:
     litellm_metadata: object = None  # the body's `litellm_metadata`, removed before sending
     cache_controls: object = None  # the body's top-level `cache` object, removed before sending
     cache_hit: bool = False
+    retrieval: RetrievalNote | None = None  # what retrieval (RAG) added to the request
     body_changed: bool = False  # a filter edited the parsed body: re-serialize before sending
     attempts: int = 0
     dropped: list[str] = field(default_factory=list)  # request fields the backend could not take

@@ -94,6 +94,9 @@ def spend_row(ctx: RequestContext, cost: float) -> dict[str, Any]:
         "error_type": ctx.error_type,
         "stream": ctx.stream,
         "cache_hit": ctx.cache_hit,
+        "retrieval": {"stores": list(ctx.retrieval.stores), "chunks": ctx.retrieval.chunks}
+        if ctx.retrieval is not None
+        else None,
         "latency_ms": round(ctx.latency_ms, 3),
         "ttft_ms": round(ttft, 3) if ttft is not None else None,
         "start_time": ctx.started_at,

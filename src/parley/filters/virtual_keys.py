@@ -106,6 +106,8 @@ class VirtualKeyPolicy(Filter):
         if ctx.end_user:
             customer = await self.service.cache.customer(ctx.end_user)
             if customer is not None:
+                if record is not None:
+                    check_end_user(record, customer)
                 ctx.state.put(CUSTOMER, customer)
                 check_customer(customer, models)
                 spec = _limit("customer", customer.id, customer)
@@ -133,6 +135,19 @@ def check_models(record: KeyRecord, model: str) -> None:
         raise GatewayError(
             403,
             f"team {team.id!r} is not allowed to use model {model!r}; allowed: {', '.join(team.models)}",
+            "permission_error",
+        )
+
+
+def check_end_user(record: KeyRecord, customer: Subject) -> None:
+    """A key charges a managed end user (one an admin gave a budget, limits, models or a block)
+    only when its `end_users` names them or is `["*"]`; anyone may name an unmanaged end user,
+    which only labels spend."""
+    if customer.managed and "*" not in record.end_users and customer.id not in record.end_users:
+        raise GatewayError(
+            403,
+            f"key {record.label} may not act for end user {customer.id!r}; an admin can allow it "
+            "with the key's end_users field",
             "permission_error",
         )
 

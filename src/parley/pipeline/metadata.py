@@ -51,7 +51,7 @@ def apply_request_metadata(
             ctx.cc_version = line.version[:64] if line.version else None
             ctx.cc_entrypoint = line.entrypoint[:64] if line.entrypoint else None
     ctx.end_user = end_user[:255] if end_user else None
-    ctx.session_id = session
+    ctx.session_id = session[:255] if session else None
     ctx.tags = list(dict.fromkeys(tag[:255] for tag in tags))
 
 

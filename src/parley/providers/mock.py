@@ -89,13 +89,19 @@ def last_user_text(body: dict, *, skip_textless: bool = True) -> str:
         if isinstance(content, str):
             return content
         if isinstance(content, list):
-            texts = [_text_of(b) for b in content if isinstance(b, dict) and b.get("type") == "text"]
+            texts = [_text_of(b) for b in content if isinstance(b, dict) and b.get("type") in _ECHOED]
             if texts or not skip_textless:
                 return " ".join(texts)
     return ""
 
 
+_ECHOED = ("text", "search_result")  # a search result's text is echoed too (retrieval shows up)
+
+
 def _text_of(block: dict) -> str:
+    if block.get("type") == "search_result":
+        inner = block.get("content")
+        return " ".join(_text_of(b) for b in inner if isinstance(b, dict)) if isinstance(inner, list) else ""
     text = block.get("text", "")
     return text if isinstance(text, str) else orjson.dumps(text).decode()
 

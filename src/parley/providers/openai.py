@@ -25,6 +25,7 @@ from parley.providers.base import HubCall
 from parley.providers.openai_streams import (
     OpenAIUsageSource,
     TranslatingSource,
+    note_openai_embeddings,
     note_openai_json,
     report_notes,
 )
@@ -70,7 +71,7 @@ class OpenAIProvider:
     def check(self, deployments: list[Deployment]) -> None:
         """Fail at startup on a bad per-deployment switch, not at the first request."""
         for dep in deployments:
-            if dep.api == "openai":
+            if dep.api == self.api:
                 try:
                     self.options(dep)
                 except ConfigError as e:
@@ -112,6 +113,20 @@ class OpenAIProvider:
             reply.source = OpenAIUsageSource(reply.source, ctx, hide_usage_chunk=added_usage)
         elif reply.body is not None:
             note_openai_json(ctx, reply)
+        return reply
+
+    async def embeddings(
+        self, ctx: RequestContext, target: Target, body: dict[str, Any], raw: bytes | None
+    ) -> UpstreamReply:
+        """Forward an embeddings request as sent (model rewritten); usage read from the reply."""
+        call = UpstreamCall(
+            target,
+            "/embeddings",
+            _chat_bytes(ctx, target, body, raw),
+            openai_forwardable_headers(ctx.headers),
+        )
+        reply = await self.send(call)
+        note_openai_embeddings(ctx, reply)
         return reply
 
     def _wants_usage_added(self, target: Target, body: dict[str, Any]) -> bool:

@@ -8,7 +8,7 @@ the request context.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -16,7 +16,6 @@ from parley.core.context import RequestContext
 from parley.core.sse import EventTooLarge, SSEDecoder, WholeEvents, encode_event
 from parley.core.stream import ChunkSource, UpstreamReply, WrappedSource
 from parley.core.usage import Usage
-from parley.translate.openai_stream import OpenAIStreamTranslator
 from parley.transport.http import UpstreamBroken
 
 log = logging.getLogger("parley.providers.openai")
@@ -68,12 +67,32 @@ def note_openai_json(ctx: RequestContext, reply: UpstreamReply) -> None:
         _not_a_completion(ctx, reply, error)
 
 
-def _not_a_completion(ctx: RequestContext, reply: UpstreamReply, error: Any) -> None:
+def note_openai_embeddings(ctx: RequestContext, reply: UpstreamReply) -> None:
+    """Usage or error of an embeddings reply; a 2xx that is not a list of embeddings becomes a 502."""
+    try:
+        data = orjson.loads(reply.body) if reply.body else None
+    except orjson.JSONDecodeError:
+        data = None
+    error = data.get("error") if isinstance(data, dict) else None
+    if reply.status >= 400:
+        ctx.error_type = str(error.get("type") or "api_error") if isinstance(error, dict) else "api_error"
+        ctx.error_message = error.get("message") if isinstance(error, dict) else None
+    elif isinstance(data, dict) and isinstance(data.get("data"), list) and error is None:
+        usage = data.get("usage")
+        tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+        ctx.usage.input_tokens = tokens if isinstance(tokens, int) else 0
+    else:
+        _not_a_completion(ctx, reply, error, "a list of embeddings")
+
+
+def _not_a_completion(
+    ctx: RequestContext, reply: UpstreamReply, error: Any, what: str = "a chat completion"
+) -> None:
     if isinstance(error, dict):
         message = f"upstream sent an error with status {reply.status}: {error.get('message')}"
     else:
         snippet = (reply.body or b"")[:200].decode("utf-8", "replace")
-        message = f"upstream returned a reply that is not a chat completion: {snippet!r}"
+        message = f"upstream returned a reply that is not {what}: {snippet!r}"
     ctx.error_type, ctx.error_message = "api_error", message
     reply.status = 502
     reply.body = orjson.dumps(
@@ -131,12 +150,25 @@ class OpenAIUsageSource(WrappedSource):
         apply_openai_usage(self.ctx.usage, payload.get("usage"))
 
 
+class StreamMachine(Protocol):
+    """A backend's stream chunks in, Anthropic events out (OpenAI's and Gemini's translators)."""
+
+    finished: bool
+    estimated: bool
+    notes: list[str]
+
+    def feed(self, chunk: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]: ...
+
+    def finish(self, *, done: bool = True) -> list[tuple[str, dict[str, Any]]]: ...
+
+
 class TranslatingSource(WrappedSource):
-    """OpenAI SSE bytes in, Anthropic SSE frames out; `next_chunk` only awaits the upstream read."""
+    """A backend's SSE bytes in (JSON `data:` lines), Anthropic SSE frames out; `next_chunk` only
+    awaits the upstream read."""
 
     __slots__ = ("_ended", "ctx", "decoder", "machine")
 
-    def __init__(self, inner: ChunkSource, machine: OpenAIStreamTranslator, ctx: RequestContext) -> None:
+    def __init__(self, inner: ChunkSource, machine: StreamMachine, ctx: RequestContext) -> None:
         super().__init__(inner)
         self.machine = machine
         self.ctx = ctx

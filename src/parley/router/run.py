@@ -205,6 +205,10 @@ class Router:
         ctx.deployment = dep
         ctx.upstream_model = target.upstream_model
         ctx.attempts += 1
+        if ctx.attempts > 1:  # a new try: what the last one counted or failed with is not this one's
+            ctx.usage = Usage()
+            ctx.error_type = None
+            ctx.error_message = None
         first_byte, total = dep_timeouts(dep, self.settings, ctx.stream)
         self.health.begin(dep.id)
         started = time.perf_counter()
@@ -252,9 +256,6 @@ class Router:
 
     async def _failed(self, ctx: RequestContext, dep_id: str, failure: Failure, reason: str) -> Failure:
         self.health.end(dep_id)
-        ctx.usage = Usage()
-        ctx.error_type = None
-        ctx.error_message = None
         await self.health.fail(dep_id, reason)
         return failure
 

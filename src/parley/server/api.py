@@ -10,10 +10,12 @@ from parley.core.context import RequestContext
 from parley.core.errors import GatewayError
 from parley.gateway import Gateway
 from parley.pipeline.chat import ChatEndpoint
+from parley.pipeline.embeddings import EmbeddingsEndpoint
 from parley.pipeline.lifecycle import Endpoint
 from parley.pipeline.messages import MessagesEndpoint
 from parley.pipeline.passthrough import METHODS, PassthroughEndpoint
 from parley.server.body import read_body
+from parley.server.cloud import CloudRoutes
 from parley.server.relay import RelayResponse
 
 # Headers larger than this are refused before anything reads them (Anthropic's own limit is lower).
@@ -25,6 +27,7 @@ class ApiRoutes:
         self.gw = gateway
         self.pipeline = gateway.pipeline
         self.chat_endpoint = ChatEndpoint(gateway.pipeline)
+        self.embeddings_endpoint = EmbeddingsEndpoint(gateway.pipeline)
 
     def routes(self) -> list[Route]:
         return [
@@ -32,7 +35,10 @@ class ApiRoutes:
             Route("/v1/messages/count_tokens", self.count_tokens, methods=["POST"]),
             Route("/v1/chat/completions", self.chat, methods=["POST"]),
             Route("/chat/completions", self.chat, methods=["POST"]),
+            Route("/v1/embeddings", self.embeddings, methods=["POST"]),
+            Route("/embeddings", self.embeddings, methods=["POST"]),
             Route("/anthropic/{path:path}", self.passthrough, methods=METHODS),
+            *CloudRoutes(self.pipeline, self._run).routes(),
         ]
 
     async def messages(self, request: Request) -> Response:
@@ -44,6 +50,9 @@ class ApiRoutes:
 
     async def chat(self, request: Request) -> Response:
         return await self._run(self.chat_endpoint, request)
+
+    async def embeddings(self, request: Request) -> Response:
+        return await self._run(self.embeddings_endpoint, request)
 
     async def passthrough(self, request: Request) -> Response:
         gw = self.gw

@@ -18,6 +18,8 @@ from parley.core.errors import anthropic_error_body, anthropic_type_for_status
 from parley.gateway import Gateway, build_gateway
 from parley.server.api import ApiRoutes
 from parley.server.models import ModelRoutes
+from parley.server.ui import ui_routes
+from parley.server.vector_stores import VectorStoreRoutes
 
 log = logging.getLogger("parley")
 
@@ -32,7 +34,11 @@ def create_app(config: Config, gateway: Gateway | None = None) -> Starlette:
         Route("/health", liveness, methods=["GET"]),
         Route("/v1/models", models.list, methods=["GET"]),
         Route("/v1/models/{model_id:path}", models.get, methods=["GET"]),
+        Route("/model/info", models.info, methods=["GET"]),
+        Route("/v1/model/info", models.info, methods=["GET"]),
         *ApiRoutes(gw).routes(),
+        *VectorStoreRoutes(gw).routes(),
+        *ui_routes(),
     ]
     if gw.store is not None:
         from parley.admin.routes import admin_routes

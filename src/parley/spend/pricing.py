@@ -1,7 +1,8 @@
 """Prices per token for a deployment, and the cost of a call from its Usage.
 
-The bundled table (`parley/data/prices.json`, USD per million tokens) covers current Anthropic and
-OpenAI models; a deployment's params override it with LiteLLM's per-token names
+The bundled table (`parley/data/prices.json`, USD per million tokens) covers current Anthropic,
+OpenAI and Amazon Bedrock models (Bedrock ids such as `us.anthropic.claude-...-v1:0` included); a
+deployment's params override it with LiteLLM's per-token names
 (`input_cost_per_token`, `output_cost_per_token`, `cache_creation_input_token_cost`,
 `cache_creation_input_token_cost_above_1hr`, `cache_read_input_token_cost`).
 """
@@ -17,7 +18,12 @@ from typing import Any
 
 from parley.core.usage import Usage
 
-_DATE_SUFFIX = re.compile(r"-(\d{8}|latest)$")
+_DATE_SUFFIX = re.compile(r"[-@](\d{8}|latest)$")  # Vertex writes claude-x@20250929
+# A Bedrock model id: optional geographic or global inference-profile prefix, provider, name, version.
+_BEDROCK_ID = re.compile(
+    r"^(?:(us|eu|apac|au|jp|ca|us-gov|global)\.)?"
+    r"((?:anthropic|meta|amazon|mistral|cohere|ai21|deepseek|openai|qwen|writer)\..+?)(?:-v\d+(?::\d+)?)?$"
+)
 _PER_MTOK = 1_000_000.0
 _OVERRIDES = {  # params name -> Price field
     "input_cost_per_token": "input",
@@ -71,6 +77,9 @@ def _from_mtok(entry: Mapping[str, Any]) -> Price:
     )
 
 
+_RATES = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")
+
+
 class PriceTable:
     """Model name -> Price, with per-deployment overrides cached by deployment id."""
 
@@ -84,6 +93,9 @@ class PriceTable:
                 self._models[name] = _from_mtok(entry)
         self._by_prefix = sorted(self._models, key=len, reverse=True)
         self._deployments: dict[str, Price] = {}
+        regional = raw.get("_bedrock_regional") or {}
+        self._regional_factor = float(regional.get("factor", 1.0))
+        self._regional = frozenset(regional.get("models") or ())
 
     def for_model(self, model: str | None) -> Price:
         if not model:
@@ -97,7 +109,26 @@ class PriceTable:
         for prefix in self._by_prefix:
             if base.startswith(prefix):
                 return self._models[prefix]
-        return Price()
+        match = _BEDROCK_ID.match(name)
+        return self._bedrock(*match.groups()) if match else Price()
+
+    def _bedrock(self, geo: str | None, name: str) -> Price:
+        """A Bedrock id's price: Claude from the Anthropic table (with the regional premium where
+        one applies), other models from the Bedrock table."""
+        if not name.startswith("anthropic."):
+            return self.for_model(name)
+        name = name[len("anthropic.") :]
+        price = self.for_model(name)
+        return price if geo == "global" else self._regional_price(name, price)
+
+    def _regional_price(self, name: str, price: Price) -> Price:
+        """`price` with the premium Bedrock and Vertex list for Claude's regional endpoints."""
+        family = _DATE_SUFFIX.sub("", name)
+        if family not in self._regional or not price.known:
+            return price
+        factor = self._regional_factor
+        values = {f: getattr(price, f) * factor for f in _RATES}
+        return Price(**values, batch_discount=price.batch_discount, known=True)
 
     def for_deployment(self, deployment: Any, upstream_model: str | None) -> Price:
         """The price of `upstream_model` on `deployment`, its params' overrides applied."""
@@ -106,10 +137,14 @@ class PriceTable:
         cache_key = f"{deployment.id}\x00{upstream_model}"
         price = self._deployments.get(cache_key)
         if price is None:
-            if deployment.api == "mock":
+            if deployment.api in ("mock", "local"):  # run here: free
                 price = Price(known=True)
             else:
-                price = self.for_model(upstream_model or deployment.model)
+                named = deployment.params.get("base_model")  # LiteLLM's: Azure deployments' names are free
+                model = named if isinstance(named, str) else upstream_model or deployment.model
+                price = self.for_model(model)
+                if deployment.api == "vertex" and deployment.params.get("vertex_location") != "global":
+                    price = self._regional_price(model, price)
             price = apply_overrides(price, deployment.params)
             if len(self._deployments) > 4096:
                 self._deployments.clear()

@@ -34,6 +34,19 @@ class Subject:
     blocked: bool = False
     alias: str | None = None
 
+    @property
+    def managed(self) -> bool:
+        """Set up by an admin with a budget, limits, models or a block (a customer row created by
+        a first spend has none of these)."""
+        return bool(
+            self.max_budget is not None
+            or self.rpm_limit is not None
+            or self.tpm_limit is not None
+            or self.max_parallel_requests is not None
+            or self.models
+            or self.blocked
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class KeyRecord:
@@ -55,6 +68,7 @@ class KeyRecord:
     expires: float | None
     blocked: bool
     metadata: dict[str, Any] = field(default_factory=dict)
+    end_users: tuple[str, ...] = ()  # managed end users the key may charge; "*" = any
     user: Subject | None = None
     team: Subject | None = None
 
@@ -112,6 +126,7 @@ async def load_key(engine: AsyncEngine, token: str) -> KeyRecord | None:
         expires=row.expires,
         blocked=bool(row.blocked),
         metadata=dict(row.metadata or {}),
+        end_users=tuple(row.end_users or ()),
         user=user,
         team=team,
     )

@@ -40,6 +40,7 @@ keys = sa.Table(
     sa.Column("budget_mode", sa.String(8), nullable=False, server_default="strict"),
     sa.Column("tags", sa.JSON, nullable=True),
     sa.Column("expires", sa.Double, nullable=True),
+    sa.Column("end_users", sa.JSON, nullable=True),  # end users the key may act for; "*" = any
     *_budget_columns(),
 )
 
@@ -87,7 +88,7 @@ spend_logs = sa.Table(
     sa.Column("user", sa.String(255), nullable=True, index=True),
     sa.Column("team_id", sa.String(255), nullable=True, index=True),
     sa.Column("end_user", sa.String(255), nullable=True, index=True),
-    sa.Column("session_id", sa.String(255), nullable=True),
+    sa.Column("session_id", sa.String(255), nullable=True, index=True),
     sa.Column("request_tags", sa.JSON, nullable=True),
     sa.Column("route", sa.String(128), nullable=False),
     sa.Column("model", sa.String(255), nullable=True, index=True),  # as requested
@@ -110,8 +111,9 @@ spend_logs = sa.Table(
     sa.Column("start_time", sa.Double, nullable=False, index=True),
     sa.Column("end_time", sa.Double, nullable=False),
     sa.Column("day", sa.String(10), nullable=False, index=True),  # UTC YYYY-MM-DD, for reports
-    sa.Column("cc_version", sa.String(64), nullable=True),  # Claude Code's version (migration 0002)
-    sa.Column("cc_entrypoint", sa.String(64), nullable=True),  # cli, sdk-ts, ... (migration 0002)
+    sa.Column("retrieval", sa.JSON, nullable=True),  # {"stores": [...], "chunks": n} when RAG added context
+    sa.Column("cc_version", sa.String(64), nullable=True),  # Claude Code's version (migration 0010)
+    sa.Column("cc_entrypoint", sa.String(64), nullable=True),  # cli, sdk-ts, ... (migration 0010)
 )
 
 # Server-held conversations (the Messages API's `thread`) for backends that hold none: one row per
@@ -142,3 +144,64 @@ SUBJECTS = {
     "team": (teams, "team_id"),
     "customer": (customers, "user_id"),
 }
+
+
+# --- Vector stores (retrieval): OpenAI's vector-store shape, owned by a team or a key ---------------
+
+vector_stores = sa.Table(
+    "parley_vector_stores",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # vs_...
+    sa.Column("name", sa.String(255), nullable=True),
+    sa.Column("owner", sa.String(300), nullable=False, index=True),  # "team:<id>", "key:<hash>", "master"
+    sa.Column("metadata", sa.JSON, nullable=True),
+    sa.Column("version", sa.Integer, nullable=False, server_default="0"),  # bumped when chunks change
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("last_active_at", sa.Double, nullable=True),
+)
+
+files = sa.Table(
+    "parley_files",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # file-...
+    sa.Column("owner", sa.String(300), nullable=False, index=True),
+    sa.Column("filename", sa.String(255), nullable=False),
+    sa.Column("purpose", sa.String(32), nullable=False),
+    sa.Column("bytes", sa.BigInteger, nullable=False),
+    sa.Column("content", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+)
+
+vector_store_files = sa.Table(
+    "parley_vector_store_files",
+    metadata,
+    sa.Column("store_id", sa.String(64), primary_key=True),
+    sa.Column("file_id", sa.String(64), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),  # in_progress | completed | failed | cancelled
+    sa.Column("last_error", sa.JSON, nullable=True),
+    sa.Column("attributes", sa.JSON, nullable=True),
+    sa.Column("chunking", sa.JSON, nullable=True),
+    sa.Column("bytes", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("chunks_total", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("chunks_done", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", sa.Double, nullable=False),
+)
+
+vector_chunks = sa.Table(
+    "parley_vector_chunks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("store_id", sa.String(64), nullable=False, index=True),
+    sa.Column("file_id", sa.String(64), nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("embedding", sa.LargeBinary, nullable=False),  # float16, little-endian, unit length
+)
+
+cache_entries = sa.Table(
+    "parley_cache",
+    metadata,
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("value", sa.LargeBinary, nullable=False),
+    sa.Column("expires", sa.Double, nullable=False, index=True),
+)

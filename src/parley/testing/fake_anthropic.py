@@ -71,7 +71,35 @@ def _check(request: web.Request, raw: bytes) -> dict[str, Any] | web.Response:
         return json_response(error_body("invalid_request_error", "invalid JSON body"), 400)
     if not isinstance(body, dict):
         return json_response(error_body("invalid_request_error", "body must be an object"), 400)
+    problem = _search_result_problem(body)
+    if problem is not None:
+        return json_response(error_body("invalid_request_error", problem), 400)
     return body
+
+
+def _search_result_problem(body: dict[str, Any]) -> str | None:
+    """What the API says of a malformed `search_result` block (source, title, text-only content)."""
+    messages = body.get("messages")
+    for i, message in enumerate(messages if isinstance(messages, list) else []):
+        content = message.get("content") if isinstance(message, dict) else None
+        for j, block in enumerate(content if isinstance(content, list) else []):
+            if not isinstance(block, dict) or block.get("type") != "search_result":
+                continue
+            where = f"messages.{i}.content.{j}"
+            if message.get("role") != "user":
+                return f"{where}: search_result blocks are only allowed in user messages"
+            for field in ("source", "title"):
+                if not isinstance(block.get(field), str):
+                    return f"{where}.{field}: Field required"
+            inner = block.get("content")
+            if not isinstance(inner, list) or not inner:
+                return f"{where}.content: Field required"
+            if not all(
+                isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)
+                for b in inner
+            ):
+                return f"{where}.content: only text blocks are allowed"
+    return None
 
 
 async def count_tokens(request: web.Request) -> web.Response:

@@ -1,8 +1,10 @@
 """A scripted fake model provider, run as a real server on loopback.
 
-It speaks the Anthropic Messages API (and, via `fake_openai`, OpenAI Chat Completions) as the
-published protocols describe, records every request it receives, and answers from a queue of
-scripted replies (or a default echo). Control it over HTTP, so it works as a separate process:
+It speaks the Anthropic Messages API (and, via `fake_openai`, OpenAI Chat Completions; via
+`fake_bedrock`, the Amazon Bedrock runtime; via `fake_azure`, Azure OpenAI; via `fake_google`, an
+OAuth token endpoint, Vertex AI and the Gemini API) as the published protocols describe, records
+every request it receives, and answers from a queue of scripted replies (or a default echo).
+Control it over HTTP, so it works as a separate process:
 
     POST /_fake/script    a reply spec or a list of them, queued FIFO (see `fake_anthropic`)
     POST /_fake/reset     clear the queue and the record
@@ -41,7 +43,7 @@ async def _events(request: web.Request) -> web.Response:
 
 
 def build_app() -> web.Application:
-    from parley.testing import fake_anthropic, fake_batches, fake_files
+    from parley.testing import fake_anthropic, fake_batches, fake_bedrock, fake_embeddings, fake_files
 
     app = web.Application(client_max_size=512 * 1024 * 1024)
     app[STATE] = FakeState()
@@ -52,12 +54,18 @@ def build_app() -> web.Application:
     fake_anthropic.add_routes(app)
     fake_batches.add_routes(app)
     fake_files.add_routes(app)
+    fake_bedrock.add_routes(app)
+    fake_embeddings.add_routes(app)
     try:
         from parley.testing import fake_openai
     except ImportError:
         pass
     else:
         fake_openai.add_routes(app)
+    from parley.testing import fake_azure, fake_google
+
+    fake_azure.add_routes(app)
+    fake_google.add_routes(app)
     return app
 
 

@@ -54,7 +54,7 @@ def defaults_for(provider: str, api_base: Any = None) -> dict[str, Any]:
     `max_completion_tokens` and would generate until its context is full."""
     if provider == "openai" and not is_openai_service(api_base):
         return {"supports_top_k": True}
-    if provider == "openai":
+    if provider in ("openai", "azure"):
         return {"max_tokens_field": "max_completion_tokens", "supports_pdf": True, "max_stop_sequences": 4}
     if provider in _LOCAL_SERVERS:
         return {"supports_top_k": True}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aiohttp
+import yarl
 
 from parley.core.errors import GatewayError
 from parley.core.stream import UpstreamReply
@@ -24,6 +25,9 @@ HOP_BY_HOP = frozenset(
         "host",
     }
 )
+
+# Streamed reply bodies: SSE, JSON lines, and AWS event streams (application/vnd.amazon.eventstream).
+_STREAM_TYPES = ("event-stream", "jsonl", "ndjson", "amazon.eventstream")
 
 
 class StreamSource:
@@ -57,9 +61,10 @@ class UpstreamBroken(Exception):
 
 
 class HttpClient:
-    def __init__(self, connect_timeout: float = 10.0) -> None:
+    def __init__(self, connect_timeout: float = 10.0, max_response_bytes: int = 64 * 1024 * 1024) -> None:
         self._session: aiohttp.ClientSession | None = None
         self.connect_timeout = connect_timeout
+        self.max_response_bytes = max_response_bytes  # a reply read whole; larger is a 502
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -88,7 +93,7 @@ class HttpClient:
     async def send(
         self,
         method: str,
-        url: str,
+        url: str | yarl.URL,
         headers: dict[str, str],
         body: bytes | None,
         timeout: float,
@@ -112,14 +117,10 @@ class HttpClient:
             raise GatewayError(502, f"upstream unreachable: {e}", "api_error") from None
         reply_headers = {k.lower(): v for k, v in response.headers.items() if k.lower() not in HOP_BY_HOP}
         content_type = reply_headers.get("content-type", "")
-        if (
-            stream
-            and response.status < 300
-            and ("event-stream" in content_type or "jsonl" in content_type or "ndjson" in content_type)
-        ):
+        if stream and response.status < 300 and any(kind in content_type for kind in _STREAM_TYPES):
             return UpstreamReply(response.status, reply_headers, source=StreamSource(response))
         try:
-            data = await response.read()
+            data = await self._read_whole(response)
         except TimeoutError:
             response.close()
             raise GatewayError(504, f"upstream timed out after {timeout:g}s", "timeout_error") from None
@@ -129,3 +130,30 @@ class HttpClient:
         finally:
             response.release()
         return UpstreamReply(response.status, reply_headers, body=data)
+
+    async def _read_whole(self, response: aiohttp.ClientResponse) -> bytes:
+        """The reply body, refused (502) past `max_response_bytes`: declared or counted as it comes."""
+        limit = self.max_response_bytes
+        declared = response.content_length
+        if declared is not None and declared <= limit and "content-encoding" not in response.headers:
+            return await response.read()
+        if declared is not None and declared > limit:
+            response.close()
+            raise _too_large(limit)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_chunked(1 << 16):
+            size += len(chunk)
+            if size > limit:
+                response.close()
+                raise _too_large(limit)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _too_large(limit: int) -> GatewayError:
+    return GatewayError(
+        502,
+        f"upstream reply larger than {limit / 1048576:g} MiB (general_settings.max_response_size_mb)",
+        "api_error",
+    )

@@ -18,14 +18,12 @@ hit is replayed as a valid stream (or as JSON) whatever the original was.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from parley.config import CacheParams, Config, ConfigError
 from parley.core.anthropic_stream import message_frames
 from parley.core.context import RequestContext, StateKey
 from parley.core.stream import FrameSource, UpstreamReply
@@ -33,9 +31,8 @@ from parley.core.tasks import Tasks
 from parley.core.usage import Usage
 from parley.filters.cache.accumulate import MessageAccumulator, json_message
 from parley.filters.cache.key import cache_key
-from parley.filters.cache.store import CacheStore, LocalStore, RedisStore
+from parley.filters.cache.store import CacheStore
 from parley.pipeline.filter import Filter, Phase, StreamEvent
-from parley.store.redis_link import DEFAULT_PREFIX, RedisLink, redis_url_from
 
 log = logging.getLogger("parley.cache")
 
@@ -44,7 +41,7 @@ ROUTES = frozenset({"/v1/messages", "sdk:/v1/messages"})  # not count_tokens, no
 
 
 @dataclass(slots=True)
-class _Lookup:
+class Lookup:
     """One request's cache key and controls; `acc` rebuilds a streamed reply to store it."""
 
     key: str
@@ -53,7 +50,7 @@ class _Lookup:
     acc: MessageAccumulator | None = None
 
 
-_LOOKUP: StateKey[_Lookup] = StateKey("cache.lookup")
+LOOKUP: StateKey[Lookup] = StateKey("cache.lookup")
 
 
 def controls_of(ctx: RequestContext) -> dict[str, Any]:
@@ -86,8 +83,8 @@ class ResponseCache(Filter):
         """A reply from the cache, or None (the real reply is then stored when complete)."""
         if body is None or ctx.route not in ROUTES or ctx.api != "anthropic" or not model_allows_cache(ctx):
             return None
-        lookup = _Lookup(cache_key(ctx.api, body, ctx.headers), controls_of(ctx))
-        ctx.state.put(_LOOKUP, lookup)
+        lookup = Lookup(cache_key(ctx.api, body, ctx.headers), controls_of(ctx))
+        ctx.state.put(LOOKUP, lookup)
         ctx.response_headers[HEADER] = "miss"
         if lookup.controls.get("no-cache"):
             return None
@@ -98,10 +95,14 @@ class ResponseCache(Filter):
             message = orjson.loads(raw)["message"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
             return None
-        message = dict(message, id="msg_" + secrets.token_hex(12))
         lookup.hit = ctx.cache_hit = True
         ctx.usage = Usage()
         ctx.response_headers[HEADER] = "hit"
+        return self.replay(ctx, dict(message, id="msg_" + secrets.token_hex(12)))
+
+    @staticmethod
+    def replay(ctx: RequestContext, message: dict[str, Any]) -> UpstreamReply:
+        """A stored message as the reply: a valid stream when the client streams, else JSON."""
         if ctx.stream:
             return UpstreamReply(
                 200,
@@ -110,8 +111,8 @@ class ResponseCache(Filter):
             )
         return UpstreamReply(200, {"content-type": "application/json"}, body=orjson.dumps(message))
 
-    def _storable(self, ctx: RequestContext, status: int) -> _Lookup | None:
-        lookup = ctx.state.get(_LOOKUP)
+    def _storable(self, ctx: RequestContext, status: int) -> Lookup | None:
+        lookup = ctx.state.get(LOOKUP)
         if lookup is None or lookup.hit or status != 200 or lookup.controls.get("no-store"):
             return None
         return lookup
@@ -130,53 +131,20 @@ class ResponseCache(Filter):
         return True
 
     def on_event(self, ctx: RequestContext, event: StreamEvent) -> list[StreamEvent]:
-        lookup = ctx.state.get(_LOOKUP)
+        lookup = ctx.state.get(LOOKUP)
         if lookup is not None and lookup.acc is not None:
             lookup.acc.feed_event(event.name, event.data)
         return [event]
 
     def on_stream_end(self, ctx: RequestContext) -> list[StreamEvent]:
-        lookup = ctx.state.get(_LOOKUP)
+        lookup = ctx.state.get(LOOKUP)
         acc = lookup.acc if lookup is not None else None
         if lookup is not None and acc is not None and acc.complete and not acc.failed and acc.message:
             self._store(lookup, acc.message)
         return []
 
-    def _store(self, lookup: _Lookup, message: dict[str, Any]) -> None:
+    def _store(self, lookup: Lookup, message: dict[str, Any]) -> None:
         if not message.get("stop_reason"):
             return
         ttl = float(lookup.controls.get("ttl") or self.ttl)
         self.tasks.spawn(self.store.set(lookup.key, orjson.dumps({"message": message}), ttl))
-
-
-def cache_from_config(config: Config, link: RedisLink | None, tasks: Tasks) -> ResponseCache | None:
-    """The cache `litellm_settings` asks for (validated at load), or None when caching is off."""
-    if not config.litellm.cache:
-        return None
-    params = config.litellm.cache_params
-    if params.type == "redis":
-        store: CacheStore = RedisStore(_cache_link(config, link, tasks, params), params.namespace)
-    else:
-        store = LocalStore(params.max_entries)
-    return ResponseCache(store, params.ttl, tasks)
-
-
-def _cache_link(config: Config, link: RedisLink | None, tasks: Tasks, params: CacheParams) -> RedisLink:
-    named = {
-        "redis_url": params.url,
-        "redis_host": params.host,
-        "redis_port": params.port,
-        "redis_password": params.password,
-    }
-    url = redis_url_from(named, {})
-    if url is None and link is not None:
-        return link
-    url = url or os.environ.get("REDIS_URL")
-    if not url:
-        raise ConfigError(
-            "litellm_settings.cache_params: type redis needs url (or host/port), "
-            "router_settings.redis_url or REDIS_URL"
-        )
-    own = RedisLink(url, config.redis.key_prefix or DEFAULT_PREFIX)
-    tasks.on_shutdown(own.close)
-    return own

@@ -1,14 +1,14 @@
 """Server-held threads; Claude Code's version and entrypoint on spend rows.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0010
+Revises: 0009
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,1 @@
+"""Retrieval: vector stores (chunks, embeddings, hybrid search) for the RAG filter and the API."""

@@ -1,0 +1,1 @@
+"""Translators between the hub (Anthropic Messages) and Amazon Bedrock's wire formats."""
