@@ -98,6 +98,12 @@ reply header), **refused** (an error in the shape the anthropic SDK acts on).
   OpenAI-protocol prefixes, through the translator. A field not in this table gets Anthropic's
   own `400 <field>: Extra inputs are not permitted`. The built-in `mock/` model reads `messages`,
   `tools`, `tool_choice` and `stream`; it holds threads as OpenAI-compatible backends do.
+- **Gemini, Bedrock and Vertex** backends are not yet columns of this table. On all of them
+  `thread` is held by parley as on OpenAI-compatible backends (with its store off:
+  `thread_unsupported_request`); Gemini and Bedrock Converse refuse `compaction` and
+  `billing_policy` with `bill_to: user_profile` (400) and drop `bill_to: self`; Claude on Bedrock
+  InvokeModel and on Vertex gets the body in Anthropic's format and the cloud decides. Their other
+  mappings are in their providers' documentation.
 
 ## The reply's `model`
 

@@ -240,3 +240,26 @@ def test_reply_model_on_the_mock(start_inprocess):
         model="echo", max_tokens=8, messages=[{"role": "user", "content": "hi"}]
     )
     assert reply.model == "parley-echo"
+
+
+def test_other_translated_backends_refuse_what_they_cannot_do():
+    """Gemini and Bedrock Converse have no compaction emulation; no backend but Anthropic holds a
+    thread by itself (parley's store takes it off the body first when it is on)."""
+    from parley.core.errors import GatewayError
+    from parley.translate.bedrock.converse_request import to_converse_request
+    from parley.translate.fields import check_thread
+    from parley.translate.gemini.request import to_gemini_request
+
+    base = {"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+    for api in ("openai", "gemini", "bedrock", "vertex", "azure", "mock"):
+        with pytest.raises(GatewayError) as e:
+            check_thread(dict(base, thread={"type": "create"}), api)
+        assert e.value.details == {"error_code": "thread_unsupported_request"}
+    check_thread(dict(base, thread={"type": "create"}), "anthropic")  # Anthropic holds it
+    for translate in (lambda b: to_gemini_request(b), lambda b: to_converse_request(b, "meta.llama3", [])):
+        with pytest.raises(GatewayError, match="compaction"):
+            translate(dict(base, compaction={"type": "summarize"}))
+        with pytest.raises(GatewayError, match="billing_policy"):
+            translate(dict(base, billing_policy={"type": "billing_policy", "bill_to": "user_profile"}))
+        _, dropped = translate(dict(base, billing_policy={"type": "billing_policy", "bill_to": "self"}))
+        assert "billing_policy" in dropped

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
+
+from parley.core.errors import invalid_request, thread_error
 
 
 class Fate(StrEnum):
@@ -151,3 +154,37 @@ def tool_kind(tool_type: str) -> str:
     """A tool type without its version date: `web_search_20250305` -> `web_search`."""
     head, _, tail = tool_type.rpartition("_")
     return head if head and tail.isdigit() and len(tail) == 8 else tool_type
+
+
+def check_thread(body: dict[str, Any], api: str) -> None:
+    """A `thread` still in the body when it reaches a backend that is not Anthropic: parley's
+    thread store is off (no database, or `message_threads: false`). The SDK's own error, so that
+    it sends the whole conversation instead."""
+    if api != "anthropic" and body.get("thread") is not None:
+        raise thread_error(
+            400,
+            "thread_unsupported_request",
+            "thread: this model's backend holds no threads and parley's thread store is off; "
+            "send the whole conversation without `thread`",
+        )
+
+
+def check_unemulated(body: dict[str, Any], dropped: list[str]) -> None:
+    """For translated backends without parley's compaction emulation (Gemini, Bedrock Converse):
+    `compaction` is refused (a plain reply would be taken for a summary), `billing_policy` is
+    dropped when it bills the caller and refused when it bills a user profile."""
+    if body.get("compaction") is not None:
+        raise invalid_request(
+            "compaction: not available on this model's backend; use an Anthropic or "
+            "OpenAI-compatible deployment",
+            param="compaction",
+        )
+    policy = body.get("billing_policy")
+    if policy is None:
+        return
+    if not isinstance(policy, dict) or policy.get("bill_to", "self") != "self":
+        raise invalid_request(
+            "billing_policy: only bill_to 'self' can be served by this model's backend",
+            param="billing_policy",
+        )
+    dropped.append("billing_policy")
