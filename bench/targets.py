@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+import bodies
 from parley.testing.procs import Gateway, ServerProcess, _wait_http, free_port
 from upstreams import Upstream
 
@@ -106,7 +107,7 @@ def start_parley(
     if spend:
         general["database_url"] = f"sqlite+aiosqlite:///{workdir}/parley-bench.db"
     gw = Gateway(
-        {"model_list": models, "general_settings": general},
+        {"model_list": models, "general_settings": general, "guardrails": bodies.GUARDRAILS},
         workers=workers,
         extra_args=["--log-level", "warning"],
     )

@@ -89,44 +89,47 @@ def openai_tool_loop(result: subprocess.CompletedProcess, gateway, upstream) -> 
     return main
 
 
-def run_claude(claude: Path, gateway, mode: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """`claude -p` in a fresh HOME; `mode` replaces ANTHROPIC_BASE_URL (the Bedrock or Vertex
-    settings)."""
-    with tempfile.TemporaryDirectory(prefix="parley-cc-") as home:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("ANTHROPIC_", "CLAUDE", "AWS_", "CLOUD_ML", "GOOGLE_"))
+PROMPT = "Run `echo parley-ok` with the Bash tool and tell me what it printed."
+
+
+def run_claude(
+    claude: Path,
+    gateway,
+    mode: dict[str, str] | None = None,
+    prompt: str = PROMPT,
+    home: str | None = None,
+) -> subprocess.CompletedProcess:
+    """`claude -p` in `home` (a fresh temporary one by default); `mode` replaces ANTHROPIC_BASE_URL
+    (the Bedrock or Vertex settings)."""
+    if home is None:
+        with tempfile.TemporaryDirectory(prefix="parley-cc-") as tmp:
+            return run_claude(claude, gateway, mode, prompt, tmp)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ANTHROPIC_", "CLAUDE", "AWS_", "CLOUD_ML", "GOOGLE_"))
+    }
+    env.update(mode or {"ANTHROPIC_BASE_URL": gateway.url})
+    env.update(
+        {
+            "HOME": home,
+            "ANTHROPIC_API_KEY": MASTER,
+            "ANTHROPIC_MODEL": "claude-main",
+            "ANTHROPIC_DEFAULT_HAIKU_MODEL": "claude-side",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            "DISABLE_TELEMETRY": "1",
+            "DISABLE_AUTOUPDATER": "1",
+            "CLAUDE_CODE_MAX_RETRIES": "0",
         }
-        env.update(mode or {"ANTHROPIC_BASE_URL": gateway.url})
-        env.update(
-            {
-                "HOME": home,
-                "ANTHROPIC_API_KEY": MASTER,
-                "ANTHROPIC_MODEL": "claude-main",
-                "ANTHROPIC_DEFAULT_HAIKU_MODEL": "claude-side",
-                "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-                "DISABLE_TELEMETRY": "1",
-                "DISABLE_AUTOUPDATER": "1",
-                "CLAUDE_CODE_MAX_RETRIES": "0",
-            }
-        )
-        return subprocess.run(
-            [
-                str(claude),
-                "-p",
-                "Run `echo parley-ok` with the Bash tool and tell me what it printed.",
-                "--allowedTools",
-                "Bash",
-                "--output-format",
-                "text",
-            ],
-            cwd=home,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=90,
-        )
+    )
+    return subprocess.run(
+        [str(claude), "-p", prompt, "--allowedTools", "Bash", "--output-format", "text"],
+        cwd=home,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
 
 
 @pytest.mark.parametrize("mode", ["messages", "bedrock", "vertex"])

@@ -41,6 +41,7 @@ from parley.store.redis_link import RedisLink, link_from_config
 from parley.transport.http import HttpClient
 
 if TYPE_CHECKING:  # the storage stack (SQLAlchemy, Alembic) is imported only when configured
+    from parley.batches.runner import BatchRunner
     from parley.spend.service import StoreService
 
 log = logging.getLogger("parley")
@@ -60,6 +61,7 @@ class Gateway:
     prices: PriceTable  # list prices (the SDK's `cost`)
     embedder: LocalEmbedder  # the built-in embedding model (loaded on first use)
     vector_stores: VectorStores | None  # retrieval; None without a database
+    batches: BatchRunner | None = None  # Message Batches (`/v1/messages/batches`); needs a database
 
     async def start(self) -> None:
         await self.tasks.start()
@@ -69,8 +71,9 @@ class Gateway:
         await self.http.close()
 
 
-def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gateway:
-    """Every part of a gateway for `config`; `extra_filters` join the chain in their phases."""
+def build_gateway(config: Config, extra_filters: Sequence[Filter] = (), batches: bool = True) -> Gateway:
+    """Every part of a gateway for `config`; `extra_filters` join the chain in their phases;
+    `batches`: run Message Batches (the server does; the in-process SDK does not)."""
     tasks = Tasks()
     http = HttpClient(max_response_bytes=config.general.max_response_bytes)
     redis = link_from_config(config.redis, os.environ)
@@ -108,6 +111,13 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
         RateLimitPolicy(config.default_limits, redis, tasks),
     ]
     filters.extend(extra_filters)
+    if config.guardrails:
+        from parley.filters.guardrails.filter import Guardrails, PiiRestore
+        from parley.filters.guardrails.llm_check import LlmCheck
+
+        llm_check = LlmCheck(router, providers)
+        llm_check.check_config(config.guardrails)
+        filters.extend([Guardrails(config.guardrails, llm_check), PiiRestore()])
     auth = Authenticator(config.general.master_key)
     store = None
     vector_stores = None
@@ -135,6 +145,7 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
         config.general.stream_ping_interval,
         config.general.max_stream_seconds,
     )
+    runner = _batches(pipeline, store, tasks, http) if store is not None and batches else None
     return Gateway(
         config,
         tasks,
@@ -148,6 +159,7 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
         store.prices if store is not None else PriceTable(),
         embedder,
         vector_stores,
+        runner,
     )
 
 
@@ -158,6 +170,16 @@ def check_providers(config: Config) -> None:
     OpenAIProvider(http).check(config.deployments)
     AzureOpenAIProvider(http).check(config.deployments)
     VertexProvider(http).check(config.deployments, Tasks())
+
+
+def _batches(pipeline: Pipeline, store: StoreService, tasks: Tasks, http: HttpClient) -> BatchRunner:
+    """The Message Batches runner (started after the database is migrated, stopped before it closes)."""
+    from parley.batches.runner import build_runner
+
+    runner = build_runner(pipeline, store, http)
+    tasks.on_startup(runner.start)
+    tasks.on_shutdown(runner.stop)
+    return runner
 
 
 def _keys_and_spend(
@@ -201,4 +223,7 @@ def describe_database(config: Config) -> str:
         return "none (keys and spend tracking off; set general_settings.database_url or DATABASE_URL)"
     from parley.store.db import describe
 
-    return describe(config.general.database_url)
+    where = describe(config.general.database_url)
+    if config.embedded_database:
+        return f"{where} (embedded: master_key without database_url; database_url: none turns keys off)"
+    return where

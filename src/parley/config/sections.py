@@ -38,6 +38,7 @@ class GeneralSettings:
     database_max_overflow: int = 5
     database_pool_timeout: float = 10.0
     message_threads: bool = True  # hold `thread` conversations in the database for non-Anthropic backends
+    strict_config: bool = False  # any key parley does not act on is an error
 
     @classmethod
     def from_config(cls, settings: Mapping[str, Any], where: str, env: Mapping[str, str]) -> GeneralSettings:
@@ -64,6 +65,7 @@ class GeneralSettings:
             database_max_overflow=f.integer("database_max_overflow", 5),
             database_pool_timeout=f.number("database_pool_timeout", 10.0, positive=True),
             message_threads=f.flag("message_threads", True),
+            strict_config=f.flag("strict_config", False),
         )
 
 
@@ -123,12 +125,19 @@ class CacheParams:
 class LitellmSettings:
     cache: bool = False  # the exact-match response cache
     cache_params: CacheParams = field(default_factory=CacheParams)
+    json_logs: bool = False  # one JSON object per log line
+    set_verbose: bool = False  # debug logging (as --detailed_debug); secrets are still masked
+    drop_params: bool = True  # parley always drops what a backend cannot take (x-parley-dropped)
 
     @classmethod
     def from_config(cls, settings: Mapping[str, Any], where: str) -> LitellmSettings:
         f = Fields(settings, where)
         return cls(
-            cache=f.flag("cache", False), cache_params=CacheParams.from_config(f.mapping("cache_params"))
+            cache=f.flag("cache", False),
+            cache_params=CacheParams.from_config(f.mapping("cache_params")),
+            json_logs=f.flag("json_logs", False),
+            set_verbose=f.flag("set_verbose", False),
+            drop_params=f.flag("drop_params", True),
         )
 
 

@@ -18,6 +18,7 @@ behind it so routes stay the same as the routing gets smarter. One run:
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import random
 import time
@@ -35,6 +36,8 @@ from parley.router.settings import RouterSettings, dep_limit, dep_timeouts
 from parley.router.strategy import SESSION_HEADER, choose
 from parley.router.table import ModelTable
 from parley.transport.http import UpstreamBroken
+
+log = logging.getLogger("parley.router")
 
 Attempt = Callable[[Target], Awaitable[UpstreamReply]]
 
@@ -140,6 +143,8 @@ class Router:
                 if delay > 0:
                     await asyncio.sleep(delay)
             outcome = await self._try(ctx, target, attempt)
+            if log.isEnabledFor(logging.DEBUG):
+                _debug_try(ctx, group, n, tries, target, outcome)
             if isinstance(outcome, UpstreamReply):
                 return outcome
             last, previous = outcome, target
@@ -270,3 +275,22 @@ async def _first_byte(attempt: Attempt, target: Target) -> UpstreamReply:
 
 def _session(ctx: RequestContext) -> str | None:
     return ctx.session_id or ctx.headers.get(SESSION_HEADER) or ctx.end_user
+
+
+def _debug_try(ctx: RequestContext, group: str, n: int, tries: int, target: Target, outcome: object) -> None:
+    dep = target.deployment
+    result = (
+        f"status {outcome.status}" if isinstance(outcome, UpstreamReply) else getattr(outcome, "kind", "?")
+    )
+    log.debug(
+        "%s: model %r try %d/%d on %s (%s/%s at %s): %s",
+        ctx.request_id,
+        group,
+        n + 1,
+        tries,
+        dep.id,
+        dep.provider,
+        dep.model,
+        dep.api_base,
+        result,
+    )

@@ -176,7 +176,8 @@ class SpendWriter:
             if not batch:
                 return 0
             insert = _insert_for(conn)
-            logs = [{k: v for k, v in row.items() if k != "_tags"} for row in batch]
+            # rows journaled before a column existed lack its key: every row of one insert needs it
+            logs = [{"guardrails": None, **{k: v for k, v in row.items() if k != "_tags"}} for row in batch]
             stmt = insert(t.spend_logs).on_conflict_do_nothing(index_elements=["request_id"])
             result = await conn.execute(stmt.returning(t.spend_logs.c.request_id), logs)
             fresh = {r[0] for r in result}
