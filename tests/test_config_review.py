@@ -89,7 +89,7 @@ def test_litellm_names_parley_does_not_use_are_reported_not_refused():
     config = build_config(
         {
             "model_list": [{"model_name": "m", "params": {"model": "mock/m", "top_k": 3, "top_p": 0.5}}],
-            "litellm_settings": {"success_callback": ["langfuse"], "telemetry": False},
+            "litellm_settings": {"telemetry": False, "max_budget": 10},
             "general_settings": {"alerting": ["slack"]},
         },
         "c.yaml",
@@ -98,18 +98,18 @@ def test_litellm_names_parley_does_not_use_are_reported_not_refused():
     assert config.ignored == [
         "model_list[0].params.top_k (LiteLLM param parley does not support)",
         "model_list[0].params.top_p (LiteLLM param parley does not support)",
-        "litellm_settings.success_callback (LiteLLM setting parley does not support)",
         "litellm_settings.telemetry (LiteLLM setting parley does not support)",
+        "litellm_settings.max_budget (LiteLLM setting parley does not support)",
         "general_settings.alerting (LiteLLM setting parley does not support)",
     ]
 
 
 def test_strict_config_makes_every_unacted_key_an_error(tmp_path):
-    text = MODEL + "general_settings: {strict_config: true}\nlitellm_settings: {success_callback: [x]}\n"
+    text = MODEL + "general_settings: {strict_config: true}\nlitellm_settings: {telemetry: false}\n"
     result = serve(tmp_path, text)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"parley: config error: {tmp_path / 'cfg.yaml'}: litellm_settings.success_callback: LiteLLM setting "
+        f"parley: config error: {tmp_path / 'cfg.yaml'}: litellm_settings.telemetry: LiteLLM setting "
         "parley does not support; remove it (general_settings.strict_config is true)"
     ]
     clean = build_config({"model_list": [], "general_settings": {"strict_config": True}}, "c.yaml", env={})
