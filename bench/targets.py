@@ -100,18 +100,27 @@ def credential(base: str, notes: list[str], who: str) -> tuple[dict[str, str], s
 
 
 def start_parley(
-    workdir: str, models: list[dict], workers: int, notes: list[str], spend: bool = True
+    workdir: str,
+    models: list[dict],
+    workers: int,
+    notes: list[str],
+    spend: bool = True,
+    src: str | None = None,
 ) -> tuple[Target, dict[str, str]]:
+    """parley from this checkout, or (`src`: another checkout's src/ directory) as `parley@base`."""
+    name = "parley" if src is None else "parley@base"
     general: dict = {"master_key": MASTER, "stream_ping_interval": 15}
     if spend:
-        general["database_url"] = f"sqlite+aiosqlite:///{workdir}/parley-bench.db"
+        general["database_url"] = f"sqlite+aiosqlite:///{workdir}/{name}-bench.db"
+    env = None if src is None else {"PYTHONPATH": os.path.abspath(src)}
     gw = Gateway(
         {"model_list": models, "general_settings": general},
+        env=env,
         workers=workers,
         extra_args=["--log-level", "warning"],
     )
-    headers, auth = credential(gw.url, notes, "parley")
-    return Target("parley", gw.url, headers, gw), {"auth": auth}
+    headers, auth = credential(gw.url, notes, name)
+    return Target(name, gw.url, headers, gw), {"auth": auth}
 
 
 def litellm_available() -> str | None:
@@ -174,7 +183,7 @@ def litellm_version() -> str:
             timeout=60,
         )
         return out.stdout.strip() or "?"
-    except OSError:
+    except (OSError, subprocess.TimeoutExpired):
         return "?"
 
 
