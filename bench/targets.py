@@ -106,13 +106,16 @@ def start_parley(
     notes: list[str],
     spend: bool = True,
     src: str | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> tuple[Target, dict[str, str]]:
     """parley from this checkout, or (`src`: another checkout's src/ directory) as `parley@base`."""
     name = "parley" if src is None else "parley@base"
     general: dict = {"master_key": MASTER, "stream_ping_interval": 15}
     if spend:
         general["database_url"] = f"sqlite+aiosqlite:///{workdir}/{name}-bench.db"
-    env = None if src is None else {"PYTHONPATH": os.path.abspath(src)}
+    env = dict(extra_env or {})
+    if src is not None:
+        env["PYTHONPATH"] = os.path.abspath(src)
     gw = Gateway(
         {"model_list": models, "general_settings": general},
         env=env,

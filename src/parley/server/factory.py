@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from starlette.applications import Starlette
 
 from parley.config import Config, load_config, quick_config
+from parley.core.loopwatch import watch_from_env
+from parley.core.runtime import tune_gc
+from parley.core.tasks import Tasks
 from parley.logs import setup_logging
 from parley.server.app import create_app
 
 CONFIG_ENV = "PARLEY_CONFIG"
 MODEL_ENV = "PARLEY_QUICK_MODEL"
+
+log = logging.getLogger("parley")
 
 
 def config_from_env() -> Config:
@@ -23,4 +29,22 @@ def config_from_env() -> Config:
 
 def app() -> Starlette:
     setup_logging(os.environ.get("PARLEY_LOG_LEVEL", "info"))
-    return create_app(config_from_env())
+    application = create_app(config_from_env())
+    server_runtime(application.state.gateway.tasks)
+    return application
+
+
+def server_runtime(tasks: Tasks) -> None:
+    """Once every start-up hook has run: GC tuned for a server, and the loop watch if asked for."""
+
+    async def after_startup() -> None:
+        log.debug(tune_gc())
+        watch = watch_from_env()
+        if watch is not None:
+
+            async def stop_watch() -> None:
+                watch.stop()
+
+            tasks.on_shutdown(stop_watch)
+
+    tasks.on_startup(after_startup)
