@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -110,6 +112,16 @@ def summarise(path: str, top: int = 25) -> str:
     return "\n".join(lines)
 
 
+def _watch_snapshot(workdir: str) -> dict:
+    """The loop watch's latest report (it rewrites its file every second)."""
+    time.sleep(1.2)
+    for name in os.listdir(workdir):
+        if name.startswith("loopwatch.") and name.endswith(".json"):
+            with open(os.path.join(workdir, name), "rb") as f:
+                return json.loads(f.read())
+    return {}
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--scenario", default="native")
@@ -119,7 +131,11 @@ def main() -> int:
     p.add_argument("--out", default=os.path.join(HERE, "out"))
     p.add_argument("--src", help="profile parley from another checkout's src/ directory")
     p.add_argument("--gc", choices=["server", "default"], default="server", help="PARLEY_GC for parley")
-    p.add_argument("--no-spy", action="store_true", help="only the loop watch (no py-spy overhead)")
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="instead of py-spy: parley's loop watch (loop lag, what blocks it, GC pauses)",
+    )
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
     workdir = tempfile.mkdtemp(prefix="parley-profile-")
@@ -137,11 +153,12 @@ def main() -> int:
             1,
             notes,
             src=args.src,
-            extra_env={"PARLEY_LOOP_WATCH": watch, "PARLEY_GC": args.gc},
+            extra_env={"PARLEY_GC": args.gc, **({"PARLEY_LOOP_WATCH": watch} if args.watch else {})},
         )
         s = next(s for s in sc.scenarios(up) if s.name == args.scenario)
         headers = dict(s.headers, **parley.headers)
         result: list = []
+        before = _watch_snapshot(workdir) if args.watch else {}
         runner = threading.Thread(
             target=lambda: result.append(
                 load.run_wrk(
@@ -159,7 +176,7 @@ def main() -> int:
         collapsed = os.path.join(args.out, f"{args.scenario}.collapsed")
         spy = (
             []
-            if args.no_spy
+            if args.watch
             else [
                 pyspy,
                 "record",
@@ -188,6 +205,12 @@ def main() -> int:
         )
         if spy:
             print(summarise(collapsed))
+        if args.watch and r.requests:
+            after = _watch_snapshot(workdir)
+            cpu0, cpu1 = before.get("thread_cpu_s", {}), after.get("thread_cpu_s", {})
+            print("CPU per request by thread (µs), during the run:")
+            for name, total in sorted(cpu1.items(), key=lambda kv: -kv[1]):
+                print(f"  {1e6 * (total - cpu0.get(name, 0.0)) / r.requests:8.1f}  {name}")
         parley.stop()
         for name in sorted(os.listdir(workdir)):
             if name.startswith("loopwatch."):

@@ -119,6 +119,7 @@ class LoopWatch:
             "gc_threshold": gc.get_threshold(),
             "gc_frozen": gc.get_freeze_count(),
             "stall_samples": dict(self.stalls.most_common(30)),
+            "thread_cpu_s": thread_cpu(),
         }
 
     def write(self) -> None:
@@ -126,6 +127,20 @@ class LoopWatch:
         with open(tmp, "wb") as f:
             f.write(orjson.dumps(self.report(), option=orjson.OPT_INDENT_2))
         os.replace(tmp, self.path)
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) each live thread of this process has used, by thread name."""
+    out: dict[str, float] = {}
+    for thread in threading.enumerate():
+        if thread.ident is None:
+            continue
+        try:
+            clock = time.pthread_getcpuclockid(thread.ident)
+            out[thread.name] = round(out.get(thread.name, 0.0) + time.clock_gettime(clock), 3)
+        except (OSError, AttributeError):
+            continue
+    return out
 
 
 def watch_from_env(environ: dict[str, str] | os._Environ[str] = os.environ) -> LoopWatch | None:
