@@ -36,6 +36,16 @@ HEADERS = {"x-api-key": "k", "anthropic-version": "2023-06-01"}
 MASTER = "sk-calls-master-0123456789"
 
 
+def served(app):
+    """The app as `parley serve` runs it (the hot-route dispatcher in front, when the build has it)."""
+    try:
+        from parley.server.api import ApiRoutes
+        from parley.server.hot import HotRoutes
+    except ImportError:
+        return app
+    return HotRoutes(app, ApiRoutes(app.state.gateway))
+
+
 async def measure(requests: int, spend: bool) -> list[str]:
     upstream = FakeUpstream()
     lines = []
@@ -51,7 +61,7 @@ async def measure(requests: int, spend: bool) -> list[str]:
         app = create_app(build_config(raw, "bench"))
         gateway = app.state.gateway
         await gateway.start()
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://parley")
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=served(app)), base_url="http://parley")
         headers = HEADERS
         if spend:
             made = await client.post(

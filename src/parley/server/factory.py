@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 import os
 
-from starlette.applications import Starlette
-
 from parley.config import Config, load_config, quick_config
 from parley.core.loopwatch import watch_from_env
 from parley.core.runtime import tune_gc
 from parley.core.tasks import Tasks
 from parley.logs import setup_logging
+from parley.server.api import ApiRoutes
 from parley.server.app import create_app
+from parley.server.hot import HotRoutes
 
 CONFIG_ENV = "PARLEY_CONFIG"
 MODEL_ENV = "PARLEY_QUICK_MODEL"
@@ -27,11 +27,13 @@ def config_from_env() -> Config:
     return load_config(os.environ[CONFIG_ENV])
 
 
-def app() -> Starlette:
+def app() -> HotRoutes:
+    """The served app: the hot routes dispatched directly, the rest by Starlette."""
     setup_logging(os.environ.get("PARLEY_LOG_LEVEL", "info"))
     application = create_app(config_from_env())
-    server_runtime(application.state.gateway.tasks)
-    return application
+    gateway = application.state.gateway
+    server_runtime(gateway.tasks)
+    return HotRoutes(application, ApiRoutes(gateway))
 
 
 def server_runtime(tasks: Tasks) -> None:
