@@ -142,6 +142,7 @@ def chart(results: Results, path: str) -> str | None:
         "bare": "#1f77b4",
         "parley": "#2ca02c",
         "parley@base": "#98df8a",
+        "parley/granian": "#ff7f0e",
         "litellm": "#d62728",
     }
     width = 0.8 / len(targets)

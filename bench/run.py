@@ -65,6 +65,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "(default: its duration + 60)",
     )
     p.add_argument(
+        "--granian",
+        action="store_true",
+        help="also measure parley served by granian instead of uvicorn (granian must be importable)",
+    )
+    p.add_argument(
         "--baseline",
         metavar="SRC",
         help="also measure parley from another source tree (its src/ directory) as `parley@base`, "
@@ -283,6 +288,11 @@ def start_systems(bench: Bench, stack: contextlib.ExitStack, results: report.Res
             meta["baseline"] = args.baseline
         except Exception:
             notes.append(f"parley from {args.baseline} did not start: " + _tail())
+    if args.granian:
+        gran = tg.start_parley_granian(workdir, models, notes, spend=not args.no_spend)
+        if gran is not None:
+            stack.callback(gran.stop)
+            systems.append(gran)
     if args.compare:
         lite = tg.start_litellm(workdir, models, notes)
         if lite is not None:
