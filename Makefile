@@ -1,4 +1,5 @@
-# `make run`: venv + install + start the gateway with the shipped default config.
+# `make run`: venv + install + start the gateway with the shipped default config
+#   (make run PORT=4001 HOST=0.0.0.0 CONFIG=my.yaml).
 # `make test`: venv + dev install + the whole suite.
 # `make fuzz`: the fuzz suite (tests/test_fuzz_*.py) long: FUZZ_EXAMPLES examples per target, random seed.
 # `make check`: venv + dev install + ruff lint, ruff format check and mypy (settings in pyproject.toml).
@@ -21,15 +22,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: $(STAMP)
-	$(BIN)/parley serve --config config/default.yaml --host 127.0.0.1 --port 4000
+PORT ?= 4000
+HOST ?= 127.0.0.1
+CONFIG ?= config/default.yaml
 
-# System packages the tests drive (Debian): chromium for the admin page's browser tests.
+run: $(STAMP)
+	$(BIN)/parley serve --config $(CONFIG) --host $(HOST) --port $(PORT)
+
+# Debian packages the tests drive (nginx-light, chromium): deploy/install-system-deps.sh.
 system-deps:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  echo "installing Debian's chromium (browser tests of /ui)"; \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
-	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi; }
+	@bash deploy/install-system-deps.sh
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q

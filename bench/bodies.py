@@ -234,3 +234,55 @@ CLAUDE_CODE_HEADERS = {
     "x-stainless-timeout": "600",
     "anthropic-dangerous-direct-browser-access": "true",
 }
+
+
+# The guardrails scenario: a PII guardrail a request turns on with `"guardrails": ["pii"]`.
+GUARDRAILS = [
+    {
+        "guardrail_name": "pii",
+        "litellm_params": {"guardrail": "parley_pii", "mode": "pre_call", "output_parse_pii": True},
+    }
+]
+
+PARAGRAPH = (
+    "The customer reports that the export job stalls after the third batch when the queue is "
+    "under load; retries succeed on the second attempt but the dashboard keeps showing the old "
+    "status until the cache expires. We checked the worker pool size, the broker settings and "
+    "the database connection limits, and none of them were saturated at the time. "
+)
+LOG = (
+    "2026-11-02T10:14:03Z INFO worker-7 job=export-4412 batch=3 rows=5000 elapsed_ms=812\n"
+    "2026-11-02T10:14:05Z WARN worker-7 retrying upstream 10.20.30.40:5432 after timeout\n"
+    "2026-11-02T10:14:09Z INFO worker-2 job=export-4413 batch=1 rows=5000 elapsed_ms=640\n"
+)
+TRACE = (
+    'Traceback (most recent call last):\n  File "/srv/app/export.py", line 212, in run\n'
+    "    batch = queue.get(timeout=30)\nqueue.Empty\n"
+)
+ENTITIES = (
+    "Reporter: Dana Whitfield <dana.whitfield@example.com>, phone +1 415-555-2671. "
+    "Escalation contact: ops-lead@example.org or (212) 555-0147. Billing card on file "
+    "4111 1111 1111 1111, refunds to IBAN DE89 3704 0044 0532 0130 00. The client connects "
+    "from 203.0.113.45 and 2001:db8::8a2e:370:7334. They pasted their config by mistake: "
+    "aws_access_key_id = AKIAIOSFODNN7EXAMPLE and a token ghp_" + "x1Y2z3" * 6 + ". "
+    "Second reporter: li.wei@example.net, +44 20 7946 0958. "
+)
+
+
+def guardrail_prompt() -> str:
+    """~10 KB shaped like a support ticket (prose, a log, a stack trace) with 12 planted entities."""
+    parts = [ENTITIES]
+    while sum(len(p) for p in parts) < 10_000:
+        parts += [PARAGRAPH, LOG, PARAGRAPH, TRACE]
+    return "".join(parts)[:10_240]
+
+
+def guardrails_messages(model: str, on: bool = True) -> bytes:
+    body: dict = {
+        "model": model,
+        "max_tokens": 256,
+        "messages": [{"role": "user", "content": guardrail_prompt()}],
+    }
+    if on:
+        body["guardrails"] = ["pii"]
+    return orjson.dumps(body)

@@ -1,6 +1,6 @@
 """Work per request, counted rather than timed: function calls through the gateway in process.
 
-    python bench/calls.py [--requests 300] [--spend]
+    python bench/calls.py [--requests 300] [--spend] [--observe [prometheus,otel]]
 
 Wall-clock numbers on a shared 2-core machine move by 10-25% from run to run; call counts do not.
 The gateway runs in process (its real ASGI app, `httpx2.ASGITransport` as the client) against
@@ -19,6 +19,7 @@ import shutil
 import sys
 import tempfile
 import time
+import urllib.request
 
 sys.path.append(
     os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
@@ -28,7 +29,7 @@ import httpx2 as httpx
 
 from parley.config import build_config
 from parley.server.app import create_app
-from parley.testing.procs import FakeUpstream
+from parley.testing.procs import FakeUpstream, ServerProcess, free_port
 
 HEADERS = {"x-api-key": "k", "anthropic-version": "2023-06-01"}
 
@@ -46,8 +47,9 @@ def served(app):
     return HotRoutes(app, ApiRoutes(app.state.gateway))
 
 
-async def measure(requests: int, spend: bool) -> list[str]:
+async def measure(requests: int, spend: bool, observe: list[str]) -> list[str]:
     upstream = FakeUpstream()
+    receiver = None
     lines = []
     workdir = tempfile.mkdtemp(prefix="parley-calls-")
     try:
@@ -58,6 +60,11 @@ async def measure(requests: int, spend: bool) -> list[str]:
                 "master_key": MASTER,
                 "database_url": f"sqlite+aiosqlite:///{workdir}/calls.db",
             }
+        if observe:  # Prometheus metrics and OTLP traces, exported to a receiver in another process
+            port = free_port()
+            receiver = ServerProcess([sys.executable, "-m", "parley.testing.otlp", str(port)], port, "/")
+            os.environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = f"http://127.0.0.1:{port}/v1/traces"
+            raw["litellm_settings"] = {"callbacks": observe}
         app = create_app(build_config(raw, "bench"))
         gateway = app.state.gateway
         await gateway.start()
@@ -101,8 +108,13 @@ async def measure(requests: int, spend: bool) -> list[str]:
             )
         await client.aclose()
         await gateway.stop()
+        if receiver is not None:
+            with urllib.request.urlopen(receiver.url + "/") as r:
+                lines.append(f"received by the OTLP receiver: {r.read().decode()}")
     finally:
         upstream.stop()
+        if receiver is not None:
+            receiver.stop()
         shutil.rmtree(workdir, True)
     return lines
 
@@ -115,9 +127,16 @@ def main() -> int:
     parser.add_argument(
         "--spend", action="store_true", help="a virtual key and spend logging to SQLite (as `make bench`)"
     )
+    parser.add_argument(
+        "--observe",
+        nargs="?",
+        const="prometheus,otel",
+        default="",
+        help="callbacks to turn on (default with the flag: prometheus,otel; traces go to an OTLP receiver)",
+    )
     args = parser.parse_args()
     try:
-        lines = asyncio.run(measure(args.requests, args.spend))
+        lines = asyncio.run(measure(args.requests, args.spend, [c for c in args.observe.split(",") if c]))
     except Exception as e:  # the benchmark never crashes: say what failed
         print(f"calls.py: could not measure: {type(e).__name__}: {e}")
         return 1

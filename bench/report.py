@@ -72,7 +72,8 @@ def markdown(results: Results) -> str:
         f"Run {m['date']} on {m['machine']}; {m['mode']} mode, {m['duration']} s per measurement.",
         "",
         f"- upstream: {m['upstream']}; load generator: {m['load']}",
-        f"- parley: {m['workers']} worker(s), auth with a {m['auth']}, spend logging {m['spend']}",
+        f"- parley: {m['workers']} worker(s), auth with a {m['auth']}, spend logging {m['spend']}, "
+        f"metrics and traces {m.get('observability', 'off')}",
         "- bare forwarder: bench/bare_forwarder.py (aiohttp + uvloop, one process)",
         f"- LiteLLM: {m['litellm']}",
         *([f"- parley@base: the same gateway run from {m['baseline']}"] if m.get("baseline") else []),

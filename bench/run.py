@@ -31,6 +31,7 @@ import load  # noqa: E402
 import report  # noqa: E402
 import scenarios as sc  # noqa: E402
 import targets as tg  # noqa: E402
+from parley.testing.procs import ServerProcess, free_port  # noqa: E402
 from procstats import Watch  # noqa: E402
 from streams import StreamStats, run_streams  # noqa: E402
 from upstreams import ensure_tool, start_bare_forwarder, start_stream_upstream, start_upstream  # noqa: E402
@@ -57,6 +58,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-wrk", action="store_true", help="use the Python load loop instead of wrk")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     p.add_argument("--no-spend", action="store_true", help="run parley without a database")
+    p.add_argument(
+        "--observe",
+        action="store_true",
+        help="run parley with Prometheus metrics and OTLP traces on (traces to a loopback receiver)",
+    )
     p.add_argument(
         "--baseline-first",
         action="store_true",
@@ -238,6 +244,7 @@ def meta_of(args: argparse.Namespace, started: float) -> dict:
         "load": "?",
         "workers": args.workers,
         "auth": "?",
+        "observability": "metrics and traces on (--observe)" if args.observe else "off",
         "spend": "off (--no-spend)"
         if args.no_spend
         else "on (database_url set; recorded if this build has the spend feature)",
@@ -276,8 +283,18 @@ def start_systems(bench: Bench, stack: contextlib.ExitStack, results: report.Res
         systems.append(tg.Target("bare", bare_proc.url, {}, bare_proc))
     except Exception:
         notes.append("the bare forwarder did not start: " + _tail())
+    traces = None
+    if args.observe:
+        port = free_port()
+        receiver = ServerProcess(
+            [sys.executable, "-m", "parley.testing.otlp", str(port), "--count-only"], port, "/"
+        )
+        stack.callback(receiver.stop)
+        traces = f"http://127.0.0.1:{port}/v1/traces"
     try:
-        parley, info = tg.start_parley(workdir, models, args.workers, notes, spend=not args.no_spend)
+        parley, info = tg.start_parley(
+            workdir, models, args.workers, notes, spend=not args.no_spend, observe=traces
+        )
         stack.callback(parley.stop)
         systems.append(parley)
         meta["auth"] = info["auth"]
@@ -286,7 +303,13 @@ def start_systems(bench: Bench, stack: contextlib.ExitStack, results: report.Res
     if args.baseline:
         try:
             base, _ = tg.start_parley(
-                workdir, models, args.workers, notes, spend=not args.no_spend, src=args.baseline
+                workdir,
+                models,
+                args.workers,
+                notes,
+                spend=not args.no_spend,
+                observe=traces,
+                src=args.baseline,
             )
             stack.callback(base.stop)
             if args.baseline_first:  # the first-measured target of a pair runs ~15-25% slower here

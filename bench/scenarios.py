@@ -65,6 +65,16 @@ def scenarios(up: Upstream) -> list[Scenario]:
             bare=True,
         ),
         Scenario(
+            "guardrails-10KB",
+            "/v1/messages",
+            bodies.guardrails_messages("bench-native"),
+            ANTHROPIC_HEADERS,
+            up.anthropic + "/v1/messages",
+            bodies.guardrails_messages("bench-native", on=False),
+            dict(ANTHROPIC_HEADERS, **key),
+            skip_when={400: "this build has no guardrails (400 on the guardrails field)"},
+        ),
+        Scenario(
             "messages→openai",
             "/v1/messages",
             bodies.small_messages("bench-openai"),

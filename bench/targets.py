@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+import bodies
 from parley.testing.procs import Gateway, ServerProcess, _wait_http, free_port
 from upstreams import Upstream
 
@@ -106,23 +107,26 @@ def start_parley(
     workers: int,
     notes: list[str],
     spend: bool = True,
+    observe: str | None = None,
     src: str | None = None,
     extra_env: dict[str, str] | None = None,
 ) -> tuple[Target, dict[str, str]]:
-    """parley from this checkout, or (`src`: another checkout's src/ directory) as `parley@base`."""
+    """parley from this checkout, or (`src`: another checkout's src/ directory) as `parley@base`.
+    `observe`: an OTLP receiver's traces URL; metrics and traces are on, traces sent there."""
     name = "parley" if src is None else "parley@base"
     general: dict = {"master_key": MASTER, "stream_ping_interval": 15}
     if spend:
         general["database_url"] = f"sqlite+aiosqlite:///{workdir}/{name}-bench.db"
+    config: dict = {"model_list": models, "general_settings": general, "guardrails": bodies.GUARDRAILS}
     env = dict(extra_env or {})
+    if observe:
+        metrics = os.path.join(workdir, f"metrics-{name}")
+        os.makedirs(metrics, exist_ok=True)
+        config["litellm_settings"] = {"callbacks": ["prometheus", "otel"]}
+        env.update({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": observe, "PARLEY_METRICS_DIR": metrics})
     if src is not None:
         env["PYTHONPATH"] = os.path.abspath(src)
-    gw = Gateway(
-        {"model_list": models, "general_settings": general},
-        env=env,
-        workers=workers,
-        extra_args=["--log-level", "warning"],
-    )
+    gw = Gateway(config, env=env, workers=workers, extra_args=["--log-level", "warning"])
     headers, auth = credential(gw.url, notes, name)
     return Target(name, gw.url, headers, gw), {"auth": auth}
 
@@ -144,7 +148,9 @@ def start_parley_granian(
         general["database_url"] = f"sqlite+aiosqlite:///{workdir}/parley-granian-bench.db"
     path = os.path.join(workdir, "parley-granian.yaml")
     with open(path, "w") as f:
-        yaml.safe_dump({"model_list": models, "general_settings": general}, f)
+        yaml.safe_dump(
+            {"model_list": models, "general_settings": general, "guardrails": bodies.GUARDRAILS}, f
+        )
     port = free_port()
     argv = [
         sys.executable,

@@ -41,6 +41,17 @@ def drop_pg_database(name: str) -> None:
     _pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def database_urls(kind: str, tmp_path_factory: Any) -> Any:
+    """For a fixture parametrized over "sqlite" and "postgres": `yield from database_urls(...)`
+    gives a fresh database's URL and drops a Postgres one afterwards."""
+    if kind == "sqlite":
+        yield str(tmp_path_factory.mktemp("db") / "parley.db")
+        return
+    name, url = create_pg_database()
+    yield url
+    drop_pg_database(name)
+
+
 class Reply:
     def __init__(self, status: int, body: bytes) -> None:
         self.status_code = status

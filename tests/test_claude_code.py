@@ -26,6 +26,20 @@ CLAUDE = CACHE / "node_modules" / ".bin" / "claude"
 MASTER = "sk-parley-master-cc"
 ANSWER = "The Bash command printed parley-ok, so the gateway works."
 
+BASH_CALL = {
+    "api": "openai",
+    "match": {"model": "cc-main", "has_tools": True},
+    "piece": 6,
+    "tool_calls": [
+        {
+            "id": "call_bash1",
+            "name": "Bash",
+            "arguments": {"command": "echo parley-ok", "description": "Print a marker"},
+        }
+    ],
+}
+MAIN_ANSWER = {"api": "openai", "match": {"model": "cc-main", "has_tools": True}, "content": ANSWER}
+
 
 def claude_binary() -> Path:
     if CLAUDE.exists():
@@ -58,41 +72,70 @@ def gateway(start_gateway, fake_upstream):
     )
 
 
-def run_claude(claude: Path, gateway) -> subprocess.CompletedProcess:
-    with tempfile.TemporaryDirectory(prefix="parley-cc-") as home:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CLAUDE"))}
-        env.update(
-            {
-                "HOME": home,
-                "ANTHROPIC_BASE_URL": gateway.url,
-                "ANTHROPIC_API_KEY": MASTER,
-                "ANTHROPIC_MODEL": "claude-main",
-                "ANTHROPIC_DEFAULT_HAIKU_MODEL": "claude-side",
-                "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-                "DISABLE_TELEMETRY": "1",
-                "DISABLE_AUTOUPDATER": "1",
-                "CLAUDE_CODE_MAX_RETRIES": "0",
-            }
-        )
-        return subprocess.run(
-            [
-                str(claude),
-                "-p",
-                "Run `echo parley-ok` with the Bash tool and tell me what it printed.",
-                "--allowedTools",
-                "Bash",
-                "--output-format",
-                "text",
-            ],
-            cwd=home,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=90,
-        )
+def openai_tool_loop(result: subprocess.CompletedProcess, gateway, upstream) -> list[dict]:
+    """Claude Code ended well with the scripted answer; the main turn's chat requests upstream."""
+    assert result.returncode == 0, (
+        f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}\n{gateway.log()[-3000:]}"
+    )
+    assert ANSWER in result.stdout
+    main = [
+        orjson.loads(r["body"])
+        for r in upstream.requests()
+        if r["path"] == "/v1/chat/completions"
+        and orjson.loads(r["body"])["model"] == "cc-main"
+        and orjson.loads(r["body"]).get("tools")
+    ]
+    assert len(main) >= 2
+    return main
 
 
-def test_claude_code_runs_bash_through_anthropic_backend(start_gateway, fake_upstream, upstream):
+PROMPT = "Run `echo parley-ok` with the Bash tool and tell me what it printed."
+
+
+def run_claude(
+    claude: Path,
+    gateway,
+    mode: dict[str, str] | None = None,
+    prompt: str = PROMPT,
+    home: str | None = None,
+) -> subprocess.CompletedProcess:
+    """`claude -p` in `home` (a fresh temporary one by default); `mode` replaces ANTHROPIC_BASE_URL
+    (the Bedrock or Vertex settings)."""
+    if home is None:
+        with tempfile.TemporaryDirectory(prefix="parley-cc-") as tmp:
+            return run_claude(claude, gateway, mode, prompt, tmp)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ANTHROPIC_", "CLAUDE", "AWS_", "CLOUD_ML", "GOOGLE_"))
+    }
+    env.update(mode or {"ANTHROPIC_BASE_URL": gateway.url})
+    env.update(
+        {
+            "HOME": home,
+            "ANTHROPIC_API_KEY": MASTER,
+            "ANTHROPIC_MODEL": "claude-main",
+            "ANTHROPIC_DEFAULT_HAIKU_MODEL": "claude-side",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            "DISABLE_TELEMETRY": "1",
+            "DISABLE_AUTOUPDATER": "1",
+            "CLAUDE_CODE_MAX_RETRIES": "0",
+        }
+    )
+    return subprocess.run(
+        [str(claude), "-p", prompt, "--allowedTools", "Bash", "--output-format", "text"],
+        cwd=home,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+
+
+@pytest.mark.parametrize("mode", ["messages", "bedrock", "vertex"])
+def test_claude_code_runs_bash_through_anthropic_backend(mode, start_gateway, fake_upstream, upstream):
+    """Each of Claude Code's three gateway formats onto an Anthropic backend: the betas it sends
+    (as a header, or in the Bedrock body) reach the backend as the `anthropic-beta` header."""
     claude = claude_binary()
     gateway = start_gateway(
         {
@@ -122,7 +165,7 @@ def test_claude_code_runs_bash_through_anthropic_backend(start_gateway, fake_ups
             "content": [{"type": "text", "text": ANSWER}],
         },
     )
-    result = run_claude(claude, gateway)
+    result = run_claude(claude, gateway, CLOUD_MODES[mode](gateway.url) if mode in CLOUD_MODES else None)
     assert result.returncode == 0, (
         f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}\n{gateway.log()[-3000:]}"
     )
@@ -136,7 +179,9 @@ def test_claude_code_runs_bash_through_anthropic_backend(start_gateway, fake_ups
     ]
     assert len(main) >= 2
     assert main[0]["headers"]["x-api-key"] == "sk-ant-upstream-real"
-    assert "claude-code" in main[0]["headers"].get("anthropic-beta", "")
+    betas = main[0]["headers"].get("anthropic-beta", "").split(",")
+    assert "claude-code-20250219" in betas and "interleaved-thinking-2025-05-14" in betas
+    assert not {"anthropic_version", "anthropic_beta"} & set(orjson.loads(main[0]["body"]))
     last = orjson.loads(main[-1]["body"])
     results = [
         b
@@ -151,34 +196,8 @@ def test_claude_code_runs_bash_through_anthropic_backend(start_gateway, fake_ups
 
 def test_claude_code_runs_bash_through_openai_backend(gateway, upstream):
     claude = claude_binary()
-    upstream.script(
-        {
-            "api": "openai",
-            "match": {"model": "cc-main", "has_tools": True},
-            "piece": 6,
-            "tool_calls": [
-                {
-                    "id": "call_bash1",
-                    "name": "Bash",
-                    "arguments": {"command": "echo parley-ok", "description": "Print a marker"},
-                }
-            ],
-        },
-        {"api": "openai", "match": {"model": "cc-main", "has_tools": True}, "content": ANSWER},
-    )
-    result = run_claude(claude, gateway)
-    assert result.returncode == 0, (
-        f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}\n{gateway.log()[-3000:]}"
-    )
-    assert ANSWER in result.stdout
-    main = [
-        orjson.loads(r["body"])
-        for r in upstream.requests()
-        if r["path"] == "/v1/chat/completions"
-        and orjson.loads(r["body"])["model"] == "cc-main"
-        and orjson.loads(r["body"]).get("tools")
-    ]
-    assert len(main) >= 2
+    upstream.script(BASH_CALL, MAIN_ANSWER)
+    main = openai_tool_loop(run_claude(claude, gateway), gateway, upstream)
     history = main[-1]["messages"]
     call = next(m for m in history if m["role"] == "assistant" and m.get("tool_calls"))
     assert call["tool_calls"][0]["function"]["name"] == "Bash"
@@ -186,3 +205,37 @@ def test_claude_code_runs_bash_through_openai_backend(gateway, upstream):
     assert results and results[0]["tool_call_id"] == call["tool_calls"][0]["id"] == "toolu_call_bash1"
     assert "parley-ok" in results[0]["content"]
     assert main[0]["stream"] is True
+
+
+CLOUD_MODES = {
+    # Claude Code skips AWS / Google auth and sends ANTHROPIC_API_KEY as x-api-key.
+    "bedrock": lambda url: {
+        "CLAUDE_CODE_USE_BEDROCK": "1",
+        "ANTHROPIC_BEDROCK_BASE_URL": url,
+        "CLAUDE_CODE_SKIP_BEDROCK_AUTH": "1",
+        "AWS_REGION": "us-east-1",
+    },
+    "vertex": lambda url: {
+        "CLAUDE_CODE_USE_VERTEX": "1",
+        "ANTHROPIC_VERTEX_BASE_URL": url + "/v1",
+        "CLAUDE_CODE_SKIP_VERTEX_AUTH": "1",
+        "ANTHROPIC_VERTEX_PROJECT_ID": "parley-test",
+        "CLOUD_ML_REGION": "us-east5",
+    },
+}
+
+
+@pytest.mark.parametrize("mode", sorted(CLOUD_MODES))
+def test_claude_code_cloud_format_runs_bash_through_openai_backend(mode, gateway, upstream):
+    """CLAUDE_CODE_USE_BEDROCK / CLAUDE_CODE_USE_VERTEX against parley: the same tool loop, the
+    Bedrock event-stream or Vertex SSE on the client side, a translated backend behind."""
+    claude = claude_binary()
+    upstream.script(BASH_CALL, MAIN_ANSWER)
+    marker = (
+        '"route":"/model/{model}/invoke-with-response-stream"' if mode == "bedrock" else ':streamRawPredict"'
+    )
+    before = gateway.log().count(marker)
+    main = openai_tool_loop(run_claude(claude, gateway, CLOUD_MODES[mode](gateway.url)), gateway, upstream)
+    results = [m for m in main[-1]["messages"] if m["role"] == "tool"]
+    assert results and "parley-ok" in results[0]["content"]
+    assert gateway.log().count(marker) >= before + 2  # the access log names the front door used

@@ -80,7 +80,8 @@ README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
         ),
         (
             {"litellm_settings": {"cache": True, "cache_params": {"type": "s3"}}},
-            "cfg.yaml: litellm_settings.cache_params.type: must be one of local, redis, got 's3'",
+            "cfg.yaml: litellm_settings.cache_params.type: must be one of local, redis, semantic, "
+            "redis-semantic, got 's3'",
         ),
         (
             {"litellm_settings": {"cache_params": {"max_entries": -5}}},
@@ -193,27 +194,27 @@ def test_ignored_keys_are_listed_by_path_with_a_reason():
                     "model_name": "m",
                     "params": {
                         "model": "mock/m",
-                        "api_bse": "http://x",
                         "temperature": 0.2,
                         "weight": 2,
                         "rpm": 5,
                         "max_tokens_field": "max_tokens",
                         "input_cost_per_token": 1e-6,
                     },
-                    "model_info": {"id": "a", "mode": "chat"},
+                    "model_info": {"id": "a", "mode": "chat", "base_model": "x"},
                     "tags": ["x"],
                 }
             ],
-            "general_settings": {"masterkey": "sk", "alerting": ["slack"], "stream_ping_interval": 5},
+            "general_settings": {"alerting": ["slack"], "stream_ping_interval": 5, "json_logs": True},
             "litellm_settings": {
-                "success_callback": ["langfuse"],
+                "modify_params": True,
                 "num_retries": 3,
                 "cache": False,
                 "cache_params": {"type": "local", "supported_call_types": []},
             },
             "router_settings": {"num_retries": 1, "routing_strategy_args": {"ttl": 3}},
-            "anthropic_passthrough": {"api_key": "k", "apikey": "k"},
+            "anthropic_passthrough": {"api_key": "k", "organization": "k"},
             "environment_variables": {"A": "b"},
+            "mcp_servers": {},
             "extras": 1,
         },
         "cfg.yaml",
@@ -221,18 +222,15 @@ def test_ignored_keys_are_listed_by_path_with_a_reason():
     )
     assert config.ignored == [
         "model_list[0].tags (unknown key)",
-        "model_list[0].params.api_bse (unknown key)",
         "model_list[0].params.temperature (LiteLLM param parley does not support)",
-        "model_list[0].model_info.mode (model_info parley does not use)",
-        "general_settings.masterkey (unknown key)",
+        "model_list[0].model_info.base_model (model_info parley does not use)",
         "general_settings.alerting (LiteLLM setting parley does not support)",
-        "litellm_settings.success_callback (LiteLLM setting parley does not support)",
-        "litellm_settings.num_retries (LiteLLM setting parley does not support; "
-        "parley reads router_settings.num_retries)",
+        "general_settings.json_logs (unknown key; parley reads litellm_settings.json_logs)",
+        "litellm_settings.modify_params (LiteLLM setting parley does not support)",
         "litellm_settings.cache_params.supported_call_types (LiteLLM setting parley does not support)",
         "router_settings.routing_strategy_args.ttl (LiteLLM setting parley does not support)",
-        "anthropic_passthrough.apikey (unknown key)",
-        "environment_variables (LiteLLM section parley does not support)",
+        "anthropic_passthrough.organization (unknown key)",
+        "mcp_servers (LiteLLM section parley does not support)",
         "extras (unknown section)",
     ]
 
@@ -249,17 +247,16 @@ def test_serve_prints_each_ignored_key_once_across_workers():
     gateway = Gateway(
         {
             "model_list": [{"model_name": "m", "params": {"model": "mock/m"}}],
-            "general_settings": {"masterkey": "sk-typo"},
-            "litellm_settings": {"success_callback": ["langfuse"]},
+            "general_settings": {"alerting": ["slack"]},
+            "litellm_settings": {"modify_params": True},
         },
         workers=2,
     )
     gateway.stop()  # started: it answered /health/liveness
     log = gateway.log()
-    assert log.count("ignored: general_settings.masterkey (unknown key)\n") == 1
+    assert log.count("ignored: general_settings.alerting (LiteLLM setting parley does not support)\n") == 1
     assert (
-        log.count("ignored: litellm_settings.success_callback (LiteLLM setting parley does not support)\n")
-        == 1
+        log.count("ignored: litellm_settings.modify_params (LiteLLM setting parley does not support)\n") == 1
     )
 
 

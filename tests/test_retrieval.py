@@ -183,3 +183,33 @@ def gw_search(gw, store: str, query: str) -> dict:
     )
     with urllib.request.urlopen(request, timeout=30) as reply:
         return orjson.loads(reply.read())
+
+
+def test_pii_in_retrieved_documents_is_masked_before_it_is_sent(start_inprocess, fake_upstream, db, upstream):
+    config = _config(
+        db, anthropic_deployment("claude-sonnet-4-5", fake_upstream, model="claude-sonnet-4-5-20250929")
+    )
+    config["guardrails"] = [
+        {
+            "guardrail_name": "pii",
+            "litellm_params": {"guardrail": "parley_pii", "mode": "pre_call", "default_on": True},
+        }
+    ]
+    gw = start_inprocess(config)
+    client = gw.openai(api_key=MASTER, max_retries=0)
+    doc = "The on-call escalation contact is dana.wells@example.com, reachable day and night."
+    file_id = client.files.create(file=("oncall.md", io.BytesIO(doc.encode())), purpose="assistants").id
+    store = client.vector_stores.create(name="oncall", file_ids=[file_id]).id
+    deadline = time.monotonic() + 30
+    while client.vector_stores.retrieve(store).file_counts.completed < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    gw.anthropic(api_key=MASTER, max_retries=0).messages.create(
+        model="claude-sonnet-4-5",
+        max_tokens=32,
+        messages=[{"role": "user", "content": "who is the escalation contact?"}],
+        extra_body={"litellm_metadata": {"vector_store_ids": [store]}},
+    )
+    sent = upstream.requests()[0]["body"]
+    assert "search_result" in sent and "escalation contact" in sent
+    assert "dana.wells@example.com" not in sent

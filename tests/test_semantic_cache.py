@@ -16,14 +16,18 @@ MODEL = "claude-sonnet-4-5"
 
 
 def _config(upstream, tmp, **params) -> dict:
+    database = str(tmp / "parley.db") if tmp is not None else None
     return {
         "model_list": [anthropic_deployment(MODEL, upstream, model="claude-sonnet-4-5-20250929")],
         "general_settings": {
             "master_key": MASTER,
-            "database_url": str(tmp / "parley.db"),
+            "database_url": database,
             "spend_flush_interval": 0.05,
         },
-        "litellm_settings": {"cache": True, "cache_params": {"type": "semantic", **params}},
+        "litellm_settings": {
+            "cache": True,
+            "cache_params": {"type": "semantic", "semantic_default": True, **params},
+        },
     }
 
 
@@ -124,3 +128,50 @@ def test_redis_semantic_is_shared_between_gateways(start_gateway, fake_upstream,
         if reply.headers["x-parley-cache"] == "hit":
             break
     assert reply.headers["x-parley-cache"] == "hit"
+
+
+def test_without_semantic_default_only_opted_in_keys_and_models_use_it(
+    start_gateway, fake_upstream, upstream, tmp_path
+):
+    config = _config(fake_upstream, tmp_path)
+    del config["litellm_settings"]["cache_params"]["semantic_default"]
+    opted = anthropic_deployment("opted-model", fake_upstream, semantic_cache=True)
+    config["model_list"].append(opted)
+    gw = start_gateway(config)
+    admin = Admin(gw.url)
+    plain, keen = (
+        admin.post("/key/generate", {})["key"],
+        admin.post("/key/generate", {"metadata": {"semantic_cache": True}})["key"],
+    )
+    for _ in range(2):
+        assert "x-parley-cache" not in ask(gw, plain, "What's the capital of Peru?").headers
+    assert ask(gw, keen, "What's the capital of Peru?").headers["x-parley-cache"] == "miss"
+    assert ask(gw, keen, "capital city of Peru?").headers["x-parley-cache"] == "hit"
+    client = anthropic.Anthropic(base_url=gw.url, api_key=plain, max_retries=0)
+    for expected in ("miss", "hit"):
+        reply = client.messages.with_raw_response.create(
+            model="opted-model", max_tokens=16, messages=[{"role": "user", "content": "Name a blue fruit"}]
+        )
+        assert reply.headers["x-parley-cache"] == expected
+
+
+@pytest.mark.process
+def test_semantic_entries_are_shared_through_the_database(start_gateway, fake_upstream, upstream):
+    from keys_support import create_pg_database, drop_pg_database
+
+    name, url = create_pg_database()
+    try:
+        config = _config(fake_upstream, None, semantic_scope="global")
+        config["general_settings"]["database_url"] = url
+        one, two = start_gateway(config), start_gateway(config)
+        assert ask(one, MASTER, "How many moons does Mars have?").headers["x-parley-cache"] == "miss"
+        for _ in range(50):  # stored in the background after the reply
+            reply = ask(two, MASTER, "how many moons has Mars got?")
+            if reply.headers["x-parley-cache"] == "hit":
+                break
+        assert reply.headers["x-parley-cache"] == "hit"
+        assert len(upstream.requests()) < 50
+        one.stop()
+        two.stop()
+    finally:
+        drop_pg_database(name)

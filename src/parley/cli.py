@@ -5,15 +5,22 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import sys
 
 from parley import __version__, ingest
+from parley.cli_flags import answer, normalize
 from parley.config import Config, ConfigError, load_config, quick_config
 
 DEFAULT_CONFIG = "config/default.yaml"
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = normalize(list(sys.argv[1:] if argv is None else argv))
+    hint = answer(argv)
+    if hint:
+        print(f"parley: {hint}", file=sys.stderr)
+        return 2
     parser = _parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "run"):
@@ -53,8 +60,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=4000, help="port to listen on (default: 4000)")
-    serve.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
+    serve.add_argument(
+        "--workers", "--num_workers", type=int, default=1, help="worker processes (default: 1)"
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--detailed_debug",
+        "--debug",
+        dest="debug",
+        action="store_true",
+        help="debug logging, as --log-level debug (keys are masked)",
+    )
     serve.add_argument(
         "--shutdown-timeout",
         type=float,
@@ -79,10 +95,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _serve(args: argparse.Namespace) -> int:
     from parley.logs import setup_logging
-    from parley.server.factory import CONFIG_ENV, MODEL_ENV
+    from parley.server.factory import CONFIG_ENV, MODEL_ENV, log_settings
+    from parley.server.startup import StartupError, bind, check_gateway, redis_notes
+    from parley.store.preflight import check_database
 
-    setup_logging(args.log_level)
-    os.environ["PARLEY_LOG_LEVEL"] = args.log_level  # for the workers, which set up their own
     try:
         if args.model:
             config = quick_config(args.model)
@@ -91,32 +107,85 @@ def _serve(args: argparse.Namespace) -> int:
             path = args.config or DEFAULT_CONFIG
             config = load_config(path)
             os.environ[CONFIG_ENV] = os.path.abspath(path)
+        _check_served(config)
+        if config.observability.custom_callbacks:
+            from parley.filters.callbacks import check_callbacks
+
+            check_callbacks(config.observability, config.path)
     except ConfigError as e:
         print(f"parley: config error: {e}", file=sys.stderr)
+        return 2
+    if config.observability.prometheus:  # before anything imports prometheus_client (check_gateway)
+        from parley.filters.metrics import procdir
+
+        procdir.prepare(args.host, args.port)
+    os.environ.update(config.environment)
+    level = "debug" if args.debug or config.litellm.set_verbose else args.log_level
+    os.environ["PARLEY_LOG_LEVEL"] = level  # for the workers, which set up their own
+    setup_logging(level, *log_settings(config))
+    try:
+        check_gateway(config)
+        check_database(config.general, _database_setting(config))
+        sock = bind(args.host, args.port)
+    except StartupError as e:
+        print(f"parley: {e}", file=sys.stderr)
         return 2
     print(banner(config, args.host, args.port, args.workers), file=sys.stderr, flush=True)
     for line in config.ignored:  # here, in the parent: once, however many workers
         print(f"ignored: {line}", file=sys.stderr, flush=True)
+    for line in redis_notes(config, args.workers):
+        print(line, file=sys.stderr, flush=True)
+    return _run(args, level, sock, json_logs=config.litellm.json_logs)
+
+
+def _database_setting(config: Config) -> str:
+    """How the database was named, for startup errors."""
+    if config.embedded_database:
+        return f"{config.path}: the embedded database (master_key without database_url)"
+    from_env = os.environ.get("DATABASE_URL") == config.general.database_url
+    return f"{config.path}: general_settings.database_url" + (" (from DATABASE_URL)" if from_env else "")
+
+
+def _run(args: argparse.Namespace, level: str, sock: socket.socket, json_logs: bool) -> int:
+    """Serve on the bound socket until stopped; 3 (uvicorn's startup failure) if the app never started."""
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     from parley.server.protocol import EnvelopeHttpToolsProtocol
 
     _exit_zero_on_stop()
-    uvicorn.run(
+    config = uvicorn.Config(
         "parley.server.factory:app",
         factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers if args.workers > 1 else None,
+        workers=args.workers,
         loop="uvloop",
         http=EnvelopeHttpToolsProtocol,
-        log_level=args.log_level,
+        log_level=level,
+        log_config=None if json_logs else uvicorn.config.LOGGING_CONFIG,  # None: through ours, as JSON
         access_log=False,
         timeout_graceful_shutdown=max(0.0, args.shutdown_timeout),
         server_header=False,
         date_header=False,
     )
-    return 0
+    server = uvicorn.Server(config)
+    if args.workers > 1:
+        Multiprocess(config, sockets=[sock]).run()
+        return 0
+    config.load_app()
+    server.run(sockets=[sock])
+    return 0 if server.started else 3
+
+
+def _check_served(config: Config) -> None:
+    """Models the config names outside model_list (a guardrail's llm_check_model) must be served."""
+    from parley.router.table import ModelTable
+
+    table = ModelTable(config.deployments, config.model_group_alias)
+    for spec in config.guardrails:
+        if spec.llm_check_model and not table.resolve(spec.llm_check_model):
+            raise ConfigError(
+                f"guardrails ({spec.name}): llm_check_model {spec.llm_check_model!r} is not a served model"
+            )
 
 
 def _exit_zero_on_stop() -> None:
@@ -148,6 +217,7 @@ def banner(config: Config, host: str, port: int, workers: int) -> str:
         f"  config:     {config.path}",
         f"  auth:       {'on (master key required)' if config.master_key else 'OFF (no master_key set)'}",
         f"  database:   {describe_database(config)}",
+        *(["  logging:    debug (keys masked)"] if config.litellm.set_verbose else []),
         "  models:",
         *(names or ["    (none)"]),
     ]

@@ -17,17 +17,22 @@ from parley.config import Config, PassthroughSettings
 from parley.core.tasks import Tasks
 from parley.filters.access_log import AccessLog
 from parley.filters.cache.factory import cache_from_config
+from parley.filters.observers import build_observers
 from parley.filters.rate_limit import RateLimitPolicy
 from parley.filters.router_accounting import RouterAccounting
 from parley.pipeline.chain import FilterChain
 from parley.pipeline.filter import Authenticator, Filter
 from parley.pipeline.lifecycle import Pipeline
+from parley.pipeline.model_health import ModelHealth
 from parley.providers.anthropic import AnthropicProvider
+from parley.providers.azure import AzureOpenAIProvider
 from parley.providers.base import Provider
 from parley.providers.bedrock import BedrockProvider
+from parley.providers.gemini import GeminiProvider
 from parley.providers.local_embed import LocalEmbedder, LocalEmbedProvider
 from parley.providers.mock import MockProvider
 from parley.providers.openai import OpenAIProvider
+from parley.providers.vertex import VertexProvider
 from parley.retrieval.service import VectorStores
 from parley.router.health import Health
 from parley.router.run import Router
@@ -38,6 +43,8 @@ from parley.store.redis_link import RedisLink, link_from_config
 from parley.transport.http import HttpClient
 
 if TYPE_CHECKING:  # the storage stack (SQLAlchemy, Alembic) is imported only when configured
+    from parley.batches.runner import BatchRunner
+    from parley.filters.metrics.prometheus import PrometheusMetrics
     from parley.spend.service import StoreService
 
 log = logging.getLogger("parley")
@@ -57,6 +64,9 @@ class Gateway:
     prices: PriceTable  # list prices (the SDK's `cost`)
     embedder: LocalEmbedder  # the built-in embedding model (loaded on first use)
     vector_stores: VectorStores | None  # retrieval; None without a database
+    metrics: PrometheusMetrics | None  # GET /metrics; None unless `callbacks: [prometheus]`
+    model_health: ModelHealth  # GET /health
+    batches: BatchRunner | None = None  # Message Batches (`/v1/messages/batches`); needs a database
 
     async def start(self) -> None:
         await self.tasks.start()
@@ -66,8 +76,9 @@ class Gateway:
         await self.http.close()
 
 
-def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gateway:
-    """Every part of a gateway for `config`; `extra_filters` join the chain in their phases."""
+def build_gateway(config: Config, extra_filters: Sequence[Filter] = (), batches: bool = True) -> Gateway:
+    """Every part of a gateway for `config`; `extra_filters` join the chain in their phases;
+    `batches`: run Message Batches (the server does; the in-process SDK does not)."""
     tasks = Tasks()
     http = HttpClient(max_response_bytes=config.general.max_response_bytes)
     redis = link_from_config(config.redis, os.environ)
@@ -76,10 +87,15 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
     table = ModelTable(config.deployments, config.model_group_alias)
     settings = config.router
     health = Health(settings, redis)
-    router = Router(table, settings, health)
+    observers = build_observers(config, table, tasks, redis)
+    router = Router(table, settings, health, observers.events)
     _warn_fallbacks(settings, table)
     openai = OpenAIProvider(http)
     openai.check(config.deployments)
+    azure = AzureOpenAIProvider(http)
+    azure.check(config.deployments)
+    vertex = VertexProvider(http)
+    vertex.check(config.deployments, tasks)
     bedrock = BedrockProvider(http)
     bedrock.check(config.deployments)
     embedder = LocalEmbedder()
@@ -90,6 +106,9 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
         "mock": MockProvider(),
         "local": local,
         "openai": openai,
+        "azure": azure,
+        "vertex": vertex,
+        "gemini": GeminiProvider(http),
         "bedrock": bedrock,
     }
     filters: list[Filter] = [
@@ -98,9 +117,14 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
         RateLimitPolicy(config.default_limits, redis, tasks),
     ]
     filters.extend(extra_filters)
-    cache = cache_from_config(config, redis, tasks, embedder, PriceTable())
-    if cache is not None:
-        filters.append(cache)
+    if config.guardrails:
+        from parley.filters.guardrails.filter import Guardrails, PiiRestore
+        from parley.filters.guardrails.llm_check import LlmCheck
+
+        llm_check = LlmCheck(router, providers)
+        llm_check.check_config(config.guardrails)
+        filters.extend([Guardrails(config.guardrails, llm_check), PiiRestore()])
+    filters.extend(observers.filters)
     auth = Authenticator(config.general.master_key)
     store = None
     vector_stores = None
@@ -113,8 +137,13 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
         filters.extend(more)
         vector_stores = VectorStores(store.engine, embedder, tasks)
         filters.append(RetrievalFilter(vector_stores))
+        observers.attach(store)
         tasks.on_startup(store.start)
         tasks.on_shutdown(store.stop)
+    engine = store.engine if store is not None else None
+    cache = cache_from_config(config, redis, tasks, embedder, PriceTable(), engine)
+    if cache is not None:
+        filters.append(cache)
     pipeline = Pipeline(
         auth,
         FilterChain(filters),
@@ -124,6 +153,7 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
         config.general.stream_ping_interval,
         config.general.max_stream_seconds,
     )
+    runner = _batches(pipeline, store, tasks, http) if store is not None and batches else None
     return Gateway(
         config,
         tasks,
@@ -137,7 +167,34 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = ()) -> Gatew
         store.prices if store is not None else PriceTable(),
         embedder,
         vector_stores,
+        observers.metrics,
+        ModelHealth(
+            config.deployments,
+            providers,
+            config.observability.health_check_interval,
+            config.observability.health_check_timeout,
+        ),
+        runner,
     )
+
+
+def check_providers(config: Config) -> None:
+    """The providers' own config checks (switches, credentials files), for `parley serve` to report
+    as one line before it starts workers; build_gateway runs them again in each worker."""
+    http = HttpClient()  # never opened
+    OpenAIProvider(http).check(config.deployments)
+    AzureOpenAIProvider(http).check(config.deployments)
+    VertexProvider(http).check(config.deployments, Tasks())
+
+
+def _batches(pipeline: Pipeline, store: StoreService, tasks: Tasks, http: HttpClient) -> BatchRunner:
+    """The Message Batches runner (started after the database is migrated, stopped before it closes)."""
+    from parley.batches.runner import build_runner
+
+    runner = build_runner(pipeline, store, http)
+    tasks.on_startup(runner.start)
+    tasks.on_shutdown(runner.stop)
+    return runner
 
 
 def _keys_and_spend(
@@ -174,4 +231,7 @@ def describe_database(config: Config) -> str:
         return "none (keys and spend tracking off; set general_settings.database_url or DATABASE_URL)"
     from parley.store.db import describe
 
-    return describe(config.general.database_url)
+    where = describe(config.general.database_url)
+    if config.embedded_database:
+        return f"{where} (embedded: master_key without database_url; database_url: none turns keys off)"
+    return where

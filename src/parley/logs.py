@@ -8,11 +8,45 @@ import atexit
 import logging
 import logging.handlers
 import queue
+import re
 import sys
 import threading
+from collections.abc import Iterable
 from typing import TextIO
 
+import orjson
+
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# what a key looks like in a log line: kept to its first characters
+KEY_PATTERN = re.compile(r"((?:sk|pk|rk)-[A-Za-z0-9]{0,4})[A-Za-z0-9_\-]{8,}|(Bearer\s+)\S+")
+
+
+class MaskingFormatter(logging.Formatter):
+    """Formats a record (as text, or one JSON object when `json`) with secrets masked: every
+    configured secret, and anything shaped like an API key or bearer token."""
+
+    def __init__(self, json: bool = False, secrets: Iterable[str] = ()) -> None:
+        super().__init__(FORMAT)
+        self.json = json
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+
+    def format(self, record: logging.LogRecord) -> str:
+        if self.json:
+            entry = {
+                "time": self.formatTime(record),
+                "level": record.levelname,
+                "logger": record.name,
+                "message": record.getMessage(),
+            }
+            if record.exc_info:
+                entry["exception"] = self.formatException(record.exc_info)
+            return self.mask(orjson.dumps(entry).decode())
+        return self.mask(super().format(record))
+
+    def mask(self, line: str) -> str:
+        for secret in self.secrets:
+            line = line.replace(secret, "***")
+        return KEY_PATTERN.sub(lambda m: (m.group(1) or m.group(2)) + "***", line)
 
 
 class BatchWriter(threading.Thread):
@@ -47,8 +81,9 @@ class BatchWriter(threading.Thread):
         self.join(timeout=2)
 
 
-def setup_logging(level: str = "info") -> None:
-    """Route the root logger through a queue to one stderr writer thread (idempotent)."""
+def setup_logging(level: str = "info", json: bool = False, secrets: Iterable[str] = ()) -> None:
+    """Route the root logger through a queue to one stderr writer thread (idempotent), formatted
+    by a MaskingFormatter."""
     root = logging.getLogger()
     root.setLevel(level.upper())
     if any(isinstance(h, logging.handlers.QueueHandler) for h in root.handlers):
@@ -56,7 +91,7 @@ def setup_logging(level: str = "info") -> None:
     for handler in list(root.handlers):
         root.removeHandler(handler)
     records: queue.SimpleQueue = queue.SimpleQueue()
-    writer = BatchWriter(records, sys.stderr, logging.Formatter(FORMAT))
+    writer = BatchWriter(records, sys.stderr, MaskingFormatter(json, secrets))
     writer.start()
     atexit.register(writer.stop)
     root.addHandler(logging.handlers.QueueHandler(records))

@@ -45,6 +45,7 @@ class Endpoint:
     body: dict[str, str] = field(default_factory=dict)  # field -> kind (admin.fields.CHECKS)
     query: tuple[str, ...] = ()
     required: tuple[str, ...] = ()
+    self_service: bool = False  # a virtual key may call it about itself (no ?key, or its own)
 
 
 def plain(row: Any) -> dict[str, Any]:
@@ -88,6 +89,13 @@ async def _role(service: Any, user_id: str) -> str | None:
     async with service.engine.connect() as conn:
         query = sa.select(t.users.c.user_role).where(t.users.c.user_id == user_id)
         return (await conn.execute(query)).scalar()
+
+
+def _about_itself(request: Request) -> bool:
+    """A virtual key asking about itself: no `key` query parameter, or its own value."""
+    key = client_key(request.headers)
+    asked = request.query_params.get("key")
+    return key is not None and key.startswith("sk-") and asked in (None, "", key)
 
 
 def body_limit(service: Any) -> int:
@@ -135,7 +143,12 @@ def wrap(service: Any, endpoint: Endpoint) -> Callable[[Request], Awaitable[Resp
     async def handle(request: Request) -> Response:
         request_id = new_request_id()
         try:
-            await check_master(service, request)
+            try:
+                await check_master(service, request)
+            except GatewayError as refused:
+                # a virtual key (admin or not) reading its own record, as LiteLLM allows
+                if not (endpoint.self_service and refused.status in (401, 403) and _about_itself(request)):
+                    raise
             body = await read_json(request, body_limit(service))
             result = await endpoint.handler(service, request, body)
         except DATABASE_ERRORS:
@@ -156,14 +169,23 @@ def wrap(service: Any, endpoint: Endpoint) -> Callable[[Request], Awaitable[Resp
     return handle
 
 
+USD_PLACES = 10  # spend is stored exact; shown to 1e-10 USD, not as 0.00037799999999999997
+
+
+def usd(value: Any) -> Any:
+    """A dollar amount for display (None and non-numbers unchanged)."""
+    return round(value, USD_PLACES) if isinstance(value, float) else value
+
+
 def public(row: Any, drop: tuple[str, ...] = ()) -> dict[str, Any]:
-    """A DB row as admin JSON: times in ISO 8601, `metadata` and lists never null."""
+    """A DB row as admin JSON: times in ISO 8601, spend rounded for display, `metadata` and lists
+    never null."""
     out = {}
     for name, value in row._asdict().items():
         name = str(name)  # a quoted_name, which orjson refuses as a key
         if name in drop:
             continue
-        out[name] = iso(value) if name in TIME_FIELDS else value
+        out[name] = iso(value) if name in TIME_FIELDS else usd(value) if name == "spend" else value
     for name in ("models", "tags"):
         if name in out and out[name] is None:
             out[name] = []

@@ -152,6 +152,16 @@ def budget_columns(values: dict[str, Any], now: float | None = None) -> dict[str
     return cols
 
 
+def check_guardrails(values: dict[str, Any], configured: Any) -> None:
+    """Guardrail names given to a key or team must be in the config's `guardrails:` list."""
+    names = values.get("guardrails") or []
+    known = {spec.name for spec in configured}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        listed = ", ".join(sorted(known)) or "none"
+        raise bad(f"guardrails: {', '.join(unknown)} not configured; configured: {listed}", "guardrails")
+
+
 def require(body: dict[str, Any], name: str) -> Any:
     if body.get(name) is None:
         raise bad(f"{name}: Field required", name)

@@ -14,7 +14,9 @@ import sqlalchemy as sa
 from starlette.requests import Request
 
 from parley.admin.common import Endpoint, not_found, page_args, public, total_pages
-from parley.admin.fields import BUDGET_FIELDS, bad, budget_columns, require, take
+from parley.admin.fields import BUDGET_FIELDS, bad, budget_columns, check_guardrails, require, take
+from parley.core.errors import GatewayError
+from parley.pipeline.filter import client_key
 from parley.spend.periods import add_duration
 from parley.store import tables as t
 from parley.store.records import hash_key
@@ -29,6 +31,7 @@ KEY_FIELDS = {
     "budget_mode": "mode",
     "duration": "duration",
     "expires": "time",
+    "guardrails": "strs",
 }
 
 
@@ -91,6 +94,7 @@ async def create_key(service: Any, values: dict[str, Any], raw: str | None = Non
 
 async def generate(service: Any, request: Request, body: dict[str, Any]) -> dict[str, Any]:
     values = take(body, KEY_FIELDS)
+    check_guardrails(values, service.config.guardrails)
     raw = body.get("key")
     if raw is not None and (not isinstance(raw, str) or not raw.startswith("sk-") or len(raw) < 12):
         raise bad("key: a custom key must be a string starting with sk- (at least 12 characters)", "key")
@@ -100,6 +104,7 @@ async def generate(service: Any, request: Request, body: dict[str, Any]) -> dict
 async def update(service: Any, request: Request, body: dict[str, Any]) -> dict[str, Any]:
     token = token_of(require(body, "key"))
     values = take(body, KEY_FIELDS)
+    check_guardrails(values, service.config.guardrails)
     cols = _columns(values, time.time())
     async with service.engine.begin() as conn:
         await _key_row(conn, token)
@@ -138,12 +143,17 @@ async def delete(service: Any, request: Request, body: dict[str, Any]) -> dict[s
 
 
 async def info(service: Any, request: Request, body: dict[str, Any]) -> dict[str, Any]:
-    value = request.query_params.get("key")
+    """One key; a virtual key may ask about itself (without ?key), as in LiteLLM."""
+    own = client_key(request.headers)
+    value = request.query_params.get("key") or (own if own != service.config.general.master_key else None)
     if not value:
         raise bad("key: query parameter required", "key")
     await service.writer.flush()
     async with service.engine.connect() as conn:
-        row = await _key_row(conn, token_of(value))
+        row = (await conn.execute(sa.select(t.keys).where(t.keys.c.token == token_of(value)))).first()
+    if row is None:
+        unknown_self = GatewayError(401, "invalid x-api-key", "authentication_error")
+        raise unknown_self if value == own else not_found("key")
     return {"key": row.token, "info": public(row)}
 
 
@@ -246,7 +256,14 @@ ENDPOINTS = [
         "Delete keys by key/token or alias",
         body={"keys": "strs", "key_aliases": "strs"},
     ),
-    Endpoint("GET", "/key/info", info, "One key's fields and spend", query=("key",)),
+    Endpoint(
+        "GET",
+        "/key/info",
+        info,
+        "One key's fields and spend (a key may ask about itself)",
+        query=("key",),
+        self_service=True,
+    ),
     Endpoint(
         "GET",
         "/key/list",

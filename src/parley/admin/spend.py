@@ -7,7 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from starlette.requests import Request
 
-from parley.admin.common import Endpoint, page_args, plain, total_pages
+from parley.admin.common import Endpoint, page_args, plain, total_pages, usd
 from parley.admin.fields import bad
 from parley.admin.keys import token_of
 from parley.spend.periods import iso, parse_time
@@ -16,11 +16,13 @@ from parley.store import tables as t
 S = t.spend_logs
 GROUPS = {
     "key": S.c.api_key,
+    "key_alias": S.c.key_alias,
     "user": S.c.user,
     "team": S.c.team_id,
     "customer": S.c.end_user,
     "model": S.c.model,
     "tag": t.spend_log_tags.c.tag,
+    "session": S.c.session_id,
 }
 _FILTERS = (
     ("user_id", S.c.user),
@@ -90,6 +92,7 @@ def log_json(row: Any) -> dict[str, Any]:
     out["startTime"] = iso(out.pop("start_time"))
     out["endTime"] = iso(out.pop("end_time"))
     out["request_tags"] = out["request_tags"] or []
+    out["spend"] = usd(out["spend"])
     return out
 
 
@@ -134,6 +137,7 @@ async def report(service: Any, request: Request, body: dict[str, Any]) -> dict[s
             sa.func.sum(S.c.completion_tokens).label("completion_tokens"),
             sa.func.sum(S.c.cache_read_input_tokens).label("cache_read_input_tokens"),
             sa.func.sum(S.c.cache_creation_input_tokens).label("cache_creation_input_tokens"),
+            *([sa.func.max(S.c.key_alias).label("key_alias")] if group_by == "key" else []),
         )
         .select_from(source)
         .where(*filters(request))
@@ -143,8 +147,9 @@ async def report(service: Any, request: Request, body: dict[str, Any]) -> dict[s
     await service.writer.flush()
     async with service.engine.connect() as conn:
         rows = [plain(r) for r in await conn.execute(stmt)]
+    total = sum(float(row["spend"] or 0.0) for row in rows)
     for row in rows:
-        row["spend"] = float(row["spend"] or 0.0)
+        row["spend"] = usd(float(row["spend"] or 0.0))
         for name in (
             "prompt_tokens",
             "completion_tokens",
@@ -155,7 +160,7 @@ async def report(service: Any, request: Request, body: dict[str, Any]) -> dict[s
     return {
         "group_by": group_by,
         "data": rows,
-        "total_spend": sum(r["spend"] for r in rows),
+        "total_spend": usd(total),
         "total_requests": sum(r["requests"] for r in rows),
     }
 
@@ -186,7 +191,8 @@ ENDPOINTS = [
         "GET",
         "/spend/report",
         report,
-        "Spend totals by UTC day and by key, user, team, customer, tag or model",
+        "Spend totals by UTC day and by key (with its alias), key_alias, user, team, customer, tag, model "
+        "or session",
         query=(*QUERY, "group_by"),
     ),
 ]

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
 from parley.admin.common import Endpoint, not_found, page_args, public, total_pages
-from parley.admin.fields import BUDGET_FIELDS, bad, budget_columns, require, take
+from parley.admin.fields import BUDGET_FIELDS, bad, budget_columns, check_guardrails, require, take
 from parley.admin.keys import create_key
 from parley.store import tables as t
 
@@ -50,7 +50,7 @@ TEAM = Kind(
     "team_id",
     "team_id",
     "team_ids",
-    {**BUDGET_FIELDS, "team_id": "str", "team_alias": "str"},
+    {**BUDGET_FIELDS, "team_id": "str", "team_alias": "str", "guardrails": "strs"},
     "team",
 )
 CUSTOMER = Kind(
@@ -80,6 +80,7 @@ def _ident(kind: Kind, value: Any) -> str:
 
 async def new(service: Any, kind: Kind, body: dict[str, Any]) -> dict[str, Any]:
     values = take(body, kind.fields)
+    check_guardrails(values, service.config.guardrails)
     if kind is CUSTOMER:
         require(body, "user_id")
     ident = values.pop(kind.id_field, None) or (str(uuid.uuid4()) if kind is not CUSTOMER else None)
@@ -103,6 +104,7 @@ async def new(service: Any, kind: Kind, body: dict[str, Any]) -> dict[str, Any]:
 async def update(service: Any, kind: Kind, body: dict[str, Any]) -> dict[str, Any]:
     ident = _ident(kind, require(body, kind.id_field))
     values = take(body, kind.fields)
+    check_guardrails(values, service.config.guardrails)
     values.pop(kind.id_field, None)
     cols = budget_columns(values)
     async with service.engine.begin() as conn:

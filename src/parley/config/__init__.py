@@ -7,6 +7,7 @@ Modules: `loader` (YAML, env references, model_list), `sections` and `routing` (
 `known` (which keys parley acts on), `fields` (typed reads, ConfigError).
 """
 
+from parley.config.batches import BatchSettings
 from parley.config.fields import ConfigError
 from parley.config.known import ignored_keys
 from parley.config.loader import (
@@ -33,6 +34,7 @@ __all__ = [
     "ENV_PREFIX",
     "PROVIDERS",
     "STRATEGIES",
+    "BatchSettings",
     "CacheParams",
     "Config",
     "ConfigError",

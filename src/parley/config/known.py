@@ -1,15 +1,22 @@
 """Which keys of a config file parley acts on, and the report of those it does not.
 
 `ignored_keys(doc)` lists every other key by its dotted path with a short reason, e.g.
-`litellm_settings.success_callback (LiteLLM setting parley does not support)`. Keys are
-reported, not refused.
+`litellm_settings.modify_params (LiteLLM setting parley does not support)`. Keys are
+reported, not refused, except by `near_misses(doc)` (config.review): an unknown key close to a
+known one, or anything near a security setting, is an error with "did you mean ...".
+
+Adding a setting is one line: its name in the set of its section below.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
+
+from parley.config.batches import BATCH_KEYS
+from parley.config.guardrails import ignored_guardrail_keys
 
 UNKNOWN = "unknown key"
 LITELLM = "LiteLLM setting parley does not support"
@@ -34,6 +41,9 @@ GENERAL = frozenset(
         "database_pool_size",
         "database_max_overflow",
         "database_pool_timeout",
+        "strict_config",
+        "health_check_interval",  # config.observability
+        "health_check_timeout",
     }
 )
 ROUTER = frozenset(
@@ -65,7 +75,29 @@ ROUTER = frozenset(
         "redis_max_connections",
     }
 )
-LITELLM_SETTINGS = frozenset({"cache", "cache_params"})
+LITELLM_SETTINGS = frozenset(
+    {
+        "cache",
+        "cache_params",
+        "num_retries",
+        "fallbacks",
+        "context_window_fallbacks",
+        "content_policy_fallbacks",
+        "allowed_fails",
+        "request_timeout",
+        "drop_params",
+        "json_logs",
+        "set_verbose",
+        # config.observability
+        "callbacks",
+        "success_callback",
+        "failure_callback",
+        "metrics_require_key",
+        "metrics_key_labels",
+        "otel_capture_content",
+        "callback_queue_size",
+    }
+)
 CACHE_PARAMS = frozenset(
     {
         "type",
@@ -79,15 +111,18 @@ CACHE_PARAMS = frozenset(
         "similarity_threshold",
         "semantic_scope",
         "semantic_tool_results",
+        "semantic_default",
         "redis_semantic_cache_embedding_model",
     }
 )
 PASSTHROUGH = frozenset({"api_base", "api_key", "forward_client_key", "timeout"})
 ENTRY = frozenset({"model_name", "params", "litellm_params", "model_info", "only_if_env"})
-MODEL_INFO = frozenset({"id", "mode"})
+MODEL_INFO = frozenset({"id", "mode", "display_name", "max_input_tokens", "max_output_tokens"})
 PARAMS = frozenset(
     {
         # config.loader
+        "native_batches",  # parley.batches.native
+        "semantic_cache",
         "vector_store_ids",
         "retrieval_top_k",
         "model",
@@ -117,6 +152,7 @@ PARAMS = frozenset(
         "user_field",
         "max_stop_sequences",
         "extra_body",
+        "drop_params",
         # providers.bedrock_auth
         "aws_region_name",
         "region_name",
@@ -132,18 +168,21 @@ PARAMS = frozenset(
         "cache_creation_input_token_cost",
         "cache_creation_input_token_cost_above_1hr",
         "cache_read_input_token_cost",
+        "base_model",
+        # providers.google_auth, vertex, gemini, azure
+        "vertex_project",
+        "vertex_location",
+        "vertex_credentials",
+        "api_version",
+        "azure_ad_token",
     }
 )
 
 # Where parley has the setting under another name or section.
 HINTS = MappingProxyType(
     {
-        "litellm_settings.num_retries": "router_settings.num_retries",
-        "litellm_settings.fallbacks": "router_settings.fallbacks",
-        "litellm_settings.context_window_fallbacks": "router_settings.context_window_fallbacks",
-        "litellm_settings.content_policy_fallbacks": "router_settings.content_policy_fallbacks",
-        "litellm_settings.allowed_fails": "router_settings.allowed_fails",
-        "litellm_settings.request_timeout": "router_settings.timeout",
+        "general_settings.set_verbose": "litellm_settings.set_verbose or --detailed_debug",
+        "general_settings.json_logs": "litellm_settings.json_logs",
         "general_settings.database_connection_pool_limit": "general_settings.database_pool_size",
         "general_settings.database_connection_timeout": "general_settings.database_pool_timeout",
     }
@@ -174,7 +213,6 @@ LITELLM_GENERAL = frozenset(
         "enforce_user_param",
         "forward_client_headers_to_llm_api",
         "global_max_parallel_requests",
-        "health_check_interval",
         "health_check_details",
         "infer_model_from_keys",
         "key_management_system",
@@ -225,9 +263,6 @@ LITELLM_ROUTER = frozenset(
 )
 LITELLM_LITELLM = frozenset(
     {
-        "success_callback",
-        "failure_callback",
-        "callbacks",
         "service_callback",
         "drop_params",
         "modify_params",
@@ -312,14 +347,23 @@ LITELLM_PARAMS = frozenset(
         "max_budget",
         "budget_duration",
         "stream",
+        "top_k",
+        "n",
+        "user",
+        "logit_bias",
+        "frequency_penalty",
+        "presence_penalty",
+        "response_format",
+        "thinking",
+        "api_type",
+        "rpm_limit",
+        "tpm_limit",
     }
 )
 LITELLM_SECTIONS = frozenset(
     {
-        "environment_variables",
         "callback_settings",
         "credential_list",
-        "guardrails",
         "mcp_servers",
         "assistant_settings",
         "finetune_settings",
@@ -330,6 +374,9 @@ LITELLM_SECTIONS = frozenset(
     }
 )
 
+# top-level sections parley acts on besides those in SECTIONS
+TOP = frozenset({"model_list", "environment_variables", "guardrails"})
+
 # section -> (keys parley acts on, LiteLLM keys it does not)
 SECTIONS = MappingProxyType(
     {
@@ -337,35 +384,53 @@ SECTIONS = MappingProxyType(
         "router_settings": (ROUTER, LITELLM_ROUTER),
         "litellm_settings": (LITELLM_SETTINGS, LITELLM_LITELLM),
         "anthropic_passthrough": (PASSTHROUGH, frozenset[str]()),
+        "batch_settings": (BATCH_KEYS, frozenset[str]()),
     }
 )
 
 
+@dataclass(frozen=True)
+class Unacted:
+    """A key parley does not act on: where, why, and the names that belong at that place."""
+
+    path: str
+    key: str
+    reason: str
+    candidates: frozenset[str]
+
+    @property
+    def line(self) -> str:
+        return f"{self.path} ({self.reason})"
+
+
 def ignored_keys(doc: Mapping[str, Any]) -> list[str]:
     """`path (reason)` for every key of `doc` that parley does not act on, in file order."""
-    return [f"{path} ({reason})" for path, reason in _walk(doc)]
+    return [u.line for u in unacted(doc)]
 
 
-def _walk(doc: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+def unacted(doc: Mapping[str, Any]) -> Iterator[Unacted]:
+    """Every key of `doc` that parley does not act on, in file order."""
+    top = TOP | frozenset(SECTIONS) | LITELLM_SECTIONS
     for name, value in doc.items():
         if name == "model_list":
             yield from _model_list(value)
+        elif name == "guardrails":
+            for path, reason in ignored_guardrail_keys(value):
+                key = path.rsplit(".", 1)[-1]
+                yield Unacted(path, key, reason, frozenset())
+        elif name in TOP:
+            continue
         elif name in SECTIONS:
             known, litellm = SECTIONS[name]
             yield from _section(name, value, known, litellm)
             yield from _nested(name, _mapping(value))
         else:
-            yield (
-                str(name),
-                (
-                    "LiteLLM section parley does not support"
-                    if name in LITELLM_SECTIONS
-                    else "unknown section"
-                ),
-            )
+            litellm_section = name in LITELLM_SECTIONS
+            reason = "LiteLLM section parley does not support" if litellm_section else "unknown section"
+            yield Unacted(str(name), str(name), reason, top)
 
 
-def _nested(name: str, section: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+def _nested(name: str, section: Mapping[str, Any]) -> Iterator[Unacted]:
     """Keys inside the mappings parley reads only in part."""
     if name == "litellm_settings":
         yield from _section(
@@ -380,35 +445,34 @@ def _nested(name: str, section: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
         )
 
 
-def _section(
-    where: str, value: object, known: frozenset[str], litellm: frozenset[str]
-) -> Iterator[tuple[str, str]]:
+def _section(where: str, value: object, known: frozenset[str], litellm: frozenset[str]) -> Iterator[Unacted]:
     for key in _mapping(value):
         if key in known:
             continue
         path = f"{where}.{key}"
         reason = LITELLM if key in litellm else UNKNOWN
         hint = HINTS.get(path)
-        yield path, (f"{reason}; parley reads {hint}" if hint else reason)
+        yield Unacted(path, str(key), f"{reason}; parley reads {hint}" if hint else reason, known | litellm)
 
 
-def _model_list(entries: object) -> Iterator[tuple[str, str]]:
+def _model_list(entries: object) -> Iterator[Unacted]:
     for i, entry in enumerate(entries if isinstance(entries, list) else []):
         where = f"model_list[{i}]"
         for key in _mapping(entry):
             if key not in ENTRY:
-                yield f"{where}.{key}", UNKNOWN
+                yield Unacted(f"{where}.{key}", str(key), UNKNOWN, ENTRY)
         entry = _mapping(entry)
         for key in ("params", "litellm_params"):
             for name in _mapping(entry.get(key)):
                 if name not in PARAMS:
-                    yield (
-                        f"{where}.{key}.{name}",
-                        "LiteLLM param parley does not support" if name in LITELLM_PARAMS else UNKNOWN,
-                    )
+                    litellm = name in LITELLM_PARAMS
+                    reason = "LiteLLM param parley does not support" if litellm else UNKNOWN
+                    yield Unacted(f"{where}.{key}.{name}", str(name), reason, PARAMS | LITELLM_PARAMS)
         for name in _mapping(entry.get("model_info")):
             if name not in MODEL_INFO:
-                yield f"{where}.model_info.{name}", "model_info parley does not use"
+                yield Unacted(
+                    f"{where}.model_info.{name}", str(name), "model_info parley does not use", frozenset()
+                )
 
 
 def _mapping(value: object) -> Mapping[str, Any]:

@@ -8,24 +8,46 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml
 
+from parley.config.batches import BatchSettings
+from parley.config.database import database_target
 from parley.config.fields import ConfigError
-from parley.config.known import ignored_keys
+from parley.config.guardrails import GuardrailSpec, load_guardrails
+from parley.config.observability import ObservabilitySettings
+from parley.config.review import review
 from parley.config.routing import DefaultLimits, RedisSettings, RouterSettings, model_aliases
 from parley.config.sections import (
     GeneralSettings,
     LitellmSettings,
     PassthroughSettings,
 )
-from parley.core.deployment import Deployment
+from parley.core.deployment import Deployment, ModelCard
+
+EMBEDDED_DB = "parley.db"  # a master key without database_url: keys and spend in this file
+NO_DATABASE = ("none", "off", "false")  # database_url values that keep keys and spend off
+# litellm_settings keys that LiteLLM documents there and parley's router reads (router_settings wins)
+LITELLM_ROUTER_KEYS = {
+    "num_retries": "num_retries",
+    "fallbacks": "fallbacks",
+    "context_window_fallbacks": "context_window_fallbacks",
+    "content_policy_fallbacks": "content_policy_fallbacks",
+    "allowed_fails": "allowed_fails",
+    "request_timeout": "timeout",
+}
 
 ENV_PREFIX = "os.environ/"
 DEFAULT_TIMEOUT = 600.0
-SECTION_NAMES = ("general_settings", "router_settings", "litellm_settings", "anthropic_passthrough")
+SECTION_NAMES = (
+    "general_settings",
+    "router_settings",
+    "litellm_settings",
+    "anthropic_passthrough",
+    "batch_settings",
+)
 
 # provider prefix -> (wire protocol, default api_base)
 PROVIDERS: dict[str, tuple[str, str | None]] = {
@@ -43,6 +65,10 @@ PROVIDERS: dict[str, tuple[str, str | None]] = {
     "together_ai": ("openai", "https://api.together.xyz/v1"),
     "ollama_chat": ("openai", "http://127.0.0.1:11434/v1"),
     "llamacpp": ("openai", "http://127.0.0.1:8080/v1"),
+    # Google and Azure (providers/vertex.py, gemini.py, azure.py); None: built from the params
+    "vertex_ai": ("vertex", None),
+    "gemini": ("gemini", "https://generativelanguage.googleapis.com"),
+    "azure": ("azure", None),
 }
 
 
@@ -51,7 +77,8 @@ class Config:
     """A loaded config.
 
     Typed, validated settings: `general` (general_settings), `router`, `redis` and `default_limits`
-    (router_settings), `litellm` (litellm_settings), `passthrough` (anthropic_passthrough).
+    (router_settings), `litellm` (litellm_settings), `passthrough` (anthropic_passthrough),
+    `guardrails` (the top-level `guardrails:` list).
     `ignored` lists the keys of the file parley does not act on, as `path (reason)`.
     """
 
@@ -64,7 +91,12 @@ class Config:
     default_limits: DefaultLimits = field(default_factory=DefaultLimits)
     litellm: LitellmSettings = field(default_factory=LitellmSettings)
     passthrough: PassthroughSettings = field(default_factory=PassthroughSettings)
+    observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
+    guardrails: tuple[GuardrailSpec, ...] = ()
+    batches: BatchSettings = field(default_factory=BatchSettings)
     ignored: list[str] = field(default_factory=list)
+    environment: dict[str, str] = field(default_factory=dict)  # `environment_variables`, to set
+    embedded_database: bool = False  # database_url defaulted to parley.db next to the config
 
     @property
     def master_key(self) -> str | None:
@@ -88,7 +120,22 @@ def load_config(path: str, env: Mapping[str, str] | None = None) -> Config:
         raise ConfigError(f"{path}: file not found") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    return build_config(doc if doc is not None else {}, path, env)
+    config = build_config(doc if doc is not None else {}, path, env)
+    return with_embedded_database(config, doc if isinstance(doc, dict) else {}, path)
+
+
+def with_embedded_database(config: Config, doc: Mapping[str, Any], path: str) -> Config:
+    """A master key with no database_url: the SQLite file parley.db next to the config file."""
+    general = config.general
+    if general.master_key is None or general.database_url is not None:
+        return config
+    section = doc.get("general_settings")
+    value = section.get("database_url") if isinstance(section, dict) else None
+    if isinstance(value, str) and value.lower() in NO_DATABASE:
+        return config
+    db = os.path.join(os.path.dirname(os.path.abspath(path)), EMBEDDED_DB)
+    general = replace(general, database_url="sqlite:///" + db)
+    return replace(config, general=general, embedded_database=True)
 
 
 def quick_config(model: str, env: Mapping[str, str] | None = None) -> Config:
@@ -114,12 +161,23 @@ def build_config(doc: Any, path: str, env: Mapping[str, str] | None = None) -> C
     env = os.environ if env is None else env
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
+    ignored = review(doc, path)
+    environment = _environment(doc.get("environment_variables"), path, env)
+    env = {**env, **environment}
     deployments = _deployments(doc.get("model_list") or [], path, env)
-    raw = {k: _resolve(v, f"{path}: {k}", env) for k, v in doc.items() if k != "model_list"}
+    raw = {
+        k: _resolve(v, f"{path}: {k}", env)
+        for k, v in doc.items()
+        if k not in ("model_list", "environment_variables")
+    }
     sections = _sections(raw, path)
     general = GeneralSettings.from_config(sections["general_settings"], f"{path}: general_settings", env)
+    if (general.database_url or "").lower() in NO_DATABASE:
+        general = replace(general, database_url=None)
+    if general.database_url:
+        database_target(general.database_url, f"{path}: general_settings.database_url")
     router_where = f"{path}: router_settings"
-    router = sections["router_settings"]
+    router = _router_section(sections, path)
     return Config(
         path=path,
         deployments=deployments,
@@ -132,8 +190,39 @@ def build_config(doc: Any, path: str, env: Mapping[str, str] | None = None) -> C
         passthrough=PassthroughSettings.from_config(
             sections["anthropic_passthrough"], f"{path}: anthropic_passthrough", env
         ),
-        ignored=ignored_keys(doc),
+        guardrails=load_guardrails(raw.get("guardrails"), f"{path}: guardrails"),
+        batches=BatchSettings.from_config(sections["batch_settings"], f"{path}: batch_settings"),
+        observability=ObservabilitySettings.from_config(
+            sections["litellm_settings"], sections["general_settings"], path, env
+        ),
+        ignored=ignored,
+        environment=environment,
     )
+
+
+def _router_section(sections: dict[str, dict[str, Any]], path: str) -> dict[str, Any]:
+    """router_settings, with the routing keys LiteLLM documents under litellm_settings under it."""
+    litellm = sections["litellm_settings"]
+    moved = {ours: litellm[theirs] for theirs, ours in LITELLM_ROUTER_KEYS.items() if theirs in litellm}
+    if moved:
+        RouterSettings.from_config(moved, f"{path}: litellm_settings")  # errors name where they are
+    return {**moved, **sections["router_settings"]}
+
+
+def _environment(value: object, path: str, env: Mapping[str, str]) -> dict[str, str]:
+    """`environment_variables`: names to values, set in the process (and seen by os.environ/ refs)."""
+    if value is None:
+        return {}
+    where = f"{path}: environment_variables"
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: must map variable names to values")
+    out = {}
+    for name, v in value.items():
+        if not isinstance(v, (str, int, float, bool)):
+            raise ConfigError(f"{where}.{name}: must be a string or number, got {v!r}")
+        resolved = _resolve(v, f"{where}.{name}", env)
+        out[str(name)] = str(resolved).lower() if isinstance(resolved, bool) else str(resolved)
+    return out
 
 
 def _sections(raw: dict[str, Any], path: str) -> dict[str, dict[str, Any]]:
@@ -182,7 +271,7 @@ def _deployment(entry: dict[str, Any], index: int, where: str, env: Mapping[str,
         not isinstance(api_base, str) or not api_base.startswith(("http://", "https://"))
     ):
         raise ConfigError(f"{where}: params.api_base: must be an http(s) URL, got {api_base!r}")
-    if api == "openai" and api_base is None:
+    if api in ("openai", "azure") and api_base is None:
         raise ConfigError(f"{where}: params.api_base: required for provider {provider!r}")
     info = entry.get("model_info")
     info = info if isinstance(info, dict) else {}
@@ -197,7 +286,23 @@ def _deployment(entry: dict[str, Any], index: int, where: str, env: Mapping[str,
         timeout=_timeout(params, where),
         extra_headers=_headers(params, where),
         params=params,
+        card=_card(info, f"{where}: model_info"),
     )
+
+
+def _card(info: dict[str, Any], where: str) -> ModelCard:
+    name = info.get("display_name")
+    if name is not None and (not isinstance(name, str) or not name):
+        raise ConfigError(f"{where}.display_name: must be a non-empty string")
+    window = _tokens(info, "max_input_tokens", where)
+    return ModelCard(name, window, _tokens(info, "max_output_tokens", where))
+
+
+def _tokens(info: dict[str, Any], field: str, where: str) -> int | None:
+    value = info.get(field)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+        raise ConfigError(f"{where}.{field}: must be a positive number of tokens, got {value!r}")
+    return value
 
 
 def _provider_model(params: dict[str, Any], name: str, where: str) -> tuple[str, str]:
@@ -208,6 +313,11 @@ def _provider_model(params: dict[str, Any], name: str, where: str) -> tuple[str,
             f"(e.g. anthropic/claude-sonnet-4-5), got {model!r}"
         )
     provider, _, upstream = model.partition("/")
+    if provider == "ollama":
+        raise ConfigError(
+            f"{where}: params.model: {model!r}: parley reaches Ollama through its OpenAI-compatible "
+            f"API: write ollama_chat/{upstream} (api_base http://host:11434/v1)"
+        )
     if provider not in PROVIDERS:
         raise ConfigError(
             f"{where}: params.model: unknown provider {provider!r}; known: {', '.join(sorted(PROVIDERS))}"

@@ -37,6 +37,7 @@ class GeneralSettings:
     database_pool_size: int = 5
     database_max_overflow: int = 5
     database_pool_timeout: float = 10.0
+    strict_config: bool = False  # any key parley does not act on is an error
 
     @classmethod
     def from_config(cls, settings: Mapping[str, Any], where: str, env: Mapping[str, str]) -> GeneralSettings:
@@ -62,6 +63,7 @@ class GeneralSettings:
             database_pool_size=f.integer("database_pool_size", 5, positive=True),
             database_max_overflow=f.integer("database_max_overflow", 5),
             database_pool_timeout=f.number("database_pool_timeout", 10.0, positive=True),
+            strict_config=f.flag("strict_config", False),
         )
 
 
@@ -80,6 +82,7 @@ class CacheParams:
     similarity_threshold: float = 0.8  # semantic: cosine of the last user texts to count as a hit
     semantic_scope: str = "key"  # semantic: entries shared by one key, one team, or everyone
     semantic_tool_results: bool = False  # semantic: also for requests that carry tool results
+    semantic_default: bool = False  # semantic: for every request, not only opted-in keys and models
 
     @property
     def semantic(self) -> bool:
@@ -104,6 +107,7 @@ class CacheParams:
             similarity_threshold=threshold,
             semantic_scope=f.choice("semantic_scope", "key", ("key", "team", "global")),
             semantic_tool_results=f.flag("semantic_tool_results", False),
+            semantic_default=f.flag("semantic_default", False),
             type=f.choice("type", "local", ("local", "redis", "semantic", "redis-semantic")),
             ttl=f.number("ttl", 600.0),
             max_entries=f.integer("max_entries", 10_000, positive=True),
@@ -119,12 +123,19 @@ class CacheParams:
 class LitellmSettings:
     cache: bool = False  # the exact-match response cache
     cache_params: CacheParams = field(default_factory=CacheParams)
+    json_logs: bool = False  # one JSON object per log line
+    set_verbose: bool = False  # debug logging (as --detailed_debug); secrets are still masked
+    drop_params: bool = True  # parley always drops what a backend cannot take (x-parley-dropped)
 
     @classmethod
     def from_config(cls, settings: Mapping[str, Any], where: str) -> LitellmSettings:
         f = Fields(settings, where)
         return cls(
-            cache=f.flag("cache", False), cache_params=CacheParams.from_config(f.mapping("cache_params"))
+            cache=f.flag("cache", False),
+            cache_params=CacheParams.from_config(f.mapping("cache_params")),
+            json_logs=f.flag("json_logs", False),
+            set_verbose=f.flag("set_verbose", False),
+            drop_params=f.flag("drop_params", True),
         )
 
 

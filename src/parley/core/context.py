@@ -76,6 +76,16 @@ class LimitSpec:
     max_parallel: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class GuardrailAction:
+    """One thing a guardrail did to a request (for metrics and the spend log)."""
+
+    guardrail: str  # its guardrail_name
+    action: str  # mask, redact, block, found, flag, error ...
+    target: str  # the PII entity, the content rule, or the injection rule
+    count: int = 1
+
+
 @dataclass(slots=True, eq=False)
 class RequestContext:
     api: str  # the API the client called: "anthropic" or "openai"
@@ -92,6 +102,8 @@ class RequestContext:
     targets: list[Target] = field(default_factory=list)  # the deployments that may serve it
     deployment: Deployment | None = None  # the one that served it
     upstream_model: str | None = None
+    response_model: str | None = None  # the model the upstream says answered (JSON replies)
+    stop_reason: str | None = None  # Anthropic's stop_reason of a whole reply (streams: the sniffer's)
     stream: bool = False
     status: int = 0
     error_type: str | None = None
@@ -103,6 +115,7 @@ class RequestContext:
     cost: float | None = None  # USD, computed once when the call is over
     spend_id: str | None = None  # the spend row's id when not the request id (batch results)
     price_tier: str = "standard"  # or "batch"
+    price_factor: float = 1.0  # the share of the price billed (gateway-run batches' discount)
     first_byte_at: float | None = None
     ended_at: float | None = None
     end_user: str | None = None
@@ -118,6 +131,8 @@ class RequestContext:
     invalid_tool_arguments: list[str] = field(default_factory=list)  # backend tool args not JSON
     response_headers: dict[str, str] = field(default_factory=dict)  # extra x-parley-* headers
     limits: list[LimitSpec] = field(default_factory=list)  # filled by auth, enforced by rate limits
+    guardrail_actions: list[GuardrailAction] = field(default_factory=list)
+    guardrail_summary: str | None = None  # e.g. "pii:masked=3,content:pass" (header and spend log)
     state: FilterState = field(default_factory=FilterState)
     finished: bool = False  # the filters' on_done hooks have run
 

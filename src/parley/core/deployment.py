@@ -7,6 +7,15 @@ from dataclasses import dataclass
 from typing import Any
 
 
+@dataclass(frozen=True, slots=True)
+class ModelCard:
+    """What `model_info` says about a model for clients that list models (`/v1/models`)."""
+
+    display_name: str | None = None
+    max_input_tokens: int | None = None  # the context window
+    max_output_tokens: int | None = None
+
+
 @dataclass(frozen=True)
 class Deployment:
     """One upstream target serving the client-facing `model_name` (which may hold a `*`)."""
@@ -21,6 +30,7 @@ class Deployment:
     timeout: float
     extra_headers: Mapping[str, str]
     params: Mapping[str, Any]  # the whole params mapping, for per-provider switches
+    card: ModelCard = ModelCard()  # from `model_info`
 
     def upstream_model(self, wildcard_part: str | None) -> str:
         if wildcard_part is not None and "*" in self.model:

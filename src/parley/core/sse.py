@@ -121,6 +121,15 @@ def _parse_lines(block: bytes) -> Event | None:
     return Event(name, "\n".join(data))
 
 
+def event_object(data: str) -> dict[str, Any]:
+    """An event's JSON data as a dict; {} when it is not a JSON object."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def encode_event(name: str, payload: Any) -> bytes:
     """One Anthropic-style frame: an `event:` line and a JSON `data:` line."""
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"

@@ -5,9 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
-from parley.core.sse import SSEDecoder
+from parley.core.sse import SSEDecoder, event_object
 
 
 @dataclass(slots=True)
@@ -88,17 +86,17 @@ class AnthropicStreamSniffer:
             if name == "content_block_delta":
                 self.output_chars += delta_chars(event.data)
             elif name == "message_start":
-                message = _loads(event.data).get("message") or {}
+                message = event_object(event.data).get("message") or {}
                 self.model = message.get("model")
                 self.usage.update(message.get("usage"))
             elif name == "message_delta":
-                data = _loads(event.data)
+                data = event_object(event.data)
                 self.usage.update(data.get("usage"))
                 self.stop_reason = (data.get("delta") or {}).get("stop_reason") or self.stop_reason
             elif name == "message_stop":
                 self.saw_stop = True
             elif name == "error":
-                self.error = _loads(event.data).get("error") or {"type": "api_error"}
+                self.error = event_object(event.data).get("error") or {"type": "api_error"}
 
 
 _DELTA_FIELDS = ('"text":', '"thinking":', '"partial_json":')
@@ -113,11 +111,3 @@ def delta_chars(data: str) -> int:
             start = data.find('"', at + len(field)) + 1
             return max(0, data.rfind('"') - start) if start > 0 else 0
     return 0
-
-
-def _loads(data: str) -> dict[str, Any]:
-    try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}

@@ -4,8 +4,9 @@ Which vector stores a request searches, all together: the deployment's `params.v
 (set by the operator, usable by whoever may call the model), the key's and its team's
 `metadata.vector_store_ids`, and the request's `litellm_metadata.vector_store_ids` (these must be
 the caller's own: another owner's store is a 404). The last user turn's text is the query; a turn
-with no text (a tool result) retrieves nothing. It runs after the guardrails, so what is searched
-and what is sent are the masked texts.
+with no text (a tool result) retrieves nothing. It runs before the guardrails: the search is local
+(nothing leaves the gateway), and the chunks it adds are then masked (PII) and screened (content
+policy, prompt injection) with the rest of the request before anything is sent.
 
 The top `retrieval_top_k` chunks (deployment param, default 4) are added to the last user turn, in
 front of its text: for Anthropic backends as `search_result` blocks with citations on, so Claude cites

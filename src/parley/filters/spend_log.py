@@ -60,7 +60,8 @@ def _priced(service: StoreService, ctx: RequestContext) -> float:
     else:
         return 0.0
     batch = ctx.price_tier == "batch"
-    return sum(price.cost(usage) * ((1 - price.batch_discount) if batch else 1) for price, usage in parts)
+    total = sum(price.cost(usage) * ((1 - price.batch_discount) if batch else 1) for price, usage in parts)
+    return total * ctx.price_factor
 
 
 def spend_row(ctx: RequestContext, cost: float) -> dict[str, Any]:
@@ -102,6 +103,7 @@ def spend_row(ctx: RequestContext, cost: float) -> dict[str, Any]:
         "start_time": ctx.started_at,
         "end_time": now,
         "day": day_of(ctx.started_at),
+        "guardrails": ctx.guardrail_summary,
     }
 
 

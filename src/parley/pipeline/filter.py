@@ -35,9 +35,10 @@ class Phase(IntEnum):
     AUTH = 100
     LIMITS = 200
     BUDGET = 300
+    RETRIEVAL = 350  # before the guardrails: what retrieval adds is masked and screened with the rest
     GUARDRAILS = 400
-    RETRIEVAL = 500
     CACHE = 600
+    RESTORE = 650  # after the cache, so what it stores stays masked (guardrails' PII restore)
     ACCOUNTING = 700
     LOGGING = 800
     METRICS = 900

@@ -54,6 +54,16 @@ class Endpoint:
     def reply_headers(self, ctx: RequestContext, reply: UpstreamReply) -> dict[str, str]:
         return dict(reply.headers)
 
+    def cut_frame(self, ctx: RequestContext, type_: str, message: str) -> bytes:
+        """The error that ends a stream cut anywhere (even inside an event, which the blank line
+        before it closes)."""
+        return b"\n\n" + self.error_frame(ctx, type_, message)
+
+    def client_form(self, ctx: RequestContext, outcome: Outcome) -> Outcome:
+        """The outcome in the wire format of the API called (replies and refusals alike); the
+        default leaves Anthropic and OpenAI replies as they are."""
+        return outcome
+
     def error_body(self, ctx: RequestContext, error: GatewayError) -> bytes:
         return error.anthropic_body(ctx.request_id)
 
@@ -99,7 +109,7 @@ class Pipeline:
             raw = await read(endpoint.max_body or self.max_request_bytes)
             body = endpoint.parse(ctx, raw)
             reply = await self.process(endpoint, ctx, body, raw)
-            return Outcome(reply, endpoint.reply_headers(ctx, reply))
+            return endpoint.client_form(ctx, Outcome(reply, endpoint.reply_headers(ctx, reply)))
         except GatewayError as error:
             return self.refusal(endpoint, ctx, error)
         except Exception:  # a bug: still the API's envelope, and the request still logged
@@ -129,7 +139,8 @@ class Pipeline:
         ctx.error_type = error.type
         ctx.error_message = error.message
         headers = {"content-type": "application/json", "request-id": ctx.request_id, **error.headers}
-        return Outcome(UpstreamReply(error.status, headers, body=endpoint.error_body(ctx, error)), headers)
+        reply = UpstreamReply(error.status, headers, body=endpoint.error_body(ctx, error))
+        return endpoint.client_form(ctx, Outcome(reply, headers))
 
     def finish(self, ctx: RequestContext) -> None:
         """The request is over: every filter's `on_done`, once."""

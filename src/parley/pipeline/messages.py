@@ -70,14 +70,19 @@ class MessagesEndpoint(Endpoint):
 
     async def send(self, ctx: RequestContext, body: dict[str, Any] | None, raw: bytes) -> UpstreamReply:
         assert body is not None
-        pipeline = self.pipeline
 
         async def attempt(target: Target) -> UpstreamReply:
-            provider = pipeline.providers[target.deployment.api]
-            call = HubCall(target, body, raw or None, ctx.headers, self.count_tokens, self.query)
-            return await provider.messages(ctx, call)
+            return await self.attempt(ctx, target, body, raw)
 
-        return await pipeline.router.run(ctx, body["model"], attempt)
+        return await self.pipeline.router.run(ctx, body["model"], attempt)
+
+    async def attempt(
+        self, ctx: RequestContext, target: Target, body: dict[str, Any], raw: bytes
+    ) -> UpstreamReply:
+        """One try on the deployment the router chose."""
+        provider = self.pipeline.providers[target.deployment.api]
+        call = HubCall(target, body, raw or None, ctx.headers, self.count_tokens, self.query)
+        return await provider.messages(ctx, call)
 
     def reply_headers(self, ctx: RequestContext, reply: UpstreamReply) -> dict[str, str]:
         return reply_headers(ctx, reply.headers)

@@ -44,7 +44,7 @@ def apply_request_metadata(
         end_user = end_user or person or _str(body.get("user"))
         session = session or session_from_id
     ctx.end_user = end_user[:255] if end_user else None
-    ctx.session_id = session
+    ctx.session_id = session[:255] if session else None
     ctx.tags = list(dict.fromkeys(tag[:255] for tag in tags))
 
 

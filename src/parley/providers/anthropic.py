@@ -120,6 +120,7 @@ def note_json_reply(ctx: RequestContext, reply: UpstreamReply) -> None:
     error = data.get("error") if isinstance(data, dict) else None
     if reply.status < 400 and isinstance(data, dict) and error is None:
         ctx.usage.update(data.get("usage"))
+        ctx.stop_reason, ctx.response_model = data.get("stop_reason"), data.get("model")
         return
     if reply.status >= 400 and isinstance(error, dict) and "type" in error:
         ctx.error_type = error.get("type")

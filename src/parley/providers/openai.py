@@ -70,7 +70,7 @@ class OpenAIProvider:
     def check(self, deployments: list[Deployment]) -> None:
         """Fail at startup on a bad per-deployment switch, not at the first request."""
         for dep in deployments:
-            if dep.api == "openai":
+            if dep.api == self.api:
                 try:
                     self.options(dep)
                 except ConfigError as e:
@@ -203,6 +203,7 @@ class OpenAIProvider:
         )
         ctx.usage.update(message["usage"])
         ctx.usage.estimated = "usage_estimated" in notes
+        ctx.stop_reason, ctx.response_model = message.get("stop_reason"), completion.get("model")
         report_notes(ctx, notes)
         return message
 

@@ -8,7 +8,7 @@ the request context.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -16,7 +16,6 @@ from parley.core.context import RequestContext
 from parley.core.sse import EventTooLarge, SSEDecoder, WholeEvents, encode_event
 from parley.core.stream import ChunkSource, UpstreamReply, WrappedSource
 from parley.core.usage import Usage
-from parley.translate.openai_stream import OpenAIStreamTranslator
 from parley.transport.http import UpstreamBroken
 
 log = logging.getLogger("parley.providers.openai")
@@ -151,12 +150,25 @@ class OpenAIUsageSource(WrappedSource):
         apply_openai_usage(self.ctx.usage, payload.get("usage"))
 
 
+class StreamMachine(Protocol):
+    """A backend's stream chunks in, Anthropic events out (OpenAI's and Gemini's translators)."""
+
+    finished: bool
+    estimated: bool
+    notes: list[str]
+
+    def feed(self, chunk: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]: ...
+
+    def finish(self, *, done: bool = True) -> list[tuple[str, dict[str, Any]]]: ...
+
+
 class TranslatingSource(WrappedSource):
-    """OpenAI SSE bytes in, Anthropic SSE frames out; `next_chunk` only awaits the upstream read."""
+    """A backend's SSE bytes in (JSON `data:` lines), Anthropic SSE frames out; `next_chunk` only
+    awaits the upstream read."""
 
     __slots__ = ("_ended", "ctx", "decoder", "machine")
 
-    def __init__(self, inner: ChunkSource, machine: OpenAIStreamTranslator, ctx: RequestContext) -> None:
+    def __init__(self, inner: ChunkSource, machine: StreamMachine, ctx: RequestContext) -> None:
         super().__init__(inner)
         self.machine = machine
         self.ctx = ctx
@@ -210,6 +222,7 @@ class TranslatingSource(WrappedSource):
             ctx.usage.update(payload["message"]["usage"])
         elif name == "message_delta":
             ctx.usage.update(payload["usage"])
+            ctx.stop_reason = payload["delta"].get("stop_reason") or ctx.stop_reason
         elif name == "error":
             payload = dict(payload, request_id=ctx.request_id)
             ctx.error_type = payload["error"]["type"]

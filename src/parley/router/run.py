@@ -18,6 +18,7 @@ behind it so routes stay the same as the routing gets smarter. One run:
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import random
 import time
@@ -29,12 +30,15 @@ from parley.core.deployment import Target
 from parley.core.errors import GatewayError
 from parley.core.stream import UpstreamReply
 from parley.core.usage import Usage
+from parley.router.events import AttemptEnd, RouterEvents
 from parley.router.health import Health
 from parley.router.outcome import StreamFailed, classify, peek, retry_after
 from parley.router.settings import RouterSettings, dep_limit, dep_timeouts
 from parley.router.strategy import SESSION_HEADER, choose
 from parley.router.table import ModelTable
 from parley.transport.http import UpstreamBroken
+
+log = logging.getLogger("parley.router")
 
 Attempt = Callable[[Target], Awaitable[UpstreamReply]]
 
@@ -54,11 +58,16 @@ class Failure:
 
 class Router:
     def __init__(
-        self, table: ModelTable, settings: RouterSettings | None = None, health: Health | None = None
+        self,
+        table: ModelTable,
+        settings: RouterSettings | None = None,
+        health: Health | None = None,
+        events: tuple[RouterEvents, ...] = (),
     ) -> None:
         self.table = table
         self.settings = settings or RouterSettings()
         self.health = health or Health(self.settings)
+        self.events = events  # observers of attempts, fallbacks, cooldowns (metrics, traces)
 
     def targets(self, model: str, allowed: tuple[str, ...] = ()) -> list[Target]:
         """The deployments serving `model`; 404 naming what may be asked for instead: every served
@@ -83,6 +92,9 @@ class Router:
             if group in tried:
                 continue
             tried.add(group)
+            if group != model:
+                for e in self.events:
+                    e.fallback(ctx, model, group)
             result = await self._run_group(ctx, group, attempt)
             if isinstance(result, UpstreamReply):
                 if group != model:
@@ -139,7 +151,12 @@ class Router:
                     return last
                 if delay > 0:
                     await asyncio.sleep(delay)
-            outcome = await self._try(ctx, target, attempt)
+            if self.events:
+                outcome = await self._observed_try(ctx, target, attempt, last_try=n == tries - 1)
+            else:
+                outcome = await self._try(ctx, target, attempt)
+            if log.isEnabledFor(logging.DEBUG):
+                _debug_try(ctx, group, n, tries, target, outcome)
             if isinstance(outcome, UpstreamReply):
                 return outcome
             last, previous = outcome, target
@@ -200,6 +217,21 @@ class Router:
         backoff = min(s.backoff_max, s.backoff_initial * 2 ** (n - 1)) * (1 - 0.25 * random.random())
         return max(backoff, s.retry_after)
 
+    async def _observed_try(
+        self, ctx: RequestContext, target: Target, attempt: Attempt, last_try: bool
+    ) -> UpstreamReply | Failure:
+        """`_try` with the observers told when the attempt starts and how it ended."""
+        for e in self.events:
+            e.attempt_started(ctx, target)
+        end = AttemptEnd(0, False, "cancelled")
+        try:
+            outcome = await self._try(ctx, target, attempt)
+            end = _attempt_end(outcome, last_try)
+            return outcome
+        finally:
+            for e in self.events:
+                e.attempt_ended(ctx, target, end)
+
     async def _try(self, ctx: RequestContext, target: Target, attempt: Attempt) -> UpstreamReply | Failure:
         dep = target.deployment
         ctx.deployment = dep
@@ -256,7 +288,10 @@ class Router:
 
     async def _failed(self, ctx: RequestContext, dep_id: str, failure: Failure, reason: str) -> Failure:
         self.health.end(dep_id)
-        await self.health.fail(dep_id, reason)
+        cooldown = await self.health.fail(dep_id, reason)
+        if cooldown:
+            for e in self.events:
+                e.cooldown(dep_id, cooldown)
         return failure
 
 
@@ -268,5 +303,32 @@ async def _first_byte(attempt: Attempt, target: Target) -> UpstreamReply:
     return reply
 
 
+def _attempt_end(outcome: UpstreamReply | Failure, last_try: bool) -> AttemptEnd:
+    if isinstance(outcome, UpstreamReply):
+        return AttemptEnd(outcome.status, True)
+    status = outcome.reply.status if outcome.reply else outcome.error.status if outcome.error else 0
+    error = outcome.error.type if outcome.error else f"http_{status}"
+    return AttemptEnd(status, False, error, retried=outcome.kind == "retry" and not last_try)
+
+
 def _session(ctx: RequestContext) -> str | None:
     return ctx.session_id or ctx.headers.get(SESSION_HEADER) or ctx.end_user
+
+
+def _debug_try(ctx: RequestContext, group: str, n: int, tries: int, target: Target, outcome: object) -> None:
+    dep = target.deployment
+    result = (
+        f"status {outcome.status}" if isinstance(outcome, UpstreamReply) else getattr(outcome, "kind", "?")
+    )
+    log.debug(
+        "%s: model %r try %d/%d on %s (%s/%s at %s): %s",
+        ctx.request_id,
+        group,
+        n + 1,
+        tries,
+        dep.id,
+        dep.provider,
+        dep.model,
+        dep.api_base,
+        result,
+    )

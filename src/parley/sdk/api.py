@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -127,6 +128,7 @@ class Router:
             config = build_config(config, "Router")
         for line in config.ignored:
             log.warning("ignored: %s", line)
+        os.environ.update(config.environment)  # the config's environment_variables, as LiteLLM sets them
         self._engine = Engine(config)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.messages = Messages(self)

@@ -187,7 +187,7 @@ class Engine:
     """A Gateway for in-process use; build one per config (Router) or per ad-hoc call."""
 
     def __init__(self, config: Config) -> None:
-        self.gateway = build_gateway(config)
+        self.gateway = build_gateway(config, batches=False)  # batches are run by servers
         self._started = False
 
     async def start(self) -> None:

@@ -15,6 +15,7 @@ from parley.pipeline.lifecycle import Endpoint
 from parley.pipeline.messages import MessagesEndpoint
 from parley.pipeline.passthrough import METHODS, PassthroughEndpoint
 from parley.server.body import read_body
+from parley.server.cloud import CloudRoutes
 from parley.server.relay import RelayResponse
 
 # Headers larger than this are refused before anything reads them (Anthropic's own limit is lower).
@@ -37,6 +38,7 @@ class ApiRoutes:
             Route("/v1/embeddings", self.embeddings, methods=["POST"]),
             Route("/embeddings", self.embeddings, methods=["POST"]),
             Route("/anthropic/{path:path}", self.passthrough, methods=METHODS),
+            *CloudRoutes(self.pipeline, self._run).routes(),
         ]
 
     async def messages(self, request: Request) -> Response:

@@ -17,7 +17,11 @@ from parley.core.context import new_request_id
 from parley.core.errors import anthropic_error_body, anthropic_type_for_status
 from parley.gateway import Gateway, build_gateway
 from parley.server.api import ApiRoutes
+from parley.server.batches import BatchRoutes
+from parley.server.guardrails import GuardrailRoutes
+from parley.server.health import Readiness
 from parley.server.models import ModelRoutes
+from parley.server.observability import ObservabilityRoutes
 from parley.server.ui import ui_routes
 from parley.server.vector_stores import VectorStoreRoutes
 
@@ -30,13 +34,17 @@ def create_app(config: Config, gateway: Gateway | None = None) -> Starlette:
     routes = [
         Route("/", root, methods=["GET", "HEAD"]),
         Route("/health/liveness", liveness, methods=["GET"]),
-        Route("/health/readiness", liveness, methods=["GET"]),
-        Route("/health", liveness, methods=["GET"]),
+        Route("/health/readiness", Readiness(gw).check, methods=["GET"]),
         Route("/v1/models", models.list, methods=["GET"]),
         Route("/v1/models/{model_id:path}", models.get, methods=["GET"]),
+        Route("/model/info", models.info, methods=["GET"]),
+        Route("/v1/model/info", models.info, methods=["GET"]),
+        Route("/guardrails/list", GuardrailRoutes(gw).list, methods=["GET"]),
         *ApiRoutes(gw).routes(),
+        *BatchRoutes(gw).routes(),
         *VectorStoreRoutes(gw).routes(),
         *ui_routes(),
+        *ObservabilityRoutes(gw).routes(),
     ]
     if gw.store is not None:
         from parley.admin.routes import admin_routes

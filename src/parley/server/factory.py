@@ -22,15 +22,26 @@ log = logging.getLogger("parley")
 
 def config_from_env() -> Config:
     model = os.environ.get(MODEL_ENV)
-    if model:
-        return quick_config(model)
-    return load_config(os.environ[CONFIG_ENV])
+    config = quick_config(model) if model else load_config(os.environ[CONFIG_ENV])
+    os.environ.update(config.environment)  # litellm's environment_variables
+    return config
+
+
+def log_settings(config: Config) -> tuple[bool, list[str]]:
+    """(JSON lines?, the secrets to mask) for `setup_logging`."""
+    secrets = [config.general.master_key or "", config.passthrough.api_key or ""]
+    secrets += [dep.api_key or "" for dep in config.deployments]
+    for url in (config.general.database_url, config.redis.url):
+        if url and "@" in url:
+            secrets.append(url.split("://", 1)[-1].split("@", 1)[0].partition(":")[2])
+    return config.litellm.json_logs, [s for s in secrets if s]
 
 
 def app() -> HotRoutes:
     """The served app: the hot routes dispatched directly, the rest by Starlette."""
-    setup_logging(os.environ.get("PARLEY_LOG_LEVEL", "info"))
-    application = create_app(config_from_env())
+    config = config_from_env()
+    setup_logging(os.environ.get("PARLEY_LOG_LEVEL", "info"), *log_settings(config))
+    application = create_app(config)
     gateway = application.state.gateway
     server_runtime(gateway.tasks)
     return HotRoutes(application, ApiRoutes(gateway))

@@ -155,7 +155,7 @@ class RelayResponse:
         ctx = self.ctx
         ctx.error_type = "gateway_shutdown"
         ctx.error_message = SHUTDOWN_MESSAGE
-        frame = self.endpoint.error_frame(ctx, "overloaded_error", SHUTDOWN_MESSAGE)
+        frame = self.endpoint.cut_frame(ctx, "overloaded_error", SHUTDOWN_MESSAGE)
         with contextlib.suppress(Exception, asyncio.CancelledError):
             async with asyncio.timeout(1.0):
-                await send({"type": "http.response.body", "body": b"\n\n" + frame, "more_body": False})
+                await send({"type": "http.response.body", "body": frame, "more_body": False})

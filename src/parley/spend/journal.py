@@ -108,6 +108,16 @@ class SpendJournal:
             self._appended += 1
             return self._appended
 
+    @property
+    def last_appended(self) -> int:
+        """The sequence number of the newest row appended."""
+        with self._guard:
+            return self._appended
+
+    def durable(self, seq: int) -> bool:
+        """Whether rows up to `seq` are on disk (fsynced)."""
+        return self._durable >= seq
+
     def committed(self, seq: int) -> None:
         """Rows up to `seq` are in the database: their segments may go."""
         with self._guard:

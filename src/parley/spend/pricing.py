@@ -18,7 +18,7 @@ from typing import Any
 
 from parley.core.usage import Usage
 
-_DATE_SUFFIX = re.compile(r"-(\d{8}|latest)$")
+_DATE_SUFFIX = re.compile(r"[-@](\d{8}|latest)$")  # Vertex writes claude-x@20250929
 # A Bedrock model id: optional geographic or global inference-profile prefix, provider, name, version.
 _BEDROCK_ID = re.compile(
     r"^(?:(us|eu|apac|au|jp|ca|us-gov|global)\.)?"
@@ -119,8 +119,12 @@ class PriceTable:
             return self.for_model(name)
         name = name[len("anthropic.") :]
         price = self.for_model(name)
+        return price if geo == "global" else self._regional_price(name, price)
+
+    def _regional_price(self, name: str, price: Price) -> Price:
+        """`price` with the premium Bedrock and Vertex list for Claude's regional endpoints."""
         family = _DATE_SUFFIX.sub("", name)
-        if geo == "global" or family not in self._regional or not price.known:
+        if family not in self._regional or not price.known:
             return price
         factor = self._regional_factor
         values = {f: getattr(price, f) * factor for f in _RATES}
@@ -136,7 +140,11 @@ class PriceTable:
             if deployment.api in ("mock", "local"):  # run here: free
                 price = Price(known=True)
             else:
-                price = self.for_model(upstream_model or deployment.model)
+                named = deployment.params.get("base_model")  # LiteLLM's: Azure deployments' names are free
+                model = named if isinstance(named, str) else upstream_model or deployment.model
+                price = self.for_model(model)
+                if deployment.api == "vertex" and deployment.params.get("vertex_location") != "global":
+                    price = self._regional_price(model, price)
             price = apply_overrides(price, deployment.params)
             if len(self._deployments) > 4096:
                 self._deployments.clear()

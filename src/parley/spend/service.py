@@ -174,12 +174,21 @@ class StoreService:
                 if connected is not True:
                     if connected is False:  # messages may have been missed: forget every record
                         self.cache.invalidate("all", None)
+                    self.cache.ttl = self.settings.key_cache_ttl
                     log.info("cache invalidation listener subscribed to %s", self.channel)
                 wait, connected = LISTEN_BACKOFF[0], True
                 await self._receive(pubsub)
             except (RedisError, OSError, TimeoutError) as e:
                 if connected is not False:
-                    log.warning("cache invalidation listener lost Redis (%s); retrying with backoff", e)
+                    # no one can tell this process of a revoked key now: trust records 1 s only
+                    self.cache.ttl = min(self.settings.key_cache_ttl, LONE_KEY_CACHE_TTL)
+                    self.cache.invalidate("all", None)
+                    log.warning(
+                        "cache invalidation listener lost Redis (%s); key records are re-read every "
+                        "%.0fs until it is back; retrying with backoff",
+                        e,
+                        self.cache.ttl,
+                    )
                 connected = False
             finally:
                 with contextlib.suppress(Exception):

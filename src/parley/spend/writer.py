@@ -70,6 +70,7 @@ class SpendWriter:
         self.committed_total: dict[str, float] = defaultdict(float)  # ... and ever committed
         self.rows_written = 0  # rows committed (inserted, or already there)
         self.rows_inserted = 0  # ... of which new to the database
+        self.failed_flushes = 0  # database writes that failed (read by the metrics)
         self._failing = False
         self._flush_lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -132,6 +133,7 @@ class SpendWriter:
                     inserted = await self.write_batch(batch)
                 except Exception as e:
                     self.queue[:0] = batch
+                    self.failed_flushes += 1
                     self._outage(e)
                     return False
                 self._committed(batch, inserted)
@@ -180,6 +182,7 @@ class SpendWriter:
             insert = _insert_for(conn)
             if self._logs is None:
                 self._logs = LogInsert(conn.dialect)
+            # rows journaled before a column existed lack its key: they go in an insert of their own
             rows = await self._logs.write(conn, batch)
             await _write_tags(conn, insert, rows)
             await _add_totals(conn, insert, rows)

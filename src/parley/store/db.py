@@ -20,25 +20,17 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from parley.config import GeneralSettings
+from parley.config.database import DEFAULT_SQLITE, database_target
 
 log = logging.getLogger("parley.store")
 
-DEFAULT_SQLITE = "sqlite+aiosqlite:///parley.db"
+__all__ = ["DEFAULT_SQLITE", "describe", "make_engine", "migrate", "normalize_url"]
 _PG_LOCK_ID = 7314150926  # advisory lock held while migrating
 
 
 def normalize_url(url: str) -> str:
     """The SQLAlchemy async URL for what a user wrote in database_url / DATABASE_URL."""
-    url = url.strip()
-    if url in ("sqlite", "sqlite://", "sqlite:///"):
-        return DEFAULT_SQLITE
-    if url.startswith(("postgresql://", "postgres://")):
-        return "postgresql+asyncpg://" + url.split("://", 1)[1]
-    if url.startswith("sqlite:///"):
-        return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
-    if "://" not in url:  # a bare file path
-        return "sqlite+aiosqlite:///" + url
-    return url
+    return database_target(url).url
 
 
 def describe(url: str) -> str:
@@ -53,8 +45,9 @@ def make_engine(url: str, settings: GeneralSettings | Mapping[str, Any] | None =
     """The engine for `url`; Postgres pool sizes from `settings` (a general_settings mapping works too)."""
     if not isinstance(settings, GeneralSettings):
         settings = GeneralSettings.from_config(settings or {}, "general_settings", {})
-    url = normalize_url(url)
-    if make_url(url).get_backend_name() == "sqlite":
+    target = database_target(url)
+    url = target.url
+    if target.backend == "sqlite":
         create_private_file(make_url(url).database)
         # Few cached statements: spend batches of every size are distinct multi-row INSERTs, and
         # sqlite3's default cache of 128 prepared statements each holding one grew RSS by ~2 KB
@@ -72,9 +65,10 @@ def make_engine(url: str, settings: GeneralSettings | Mapping[str, Any] | None =
         return engine
     return create_async_engine(
         url,
-        pool_size=settings.database_pool_size,
+        connect_args=target.connect_args,
+        pool_size=target.pool_size or settings.database_pool_size,
         max_overflow=settings.database_max_overflow,
-        pool_timeout=settings.database_pool_timeout,
+        pool_timeout=target.pool_timeout or settings.database_pool_timeout,
         pool_pre_ping=True,
         pool_recycle=1800,
     )

@@ -33,6 +33,7 @@ class Subject:
     models: tuple[str, ...] = ()
     blocked: bool = False
     alias: str | None = None
+    guardrails: tuple[str, ...] = ()  # guardrail names attached (teams)
 
     @property
     def managed(self) -> bool:
@@ -71,6 +72,7 @@ class KeyRecord:
     end_users: tuple[str, ...] = ()  # managed end users the key may charge; "*" = any
     user: Subject | None = None
     team: Subject | None = None
+    guardrails: tuple[str, ...] = ()  # guardrail names attached to the key
 
     @property
     def label(self) -> str:
@@ -91,6 +93,7 @@ def _subject(kind: str, row: Any, alias: str | None = None) -> Subject:
         models=tuple(row.models or ()),
         blocked=bool(row.blocked),
         alias=alias,
+        guardrails=tuple(row._mapping.get("guardrails") or ()),
     )
 
 
@@ -129,6 +132,7 @@ async def load_key(engine: AsyncEngine, token: str) -> KeyRecord | None:
         end_users=tuple(row.end_users or ()),
         user=user,
         team=team,
+        guardrails=tuple(row.guardrails or ()),
     )
 
 

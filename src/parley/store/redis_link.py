@@ -6,7 +6,8 @@ Every call is bounded by a short timeout, waiting for a free connection included
 of `max_connections`, sized to the gateway's concurrency: a full pool is treated like a slow Redis,
 never an error to the client). When Redis fails, the link is marked down with one loud
 log line; callers get `RedisUnavailable` and fall back to in-process state until `retry_interval`
-has passed, then the next call tries again (and logs the recovery).
+has passed (doubling from the fourth failed attempt on, up to 30 s), then the next call tries again (and
+logs the recovery). `last_error` says why it is down, for /health/readiness.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from parley.config import RedisSettings
 log = logging.getLogger("parley.redis")
 
 DEFAULT_PREFIX = "parley"
+MAX_RETRY_INTERVAL = 30.0  # the longest wait between reconnection attempts
 DEFAULT_MAX_CONNECTIONS = RedisSettings.max_connections
 
 
@@ -53,6 +55,9 @@ class RedisLink:
         self._client: aioredis.Redis | None = None
         self._down_since: float | None = None
         self._retry_at = 0.0
+        self.errors = 0  # failed calls since start (read by the metrics)
+        self._failures = 0  # consecutive failed attempts: the wait before the next one doubles
+        self.last_error: str | None = None  # why Redis is down (None while it is up)
 
     @property
     def client(self) -> aioredis.Redis:
@@ -89,30 +94,38 @@ class RedisLink:
             async with asyncio.timeout(self.timeout):
                 result = await fn(self.client)
         except (RedisError, OSError, TimeoutError) as e:
+            self.errors += 1
             self._mark_down(e)
             raise RedisUnavailable(str(e)) from e
         if self._down_since is not None:
             log.warning(
                 "Redis at %s is reachable again after %.1fs: shared state restored",
-                _safe_url(self.url),
+                safe_url(self.url),
                 time.monotonic() - self._down_since,
             )
             self._down_since = None
+        self._failures = 0
+        self.last_error = None
         return result
 
     def _mark_down(self, error: Exception) -> None:
         now = time.monotonic()
+        self.last_error = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
         if self._down_since is None:
             self._down_since = now
             log.error(
                 "Redis at %s failed (%s: %s): falling back to IN-PROCESS rate limits, "
-                "cooldowns and cache until it is back; retrying every %.0fs",
-                _safe_url(self.url),
+                "cooldowns and cache until it is back; reconnecting with backoff from %.0fs to %.0fs",
+                safe_url(self.url),
                 type(error).__name__,
                 error,
                 self.retry_interval,
+                MAX_RETRY_INTERVAL,
             )
-        self._retry_at = now + self.retry_interval
+        # a blip is retried every retry_interval; from the fourth failed attempt on the wait doubles
+        wait = min(MAX_RETRY_INTERVAL, self.retry_interval * 2 ** min(max(0, self._failures - 2), 8))
+        self._failures += 1
+        self._retry_at = now + wait
 
     async def close(self) -> None:
         if self._client is not None:
@@ -133,7 +146,7 @@ def redis_url_from(settings: Mapping[str, Any], env: Mapping[str, str]) -> str |
     return env.get("REDIS_URL") or None
 
 
-def _safe_url(url: str) -> str:
+def safe_url(url: str) -> str:
     """The URL without a password, for logs."""
     if "@" not in url:
         return url

@@ -41,6 +41,7 @@ keys = sa.Table(
     sa.Column("tags", sa.JSON, nullable=True),
     sa.Column("expires", sa.Double, nullable=True),
     sa.Column("end_users", sa.JSON, nullable=True),  # end users the key may act for; "*" = any
+    sa.Column("guardrails", sa.JSON, nullable=True),  # guardrail names (migration 0010)
     *_budget_columns(),
 )
 
@@ -59,6 +60,7 @@ teams = sa.Table(
     metadata,
     sa.Column("team_id", sa.String(255), primary_key=True),
     sa.Column("team_alias", sa.String(255), nullable=True),
+    sa.Column("guardrails", sa.JSON, nullable=True),  # guardrail names (migration 0010)
     *_budget_columns(),
 )
 
@@ -88,7 +90,7 @@ spend_logs = sa.Table(
     sa.Column("user", sa.String(255), nullable=True, index=True),
     sa.Column("team_id", sa.String(255), nullable=True, index=True),
     sa.Column("end_user", sa.String(255), nullable=True, index=True),
-    sa.Column("session_id", sa.String(255), nullable=True),
+    sa.Column("session_id", sa.String(255), nullable=True, index=True),
     sa.Column("request_tags", sa.JSON, nullable=True),
     sa.Column("route", sa.String(128), nullable=False),
     sa.Column("model", sa.String(255), nullable=True, index=True),  # as requested
@@ -112,6 +114,7 @@ spend_logs = sa.Table(
     sa.Column("end_time", sa.Double, nullable=False),
     sa.Column("day", sa.String(10), nullable=False, index=True),  # UTC YYYY-MM-DD, for reports
     sa.Column("retrieval", sa.JSON, nullable=True),  # {"stores": [...], "chunks": n} when RAG added context
+    sa.Column("guardrails", sa.String(512), nullable=True),  # what guardrails did (migration 0010)
 )
 
 spend_log_tags = sa.Table(
@@ -129,6 +132,41 @@ SUBJECTS = {
     "customer": (customers, "user_id"),
 }
 
+# Message Batches run by the gateway (`parley.batches`): one row per batch, one per item.
+batches = sa.Table(
+    "parley_batches",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # msgbatch_…
+    sa.Column("api_key", sa.String(64), nullable=True, index=True),  # owner's key hash; None: master
+    sa.Column("team_id", sa.String(255), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False, index=True),  # in_progress | canceling | ended
+    sa.Column("headers", sa.JSON, nullable=True),  # anthropic-version / -beta sent with each item
+    sa.Column("total", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False, index=True),
+    sa.Column("expires_at", sa.Double, nullable=False),
+    sa.Column("ended_at", sa.Double, nullable=True),
+    sa.Column("cancel_initiated_at", sa.Double, nullable=True),
+)
+
+batch_items = sa.Table(
+    "parley_batch_items",
+    metadata,
+    sa.Column("batch_id", sa.String(64), primary_key=True),
+    sa.Column("idx", sa.Integer, primary_key=True),
+    sa.Column("custom_id", sa.String(64), nullable=False),
+    sa.Column("model", sa.String(255), nullable=False),
+    sa.Column("params", sa.Text, nullable=False),  # the item's Messages body, JSON
+    # queued | running | succeeded | errored | canceled | expired
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_until", sa.Double, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("result", sa.Text, nullable=True),  # the JSONL line's `result`, JSON
+    sa.Column("finished_at", sa.Double, nullable=True),
+    sa.Column("upstream_batch", sa.String(64), nullable=True),  # a native batch's id upstream
+    sa.Column("deployment", sa.String(255), nullable=True),  # the deployment it was sent to
+    sa.Index("ix_parley_batch_items_state", "state", "lease_until"),
+)
 
 # --- Vector stores (retrieval): OpenAI's vector-store shape, owned by a team or a key ---------------
 
@@ -180,4 +218,12 @@ vector_chunks = sa.Table(
     sa.Column("position", sa.Integer, nullable=False),
     sa.Column("text", sa.Text, nullable=False),
     sa.Column("embedding", sa.LargeBinary, nullable=False),  # float16, little-endian, unit length
+)
+
+cache_entries = sa.Table(
+    "parley_cache",
+    metadata,
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("value", sa.LargeBinary, nullable=False),
+    sa.Column("expires", sa.Double, nullable=False, index=True),
 )

@@ -1,32 +1,13 @@
-"""AWS event-stream framing (`application/vnd.amazon.eventstream`), the encoding side.
+"""AWS event-stream frames for the fake Bedrock server: events, exceptions and damaged frames.
 
-A message is a prelude (total length, headers length, CRC32 of those 8 bytes), the headers (name
-length u8, name, value type 7 = string, value length u16, value), the payload and a CRC32 of
-everything before it. botocore ships only the decoder; the fake Bedrock server needs this half.
+The encoding itself is parley's (`parley.translate.eventstream`, checked against botocore's decoder).
 """
 
 from __future__ import annotations
 
-import struct
-import zlib
+from parley.translate.eventstream import encode_message
 
-STRING = 7
-
-
-def encode_headers(headers: dict[str, str]) -> bytes:
-    out = bytearray()
-    for name, value in headers.items():
-        raw_name, raw_value = name.encode(), value.encode()
-        out += struct.pack(">B", len(raw_name)) + raw_name
-        out += struct.pack(">BH", STRING, len(raw_value)) + raw_value
-    return bytes(out)
-
-
-def encode_message(headers: dict[str, str], payload: bytes) -> bytes:
-    raw_headers = encode_headers(headers)
-    prelude = struct.pack(">II", 12 + len(raw_headers) + len(payload) + 4, len(raw_headers))
-    message = prelude + struct.pack(">I", zlib.crc32(prelude)) + raw_headers + payload
-    return message + struct.pack(">I", zlib.crc32(message))
+__all__ = ["corrupt", "encode_message", "event", "exception"]
 
 
 def event(event_type: str, payload: bytes) -> bytes:

@@ -81,10 +81,19 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             ),
             401,
         )
+    return await answer(request, raw)
+
+
+async def answer(request: web.Request, raw: bytes, deployment: str | None = None) -> web.StreamResponse:
+    """Check and answer one Chat Completions body; `deployment` (Azure's, from the URL) stands for
+    the body's model and adds Azure's content-filter annotations."""
+    state = request.app[STATE]
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return json_response(openai_error("We could not parse the JSON body of your request."), 400)
+    if deployment and isinstance(body, dict):
+        body.setdefault("model", deployment)
     problem = check_request(body)
     if problem is not None:
         return json_response(openai_error(problem[0], param=problem[1]), 400)
@@ -106,8 +115,31 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return json_response(payload, status, headers=spec.get("headers"))
     reply = Reply(body, spec)
     if not body.get("stream"):
-        return json_response(reply.completion(), headers=spec.get("headers"))
-    return await stream(request, reply, spec)
+        completion = reply.completion()
+        if deployment is not None:
+            completion["prompt_filter_results"] = AZURE_PROMPT_FILTER
+            for choice in completion["choices"]:
+                choice["content_filter_results"] = _azure_choice_filter(choice["finish_reason"])
+        return json_response(completion, headers=spec.get("headers"))
+    first = [{"id": "", "object": "", "created": 0, "model": "", "choices": []}] if deployment else []
+    if first:  # Azure streams open with a chunk of prompt filter results and no choices
+        first[0]["prompt_filter_results"] = AZURE_PROMPT_FILTER
+    return await stream(request, reply, spec, first)
+
+
+_SAFE = {"filtered": False, "severity": "safe"}
+AZURE_PROMPT_FILTER = [
+    {
+        "prompt_index": 0,
+        "content_filter_results": {k: _SAFE for k in ("hate", "self_harm", "sexual", "violence")},
+    }
+]
+
+
+def _azure_choice_filter(finish: str | None) -> dict[str, Any]:
+    if finish == "content_filter":
+        return {"violence": {"filtered": True, "severity": "high"}}
+    return {k: _SAFE for k in ("hate", "self_harm", "sexual", "violence")}
 
 
 def check_request(body: Any) -> tuple[str, str | None] | None:
@@ -304,7 +336,9 @@ class Reply:
         return chunk
 
 
-async def stream(request: web.Request, reply: Reply, spec: dict) -> web.StreamResponse:
+async def stream(
+    request: web.Request, reply: Reply, spec: dict, first: list[dict] | None = None
+) -> web.StreamResponse:
     state = request.app[STATE]
     response = web.StreamResponse(
         status=200,
@@ -318,7 +352,7 @@ async def stream(request: web.Request, reply: Reply, spec: dict) -> web.StreamRe
     await response.prepare(request)
     sent = 0
     try:
-        for chunk in reply.chunks():
+        for chunk in [*(first or ()), *reply.chunks()]:
             if spec.get("disconnect_after") is not None and sent >= spec["disconnect_after"]:
                 state.events.append({"disconnected_by_fake": True, "after": sent})
                 if request.transport is not None:  # None once the client has gone

@@ -1,9 +1,10 @@
 """A scripted fake model provider, run as a real server on loopback.
 
 It speaks the Anthropic Messages API (and, via `fake_openai`, OpenAI Chat Completions; via
-`fake_bedrock`, the Amazon Bedrock runtime) as the published protocols describe, records every
-request it receives, and answers from a queue of scripted replies (or a default echo). Control it
-over HTTP, so it works as a separate process:
+`fake_bedrock`, the Amazon Bedrock runtime; via `fake_azure`, Azure OpenAI; via `fake_google`, an
+OAuth token endpoint, Vertex AI and the Gemini API) as the published protocols describe, records
+every request it receives, and answers from a queue of scripted replies (or a default echo).
+Control it over HTTP, so it works as a separate process:
 
     POST /_fake/script    a reply spec or a list of them, queued FIFO (see `fake_anthropic`)
     POST /_fake/reset     clear the queue and the record
@@ -61,6 +62,10 @@ def build_app() -> web.Application:
         pass
     else:
         fake_openai.add_routes(app)
+    from parley.testing import fake_azure, fake_google
+
+    fake_azure.add_routes(app)
+    fake_google.add_routes(app)
     return app
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -134,8 +135,10 @@ class Gateway(ServerProcess):
         extra_args: list[str] | None = None,
     ) -> None:
         port = port or free_port()
-        fd, self.config_path = tempfile.mkstemp(prefix="parley-config-", suffix=".yaml")
-        with os.fdopen(fd, "w") as f:
+        # a folder of its own: a master key without database_url puts parley.db next to the config
+        self.config_dir = tempfile.mkdtemp(prefix="parley-config-")
+        self.config_path = os.path.join(self.config_dir, "config.yaml")
+        with open(self.config_path, "w") as f:
             yaml.safe_dump(config, f)
         argv = [
             sys.executable,
@@ -154,8 +157,7 @@ class Gateway(ServerProcess):
 
     def stop(self, timeout: float = 15.0) -> int | None:
         code = super().stop(timeout)
-        with contextlib.suppress(OSError):
-            os.unlink(self.config_path)
+        shutil.rmtree(self.config_dir, ignore_errors=True)
         return code
 
 

@@ -187,12 +187,17 @@ def _response_format(body: dict[str, Any], out: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------- tools
 
 
-def _tools(tools: Any, choice: Any, dropped: list[str]) -> tuple[list[dict[str, Any]], set[str]]:
+def client_tools(
+    tools: Any, choice: Any, dropped: list[str], backend: str
+) -> list[tuple[str, Any, dict[str, Any], Any]]:
+    """(name, description, input schema, strict) of each tool the client runs: custom tools and
+    Anthropic's client tools (their published schema). Server tools are dropped and listed, or a
+    400 naming `backend` when the request relies on them; MCP toolsets are dropped."""
     if tools is None:
-        return [], set()
+        return []
     if not isinstance(tools, list):
         raise invalid_request("tools: Input should be a valid list", param="tools")
-    out: list[dict[str, Any]] = []
+    out: list[tuple[str, Any, dict[str, Any], Any]] = []
     server: list[str] = []
     for i, tool in enumerate(tools):
         if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
@@ -203,16 +208,22 @@ def _tools(tools: Any, choice: Any, dropped: list[str]) -> tuple[list[dict[str, 
             schema = tool.get("input_schema")
             if not isinstance(schema, dict):
                 raise invalid_request(f"tools.{i}.input_schema: Field required", param="tools")
-            out.append(_function(name, tool.get("description"), schema, tool.get("strict")))
+            out.append((name, tool.get("description"), schema, tool.get("strict")))
         elif name in CLIENT_TOOL_SCHEMAS:
-            out.append(_function(name, None, CLIENT_TOOL_SCHEMAS[name], None))
+            out.append((name, None, CLIENT_TOOL_SCHEMAS[name], None))
         elif kind == "mcp_toolset":
             dropped.append("tools.mcp_toolset")
         else:
             server.append(f"{name} ({kind})")
     if server:
-        _reject_relied_on_server_tools(server, out, choice, tools)
+        _reject_relied_on_server_tools(server, bool(out), choice, backend)
         dropped.extend(f"tools.{label.split(' ')[0]}" for label in server)
+    return out
+
+
+def _tools(tools: Any, choice: Any, dropped: list[str]) -> tuple[list[dict[str, Any]], set[str]]:
+    backend = "this model's OpenAI-compatible backend"
+    out = [_function(*spec) for spec in client_tools(tools, choice, dropped, backend)]
     return out, {t["function"]["name"] for t in out}
 
 
@@ -225,9 +236,7 @@ def _function(name: str, description: Any, schema: dict[str, Any], strict: Any) 
     return {"type": "function", "function": function}
 
 
-def _reject_relied_on_server_tools(
-    server: list[str], kept: list[dict[str, Any]], choice: Any, tools: list[Any]
-) -> None:
+def _reject_relied_on_server_tools(server: list[str], kept: bool, choice: Any, backend: str) -> None:
     """Server tools are hints unless the request only offers them or forces one."""
     forced = choice.get("name") if isinstance(choice, dict) and choice.get("type") == "tool" else None
     server_names = {label.split(" ")[0] for label in server}
@@ -236,8 +245,7 @@ def _reject_relied_on_server_tools(
         raise GatewayError(
             400,
             f"tools: {named} runs on Anthropic's servers and is not available "
-            f"on this model's OpenAI-compatible backend; remove it or use an "
-            f"Anthropic deployment",
+            f"on {backend}; remove it or use an Anthropic deployment",
             "invalid_request_error",
             param="tools",
         )

@@ -41,7 +41,7 @@ class OpenAIOptions:
 
 def defaults_for(provider: str) -> dict[str, Any]:
     """The switches' defaults for a provider prefix such as "openai" or "hosted_vllm"."""
-    if provider == "openai":
+    if provider in ("openai", "azure"):
         return {"max_tokens_field": "max_completion_tokens", "supports_pdf": True, "max_stop_sequences": 4}
     if provider in _LOCAL_SERVERS:
         return {"supports_top_k": True}

@@ -6,6 +6,7 @@ import aiohttp
 import yarl
 
 from parley.core.errors import GatewayError
+from parley.core.observe import OUTBOUND_HEADERS
 from parley.core.stream import UpstreamReply
 
 # Never forwarded in either direction.
@@ -101,6 +102,9 @@ class HttpClient:
         connect_timeout: float | None = None,
     ) -> UpstreamReply:
         """Send one request. A 2xx streamed reply comes back as a source; anything else is read whole."""
+        outbound = OUTBOUND_HEADERS.get()
+        if outbound:  # the trace context of the attempt being made
+            headers.update(outbound)
         connect = float(connect_timeout) if connect_timeout else self.connect_timeout
         client_timeout = aiohttp.ClientTimeout(
             total=None if stream else timeout,

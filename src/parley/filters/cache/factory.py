@@ -4,25 +4,35 @@ from __future__ import annotations
 
 import os
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from parley.config import CacheParams, Config, ConfigError
 from parley.core.tasks import Tasks
 from parley.filters.cache.filter import ResponseCache
 from parley.filters.cache.semantic import SemanticCache
-from parley.filters.cache.store import CacheStore, LocalStore, RedisStore
+from parley.filters.cache.store import CacheStore, DatabaseStore, LocalStore, RedisStore
 from parley.providers.local_embed import LocalEmbedder
 from parley.spend.pricing import PriceTable
 from parley.store.redis_link import DEFAULT_PREFIX, RedisLink, redis_url_from
 
 
 def cache_from_config(
-    config: Config, link: RedisLink | None, tasks: Tasks, embedder: LocalEmbedder, prices: PriceTable
+    config: Config,
+    link: RedisLink | None,
+    tasks: Tasks,
+    embedder: LocalEmbedder,
+    prices: PriceTable,
+    engine: AsyncEngine | None = None,
 ) -> ResponseCache | None:
-    """The cache (validated at load), or None when caching is off."""
+    """The cache (validated at load), or None when caching is off. `semantic` entries live in the
+    database when there is one (shared by every instance), `redis-semantic` in Redis."""
     if not config.litellm.cache:
         return None
     params = config.litellm.cache_params
     if params.shared:
         store: CacheStore = RedisStore(_cache_link(config, link, tasks, params), params.namespace)
+    elif params.semantic and engine is not None:
+        store = DatabaseStore(engine, params.namespace)
     else:
         store = LocalStore(params.max_entries)
     if params.semantic:

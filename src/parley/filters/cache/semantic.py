@@ -69,6 +69,8 @@ class SemanticCache(ResponseCache):
     async def on_request(self, ctx: RequestContext, body: dict[str, Any] | None) -> UpstreamReply | None:
         if body is None or ctx.route not in ROUTES or ctx.api != "anthropic" or not model_allows_cache(ctx):
             return None
+        if not self._opted_in(ctx):
+            return None
         text = last_user_text(body, self.params.semantic_tool_results)
         if text is None:
             return None
@@ -90,6 +92,16 @@ class SemanticCache(ResponseCache):
         ctx.response_headers[SCORE_HEADER] = f"{score:.4f}"
         ctx.response_headers[SAVED_HEADER] = f"{self._saved(ctx, entry):.6f}"
         return self.replay(ctx, dict(entry["m"], id="msg_" + secrets.token_hex(12)))
+
+    def _opted_in(self, ctx: RequestContext) -> bool:
+        """On for every request with `semantic_default`, else for keys whose metadata or models whose
+        params say `semantic_cache: true`; either may also say false to stay out."""
+        record = ctx.auth if isinstance(ctx.auth, KeyRecord) else None
+        choices = [record.metadata.get("semantic_cache")] if record is not None else []
+        choices += [t.deployment.params.get("semantic_cache") for t in ctx.targets[:1]]
+        if False in choices:
+            return False
+        return self.params.semantic_default or True in choices
 
     def _bucket(self, ctx: RequestContext, body: dict[str, Any]) -> str:
         record = ctx.auth if isinstance(ctx.auth, KeyRecord) else None

@@ -7,6 +7,11 @@ import time
 from collections import OrderedDict
 from typing import Protocol
 
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from parley.store import tables as t
+from parley.store.outage import DATABASE_ERRORS
 from parley.store.redis_link import RedisLink, RedisUnavailable
 
 
@@ -60,3 +65,30 @@ class RedisStore:
     async def set(self, key: str, value: bytes, ttl: float) -> None:
         with contextlib.suppress(RedisUnavailable):
             await self.link.run(lambda c: c.set(self._key(key), value, px=max(1, int(ttl * 1000))))
+
+
+class DatabaseStore:
+    """Entries in the `parley_cache` table, shared by every instance on the database; expired
+    entries are replaced on write and ignored on read. A database outage reads as a miss."""
+
+    def __init__(self, engine: AsyncEngine, namespace: str | None = None) -> None:
+        self.engine = engine
+        self.prefix = f"{namespace}:" if namespace else ""
+
+    async def get(self, key: str) -> bytes | None:
+        c = t.cache_entries
+        query = sa.select(c.c.value).where(c.c.key == self.prefix + key, c.c.expires > time.time())
+        try:
+            async with self.engine.connect() as conn:
+                value = (await conn.execute(query)).scalar()
+        except DATABASE_ERRORS:
+            return None
+        return bytes(value) if value is not None else None
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        c = t.cache_entries
+        name = self.prefix + key
+        with contextlib.suppress(*DATABASE_ERRORS):
+            async with self.engine.begin() as conn:
+                await conn.execute(sa.delete(c).where(c.c.key == name))
+                await conn.execute(sa.insert(c).values(key=name, value=value, expires=time.time() + ttl))

@@ -321,8 +321,8 @@ async function loadModels() {
   } catch (e) {
     health = null;
   }
-  const healthy = new Set(((health && health.healthy_endpoints) || []).map((e) => e.model));
-  const unhealthy = new Set(((health && health.unhealthy_endpoints) || []).map((e) => e.model));
+  const healthy = new Set(((health && health.healthy_endpoints) || []).map((e) => e.model_name || e.model));
+  const unhealthy = new Set(((health && health.unhealthy_endpoints) || []).map((e) => e.model_name || e.model));
   const body = $("#model-table tbody");
   body.replaceChildren();
   for (const m of models.data || []) {

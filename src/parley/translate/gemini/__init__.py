@@ -1,0 +1,1 @@
+"""Anthropic Messages (the hub) <-> Gemini generateContent, for AI Studio and Vertex AI alike."""
