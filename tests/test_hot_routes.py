@@ -47,7 +47,7 @@ async def test_hot_routes_answer_the_official_clients_and_the_rest_falls_through
         chat = await oa.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
         assert chat.choices[0].message.role == "assistant"
         async with _http(hot) as client:
-            health = await client.get("/health")
+            health = await client.get("/health/liveness")
             assert health.status_code == 200 and health.json()["status"] == "healthy"
             missing = await client.post("/v1/nothing-here", json={})
             assert missing.status_code == 404 and missing.json()["type"] == "error"
