@@ -102,7 +102,8 @@ class LoopWatch:
         frame = sys._current_frames().get(self._loop_thread)
         if frame is None:
             return
-        stack = traceback.extract_stack(frame)
+        stack = traceback.StackSummary.extract(traceback.walk_stack(frame), lookup_lines=False)
+        stack.reverse()
         parley = [f for f in stack if "/parley/" in f.filename and "loopwatch" not in f.filename]
         leaf = stack[-1]
         where = f"{os.path.basename(leaf.filename)}:{leaf.name}"
