@@ -192,6 +192,8 @@ def test_claude_code_runs_bash_through_anthropic_backend(mode, start_gateway, fa
     ]
     assert results and results[0]["tool_use_id"] == "toolu_native1"
     assert "parley-ok" in orjson.dumps(results[0]["content"]).decode()
+    # Claude Code's attribution line reaches Anthropic as sent (it reads it).
+    assert "x-anthropic-billing-header: cc_version=" in orjson.dumps(last["system"]).decode()
 
 
 def test_claude_code_runs_bash_through_openai_backend(gateway, upstream):
@@ -205,6 +207,9 @@ def test_claude_code_runs_bash_through_openai_backend(gateway, upstream):
     assert results and results[0]["tool_call_id"] == call["tool_calls"][0]["id"] == "toolu_call_bash1"
     assert "parley-ok" in results[0]["content"]
     assert main[0]["stream"] is True
+    # Its per-request attribution line never reaches an OpenAI-compatible backend's prompt.
+    sent = [r["body"] for r in upstream.requests() if r["path"] == "/v1/chat/completions"]
+    assert sent and not [b for b in sent if "x-anthropic-billing-header" in b]
 
 
 CLOUD_MODES = {

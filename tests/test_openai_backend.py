@@ -88,7 +88,7 @@ def test_text_reply_usage_and_upstream_request(client, upstream):
     )
     assert message.content[0].type == "text" and message.content[0].text == "Bonjour!"
     assert message.stop_reason == "end_turn" and message.stop_sequence is None
-    assert message.id.startswith("msg_") and message.model == "gpt-test"
+    assert message.id.startswith("msg_") and message.model == "gpt-4o-2024"  # as the backend names it
     assert (
         message.usage.input_tokens,
         message.usage.cache_read_input_tokens,

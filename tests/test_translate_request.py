@@ -249,9 +249,9 @@ def test_claude_code_shaped_request():
     }
     out, dropped = to_openai_request(body, OpenAIOptions(), model="qwen")
     validate(out)
-    assert out["messages"][0] == {
+    assert out["messages"][0] == {  # the per-request attribution line is not sent (prefix caches)
         "role": "system",
-        "content": "x-anthropic-billing-header: cc_version=2\n\nYou are Claude Code.",
+        "content": "You are Claude Code.",
     }
     assert out["messages"][1]["content"][1] == {"type": "text", "text": "list files"}
     assert out["messages"][2] == {"role": "system", "content": "mid-conversation note"}

@@ -133,12 +133,12 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = (), batches:
         from parley.spend.service import StoreService
 
         store = StoreService(config, redis, tasks)
+        tasks.on_startup(store.start)  # first: the migrations run before any other startup hook
         auth, more = _keys_and_spend(config, store, table, tasks)
         filters.extend(more)
         vector_stores = VectorStores(store.engine, embedder, tasks)
         filters.append(RetrievalFilter(vector_stores))
         observers.attach(store)
-        tasks.on_startup(store.start)
         tasks.on_shutdown(store.stop)
     engine = store.engine if store is not None else None
     cache = cache_from_config(config, redis, tasks, embedder, PriceTable(), engine)
@@ -203,14 +203,21 @@ def _keys_and_spend(
     """Virtual keys, budgets and spend logs (the storage stack is imported only when used)."""
     from parley.filters.budget import BudgetPolicy
     from parley.filters.spend_log import SpendTracker
+    from parley.filters.threads import ThreadHolder
     from parley.filters.virtual_keys import VirtualKeyAuth, VirtualKeyPolicy
+    from parley.store.threads import ThreadStore
 
     auth = VirtualKeyAuth(config.general.master_key, store)
-    return auth, [
+    filters: list[Filter] = [
         VirtualKeyPolicy(store),
         BudgetPolicy(config.general, store, table, tasks),
         SpendTracker(store),
     ]
+    if config.general.message_threads:
+        threads = ThreadStore(store.engine)
+        tasks.on_startup(threads.prune)  # after the migrations (store.start runs first)
+        filters.append(ThreadHolder(threads, tasks))
+    return auth, filters
 
 
 def _warn_fallbacks(settings: RouterSettings, table: ModelTable) -> None:

@@ -41,6 +41,7 @@ GENERAL = frozenset(
         "database_pool_size",
         "database_max_overflow",
         "database_pool_timeout",
+        "message_threads",
         "strict_config",
         "health_check_interval",  # config.observability
         "health_check_timeout",

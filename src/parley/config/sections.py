@@ -37,6 +37,7 @@ class GeneralSettings:
     database_pool_size: int = 5
     database_max_overflow: int = 5
     database_pool_timeout: float = 10.0
+    message_threads: bool = True  # hold `thread` conversations in the database for non-Anthropic backends
     strict_config: bool = False  # any key parley does not act on is an error
 
     @classmethod
@@ -63,6 +64,7 @@ class GeneralSettings:
             database_pool_size=f.integer("database_pool_size", 5, positive=True),
             database_max_overflow=f.integer("database_max_overflow", 5),
             database_pool_timeout=f.number("database_pool_timeout", 10.0, positive=True),
+            message_threads=f.flag("message_threads", True),
             strict_config=f.flag("strict_config", False),
         )
 

@@ -80,6 +80,15 @@ def _block_events(index: int, block: dict[str, Any], piece: int) -> Iterator[tup
         if arguments != "{}":
             for part in _split(arguments, piece):
                 yield delta({"type": "input_json_delta", "partial_json": part})
+    elif kind == "compaction":  # the summary arrives in one compaction_delta, as the API sends it
+        yield start({"type": "compaction", "content": None})
+        yield delta(
+            {
+                "type": "compaction_delta",
+                "content": block.get("content"),
+                "encrypted_content": block.get("encrypted_content"),
+            }
+        )
     else:  # redacted thinking and server tool results arrive whole
         yield start(block)
     yield "content_block_stop", {"type": "content_block_stop", "index": index}

@@ -121,6 +121,8 @@ class RequestContext:
     end_user: str | None = None
     session_id: str | None = None
     tags: list[str] = field(default_factory=list)
+    cc_version: str | None = None  # Claude Code's attribution line: its version and entrypoint
+    cc_entrypoint: str | None = None
     litellm_metadata: object = None  # the body's `litellm_metadata`, removed before sending
     cache_controls: object = None  # the body's top-level `cache` object, removed before sending
     cache_hit: bool = False

@@ -56,6 +56,7 @@ class GatewayError(Exception):
         headers: dict[str, str] | None = None,
         param: str | None = None,
         code: str | None = None,
+        details: dict[str, object] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -64,9 +65,10 @@ class GatewayError(Exception):
         self.headers = headers or {}
         self.param = param
         self.code = code
+        self.details = details  # Anthropic's `error.details` (`error_code`), which the SDK acts on
 
     def anthropic_body(self, request_id: str) -> bytes:
-        return anthropic_error_body(self.type, self.message, request_id)
+        return anthropic_error_body(self.type, self.message, request_id, self.details)
 
     def openai_body(self) -> bytes:
         return openai_error_body(
@@ -74,10 +76,13 @@ class GatewayError(Exception):
         )
 
 
-def anthropic_error_body(type: str, message: str, request_id: str | None) -> bytes:
-    return orjson.dumps(
-        {"type": "error", "error": {"type": type, "message": message}, "request_id": request_id}
-    )
+def anthropic_error_body(
+    type: str, message: str, request_id: str | None, details: dict[str, object] | None = None
+) -> bytes:
+    error: dict[str, object] = {"type": type, "message": message}
+    if details is not None:
+        error["details"] = details
+    return orjson.dumps({"type": "error", "error": error, "request_id": request_id})
 
 
 def openai_error_body(message: str, type: str, param: str | None = None, code: str | None = None) -> bytes:
@@ -92,6 +97,16 @@ def invalid_request(
     code: str | None = None,
 ) -> GatewayError:
     return GatewayError(400, message, "invalid_request_error", headers=headers, param=param, code=code)
+
+
+def thread_error(status: int, error_code: str, message: str, **details: object) -> GatewayError:
+    """A thread rejection with the `error.details.error_code` the anthropic SDK recovers from
+    (`thread_unsupported_request`: it sends the whole conversation; `thread_not_found` and the
+    other replay codes: it replays the history under a new thread)."""
+    kind = "not_found_error" if status == 404 else "invalid_request_error"
+    return GatewayError(
+        status, message, kind, param="thread", code=error_code, details={"error_code": error_code, **details}
+    )
 
 
 # --- Exceptions the Python SDK raises (parley.messages / parley.completion) -------------------------

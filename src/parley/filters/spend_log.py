@@ -103,6 +103,8 @@ def spend_row(ctx: RequestContext, cost: float) -> dict[str, Any]:
         "start_time": ctx.started_at,
         "end_time": now,
         "day": day_of(ctx.started_at),
+        "cc_version": ctx.cc_version,
+        "cc_entrypoint": ctx.cc_entrypoint,
         "guardrails": ctx.guardrail_summary,
     }
 

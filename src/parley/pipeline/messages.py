@@ -15,6 +15,7 @@ from parley.pipeline.body import check_messages_request, parse_object
 from parley.pipeline.lifecycle import Endpoint, Pipeline
 from parley.pipeline.metadata import apply_request_metadata
 from parley.providers.base import HubCall
+from parley.translate.fields import check_thread
 
 # The one allow-list of upstream reply headers a client may see, on every route; the rest (cookies,
 # our organisation's id and rate limits, CDN and proxy headers) stay with us.
@@ -80,6 +81,7 @@ class MessagesEndpoint(Endpoint):
         self, ctx: RequestContext, target: Target, body: dict[str, Any], raw: bytes
     ) -> UpstreamReply:
         """One try on the deployment the router chose."""
+        check_thread(body, target.deployment.api)
         provider = self.pipeline.providers[target.deployment.api]
         call = HubCall(target, body, raw or None, ctx.headers, self.count_tokens, self.query)
         return await provider.messages(ctx, call)

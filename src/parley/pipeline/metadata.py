@@ -4,7 +4,9 @@ End user, first match wins: header `x-parley-end-user`, `litellm_metadata.user`,
 `metadata.user_id` (Claude Code's JSON string: `account_uuid` when non-empty, else `device_id`;
 its `session_id` becomes the session), OpenAI `user`. Tags: `litellm_metadata.tags` and the
 comma-separated header `x-parley-tags`. Session: header `x-claude-code-session-id`, else the one in
-`metadata.user_id`. `litellm_metadata` is removed so the backend never sees it, and kept in
+`metadata.user_id`. Claude Code's version and entrypoint: its attribution line in `system`
+(`x-anthropic-billing-header: cc_version=...; cc_entrypoint=...;`).
+`litellm_metadata` is removed so the backend never sees it, and kept in
 `ctx.litellm_metadata` for other hooks (e.g. the response cache's per-request controls).
 """
 
@@ -14,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from parley.core import claude_code
 from parley.core.context import RequestContext
 
 
@@ -43,6 +46,10 @@ def apply_request_metadata(
         person, session_from_id = parse_user_id(user_id)
         end_user = end_user or person or _str(body.get("user"))
         session = session or session_from_id
+        line = claude_code.find_line(body.get("system"))
+        if line is not None:
+            ctx.cc_version = line.version[:64] if line.version else None
+            ctx.cc_entrypoint = line.entrypoint[:64] if line.entrypoint else None
     ctx.end_user = end_user[:255] if end_user else None
     ctx.session_id = session[:255] if session else None
     ctx.tags = list(dict.fromkeys(tag[:255] for tag in tags))

@@ -12,6 +12,7 @@ import orjson
 
 from parley.core.anthropic_stream import message_frames
 from parley.core.context import RequestContext
+from parley.core.errors import thread_error
 from parley.core.stream import FrameSource, UpstreamReply
 from parley.core.tokens import count_request_tokens, text_tokens
 from parley.providers.anthropic import observe_reply
@@ -22,6 +23,12 @@ class MockProvider:
     api = "anthropic"
 
     async def messages(self, ctx: RequestContext, call: HubCall) -> UpstreamReply:
+        if call.body.get("thread") is not None:  # parley's thread store is off (no database)
+            raise thread_error(
+                400,
+                "thread_unsupported_request",
+                "thread: the mock model holds no threads without a database",
+            )
         if call.count_tokens:
             return _json_reply({"input_tokens": count_request_tokens(call.body)})
         message = build_message(call.body, call.target.upstream_model)

@@ -30,6 +30,7 @@ from parley.providers.openai_streams import (
     report_notes,
 )
 from parley.translate.anthropic_to_openai import to_openai_request
+from parley.translate.fields import OPENAI_DROPPED_HEADERS
 from parley.translate.openai_errors import translate_error
 from parley.translate.openai_options import OpenAIOptions, options_from_params
 from parley.translate.openai_stream import OpenAIStreamTranslator
@@ -41,7 +42,7 @@ log = logging.getLogger("parley.providers.openai")
 _SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
 
 # Client headers never sent to an OpenAI-compatible server: Anthropic's own on top of the rest.
-_ANTHROPIC_ONLY = frozenset({"anthropic-version", "anthropic-beta"})
+_ANTHROPIC_ONLY = frozenset({"anthropic-version", *OPENAI_DROPPED_HEADERS})
 
 
 def openai_forwardable_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -155,8 +156,8 @@ class OpenAIProvider:
             return self.count_tokens(call)
         target, body, headers = call.target, call.body, call.headers
         openai_body, dropped = to_openai_request(body, self.options(target.deployment), target.upstream_model)
-        if headers.get("anthropic-beta"):
-            dropped.append("anthropic-beta")
+        dropped.extend(name for name in OPENAI_DROPPED_HEADERS if headers.get(name))
+        compacting = body.get("compaction") is not None  # asked whole, answered as one block
         if dropped:
             ctx.dropped.extend(d for d in dropped if d not in ctx.dropped)
             log.debug(
@@ -168,14 +169,16 @@ class OpenAIProvider:
             "/chat/completions",
             orjson.dumps(openai_body),
             openai_forwardable_headers(headers),
-            stream=stream,
+            stream=stream and not compacting,
         )
         reply = await self.send(upstream)
         if not 200 <= reply.status < 300:
             return self._error(ctx, reply)
         if reply.source is not None:
-            return self._stream(ctx, body, reply)
-        message = self._message(ctx, body, reply)
+            return self._stream(ctx, body, reply, target)
+        message = self._message(ctx, body, reply, target)
+        if compacting:
+            message = as_compaction(message)
         if stream:  # the server answered a stream request with JSON: replay it as events
             return UpstreamReply(200, dict(_SSE_HEADERS), source=FrameSource(message_frames(message)))
         return UpstreamReply(200, _reply_headers(reply, "application/json"), body=orjson.dumps(message))
@@ -188,7 +191,9 @@ class OpenAIProvider:
             headers["request-id"] = reply.headers["x-request-id"]
         return UpstreamReply(status, headers, body=payload)
 
-    def _message(self, ctx: RequestContext, body: dict[str, Any], reply: UpstreamReply) -> dict:
+    def _message(
+        self, ctx: RequestContext, body: dict[str, Any], reply: UpstreamReply, target: Target
+    ) -> dict:
         try:
             completion = orjson.loads(reply.body or b"")
         except orjson.JSONDecodeError:
@@ -197,7 +202,8 @@ class OpenAIProvider:
             raise GatewayError(502, "upstream returned a reply that is not a chat completion", "api_error")
         message, notes = to_anthropic_message(
             completion,
-            model=body["model"],
+            model=target.upstream_model,
+            max_tokens=body.get("max_tokens"),
             stop_sequences=body.get("stop_sequences") or (),
             input_estimate=0 if isinstance(completion.get("usage"), dict) else count_request_tokens(body),
         )
@@ -207,11 +213,14 @@ class OpenAIProvider:
         report_notes(ctx, notes)
         return message
 
-    def _stream(self, ctx: RequestContext, body: dict[str, Any], reply: UpstreamReply) -> UpstreamReply:
+    def _stream(
+        self, ctx: RequestContext, body: dict[str, Any], reply: UpstreamReply, target: Target
+    ) -> UpstreamReply:
         source = reply.source
         assert source is not None
         machine = OpenAIStreamTranslator(
-            model=body["model"],
+            model=target.upstream_model,
+            max_tokens=body.get("max_tokens"),
             stop_sequences=body.get("stop_sequences") or (),
             input_estimate=count_request_tokens(body),
         )
@@ -220,6 +229,17 @@ class OpenAIProvider:
             _reply_headers(reply, _SSE_HEADERS["content-type"]),
             source=TranslatingSource(source, machine, ctx),
         )
+
+
+def as_compaction(message: dict[str, Any]) -> dict[str, Any]:
+    """A summary the backend wrote, as the reply to a compaction request: one `compaction` block."""
+    summary = "\n\n".join(b["text"] for b in message["content"] if b.get("type") == "text" and b.get("text"))
+    return dict(
+        message,
+        content=[{"type": "compaction", "content": summary or None, "encrypted_content": None}],
+        stop_reason="compaction",
+        stop_sequence=None,
+    )
 
 
 def _reply_headers(reply: UpstreamReply, content_type: str) -> dict[str, str]:

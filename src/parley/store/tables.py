@@ -115,6 +115,22 @@ spend_logs = sa.Table(
     sa.Column("day", sa.String(10), nullable=False, index=True),  # UTC YYYY-MM-DD, for reports
     sa.Column("retrieval", sa.JSON, nullable=True),  # {"stores": [...], "chunks": n} when RAG added context
     sa.Column("guardrails", sa.String(512), nullable=True),  # what guardrails did (migration 0010)
+    sa.Column("cc_version", sa.String(64), nullable=True),  # Claude Code's version (migration 0012)
+    sa.Column("cc_entrypoint", sa.String(64), nullable=True),  # cli, sdk-ts, ... (migration 0012)
+)
+
+# Server-held conversations (the Messages API's `thread`) for backends that hold none: one row per
+# reply a client may continue from, with the whole history up to it (the row's `state` is cleared
+# once a later turn continued it, so storage stays linear in the conversation's length).
+threads = sa.Table(
+    "parley_threads",
+    metadata,
+    sa.Column("message_id", sa.String(128), primary_key=True),  # the reply's `id`
+    sa.Column("owner", sa.String(64), nullable=True),  # key hash, "master", or null (no auth)
+    sa.Column("model", sa.String(255), nullable=True),
+    sa.Column("state", sa.Text, nullable=True),  # JSON: system, tools, messages; null once continued
+    sa.Column("continued_by", sa.String(64), nullable=True),  # request id of the continuing turn
+    sa.Column("created_at", sa.Double, nullable=False, index=True),
 )
 
 spend_log_tags = sa.Table(

@@ -23,6 +23,8 @@ A reply spec, queued with /_fake/script (all keys optional):
      "whole_tool_calls": true                  each tool call arrives whole in one chunk
      "interleave_tool_calls": true             parallel calls' fragments alternate
      "no_done": true                           the stream ends without `data: [DONE]`
+     "server": "llamacpp" | "vllm" | "ollama"  a local server's limits, usage and one token per
+                                               chunk (testing/fake_servers.py)
      failures:
      "stream_error": {...}, "error_after": n   a `data: {"error": ...}` chunk after n chunks
      "disconnect_after": n                     drop the connection after n chunks
@@ -45,6 +47,7 @@ from aiohttp import web
 from parley.core.sse import OPENAI_DONE_FRAME, encode_data
 from parley.core.tokens import text_tokens
 from parley.providers.mock import last_user_text
+from parley.testing.fake_servers import FLAVOURS, generate
 from parley.testing.fake_state import RAW_KEYS, STATE, json_response, send_raw, sleep
 
 ERROR_TYPES = {
@@ -213,6 +216,12 @@ class Reply:
             for c in spec.get("tool_calls") or ()
         ]
         self.finish = spec.get("finish_reason") or ("tool_calls" if self.calls else "stop")
+        self.flavour = FLAVOURS.get(spec.get("server", ""))
+        self.pieces: list[str] | None = None  # the tokens a local-server flavour generated
+        if self.flavour is not None and self.content:
+            self.pieces, cut = generate(self.flavour, body, self.content)
+            self.content = "".join(self.pieces)
+            self.finish = "length" if cut else self.finish
 
     def usage(self) -> dict[str, Any]:
         prompt = text_tokens(orjson.dumps(self.body.get("messages")).decode()) + text_tokens(
@@ -225,9 +234,10 @@ class Reply:
             + "".join(c["name"] + c["arguments"] for c in self.calls)
         )
         cached = self.spec.get("cached_tokens", 0)
+        completion = len(self.pieces) if self.pieces is not None else max(1, text_tokens(generated))
         usage: dict[str, Any] = {
             "prompt_tokens": prompt,
-            "completion_tokens": max(1, text_tokens(generated)),
+            "completion_tokens": completion,
             "prompt_tokens_details": {"cached_tokens": cached},
             "completion_tokens_details": {"reasoning_tokens": text_tokens(self.reasoning)},
         }
@@ -267,13 +277,18 @@ class Reply:
         with_usage = bool((self.body.get("stream_options") or {}).get("include_usage")) and not self.spec.get(
             "no_usage"
         )
+        if self.flavour is not None and not self.flavour.stream_usage:
+            with_usage = False
         yield self._chunk({"role": "assistant", "content": ""}, with_usage)
         for field, text in (
             (self.reasoning_field, self.reasoning),
             ("content", self.content),
             ("refusal", self.refusal),
         ):
-            for part in _split(text or "", piece):
+            parts = (
+                self.pieces if field == "content" and self.pieces is not None else _split(text or "", piece)
+            )
+            for part in parts:
                 yield self._chunk({field: part}, with_usage)
         for calls in self._call_fragments(piece):
             yield self._chunk({"tool_calls": calls}, with_usage)

@@ -214,14 +214,25 @@ def anthropic_deployment(name: str, upstream: FakeUpstream, model: str | None = 
     }
 
 
+# What parley assumes of api.openai.com; a fake at another address standing in for it says so.
+OPENAI_SERVICE = {
+    "max_tokens_field": "max_completion_tokens",
+    "supports_pdf": True,
+    "max_stop_sequences": 4,
+    "supports_top_k": False,
+}
+
+
 def openai_deployment(name: str, upstream: FakeUpstream, model: str | None = None, **params: Any) -> dict:
-    """A model_list entry pointing `name` at the fake upstream's OpenAI API."""
+    """A model_list entry pointing `name` at the fake upstream's OpenAI API, standing in for
+    api.openai.com (OpenAI's switches set, as they are for that address)."""
     return {
         "model_name": name,
         "params": {
             "model": f"openai/{model or name}",
             "api_base": upstream.url + "/v1",
             "api_key": "sk-openai-upstream-real",
+            **OPENAI_SERVICE,
             **params,
         },
     }

@@ -12,51 +12,16 @@ from typing import Any
 
 import orjson
 
-from parley.core.errors import GatewayError, invalid_request
+from parley.core import claude_code
+from parley.core.errors import GatewayError, invalid_request, thread_error
+from parley.translate.fields import BODY_FIELDS, OPENAI_DROPPED
 from parley.translate.openai_options import OpenAIOptions
 
-# Top-level request fields the Messages API knows (others get Anthropic's "Extra inputs" 400).
-KNOWN_FIELDS = frozenset(
-    {
-        "model",
-        "messages",
-        "max_tokens",
-        "system",
-        "metadata",
-        "stop_sequences",
-        "stream",
-        "temperature",
-        "top_p",
-        "top_k",
-        "tools",
-        "tool_choice",
-        "thinking",
-        "service_tier",
-        "container",
-        "output_config",
-        "cache_control",
-        "inference_geo",
-        "mcp_servers",
-        "context_management",
-        "output_format",
-        "speed",
-        "diagnostics",
-        "fallbacks",
-        "fallback_credit_token",
-    }
-)
-# Hints with no Chat Completions equivalent: dropped and listed, never a failure.
-HINT_FIELDS = (
-    "service_tier",
-    "container",
-    "inference_geo",
-    "mcp_servers",
-    "context_management",
-    "speed",
-    "diagnostics",
-    "fallbacks",
-    "fallback_credit_token",
-)
+# Top-level request fields the Messages API knows (others get Anthropic's "Extra inputs" 400) and
+# the hints with no Chat Completions equivalent (dropped and listed, never a failure): the fate
+# table in `parley.translate.fields`.
+KNOWN_FIELDS = frozenset(BODY_FIELDS)
+HINT_FIELDS = tuple(name for name in OPENAI_DROPPED if name != "billing_policy")
 # Server-executed tools by name: the model cannot use them behind an OpenAI-compatible server.
 SERVER_TOOL_NAMES = frozenset(
     {
@@ -92,6 +57,25 @@ CLIENT_TOOL_SCHEMAS: dict[str, dict[str, Any]] = {
     },
 }
 CLIENT_TOOL_SCHEMAS["str_replace_based_edit_tool"] = CLIENT_TOOL_SCHEMAS["str_replace_editor"]
+CLIENT_TOOL_SCHEMAS["memory"] = {  # memory_20250818: the client keeps the /memories directory
+    "type": "object",
+    "required": ["command"],
+    "properties": {
+        "command": {
+            "type": "string",
+            "enum": ["view", "create", "str_replace", "insert", "delete", "rename"],
+        },
+        "path": {"type": "string", "description": "A path under /memories"},
+        "view_range": {"type": "array", "items": {"type": "integer"}},
+        "file_text": {"type": "string"},
+        "old_str": {"type": "string"},
+        "new_str": {"type": "string"},
+        "insert_line": {"type": "integer"},
+        "insert_text": {"type": "string"},
+        "old_path": {"type": "string"},
+        "new_path": {"type": "string"},
+    },
+}
 BUDGET_EFFORT = ((4096, "low"), (16384, "medium"))  # budget_tokens below -> effort; else "high"
 
 
@@ -102,7 +86,15 @@ def to_openai_request(
     for name in body:
         if name not in KNOWN_FIELDS:
             raise invalid_request(f"{name}: Extra inputs are not permitted", param=name)
+    if body.get("thread") is not None:  # parley's thread store (filters/threads.py) is off here
+        raise thread_error(
+            400,
+            "thread_unsupported_request",
+            "thread: this model's backend holds no threads and parley has no database to hold "
+            "them; send the whole conversation without `thread`",
+        )
     dropped: list[str] = [name for name in HINT_FIELDS if body.get(name) is not None]
+    _billing_policy(body.get("billing_policy"), dropped)
     out: dict[str, Any] = {"model": model or body["model"]}
     tools, tool_names = _tools(body.get("tools"), body.get("tool_choice"), dropped)
     out["messages"] = _messages(body, options, dropped)
@@ -118,7 +110,35 @@ def to_openai_request(
         if options.stream_include_usage:
             out["stream_options"] = {"include_usage": True}
     out.update(options.extra_body)
+    if body.get("compaction") is not None:
+        _compaction_request(body["compaction"], out)
     return out, list(dict.fromkeys(dropped))
+
+
+COMPACTION_PROMPT = (
+    "Summarize the conversation above so that it can continue from the summary alone: the task and "
+    "its goal, decisions made, facts and results learned (file names, values, errors), what was done "
+    "and what remains to do. Reply with the summary only."
+)
+
+
+def _compaction_request(config: Any, out: dict[str, Any]) -> None:
+    """A compaction (emulated): the backend is asked for a summary of the conversation, with no
+    tools and no streaming; the provider returns it as one `compaction` block."""
+    if not isinstance(config, dict) or config.get("type") != "summarize":
+        raise invalid_request("compaction.type: Input should be 'summarize'", param="compaction")
+    instructions = config.get("instructions")
+    prompt = instructions if isinstance(instructions, str) and instructions.strip() else COMPACTION_PROMPT
+    for name in (
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
+        "stream",
+        "stream_options",
+    ):
+        out.pop(name, None)
+    out["messages"].append({"role": "user", "content": prompt})
 
 
 # ----------------------------------------------------------------------------- top-level fields
@@ -154,6 +174,19 @@ def _sampling(body: dict[str, Any], options: OpenAIOptions, out: dict[str, Any],
             dropped.append("metadata.user_id")
 
 
+def _billing_policy(policy: Any, dropped: list[str]) -> None:
+    if policy is None:
+        return
+    bill_to = policy.get("bill_to", "self") if isinstance(policy, dict) else None
+    if bill_to != "self":
+        raise invalid_request(
+            "billing_policy: only bill_to 'self' can be served by this model's backend "
+            "(billing a user profile needs an Anthropic deployment)",
+            param="billing_policy",
+        )
+    dropped.append("billing_policy")
+
+
 def _reasoning(body: dict[str, Any], options: OpenAIOptions, out: dict[str, Any], dropped: list[str]) -> None:
     thinking = v if isinstance(v := body.get("thinking"), dict) else {}
     config = v if isinstance(v := body.get("output_config"), dict) else {}
@@ -182,6 +215,11 @@ def _response_format(body: dict[str, Any], out: dict[str, Any]) -> None:
         "type": "json_schema",
         "json_schema": {"name": "output", "schema": fmt["schema"], "strict": True},
     }
+
+
+def compaction_text(summary: str) -> str:
+    """A `compaction` block (an earlier conversation summarized) as text the model reads."""
+    return "Summary of the conversation so far:\n\n" + summary
 
 
 # ----------------------------------------------------------------------------- tools
@@ -277,7 +315,7 @@ def _tool_choice(choice: Any, names: set[str], out: dict[str, Any]) -> None:
 
 def _messages(body: dict[str, Any], options: OpenAIOptions, dropped: list[str]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    system = _system_text(body.get("system"), "system")
+    system = _system_text(body.get("system"), "system", strip_attribution=True)
     if system:
         out.append({"role": "system", "content": system})
     for i, message in enumerate(body["messages"]):
@@ -301,17 +339,20 @@ def _messages(body: dict[str, Any], options: OpenAIOptions, dropped: list[str]) 
     return out
 
 
-def _system_text(system: Any, where: str) -> str:
+def _system_text(system: Any, where: str, *, strip_attribution: bool = False) -> str:
+    """The text of a system prompt; with `strip_attribution`, without Claude Code's per-request
+    attribution line (it would defeat the backend's prefix cache on every turn)."""
     if system is None:
         return ""
     if isinstance(system, str):
-        return system
+        return claude_code.without_line(system) if strip_attribution else system
     if not isinstance(system, list):
         raise invalid_request(f"{where}: Input should be a string or a list of text blocks")
     texts = []
     for block in system:
         if isinstance(block, dict) and block.get("type") == "text":
-            texts.append(str(block.get("text", "")))
+            text = str(block.get("text", ""))
+            texts.append(claude_code.without_line(text) if strip_attribution else text)
         elif isinstance(block, dict) and block.get("type") == "mid_conv_system":
             texts.append(_system_text(block.get("content"), where))
         else:
@@ -400,6 +441,9 @@ def _user_parts(
         texts = [str(c.get("text", "")) for c in block.get("content") or () if isinstance(c, dict)]
         head = f"{block.get('title', '')} ({block.get('source', '')})"
         return [{"type": "text", "text": head + "\n" + "\n".join(texts)}]
+    if kind == "compaction":
+        content = block.get("content")
+        return [{"type": "text", "text": compaction_text(str(content))}] if content else []
     if kind in ("thinking", "redacted_thinking", "tool_use"):
         raise invalid_request(f"{where}.content: {kind} blocks are only allowed in assistant turns")
     dropped.append(f"content.{kind}")
@@ -478,10 +522,15 @@ def _assistant_turn(
                 }
             )
         elif kind == "thinking":
-            if options.reasoning_field and block.get("thinking"):
+            if not options.reasoning_field:
+                dropped.append("content.thinking")
+            elif block.get("thinking"):
                 reasoning.append(str(block["thinking"]))
         elif kind == "redacted_thinking":
-            pass  # opaque to any other backend
+            dropped.append("content.redacted_thinking")  # opaque to any other backend
+        elif kind == "compaction":
+            if block.get("content"):
+                texts.append(compaction_text(str(block["content"])))
         else:
             dropped.append(f"content.{kind}")
     message: dict[str, Any] = {"role": "assistant", "content": "\n\n".join(texts) if texts else None}

@@ -39,8 +39,21 @@ class OpenAIOptions:
     extra_body: Mapping[str, Any] = field(default_factory=dict)
 
 
-def defaults_for(provider: str) -> dict[str, Any]:
-    """The switches' defaults for a provider prefix such as "openai" or "hosted_vllm"."""
+def is_openai_service(api_base: Any) -> bool:
+    """Whether `api_base` is OpenAI's own API (or unset, which means it); any other address is an
+    OpenAI-compatible server (llama.cpp, vLLM, Ollama, LM Studio...) with that server's habits."""
+    if not isinstance(api_base, str) or not api_base:
+        return True
+    host = api_base.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0].lower()
+    return host == "api.openai.com" or host.endswith(".openai.azure.com")
+
+
+def defaults_for(provider: str, api_base: Any = None) -> dict[str, Any]:
+    """The switches' defaults for a provider prefix such as "openai" or "hosted_vllm". `openai/`
+    pointed at another server gets the local servers' defaults: llama.cpp's server ignores
+    `max_completion_tokens` and would generate until its context is full."""
+    if provider == "openai" and not is_openai_service(api_base):
+        return {"supports_top_k": True}
     if provider in ("openai", "azure"):
         return {"max_tokens_field": "max_completion_tokens", "supports_pdf": True, "max_stop_sequences": 4}
     if provider in _LOCAL_SERVERS:
@@ -58,7 +71,7 @@ _BOOLS = ("stream_include_usage", "supports_top_k", "reasoning_effort", "support
 
 def options_from_params(provider: str, params: Mapping[str, Any]) -> OpenAIOptions:
     """Build the options for one deployment; bad values raise ConfigError naming the switch."""
-    values = defaults_for(provider)
+    values = defaults_for(provider, params.get("api_base"))
     for name, allowed in _CHOICES.items():
         if name in params:
             if params[name] not in allowed:

@@ -16,10 +16,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from parley.core.tokens import text_tokens
 from parley.translate.json_prefix import JsonPrefix
 from parley.translate.openai_errors import stream_error_payload
-from parley.translate.openai_to_anthropic import anthropic_id, anthropic_usage, stop_reason
+from parley.translate.openai_to_anthropic import (
+    anthropic_id,
+    anthropic_usage,
+    estimated_usage,
+    reported_model,
+    stop_reason,
+)
 
 Event = tuple[str, dict[str, Any]]
 
@@ -40,8 +45,16 @@ class _Tool:
 
 
 class OpenAIStreamTranslator:
-    def __init__(self, *, model: str, stop_sequences: Iterable[str] = (), input_estimate: int = 0) -> None:
-        self.model = model
+    def __init__(
+        self,
+        *,
+        model: str,
+        stop_sequences: Iterable[str] = (),
+        input_estimate: int = 0,
+        max_tokens: int | None = None,
+    ) -> None:
+        self.model = model  # until the first chunk names the model that answers
+        self.max_tokens = max_tokens
         self.stop_sequences = tuple(stop_sequences)
         self.input_estimate = input_estimate
         self.started = False
@@ -58,6 +71,7 @@ class OpenAIStreamTranslator:
         self._matched: Any = None
         self._refused = False
         self._generated: list[str] = []
+        self._pieces = 0  # chunks that carried generated text (local servers: one token each)
 
     # ------------------------------------------------------------------ input
 
@@ -72,6 +86,7 @@ class OpenAIStreamTranslator:
         if usage is not None:
             self.usage = usage
         if not self.started:
+            self.model = reported_model(chunk, self.model)
             out.append(self._message_start(chunk.get("id")))
         for choice in chunk.get("choices") or ():
             if isinstance(choice, dict) and choice.get("index", 0) == 0:
@@ -113,17 +128,25 @@ class OpenAIStreamTranslator:
         if self.usage is not None:
             return dict(self.usage)
         self.estimated = True
-        return {
-            "input_tokens": self.input_estimate,
-            "output_tokens": text_tokens("".join(self._generated)),
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
-        }
+        return estimated_usage(
+            self.input_estimate,
+            "".join(self._generated),
+            pieces=self._pieces,
+            finish_reason=self._finish_reason,
+            max_tokens=self.max_tokens,
+        )
 
     # ------------------------------------------------------------------ one choice
 
     def _choice(self, choice: dict[str, Any], out: list[Event]) -> None:
         delta = v if isinstance(v := choice.get("delta"), dict) else {}
+        if (
+            delta.get("content")
+            or delta.get("reasoning_content")
+            or delta.get("reasoning")
+            or delta.get("tool_calls")
+        ):
+            self._pieces += 1
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         if isinstance(reasoning, str) and reasoning:
             self._text("thinking", reasoning, out)

@@ -75,13 +75,29 @@ def anthropic_usage(usage: Any) -> dict[str, int] | None:
     }
 
 
-def estimated_usage(input_tokens: int, generated: str) -> dict[str, int]:
+def estimated_usage(
+    input_tokens: int, generated: str, *, pieces: int = 0, finish_reason: Any = None, max_tokens: Any = None
+) -> dict[str, int]:
+    """Usage for a server that reported none (llama.cpp, Ollama, some proxies). Output tokens: all of
+    `max_tokens` when the server stopped for length (it generated exactly that many); otherwise the
+    larger of the streamed pieces (these servers send one token per chunk) and four characters a
+    token. Marked estimated by the caller."""
+    output = max(pieces, text_tokens(generated))
+    if finish_reason == "length" and isinstance(max_tokens, int) and max_tokens > 0:
+        output = max_tokens
     return {
         "input_tokens": input_tokens,
-        "output_tokens": text_tokens(generated),
+        "output_tokens": output,
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": 0,
     }
+
+
+def reported_model(payload: dict[str, Any], fallback: str) -> str:
+    """The reply's `model`: the model the backend says answered, else the deployment's upstream
+    model (the rule for every path: docs/compatibility.md)."""
+    model = payload.get("model")
+    return model if isinstance(model, str) and model else fallback
 
 
 def reasoning_text(message: dict[str, Any]) -> str:
@@ -99,6 +115,7 @@ def to_anthropic_message(
     model: str,
     stop_sequences: Iterable[str] = (),
     input_estimate: int = 0,
+    max_tokens: Any = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """The Anthropic Message for `completion`, and notes: "usage_estimated",
     "invalid_tool_arguments:<toolu id>"."""
@@ -142,13 +159,18 @@ def to_anthropic_message(
     )
     usage = anthropic_usage(completion.get("usage"))
     if usage is None:
-        usage = estimated_usage(input_estimate, "".join(generated))
+        usage = estimated_usage(
+            input_estimate,
+            "".join(generated),
+            finish_reason=choice.get("finish_reason"),
+            max_tokens=max_tokens,
+        )
         notes.append("usage_estimated")
     return {
         "id": anthropic_id("msg_", completion.get("id")),
         "type": "message",
         "role": "assistant",
-        "model": model,
+        "model": reported_model(completion, model),
         "content": content,
         "stop_reason": reason,
         "stop_sequence": sequence,

@@ -7,6 +7,17 @@ from typing import Any
 import orjson
 
 
+def json_message(body: bytes | None) -> dict[str, Any] | None:
+    """The Message of a whole (not streamed) reply body, or None when it is not one."""
+    if not body:
+        return None
+    try:
+        message = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return message if isinstance(message, dict) and message.get("type") == "message" else None
+
+
 class MessageAccumulator:
     """Feed parsed Anthropic stream events; `message` is the whole Message once `complete`."""
 
@@ -64,6 +75,9 @@ class MessageAccumulator:
             block["signature"] = delta["signature"]
         elif kind == "input_json_delta":
             self.partial_json[index] = self.partial_json.get(index, "") + delta["partial_json"]
+        elif kind == "compaction_delta":
+            block["content"] = delta.get("content")
+            block["encrypted_content"] = delta.get("encrypted_content")
         elif kind == "citations_delta":
             block.setdefault("citations", []).append(delta["citation"])
         else:

@@ -29,7 +29,7 @@ from parley.core.context import RequestContext, StateKey
 from parley.core.stream import FrameSource, UpstreamReply
 from parley.core.tasks import Tasks
 from parley.core.usage import Usage
-from parley.filters.cache.accumulate import MessageAccumulator
+from parley.filters.cache.accumulate import MessageAccumulator, json_message
 from parley.filters.cache.key import cache_key
 from parley.filters.cache.store import CacheStore
 from parley.pipeline.filter import Filter, Phase, StreamEvent
@@ -119,13 +119,8 @@ class ResponseCache(Filter):
 
     async def on_response(self, ctx: RequestContext, reply: UpstreamReply) -> None:
         lookup = self._storable(ctx, reply.status)
-        if lookup is None or not reply.body:
-            return
-        try:
-            message = orjson.loads(reply.body)
-        except orjson.JSONDecodeError:
-            return
-        if isinstance(message, dict) and message.get("type") == "message":
+        message = json_message(reply.body) if lookup is not None else None
+        if lookup is not None and message is not None:
             self._store(lookup, message)
 
     def wants_events(self, ctx: RequestContext) -> bool:

@@ -123,16 +123,18 @@ class PiiAnalyzer:
         self.steps = steps
 
     def analyze(self, text: str) -> list[Finding]:
-        """Non-overlapping findings in `text`, in order (the longer of two overlapping ones wins)."""
+        """Non-overlapping findings in `text`, in order. Overlapping ones merge into one finding that
+        covers both (named after the longer), so no part of either is left unmasked."""
         found = [f for step in self.steps for f in step(text)]
         if len(found) < 2:
             return found
         found.sort(key=lambda f: (f.start, f.start - f.end))
         kept: list[Finding] = []
         for f in found:
-            if kept and f.start < kept[-1].end:
-                if f.end - f.start > kept[-1].end - kept[-1].start:
-                    kept[-1] = f
+            last = kept[-1] if kept else None
+            if last is not None and f.start < last.end:
+                entity = f.entity if f.end - f.start > last.end - last.start else last.entity
+                kept[-1] = Finding(last.start, max(last.end, f.end), entity)
                 continue
             kept.append(f)
         return kept

@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from parley.core.errors import invalid_request
+from parley.translate.fields import check_unemulated
 
 IMAGE_FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/gif": "gif", "image/webp": "webp"}
 DOCUMENT_FORMATS = {
@@ -35,6 +36,7 @@ def to_converse_request(
 ) -> tuple[dict[str, Any], list[str]]:
     """The Converse body for a hub request, and the names of what was dropped."""
     dropped: list[str] = []
+    check_unemulated(body, dropped)
     claude = is_anthropic_model(model)
     out: dict[str, Any] = {"messages": _messages(body.get("messages"), dropped)}
     system = _system(body.get("system"))

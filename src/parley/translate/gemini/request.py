@@ -15,6 +15,7 @@ from typing import Any
 
 from parley.core.errors import invalid_request
 from parley.translate.anthropic_to_openai import HINT_FIELDS, KNOWN_FIELDS, client_tools
+from parley.translate.fields import check_unemulated
 from parley.translate.gemini.ids import gemini_signature, signature_of
 
 _CHOICE_MODES = {"auto": "AUTO", "any": "ANY", "tool": "ANY", "none": "NONE"}
@@ -27,6 +28,7 @@ def to_gemini_request(body: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         if name not in KNOWN_FIELDS:
             raise invalid_request(f"{name}: Extra inputs are not permitted", param=name)
     dropped = [name for name in HINT_FIELDS if body.get(name) is not None]
+    check_unemulated(body, dropped)
     out: dict[str, Any] = {"contents": _contents(body.get("messages"))}
     system = _system_parts(body.get("system"))
     if system:
