@@ -1,6 +1,6 @@
 """Work per request, counted rather than timed: function calls through the gateway in process.
 
-    python bench/calls.py [--requests 300] [--observe [prometheus,otel]]
+    python bench/calls.py [--requests 300] [--spend] [--observe [prometheus,otel]]
 
 Wall-clock numbers on a shared 2-core machine move by 10-25% from run to run; call counts do not.
 The gateway runs in process (its real ASGI app, `httpx2.ASGITransport` as the client) against
@@ -15,7 +15,9 @@ import asyncio
 import cProfile
 import os
 import pstats
+import shutil
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -32,22 +34,47 @@ from parley.testing.procs import FakeUpstream, ServerProcess, free_port
 HEADERS = {"x-api-key": "k", "anthropic-version": "2023-06-01"}
 
 
-async def measure(requests: int, observe: list[str]) -> list[str]:
+MASTER = "sk-calls-master-0123456789"
+
+
+def served(app):
+    """The app as `parley serve` runs it (the hot-route dispatcher in front, when the build has it)."""
+    try:
+        from parley.server.api import ApiRoutes
+        from parley.server.hot import HotRoutes
+    except ImportError:
+        return app
+    return HotRoutes(app, ApiRoutes(app.state.gateway))
+
+
+async def measure(requests: int, spend: bool, observe: list[str]) -> list[str]:
     upstream = FakeUpstream()
     receiver = None
     lines = []
+    workdir = tempfile.mkdtemp(prefix="parley-calls-")
     try:
         params = {"model": "anthropic/m", "api_base": upstream.url, "api_key": "x"}
-        doc: dict = {"model_list": [{"model_name": "m", "params": params}]}
+        raw: dict = {"model_list": [{"model_name": "m", "params": params}]}
+        if spend:  # a virtual key, budget checks and spend logging to SQLite, as `make bench` runs
+            raw["general_settings"] = {
+                "master_key": MASTER,
+                "database_url": f"sqlite+aiosqlite:///{workdir}/calls.db",
+            }
         if observe:  # Prometheus metrics and OTLP traces, exported to a receiver in another process
             port = free_port()
             receiver = ServerProcess([sys.executable, "-m", "parley.testing.otlp", str(port)], port, "/")
             os.environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = f"http://127.0.0.1:{port}/v1/traces"
-            doc["litellm_settings"] = {"callbacks": observe}
-        app = create_app(build_config(doc, "bench"))
+            raw["litellm_settings"] = {"callbacks": observe}
+        app = create_app(build_config(raw, "bench"))
         gateway = app.state.gateway
         await gateway.start()
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://parley")
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=served(app)), base_url="http://parley")
+        headers = HEADERS
+        if spend:
+            made = await client.post(
+                "/key/generate", json={"key_alias": "calls"}, headers={"authorization": "Bearer " + MASTER}
+            )
+            headers = dict(HEADERS, **{"x-api-key": made.json()["key"]})
         for stream in (False, True):
             body = {
                 "model": "m",
@@ -56,16 +83,20 @@ async def measure(requests: int, observe: list[str]) -> list[str]:
                 "messages": [{"role": "user", "content": "hi there"}],
             }
             for _ in range(20):  # warm up
-                await (await client.post("/v1/messages", json=body, headers=HEADERS)).aread()
+                await (await client.post("/v1/messages", json=body, headers=headers)).aread()
+            if spend:
+                await gateway.store.writer.flush()
             profile = cProfile.Profile()
             started = time.process_time()
             profile.enable()
             for _ in range(requests):
-                reply = await client.post("/v1/messages", json=body, headers=HEADERS)
+                reply = await client.post("/v1/messages", json=body, headers=headers)
                 await reply.aread()
                 if reply.status_code != 200:
                     lines.append(f"request failed: {reply.status_code} {reply.text[:200]}")
                     break
+            if spend:  # the rows' share of the writer's work (it batches every 0.5 s)
+                await gateway.store.writer.flush()
             profile.disable()
             cpu = 1000 * (time.process_time() - started) / requests
             stats = pstats.Stats(profile)
@@ -84,6 +115,7 @@ async def measure(requests: int, observe: list[str]) -> list[str]:
         upstream.stop()
         if receiver is not None:
             receiver.stop()
+        shutil.rmtree(workdir, True)
     return lines
 
 
@@ -93,6 +125,9 @@ def main() -> int:
     )
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument(
+        "--spend", action="store_true", help="a virtual key and spend logging to SQLite (as `make bench`)"
+    )
+    parser.add_argument(
         "--observe",
         nargs="?",
         const="prometheus,otel",
@@ -101,7 +136,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     try:
-        lines = asyncio.run(measure(args.requests, [c for c in args.observe.split(",") if c]))
+        lines = asyncio.run(measure(args.requests, args.spend, [c for c in args.observe.split(",") if c]))
     except Exception as e:  # the benchmark never crashes: say what failed
         print(f"calls.py: could not measure: {type(e).__name__}: {e}")
         return 1

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -44,6 +46,7 @@ class LoadResult:
     p99_ms: float
     errors: int
     tool: str
+    failure: str | None = None  # why the run gave no numbers ("timeout ...", "wrk gave no result ...")
 
     @property
     def rps(self) -> float:
@@ -62,8 +65,16 @@ def _write_inputs(workdir: str, body: bytes, headers: dict[str, str]) -> tuple[s
 
 
 def run_wrk(
-    wrk: str, workdir: str, url: str, body: bytes, headers: dict[str, str], concurrency: int, seconds: float
+    wrk: str,
+    workdir: str,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    concurrency: int,
+    seconds: float,
+    budget: float | None = None,
 ) -> LoadResult:
+    """One wrk run, killed after `budget` seconds (default `wrk_budget`): a timeout is a result."""
     body_path, headers_path = _write_inputs(workdir, body, headers)
     script = os.path.join(workdir, "post.lua")
     with open(script, "w") as f:
@@ -84,10 +95,13 @@ def run_wrk(
         url,
     ]
     env = dict(os.environ, BENCH_BODY=body_path, BENCH_HEADERS=headers_path)
-    out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=seconds + 60)
-    match = re.search(r"BENCH_JSON (\{.*\})", out.stdout)
+    budget = budget or wrk_budget(seconds)
+    out, err, timed_out = run_bounded(argv, env, budget)
+    if timed_out:
+        return failed("wrk", seconds, f"timeout: wrk still running after {budget:.0f} s (killed)")
+    match = re.search(r"BENCH_JSON (\{.*\})", out)
     if match is None:
-        raise RuntimeError(f"wrk gave no result: {out.stdout}\n{out.stderr}")
+        return failed("wrk", seconds, f"wrk gave no result: {(out + err).strip()[-300:]}")
     data = orjson.loads(match.group(1))
     errors = sum(data[k] for k in ("err_connect", "err_read", "err_write", "err_status", "err_timeout"))
     return LoadResult(
@@ -100,11 +114,50 @@ def run_wrk(
     )
 
 
+def wrk_budget(seconds: float) -> float:
+    """How long one wrk run may take: its duration, its 30-s request timeout, and slack for a
+    loaded machine. Past it wrk is killed and the row says `timeout`."""
+    return max(1, round(seconds)) + 30 + 30
+
+
+def failed(tool: str, seconds: float, why: str) -> LoadResult:
+    return LoadResult(0, seconds, float("nan"), float("nan"), 0, tool, failure=why)
+
+
+def run_bounded(argv: list[str], env: dict[str, str], budget: float) -> tuple[str, str, bool]:
+    """Run `argv` in its own process group; kill the group after `budget` seconds.
+    Returns (stdout, stderr, timed_out)."""
+    proc = subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        out, err = proc.communicate(timeout=budget)
+        return out, err, False
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        return out or "", err or "", True
+
+
 def run_python(
-    url: str, body: bytes, headers: dict[str, str], concurrency: int, seconds: float
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    concurrency: int,
+    seconds: float,
+    budget: float | None = None,
 ) -> LoadResult:
     """A keep-alive asyncio client loop: far slower than wrk, so it bounds what it can measure."""
-    return asyncio.run(_python_loop(url, body, headers, concurrency, seconds))
+    budget = budget or seconds + 60
+
+    async def bounded() -> LoadResult:
+        try:
+            return await asyncio.wait_for(_python_loop(url, body, headers, concurrency, seconds), budget)
+        except TimeoutError:
+            return failed("python", seconds, f"timeout: the Python load loop ran past {budget:.0f} s")
+
+    return asyncio.run(bounded())
 
 
 async def _python_loop(
@@ -113,7 +166,8 @@ async def _python_loop(
     latencies: list[float] = []
     errors = 0
     connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         start = time.perf_counter()
         deadline = start + seconds
 
@@ -125,7 +179,7 @@ async def _python_loop(
                     async with session.post(url, data=body, headers=headers) as r:
                         await r.read()
                         ok = r.status < 400
-                except aiohttp.ClientError:
+                except (aiohttp.ClientError, TimeoutError):
                     ok = False
                 latencies.append(time.perf_counter() - t0)
                 errors += not ok

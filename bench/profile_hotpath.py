@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -40,30 +42,84 @@ def _package(frame: str) -> str:
     return top or "(no Python frame: uvloop/C)"
 
 
+# Where a sample's time goes, by the first rule that matches its stack (outermost rules first).
+# Each rule: (category, substrings of which one must be in some frame of the stack).
+CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
+    ("aiosqlite thread (SQLite executes)", ("aiosqlite/core.py",)),
+    ("spend journal thread", ("parley/spend/journal.py",)),
+    ("log writer thread", ("parley/logs.py",)),
+    ("spend writer on the loop (SQLAlchemy build/compile)", ("parley/spend/writer.py", "sqlalchemy/")),
+    ("spend row building + cost", ("parley/filters/spend_log.py",)),
+    ("access log line", ("parley/filters/access_log.py",)),
+    (
+        "auth + budget + rate limit",
+        (
+            "parley/filters/virtual_keys.py",
+            "parley/filters/budget.py",
+            "parley/filters/rate_limit",
+            "parley/pipeline/filter.py",
+        ),
+    ),
+    ("router (deployment choice, retries, health)", ("parley/router/",)),
+    ("upstream client (aiohttp)", ("aiohttp/",)),
+    ("parley: body read/parse, endpoint, relay", ("parley/",)),
+    ("Starlette layers + routing", ("starlette/",)),
+    ("uvicorn (HTTP parse, response writes)", ("uvicorn/",)),
+]
+
+
+def categorise(stack: list[str]) -> str:
+    """The category of one sample: the innermost frame that matches a rule decides."""
+    for frame in reversed(stack):
+        for name, needles in CATEGORIES:
+            if any(n in frame for n in needles):
+                return name
+    return "asyncio/uvloop run loop, other"
+
+
 def summarise(path: str, top: int = 25) -> str:
-    """Inclusive and self shares by function, and self share by top-level package."""
+    """Shares by category (main thread vs others), by function (inclusive and self), by package."""
     inclusive: collections.Counter = collections.Counter()
     own: collections.Counter = collections.Counter()
     packages: collections.Counter = collections.Counter()
+    categories: collections.Counter = collections.Counter()
+    threads: collections.Counter = collections.Counter()
     total = 0
     with open(path) as f:
         for line in f:
             stack, _, count = line.rstrip("\n").rpartition(" ")
             n = int(count)
             total += n
-            frames = [_function(fr) for fr in stack.split(";") if fr]
+            raw = [fr for fr in stack.split(";") if fr]
+            thread = raw[0] if raw and raw[0].startswith(("thread", "process")) else ""
+            frames = [_function(fr) for fr in raw if not fr.startswith(("thread", "process"))]
             for frame in set(frames):
                 inclusive[frame] += n
             leaf = frames[-1] if frames else ""
             own[leaf] += n
             packages[_package(leaf)] += n
-    lines = [f"{total} samples (main thread, on CPU)", "", "self time by package:"]
+            categories[categorise(frames)] += n
+            threads[thread] += n
+    lines = [f"{total} samples on CPU, all threads", "", "by category (innermost matching frame):"]
+    lines += [f"{100 * n / total:5.1f}%  {cat}" for cat, n in categories.most_common()]
+    lines += ["", "by thread:"] + [f"{100 * n / total:5.1f}%  {t}" for t, n in threads.most_common(8)]
+    lines += ["", "self time by package:"]
     lines += [f"{100 * n / total:5.1f}%  {pkg}" for pkg, n in packages.most_common(12)]
     lines += ["", "inclusive:"]
     lines += [f"{100 * n / total:5.1f}%  {frame}" for frame, n in inclusive.most_common(top)]
     lines += ["", "self:"]
     lines += [f"{100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)]
     return "\n".join(lines)
+
+
+def _watch_snapshot(workdir: str) -> dict:
+    """The loop watch's latest report (it rewrites its file every second)."""
+    time.sleep(1.2)
+    for name in os.listdir(workdir):
+        if name.startswith("loopwatch.") and name.endswith(".json"):
+            with open(os.path.join(workdir, name), "rb") as f:
+                return json.loads(f.read())
+    return {}
 
 
 def main() -> int:
@@ -73,6 +129,13 @@ def main() -> int:
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--rate", type=int, default=499, help="py-spy samples per second")
     p.add_argument("--out", default=os.path.join(HERE, "out"))
+    p.add_argument("--src", help="profile parley from another checkout's src/ directory")
+    p.add_argument("--gc", choices=["server", "default"], default="server", help="PARLEY_GC for parley")
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="instead of py-spy: parley's loop watch (loop lag, what blocks it, GC pauses)",
+    )
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
     workdir = tempfile.mkdtemp(prefix="parley-profile-")
@@ -83,10 +146,19 @@ def main() -> int:
     fast = start_stream_upstream(workdir, 3, 0.0)
     parley = None
     try:
-        parley, _ = tg.start_parley(workdir, tg.model_list(up, fast.url, fast.url), 1, notes)
+        watch = os.path.join(workdir, "loopwatch")
+        parley, _ = tg.start_parley(
+            workdir,
+            tg.model_list(up, fast.url, fast.url),
+            1,
+            notes,
+            src=args.src,
+            extra_env={"PARLEY_GC": args.gc, **({"PARLEY_LOOP_WATCH": watch} if args.watch else {})},
+        )
         s = next(s for s in sc.scenarios(up) if s.name == args.scenario)
         headers = dict(s.headers, **parley.headers)
         result: list = []
+        before = _watch_snapshot(workdir) if args.watch else {}
         runner = threading.Thread(
             target=lambda: result.append(
                 load.run_wrk(
@@ -102,8 +174,10 @@ def main() -> int:
         )
         runner.start()
         collapsed = os.path.join(args.out, f"{args.scenario}.collapsed")
-        subprocess.run(
-            [
+        spy = (
+            []
+            if args.watch
+            else [
                 pyspy,
                 "record",
                 "--pid",
@@ -117,17 +191,31 @@ def main() -> int:
                 "--output",
                 collapsed,
                 "--nonblocking",
-            ],
-            check=True,
-            capture_output=True,
+                "--threads",
+            ]
         )
-        runner.join()
+        if spy:
+            subprocess.run(spy, check=True, capture_output=True, timeout=args.seconds + 60)
+        runner.join(args.seconds + 120)
         r = result[0]
+        under = "under py-spy" if spy else "no py-spy"
         print(
-            f"{args.scenario} at concurrency {args.concurrency}: {r.rps:.0f} req/s, p50 {r.p50_ms:.2f} ms "
-            f"(under py-spy)\n"
+            f"{args.scenario} at concurrency {args.concurrency}: {r.rps:.0f} req/s, p50 {r.p50_ms:.2f} ms, "
+            f"p99 {r.p99_ms:.2f} ms ({under})\n"
         )
-        print(summarise(collapsed))
+        if spy:
+            print(summarise(collapsed))
+        if args.watch and r.requests:
+            after = _watch_snapshot(workdir)
+            cpu0, cpu1 = before.get("thread_cpu_s", {}), after.get("thread_cpu_s", {})
+            print("CPU per request by thread (µs), during the run:")
+            for name, total in sorted(cpu1.items(), key=lambda kv: -kv[1]):
+                print(f"  {1e6 * (total - cpu0.get(name, 0.0)) / r.requests:8.1f}  {name}")
+        parley.stop()
+        for name in sorted(os.listdir(workdir)):
+            if name.startswith("loopwatch."):
+                with open(os.path.join(workdir, name)) as f:
+                    print(f"\nevent loop and GC ({name}):\n{f.read()}")
     finally:
         if parley is not None:
             parley.stop()

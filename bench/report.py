@@ -23,6 +23,13 @@ class Row:
     peak_rss_mb: float | None = None
     errors: int = 0
     requests: int = 0
+    failure: str | None = None  # the run gave no numbers: "timeout: ...", "failed: ..."
+
+    @property
+    def errors_cell(self) -> str:
+        if self.failure:
+            return "timeout" if self.failure.startswith("timeout") else "failed"
+        return str(self.errors)
 
 
 @dataclass
@@ -69,6 +76,7 @@ def markdown(results: Results) -> str:
         f"metrics and traces {m.get('observability', 'off')}",
         "- bare forwarder: bench/bare_forwarder.py (aiohttp + uvloop, one process)",
         f"- LiteLLM: {m['litellm']}",
+        *([f"- parley@base: the same gateway run from {m['baseline']}"] if m.get("baseline") else []),
         "",
         "`added` = the target's latency percentile minus the upstream's own at the same concurrency "
         "(`direct`). CPU is user+system time of the target's processes per request; RSS is the "
@@ -82,7 +90,7 @@ def markdown(results: Results) -> str:
         out.append(
             f"| {r.scenario} | {r.target} | {r.concurrency} | {r.rps:.0f} | {_f(r.p50_ms)} | "
             f"{_f(r.p99_ms)} | {_f(r.added_p50_ms)} | {_f(r.added_p99_ms)} | {_f(r.ttft_ms)} | "
-            f"{_f(r.cpu_ms_per_req, 3)} | {_f(r.peak_rss_mb, 0)} | {r.errors} |"
+            f"{_f(r.cpu_ms_per_req, 3)} | {_f(r.peak_rss_mb, 0)} | {r.errors_cell} |"
         )
     if results.streams:
         s0 = results.streams[0]
@@ -107,7 +115,7 @@ def markdown(results: Results) -> str:
                 f"{_f(s.peak_rss_mb, 0)} | {s.errors} |"
             )
     if results.targets:
-        out += ["", "## Targets (issue 9)", "", "| target | measured | verdict |", "|---|---|---|"]
+        out += ["", "## Targets (issue 22)", "", "| target | measured | verdict |", "|---|---|---|"]
         out += [f"| {t} | {measured} | {verdict} |" for t, measured, verdict in results.targets]
     if results.notes:
         out += ["", "## Notes", ""] + [f"- {n}" for n in results.notes]
@@ -130,7 +138,14 @@ def chart(results: Results, path: str) -> str | None:
     scenarios = list(dict.fromkeys(r.scenario for r in results.rows))
     targets = list(dict.fromkeys(r.target for r in results.rows))
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
-    colors = {"direct": "#9e9e9e", "bare": "#1f77b4", "parley": "#2ca02c", "litellm": "#d62728"}
+    colors = {
+        "direct": "#9e9e9e",
+        "bare": "#1f77b4",
+        "parley": "#2ca02c",
+        "parley@base": "#98df8a",
+        "parley/granian": "#ff7f0e",
+        "litellm": "#d62728",
+    }
     width = 0.8 / len(targets)
     for i, target in enumerate(targets):
         rps = [
@@ -186,7 +201,10 @@ def chart(results: Results, path: str) -> str | None:
 def write(results: Results, out_dir: str) -> str:
     os.makedirs(out_dir, exist_ok=True)
     png = os.path.join(out_dir, "results.png")
-    problem = chart(results, png)
+    try:
+        problem = chart(results, png)
+    except Exception as e:  # the table is what matters; never lose it to the chart
+        problem = f"no chart: {type(e).__name__}: {e}"
     if problem:
         results.notes.append(problem)
     text = markdown(results)

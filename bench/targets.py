@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -107,19 +108,82 @@ def start_parley(
     notes: list[str],
     spend: bool = True,
     observe: str | None = None,
+    src: str | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> tuple[Target, dict[str, str]]:
-    """`observe`: an OTLP receiver's traces URL; metrics and traces are on, traces sent there."""
+    """parley from this checkout, or (`src`: another checkout's src/ directory) as `parley@base`.
+    `observe`: an OTLP receiver's traces URL; metrics and traces are on, traces sent there."""
+    name = "parley" if src is None else "parley@base"
     general: dict = {"master_key": MASTER, "stream_ping_interval": 15}
     if spend:
-        general["database_url"] = f"sqlite+aiosqlite:///{workdir}/parley-bench.db"
+        general["database_url"] = f"sqlite+aiosqlite:///{workdir}/{name}-bench.db"
     config: dict = {"model_list": models, "general_settings": general, "guardrails": bodies.GUARDRAILS}
-    env = {}
+    env = dict(extra_env or {})
     if observe:
+        metrics = os.path.join(workdir, f"metrics-{name}")
+        os.makedirs(metrics, exist_ok=True)
         config["litellm_settings"] = {"callbacks": ["prometheus", "otel"]}
-        env = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": observe, "PARLEY_METRICS_DIR": workdir}
+        env.update({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": observe, "PARLEY_METRICS_DIR": metrics})
+    if src is not None:
+        env["PYTHONPATH"] = os.path.abspath(src)
     gw = Gateway(config, env=env, workers=workers, extra_args=["--log-level", "warning"])
-    headers, auth = credential(gw.url, notes, "parley")
-    return Target("parley", gw.url, headers, gw), {"auth": auth}
+    headers, auth = credential(gw.url, notes, name)
+    return Target(name, gw.url, headers, gw), {"auth": auth}
+
+
+def start_parley_granian(
+    workdir: str, models: list[dict], notes: list[str], spend: bool = True
+) -> Target | None:
+    """parley's app factory served by granian (Rust HTTP server, uvloop, one worker) instead of
+    uvicorn, as `parley/granian`; None (and a note) when granian is not importable."""
+    import importlib.util
+
+    import yaml
+
+    if importlib.util.find_spec("granian") is None:
+        notes.append("parley/granian not measured: granian is not installed (pip install granian)")
+        return None
+    general: dict = {"master_key": MASTER, "stream_ping_interval": 15}
+    if spend:
+        general["database_url"] = f"sqlite+aiosqlite:///{workdir}/parley-granian-bench.db"
+    path = os.path.join(workdir, "parley-granian.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump(
+            {"model_list": models, "general_settings": general, "guardrails": bodies.GUARDRAILS}, f
+        )
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "granian",
+        "--interface",
+        "asgi",
+        "--loop",
+        "uvloop",
+        "--workers",
+        "1",
+        "--runtime-mode",
+        "st",
+        "--no-ws",
+        "--log-level",
+        "warning",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--factory",
+        "parley.server.factory:app",
+    ]
+    env = {"PARLEY_CONFIG": path, "PARLEY_LOG_LEVEL": "warning"}
+    try:
+        proc = ServerProcess(
+            argv, port, "/health/liveness", env=env, log_path=os.path.join(workdir, "granian.log")
+        )
+    except RuntimeError as e:
+        notes.append(f"parley/granian failed to start: {str(e)[-500:]}")
+        return None
+    headers, _ = credential(proc.url, notes, "parley/granian")
+    return Target("parley/granian", proc.url, headers, proc)
 
 
 def litellm_available() -> str | None:
@@ -182,7 +246,7 @@ def litellm_version() -> str:
             timeout=60,
         )
         return out.stdout.strip() or "?"
-    except OSError:
+    except (OSError, subprocess.TimeoutExpired):
         return "?"
 
 

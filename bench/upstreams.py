@@ -47,7 +47,10 @@ def ensure_tool(binary: str, package: str, log: list[str]) -> str | None:
         ["apt-get", "update", "-qq"],
         ["apt-get", "install", "-y", "-qq", package],
     ):
-        subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
+        try:
+            subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            log.append(f"{' '.join(argv)}: {e}")
         found = shutil.which(binary) or (
             f"/usr/sbin/{binary}" if os.path.exists(f"/usr/sbin/{binary}") else None
         )

@@ -59,7 +59,7 @@ def test_smoke_writes_the_table(tmp_path):
     assert "concurrent slow streams" in text
     stream_line = next(line for line in text.splitlines() if line.startswith("| parley | "))
     assert "20/20" in stream_line
-    assert "## Targets (issue 9)" in text
+    assert "## Targets (issue 22)" in text
 
 
 @pytest.mark.slow
@@ -88,3 +88,19 @@ def test_retrieval_bench_runs_and_reports_every_row():
     assert any(r.startswith("| recall@5, hybrid") for r in rows)
     assert any(r.startswith("| search at 1,000 chunks") for r in rows)
     assert len(rows) == 9  # header, load, 2 throughput, 3 recall, search, cache lookup
+
+
+def test_a_hanging_load_run_is_a_timeout_row_and_the_table_is_still_written(tmp_path):
+    """A wrk that never ends (a target that hangs) is killed at its budget and recorded as
+    `timeout` in its row; the suite goes on and writes its table (it once died with a traceback)."""
+    hanging = tmp_path / "wrk"
+    hanging.write_text("#!/bin/sh\nexec sleep 600\n")
+    hanging.chmod(0o755)
+    out = tmp_path / "out"
+    text = run_bench(out, "--only", "native", "--wrk", str(hanging), "--load-timeout", "2")
+    rows = table_rows(text, "native", "parley") + table_rows(text, "native", "bare")
+    assert len(rows) == 2, text
+    for cells in rows:
+        assert cells[11] == "timeout", cells
+        assert cells[3] == "0", cells
+    assert "timeout: wrk still running after 2 s (killed)" in text

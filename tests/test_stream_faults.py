@@ -157,4 +157,7 @@ def test_a_stream_past_the_duration_limit_ends_with_an_error_event(start_gateway
     ):
         stream.get_final_message()
     assert time.monotonic() - started < 5  # not the upstream's 8 s
+    deadline = time.monotonic() + 5  # the access log is written by a background thread
+    while '"error":"stream_too_long"' not in gw.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert '"error":"stream_too_long"' in gw.log()

@@ -33,6 +33,7 @@ class RelayResponse:
         self.ctx = ctx
         self.reply = outcome.reply
         self.headers = outcome.headers
+        self.started = False  # the response head went out (an error now can only cut the reply)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx, reply = self.ctx, self.reply
@@ -47,6 +48,7 @@ class RelayResponse:
                         "headers": [*_raw_headers(self.headers), (b"content-length", b"%d" % len(body))],
                     }
                 )
+                self.started = True
                 ctx.mark_first_byte()
                 await send({"type": "http.response.body", "body": body})
             else:
@@ -83,6 +85,7 @@ class RelayResponse:
                     "headers": _raw_headers(self.headers),
                 }
             )
+            self.started = True
             while True:
                 if loop.time() >= deadline:
                     await send({"type": "http.response.body", "body": self._too_long(), "more_body": True})

@@ -27,6 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from parley.spend.journal import SpendJournal
+from parley.spend.log_insert import LogInsert
 from parley.spend.periods import next_reset
 from parley.store import tables as t
 
@@ -76,6 +77,7 @@ class SpendWriter:
         self._task: asyncio.Task | None = None
         self._stopping = False
         self._last_reset_check = 0.0
+        self._logs: LogInsert | None = None  # the spend-log INSERT, rendered for the engine's dialect
 
     def enqueue(self, row: dict[str, Any]) -> None:
         self.queue.append(row)
@@ -178,12 +180,10 @@ class SpendWriter:
             if not batch:
                 return 0
             insert = _insert_for(conn)
-            # rows journaled before a column existed lack its key: every row of one insert needs it
-            logs = [{"guardrails": None, **{k: v for k, v in row.items() if k != "_tags"}} for row in batch]
-            stmt = insert(t.spend_logs).on_conflict_do_nothing(index_elements=["request_id"])
-            result = await conn.execute(stmt.returning(t.spend_logs.c.request_id), logs)
-            fresh = {r[0] for r in result}
-            rows = [row for row in batch if row["request_id"] in fresh]
+            if self._logs is None:
+                self._logs = LogInsert(conn.dialect)
+            # rows journaled before a column existed lack its key: they go in an insert of their own
+            rows = await self._logs.write(conn, batch)
             await _write_tags(conn, insert, rows)
             await _add_totals(conn, insert, rows)
             return len(rows)
