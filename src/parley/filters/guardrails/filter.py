@@ -27,7 +27,7 @@ from parley.filters.guardrails import injection
 from parley.filters.guardrails.content import CONTEXT, ContentBlocked, ContentPolicy
 from parley.filters.guardrails.llm_check import LlmCheck
 from parley.filters.guardrails.mask import PLACEHOLDER, PiiMasker, Vault
-from parley.filters.guardrails.pii import PiiAnalyzer
+from parley.filters.guardrails.pii import Analyzer, PiiAnalyzer
 from parley.filters.guardrails.stream import Channel, StreamEditor
 from parley.filters.guardrails.walk import latest_turn, reply_texts, request_texts
 from parley.pipeline.filter import Filter, Phase, StreamEvent
@@ -82,9 +82,7 @@ class Guardrails(Filter):
         self.llm_check = llm_check
         self.default_on = [s for s in self.specs.values() if s.default_on]
         self.maskers = {
-            s.name: PiiMasker(
-                s.name, PiiAnalyzer(frozenset(s.entities), s.patterns, s.phone_regions), dict(s.entities)
-            )
+            s.name: PiiMasker(s.name, _analyzer(s), dict(s.entities))
             for s in self.specs.values()
             if s.kind == "pii"
         }
@@ -396,6 +394,15 @@ class ContentGate:
             text = policy.check(text, self.tally(policy.name), "reply", context)
         self.sent[channel] = (context + text)[-CONTEXT:]
         return text
+
+
+def _analyzer(spec: GuardrailSpec) -> Analyzer:
+    """The span finder of a PII guardrail: built in, or Presidio's (imported only when used)."""
+    if spec.engine == "presidio":
+        from parley.filters.guardrails.presidio import PresidioAnalyzer
+
+        return PresidioAnalyzer(frozenset(spec.entities), spec.patterns, spec.phone_regions)
+    return PiiAnalyzer(frozenset(spec.entities), spec.patterns, spec.phone_regions)
 
 
 def _stream_error(ctx: RequestContext, run: _Run, error: ContentBlocked) -> StreamEvent:
