@@ -103,7 +103,7 @@ def test_custom_pattern_and_actions():
         ({"guardrail": "content_filter"}, "needs blocked_words"),
         ({"guardrail": "content_filter", "patterns": [{"pattern": "("}]}, "valid regex"),
         ({"guardrail": "presidio", "pii_entities_config": {"PERSON": "MASK"}}, "entities presidio knows"),
-        ({"guardrail": "parley_pii", "mode": ["pre_call", "post_call"]}, "reply side is output_parse_pii"),
+        ({"guardrail": "prompt_injection", "mode": ["pre_call", "post_call"]}, "it screens requests"),
         ({"guardrail": "parley_pii", "default_on": "yes"}, "default_on: must be true or false"),
     ],
 )

@@ -131,6 +131,10 @@ class GuardrailSpec:
         return bool(self.modes & {"pre_call", "during_call"})
 
     @property
+    def on_output(self) -> bool:
+        return "post_call" in self.modes
+
+    @property
     def logging_only(self) -> bool:
         return self.modes == frozenset({"logging_only"})
 
@@ -181,11 +185,10 @@ def _entry(entry: object, where: str) -> GuardrailSpec:
         _require_presidio(f)
     kind = ENGINES[engine]
     modes = _modes(f)
-    if kind != "content" and "post_call" in modes:
+    if kind == "injection" and "post_call" in modes:
         raise f.fail(
             "mode",
-            "pre_call, during_call or logging_only for this guardrail (it screens requests; "
-            "parley_pii's reply side is output_parse_pii)",
+            "pre_call, during_call or logging_only for prompt_injection (it screens requests)",
             sorted(modes),
         )
     base = dict(
