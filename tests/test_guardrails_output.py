@@ -120,6 +120,7 @@ def test_hold_covers_a_growing_token_and_digit_groups():
     assert pending_token("card 4111 1111 ") == len("4111 1111 ")
     assert pending_token("call +1 (212) 555-") == len("+1 (212) 555-")
     assert pending_token("done. ") == 0
+    assert pending_token('{"to": ["ab@cd.org", "bob@corp.ex') == len("bob@corp.ex")  # tool input JSON
     assert pending_token("x" * 500) == MAX_HOLD
 
 

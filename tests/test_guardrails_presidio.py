@@ -4,9 +4,11 @@ upstream; the not-installed case runs `parley serve` in a subprocess where the i
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
+from collections import Counter
 from pathlib import Path
 
 import anthropic
@@ -126,3 +128,45 @@ def test_not_installed_says_how_to_install(tmp_path: Path, fake_upstream):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1
     assert "pip install 'parley[presidio]'" in lines[0] and "guardrail" in lines[0]
+
+
+_NO_NETWORK = """
+import socket, sys
+calls = []
+def no_network(*args, **kwargs):
+    calls.append(args)
+    raise OSError("network disabled in this test")
+socket.getaddrinfo = no_network
+socket.socket.connect = no_network
+from parley.filters.guardrails.presidio import PresidioAnalyzer
+analyzer = PresidioAnalyzer(frozenset({"EMAIL_ADDRESS"}), (), ("US",))
+text = "mail jane.roe@example.org today"
+print([text[f.start : f.end] for f in analyzer.analyze(text)], len(calls))
+"""
+
+
+def test_presidio_never_touches_the_network(tmp_path: Path):
+    """Presidio's default e-mail check fetches the Public Suffix List (then caches it on disk, so
+    the check runs with an empty tldextract cache); ours uses the bundled copy."""
+    done = subprocess.run(
+        [sys.executable, "-c", _NO_NETWORK],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TLDEXTRACT_CACHE": str(tmp_path / "tldextract")},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"[{EMAIL!r}] 0"
+
+
+def test_presidio_masks_model_output_with_post_call():
+    from parley.filters.guardrails.mask import PiiMasker
+    from parley.filters.guardrails.output import mask_output
+    from parley.filters.guardrails.presidio import PresidioAnalyzer
+
+    entities = {"EMAIL_ADDRESS": "MASK", "CREDIT_CARD": "REDACT"}
+    masker = PiiMasker("p", PresidioAnalyzer(frozenset(entities), (), ("US",)), entities)
+    tally: Counter[str] = Counter()
+    out = mask_output(masker, f"Ask {EMAIL} or use {CARD}; <EMAIL_1> stays.", tally)
+    assert out == "Ask <EMAIL_ADDRESS> or use [REDACTED]; <EMAIL_1> stays."
+    assert tally == Counter({"mask:EMAIL_ADDRESS": 1, "redact:CREDIT_CARD": 1})

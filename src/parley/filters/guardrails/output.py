@@ -6,7 +6,8 @@ placeholders issued for the request, so the model's own values stay masked, and 
 values restored from `<EMAIL_1>` are put back after this check and never masked again (LiteLLM
 #28316). `BLOCK` ends the reply like a content-filter block.
 
-On streams the gate holds back the trailing token of each channel (and digit groups before it,
+On streams the gate holds back the trailing token of each channel (after the last whitespace or
+quote; and the digit groups before it,
 so a card or phone number split across deltas is seen whole), at most `MAX_HOLD` characters.
 """
 
@@ -56,11 +57,12 @@ def mask_output(masker: PiiMasker, text: str, tally: Counter[str]) -> str:
 
 
 def pending_token(pending: str) -> int:
-    """How many trailing characters could still be part of a value: the last token, and the digit
+    """How many trailing characters could still be part of a value: the last token (after the last
+    whitespace or quote), and the digit
     groups before it when it may continue them ("4111 1111 ", "+1 (212) 555-")."""
     end = len(pending)
     start = end
-    while start > 0 and not pending[start - 1].isspace():
+    while start > 0 and not _boundary(pending[start - 1]):
         start -= 1
     while (
         start > 1
@@ -69,9 +71,14 @@ def pending_token(pending: str) -> int:
         and (start == end or pending[start] in "0123456789+(")
     ):
         start -= 1
-        while start > 0 and not pending[start - 1].isspace():
+        while start > 0 and not _boundary(pending[start - 1]):
             start -= 1
     return min(end - start, MAX_HOLD)
+
+
+def _boundary(ch: str) -> bool:
+    """Whitespace, or a quote (a JSON string's edge in tool input, where there is no whitespace)."""
+    return ch.isspace() or ch == '"'
 
 
 class OutputPiiGate:
