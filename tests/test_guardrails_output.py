@@ -115,6 +115,22 @@ def test_model_output_with_a_blocked_entity_is_refused(claude, upstream):
     assert "US_SSN" in info.value.message and "536-22-8726" not in info.value.message
 
 
+def test_streamed_reply_with_a_blocked_entity_ends_with_an_error_event(claude, upstream):
+    upstream.script({"content": [{"type": "text", "text": "Found it. Their SSN is 536-22-8726, as asked."}]})
+    got: list[str] = []
+    with (
+        pytest.raises(anthropic.APIStatusError) as info,
+        claude.messages.stream(
+            model="claude", max_tokens=64, messages=[{"role": "user", "content": "hi"}]
+        ) as stream,
+    ):
+        for piece in stream.text_stream:
+            got.append(piece)
+    assert "US_SSN" in str(info.value) and "536-22" not in str(info.value)
+    assert "536" not in "".join(got)
+    assert "".join(got).startswith("Found it.")
+
+
 def test_hold_covers_a_growing_token_and_digit_groups():
     assert pending_token("mail bob.sm") == len("bob.sm")
     assert pending_token("card 4111 1111 ") == len("4111 1111 ")
