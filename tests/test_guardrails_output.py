@@ -10,8 +10,8 @@ import pytest
 
 from parley.core.sse import encode_event
 from parley.filters.guardrails.output import MAX_HOLD, pending_token
-from parley.testing.inprocess import anthropic_client
-from parley.testing.procs import anthropic_deployment
+from parley.testing.inprocess import anthropic_client, openai_client
+from parley.testing.procs import anthropic_deployment, openai_deployment
 
 MASTER = "sk-parley-master-output"
 EMAIL = "jane.roe@example.org"  # the user's: masked going in, restored coming back
@@ -22,7 +22,10 @@ ASK = f"Write to {EMAIL} and say who else to contact."
 
 def gateway_config(fake_upstream) -> dict:
     return {
-        "model_list": [anthropic_deployment("claude", fake_upstream, model="claude-sonnet-4-5")],
+        "model_list": [
+            anthropic_deployment("claude", fake_upstream, model="claude-sonnet-4-5"),
+            openai_deployment("gpt", fake_upstream, model="gpt-4o"),
+        ],
         "general_settings": {"master_key": MASTER},
         "guardrails": [
             {
@@ -44,8 +47,13 @@ def gateway_config(fake_upstream) -> dict:
 
 
 @pytest.fixture(scope="module")
-def claude(start_gateway, fake_upstream):
-    return anthropic_client(start_gateway(gateway_config(fake_upstream)), api_key=MASTER, max_retries=0)
+def gw(start_gateway, fake_upstream):
+    return start_gateway(gateway_config(fake_upstream))
+
+
+@pytest.fixture
+def claude(gw):
+    return anthropic_client(gw, api_key=MASTER, max_retries=0)
 
 
 def test_whole_reply_masks_the_models_pii_not_the_restored_values(claude, upstream):
@@ -129,6 +137,17 @@ def test_streamed_reply_with_a_blocked_entity_ends_with_an_error_event(claude, u
     assert "US_SSN" in str(info.value) and "536-22" not in str(info.value)
     assert "536" not in "".join(got)
     assert "".join(got).startswith("Found it.")
+
+
+def test_openai_stream_masks_the_models_pii_and_restores_the_users(gw, upstream):
+    upstream.script({"content": f"Sent to <EMAIL_1>; cc {THEIRS} please."})
+    gpt = openai_client(gw, api_key=MASTER, max_retries=0)
+    stream = gpt.chat.completions.create(
+        model="gpt", stream=True, messages=[{"role": "user", "content": ASK}]
+    )
+    pieces = [c.choices[0].delta.content or "" for c in stream if c.choices]
+    assert "".join(pieces) == f"Sent to {EMAIL}; cc <EMAIL_ADDRESS> please."
+    assert EMAIL not in upstream.requests()[-1]["body"]
 
 
 def test_hold_covers_a_growing_token_and_digit_groups():
