@@ -102,8 +102,8 @@ def test_custom_pattern_and_actions():
         ({"guardrail": "parley_pii", "pii_entities_config": {"EMAIL_ADDRESS": "HIDE"}}, "MASK, REDACT"),
         ({"guardrail": "content_filter"}, "needs blocked_words"),
         ({"guardrail": "content_filter", "patterns": [{"pattern": "("}]}, "valid regex"),
-        ({"guardrail": "presidio"}, "presidio is not available"),
-        ({"guardrail": "parley_pii", "mode": ["pre_call", "post_call"]}, "reply side is output_parse_pii"),
+        ({"guardrail": "presidio", "pii_entities_config": {"PERSON": "MASK"}}, "entities presidio knows"),
+        ({"guardrail": "prompt_injection", "mode": ["pre_call", "post_call"]}, "it screens requests"),
         ({"guardrail": "parley_pii", "default_on": "yes"}, "default_on: must be true or false"),
     ],
 )

@@ -15,6 +15,7 @@ Errors name the entry and the field; keys parley does not act on are reported (`
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -61,6 +62,32 @@ PII_ENTITIES = frozenset(
         "JWT",
     }
 )
+# The entities Presidio's English pattern recognizers find (presidio-analyzer 2.2; no NER model,
+# so no PERSON, LOCATION, ORGANIZATION, NRP). Without pii_entities_config: PRESIDIO_DEFAULT.
+PRESIDIO_ENTITIES = frozenset(
+    {
+        "CREDIT_CARD",
+        "CRYPTO",
+        "DATE_TIME",
+        "EMAIL_ADDRESS",
+        "IBAN_CODE",
+        "IP_ADDRESS",
+        "MAC_ADDRESS",
+        "MEDICAL_LICENSE",
+        "PHONE_NUMBER",
+        "UK_NHS",
+        "URL",
+        "US_BANK_NUMBER",
+        "US_DRIVER_LICENSE",
+        "US_ITIN",
+        "US_PASSPORT",
+        "US_SSN",
+        "UUID",
+    }
+)
+PRESIDIO_DEFAULT = frozenset(
+    {"CREDIT_CARD", "CRYPTO", "EMAIL_ADDRESS", "IBAN_CODE", "IP_ADDRESS", "PHONE_NUMBER", "US_SSN"}
+)
 LITELLM_KEYS = frozenset(
     {"api_key", "api_base", "presidio_analyzer_api_base", "presidio_anonymizer_api_base"}
 )
@@ -102,6 +129,10 @@ class GuardrailSpec:
     @property
     def on_input(self) -> bool:
         return bool(self.modes & {"pre_call", "during_call"})
+
+    @property
+    def on_output(self) -> bool:
+        return "post_call" in self.modes
 
     @property
     def logging_only(self) -> bool:
@@ -151,17 +182,13 @@ def _entry(entry: object, where: str) -> GuardrailSpec:
     if engine not in ENGINES:
         raise ConfigError(f"{f.where}.guardrail: must be one of {', '.join(ENGINES)}, got {engine!r}")
     if engine == "presidio":
-        raise ConfigError(
-            f"{f.where}.guardrail: presidio is not available in this build; use parley_pii "
-            "(built-in recognizers, nothing to download)"
-        )
+        _require_presidio(f)
     kind = ENGINES[engine]
     modes = _modes(f)
-    if kind != "content" and "post_call" in modes:
+    if kind == "injection" and "post_call" in modes:
         raise f.fail(
             "mode",
-            "pre_call, during_call or logging_only for this guardrail (it screens requests; "
-            "parley_pii's reply side is output_parse_pii)",
+            "pre_call, during_call or logging_only for prompt_injection (it screens requests)",
             sorted(modes),
         )
     base = dict(
@@ -194,14 +221,25 @@ def _modes(f: Fields) -> frozenset[str]:
     return frozenset(modes)
 
 
+def _require_presidio(f: Fields) -> None:
+    try:
+        importlib.import_module("presidio_analyzer")
+    except ImportError as e:
+        raise ConfigError(
+            f"{f.where}.guardrail: presidio is not installed ({e}); run pip install 'parley[presidio]' "
+            "or use parley_pii (built in, nothing to download)"
+        ) from None
+
+
 def _pii(f: Fields) -> dict[str, Any]:
-    known = PII_ENTITIES
+    presidio = f.values.get("guardrail") == "presidio"
+    known = PRESIDIO_ENTITIES if presidio else PII_ENTITIES
     default = str(f.values.get("default_action") or "MASK").upper()
     if default not in PII_ACTIONS:
         raise f.fail("default_action", "one of " + ", ".join(PII_ACTIONS), default)
     raw = f.values.get("pii_entities_config")
     if raw is None:
-        entities = dict.fromkeys(sorted(known), default)
+        entities = dict.fromkeys(sorted(PRESIDIO_DEFAULT if presidio else known), default)
     elif isinstance(raw, dict):
         entities = {}
         for entity, action in raw.items():
@@ -210,7 +248,9 @@ def _pii(f: Fields) -> dict[str, Any]:
                 raise f.fail(f"pii_entities_config.{entity}", "one of " + ", ".join(PII_ACTIONS), action)
             if entity not in known:
                 raise f.fail(
-                    "pii_entities_config", "entities parley_pii knows: " + ", ".join(sorted(known)), entity
+                    "pii_entities_config",
+                    f"entities {f.values.get('guardrail')} knows: " + ", ".join(sorted(known)),
+                    entity,
                 )
             entities[entity] = action
     else:

@@ -27,8 +27,9 @@ from parley.filters.guardrails import injection
 from parley.filters.guardrails.content import CONTEXT, ContentBlocked, ContentPolicy
 from parley.filters.guardrails.llm_check import LlmCheck
 from parley.filters.guardrails.mask import PLACEHOLDER, PiiMasker, Vault
-from parley.filters.guardrails.pii import PiiAnalyzer
-from parley.filters.guardrails.stream import Channel, StreamEditor
+from parley.filters.guardrails.output import Gates, OutputPiiGate, mask_output
+from parley.filters.guardrails.pii import Analyzer, PiiAnalyzer
+from parley.filters.guardrails.stream import Channel, Gate, StreamEditor
 from parley.filters.guardrails.walk import latest_turn, reply_texts, request_texts
 from parley.pipeline.filter import Filter, Phase, StreamEvent
 from parley.store.records import KeyRecord
@@ -62,6 +63,7 @@ class _Run:
     tallies: dict[str, Counter[str]] = field(default_factory=dict)
     results: dict[str, str] = field(default_factory=dict)
     output: list[ContentPolicy] = field(default_factory=list)
+    output_pii: list[PiiMasker] = field(default_factory=list)  # post_call PII guardrails
     restore: bool = False
     content_stream: StreamEditor | None = None
     restore_stream: StreamEditor | None = None
@@ -82,9 +84,7 @@ class Guardrails(Filter):
         self.llm_check = llm_check
         self.default_on = [s for s in self.specs.values() if s.default_on]
         self.maskers = {
-            s.name: PiiMasker(
-                s.name, PiiAnalyzer(frozenset(s.entities), s.patterns, s.phone_regions), dict(s.entities)
-            )
+            s.name: PiiMasker(s.name, _analyzer(s), dict(s.entities))
             for s in self.specs.values()
             if s.kind == "pii"
         }
@@ -113,9 +113,8 @@ class Guardrails(Filter):
         except GatewayError as error:
             error.headers[HEADER] = _summary(ctx, run)
             raise
-        run.output = [
-            self.policies[s.name] for s in run.active if s.kind == "content" and "post_call" in s.modes
-        ]
+        run.output = [self.policies[s.name] for s in run.active if s.kind == "content" and s.on_output]
+        run.output_pii = [self.maskers[s.name] for s in run.active if s.kind == "pii" and s.on_output]
         run.restore = any(s.kind == "pii" and s.output_parse_pii for s in run.active) and bool(
             run.vault.originals
         )
@@ -272,7 +271,7 @@ class Guardrails(Filter):
 
     async def on_response(self, ctx: RequestContext, reply: UpstreamReply) -> None:
         run = ctx.state.get(_RUN)
-        if run is None or not run.output or reply.status >= 400 or not reply.body:
+        if run is None or not (run.output or run.output_pii) or reply.status >= 400 or not reply.body:
             return
         data = _json(reply.body)
         if data is None:
@@ -283,6 +282,10 @@ class Guardrails(Filter):
             nonlocal changed
             for policy in run.output:
                 new = policy.check(text, run.tally(policy.name), "reply")
+                changed = changed or new != text
+                text = new
+            for masker in run.output_pii:
+                new = mask_output(masker, text, run.tally(masker.name))
                 changed = changed or new != text
                 text = new
             return text
@@ -299,9 +302,12 @@ class Guardrails(Filter):
 
     def wants_events(self, ctx: RequestContext) -> bool:
         run = ctx.state.get(_RUN)
-        if run is None or not run.output:
+        if run is None or not (run.output or run.output_pii):
             return False
-        run.content_stream = StreamEditor(ctx.api, ContentGate(run.output, run.tally))
+        gates: list[Gate] = [ContentGate(run.output, run.tally)] if run.output else []
+        if run.output_pii:
+            gates.append(OutputPiiGate(run.output_pii, run.tally))
+        run.content_stream = StreamEditor(ctx.api, gates[0] if len(gates) == 1 else Gates(gates))
         return True
 
     def on_event(self, ctx: RequestContext, event: StreamEvent) -> list[StreamEvent]:
@@ -396,6 +402,15 @@ class ContentGate:
             text = policy.check(text, self.tally(policy.name), "reply", context)
         self.sent[channel] = (context + text)[-CONTEXT:]
         return text
+
+
+def _analyzer(spec: GuardrailSpec) -> Analyzer:
+    """The span finder of a PII guardrail: built in, or Presidio's (imported only when used)."""
+    if spec.engine == "presidio":
+        from parley.filters.guardrails.presidio import PresidioAnalyzer
+
+        return PresidioAnalyzer(frozenset(spec.entities), spec.patterns, spec.phone_regions)
+    return PiiAnalyzer(frozenset(spec.entities), spec.patterns, spec.phone_regions)
 
 
 def _stream_error(ctx: RequestContext, run: _Run, error: ContentBlocked) -> StreamEvent:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from parley.core.errors import GatewayError
-from parley.filters.guardrails.pii import PiiAnalyzer
+from parley.filters.guardrails.pii import Analyzer
 
 PLACEHOLDER = re.compile(r"<([A-Z][A-Z0-9_]*_\d{1,6})>")
 REDACTED = "[REDACTED]"
@@ -81,7 +81,7 @@ class PiiMasker:
     """One PII guardrail: its analyzer and the action for each entity."""
 
     name: str
-    analyzer: PiiAnalyzer
+    analyzer: Analyzer
     actions: dict[str, str]
 
     def apply(self, text: str, vault: Vault, tally: Counter[str], *, change: bool = True) -> str:

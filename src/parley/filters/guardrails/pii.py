@@ -12,6 +12,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import phonenumbers
 
@@ -77,6 +78,29 @@ _SECRETS: tuple[tuple[str, tuple[str, ...], re.Pattern[str]], ...] = (
 _AWS_SECRET = re.compile(r"(?i)aws_secret_access_key[\s\"']*[:=][\s\"']*([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+])")
 
 
+class Analyzer(Protocol):
+    """A PII engine: finds spans (parley_pii's `PiiAnalyzer`, or Presidio's)."""
+
+    def analyze(self, text: str) -> list[Finding]: ...
+
+
+def merge_findings(found: list[Finding]) -> list[Finding]:
+    """Sorted, non-overlapping: overlapping findings merge into one covering both (named after
+    the longer), so no part of either is left unmasked."""
+    if len(found) < 2:
+        return found
+    found.sort(key=lambda f: (f.start, f.start - f.end))
+    kept: list[Finding] = []
+    for f in found:
+        last = kept[-1] if kept else None
+        if last is not None and f.start < last.end:
+            entity = f.entity if f.end - f.start > last.end - last.start else last.entity
+            kept[-1] = Finding(last.start, max(last.end, f.end), entity)
+            continue
+        kept.append(f)
+    return kept
+
+
 def luhn_ok(digits: str) -> bool:
     total = 0
     for i, ch in enumerate(reversed(digits)):
@@ -125,19 +149,7 @@ class PiiAnalyzer:
     def analyze(self, text: str) -> list[Finding]:
         """Non-overlapping findings in `text`, in order. Overlapping ones merge into one finding that
         covers both (named after the longer), so no part of either is left unmasked."""
-        found = [f for step in self.steps for f in step(text)]
-        if len(found) < 2:
-            return found
-        found.sort(key=lambda f: (f.start, f.start - f.end))
-        kept: list[Finding] = []
-        for f in found:
-            last = kept[-1] if kept else None
-            if last is not None and f.start < last.end:
-                entity = f.entity if f.end - f.start > last.end - last.start else last.entity
-                kept[-1] = Finding(last.start, max(last.end, f.end), entity)
-                continue
-            kept.append(f)
-        return kept
+        return merge_findings([f for step in self.steps for f in step(text)])
 
     def _secrets(self, text: str) -> Iterator[Finding]:
         for entity, literals, rx in self.secrets:
