@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import time
 from typing import Any
 
 import anthropic
+import openai
 
 from keys_support import MASTER
 from parley.testing.procs import anthropic_deployment, openai_deployment
@@ -82,3 +84,30 @@ def upstream_counts(upstream: Any) -> dict[str, int]:
                 end += 1
             counts[body[start:end]] = counts.get(body[start:end], 0) + 1
     return counts
+
+
+# OpenAI batches (`/v1/batches`) -------------------------------------------------------------
+def line(custom_id: str, model: str, text: str) -> dict:
+    body = {"model": model, "max_tokens": 32, "messages": [{"role": "user", "content": text}]}
+    return {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions", "body": body}
+
+
+def upload(client: openai.OpenAI, lines: list) -> str:
+    data = "".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines).encode()
+    return client.files.create(file=("input.jsonl", data), purpose="batch").id
+
+
+def wait_done(client: openai.OpenAI, batch_id: str, timeout: float = 60.0) -> openai.types.Batch:
+    deadline = time.monotonic() + timeout
+    while True:
+        batch = client.batches.retrieve(batch_id)
+        if batch.status in ("completed", "failed", "expired", "cancelled"):
+            return batch
+        assert time.monotonic() < deadline, f"batch still {batch.status} after {timeout}s"
+        time.sleep(0.1)
+
+
+def read_lines(client: openai.OpenAI, file_id: str) -> dict[str, dict]:
+    text = client.files.content(file_id).text
+    rows = [json.loads(x) for x in text.splitlines()]
+    return {r["custom_id"]: r for r in rows}

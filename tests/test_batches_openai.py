@@ -4,13 +4,12 @@ an OpenAI-compatible and an Anthropic backend, one spend row per item, owners, v
 
 from __future__ import annotations
 
-import json
 import time
 
 import openai
 import pytest
 
-from batches_support import batch_config, upstream_counts
+from batches_support import batch_config, line, read_lines, upload, upstream_counts, wait_done
 from keys_support import Admin
 
 
@@ -32,32 +31,6 @@ def client_for(gateway, key: str) -> openai.OpenAI:
 def team_key(admin: Admin) -> str:
     team = admin.post("/team/new", {})["team_id"]
     return admin.post("/key/generate", {"team_id": team})["key"]
-
-
-def line(custom_id: str, model: str, text: str) -> dict:
-    body = {"model": model, "max_tokens": 32, "messages": [{"role": "user", "content": text}]}
-    return {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions", "body": body}
-
-
-def upload(client: openai.OpenAI, lines: list) -> str:
-    data = "".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines).encode()
-    return client.files.create(file=("input.jsonl", data), purpose="batch").id
-
-
-def wait_done(client: openai.OpenAI, batch_id: str, timeout: float = 60.0) -> openai.types.Batch:
-    deadline = time.monotonic() + timeout
-    while True:
-        batch = client.batches.retrieve(batch_id)
-        if batch.status in ("completed", "failed", "expired", "cancelled"):
-            return batch
-        assert time.monotonic() < deadline, f"batch still {batch.status} after {timeout}s"
-        time.sleep(0.1)
-
-
-def read_lines(client: openai.OpenAI, file_id: str) -> dict[str, dict]:
-    text = client.files.content(file_id).text
-    rows = [json.loads(x) for x in text.splitlines()]
-    return {r["custom_id"]: r for r in rows}
 
 
 def test_sdk_batch_flow_over_two_backends_and_one_spend_row_per_item(gateway, admin, upstream):

@@ -1,0 +1,58 @@
+"""An OpenAI batch shared by two gateway instances on one Postgres: each item runs once, and its
+output file is written once although both runners see the batch end."""
+
+from __future__ import annotations
+
+import asyncio
+
+import openai
+
+from batches_support import batch_config, line, read_lines, upload, upstream_counts, wait_done
+from keys_support import MASTER, Admin, create_pg_database, drop_pg_database
+from parley.testing.procs import Gateway
+
+
+def _output_files(url: str, batch_id: str) -> list[tuple[str, str]]:
+    async def read() -> list[tuple[str, str]]:
+        import asyncpg
+
+        conn = await asyncpg.connect(url)
+        try:
+            query = "SELECT filename, owner FROM parley_files WHERE filename LIKE $1 ORDER BY filename"
+            return [(r[0], r[1]) for r in await conn.fetch(query, batch_id + "_%")]
+        finally:
+            await conn.close()
+
+    return asyncio.run(read())
+
+
+def test_two_instances_run_each_item_once_and_write_the_files_once(upstream, b):
+    n = 40
+    name, url = create_pg_database()
+    gateways = []
+    try:
+        for fake in (upstream, b):
+            fake.script(*({"delay": 0.1} for _ in range(n)))
+            gateways.append(Gateway(batch_config(fake, url, deployment_concurrency=2, lease_seconds=5)))
+        one, two = (openai.OpenAI(base_url=gw.url + "/v1", api_key=MASTER, max_retries=0) for gw in gateways)
+        models = ("gpt-4o-mini", "claude-haiku-4-5")
+        lines = [line(f"r-{i}", models[i % 2], f"question {i}") for i in range(n)]
+        batch = one.batches.create(
+            input_file_id=upload(one, lines), endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        done = wait_done(two, batch.id, timeout=90)
+        assert done.status == "completed" and done.request_counts.completed == n
+        output = read_lines(two, done.output_file_id)
+        assert sorted(output) == sorted(f"r-{i}" for i in range(n))
+        assert done.error_file_id is None
+        rows = [r for r in Admin(gateways[1].url).wait_logs(n) if r["route"] == "/v1/batches"]
+        assert sorted(r["request_id"] for r in rows) == sorted(f"{batch.id}_{i}" for i in range(n))
+        assert _output_files(url, batch.id) == [(f"{batch.id}_output.jsonl", "master")]
+    finally:
+        for gw in gateways:
+            gw.stop()
+        drop_pg_database(name)
+    seen_a, seen_b = upstream_counts(upstream), upstream_counts(b)
+    assert seen_a and seen_b, "one instance did all the work"
+    assert sorted([*seen_a, *seen_b]) == sorted(f"question {i}" for i in range(n))
+    assert set(seen_a.values()) == set(seen_b.values()) == {1}
