@@ -29,6 +29,19 @@ def batch_config(upstream: Any, database_url: str, **batch: Any) -> dict:
     }
 
 
+IN, OUT = 0.00001, 0.00002  # the priced deployment's $ per token
+
+
+def priced_config(upstream, db: str, **batch) -> dict:
+    config = batch_config(upstream, db, **batch)
+    config["model_list"].append(
+        anthropic_deployment(
+            "priced", upstream, model="custom-model", input_cost_per_token=IN, output_cost_per_token=OUT
+        )
+    )
+    return config
+
+
 def requests_for(n: int, models: tuple[str, ...] = MODELS, max_tokens: int = 64) -> list[dict]:
     return [
         {
@@ -87,8 +100,9 @@ def upstream_counts(upstream: Any) -> dict[str, int]:
 
 
 # OpenAI batches (`/v1/batches`) -------------------------------------------------------------
-def line(custom_id: str, model: str, text: str) -> dict:
-    body = {"model": model, "max_tokens": 32, "messages": [{"role": "user", "content": text}]}
+def line(custom_id: str, model: str, text: str, max_tokens: int = 32) -> dict:
+    """One line of a batch input file: a chat completion request."""
+    body = {"model": model, "max_tokens": max_tokens, "messages": [{"role": "user", "content": text}]}
     return {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions", "body": body}
 
 
