@@ -34,7 +34,8 @@ def team_key(admin: Admin) -> str:
 
 
 def test_sdk_batch_flow_over_two_backends_and_one_spend_row_per_item(gateway, admin, upstream):
-    key = team_key(admin)
+    team = admin.post("/team/new", {})["team_id"]
+    key = admin.post("/key/generate", {"team_id": team})["key"]
     client = client_for(gateway, key)
     models = ("gpt-4o-mini", "claude-haiku-4-5", "parley-mock")
     lines = [line(f"req-{i}", models[i % 3], f"question {i}") for i in range(12)]
@@ -81,6 +82,11 @@ def test_sdk_batch_flow_over_two_backends_and_one_spend_row_per_item(gateway, ad
     rows = [r for r in admin.wait_logs(13, api_key=key) if r["route"] == "/v1/batches"]
     assert sorted(r["request_id"] for r in rows) == sorted(f"{batch.id}_{i}" for i in range(13))
     assert {r["model"] for r in rows if r["status"] == 200} == set(models)
+
+    mate = client_for(gateway, admin.post("/key/generate", {"team_id": team})["key"])  # same team
+    assert mate.batches.retrieve(batch.id).output_file_id == done.output_file_id
+    assert batch.id in [b.id for b in mate.batches.list()]
+    assert mate.files.content(done.error_file_id).text == client.files.content(done.error_file_id).text
 
     stranger = client_for(gateway, team_key(admin))
     with pytest.raises(openai.NotFoundError):

@@ -162,11 +162,14 @@ class BatchStore:
         after_id: str | None,
         limit: int,
         kind: str | None = None,
+        team: str | None = None,
     ) -> tuple[list[BatchRow], bool]:
-        """Newest first; `after_id`: older than that batch, `before_id`: newer. (rows, has_more)"""
+        """Newest first; `after_id`: older than that batch, `before_id`: newer. (rows, has_more)
+        `team`: the team's batches are listed too."""
         query = sa.select(_B).where(_B.c.kind.is_(None) if kind is None else _B.c.kind == kind)
         if not everyone:
-            query = query.where(_B.c.api_key.is_(None) if owner is None else _B.c.api_key == owner)
+            mine = _B.c.api_key.is_(None) if owner is None else _B.c.api_key == owner
+            query = query.where(mine if team is None else sa.or_(mine, _B.c.team_id == team))
         order = (_B.c.created_at.desc(), _B.c.id.desc())
         async with self.engine.connect() as conn:
             anchor_id = before_id or after_id

@@ -1,8 +1,9 @@
 """`/v1/batches`: OpenAI's Batch API over a `purpose: batch` file of `/v1/files`, run by the
 gateway's batch runner for every backend (`parley.batches.openai`).
 
-Calls are authenticated like `/v1/chat/completions`; a key sees only the batches it created, the
-master key sees all. Output and error files belong to the key's team (or the key), as uploads do.
+Calls are authenticated like `/v1/chat/completions`; a key sees the batches of its team (or, without
+a team, those it created), as OpenAI's project keys do; the master key sees all. Output and error
+files belong to the key's team (or the key), as uploads do.
 """
 
 from __future__ import annotations
@@ -115,8 +116,9 @@ class OpenAIBatchRoutes:
         if not limit_text.isdigit() or not 1 <= int(limit_text) <= 100:
             raise invalid_request("limit: an integer from 1 to 100", param="limit")
         owner, everyone = _owner(ctx)
+        team = ctx.auth.team_id if isinstance(ctx.auth, KeyRecord) else None
         rows, more = await runner.store.page(
-            owner, everyone, None, q.get("after") or None, int(limit_text), kind=OPENAI
+            owner, everyone, None, q.get("after") or None, int(limit_text), kind=OPENAI, team=team
         )
         data = [batch_object(row) for row in rows]
         return {
@@ -155,7 +157,11 @@ def _owner(ctx: RequestContext) -> tuple[str | None, bool]:
 async def _visible(ctx: RequestContext, runner: BatchRunner, batch_id: str) -> BatchRow:
     row = await runner.store.get(batch_id)
     owner, everyone = _owner(ctx)
-    if row is None or row.kind != OPENAI or not (everyone or row.api_key == owner):
+    team = ctx.auth.team_id if isinstance(ctx.auth, KeyRecord) else None
+    mine = everyone or (
+        row is not None and (row.api_key == owner or (team is not None and row.team_id == team))
+    )
+    if row is None or row.kind != OPENAI or not mine:
         raise GatewayError(404, f"No batch found with id '{batch_id}'.", "not_found_error")
     return row
 
