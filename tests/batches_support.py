@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import time
 from typing import Any
 
 import anthropic
+import openai
 
 from keys_support import MASTER
 from parley.testing.procs import anthropic_deployment, openai_deployment
@@ -25,6 +27,19 @@ def batch_config(upstream: Any, database_url: str, **batch: Any) -> dict:
         "general_settings": {"master_key": MASTER, "database_url": database_url, "spend_flush_interval": 0.1},
         "batch_settings": {"poll_interval": 0.1, **batch},
     }
+
+
+IN, OUT = 0.00001, 0.00002  # the priced deployment's $ per token
+
+
+def priced_config(upstream, db: str, **batch) -> dict:
+    config = batch_config(upstream, db, **batch)
+    config["model_list"].append(
+        anthropic_deployment(
+            "priced", upstream, model="custom-model", input_cost_per_token=IN, output_cost_per_token=OUT
+        )
+    )
+    return config
 
 
 def requests_for(n: int, models: tuple[str, ...] = MODELS, max_tokens: int = 64) -> list[dict]:
@@ -82,3 +97,31 @@ def upstream_counts(upstream: Any) -> dict[str, int]:
                 end += 1
             counts[body[start:end]] = counts.get(body[start:end], 0) + 1
     return counts
+
+
+# OpenAI batches (`/v1/batches`) -------------------------------------------------------------
+def line(custom_id: str, model: str, text: str, max_tokens: int = 32) -> dict:
+    """One line of a batch input file: a chat completion request."""
+    body = {"model": model, "max_tokens": max_tokens, "messages": [{"role": "user", "content": text}]}
+    return {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions", "body": body}
+
+
+def upload(client: openai.OpenAI, lines: list) -> str:
+    data = "".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines).encode()
+    return client.files.create(file=("input.jsonl", data), purpose="batch").id
+
+
+def wait_done(client: openai.OpenAI, batch_id: str, timeout: float = 60.0) -> openai.types.Batch:
+    deadline = time.monotonic() + timeout
+    while True:
+        batch = client.batches.retrieve(batch_id)
+        if batch.status in ("completed", "failed", "expired", "cancelled"):
+            return batch
+        assert time.monotonic() < deadline, f"batch still {batch.status} after {timeout}s"
+        time.sleep(0.1)
+
+
+def read_lines(client: openai.OpenAI, file_id: str) -> dict[str, dict]:
+    text = client.files.content(file_id).text
+    rows = [json.loads(x) for x in text.splitlines()]
+    return {r["custom_id"]: r for r in rows}

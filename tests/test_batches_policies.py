@@ -7,27 +7,14 @@ from __future__ import annotations
 import anthropic
 import pytest
 
-from batches_support import batch_config, requests_for, upstream_counts, wait_ended
+from batches_support import IN, OUT, batch_config, priced_config, requests_for, upstream_counts, wait_ended
 from keys_support import MASTER, Admin
-from parley.testing.procs import anthropic_deployment
-
-IN, OUT = 0.00001, 0.00002  # the priced deployment's $ per token
-
-
-def _priced_config(upstream, db: str, **batch) -> dict:
-    config = batch_config(upstream, db, **batch)
-    config["model_list"].append(
-        anthropic_deployment(
-            "priced", upstream, model="custom-model", input_cost_per_token=IN, output_cost_per_token=OUT
-        )
-    )
-    return config
 
 
 @pytest.fixture(scope="module")
 def gateway(start_gateway, fake_upstream, tmp_path_factory):
     db = str(tmp_path_factory.mktemp("batch-policies") / "parley.db")
-    return start_gateway(_priced_config(fake_upstream, db, deployment_concurrency=1, discount=0.25))
+    return start_gateway(priced_config(fake_upstream, db, deployment_concurrency=1, discount=0.25))
 
 
 def test_budget_covers_some_items_and_the_rest_are_errored_with_the_budget_error(gateway, upstream):

@@ -20,9 +20,10 @@ from typing import Any
 
 import orjson
 
+from parley.batches import openai
 from parley.batches.gate import CapacityGate
 from parley.batches.native import NativeBatches, NativeItemEndpoint, Unsent, native_target
-from parley.batches.store import BatchStore, Claimed
+from parley.batches.store import OPENAI, BatchStore, Claimed
 from parley.batches.wire import ROUTE
 from parley.config import BatchSettings
 from parley.core.context import RequestContext
@@ -30,7 +31,8 @@ from parley.core.deployment import Target
 from parley.core.errors import GatewayError
 from parley.core.stream import UpstreamReply
 from parley.filters.virtual_keys import check_key
-from parley.pipeline.lifecycle import Pipeline
+from parley.pipeline.chat import ChatEndpoint
+from parley.pipeline.lifecycle import Endpoint, Pipeline
 from parley.pipeline.messages import MessagesEndpoint
 from parley.spend.service import StoreService
 from parley.store.outage import DATABASE_ERRORS
@@ -56,6 +58,12 @@ class BatchItemEndpoint(MessagesEndpoint):
     def __init__(self, pipeline: Pipeline) -> None:
         super().__init__(pipeline)
         self.route = ROUTE
+
+
+class BatchChatEndpoint(ChatEndpoint):
+    """`/v1/chat/completions` for one item of an OpenAI batch (spend rows name `/v1/batches`)."""
+
+    route = openai.ROUTE
 
 
 class RunnerLock:
@@ -138,6 +146,7 @@ class BatchRunner:
         self.owner = uuid.uuid4().hex
         self.gate = CapacityGate(pipeline.router.health, settings)
         self.endpoint = BatchItemEndpoint(pipeline)
+        self.chat = BatchChatEndpoint(pipeline)
         self.lock = RunnerLock(lock_path)
         self.results = ResultWriter(store, self.owner)
         self.running: dict[tuple[str, int], asyncio.Task[None]] = {}
@@ -185,6 +194,8 @@ class BatchRunner:
                         last_renew = now
                     if now - last_sweep >= SWEEP_SECONDS:
                         await self.store.sweep(now)
+                        for batch_id in await self.store.unfinalized():
+                            await openai.finalize(self.store, batch_id, now)
                         last_sweep = now
                     if now - last_purge >= PURGE_SECONDS:
                         await self.store.purge(now - self.settings.results_retention_days * 86400)
@@ -227,8 +238,7 @@ class BatchRunner:
 
     async def _run(self, item: Claimed) -> tuple[str, str]:
         """(final state, result JSON) of one item, sent through the pipeline."""
-        ctx = RequestContext(api="anthropic", route=ROUTE, headers=item.headers)
-        ctx.request_id = item.request_id
+        ctx = _context(item)
         ctx.price_factor = 1.0 - self.settings.discount
         try:
             body = await self._checked(ctx, item)
@@ -241,11 +251,11 @@ class BatchRunner:
                 if ending is not None:  # canceled or expired while it waited for capacity: never sent
                     return ending, orjson.dumps({"type": ending}).decode()
                 with self.gate.sending(slot):
-                    state, result = await self._send(ctx, body, item, self.endpoint)
+                    state, result = await self._send(ctx, body, item, self._endpoint(item))
             finally:
                 self.gate.release(slot)
         except GatewayError as error:  # refused before it was sent: still its one spend row
-            state, result = _refused(ctx, error)
+            state, result = _refused(ctx, error, item)
             self.pipeline.finish(ctx)
         await self._spend_durable()
         return state, result
@@ -275,6 +285,8 @@ class BatchRunner:
 
     def _native(self, item: Claimed) -> Target | None:
         """Where an item for a native batch goes (None: it runs here)."""
+        if item.kind == OPENAI:
+            return None
         if item.upstream_batch is None:
             return native_target(self.pipeline, item.model)
         for target in self.pipeline.router.table.resolve(item.model):
@@ -285,11 +297,14 @@ class BatchRunner:
     async def _checked(self, ctx: RequestContext, item: Claimed) -> dict[str, Any]:
         body: dict[str, Any] = orjson.loads(item.params)
         await self._authorize(ctx, item)
-        self.endpoint.check(ctx, body)
+        self._endpoint(item).check(ctx, body)
         return body
 
+    def _endpoint(self, item: Claimed) -> Endpoint:
+        return self.chat if item.kind == OPENAI else self.endpoint
+
     async def _send(
-        self, ctx: RequestContext, body: dict[str, Any], item: Claimed, endpoint: MessagesEndpoint
+        self, ctx: RequestContext, body: dict[str, Any], item: Claimed, endpoint: Endpoint
     ) -> tuple[str, str]:
         """Through the pipeline; the filters' `on_done` (spend row, budget settled) once it is over,
         but not when the runner is stopped mid-call: the item is run again, under the same id."""
@@ -297,9 +312,14 @@ class BatchRunner:
             reply = await self.pipeline.process(endpoint, ctx, body, item.params.encode())
             data = await _read(reply)
             ctx.status = reply.status
-            outcome = _outcome(reply.status, data, ctx)
+            if item.kind == OPENAI:
+                outcome = openai.chat_outcome(reply.status, data, ctx.request_id)
+                if outcome[0] != "succeeded":
+                    ctx.error_type = ctx.error_type or "api_error"
+            else:
+                outcome = _outcome(reply.status, data, ctx)
         except GatewayError as error:
-            outcome = _refused(ctx, error)
+            outcome = _refused(ctx, error, item)
         self.pipeline.finish(ctx)
         return outcome
 
@@ -375,8 +395,19 @@ def _outcome(status: int, data: bytes, ctx: RequestContext) -> tuple[str, str]:
     return "errored", _errored(envelope)
 
 
-def _refused(ctx: RequestContext, error: GatewayError) -> tuple[str, str]:
+def _context(item: Claimed) -> RequestContext:
+    if item.kind == OPENAI:
+        ctx = RequestContext(api="openai", route=openai.ROUTE, headers=item.headers)
+    else:
+        ctx = RequestContext(api="anthropic", route=ROUTE, headers=item.headers)
+    ctx.request_id = item.request_id
+    return ctx
+
+
+def _refused(ctx: RequestContext, error: GatewayError, item: Claimed | None = None) -> tuple[str, str]:
     ctx.status, ctx.error_type, ctx.error_message = error.status, error.type, error.message
+    if item is not None and item.kind == OPENAI:
+        return openai.chat_refused(error, ctx.request_id)
     return "errored", _errored(orjson.loads(error.anthropic_body(ctx.request_id)))
 
 

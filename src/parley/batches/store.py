@@ -22,10 +22,11 @@ from parley.store import tables as t
 ACTIVE = ("in_progress", "canceling")
 FINAL = ("succeeded", "errored", "canceled", "expired")
 INSERT_CHUNK = 500
+OPENAI = "openai"  # the kind of a `/v1/batches` batch (Anthropic's have none)
 
 
-def new_batch_id() -> str:
-    return "msgbatch_" + secrets.token_hex(12)
+def new_batch_id(kind: str | None = None) -> str:
+    return ("batch_" if kind == OPENAI else "msgbatch_") + secrets.token_hex(12)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,9 @@ class BatchRow:
     ended_at: float | None
     cancel_initiated_at: float | None
     counts: Counts
+    kind: str | None = None
+    extra: Any = None  # an OpenAI batch's own fields, JSON (`batches.openai.OpenAIFields`)
+    finalized_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +76,7 @@ class Claimed:
     attempts: int
     upstream_batch: str | None = None  # the native batch upstream it is in, once sent
     deployment: str | None = None
+    kind: str | None = None  # the batch's kind: None (Messages) or "openai" (Chat Completions)
 
     @property
     def request_id(self) -> str:
@@ -104,19 +109,26 @@ class BatchStore:
         items: Sequence[NewItem],
         now: float,
         expires_at: float,
+        kind: str | None = None,
+        extra: Any = None,
+        status: str = "in_progress",
     ) -> str:
-        batch_id = new_batch_id()
+        """A new batch; `status` "failed" (an OpenAI batch whose input did not validate) never runs."""
+        batch_id = new_batch_id(kind)
         async with self.engine.begin() as conn:
             await conn.execute(
                 sa.insert(_B).values(
                     id=batch_id,
                     api_key=owner,
                     team_id=team,
-                    status="in_progress",
+                    status=status,
                     headers=headers,
                     total=len(items),
                     created_at=now,
                     expires_at=expires_at,
+                    kind=kind,
+                    extra=extra,
+                    ended_at=now if status == "failed" else None,
                 )
             )
             rows = [
@@ -143,12 +155,21 @@ class BatchStore:
             return (await self._with_counts(conn, [row]))[0]
 
     async def page(
-        self, owner: str | None, everyone: bool, before_id: str | None, after_id: str | None, limit: int
+        self,
+        owner: str | None,
+        everyone: bool,
+        before_id: str | None,
+        after_id: str | None,
+        limit: int,
+        kind: str | None = None,
+        team: str | None = None,
     ) -> tuple[list[BatchRow], bool]:
-        """Newest first; `after_id`: older than that batch, `before_id`: newer. (rows, has_more)"""
-        query = sa.select(_B)
+        """Newest first; `after_id`: older than that batch, `before_id`: newer. (rows, has_more)
+        `team`: the team's batches are listed too."""
+        query = sa.select(_B).where(_B.c.kind.is_(None) if kind is None else _B.c.kind == kind)
         if not everyone:
-            query = query.where(_B.c.api_key.is_(None) if owner is None else _B.c.api_key == owner)
+            mine = _B.c.api_key.is_(None) if owner is None else _B.c.api_key == owner
+            query = query.where(mine if team is None else sa.or_(mine, _B.c.team_id == team))
         order = (_B.c.created_at.desc(), _B.c.id.desc())
         async with self.engine.connect() as conn:
             anchor_id = before_id or after_id
@@ -260,12 +281,16 @@ class BatchStore:
                     _I.c.attempts,
                     _I.c.upstream_batch,
                     _I.c.deployment,
+                    _B.c.kind,
                 )
                 .join(_B, _B.c.id == _I.c.batch_id)
                 .where(chosen, _I.c.lease_owner == owner, _I.c.state == "running")
             )
             rows = (await conn.execute(query)).all()
-        return [Claimed(r[0], r[1], r[2], r[3], r[4], r[5], dict(r[6] or {}), r[7], r[8], r[9]) for r in rows]
+        return [
+            Claimed(r[0], r[1], r[2], r[3], r[4], r[5], dict(r[6] or {}), r[7], r[8], r[9], r[10])
+            for r in rows
+        ]
 
     async def renew(self, owner: str, keys: Sequence[tuple[str, int]], until: float) -> None:
         """Extend the leases of the items (batch id, index) that `owner` is working on."""
@@ -354,10 +379,34 @@ class BatchStore:
                 .values(status="ended", ended_at=now)
             )
 
+    async def unfinalized(self) -> list[str]:
+        """OpenAI batches that have ended but whose output files are not written yet."""
+        query = sa.select(_B.c.id).where(
+            _B.c.kind == OPENAI, _B.c.status == "ended", _B.c.finalized_at.is_(None)
+        )
+        async with self.engine.connect() as conn:
+            return [r[0] for r in (await conn.execute(query)).all()]
+
+    async def finalize(self, batch_id: str, now: float, extra: Any, files: Sequence[dict[str, Any]]) -> bool:
+        """Write an ended OpenAI batch's output files (rows of `parley_files`) and its new fields in
+        one transaction, once: False when another runner already did."""
+        async with self.engine.begin() as conn:
+            done = await conn.execute(
+                sa.update(_B)
+                .where(_B.c.id == batch_id, _B.c.finalized_at.is_(None))
+                .values(finalized_at=now, extra=extra)
+            )
+            if done.rowcount != 1:
+                await conn.rollback()
+                return False
+            for values in files:
+                await conn.execute(sa.insert(t.files).values(**values))
+        return True
+
     async def purge(self, before: float) -> int:
         """Delete batches that ended before `before` (their results are no longer kept)."""
         async with self.engine.begin() as conn:
-            old = sa.select(_B.c.id).where(_B.c.status == "ended", _B.c.ended_at < before)
+            old = sa.select(_B.c.id).where(_B.c.status.in_(("ended", "failed")), _B.c.ended_at < before)
             ids = [r[0] for r in (await conn.execute(old)).all()]
             if ids:
                 await conn.execute(sa.delete(_I).where(_I.c.batch_id.in_(ids)))
@@ -376,8 +425,9 @@ def _held(owner: str, item: Claimed) -> tuple[Any, ...]:
 
 
 def _batch_row(row: Any, tally: dict[str, int]) -> BatchRow:
-    if row.status == "ended":
-        counts = Counts(0, *(tally.get(s, 0) for s in FINAL))
+    if row.status == "ended" or row.kind == OPENAI:  # OpenAI's counts show progress
+        waiting = tally.get("queued", 0) + tally.get("running", 0)
+        counts = Counts(waiting, *(tally.get(s, 0) for s in FINAL))
     else:  # as Anthropic's: every request counts as processing until the batch has ended
         counts = Counts(processing=row.total)
     return BatchRow(
@@ -391,4 +441,7 @@ def _batch_row(row: Any, tally: dict[str, int]) -> BatchRow:
         row.ended_at,
         row.cancel_initiated_at,
         counts,
+        row.kind,
+        row.extra,
+        row.finalized_at,
     )

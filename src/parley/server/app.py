@@ -22,6 +22,7 @@ from parley.server.guardrails import GuardrailRoutes
 from parley.server.health import Readiness
 from parley.server.models import ModelRoutes
 from parley.server.observability import ObservabilityRoutes
+from parley.server.openai_batches import OpenAIBatchRoutes
 from parley.server.ui import ui_routes
 from parley.server.vector_stores import VectorStoreRoutes
 
@@ -42,6 +43,7 @@ def create_app(config: Config, gateway: Gateway | None = None) -> Starlette:
         Route("/guardrails/list", GuardrailRoutes(gw).list, methods=["GET"]),
         *ApiRoutes(gw).routes(),
         *BatchRoutes(gw).routes(),
+        *OpenAIBatchRoutes(gw).routes(),
         *VectorStoreRoutes(gw).routes(),
         *ui_routes(),
         *ObservabilityRoutes(gw).routes(),

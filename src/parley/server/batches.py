@@ -158,7 +158,7 @@ def _owner(ctx: RequestContext) -> tuple[str | None, bool]:
 async def _visible(ctx: RequestContext, runner: BatchRunner, batch_id: str) -> BatchRow:
     row = await runner.store.get(batch_id)
     owner, everyone = _owner(ctx)
-    if row is None or not (everyone or row.api_key == owner):
+    if row is None or row.kind is not None or not (everyone or row.api_key == owner):
         raise GatewayError(404, f"message batch {batch_id!r} not found", "not_found_error")
     return row
 

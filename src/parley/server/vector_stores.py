@@ -84,7 +84,7 @@ class VectorStoreRoutes:
 
     async def create_store(self, request: Request, owner: str) -> dict[str, Any]:
         body = await self._json(request)
-        name, metadata = _name(body), _metadata(body)
+        name, metadata = _name(body), metadata_of(body)
         chunking = parse_chunking(body.get("chunking_strategy"))
         ident = await self.vs.create_store(owner, name, metadata)
         for file_id in _strs(body, "file_ids"):
@@ -104,7 +104,7 @@ class VectorStoreRoutes:
         if "name" in body:
             values["name"] = _name(body)
         if "metadata" in body:
-            values["metadata"] = _metadata(body)
+            values["metadata"] = metadata_of(body)
         await self.vs.update_store(owner, request.path_params["vs"], values)
         return await self.vs.store_json(owner, request.path_params["vs"])
 
@@ -254,7 +254,7 @@ def _name(body: dict[str, Any]) -> str | None:
     return name
 
 
-def _metadata(body: dict[str, Any]) -> dict[str, Any] | None:
+def metadata_of(body: dict[str, Any]) -> dict[str, Any] | None:
     metadata = body.get("metadata")
     if metadata is None:
         return None

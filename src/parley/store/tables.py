@@ -162,6 +162,9 @@ batches = sa.Table(
     sa.Column("expires_at", sa.Double, nullable=False),
     sa.Column("ended_at", sa.Double, nullable=True),
     sa.Column("cancel_initiated_at", sa.Double, nullable=True),
+    sa.Column("kind", sa.String(16), nullable=True),  # None: Anthropic's; "openai": `/v1/batches`
+    sa.Column("extra", sa.JSON, nullable=True),  # an OpenAI batch's own fields (`batches.openai`)
+    sa.Column("finalized_at", sa.Double, nullable=True),  # OpenAI: output files written
 )
 
 batch_items = sa.Table(
