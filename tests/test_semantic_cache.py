@@ -4,6 +4,9 @@ entries between two gateway processes."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+import time
 import uuid
 
 import anthropic
@@ -32,8 +35,26 @@ def _config(upstream, tmp, **params) -> dict:
 
 
 @pytest.fixture(scope="module")
-def gateway(start_gateway, fake_upstream, tmp_path_factory):
-    return start_gateway(_config(fake_upstream, tmp_path_factory.mktemp("sem")))
+def folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("sem")
+
+
+@pytest.fixture(scope="module")
+def gateway(start_gateway, fake_upstream, folder):
+    return start_gateway(_config(fake_upstream, folder))
+
+
+def entries(folder) -> int:
+    """Cache rows in the gateway's SQLite database (entries are stored after the reply is sent)."""
+    with contextlib.closing(sqlite3.connect(folder / "parley.db")) as db:
+        return db.execute("SELECT count(*) FROM parley_cache").fetchone()[0]
+
+
+def stored(folder, before: int) -> None:
+    deadline = time.monotonic() + 10
+    while entries(folder) <= before:
+        assert time.monotonic() < deadline, "the reply was not stored in the cache"
+        time.sleep(0.05)
 
 
 def ask(gw, key: str, text: str, **kw):
@@ -43,12 +64,14 @@ def ask(gw, key: str, text: str, **kw):
     )
 
 
-def test_a_paraphrase_hits_and_another_question_or_key_misses(gateway, upstream):
+def test_a_paraphrase_hits_and_another_question_or_key_misses(gateway, upstream, folder):
     admin = Admin(gateway.url)
     key, other = (admin.post("/key/generate", {})["key"] for _ in range(2))
     system = f"session {uuid.uuid4()}"  # a fresh bucket for this test
+    before = entries(folder)
     first = ask(gateway, key, "What's the capital of France?", system=system)
     assert first.headers["x-parley-cache"] == "miss"
+    stored(folder, before)
     paraphrase = ask(gateway, key, "capital city of France?", system=system)
     assert paraphrase.headers["x-parley-cache"] == "hit"
     assert float(paraphrase.headers["x-parley-cache-similarity"]) >= 0.8
@@ -67,9 +90,11 @@ def test_a_paraphrase_hits_and_another_question_or_key_misses(gateway, upstream)
     assert len(hits) == 1 and hits[0]["spend"] == 0 and hits[0]["status"] == 200
 
 
-def test_a_streamed_hit_passes_the_sdk_accumulator(gateway, upstream):
+def test_a_streamed_hit_passes_the_sdk_accumulator(gateway, upstream, folder):
     system = f"stream {uuid.uuid4()}"
+    before = entries(folder)
     first = ask(gateway, MASTER, "Name the largest planet in the solar system", system=system).parse()
+    stored(folder, before)
     client = anthropic.Anthropic(base_url=gateway.url, api_key=MASTER, max_retries=0)
     with client.messages.stream(
         model=MODEL,
@@ -146,6 +171,7 @@ def test_without_semantic_default_only_opted_in_keys_and_models_use_it(
     for _ in range(2):
         assert "x-parley-cache" not in ask(gw, plain, "What's the capital of Peru?").headers
     assert ask(gw, keen, "What's the capital of Peru?").headers["x-parley-cache"] == "miss"
+    stored(tmp_path, 0)
     assert ask(gw, keen, "capital city of Peru?").headers["x-parley-cache"] == "hit"
     client = anthropic.Anthropic(base_url=gw.url, api_key=plain, max_retries=0)
     for expected in ("miss", "hit"):
@@ -153,6 +179,8 @@ def test_without_semantic_default_only_opted_in_keys_and_models_use_it(
             model="opted-model", max_tokens=16, messages=[{"role": "user", "content": "Name a blue fruit"}]
         )
         assert reply.headers["x-parley-cache"] == expected
+        if expected == "miss":
+            stored(tmp_path, 1)
 
 
 @pytest.mark.process
