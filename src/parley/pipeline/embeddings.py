@@ -12,25 +12,19 @@ from parley.core.context import RequestContext
 from parley.core.deployment import Target
 from parley.core.errors import GatewayError, invalid_request
 from parley.core.stream import UpstreamReply
-from parley.pipeline.body import parse_object
-from parley.pipeline.lifecycle import Endpoint, Pipeline
-from parley.pipeline.messages import reply_headers
-from parley.pipeline.metadata import apply_request_metadata
+from parley.pipeline.chat import ChatEndpoint
 from parley.providers.local_embed import LocalEmbedProvider
 from parley.providers.openai import OpenAIProvider
 
 ENCODINGS = ("float", "base64")
 
 
-class EmbeddingsEndpoint(Endpoint):
-    api = "openai"
+class EmbeddingsEndpoint(ChatEndpoint):
+    """The chat endpoint's parsing, routing, headers and OpenAI errors; its own checks and send."""
+
     route = "/v1/embeddings"
 
-    def __init__(self, pipeline: Pipeline) -> None:
-        self.pipeline = pipeline
-
-    def parse(self, ctx: RequestContext, raw: bytes) -> dict[str, Any]:
-        body = parse_object(raw)
+    def check(self, ctx: RequestContext, body: dict[str, Any]) -> None:
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise invalid_request("model: Field required (a non-empty string)", param="model")
@@ -39,12 +33,6 @@ class EmbeddingsEndpoint(Endpoint):
         if body.get("encoding_format", "float") not in ENCODINGS:
             raise invalid_request('encoding_format: must be "float" or "base64"', param="encoding_format")
         ctx.model = model
-        return body
-
-    def prepare(self, ctx: RequestContext, body: dict[str, Any] | None) -> None:
-        assert body is not None
-        ctx.targets = self.pipeline.router.targets(body["model"], ctx.allowed_models)
-        apply_request_metadata(ctx, body)
 
     async def send(self, ctx: RequestContext, body: dict[str, Any] | None, raw: bytes) -> UpstreamReply:
         assert body is not None
@@ -64,11 +52,3 @@ class EmbeddingsEndpoint(Endpoint):
             )
 
         return await self.pipeline.router.run(ctx, body["model"], attempt)
-
-    def reply_headers(self, ctx: RequestContext, reply: UpstreamReply) -> dict[str, str]:
-        headers = reply_headers(ctx, reply.headers)
-        headers["x-request-id"] = ctx.request_id
-        return headers
-
-    def error_body(self, ctx: RequestContext, error: GatewayError) -> bytes:
-        return error.openai_body()

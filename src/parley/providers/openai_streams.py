@@ -53,22 +53,23 @@ def note_openai_json(ctx: RequestContext, reply: UpstreamReply) -> None:
     """Record usage or the error of an OpenAI JSON reply. A success that is not a chat completion
     (HTML, invalid JSON, an empty body, an error object sent with 200) becomes a 502 in OpenAI's
     envelope: it is not a success, and the client's SDK must not parse it as one."""
-    try:
-        data = orjson.loads(reply.body) if reply.body else None
-    except orjson.JSONDecodeError:
-        data = None
-    error = data.get("error") if isinstance(data, dict) else None
-    if reply.status >= 400:
-        ctx.error_type = str(error.get("type") or "api_error") if isinstance(error, dict) else "api_error"
-        ctx.error_message = error.get("message") if isinstance(error, dict) else None
-    elif isinstance(data, dict) and isinstance(data.get("choices"), list) and error is None:
+    data = _note_reply(ctx, reply, "choices", "a chat completion")
+    if data is not None:
         apply_openai_usage(ctx.usage, data.get("usage"))
-    else:
-        _not_a_completion(ctx, reply, error)
 
 
 def note_openai_embeddings(ctx: RequestContext, reply: UpstreamReply) -> None:
     """Usage or error of an embeddings reply; a 2xx that is not a list of embeddings becomes a 502."""
+    data = _note_reply(ctx, reply, "data", "a list of embeddings")
+    if data is not None:
+        usage = data.get("usage")
+        tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+        ctx.usage.input_tokens = tokens if isinstance(tokens, int) else 0
+
+
+def _note_reply(ctx: RequestContext, reply: UpstreamReply, items: str, what: str) -> dict[str, Any] | None:
+    """The reply's JSON when it is a success holding the list `items`; otherwise its error is
+    recorded (a 2xx that is not `what` becomes a 502) and None is returned."""
     try:
         data = orjson.loads(reply.body) if reply.body else None
     except orjson.JSONDecodeError:
@@ -77,17 +78,14 @@ def note_openai_embeddings(ctx: RequestContext, reply: UpstreamReply) -> None:
     if reply.status >= 400:
         ctx.error_type = str(error.get("type") or "api_error") if isinstance(error, dict) else "api_error"
         ctx.error_message = error.get("message") if isinstance(error, dict) else None
-    elif isinstance(data, dict) and isinstance(data.get("data"), list) and error is None:
-        usage = data.get("usage")
-        tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
-        ctx.usage.input_tokens = tokens if isinstance(tokens, int) else 0
+    elif isinstance(data, dict) and isinstance(data.get(items), list) and error is None:
+        return data
     else:
-        _not_a_completion(ctx, reply, error, "a list of embeddings")
+        _not_a_completion(ctx, reply, error, what)
+    return None
 
 
-def _not_a_completion(
-    ctx: RequestContext, reply: UpstreamReply, error: Any, what: str = "a chat completion"
-) -> None:
+def _not_a_completion(ctx: RequestContext, reply: UpstreamReply, error: Any, what: str) -> None:
     if isinstance(error, dict):
         message = f"upstream sent an error with status {reply.status}: {error.get('message')}"
     else:
