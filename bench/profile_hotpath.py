@@ -61,7 +61,7 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("router (deployment choice, retries, health)", ("parley/router/",)),
-    ("upstream client (aiohttp)", ("aiohttp/",)),
+    ("upstream client (parley/transport, or aiohttp in older builds)", ("parley/transport/", "aiohttp/")),
     ("parley: body read/parse, endpoint, relay", ("parley/",)),
     ("Starlette layers + routing", ("starlette/",)),
     ("uvicorn (HTTP parse, response writes)", ("uvicorn/",)),
