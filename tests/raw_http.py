@@ -10,6 +10,28 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import pytest
+import uvloop
+
+from parley.core.errors import GatewayError
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run(request):
+    """Run a test's coroutine function on asyncio's own loop, then on uvloop."""
+
+    def go(main):
+        return uvloop.run(main()) if request.param == "uvloop" else asyncio.run(main())
+
+    return go
+
+
+async def failure(coro) -> GatewayError:
+    """The GatewayError `coro` raises."""
+    with pytest.raises(GatewayError) as info:
+        await coro
+    return info.value
+
 
 @dataclass
 class Seen:
