@@ -1,4 +1,4 @@
-"""The upstream HTTP client against real loopback servers (tests/raw_http.py writes every reply byte
+"""The upstream HTTP client against real loopback servers (tests/upstream_support.py writes every reply byte
 by hand): keep-alive, framing, decompression, size limits, request headers and https. Timeouts,
 streams and cancellation: test_upstream_streams.py. Each test runs on asyncio's loop and on uvloop
 (what `parley serve` uses)."""
@@ -12,7 +12,18 @@ import zlib
 import pytest
 
 from parley.transport.http import HttpClient
-from raw_http import Conn, RawServer, Seen, chunked, closed_within, failure, gzipped, reply, run, wait_closed
+from upstream_support import (
+    Conn,
+    RawServer,
+    Seen,
+    chunked,
+    closed_within,
+    failure,
+    gzipped,
+    reply,
+    run,
+    wait_closed,
+)
 
 MB = 1 << 20
 _ = run  # the fixture: each test on asyncio and on uvloop

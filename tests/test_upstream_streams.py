@@ -1,5 +1,5 @@
 """The upstream HTTP client's timeouts, stream back-pressure, abandoned streams and cancellation,
-against real loopback servers (tests/raw_http.py). Each test runs on asyncio's loop and on uvloop."""
+against real loopback servers (tests/upstream_support.py). Each test runs on asyncio's loop and on uvloop."""
 
 from __future__ import annotations
 
@@ -9,7 +9,18 @@ import socket
 import pytest
 
 from parley.transport.http import HttpClient, UpstreamBroken
-from raw_http import Conn, RawServer, Seen, chunked, closed_within, failure, hang, reply, run, wait_closed
+from upstream_support import (
+    Conn,
+    RawServer,
+    Seen,
+    chunked,
+    closed_within,
+    failure,
+    hang,
+    reply,
+    run,
+    wait_closed,
+)
 
 MB = 1 << 20
 _ = run  # the fixture: each test on asyncio and on uvloop
