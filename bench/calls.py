@@ -1,11 +1,17 @@
 """Work per request, counted rather than timed: function calls through the gateway in process.
 
-    python bench/calls.py [--requests 300] [--spend] [--observe [prometheus,otel]]
+    python bench/calls.py [--requests 300] [--spend] [--observe [prometheus,otel]] [--top 25]
 
 Wall-clock numbers on a shared 2-core machine move by 10-25% from run to run; call counts do not.
 The gateway runs in process (its real ASGI app, `httpx2.ASGITransport` as the client) against
 `parley fake-upstream` on loopback; cProfile counts every call for N JSON and N streamed
 `/v1/messages` requests. Compare two builds by pointing PYTHONPATH at each one's `src`.
+`--top N` also prints the N functions with the most self time (cProfile's `tottime`), per request.
+`--direct` instead drives the served ASGI app as uvicorn would (a scope, `receive` and `send`; no
+HTTP client, no profiler) and reports the process's CPU per request (median of 5 rounds): parley's
+own work plus the upstream client, without the server's HTTP parsing. `--direct --canned` also
+replaces the upstream call with a canned reply (no I/O at all): parley's own work alone, the
+steadiest figure on a busy machine (nothing waits, so other processes barely move it).
 """
 
 from __future__ import annotations
@@ -24,8 +30,10 @@ import urllib.request
 sys.path.append(
     os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 )  # PYTHONPATH wins
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench/bodies.py
 
 import httpx2 as httpx
+import orjson
 
 from parley.config import build_config
 from parley.server.app import create_app
@@ -47,7 +55,85 @@ def served(app):
     return HotRoutes(app, ApiRoutes(app.state.gateway))
 
 
-async def measure(requests: int, spend: bool, observe: list[str]) -> list[str]:
+def _scope(headers: dict[str, str]) -> dict:
+    raw = [(b"host", b"parley"), (b"content-type", b"application/json")]
+    raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "server": ("127.0.0.1", 4000),
+        "client": ("127.0.0.1", 50000),
+        "scheme": "http",
+        "method": "POST",
+        "root_path": "",
+        "path": "/v1/messages",
+        "raw_path": b"/v1/messages",
+        "query_string": b"",
+        "headers": raw,
+        "state": {},
+    }
+
+
+async def _direct(app, headers: dict[str, str], body: bytes, requests: int) -> tuple[float, float]:
+    """CPU µs per request (median and least of 5 rounds) with the app driven directly, as uvicorn
+    calls it."""
+    raw = _scope(headers)["headers"] + [(b"content-length", str(len(body)).encode())]
+    loop = asyncio.get_running_loop()
+    results = []
+    for _ in range(5):
+        started = time.process_time()
+        for _ in range(requests):
+            sent: list[dict] = []
+            state = {"read": False}
+            finished = loop.create_future()
+
+            async def receive(state=state, finished=finished) -> dict:
+                if not state["read"]:
+                    state["read"] = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                await finished
+                return {"type": "http.disconnect"}
+
+            async def send(message: dict, sent=sent, finished=finished) -> None:
+                sent.append(message)
+                if message["type"] == "http.response.body" and not message.get("more_body"):
+                    finished.set_result(None)
+
+            scope = dict(_scope({}), headers=raw)
+            await app(scope, receive, send)
+            if sent[0]["status"] != 200:
+                raise RuntimeError(f"request failed: {sent[0]['status']} {sent[1:]!r:.300}")
+        results.append(1e6 * (time.process_time() - started) / requests)
+    return sorted(results)[2], min(results)
+
+
+def _can(gateway) -> None:
+    """The upstream client answers at once with the bench's canned message or 10-delta stream."""
+    from bodies import ANTHROPIC_MESSAGE, STREAM_TEXTS, anthropic_stream
+    from parley.core.stream import FrameSource, UpstreamReply
+
+    message = orjson.dumps(ANTHROPIC_MESSAGE)
+    frames = [f.encode() + b"\n\n" for f in anthropic_stream(STREAM_TEXTS).split("\n\n") if f]
+
+    async def send(method, url, headers, body, timeout, stream, connect_timeout=None):
+        head = {"content-type": "text/event-stream" if stream else "application/json", "request-id": "r"}
+        if stream:
+            return UpstreamReply(200, head, source=FrameSource([b"".join(frames)]))  # one read, as nginx
+        return UpstreamReply(200, head, body=message)
+
+    gateway.http.send = send
+
+
+async def measure(
+    requests: int,
+    spend: bool,
+    observe: list[str],
+    top: int = 0,
+    direct: bool = False,
+    canned: bool = False,
+    kinds: tuple[str, ...] = (),
+) -> list[str]:
     upstream = FakeUpstream()
     receiver = None
     lines = []
@@ -76,6 +162,8 @@ async def measure(requests: int, spend: bool, observe: list[str]) -> list[str]:
             )
             headers = dict(HEADERS, **{"x-api-key": made.json()["key"]})
         for stream in (False, True):
+            if kinds and ("stream" if stream else "json") not in kinds:
+                continue
             body = {
                 "model": "m",
                 "max_tokens": 16,
@@ -86,6 +174,20 @@ async def measure(requests: int, spend: bool, observe: list[str]) -> list[str]:
                 await (await client.post("/v1/messages", json=body, headers=headers)).aread()
             if spend:
                 await gateway.store.writer.flush()
+            if canned:
+                _can(gateway)
+            if direct:
+                try:  # the server's GC settings (`parley serve` applies them after start-up)
+                    from parley.core.runtime import tune_gc
+
+                    tune_gc()
+                except ImportError:
+                    pass
+                median, least = await _direct(served(app), headers, orjson.dumps(body), requests)
+                how = "canned upstream" if canned else "direct ASGI"
+                kind = "stream" if stream else "json"
+                lines.append(f"{kind:6}  {median:7.1f} µs CPU/request ({how}; least {least:.1f})")
+                continue
             profile = cProfile.Profile()
             started = time.process_time()
             profile.enable()
@@ -106,6 +208,10 @@ async def measure(requests: int, spend: bool, observe: list[str]) -> list[str]:
                 f"{'stream' if stream else 'json':6}  {total / requests:7.0f} calls/request "
                 f"({ours / requests:.0f} in parley)  {cpu:.3f} ms CPU/request under cProfile"
             )
+            if top:
+                lines.extend(_top(stats, requests, top))
+            if os.environ.get("CALLS_DUMP"):
+                stats.dump_stats(f"{os.environ['CALLS_DUMP']}.{'stream' if stream else 'json'}")
         await client.aclose()
         await gateway.stop()
         if receiver is not None:
@@ -117,6 +223,21 @@ async def measure(requests: int, spend: bool, observe: list[str]) -> list[str]:
             receiver.stop()
         shutil.rmtree(workdir, True)
     return lines
+
+
+def _top(stats: pstats.Stats, requests: int, n: int) -> list[str]:
+    """The `n` functions with the most self time: µs and calls per request, where they live (the
+    in-process client's own functions, httpx2's and this script's, left out)."""
+    rows = sorted(
+        (kv for kv in stats.stats.items() if "httpx2" not in kv[0][0] and "calls.py" not in kv[0][0]),
+        key=lambda kv: kv[1][2],
+        reverse=True,
+    )[:n]
+    out = ["    self µs/req  calls/req  function"]
+    for (path, line, name), (_, ncalls, tottime, _, _) in rows:
+        where = path.split(f"{os.sep}site-packages{os.sep}")[-1].split(f"{os.sep}src{os.sep}")[-1]
+        out.append(f"    {1e6 * tottime / requests:11.1f}  {ncalls / requests:9.2f}  {name} ({where}:{line})")
+    return out
 
 
 def main() -> int:
@@ -134,9 +255,27 @@ def main() -> int:
         default="",
         help="callbacks to turn on (default with the flag: prometheus,otel; traces go to an OTLP receiver)",
     )
+    parser.add_argument("--direct", action="store_true", help="CPU per request with the app driven directly")
+    parser.add_argument("--canned", action="store_true", help="with --direct: no upstream call at all")
+    parser.add_argument("--only", choices=["json", "stream"], help="measure one kind of request only")
+    parser.add_argument("--top", type=int, default=0, help="print the N functions with the most self time")
     args = parser.parse_args()
     try:
-        lines = asyncio.run(measure(args.requests, args.spend, [c for c in args.observe.split(",") if c]))
+        observe = [c for c in args.observe.split(",") if c]
+        import uvloop  # the loop `parley serve` runs on (the profiled counts keep asyncio's, as before)
+
+        run = uvloop.run if args.direct else asyncio.run
+        lines = run(
+            measure(
+                args.requests,
+                args.spend,
+                observe,
+                args.top,
+                args.direct,
+                args.canned,
+                (args.only,) if args.only else (),
+            )
+        )
     except Exception as e:  # the benchmark never crashes: say what failed
         print(f"calls.py: could not measure: {type(e).__name__}: {e}")
         return 1

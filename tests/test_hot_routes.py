@@ -63,10 +63,10 @@ async def test_hot_routes_answer_the_official_clients_and_the_rest_falls_through
 
 
 class Broken:
-    async def messages(self, request):
+    async def hot_messages(self, scope, receive):
         raise RuntimeError("a bug")
 
-    chat = messages
+    hot_chat = hot_messages
 
 
 async def test_a_bug_before_the_reply_is_a_500_in_the_called_apis_envelope(caplog):

@@ -22,9 +22,18 @@ class Usage:
 
     def update(self, usage: Any) -> None:
         """Apply an Anthropic usage object; absent or null fields keep their value (cumulative)."""
-        for name, value in _counts(usage):
-            setattr(self, name, value)
-        breakdown = usage.get("cache_creation") if isinstance(usage, dict) else None
+        if not isinstance(usage, dict):
+            return
+        get = usage.get  # the four counts unrolled: this runs for every reply
+        if isinstance(value := get("input_tokens"), int):
+            self.input_tokens = value
+        if isinstance(value := get("output_tokens"), int):
+            self.output_tokens = value
+        if isinstance(value := get("cache_creation_input_tokens"), int):
+            self.cache_creation_input_tokens = value
+        if isinstance(value := get("cache_read_input_tokens"), int):
+            self.cache_read_input_tokens = value
+        breakdown = get("cache_creation")
         if isinstance(breakdown, dict):
             self.cache_creation_5m = int(breakdown.get("ephemeral_5m_input_tokens") or 0)
             self.cache_creation_1h = int(breakdown.get("ephemeral_1h_input_tokens") or 0)

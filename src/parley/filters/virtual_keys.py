@@ -9,6 +9,7 @@ session and tags of the request; customer limits; strips `litellm_metadata` from
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hmac
 import time
 from typing import Any
@@ -41,10 +42,16 @@ def model_allowed(allowed: tuple[str, ...], model: str) -> bool:
     return False
 
 
+# How many presented keys keep their hash at hand (a client sends the same key on every request).
+HASHED_KEYS = 1024
+
+
 class VirtualKeyAuth(Authenticator):
     def __init__(self, master_key: str | None, service: StoreService) -> None:
         super().__init__(master_key)
         self.service = service
+        # sha256 of a key seen lately, without hashing it again; bounded, never logged or listed
+        self._hash = functools.lru_cache(maxsize=HASHED_KEYS)(hash_key)
 
     @property
     def enabled(self) -> bool:
@@ -58,10 +65,10 @@ class VirtualKeyAuth(Authenticator):
             raise GatewayError(
                 401, "missing API key: send x-api-key or Authorization: Bearer", "authentication_error"
             )
-        if self.master_key is not None and hmac.compare_digest(key.encode(), self.master_key.encode()):
+        if self._master is not None and hmac.compare_digest(key.encode(), self._master):
             ctx.auth = "master"
             return
-        record = await self.service.cache.key(hash_key(key))
+        record = await self.service.cache.key(self._hash(key))
         if record is None:
             raise GatewayError(401, "invalid x-api-key", "authentication_error")
         check_key(record)

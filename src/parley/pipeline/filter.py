@@ -109,6 +109,7 @@ class Authenticator:
 
     def __init__(self, master_key: str | None) -> None:
         self.master_key = master_key
+        self._master = master_key.encode() if master_key is not None else None
 
     @property
     def enabled(self) -> bool:
@@ -122,6 +123,6 @@ class Authenticator:
             raise GatewayError(
                 401, "missing API key: send x-api-key or Authorization: Bearer", "authentication_error"
             )
-        if not hmac.compare_digest(ctx.key.encode(), self.master_key.encode()):
+        if not hmac.compare_digest(ctx.key.encode(), self._master or b""):
             raise GatewayError(401, "invalid x-api-key", "authentication_error")
         ctx.auth = "master"

@@ -36,8 +36,8 @@ class Endpoint:
     ping_frame = PING_FRAME
     max_body: int | None = None  # None: the config's max_request_size_mb
 
-    async def authenticate(self, ctx: RequestContext, auth: Authenticator) -> None:
-        await auth.authenticate(ctx)
+    def authenticate(self, ctx: RequestContext, auth: Authenticator) -> Awaitable[None]:
+        return auth.authenticate(ctx)  # the authenticator's coroutine itself: one frame less
 
     def parse(self, ctx: RequestContext, raw: bytes) -> dict[str, Any] | None:
         raise NotImplementedError

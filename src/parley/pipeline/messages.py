@@ -6,6 +6,7 @@ chosen deployment, which speaks its own wire protocol and answers in the hub sha
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
 from parley.core.context import RequestContext
@@ -72,19 +73,20 @@ class MessagesEndpoint(Endpoint):
     async def send(self, ctx: RequestContext, body: dict[str, Any] | None, raw: bytes) -> UpstreamReply:
         assert body is not None
 
-        async def attempt(target: Target) -> UpstreamReply:
-            return await self.attempt(ctx, target, body, raw)
+        def attempt(target: Target) -> Awaitable[UpstreamReply]:
+            return self.attempt(ctx, target, body, raw)
 
         return await self.pipeline.router.run(ctx, body["model"], attempt)
 
-    async def attempt(
+    def attempt(
         self, ctx: RequestContext, target: Target, body: dict[str, Any], raw: bytes
-    ) -> UpstreamReply:
-        """One try on the deployment the router chose."""
-        check_thread(body, target.deployment.api)
-        provider = self.pipeline.providers[target.deployment.api]
+    ) -> Awaitable[UpstreamReply]:
+        """One try on the deployment the router chose (the provider's coroutine, not another one
+        around it)."""
+        api = target.deployment.api
+        check_thread(body, api)
         call = HubCall(target, body, raw or None, ctx.headers, self.count_tokens, self.query)
-        return await provider.messages(ctx, call)
+        return self.pipeline.providers[api].messages(ctx, call)
 
     def reply_headers(self, ctx: RequestContext, reply: UpstreamReply) -> dict[str, str]:
         return reply_headers(ctx, reply.headers)

@@ -26,7 +26,8 @@ def apply_request_metadata(
     """Fill end user, session and tags; take `litellm_metadata` (and, on the Messages API, the
     gateway-only top-level `cache` controls) out of the body."""
     headers = ctx.headers
-    tags = [t.strip() for t in (headers.get("x-parley-tags") or "").split(",") if t.strip()]
+    header_tags = headers.get("x-parley-tags")
+    tags = [t.strip() for t in header_tags.split(",") if t.strip()] if header_tags else []
     end_user = headers.get("x-parley-end-user") or None
     session = headers.get("x-claude-code-session-id") or None
     if isinstance(body, dict):
@@ -40,19 +41,20 @@ def apply_request_metadata(
         if isinstance(meta, dict):
             tags.extend(str(t) for t in meta.get("tags") or () if t)
             end_user = end_user or _str(meta.get("user"))
-        user_id = (
-            (body.get("metadata") or {}).get("user_id") if isinstance(body.get("metadata"), dict) else None
-        )
-        person, session_from_id = parse_user_id(user_id)
-        end_user = end_user or person or _str(body.get("user"))
-        session = session or session_from_id
-        line = claude_code.find_line(body.get("system"))
+        metadata = body.get("metadata")
+        if isinstance(metadata, dict):
+            person, session_from_id = parse_user_id(metadata.get("user_id"))
+            end_user = end_user or person
+            session = session or session_from_id
+        end_user = end_user or _str(body.get("user"))
+        system = body.get("system")
+        line = claude_code.find_line(system) if system is not None else None
         if line is not None:
             ctx.cc_version = line.version[:64] if line.version else None
             ctx.cc_entrypoint = line.entrypoint[:64] if line.entrypoint else None
     ctx.end_user = end_user[:255] if end_user else None
     ctx.session_id = session[:255] if session else None
-    ctx.tags = list(dict.fromkeys(tag[:255] for tag in tags))
+    ctx.tags = list(dict.fromkeys(tag[:255] for tag in tags)) if tags else []
 
 
 def parse_user_id(user_id: Any) -> tuple[str | None, str | None]:

@@ -7,7 +7,7 @@ side: JSON bodies once, streams by `SniffingSource` (only usage-bearing frames a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 
 import orjson
 
@@ -55,9 +55,10 @@ CLIENT_ONLY_HEADERS = frozenset(
 def forwardable_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """The client's headers minus the strip list, those its `Connection` header names (hop-by-hop
     by declaration) and parley's own `x-parley-*`."""
-    named = {n.strip().lower() for n in headers.get("connection", "").split(",") if n.strip()}
+    connection = headers.get("connection")
+    named = {n.strip().lower() for n in connection.split(",") if n.strip()} if connection else ()
     out: dict[str, str] = {}
-    for k, v in headers.items():  # Starlette's Headers.items() keeps repeated headers
+    for k, v in headers.items():  # the request's headers keep repeats (as Starlette's Headers)
         if k in CLIENT_ONLY_HEADERS or k in named or k.startswith("x-parley-"):
             continue
         out[k] = out[k] + "," + v if k in out else v  # a repeated header (anthropic-beta) joins
@@ -78,13 +79,14 @@ class AnthropicProvider:
     def __init__(self, http: HttpClient) -> None:
         self.http = http
 
-    async def send(self, call: UpstreamCall) -> UpstreamReply:
+    def send(self, call: UpstreamCall) -> Awaitable[UpstreamReply]:
+        """The call with Anthropic's headers and the deployment's key (the HTTP client's coroutine)."""
         headers = dict(call.headers)
         headers.setdefault("anthropic-version", DEFAULT_VERSION)
         headers.setdefault("content-type", "application/json")
         if call.target.deployment.api_key:
             headers["x-api-key"] = call.target.deployment.api_key
-        return await self.http.send_call(call, headers)
+        return self.http.send_call(call, headers)
 
     async def messages(self, ctx: RequestContext, call: HubCall) -> UpstreamReply:
         upstream = UpstreamCall(

@@ -84,30 +84,40 @@ class Router:
     async def run(self, ctx: RequestContext, model: str, attempt: Attempt) -> UpstreamReply:
         """Send the request to a deployment serving `model`; `attempt` makes one try on a target."""
         self.targets(model)
-        groups = [model]
-        failure: Failure | None = None
-        tried: set[str] = set()
+        result = await self._run_group(ctx, model, attempt)
+        if isinstance(result, UpstreamReply):
+            ctx.response_headers["x-parley-attempts"] = str(ctx.attempts)
+            return result
+        failure = result
+        if result.kind != "fatal":
+            failure = await self._fall_back(ctx, model, attempt, result)
+            if isinstance(failure, UpstreamReply):
+                return failure
+        return self._give_up(ctx, model, failure)
+
+    async def _fall_back(
+        self, ctx: RequestContext, model: str, attempt: Attempt, failure: Failure
+    ) -> UpstreamReply | Failure:
+        """The model's own group failed: its fallback groups for the failure's kind, in order."""
+        groups = list(self.settings.fallbacks_for(failure.kind, model))  # a copy: popped below
+        tried = {model}
         while groups:
             group = groups.pop(0)
             if group in tried:
                 continue
             tried.add(group)
-            if group != model:
-                for e in self.events:
-                    e.fallback(ctx, model, group)
+            for e in self.events:
+                e.fallback(ctx, model, group)
             result = await self._run_group(ctx, group, attempt)
             if isinstance(result, UpstreamReply):
-                if group != model:
-                    ctx.response_headers["x-parley-fallback"] = group
+                ctx.response_headers["x-parley-fallback"] = group
                 ctx.response_headers["x-parley-attempts"] = str(ctx.attempts)
                 return result
-            if failure is None or result.kind != "unavailable":
+            if result.kind != "unavailable":
                 failure = result
             if result.kind == "fatal":
                 break
-            if group == model:
-                groups = list(self.settings.fallbacks_for(result.kind, model))  # a copy: popped below
-        return self._give_up(ctx, model, failure)
+        return failure
 
     def _give_up(self, ctx: RequestContext, model: str, failure: Failure | None) -> UpstreamReply:
         ctx.response_headers["x-parley-attempts"] = str(ctx.attempts)
@@ -138,10 +148,17 @@ class Router:
             candidates = await self._healthy(targets)
             if not candidates:
                 return last if last is not None else self._unavailable(group, targets)
-            fresh = [t for t in candidates if t.deployment.id not in failed] or candidates
-            target = choose(
-                fresh, self.settings.strategy, self.health, _session(ctx), self.settings.latency_buffer
-            )
+            fresh = [t for t in candidates if t.deployment.id not in failed] if failed else candidates
+            if len(fresh) == 1:  # nothing to choose (`choose` would return it)
+                target = fresh[0]
+            else:
+                target = choose(
+                    fresh or candidates,
+                    self.settings.strategy,
+                    self.health,
+                    _session(ctx),
+                    self.settings.latency_buffer,
+                )
             if n > 0:
                 delay = self._delay(
                     n, last, same=previous is not None and previous.deployment.id == target.deployment.id
@@ -249,8 +266,10 @@ class Router:
             if limit < dep.timeout:  # else the HTTP client's own timeouts are as tight
                 async with asyncio.timeout(limit):
                     reply = await _first_byte(attempt, target)
-            else:
-                reply = await _first_byte(attempt, target)
+            else:  # `_first_byte` inline: one coroutine less per request
+                reply = await attempt(target)
+                if reply.source is not None and reply.status < 400:
+                    reply = await peek(reply)
         except StreamFailed as e:
             return await self._failed(
                 ctx, dep.id, Failure("retry", error=GatewayError(e.status, e.message)), e.message

@@ -2,9 +2,10 @@
 
 `POST /v1/messages`, `/v1/chat/completions` and `/chat/completions` go straight to their handlers:
 no error and exception middleware wrappers, no route matching over ~60 routes, no per-request
-`request_response` closures. Everything else (and any request with a `root_path`) goes to the
-Starlette app unchanged. A bug that escapes a handler before the reply started is answered like
-Starlette's handler does: logged, and a 500 in the API's envelope.
+`request_response` closures, no Starlette `Request` (the handler reads the ASGI scope itself).
+Everything else (and any request with a `root_path`) goes to the Starlette app unchanged. A bug
+that escapes a handler before the reply started is answered like Starlette's handler does: logged,
+and a 500 in the API's envelope.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from starlette.applications import Starlette
-from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from parley.admin.common import JSONBytes
@@ -23,7 +23,7 @@ from parley.server.api import ApiRoutes
 
 log = logging.getLogger("parley")
 
-Handler = Callable[[Request], Awaitable[Callable[[Scope, Receive, Send], Awaitable[None]]]]
+Handler = Callable[[Scope, Receive], Awaitable[Callable[[Scope, Receive, Send], Awaitable[None]]]]
 
 
 class HotRoutes:
@@ -31,29 +31,26 @@ class HotRoutes:
         self.app = app
         self.state = app.state  # as on the Starlette app (app.state.gateway)
         self.routes: dict[str, Handler] = {
-            "/v1/messages": api.messages,
-            "/v1/chat/completions": api.chat,
-            "/chat/completions": api.chat,
+            "/v1/messages": api.hot_messages,
+            "/v1/chat/completions": api.hot_chat,
+            "/chat/completions": api.hot_chat,
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
             handler = self.routes.get(scope["path"])
             if handler is not None:
-                await self._serve(handler, scope, receive, send)
+                scope["app"] = self.app
+                response = None
+                try:
+                    response = await handler(scope, receive)
+                    await response(scope, receive, send)
+                except Exception:
+                    if getattr(response, "started", False):
+                        raise  # the reply is under way: the server closes the connection
+                    await _internal_error(scope, receive, send)
                 return
         await self.app(scope, receive, send)
-
-    async def _serve(self, handler: Handler, scope: Scope, receive: Receive, send: Send) -> None:
-        scope["app"] = self.app
-        response = None
-        try:
-            response = await handler(Request(scope, receive))
-            await response(scope, receive, send)
-        except Exception:
-            if getattr(response, "started", False):
-                raise  # the reply is under way: the server closes the connection
-            await _internal_error(scope, receive, send)
 
 
 async def _internal_error(scope: Scope, receive: Receive, send: Send) -> None:

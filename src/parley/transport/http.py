@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import zlib
+from collections.abc import Awaitable
 
 from parley.core.errors import GatewayError
 from parley.core.observe import OUTBOUND_HEADERS
@@ -105,12 +106,13 @@ class HttpClient:
     async def close(self) -> None:
         self.pool.close()
 
-    async def send_call(self, call, headers: dict[str, str]) -> UpstreamReply:
-        """Send an UpstreamCall to its deployment's api_base with the given headers."""
+    def send_call(self, call, headers: dict[str, str]) -> Awaitable[UpstreamReply]:
+        """Send an UpstreamCall to its deployment's api_base with the given headers (returns `send`'s
+        coroutine: no coroutine of its own around it)."""
         dep = call.target.deployment
         headers.update(dep.extra_headers)
         url = dep.api_base + call.path + (("?" + call.query) if call.query else "")
-        return await self.send(
+        return self.send(
             call.method, url, headers, call.body, dep.timeout, call.stream, dep.params.get("connect_timeout")
         )
 
