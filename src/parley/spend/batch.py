@@ -13,13 +13,14 @@ deadlocks between instances). Due budget periods are reset first when asked.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
 import sqlalchemy as sa
 
 from parley.spend.periods import next_reset
-from parley.spend.rows import COLUMNS, JSON_AT, REQUEST_ID, SPEND, SUBJECT_AT, TAGS, SpendRow
+from parley.spend.rows import COLUMNS, JSON_AT, REQUEST_ID, RETRIEVAL, SPEND, SUBJECT_AT, TAGS, SpendRow
 from parley.store import tables as t
 
 SCOPES = ("key", "team", "user", "customer", "tag")  # the order totals are updated in
@@ -79,8 +80,13 @@ class Statements:
         self._existing_head = f"SELECT {rid} FROM {logs} WHERE {rid} IN "
         self._existing: dict[int, str] = {}
         names = ", ".join(q(c) for c in COLUMNS)
+        values = self.mark(len(COLUMNS))
+        for i in JSON_AT:  # None is stored as JSON `null`, as SQLAlchemy's JSON type stores it
+            values[i] = f"coalesce({values[i]}, 'null')"
+            if dialect.name == "postgresql":
+                values[i] = f"CAST({values[i]} AS JSON)"
         self.insert = (
-            f"INSERT INTO {logs} ({names}) VALUES {self.marks(len(COLUMNS))} ON CONFLICT ({rid}) DO NOTHING"
+            f"INSERT INTO {logs} ({names}) VALUES ({', '.join(values)}) ON CONFLICT ({rid}) DO NOTHING"
         )
         tags = q(t.spend_log_tags.name)
         self.tags = f"INSERT INTO {tags} ({rid}, {q('tag')}) VALUES {self.marks(2)} ON CONFLICT DO NOTHING"
@@ -146,20 +152,35 @@ class Statements:
         )
 
 
-def write_batch(db: Db, stmts: Statements, batch: list[SpendRow], now: float, reset: bool) -> int:
-    """Write `batch` (and reset due budgets first when `reset`); how many of its rows were new."""
+@dataclass(slots=True)
+class Written:
+    inserted: int  # rows new to the database
+    totals: dict[str, dict[str, float]]  # scope -> id -> the spend of those rows added to it
+
+
+def write_batch(db: Db, stmts: Statements, batch: list[SpendRow], now: float, reset: bool) -> Written:
+    """Write `batch` (and reset due budgets first when `reset`)."""
     if reset:
         reset_budgets(db, stmts, now)
-    if not batch:
-        return 0
-    fresh = _new_rows(db, stmts, batch)
+    fresh = _new_rows(db, stmts, batch) if batch else []
+    totals = _totals(fresh)
     if fresh:
-        db.many(stmts.insert, [_bindable(row) for row in fresh])
-        pairs = [(row[REQUEST_ID], tag) for row in fresh for tag in dict.fromkeys(row[TAGS] or ())]
+        db.many(
+            stmts.insert,
+            [row if row[TAGS] is None and row[RETRIEVAL] is None else _json(row) for row in fresh],
+        )
+        pairs = [(row[REQUEST_ID], tag) for row in fresh if row[TAGS] for tag in dict.fromkeys(row[TAGS])]
         if pairs:
             db.many(stmts.tags, pairs)
-        _add_totals(db, stmts, fresh, now)
-    return len(fresh)
+        for scope in SCOPES:  # fixed order, ids sorted: no deadlocks between instances
+            items = sorted(totals[scope].items())
+            if not items:
+                continue
+            if scope in _UPDATED:
+                db.many(stmts.add[scope], [(delta, now, ident) for ident, delta in items])
+            else:
+                db.many(stmts.add[scope], [(ident, delta, now, now) for ident, delta in items])
+    return Written(len(fresh), totals)
 
 
 def _new_rows(db: Db, stmts: Statements, batch: list[SpendRow]) -> list[SpendRow]:
@@ -178,36 +199,30 @@ def _new_rows(db: Db, stmts: Statements, batch: list[SpendRow]) -> list[SpendRow
     return fresh
 
 
-def _bindable(row: SpendRow) -> tuple[Any, ...]:
-    """The row with its JSON columns serialized (as SQLAlchemy's JSON type stores them: `null` for None)."""
+def _json(row: SpendRow) -> tuple[Any, ...]:
+    """The row with its JSON columns serialized."""
     values = list(row)
     for i in JSON_AT:
-        values[i] = orjson.dumps(values[i]).decode()
+        if values[i] is not None:
+            values[i] = orjson.dumps(values[i]).decode()
     return tuple(values)
 
 
-def _add_totals(db: Db, stmts: Statements, rows: list[SpendRow], now: float) -> None:
-    deltas: dict[str, dict[str, float]] = {scope: {} for scope in SCOPES}
+def _totals(rows: list[SpendRow]) -> dict[str, dict[str, float]]:
+    """scope -> id -> the spend of `rows` counted against it (tags: once per row)."""
+    totals: dict[str, dict[str, float]] = {scope: {} for scope in SCOPES}
+    subjects = [(totals[scope], i) for scope, i in SUBJECT_AT]
+    tags = totals["tag"]
     for row in rows:
         spend = row[SPEND]
-        for scope, i in SUBJECT_AT:
+        for into, i in subjects:
             ident = row[i]
             if ident:
-                into = deltas[scope]
                 into[ident] = into.get(ident, 0.0) + spend
-        tags = row[TAGS]
-        if tags:
-            into = deltas["tag"]
-            for tag in dict.fromkeys(tags):
-                into[tag] = into.get(tag, 0.0) + spend
-    for scope in SCOPES:  # fixed order, ids sorted: no deadlocks between instances
-        items = sorted(deltas[scope].items())
-        if not items:
-            continue
-        if scope in _UPDATED:
-            db.many(stmts.add[scope], [(delta, now, ident) for ident, delta in items])
-        else:
-            db.many(stmts.add[scope], [(ident, delta, now, now) for ident, delta in items])
+        if row[TAGS]:
+            for tag in dict.fromkeys(row[TAGS]):
+                tags[tag] = tags.get(tag, 0.0) + spend
+    return totals
 
 
 def reset_budgets(db: Db, stmts: Statements, now: float) -> int:

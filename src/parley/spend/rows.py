@@ -51,7 +51,8 @@ SpendRow = tuple[Any, ...]
 
 _AT = {name: i for i, name in enumerate(COLUMNS)}
 REQUEST_ID, TAGS, SPEND, END_TIME = _AT["request_id"], _AT["request_tags"], _AT["spend"], _AT["end_time"]
-JSON_AT = (_AT["request_tags"], _AT["retrieval"])  # JSON columns: serialized when written
+RETRIEVAL = _AT["retrieval"]
+JSON_AT = (TAGS, RETRIEVAL)  # JSON columns: serialized when written
 # (ledger scope, column) of the budgets a row counts against, in the writer's fixed update order
 SUBJECT_AT = (
     ("key", _AT["api_key"]),

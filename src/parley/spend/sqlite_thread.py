@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from parley.spend.batch import SqliteDb, Statements, write_batch
+from parley.spend.batch import SqliteDb, Statements, Written, write_batch
 from parley.spend.rows import SpendRow
 
 if TYPE_CHECKING:
@@ -139,18 +139,18 @@ class SqliteThread(threading.Thread):
         for future in done:
             _resolve(future, ok)
 
-    def _write(self, batch: list[SpendRow], now: float, reset: bool) -> int:
+    def _write(self, batch: list[SpendRow], now: float, reset: bool) -> Written:
         conn = self._conn
         if conn is None:
             conn = self._conn = connect(self.path)
         try:
             conn.execute("BEGIN IMMEDIATE")
-            inserted = write_batch(SqliteDb(conn), self._stmts, batch, now, reset)
+            written = write_batch(SqliteDb(conn), self._stmts, batch, now, reset)
             conn.execute("COMMIT")
         except BaseException:
             self._close()  # rolls back; the next try opens a fresh connection
             raise
-        return inserted
+        return written
 
     def _close(self) -> None:
         if self._conn is not None:

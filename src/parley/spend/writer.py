@@ -36,13 +36,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from parley.spend import batch as sql
 from parley.spend.journal import SpendJournal
-from parley.spend.rows import END_TIME, LEDGER_AT, SPEND, SpendRow, ledger_deltas
+from parley.spend.rows import END_TIME, LEDGER_AT, SPEND, SUBJECT_AT, SpendRow, ledger_deltas
 from parley.spend.sqlite_thread import MAX_BACKOFF, STOP_RETRY_SECONDS, SqliteThread, sqlite_file
 
 log = logging.getLogger("parley.spend")
 
 RESET_CHECK_SECONDS = 10.0
-Write = Callable[[list[SpendRow], float, bool], int]
+Write = Callable[[list[SpendRow], float, bool], sql.Written]
+AsyncWrite = Callable[[list[SpendRow], float, bool], Awaitable[sql.Written]]
 
 
 class Driver(Protocol):
@@ -136,26 +137,28 @@ class SpendWriter:
             if not batch and not reset:
                 return True
             try:
-                inserted = write(batch, now, reset)
+                written = write(batch, now, reset)
             except Exception as e:
                 self._failed(e)
                 return False
-            self._written(batch, inserted, now, reset)
+            self._written(batch, written, now, reset)
             if not self._rows:
                 return True
 
-    async def drain_async(self, write: Callable[[list[SpendRow], float, bool], Awaitable[int]]) -> bool:
+    async def drain_async(
+        self, write: Callable[[list[SpendRow], float, bool], Awaitable[sql.Written]]
+    ) -> bool:
         """`drain` for a driver on the event loop."""
         while True:
             batch, now, reset = self._next()
             if not batch and not reset:
                 return True
             try:
-                inserted = await write(batch, now, reset)
+                written = await write(batch, now, reset)
             except Exception as e:
                 self._failed(e)
                 return False
-            self._written(batch, inserted, now, reset)
+            self._written(batch, written, now, reset)
             if not self._rows:
                 return True
 
@@ -168,15 +171,21 @@ class SpendWriter:
         now = time.time()
         return self._held, now, now - self._last_reset_check >= RESET_CHECK_SECONDS
 
-    def _written(self, batch: list[SpendRow], inserted: int, now: float, reset: bool) -> None:
+    def _written(self, batch: list[SpendRow], written: sql.Written, now: float, reset: bool) -> None:
         self._held = []
         if reset:
             self._last_reset_check = now
         committed = self.committed_total
-        for key, amount in ledger_deltas(batch).items():
-            committed[key] = committed.get(key, 0.0) + amount
+        if written.inserted == len(batch):  # every row new: the totals the batch added are its own
+            for scope, _ in SUBJECT_AT:
+                for ident, amount in written.totals[scope].items():
+                    key = f"{scope}:{ident}"
+                    committed[key] = committed.get(key, 0.0) + amount
+        else:  # the ledger counted every row queued, the database only the new ones
+            for key, amount in ledger_deltas(batch).items():
+                committed[key] = committed.get(key, 0.0) + amount
         self.rows_written += len(batch)
-        self.rows_inserted += inserted
+        self.rows_inserted += written.inserted
         if self.journal is not None:
             self.journal.committed(self.rows_written)
         if self._failing:
@@ -236,13 +245,13 @@ class LoopDriver:
         async with self._lock:
             return await self.writer.drain_async(self._write)
 
-    async def _write(self, batch: list[SpendRow], now: float, reset: bool) -> int:
+    async def _write(self, batch: list[SpendRow], now: float, reset: bool) -> sql.Written:
         async with self.writer.engine.begin() as conn:
             stmts = self._statements(conn)
-            inserted: int = await conn.run_sync(
+            written: sql.Written = await conn.run_sync(
                 lambda sync: sql.write_batch(sql.DriverDb(sync), stmts, batch, now, reset)
             )
-            return inserted
+            return written
 
     def _statements(self, conn: AsyncConnection) -> sql.Statements:
         if self._stmts is None:
