@@ -46,6 +46,10 @@ def _package(frame: str) -> str:
 # Each rule: (category, substrings of which one must be in some frame of the stack).
 CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ("aiosqlite thread (SQLite executes)", ("aiosqlite/core.py",)),
+    (
+        "spend writer thread (SQLite: batch SQL, sqlite3)",
+        ("parley/spend/sqlite_thread.py", "parley/spend/batch.py"),
+    ),
     ("spend journal thread", ("parley/spend/journal.py",)),
     ("log writer thread", ("parley/logs.py",)),
     ("spend writer on the loop (SQLAlchemy build/compile)", ("parley/spend/writer.py", "sqlalchemy/")),
@@ -83,6 +87,7 @@ def summarise(path: str, top: int = 25) -> str:
     own: collections.Counter = collections.Counter()
     packages: collections.Counter = collections.Counter()
     categories: collections.Counter = collections.Counter()
+    on_loop: collections.Counter = collections.Counter()  # the main thread's samples only
     threads: collections.Counter = collections.Counter()
     total = 0
     with open(path) as f:
@@ -99,9 +104,14 @@ def summarise(path: str, top: int = 25) -> str:
             own[leaf] += n
             packages[_package(leaf)] += n
             categories[categorise(frames)] += n
+            if "MainThread" in thread:
+                on_loop[categorise(frames)] += n
             threads[thread] += n
     lines = [f"{total} samples on CPU, all threads", "", "by category (innermost matching frame):"]
     lines += [f"{100 * n / total:5.1f}%  {cat}" for cat, n in categories.most_common()]
+    loop = sum(on_loop.values()) or 1
+    lines += ["", "event-loop thread only, by category (what competes with requests):"]
+    lines += [f"{100 * n / loop:5.1f}%  {cat}" for cat, n in on_loop.most_common()]
     lines += ["", "by thread:"] + [f"{100 * n / total:5.1f}%  {t}" for t, n in threads.most_common(8)]
     lines += ["", "self time by package:"]
     lines += [f"{100 * n / total:5.1f}%  {pkg}" for pkg, n in packages.most_common(12)]
