@@ -4,7 +4,7 @@ executed with the driver's executemany on plain tuples.
 `write_batch` runs inside a transaction its caller opened and commits: on SQLite that is the spend
 writer's own thread with its own stdlib `sqlite3` connection (`SqliteDb`), on Postgres a sync view of
 an async connection (`DriverDb`, through `AsyncConnection.run_sync`). It inserts the rows of the batch
-not stored yet (which are is one `SELECT ... IN` in the same transaction, so a retried flush or a
+not stored yet (found with one `SELECT ... IN` in the same transaction, so a retried flush or a
 replayed journal never counts a row twice; `ON CONFLICT DO NOTHING` stays as the backstop), their
 tags, and adds their cost to the spend of keys, teams, users, customers and tags in a fixed order (no
 deadlocks between instances). Due budget periods are reset first when asked.
@@ -45,7 +45,8 @@ class SqliteDb:
         self.conn = conn
 
     def rows(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        return list(self.conn.execute(sql, params).fetchall())
+        rows: list[tuple[Any, ...]] = self.conn.execute(sql, params).fetchall()
+        return rows
 
     def run(self, sql: str, params: Sequence[Any]) -> None:
         self.conn.execute(sql, params)
