@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import dataclass, field
@@ -198,7 +199,37 @@ def chart(results: Results, path: str) -> str | None:
     return None
 
 
+SECTION = ("<!-- scale-out: bench/scaleout.py writes this section -->", "<!-- /scale-out -->")
+
+
+def kept_section(path: str) -> str:
+    """The scale-out section of an existing RESULTS.md (markers included), or ""."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return ""
+    start, end = text.find(SECTION[0]), text.find(SECTION[1])
+    return text[start : end + len(SECTION[1])] if 0 <= start < end else ""
+
+
+def put_section(out_dir: str, body: str) -> str:
+    """Write `body` as RESULTS.md's scale-out section, in place of the old one; returns the path."""
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, "RESULTS.md")
+    old = ""
+    with contextlib.suppress(OSError), open(path) as f:
+        old = f.read()
+    section = f"{SECTION[0]}\n{body}{SECTION[1]}"
+    kept = kept_section(path)
+    text = old.replace(kept, section) if kept else (old.rstrip("\n") + "\n\n" if old else "") + section + "\n"
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
 def write(results: Results, out_dir: str) -> str:
+    """RESULTS.md and results.png; a scale-out section already in RESULTS.md is kept at the end."""
     os.makedirs(out_dir, exist_ok=True)
     png = os.path.join(out_dir, "results.png")
     try:
@@ -210,6 +241,8 @@ def write(results: Results, out_dir: str) -> str:
     text = markdown(results)
     if not problem:
         text += "\n![requests/s and added latency](results.png)\n"
-    with open(os.path.join(out_dir, "RESULTS.md"), "w") as f:
-        f.write(text)
+    path = os.path.join(out_dir, "RESULTS.md")
+    kept = kept_section(path)
+    with open(path, "w") as f:
+        f.write(text + ("\n" + kept + "\n" if kept else ""))
     return text

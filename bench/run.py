@@ -2,6 +2,7 @@
 
     python bench/run.py [--compare] [--smoke] [--workers N] [--duration S] [--concurrency 1,16,64]
                         [--streams 500] [--out DIR] [--no-nginx] [--no-wrk]
+    python bench/run.py --scale-out [bench/scaleout.py's options]   # two instances behind nginx
 
 Starts a zero-latency upstream (nginx with canned bodies), two streaming upstreams, the bare aiohttp
 forwarder, parley (and with --compare the LiteLLM proxy), drives each scenario with wrk, runs many
@@ -40,6 +41,11 @@ from upstreams import ensure_tool, start_bare_forwarder, start_stream_upstream, 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--compare", action="store_true", help="also measure the LiteLLM proxy")
+    p.add_argument(
+        "--scale-out",
+        action="store_true",
+        help="run bench/scaleout.py instead (two instances behind nginx; the options after it are its own)",
+    )
     p.add_argument("--smoke", action="store_true", help="a ~10-second run that only proves the harness")
     p.add_argument("--workers", type=int, default=1, help="parley worker processes (default 1)")
     p.add_argument("--duration", type=float, help="seconds per measurement (default 5, smoke 1)")
@@ -196,6 +202,11 @@ def ttft(url: str, body: bytes, headers: dict[str, str], n: int) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     """Every phase is bounded and a failing one becomes a note: the table is always written."""
+    argv = sys.argv[1:] if argv is None else argv
+    if "--scale-out" in argv:
+        import scaleout
+
+        return scaleout.main([a for a in argv if a != "--scale-out"])
     args = parse(argv)
     started = time.time()
     workdir = tempfile.mkdtemp(prefix="parley-bench-")
