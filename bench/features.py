@@ -173,8 +173,8 @@ def _get(url: str) -> str:
     try:
         with urllib.request.urlopen(url, timeout=10) as r:
             return r.read().decode("utf-8", "replace")
-    except OSError as e:
-        return f"? ({e})"
+    except Exception as e:  # a note says what went wrong; the phase goes on
+        return f"? ({type(e).__name__}: {e})"
 
 
 def judge(results: report.Results, args, verdict) -> None:
