@@ -20,8 +20,6 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from parley.config import Config, GeneralSettings
 from parley.core.tasks import Tasks
 from parley.spend.journal import SpendJournal, claim_orphans, database_key, default_directory
@@ -167,6 +165,8 @@ class StoreService:
         """Apply other instances' invalidations; resubscribe with backoff while Redis is away,
         logging once per change of state."""
         assert self.link is not None
+        from redis.exceptions import RedisError  # only with Redis configured
+
         wait, connected = LISTEN_BACKOFF[0], None
         while True:
             pubsub = self.link.client.pubsub()
