@@ -13,16 +13,14 @@ import ipaddress
 import itertools
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import phonenumbers
 
 from parley.config.guardrails import Pattern
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
+class Finding(NamedTuple):  # a tuple: built several times faster than a frozen dataclass
     start: int
     end: int
     entity: str
