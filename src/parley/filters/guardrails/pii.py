@@ -199,10 +199,10 @@ class PiiAnalyzer:
                 hit = anchor.search(text, pos + 1)
 
     def _numbers(self, text: str, shape: str, before: list[Finding]) -> Iterator[Finding]:
-        """Cards, SSNs, IPv4 and phones in runs of digits and separators. A run inside a finding
-        of an earlier step (an IBAN's digits; with the "+" or "(" a phone may start at) is skipped:
-        the merge would absorb whatever it held.
-        A run's findings depend on it and the two characters before it, so they are remembered."""
+        """Cards, SSNs, IPv4 and phones in runs of digits and separators. A run that lies inside a
+        finding of an earlier step (an IBAN's digits), with the "+" or "(" a phone may start at, is
+        skipped: the merge would absorb whatever it held. A run's findings depend only on it and
+        the two characters before it, so they are remembered (logs repeat dates and addresses)."""
         covered = _Cover(before)
         cache = self.number_cache
         for cand in _NUMBERISH.finditer(shape):
