@@ -359,8 +359,6 @@ def _iban_end(text: str, start: int, end: int) -> int | None:
 
 def _ipv6(text: str, shape: str) -> Iterator[Finding]:
     """Runs of hex digits and colons holding "::" or exactly 7 colons, valid as IPv6 addresses."""
-    if "::" not in text and text.count(":") < 7:
-        return
     last = 0
     for hint in _V6_HINT.finditer(text):  # a valid run has a hint: no need to look at other runs
         start = hint.start()
