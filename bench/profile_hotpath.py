@@ -46,6 +46,7 @@ def _package(frame: str) -> str:
 # Each rule: (category, substrings of which one must be in some frame of the stack).
 CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ("aiosqlite thread (SQLite executes)", ("aiosqlite/core.py",)),
+    ("spend writer thread (SQLite)", ("parley/spend/sqlite_thread.py", "parley/spend/batch.py")),
     ("spend journal thread", ("parley/spend/journal.py",)),
     ("log writer thread", ("parley/logs.py",)),
     ("spend writer on the loop (SQLAlchemy build/compile)", ("parley/spend/writer.py", "sqlalchemy/")),

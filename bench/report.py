@@ -51,10 +51,28 @@ class StreamRow:
 
 
 @dataclass
+class FeatureRow:
+    """One state (off / on) of a feature, summed over its runs (bench/features.py)."""
+
+    feature: str
+    state: str
+    concurrency: int
+    rps: float = 0.0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    cpu_ms_per_req: float | None = None
+    requests: int = 0
+    runs: int = 0
+    errors: int = 0
+    failure: str | None = None
+
+
+@dataclass
 class Results:
     meta: dict[str, Any]
     rows: list[Row] = field(default_factory=list)
     streams: list[StreamRow] = field(default_factory=list)
+    features: list[FeatureRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     targets: list[tuple[str, str, str]] = field(default_factory=list)  # (target, measured, verdict)
 
@@ -115,12 +133,44 @@ def markdown(results: Results) -> str:
                 f"{_f(s.added_p50_ms)} | {_f(s.added_p99_ms)} | {s.chunks} | "
                 f"{_f(s.peak_rss_mb, 0)} | {s.errors} |"
             )
+    out += feature_table(results)
     if results.targets:
         out += ["", "## Targets (issue 22)", "", "| target | measured | verdict |", "|---|---|---|"]
         out += [f"| {t} | {measured} | {verdict} |" for t, measured, verdict in results.targets]
     if results.notes:
         out += ["", "## Notes", ""] + [f"- {n}" for n in results.notes]
     return "\n".join(out) + "\n"
+
+
+def feature_table(results: Results) -> list[str]:
+    if not results.features:
+        return []
+    out = [
+        "",
+        "## Features on and off",
+        "",
+        "The same parley with a feature off and on, in ABBA order (off, on, on, off; a smoke run: "
+        "off, on) at each concurrency, each state's runs summed (bench/features.py). `change` is on "
+        "against off.",
+        "",
+        "| feature | conc | state | runs | req/s | p50 ms | p99 ms | CPU ms/req | change: req/s | "
+        "p50 ms | CPU | errors |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    offs = {(o.feature, o.concurrency): o for o in results.features if o.state == "off"}
+    for r in results.features:
+        off = offs.get((r.feature, r.concurrency))
+        change = ["", "", ""]
+        if r.state == "on" and off is not None and not (r.failure or off.failure) and off.rps:
+            change = [f"{r.rps / off.rps - 1:+.1%}", f"{(r.p50_ms or 0) - (off.p50_ms or 0):+.2f}", ""]
+            if r.cpu_ms_per_req and off.cpu_ms_per_req:
+                change[2] = f"{r.cpu_ms_per_req / off.cpu_ms_per_req - 1:+.1%}"
+        errors = ("timeout" if r.failure.startswith("timeout") else "failed") if r.failure else str(r.errors)
+        out.append(
+            f"| {r.feature} | {r.concurrency} | {r.state} | {r.runs} | {r.rps:.0f} | {_f(r.p50_ms)} | "
+            f"{_f(r.p99_ms)} | {_f(r.cpu_ms_per_req, 3)} | {' | '.join(change)} | {errors} |"
+        )
+    return out
 
 
 def chart(results: Results, path: str) -> str | None:

@@ -28,6 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(1, os.path.join(os.path.dirname(HERE), "src"))
 
+import features  # noqa: E402
 import load  # noqa: E402
 import report  # noqa: E402
 import scenarios as sc  # noqa: E402
@@ -121,6 +122,7 @@ class Bench:
         self.notes: list[str] = []
         self.up = None
         self.slow_url = self.fast_url = ""
+        self.models: list[dict] = []
         self.wrk = None if args.no_wrk else (args.wrk or ensure_tool("wrk", "wrk", self.notes))
         if self.wrk is None:
             self.notes.append(
@@ -225,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             systems = []
         if systems:
             phase(results, "scenarios", run_scenarios, bench, bench.up, systems, results)
+            phase(results, "features on/off", features.run_features, bench, systems, results)
             phase(results, "slow streams", run_slow_streams, bench, systems, results)
         phase(results, "targets", judge, results, args)
         text = report.write(results, args.out)
@@ -286,7 +289,7 @@ def start_systems(bench: Bench, stack: contextlib.ExitStack, results: report.Res
         if bench.wrk
         else "Python asyncio loop (wrk not used)"
     )
-    models = tg.model_list(up, slow.url, fast.url)
+    models = bench.models = tg.model_list(up, slow.url, fast.url)
     systems: list[tg.Target] = []
     try:
         bare_proc = start_bare_forwarder(workdir, up)
@@ -489,6 +492,7 @@ def judge(results: report.Results, args: argparse.Namespace) -> None:
                 verdict(r.added_p50_ms <= 0.4),
             )
         )
+    features.judge(results, args, verdict)
     judge_streams(results, args, verdict)
     judge_litellm(results, mid, verdict)
     judge_baseline(results, args)

@@ -110,10 +110,11 @@ def start_parley(
     observe: str | None = None,
     src: str | None = None,
     extra_env: dict[str, str] | None = None,
+    name: str | None = None,
 ) -> tuple[Target, dict[str, str]]:
     """parley from this checkout, or (`src`: another checkout's src/ directory) as `parley@base`.
     `observe`: an OTLP receiver's traces URL; metrics and traces are on, traces sent there."""
-    name = "parley" if src is None else "parley@base"
+    name = name or ("parley" if src is None else "parley@base")
     general: dict = {"master_key": MASTER, "stream_ping_interval": 15}
     if spend:
         general["database_url"] = f"sqlite+aiosqlite:///{workdir}/{name}-bench.db"

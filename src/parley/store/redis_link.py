@@ -17,14 +17,12 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
-
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from typing import TYPE_CHECKING, Any
 
 from parley.config import RedisSettings
+
+if TYPE_CHECKING:  # redis-py is imported when a link first connects, not by every gateway
+    import redis.asyncio as aioredis
 
 log = logging.getLogger("parley.redis")
 
@@ -58,10 +56,17 @@ class RedisLink:
         self.errors = 0  # failed calls since start (read by the metrics)
         self._failures = 0  # consecutive failed attempts: the wait before the next one doubles
         self.last_error: str | None = None  # why Redis is down (None while it is up)
+        self._failures_of: tuple[type[Exception], ...] = (OSError, TimeoutError)  # + RedisError
 
     @property
     def client(self) -> aioredis.Redis:
         if self._client is None:
+            import redis.asyncio as aioredis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+            from redis.exceptions import RedisError
+
+            self._failures_of = (RedisError, OSError, TimeoutError)
             pool = aioredis.BlockingConnectionPool.from_url(
                 self.url,
                 max_connections=self.max_connections,
@@ -93,7 +98,7 @@ class RedisLink:
         try:
             async with asyncio.timeout(self.timeout):
                 result = await fn(self.client)
-        except (RedisError, OSError, TimeoutError) as e:
+        except self._failures_of as e:
             self.errors += 1
             self._mark_down(e)
             raise RedisUnavailable(str(e)) from e
