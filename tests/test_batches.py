@@ -149,3 +149,26 @@ def test_cancel_stops_new_items_and_lets_running_ones_end(gateway, admin, upstre
     kinds = [r.result.type for r in results]
     assert kinds.count("canceled") == counts.canceled and kinds.count("succeeded") == counts.succeeded
     assert len(upstream_counts(upstream)) == counts.succeeded  # canceled items never went upstream
+
+
+def test_links_take_the_scheme_a_loopback_proxy_reports(gateway, admin):
+    """`parley serve` believes X-Forwarded-Proto from a proxy on loopback (uvicorn's default trust,
+    FORWARDED_ALLOW_IPS) on the routes that build links, though the hot routes skip that layer."""
+    key = admin.post("/key/generate", {})["key"]
+    client = client_for(gateway, key)
+    batch = client.messages.batches.create(requests=requests_for(1))
+    wait_ended(client, batch.id)
+    behind_tls = anthropic.Anthropic(
+        base_url=gateway.url, api_key=key, max_retries=0, default_headers={"x-forwarded-proto": "https"}
+    )
+    host = gateway.url.split("://", 1)[1]
+    linked = behind_tls.messages.batches.retrieve(batch.id).results_url
+    assert linked == f"https://{host}/v1/messages/batches/{batch.id}/results"
+    assert (
+        client.messages.batches.retrieve(batch.id).results_url
+        == f"http://{host}/v1/messages/batches/{batch.id}/results"
+    )
+    message = behind_tls.messages.create(
+        model=MODELS[0], max_tokens=8, messages=[{"role": "user", "content": "x"}]
+    )
+    assert message.type == "message"  # the hot route answers the same behind the proxy

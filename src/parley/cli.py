@@ -167,6 +167,7 @@ def _run(args: argparse.Namespace, level: str, sock: socket.socket, json_logs: b
         timeout_graceful_shutdown=max(0.0, args.shutdown_timeout),
         server_header=False,
         date_header=False,
+        proxy_headers=False,  # applied inside the app, behind the hot routes (server/factory.py)
     )
     server = uvicorn.Server(config)
     if args.workers > 1:

@@ -49,7 +49,7 @@ class FilterState:
         self._values: dict[Any, Any] = {}  # StateKey[T] -> T (typed by the methods, no casts per call)
 
     def get(self, key: StateKey[T]) -> T | None:
-        return self._values.get(key)  # type: ignore[no-any-return]
+        return self._values.get(key)
 
     def put(self, key: StateKey[T], value: T) -> None:
         self._values[key] = value

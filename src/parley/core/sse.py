@@ -31,6 +31,16 @@ class SSEDecoder:
         return not self._buf
 
     def feed(self, chunk: bytes) -> list[Event]:
+        events = []
+        for block in self.blocks(chunk):
+            event = parse_block(block)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def blocks(self, chunk: bytes) -> list[bytes]:
+        """The raw blocks (line ends made `\n`, no blank line) that `chunk` completes; `parse_block`
+        makes each an event. `feed` is both."""
         if self._skip_lf and chunk.startswith(b"\n"):
             chunk = chunk[1:]
         self._skip_lf = False
@@ -42,17 +52,12 @@ class SSEDecoder:
             self._buf = buf
             return []
         *blocks, self._buf = buf.split(b"\n\n")
-        events = []
-        for block in blocks:
-            event = _parse_block(block)
-            if event is not None:
-                events.append(event)
-        return events
+        return blocks
 
     def flush(self) -> list[Event]:
         """Events left in the buffer when the stream ends without a final blank line."""
         rest, self._buf = self._buf, b""
-        event = _parse_block(rest.strip(b"\n")) if rest.strip() else None
+        event = parse_block(rest.strip(b"\n")) if rest.strip() else None
         return [event] if event is not None else []
 
 
@@ -91,7 +96,7 @@ class WholeEvents:
         return data[:cut] if self.tail else data
 
 
-def _parse_block(block: bytes) -> Event | None:
+def parse_block(block: bytes) -> Event | None:
     # Fast paths for the frames Anthropic ("event: x\ndata: {...}") and OpenAI ("data: {...}")
     # send; anything else (comments, ids, multi-line data, odd spacing) takes the general parser.
     if block.startswith(b"event: "):

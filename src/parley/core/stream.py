@@ -7,8 +7,11 @@ A streamed body is a `ChunkSource`. Its contract is explicit, so wrappers keep i
 - `at_boundary`: every byte returned so far ends a complete event (a keep-alive ping may be sent).
 - `at_eof`: the chunk just returned was the last one (the relay ends the reply in the same write).
 - `close()` releases the upstream connection; called once, however the stream ends.
+- `ready` (optional; absent means False): the next `next_chunk()` returns without waiting for the
+  upstream (a chunk is in hand). The relay then needs no timer and no disconnect watcher for it.
 
-`WrappedSource` forwards all of it; a wrapper overrides only what it changes.
+`WrappedSource` forwards all of it; a wrapper overrides only what it changes (a wrapper that may
+call its inner source's `next_chunk()` more than once per call must say `ready = False`).
 """
 
 from __future__ import annotations
@@ -50,6 +53,10 @@ class WrappedSource:
     def at_eof(self) -> bool:
         return self.inner.at_eof
 
+    @property
+    def ready(self) -> bool:
+        return getattr(self.inner, "ready", False)
+
     async def next_chunk(self) -> bytes | None:
         return await self.inner.next_chunk()
 
@@ -66,6 +73,7 @@ class FrameSource:
         self.frames = deque(frames)
 
     at_boundary = True
+    ready = True  # never waits
 
     @property
     def at_eof(self) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from parley.core.sse import SSEDecoder, event_object
+from parley.core.sse import SSEDecoder, event_object, parse_block
 
 
 @dataclass(slots=True)
@@ -90,7 +90,14 @@ class AnthropicStreamSniffer:
         self.output_chars = 0
 
     def feed(self, chunk: bytes) -> None:
-        for event in self.decoder.feed(chunk):
+        for block in self.decoder.blocks(chunk):
+            if block.startswith(_DELTA_FRAME) and block.find(b"\n", _DELTA_AT) < 0:
+                # most of a stream, in the decoder's own fast-path form: counted, not parsed
+                self.output_chars += delta_chars(block[_DELTA_AT:].decode("utf-8", "replace"))
+                continue
+            event = parse_block(block)
+            if event is None:
+                continue
             name = event.event
             if name == "content_block_delta":
                 self.output_chars += delta_chars(event.data)
@@ -109,6 +116,8 @@ class AnthropicStreamSniffer:
 
 
 _DELTA_FIELDS = ('"text":', '"thinking":', '"partial_json":')
+_DELTA_FRAME = b"event: content_block_delta\ndata: "
+_DELTA_AT = len(_DELTA_FRAME)
 
 
 def delta_chars(data: str) -> int:

@@ -100,6 +100,10 @@ class ReplaySource(WrappedSource):
     def at_eof(self) -> bool:
         return self._first is None and self.inner.at_eof
 
+    @property
+    def ready(self) -> bool:
+        return self._first is not None or getattr(self.inner, "ready", False)
+
     async def next_chunk(self) -> bytes | None:
         if self._first is not None:
             chunk, self._first = self._first, None

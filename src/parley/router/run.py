@@ -88,12 +88,12 @@ class Router:
         if isinstance(result, UpstreamReply):
             ctx.response_headers["x-parley-attempts"] = str(ctx.attempts)
             return result
-        failure = result
         if result.kind != "fatal":
-            failure = await self._fall_back(ctx, model, attempt, result)
-            if isinstance(failure, UpstreamReply):
-                return failure
-        return self._give_up(ctx, model, failure)
+            fallen = await self._fall_back(ctx, model, attempt, result)
+            if isinstance(fallen, UpstreamReply):
+                return fallen
+            result = fallen
+        return self._give_up(ctx, model, result)
 
     async def _fall_back(
         self, ctx: RequestContext, model: str, attempt: Attempt, failure: Failure

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 
+from starlette.types import ASGIApp
+
 from parley.config import Config, load_config, quick_config
 from parley.core.loopwatch import watch_from_env
 from parley.core.runtime import HeapTrimmer, tune_gc
@@ -15,6 +17,7 @@ from parley.server.app import create_app
 from parley.server.hot import HotRoutes
 
 CONFIG_ENV = "PARLEY_CONFIG"
+FORWARDED_ENV = "FORWARDED_ALLOW_IPS"  # uvicorn's: the proxies whose X-Forwarded-* are believed
 MODEL_ENV = "PARLEY_QUICK_MODEL"
 
 log = logging.getLogger("parley")
@@ -44,7 +47,18 @@ def app() -> HotRoutes:
     application = create_app(config)
     gateway = application.state.gateway
     server_runtime(gateway.tasks)
-    return HotRoutes(application, ApiRoutes(gateway))
+    return HotRoutes(application, ApiRoutes(gateway), proxy_headers(application))
+
+
+def proxy_headers(application: ASGIApp) -> ASGIApp:
+    """uvicorn's X-Forwarded-For/-Proto handling, as `uvicorn` applies it by default (trusting
+    `FORWARDED_ALLOW_IPS`, default the loopback addresses), for the routes that read the client's
+    address or scheme (links in batch results, the pass-through's base URL). `parley serve` runs
+    uvicorn with `proxy_headers=False`: the hot routes read neither, and skip the layer."""
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    trusted = os.environ.get(FORWARDED_ENV, "127.0.0.1,::1")
+    return ProxyHeadersMiddleware(application, trusted_hosts=trusted)  # type: ignore[arg-type,return-value]
 
 
 def server_runtime(tasks: Tasks) -> None:

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from starlette.applications import Starlette
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from parley.admin.common import JSONBytes
 from parley.core.context import new_request_id
@@ -27,8 +27,13 @@ Handler = Callable[[Scope, Receive], Awaitable[Callable[[Scope, Receive, Send], 
 
 
 class HotRoutes:
-    def __init__(self, app: Starlette, api: ApiRoutes) -> None:
+    """`rest` serves every other request (default: the Starlette app itself; `parley serve` puts
+    uvicorn's proxy-headers middleware there, so only the routes that read the client's address or
+    scheme pay for it)."""
+
+    def __init__(self, app: Starlette, api: ApiRoutes, rest: ASGIApp | None = None) -> None:
         self.app = app
+        self.rest = rest or app
         self.state = app.state  # as on the Starlette app (app.state.gateway)
         self.routes: dict[str, Handler] = {
             "/v1/messages": api.hot_messages,
@@ -50,7 +55,7 @@ class HotRoutes:
                         raise  # the reply is under way: the server closes the connection
                     await _internal_error(scope, receive, send)
                 return
-        await self.app(scope, receive, send)
+        await self.rest(scope, receive, send)
 
 
 async def _internal_error(scope: Scope, receive: Receive, send: Send) -> None:

@@ -2,7 +2,9 @@
 
 Streams are relayed chunk by chunk as they arrive (no buffering), with a keep-alive ping after
 `ping_interval` seconds of upstream silence (only between events), and a watcher that cancels the
-relay, and so closes the upstream connection, the moment the client disconnects. The filters'
+relay, and so closes the upstream connection, the moment the client disconnects. A chunk already in
+hand (`ready`: the router's first one, or bytes buffered) is relayed with neither: the watcher task
+starts before the first wait for the upstream, so a stream that came whole costs no task. The filters'
 `on_done` hooks run exactly once, whatever way the reply ends.
 """
 
@@ -73,7 +75,7 @@ class RelayResponse:
                     return
 
         loop = asyncio.get_running_loop()
-        watcher = loop.create_task(watch_disconnect())
+        watcher: asyncio.Task[None] | None = None  # started before the relay first waits upstream
         interval = self.pipeline.ping_interval
         deadline = loop.time() + self.pipeline.max_stream_seconds
         assert source is not None
@@ -91,8 +93,13 @@ class RelayResponse:
                     await send({"type": "http.response.body", "body": self._too_long(), "more_body": True})
                     break
                 try:
-                    async with asyncio.timeout(min(interval, max(0.0, deadline - loop.time()))):
+                    if getattr(source, "ready", False):  # in hand (the router's first chunk): no wait
                         chunk = await source.next_chunk()
+                    else:
+                        if watcher is None:
+                            watcher = loop.create_task(watch_disconnect())
+                        async with asyncio.timeout(min(interval, max(0.0, deadline - loop.time()))):
+                            chunk = await source.next_chunk()
                 except TimeoutError:
                     if loop.time() >= deadline:
                         continue
@@ -138,7 +145,8 @@ class RelayResponse:
             ctx.error_type = ctx.error_type or "client_disconnected"
         finally:
             done = True
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
             source.close()
 
     def _too_long(self) -> bytes:

@@ -81,6 +81,12 @@ class StreamSource:
         """True once the body has ended and every byte was returned: the last chunk is in hand."""
         return self._eof
 
+    @property
+    def ready(self) -> bool:
+        """The next `next_chunk()` returns at once: bytes are buffered, the body has ended or failed."""
+        conn = self._conn
+        return conn is None or conn.complete or bool(conn.chunks) or conn.error is not None
+
     def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is None:
