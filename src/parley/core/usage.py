@@ -91,33 +91,55 @@ class AnthropicStreamSniffer:
 
     def feed(self, chunk: bytes) -> None:
         for block in self.decoder.blocks(chunk):
-            if block.startswith(_DELTA_FRAME) and block.find(b"\n", _DELTA_AT) < 0:
-                # most of a stream, in the decoder's own fast-path form: counted, not parsed
-                self.output_chars += delta_chars(block[_DELTA_AT:].decode("utf-8", "replace"))
+            nl = block.find(b"\n") if block.startswith(b"event: ") else -1
+            if nl > 0 and block.startswith(b"data: ", nl + 1) and block.find(b"\n", nl + 1) < 0:
+                # the usual one-line frame (the decoder's fast path), read off the bytes: text deltas
+                # counted, frames that say nothing about usage skipped, the rest decoded
+                name = block[7:nl]
+                if name == b"content_block_delta":
+                    self.output_chars += _frame_delta_chars(block, nl + 7)
+                elif name in _READ:
+                    self._event(name.decode(), block[nl + 7 :].decode("utf-8", "replace"))
                 continue
             event = parse_block(block)
-            if event is None:
-                continue
-            name = event.event
-            if name == "content_block_delta":
-                self.output_chars += delta_chars(event.data)
-            elif name == "message_start":
-                message = event_object(event.data).get("message") or {}
-                self.model = message.get("model")
-                self.usage.update(message.get("usage"))
-            elif name == "message_delta":
-                data = event_object(event.data)
-                self.usage.update(data.get("usage"))
-                self.stop_reason = (data.get("delta") or {}).get("stop_reason") or self.stop_reason
-            elif name == "message_stop":
-                self.saw_stop = True
-            elif name == "error":
-                self.error = event_object(event.data).get("error") or {"type": "api_error"}
+            if event is not None and event.event is not None:
+                self._event(event.event, event.data)
+
+    def _event(self, name: str, data: str) -> None:
+        if name == "content_block_delta":
+            self.output_chars += delta_chars(data)
+        elif name == "message_start":
+            message = event_object(data).get("message") or {}
+            self.model = message.get("model")
+            self.usage.update(message.get("usage"))
+        elif name == "message_delta":
+            body = event_object(data)
+            self.usage.update(body.get("usage"))
+            self.stop_reason = (body.get("delta") or {}).get("stop_reason") or self.stop_reason
+        elif name == "message_stop":
+            self.saw_stop = True
+        elif name == "error":
+            self.error = event_object(data).get("error") or {"type": "api_error"}
 
 
+_READ = frozenset({b"message_start", b"message_delta", b"message_stop", b"error"})
 _DELTA_FIELDS = ('"text":', '"thinking":', '"partial_json":')
-_DELTA_FRAME = b"event: content_block_delta\ndata: "
-_DELTA_AT = len(_DELTA_FRAME)
+_DELTA_FIELDS_BYTES = tuple(f.encode() for f in _DELTA_FIELDS)
+
+
+def _frame_delta_chars(frame: bytes, data_at: int) -> int:
+    """`delta_chars` of a one-line delta frame's data (from `data_at`), read off the bytes: quotes
+    and field names are ASCII, so positions agree; only a non-ASCII value is decoded to count it."""
+    for field in _DELTA_FIELDS_BYTES:
+        at = frame.rfind(field, data_at)
+        if at >= 0:
+            start = frame.find(b'"', at + len(field)) + 1
+            end = frame.rfind(b'"')
+            if start <= 0 or end <= start:
+                return 0
+            value = frame[start:end]
+            return len(value) if value.isascii() else len(value.decode("utf-8", "replace"))
+    return 0
 
 
 def delta_chars(data: str) -> int:

@@ -70,17 +70,15 @@ class RetrievalFilter(Filter):
 
     @staticmethod
     def _store_ids(ctx: RequestContext) -> tuple[list[str], list[str]]:
-        trusted: list[str] = []
-        for target in ctx.targets[:1]:
-            trusted.extend(_ids(target.deployment.params.get("vector_store_ids")))
-        own: list[str] = []
-        record = ctx.auth if isinstance(ctx.auth, KeyRecord) else None
-        if record is not None:
-            trusted.extend(_ids(record.metadata.get("vector_store_ids")))
-        meta = ctx.litellm_metadata
-        if isinstance(meta, dict):
-            own.extend(_ids(meta.get("vector_store_ids"), strict=True))
-        if ctx.auth == MASTER:
+        targets, auth, meta = ctx.targets, ctx.auth, ctx.litellm_metadata
+        named = targets[0].deployment.params.get("vector_store_ids") if targets else None
+        keyed = auth.metadata.get("vector_store_ids") if isinstance(auth, KeyRecord) else None
+        asked = meta.get("vector_store_ids") if isinstance(meta, dict) else None
+        if named is None and keyed is None and asked is None:  # nearly every request: no stores
+            return [], []
+        trusted = _ids(named) + _ids(keyed)
+        own = list(_ids(asked, strict=True))
+        if auth == MASTER:
             trusted, own = trusted + own, []
         return trusted, own
 

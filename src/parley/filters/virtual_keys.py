@@ -107,7 +107,8 @@ class VirtualKeyPolicy(Filter):
         record = ctx.auth if isinstance(ctx.auth, KeyRecord) else None
         models = named_models(ctx)
         if record is not None:
-            ctx.tags.extend(tag for tag in record.tags if tag not in ctx.tags)
+            if record.tags:
+                ctx.tags.extend(tag for tag in record.tags if tag not in ctx.tags)
             for model in models:
                 check_models(record, model)
         if ctx.end_user:

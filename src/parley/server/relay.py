@@ -60,8 +60,7 @@ class RelayResponse:
 
     async def _stream(self, receive: Receive, send: Send) -> None:
         ctx, source = self.ctx, self.reply.source
-        relay = asyncio.current_task()
-        assert relay is not None
+        relay: asyncio.Task[None] | None = None  # this task, for the watcher to cancel
         done = False
 
         async def watch_disconnect() -> None:
@@ -71,6 +70,7 @@ class RelayResponse:
                     if not done:
                         ctx.status = 499
                         ctx.error_type = ctx.error_type or "client_disconnected"
+                        assert relay is not None
                         relay.cancel()
                     return
 
@@ -97,6 +97,7 @@ class RelayResponse:
                         chunk = await source.next_chunk()
                     else:
                         if watcher is None:
+                            relay = asyncio.current_task()
                             watcher = loop.create_task(watch_disconnect())
                         async with asyncio.timeout(min(interval, max(0.0, deadline - loop.time()))):
                             chunk = await source.next_chunk()
@@ -135,7 +136,7 @@ class RelayResponse:
             done = True
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
-            if ctx.status == 499:  # the client went away: swallow, the upstream is closed below
+            if ctx.status == 499 and relay is not None:  # the client went away: swallow, close below
                 relay.uncancel()
                 return
             await self._cut(send)  # the server's shutdown time limit: tell the client, then go
