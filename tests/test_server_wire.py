@@ -1,9 +1,7 @@
 """What a client sees on the wire from `parley serve`: replies whole and in order on one connection
-(pipelined, HEAD, streams), `Expect: 100-continue` answered before the body is sent, and repeated
-request headers read as before (the first value decides; repeated betas reach the upstream joined).
-
-The server sends a response head with the body's first write (server/protocol.py); these hold it to
-never losing, delaying or reordering a byte."""
+(pipelined, HEAD last, streams), `Expect: 100-continue` answered before the body is sent, and
+repeated request headers read as before (the first value decides; repeated betas reach the
+upstream joined), now that the hot routes read the ASGI scope themselves (server/body.py)."""
 
 from __future__ import annotations
 
