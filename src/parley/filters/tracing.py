@@ -94,9 +94,15 @@ class Tracing(Filter, RouterEvents):
     def __init__(self, settings: ObservabilitySettings, tasks: Tasks) -> None:
         self.exporter = OtlpExporter(_resource())
         self.sampler = _sampler()
-        self.parent_based = self.sampler.get_description().startswith("ParentBased")
+        described = self.sampler.get_description()
+        self.parent_based = described.startswith("ParentBased")
+        # the default (parent-based, always on) decides a new trace without asking the SDK
+        self.always_on = described == "AlwaysOnSampler" or described.startswith(
+            "ParentBased{root:AlwaysOnSampler,"
+        )
         self.capture = settings.otel_capture_content
         self._servers: dict[str, dict[str, Any]] = {}
+        self._client_attributes: dict[tuple[str, str, str], dict[str, Any]] = {}  # bounded: deployments
         tasks.on_startup(self.start)
         tasks.on_shutdown(self.stop)
 
@@ -115,6 +121,24 @@ class Tracing(Filter, RouterEvents):
             known = self._servers[api_base] = {"server.address": url.hostname or "", "server.port": port}
         return known
 
+    def _client_attributes_of(self, operation: str, target: Target) -> dict[str, Any]:
+        """The attributes an attempt's span shares with every attempt on that deployment and model."""
+        dep = target.deployment
+        key = (operation, dep.id, target.upstream_model)
+        known = self._client_attributes.get(key)
+        if known is None:
+            known = {
+                "gen_ai.operation.name": operation,
+                "gen_ai.provider.name": PROVIDER_NAMES.get(dep.provider, dep.provider),
+                "gen_ai.request.model": target.upstream_model,
+                "parley.deployment.id": dep.id,
+            }
+            if dep.api_base:
+                known.update(self._server_of(dep.api_base))
+            if len(self._client_attributes) < 4096:
+                self._client_attributes[key] = known
+        return known
+
     # spans -----------------------------------------------------------------------------------
     def _trace(self, ctx: RequestContext) -> _Trace | None:
         """The request's trace, started on first use; None when the sampler leaves it out."""
@@ -122,7 +146,7 @@ class Tracing(Filter, RouterEvents):
         if trace is not None or ctx.state.get(_LEFT_OUT):
             return trace
         parent = parse_traceparent(ctx.headers.get("traceparent"))
-        trace_id = parent[0] if parent else random.getrandbits(128).to_bytes(16, "big")
+        trace_id = parent[0] if parent else _new_id(128)
         if not self._sampled(trace_id, parent):
             ctx.state.put(_LEFT_OUT, True)  # the client's own traceparent still goes upstream
             return None
@@ -131,7 +155,7 @@ class Tracing(Filter, RouterEvents):
             ctx.route if passthrough else f"POST {ctx.route}",
             SERVER,
             trace_id,
-            random.getrandbits(64).to_bytes(8, "big"),
+            _new_id(64),
             parent[1] if parent else b"",
             int(ctx.started_at * 1e9),
         )
@@ -149,6 +173,8 @@ class Tracing(Filter, RouterEvents):
     def _sampled(self, trace_id: bytes, parent: tuple[bytes, bytes, bool] | None) -> bool:
         if parent is not None and self.parent_based:
             return parent[2]
+        if self.always_on:
+            return True
         result = self.sampler.should_sample(None, int.from_bytes(trace_id, "big"), "request")
         return bool(result.decision.is_sampled())
 
@@ -186,27 +212,17 @@ class Tracing(Filter, RouterEvents):
         trace = self._trace(ctx)
         if trace is None:
             return
-        dep = target.deployment
         operation = OPERATION.get(ctx.route, "chat")
         span = SpanRecord(
             f"{operation} {target.upstream_model}",
             CLIENT,
             trace.server.trace_id,
-            random.getrandbits(64).to_bytes(8, "big"),
+            _new_id(64),
             trace.server.span_id,
             time.time_ns(),
         )
-        span.attributes.update(
-            {
-                "gen_ai.operation.name": operation,
-                "gen_ai.provider.name": PROVIDER_NAMES.get(dep.provider, dep.provider),
-                "gen_ai.request.model": target.upstream_model,
-                "parley.deployment.id": dep.id,
-                "parley.attempt": ctx.attempts + 1,
-            }
-        )
-        if dep.api_base:
-            span.attributes.update(self._server_of(dep.api_base))
+        span.attributes = self._client_attributes_of(operation, target).copy()
+        span.attributes["parley.attempt"] = ctx.attempts + 1
         header = {"traceparent": traceparent(span.trace_id, span.span_id)}
         state = ctx.headers.get("tracestate")
         if state:
@@ -285,6 +301,12 @@ class Tracing(Filter, RouterEvents):
                 server.error(ctx.error_message)
         server.end_ns = end
         submit(server)
+
+
+def _new_id(bits: int) -> bytes:
+    """A random trace (128-bit) or span (64-bit) id; never all zeros, which W3C trace context
+    forbids."""
+    return (random.getrandbits(bits) or 1).to_bytes(bits // 8, "big")
 
 
 def _end_ns(ctx: RequestContext) -> int:
