@@ -11,7 +11,7 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from parley.core.deployment import Deployment, Target
 from parley.core.usage import Usage
@@ -45,16 +45,18 @@ class FilterState:
     __slots__ = ("_values",)
 
     def __init__(self) -> None:
-        self._values: dict[StateKey[object], object] = {}
+        self._values: dict[Any, Any] = {}  # StateKey[T] -> T (no `cast` calls: this is per request)
 
     def get(self, key: StateKey[T]) -> T | None:
-        return cast("T | None", self._values.get(cast("StateKey[object]", key)))
+        value: T | None = self._values.get(key)
+        return value
 
     def put(self, key: StateKey[T], value: T) -> None:
-        self._values[cast("StateKey[object]", key)] = value
+        self._values[key] = value
 
     def pop(self, key: StateKey[T]) -> T | None:
-        return cast("T | None", self._values.pop(cast("StateKey[object]", key), None))
+        value: T | None = self._values.pop(key, None)
+        return value
 
 
 @dataclass(frozen=True, slots=True)

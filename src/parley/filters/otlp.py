@@ -51,7 +51,14 @@ class SpanRecord:
     )
 
     def __init__(
-        self, name: str, kind: int, trace_id: bytes, span_id: bytes, parent_id: bytes, start_ns: int
+        self,
+        name: str,
+        kind: int,
+        trace_id: bytes,
+        span_id: bytes,
+        parent_id: bytes,
+        start_ns: int,
+        attributes: dict[str, Any] | None = None,
     ) -> None:
         self.name = name
         self.kind = kind
@@ -60,7 +67,7 @@ class SpanRecord:
         self.parent_id = parent_id
         self.start_ns = start_ns
         self.end_ns = 0
-        self.attributes: dict[str, Any] = {}
+        self.attributes: dict[str, Any] = {} if attributes is None else attributes
         self.events: list[tuple[int, str, dict[str, Any]]] = []
         self.status = 0
         self.status_message = ""

@@ -49,6 +49,7 @@ class _Trace:
     attempt: SpanRecord | None = None  # the attempt in progress, or the one that served the reply
     token: Any = None  # OUTBOUND_HEADERS' reset token while an attempt runs
     ended: list[SpanRecord] = field(default_factory=list)  # failed attempts, sent with the request
+    state: str | None = None  # the client's `tracestate`, passed on with its `traceparent`
 
 
 _TRACE: StateKey[_Trace] = StateKey("tracing.trace")
@@ -158,15 +159,14 @@ class Tracing(Filter, RouterEvents):
             _new_id(64),
             parent[1] if parent else b"",
             int(ctx.started_at * 1e9),
-        )
-        server.attributes.update(
             {
                 "http.route": ctx.route,
                 "gen_ai.operation.name": OPERATION.get(ctx.route, "chat"),
                 "parley.request_id": ctx.request_id,
-            }
+            },
         )
-        trace = _Trace(server)
+        # W3C: `tracestate` goes with the `traceparent` it came with (none without one)
+        trace = _Trace(server, state=ctx.headers.get("tracestate") if parent else None)
         ctx.state.put(_TRACE, trace)
         return trace
 
@@ -213,20 +213,22 @@ class Tracing(Filter, RouterEvents):
         if trace is None:
             return
         operation = OPERATION.get(ctx.route, "chat")
+        attributes = self._client_attributes_of(operation, target).copy()
+        attributes["parley.attempt"] = ctx.attempts + 1
+        server = trace.server
+        span_id = _new_id(64)
         span = SpanRecord(
             f"{operation} {target.upstream_model}",
             CLIENT,
-            trace.server.trace_id,
-            _new_id(64),
-            trace.server.span_id,
+            server.trace_id,
+            span_id,
+            server.span_id,
             time.time_ns(),
+            attributes,
         )
-        span.attributes = self._client_attributes_of(operation, target).copy()
-        span.attributes["parley.attempt"] = ctx.attempts + 1
-        header = {"traceparent": traceparent(span.trace_id, span.span_id)}
-        state = ctx.headers.get("tracestate")
-        if state:
-            header["tracestate"] = state
+        header = {"traceparent": traceparent(server.trace_id, span_id)}
+        if trace.state:
+            header["tracestate"] = trace.state
         trace.attempt, trace.token = span, OUTBOUND_HEADERS.set(header)
 
     def attempt_ended(self, ctx: RequestContext, target: Target, end: AttemptEnd) -> None:
