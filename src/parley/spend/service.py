@@ -159,7 +159,7 @@ class StoreService:
         assert isinstance(self.ledger, RedisLedger)
         while True:
             with contextlib.suppress(RedisUnavailable):
-                await self.ledger.beat()
+                await self.ledger.beat(HEARTBEAT_SECONDS)
             await asyncio.sleep(HEARTBEAT_SECONDS)
 
     async def _listen(self) -> None:
