@@ -2,7 +2,8 @@
 limits, a model served by two deployments (so the router reads cooldowns), against a private
 redis-server watched with MONITOR.
 
-    python bench/redis_calls.py [--requests 20] [--gap 0.05] [--redis-port N] [--src DIR]
+    python bench/redis_calls.py [--requests 20] [--gap 0.05] [--concurrency 1] [--redis-port N]
+                                [--src DIR]
 
 Prints each command clients sent while the requests ran (Lua's own commands excluded: they cost
 no round trip), by what it is for, per request. `--src` measures another build's src/ directory.
@@ -18,6 +19,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
@@ -67,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--requests", type=int, default=20)
     p.add_argument("--gap", type=float, default=0.05, help="seconds between requests")
+    p.add_argument(
+        "--concurrency", type=int, default=1, help="clients at once (each waits --gap between its requests)"
+    )
     p.add_argument("--redis-port", type=int, help="port for the private redis-server (default: a free one)")
     p.add_argument("--src", help="measure parley from another checkout's src/ directory")
     args = p.parse_args(argv)
@@ -88,10 +93,15 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(1.5)
         with RedisMonitor(redis.port) as monitor:
             started = time.monotonic()
-            for _ in range(args.requests):
-                status, _ = post(gw.url + "/v1/messages", BODY, key)
-                assert status == 200
-                time.sleep(args.gap)
+
+            def client(n: int) -> None:
+                for _ in range(n):
+                    status, _ = post(gw.url + "/v1/messages", BODY, key)
+                    assert status == 200
+                    time.sleep(args.gap)
+
+            with ThreadPoolExecutor(args.concurrency) as pool:
+                list(pool.map(client, [args.requests // args.concurrency] * args.concurrency))
             elapsed = time.monotonic() - started
             seen = monitor.commands(settle=0.5)
     finally:
@@ -103,8 +113,11 @@ def main(argv: list[str] | None = None) -> int:
         upstream.stop()
         redis.stop()
     counts = collections.Counter(purpose(c, prefix) for c in seen)
-    n = args.requests
-    print(f"{n} requests in {elapsed:.2f} s ({args.gap} s apart), build: {args.src or 'this checkout'}")
+    n = args.requests // args.concurrency * args.concurrency
+    print(
+        f"{n} requests in {elapsed:.2f} s ({args.concurrency} clients, each waiting {args.gap} s between "
+        f"requests), build: {args.src or 'this checkout'}"
+    )
     print(f"{'command (what for)':44} {'total':>6} {'per request':>12}")
     for what, count in counts.most_common():
         print(f"{what:44} {count:6d} {count / n:12.2f}")

@@ -125,7 +125,6 @@ end
 """
 
 MAX_BATCH = 128  # steps per call: bounds how long one script holds Redis
-SETTLE_DELAY = 0.005  # s a step waits for an admission call to ride along with, before its own
 
 
 @dataclass(slots=True)
@@ -139,9 +138,10 @@ class _Step:
 class SettleBatch:
     """Steps that need no answer (the settlements after a reply), gathered across requests.
 
-    They ride along with the next admission call (`take`, as the `part()` of its script), so
-    under load a request costs one round trip in all; what no admission took within
-    `SETTLE_DELAY` is sent on its own, with whatever is queued meanwhile."""
+    As prompt as a task spawned for each (they go out once the current turn of the event loop is
+    over), but an admission call made meanwhile carries them (`take`, as the `part()` of its
+    script), and the rest go in one call for all the requests that ended in that turn; while a
+    call is in flight, what is queued waits for the next one."""
 
     def __init__(self, link: RedisLink) -> None:
         self.link = link
@@ -149,7 +149,7 @@ class SettleBatch:
         self._script: Any = None
         self._queue: list[_Step] = []
         self._task: asyncio.Task[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._due_handle: asyncio.Handle | None = None
 
     def register(self, source: str, fn: str) -> int:
         """A step kind: Lua `source` defining `fn(KEYS, ARGV)`; returns its id for `add`."""
@@ -172,8 +172,8 @@ class SettleBatch:
 
     def add(self, part: int, keys: list[str], args: list[Any], failed: Callable[[], None]) -> None:
         self._queue.append(_Step(part, keys, args, failed))
-        if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(SETTLE_DELAY, self._due)
+        if self._due_handle is None:
+            self._due_handle = asyncio.get_running_loop().call_soon(self._due)
 
     def take(self, kinds: int) -> Ask | None:
         """Queued steps (of the first `kinds` kinds) for an admission call to carry; give them
@@ -193,11 +193,11 @@ class SettleBatch:
 
     def requeue(self, steps: list[_Step]) -> None:
         self._queue[:0] = steps
-        if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(SETTLE_DELAY, self._due)
+        if self._due_handle is None:
+            self._due_handle = asyncio.get_running_loop().call_soon(self._due)
 
     def _due(self) -> None:
-        self._timer = None
+        self._due_handle = None
         task = self._task
         if self._queue and (task is None or task.done()):
             self._task = asyncio.get_running_loop().create_task(self._drain())
@@ -209,9 +209,9 @@ class SettleBatch:
 
     async def drain(self) -> None:
         """Send what is queued now (at shutdown)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._due_handle is not None:
+            self._due_handle.cancel()
+            self._due_handle = None
         if self._task is not None and not self._task.done():
             await asyncio.wait([self._task], timeout=self.link.timeout * 4)
         await self._drain()
