@@ -150,6 +150,7 @@ class SettleBatch:
         self._queue: list[_Step] = []
         self._task: asyncio.Task[None] | None = None
         self._due_handle: asyncio.Handle | None = None
+        self._due_loop: asyncio.AbstractEventLoop | None = None  # (the SDK may change loops)
 
     def register(self, source: str, fn: str) -> int:
         """A step kind: Lua `source` defining `fn(KEYS, ARGV)`; returns its id for `add`."""
@@ -172,8 +173,7 @@ class SettleBatch:
 
     def add(self, part: int, keys: list[str], args: list[Any], failed: Callable[[], None]) -> None:
         self._queue.append(_Step(part, keys, args, failed))
-        if self._due_handle is None:
-            self._due_handle = asyncio.get_running_loop().call_soon(self._due)
+        self._schedule()
 
     def take(self, kinds: int) -> Ask | None:
         """Queued steps (of the first `kinds` kinds) for an admission call to carry; give them
@@ -193,14 +193,18 @@ class SettleBatch:
 
     def requeue(self, steps: list[_Step]) -> None:
         self._queue[:0] = steps
-        if self._due_handle is None:
-            self._due_handle = asyncio.get_running_loop().call_soon(self._due)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._due_handle is None or self._due_loop is not loop:
+            self._due_handle, self._due_loop = loop.call_soon(self._due), loop
 
     def _due(self) -> None:
         self._due_handle = None
-        task = self._task
-        if self._queue and (task is None or task.done()):
-            self._task = asyncio.get_running_loop().create_task(self._drain())
+        task, loop = self._task, asyncio.get_running_loop()
+        if self._queue and (task is None or task.done() or task.get_loop() is not loop):
+            self._task = loop.create_task(self._drain())
 
     async def _drain(self) -> None:
         while self._queue:
@@ -212,8 +216,9 @@ class SettleBatch:
         if self._due_handle is not None:
             self._due_handle.cancel()
             self._due_handle = None
-        if self._task is not None and not self._task.done():
-            await asyncio.wait([self._task], timeout=self.link.timeout * 4)
+        task = self._task
+        if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
+            await asyncio.wait([task], timeout=self.link.timeout * 4)
         await self._drain()
 
     async def _send(self, steps: list[_Step]) -> None:
