@@ -5,14 +5,15 @@
 # `make check`: venv + dev install + ruff lint, ruff format check and mypy (settings in pyproject.toml).
 # `make chaos`: venv + dev install + the long fault-injection run (tests/test_chaos.py, several minutes;
 #   the default suite runs its short version).
-# `make bench`: the benchmark suite (bench/README.md); `make bench-compare`: the same, plus LiteLLM.
+# `make bench`: the benchmark suite (bench/README.md); `make bench-compare`: the same, plus LiteLLM;
+#   `make bench-scale`: two instances behind nginx sharing Postgres and Redis (bench/scaleout.py).
 #   Pass options with BENCH_ARGS, e.g. make bench BENCH_ARGS="--workers 2 --duration 10".
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test chaos fuzz check install bench bench-compare clean system-deps
+.PHONY: run test chaos fuzz check install bench bench-compare bench-scale clean system-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -66,6 +67,9 @@ bench: $(BENCH_STAMP)
 
 bench-compare: $(BENCH_STAMP) $(LITELLM_VENV)/.installed
 	$(BIN)/python bench/run.py --compare $(BENCH_ARGS)
+
+bench-scale: $(BENCH_STAMP)
+	$(BIN)/python bench/scaleout.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info

@@ -42,6 +42,21 @@ def cpu_seconds(pid: int) -> float:
     return total / CLK_TCK
 
 
+def preemptions(pid: int) -> int:
+    """Involuntary context switches of the tree's live threads (the scheduler took the core away)."""
+    total = 0
+    for p in tree(pid):
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/status") as f:
+                    for line in f:
+                        if line.startswith("nonvoluntary_ctxt_switches:"):
+                            total += int(line.split()[1])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
 def rss_bytes(pid: int) -> int:
     total = 0
     for p in tree(pid):
@@ -61,12 +76,14 @@ class Watch:
         self.interval = interval
         self.peak_rss = 0
         self.cpu = 0.0
+        self.preempted = 0  # involuntary context switches during the watch
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> Watch:
         if self.pid is not None:
             self._cpu0 = cpu_seconds(self.pid)
+            self._switches0 = preemptions(self.pid)
             self.peak_rss = rss_bytes(self.pid)
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
@@ -83,3 +100,4 @@ class Watch:
         self._thread.join()
         self.peak_rss = max(self.peak_rss, rss_bytes(self.pid))
         self.cpu = cpu_seconds(self.pid) - self._cpu0
+        self.preempted = preemptions(self.pid) - self._switches0

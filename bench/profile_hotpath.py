@@ -47,6 +47,7 @@ def _package(frame: str) -> str:
 # Each rule: (category, substrings of which one must be in some frame of the stack).
 CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ("aiosqlite thread (SQLite executes)", ("aiosqlite/core.py",)),
+    ("spend writer thread (SQLite)", ("parley/spend/sqlite_thread.py", "parley/spend/batch.py")),
     ("spend journal thread", ("parley/spend/journal.py",)),
     ("log writer thread", ("parley/logs.py",)),
     ("spend writer on the loop (SQLAlchemy build/compile)", ("parley/spend/writer.py", "sqlalchemy/")),
@@ -72,7 +73,7 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("router (deployment choice, retries, health)", ("parley/router/",)),
-    ("upstream client (aiohttp)", ("aiohttp/",)),
+    ("upstream client (parley/transport, or aiohttp in older builds)", ("parley/transport/", "aiohttp/")),
     ("parley: body read/parse, endpoint, relay", ("parley/",)),
     ("Starlette layers + routing", ("starlette/",)),
     ("uvicorn (HTTP parse, response writes)", ("uvicorn/",)),
@@ -94,6 +95,7 @@ def summarise(path: str, top: int = 25) -> str:
     own: collections.Counter = collections.Counter()
     packages: collections.Counter = collections.Counter()
     categories: collections.Counter = collections.Counter()
+    on_loop: collections.Counter = collections.Counter()  # the event loop's thread only
     threads: collections.Counter = collections.Counter()
     total = 0
     with open(path) as f:
@@ -109,10 +111,16 @@ def summarise(path: str, top: int = 25) -> str:
             leaf = frames[-1] if frames else ""
             own[leaf] += n
             packages[_package(leaf)] += n
-            categories[categorise(frames)] += n
+            category = categorise(frames)
+            categories[category] += n
+            if "MainThread" in thread:
+                on_loop[category] += n
             threads[thread] += n
     lines = [f"{total} samples on CPU, all threads", "", "by category (innermost matching frame):"]
     lines += [f"{100 * n / total:5.1f}%  {cat}" for cat, n in categories.most_common()]
+    loop_total = sum(on_loop.values()) or 1
+    lines += ["", f"the event loop's thread only ({loop_total} samples), by category:"]
+    lines += [f"{100 * n / loop_total:5.1f}%  {cat}" for cat, n in on_loop.most_common()]
     lines += ["", "by thread:"] + [f"{100 * n / total:5.1f}%  {t}" for t, n in threads.most_common(8)]
     lines += ["", "self time by package:"]
     lines += [f"{100 * n / total:5.1f}%  {pkg}" for pkg, n in packages.most_common(12)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import dataclass, field
@@ -51,10 +52,28 @@ class StreamRow:
 
 
 @dataclass
+class FeatureRow:
+    """One state (off / on) of a feature, summed over its runs (bench/features.py)."""
+
+    feature: str
+    state: str
+    concurrency: int
+    rps: float = 0.0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    cpu_ms_per_req: float | None = None
+    requests: int = 0
+    runs: int = 0
+    errors: int = 0
+    failure: str | None = None
+
+
+@dataclass
 class Results:
     meta: dict[str, Any]
     rows: list[Row] = field(default_factory=list)
     streams: list[StreamRow] = field(default_factory=list)
+    features: list[FeatureRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     targets: list[tuple[str, str, str]] = field(default_factory=list)  # (target, measured, verdict)
 
@@ -116,12 +135,44 @@ def markdown(results: Results) -> str:
                 f"{_f(s.added_p50_ms)} | {_f(s.added_p99_ms)} | {s.chunks} | "
                 f"{_f(s.peak_rss_mb, 0)} | {s.errors} |"
             )
+    out += feature_table(results)
     if results.targets:
         out += ["", "## Targets (issue 22)", "", "| target | measured | verdict |", "|---|---|---|"]
         out += [f"| {t} | {measured} | {verdict} |" for t, measured, verdict in results.targets]
     if results.notes:
         out += ["", "## Notes", ""] + [f"- {n}" for n in results.notes]
     return "\n".join(out) + "\n"
+
+
+def feature_table(results: Results) -> list[str]:
+    if not results.features:
+        return []
+    out = [
+        "",
+        "## Features on and off",
+        "",
+        "The same parley with a feature off and on, in ABBA order (off, on, on, off; a smoke run: "
+        "off, on) at each concurrency, each state's runs summed (bench/features.py). `change` is on "
+        "against off.",
+        "",
+        "| feature | conc | state | runs | req/s | p50 ms | p99 ms | CPU ms/req | change: req/s | "
+        "p50 ms | CPU | errors |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    offs = {(o.feature, o.concurrency): o for o in results.features if o.state == "off"}
+    for r in results.features:
+        off = offs.get((r.feature, r.concurrency))
+        change = ["", "", ""]
+        if r.state == "on" and off is not None and not (r.failure or off.failure) and off.rps:
+            change = [f"{r.rps / off.rps - 1:+.1%}", f"{(r.p50_ms or 0) - (off.p50_ms or 0):+.2f}", ""]
+            if r.cpu_ms_per_req and off.cpu_ms_per_req:
+                change[2] = f"{r.cpu_ms_per_req / off.cpu_ms_per_req - 1:+.1%}"
+        errors = ("timeout" if r.failure.startswith("timeout") else "failed") if r.failure else str(r.errors)
+        out.append(
+            f"| {r.feature} | {r.concurrency} | {r.state} | {r.runs} | {r.rps:.0f} | {_f(r.p50_ms)} | "
+            f"{_f(r.p99_ms)} | {_f(r.cpu_ms_per_req, 3)} | {' | '.join(change)} | {errors} |"
+        )
+    return out
 
 
 def chart(results: Results, path: str) -> str | None:
@@ -200,7 +251,37 @@ def chart(results: Results, path: str) -> str | None:
     return None
 
 
+SECTION = ("<!-- scale-out: bench/scaleout.py writes this section -->", "<!-- /scale-out -->")
+
+
+def kept_section(path: str) -> str:
+    """The scale-out section of an existing RESULTS.md (markers included), or ""."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return ""
+    start, end = text.find(SECTION[0]), text.find(SECTION[1])
+    return text[start : end + len(SECTION[1])] if 0 <= start < end else ""
+
+
+def put_section(out_dir: str, body: str) -> str:
+    """Write `body` as RESULTS.md's scale-out section, in place of the old one; returns the path."""
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, "RESULTS.md")
+    old = ""
+    with contextlib.suppress(OSError), open(path) as f:
+        old = f.read()
+    section = f"{SECTION[0]}\n{body}{SECTION[1]}"
+    kept = kept_section(path)
+    text = old.replace(kept, section) if kept else (old.rstrip("\n") + "\n\n" if old else "") + section + "\n"
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
 def write(results: Results, out_dir: str) -> str:
+    """RESULTS.md and results.png; a scale-out section already in RESULTS.md is kept at the end."""
     os.makedirs(out_dir, exist_ok=True)
     png = os.path.join(out_dir, "results.png")
     try:
@@ -212,6 +293,8 @@ def write(results: Results, out_dir: str) -> str:
     text = markdown(results)
     if not problem:
         text += "\n![requests/s and added latency](results.png)\n"
-    with open(os.path.join(out_dir, "RESULTS.md"), "w") as f:
-        f.write(text)
+    path = os.path.join(out_dir, "RESULTS.md")
+    kept = kept_section(path)
+    with open(path, "w") as f:
+        f.write(text + ("\n" + kept + "\n" if kept else ""))
     return text

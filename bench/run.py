@@ -2,6 +2,7 @@
 
     python bench/run.py [--compare] [--smoke] [--workers N] [--duration S] [--concurrency 1,16,64]
                         [--streams 500] [--out DIR] [--no-nginx] [--no-wrk]
+    python bench/run.py --scale-out [bench/scaleout.py's options]   # two instances behind nginx
 
 Starts a zero-latency upstream (nginx with canned bodies), two streaming upstreams, the bare aiohttp
 forwarder, parley (and with --compare the LiteLLM proxy), drives each scenario with wrk, runs many
@@ -27,6 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(1, os.path.join(os.path.dirname(HERE), "src"))
 
+import features  # noqa: E402
 import load  # noqa: E402
 import report  # noqa: E402
 import scenarios as sc  # noqa: E402
@@ -40,6 +42,11 @@ from upstreams import ensure_tool, start_bare_forwarder, start_stream_upstream, 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--compare", action="store_true", help="also measure the LiteLLM proxy")
+    p.add_argument(
+        "--scale-out",
+        action="store_true",
+        help="run bench/scaleout.py instead (two instances behind nginx; the options after it are its own)",
+    )
     p.add_argument("--smoke", action="store_true", help="a ~10-second run that only proves the harness")
     p.add_argument("--workers", type=int, default=1, help="parley worker processes (default 1)")
     p.add_argument("--duration", type=float, help="seconds per measurement (default 5, smoke 1)")
@@ -128,6 +135,7 @@ class Bench:
         self.notes: list[str] = []
         self.up = None
         self.slow_url = self.fast_url = ""
+        self.models: list[dict] = []
         self.wrk = None if args.no_wrk else (args.wrk or ensure_tool("wrk", "wrk", self.notes))
         if self.wrk is None:
             self.notes.append(
@@ -212,6 +220,11 @@ def ttft(url: str, body: bytes, headers: dict[str, str], n: int) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     """Every phase is bounded and a failing one becomes a note: the table is always written."""
+    argv = sys.argv[1:] if argv is None else argv
+    if "--scale-out" in argv:
+        import scaleout
+
+        return scaleout.main([a for a in argv if a != "--scale-out"])
     args = parse(argv)
     started = time.time()
     workdir = tempfile.mkdtemp(prefix="parley-bench-")
@@ -230,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             systems = []
         if systems:
             phase(results, "scenarios", run_scenarios, bench, bench.up, systems, results)
+            phase(results, "features on/off", features.run_features, bench, systems, results)
             phase(results, "slow streams", run_slow_streams, bench, systems, results)
         phase(results, "targets", judge, results, args)
         text = report.write(results, args.out)
@@ -291,7 +305,7 @@ def start_systems(bench: Bench, stack: contextlib.ExitStack, results: report.Res
         if bench.wrk
         else "Python asyncio loop (wrk not used)"
     )
-    models = tg.model_list(up, slow.url, fast.url)
+    models = bench.models = tg.model_list(up, slow.url, fast.url)
     systems: list[tg.Target] = []
     try:
         bare_proc = start_bare_forwarder(workdir, up)
@@ -466,6 +480,7 @@ def judge(results: report.Results, args: argparse.Namespace) -> None:
                 verdict(r.added_p50_ms <= 0.4),
             )
         )
+    features.judge(results, args, verdict)
     judge_streams(results, args, verdict)
     judge_litellm(results, mid, verdict)
     judge_redis(results, args, mid, verdict)

@@ -135,12 +135,13 @@ def start_parley(
     extra_env: dict[str, str] | None = None,
     redis: str | None = None,
     limits: bool = False,
+    name: str | None = None,
 ) -> tuple[Target, dict[str, str]]:
     """parley from this checkout, or (`src`: another checkout's src/ directory) as `parley@base`.
     `observe`: an OTLP receiver's traces URL; metrics and traces are on, traces sent there.
     `redis`: a Redis URL for router_settings.redis_url (the target's name gets `/redis`);
     `limits`: its key gets a budget and rate limits (`KEY_LIMITS`)."""
-    name = ("parley" if src is None else "parley@base") + ("/redis" if redis else "")
+    name = name or ("parley" if src is None else "parley@base") + ("/redis" if redis else "")
     general: dict = {"master_key": MASTER, "stream_ping_interval": 15}
     if spend:
         general["database_url"] = f"sqlite+aiosqlite:///{workdir}/{name.replace('/', '-')}-bench.db"

@@ -7,6 +7,7 @@ forwarder, parley under wrk or the Python loop, slow streams, the report).
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -60,6 +61,28 @@ def test_smoke_writes_the_table(tmp_path):
     stream_line = next(line for line in text.splitlines() if line.startswith("| parley | "))
     assert "20/20" in stream_line
     assert "## Targets (issue 22)" in text
+    features_were_compared(text)
+
+
+def features_were_compared(text: str) -> None:
+    """Metrics + tracing and the PII guardrail, each off and on, served without errors; the
+    observed gateway really exported spans and answered /metrics; both targets were judged."""
+    for feature in ("metrics + tracing (native)", "PII guardrail (10 KB prompt)"):
+        for state in ("off", "on"):
+            rows = [
+                cells
+                for line in text.splitlines()
+                if len(cells := [c.strip() for c in line.strip("|").split("|")]) == 12
+                and cells[0] == feature
+                and cells[2] == state
+            ]
+            assert rows, f"no {feature}/{state} row in:\n{text}"
+            assert float(rows[0][4]) > 0 and rows[0][11] == "0", rows
+    spans = re.search(r"served (\d+) native requests; the OTLP receiver counted (\d+) spans", text)
+    assert spans and int(spans.group(1)) > 0 and int(spans.group(2)) > 0, text
+    assert "parley_requests_total series" in text and "had 0 parley_requests_total" not in text
+    assert "metrics + tracing on: within 10% of off" in text
+    assert "guardrails (PII on a 10 KB prompt): ≤ 1 ms p50 added" in text
 
 
 @pytest.mark.slow

@@ -177,9 +177,11 @@ def spend_race(
 def test_a_budget_holds_across_both_instances(topology, upstream):
     urls = [gw.url for gw in topology.gateways]
     admin = Admin(urls[0], MASTER)
+    before = [gw.log().count('"route"') for gw in topology.gateways]
     spend_race(urls, admin, upstream)  # requests alternate between the two instances
-    for gw in topology.gateways:
-        assert '"status":200' in gw.log().replace(" ", "")  # both served
+    after = [gw.log().count('"route"') for gw in topology.gateways]
+    # both took part; which one admitted the few calls the budget allows is a race either can win
+    assert all(a > b for a, b in zip(after, before, strict=True))
 
 
 @pytest.mark.skipif(NGINX is None, reason="nginx is not installed (apt-get install nginx-light)")

@@ -332,3 +332,24 @@ def test_a_request_that_does_not_parse_gets_the_api_envelope(served, path, lengt
     else:
         assert error["error"]["type"] == "invalid_request_error" and "param" in error["error"]
     assert "Content-Length" in error["error"]["message"]
+
+
+@pytest.mark.process
+@pytest.mark.parametrize("upgrade", [b"websocket", b"h2c"])
+def test_a_request_asking_to_upgrade_is_answered_over_http_1_1(served, upgrade):
+    """parley has no WebSocket route (uvicorn runs with ws="none"): an upgrade request is served as
+    plain HTTP, and the log does not tell the operator to install a WebSocket library."""
+    host, port = served.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            b"GET /health/liveness HTTP/1.1\r\nhost: x\r\nconnection: Upgrade\r\nupgrade: %s\r\n"
+            b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n" % upgrade
+        )
+        raw = b""
+        while b"\r\n\r\n" not in raw or not raw.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            raw += chunk
+    assert raw.startswith(b"HTTP/1.1 200 "), raw[:200]
+    assert "WebSocket library" not in served.log()

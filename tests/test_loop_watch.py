@@ -1,15 +1,17 @@
 """The loop watch (core/loopwatch.py) names what blocks the event loop and times GC pauses; the
-server GC settings (core/runtime.py) freeze the start-up heap."""
+server GC settings (core/runtime.py) freeze the start-up heap; the heap trimmer gives freed C-heap
+pages back to the OS."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import json
+import platform
 import time
 
 from parley.core.loopwatch import LoopWatch
-from parley.core.runtime import SERVER_THRESHOLDS, tune_gc
+from parley.core.runtime import SERVER_THRESHOLDS, HeapTrimmer, malloc_trim, tune_gc
 
 
 def block_the_loop() -> None:
@@ -46,3 +48,23 @@ def test_server_gc_freezes_the_heap_and_raises_the_thresholds():
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_the_heap_trimmer_trims_on_its_interval_until_stopped():
+    calls: list[int] = []
+    trimmer = HeapTrimmer(0.02, lambda pad: calls.append(pad) or 1)
+    assert trimmer.start() == "malloc_trim: every 0.02 s"
+    time.sleep(0.2)
+    trimmer.stop()
+    seen = len(calls)
+    assert seen >= 3 and set(calls) == {0}
+    time.sleep(0.1)
+    assert len(calls) == seen  # stopped means stopped
+
+
+def test_the_heap_trimmer_is_off_with_zero_and_real_on_glibc():
+    assert HeapTrimmer.from_env({"PARLEY_MALLOC_TRIM": "0"}).start() == "malloc_trim: off"
+    assert HeapTrimmer.from_env({"PARLEY_MALLOC_TRIM": "soon"}).interval == 5.0  # a typo: the default
+    trim = malloc_trim()
+    if platform.libc_ver()[0] == "glibc":
+        assert trim is not None and trim(0) in (0, 1)  # 1: memory was released

@@ -15,6 +15,7 @@ from parley.pipeline.metadata import parse_user_id as parse_claude_code_user
 from parley.spend.ledger import BudgetLine, LocalLedger, _Entry
 from parley.spend.periods import add_duration, next_reset, parse_duration
 from parley.spend.pricing import PriceTable
+from parley.spend.rows import from_mapping
 from parley.spend.writer import SpendWriter
 from parley.store import tables as t
 from parley.store.db import make_engine, migrate
@@ -110,8 +111,14 @@ def test_writer_is_idempotent_on_request_id(engine):
                 sa.insert(t.keys).values(token="tok", key_name="sk-...x", created_at=0, updated_at=0)
             )
         batch = [row("r1", 0.5), row("r2", 0.25)]
-        await writer.write_batch(batch)
-        await writer.write_batch([*batch, row("r3", 1.0)])  # a retried flush plus one new row
+        for r in batch:
+            writer.enqueue(from_mapping(r))
+        assert await writer.flush()
+        for r in [*batch, row("r3", 1.0)]:  # a retried flush plus one new row
+            writer.enqueue(from_mapping(r))
+        assert await writer.flush()
+        assert (writer.rows_written, writer.rows_inserted) == (5, 3)
+        await writer.stop()
         async with eng.connect() as conn:
             out = {
                 "logs": (await conn.execute(sa.select(sa.func.count()).select_from(t.spend_logs))).scalar(),
@@ -134,11 +141,12 @@ def test_writer_batch_throughput(engine, capsys):
         eng = make_engine(engine, {})
         writer = SpendWriter(eng, batch_size=500)
         for i in range(5000):
-            writer.enqueue(row(f"req-{i}", 0.001))
+            writer.enqueue(from_mapping(row(f"req-{i}", 0.001)))
         began = time.perf_counter()
         assert await writer.flush()
         elapsed = time.perf_counter() - began
         assert writer.rows_written == 5000 and writer.pending("key:tok") == pytest.approx(0)
+        await writer.stop()
         await eng.dispose()
         return 5000 / elapsed
 

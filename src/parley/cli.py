@@ -160,6 +160,7 @@ def _run(args: argparse.Namespace, level: str, sock: socket.socket, json_logs: b
         workers=args.workers,
         loop="uvloop",
         http=EnvelopeHttpToolsProtocol,
+        ws="none",  # parley serves no WebSocket route: not importing `websockets` saves ~2.5 MB
         log_level=level,
         log_config=None if json_logs else uvicorn.config.LOGGING_CONFIG,  # None: through ours, as JSON
         access_log=False,

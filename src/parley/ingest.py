@@ -1,7 +1,8 @@
 """`parley ingest`: upload files into a vector store of a running gateway, with a progress bar.
 
 Uses the gateway's OpenAI-shaped API (`/v1/files`, `/v1/vector_stores`), so it works against any
-instance; the key decides the owner (its team, or itself).
+instance; the key decides the owner (its team, or itself). aiohttp is imported only when the
+command runs: `parley serve` loads this module for its parser and has no other use for it.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import asyncio
 import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
+if TYPE_CHECKING:
+    import aiohttp
 
 POLL_SECONDS = 0.25
 BAR = 30
@@ -42,6 +44,8 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import aiohttp
+
     if not args.key:
         print("parley ingest: give --key or set PARLEY_API_KEY", file=sys.stderr)
         return 2
@@ -58,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _ingest(args: argparse.Namespace) -> str:
+    import aiohttp
+
     headers = {"authorization": f"Bearer {args.key}"}
     async with aiohttp.ClientSession(args.url.rstrip("/"), headers=headers) as http:
         store = args.store or (await _call(http, "POST", "/v1/vector_stores", json={"name": args.name}))["id"]

@@ -18,15 +18,17 @@ spend row.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from parley.core.context import RequestContext, RetrievalNote
 from parley.core.errors import GatewayError
 from parley.core.stream import UpstreamReply
 from parley.pipeline.filter import Filter, Phase
-from parley.retrieval.index import Hit
 from parley.retrieval.service import MASTER, Retrieved, VectorStores, owner_of
 from parley.store.records import KeyRecord
+
+if TYPE_CHECKING:
+    from parley.retrieval.index import Hit
 
 ROUTES = frozenset({"/v1/messages", "/v1/messages/count_tokens", "/v1/chat/completions"})
 HEADER = "x-parley-retrieval"

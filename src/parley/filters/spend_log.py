@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from parley.core.context import RequestContext
 from parley.pipeline.filter import Filter, Phase
-from parley.spend.periods import day_of
+from parley.spend.periods import DayStamp, day_of
+from parley.spend.rows import SpendRow
 from parley.spend.service import StoreService
 from parley.store.records import KeyRecord
 
@@ -64,49 +64,50 @@ def _priced(service: StoreService, ctx: RequestContext) -> float:
     return total * ctx.price_factor
 
 
-def spend_row(ctx: RequestContext, cost: float) -> dict[str, Any]:
+def spend_row(ctx: RequestContext, cost: float, day: DayStamp | None = None) -> SpendRow:
+    """The request's spend-log row: a tuple in `rows.COLUMNS` order, built once."""
     record = ctx.auth if isinstance(ctx.auth, KeyRecord) else None
     usage, dep, now = ctx.usage, ctx.deployment, time.time()
-    ttft = ctx.ttft_ms
-    return {
-        "request_id": ctx.spend_id or ctx.request_id,  # batch results: once per batch
-        "api_key": record.token if record else None,
-        "key_alias": (record.key_alias or record.key_name)
-        if record
-        else ("master" if ctx.auth == "master" else None),
-        "user": record.user_id if record else None,
-        "team_id": record.team_id if record else None,
-        "end_user": ctx.end_user,
-        "session_id": ctx.session_id,
-        "request_tags": list(ctx.tags) or None,
-        "route": ctx.route,
-        "model": ctx.model,
-        "model_id": dep.id if dep is not None else None,
-        "custom_llm_provider": dep.provider if dep is not None else None,
-        "upstream_model": ctx.upstream_model,
-        "prompt_tokens": usage.input_tokens,
-        "completion_tokens": usage.output_tokens,
-        "cache_read_input_tokens": usage.cache_read_input_tokens,
-        "cache_creation_input_tokens": usage.cache_creation_input_tokens,
-        "total_tokens": usage.total_tokens,
-        "spend": cost,
-        "estimated": bool(usage.estimated),
-        "status": ctx.status,
-        "error_type": ctx.error_type,
-        "stream": ctx.stream,
-        "cache_hit": ctx.cache_hit,
-        "retrieval": {"stores": list(ctx.retrieval.stores), "chunks": ctx.retrieval.chunks}
-        if ctx.retrieval is not None
-        else None,
-        "latency_ms": round(ctx.latency_ms, 3),
-        "ttft_ms": round(ttft, 3) if ttft is not None else None,
-        "start_time": ctx.started_at,
-        "end_time": now,
-        "day": day_of(ctx.started_at),
-        "cc_version": ctx.cc_version,
-        "cc_entrypoint": ctx.cc_entrypoint,
-        "guardrails": ctx.guardrail_summary,
-    }
+    ttft, retrieval, started = ctx.ttft_ms, ctx.retrieval, ctx.started_at
+    key: str | None = record.token if record else None
+    alias = (record.key_alias or record.key_name) if record else ("master" if ctx.auth == "master" else None)
+    user: str | None = record.user_id if record else None
+    team: str | None = record.team_id if record else None
+    return (
+        ctx.spend_id or ctx.request_id,  # request_id (batch results: once per batch)
+        key,  # api_key
+        alias,  # key_alias
+        user,
+        team,  # team_id
+        ctx.end_user,
+        ctx.session_id,
+        list(ctx.tags) or None,  # request_tags
+        ctx.route,
+        ctx.model,
+        dep.id if dep is not None else None,  # model_id
+        dep.provider if dep is not None else None,  # custom_llm_provider
+        ctx.upstream_model,
+        usage.input_tokens,  # prompt_tokens
+        usage.output_tokens,  # completion_tokens
+        usage.cache_read_input_tokens,
+        usage.cache_creation_input_tokens,
+        usage.total_tokens,
+        cost,  # spend
+        bool(usage.estimated),
+        ctx.status,
+        ctx.error_type,
+        ctx.stream,
+        ctx.cache_hit,
+        round(ctx.latency_ms, 3),
+        round(ttft, 3) if ttft is not None else None,
+        started,  # start_time
+        now,  # end_time
+        day(started) if day is not None else day_of(started),
+        {"stores": list(retrieval.stores), "chunks": retrieval.chunks} if retrieval is not None else None,
+        ctx.guardrail_summary,  # guardrails
+        ctx.cc_version,
+        ctx.cc_entrypoint,
+    )
 
 
 class SpendTracker(Filter):
@@ -114,8 +115,9 @@ class SpendTracker(Filter):
 
     def __init__(self, service: StoreService) -> None:
         self.service = service
+        self.day = DayStamp()
 
     def on_done(self, ctx: RequestContext) -> None:
         if ctx.auth is None and ctx.status == 401:
             return  # no row for requests that never authenticated
-        self.service.writer.enqueue(spend_row(ctx, call_cost(self.service, ctx)))
+        self.service.writer.enqueue(spend_row(ctx, call_cost(self.service, ctx), self.day))

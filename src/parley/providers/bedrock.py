@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-import yarl
 
 from parley.config import ConfigError
 from parley.core.context import RequestContext
@@ -101,7 +100,7 @@ class BedrockProvider:
         headers.update(dep.extra_headers)
         return await self.http.send(
             "POST",
-            yarl.URL(url, encoded=True),
+            url,  # already percent-encoded: sent as it is
             headers,
             body,
             dep.timeout,

@@ -14,9 +14,8 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import orjson
 
 from parley.config import ConfigError
@@ -24,6 +23,9 @@ from parley.core.context import RequestContext
 from parley.core.deployment import Deployment, Target
 from parley.core.errors import GatewayError, invalid_request
 from parley.core.stream import UpstreamReply
+
+if TYPE_CHECKING:  # numpy is imported when something is embedded, not by every gateway
+    import numpy as np
 
 MODEL_NAMES = frozenset({"parley-embed", "wordllama-l2-supercat"})
 DIMENSIONS = 256
@@ -72,6 +74,8 @@ class LocalEmbedder:
         return self._model is not None
 
     def embed(self, texts: Sequence[str], dimensions: int = DIMENSIONS) -> Embedded:
+        import numpy as np
+
         model = self._load()
         if not texts:
             return Embedded(np.zeros((0, dimensions), dtype=np.float32), 0)

@@ -11,9 +11,8 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -21,8 +20,12 @@ from parley.core.errors import GatewayError
 from parley.core.tasks import Tasks
 from parley.providers.local_embed import LocalEmbedder
 from parley.retrieval.chunking import Chunking, chunk_text
-from parley.retrieval.index import Chunk, Hit, StoreIndex, merge
 from parley.store import tables as t
+
+if TYPE_CHECKING:  # numpy (through the index) is imported when a store is searched or filled
+    import numpy as np
+
+    from parley.retrieval.index import Hit, StoreIndex
 
 log = logging.getLogger("parley.retrieval")
 
@@ -263,6 +266,8 @@ class VectorStores:
 
     async def search(self, store_ids: list[str], query: str, k: int) -> Retrieved:
         """The best `k` chunks over `store_ids` (already checked by the caller)."""
+        from parley.retrieval.index import merge
+
         vector = (await self.embedder.aembed([query])).vectors[0]
         indexes = [await self._index(ident) for ident in store_ids]
 
@@ -311,6 +316,10 @@ class _Unsupported(Exception):
 
 
 def _build(rows: list[Any]) -> StoreIndex:
+    import numpy as np
+
+    from parley.retrieval.index import Chunk, StoreIndex
+
     chunks = [Chunk(r[0], r[1], r[2]) for r in rows]
     if not rows:
         return StoreIndex(chunks, np.zeros((0, 1), dtype=np.float32))

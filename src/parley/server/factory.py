@@ -7,7 +7,7 @@ import os
 
 from parley.config import Config, load_config, quick_config
 from parley.core.loopwatch import watch_from_env
-from parley.core.runtime import tune_gc
+from parley.core.runtime import HeapTrimmer, tune_gc
 from parley.core.tasks import Tasks
 from parley.logs import setup_logging
 from parley.server.api import ApiRoutes
@@ -48,10 +48,13 @@ def app() -> HotRoutes:
 
 
 def server_runtime(tasks: Tasks) -> None:
-    """Once every start-up hook has run: GC tuned for a server, and the loop watch if asked for."""
+    """Once every start-up hook has run: GC tuned for a server, the heap trimmed now and then, and
+    the loop watch if asked for."""
+    trimmer = HeapTrimmer.from_env()
 
     async def after_startup() -> None:
         log.debug(tune_gc())
+        log.debug(trimmer.start())
         watch = watch_from_env()
         if watch is not None:
 
@@ -60,4 +63,8 @@ def server_runtime(tasks: Tasks) -> None:
 
             tasks.on_shutdown(stop_watch)
 
+    async def stop_trimmer() -> None:
+        trimmer.stop()
+
     tasks.on_startup(after_startup)
+    tasks.on_shutdown(stop_trimmer)

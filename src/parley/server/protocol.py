@@ -4,6 +4,10 @@ A request line or header block that does not parse (a garbage `Content-Length`, 
 a space in a header name) never reaches the application: uvicorn answers it with a plain-text 400.
 Clients of parley parse errors as JSON, so the same 400 goes out as the Anthropic error envelope,
 or OpenAI's on the Chat Completions routes, and the connection is closed as before.
+
+parley has no WebSocket route and runs uvicorn with `ws="none"` (the `websockets` protocol costs
+a worker ~2.5 MB): a request asking to upgrade (WebSocket, `h2c`) is answered over HTTP/1.1, as
+before, without uvicorn's warning that no WebSocket library is installed.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ MESSAGE = "malformed HTTP request: the request line or a header (e.g. Content-Le
 
 
 class EnvelopeHttpToolsProtocol(HttpToolsProtocol):
+    def _unsupported_upgrade_warning(self) -> None:
+        self.logger.debug("upgrade request served over HTTP/1.1 (parley has no WebSocket route)")
+
     def send_400_response(self, msg: str) -> None:
         path = bytes(getattr(self, "url", b"") or b"").split(b"?", 1)[0]
         if path.endswith(b"/chat/completions"):

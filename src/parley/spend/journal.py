@@ -4,12 +4,12 @@ One journal per process: a lock file `spend-<db>-<pid>-<random>.lock`, `flock`ed
 lifetime, and segments `spend-<db>-<pid>-<random>.<n>.jsonl` (one orjson line per row). `<db>`
 names the database, so journals of different databases in one directory never mix.
 
-`append` only queues the line (no I/O on the event loop); a background thread writes and fsyncs
-the queued lines every `fsync_seconds`, rotates the segment every `segment_seconds`, and deletes
-closed segments once the writer reports their rows committed (`committed(seq)`: rows are numbered
-1, 2, ... in append order and committed in that order). A kill -9 loses at most the lines queued
-since the last tick; `close` writes the rest and keeps the segments that still hold uncommitted
-rows, for the next start to replay (`claim_orphans`).
+`append` only queues the row (no I/O or serialization on the event loop); a background thread
+turns the queued rows into lines, writes and fsyncs them every `fsync_seconds`, rotates the segment
+every `segment_seconds`, and deletes closed segments once the writer reports their rows committed
+(`committed(seq)`: rows are numbered 1, 2, ... in append order and committed in that order). A
+kill -9 loses at most the rows queued since the last tick; `close` writes the rest and keeps the
+segments that still hold uncommitted rows, for the next start to replay (`claim_orphans`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,10 @@ from typing import IO, Any
 import orjson
 from sqlalchemy.engine import make_url
 
+from parley.spend.rows import SpendRow, as_mapping
+
 log = logging.getLogger("parley.spend")
+_LINE = orjson.OPT_APPEND_NEWLINE
 
 
 def _sqlite_file(url: str) -> Path | None:
@@ -76,11 +79,11 @@ class SpendJournal:
         self.name = f"spend-{db_key}-{os.getpid()}-{secrets.token_hex(4)}"
         self.fsync_seconds = fsync_seconds
         self.segment_seconds = segment_seconds
-        self._lines: list[bytes] = []
+        self._rows: list[SpendRow | Mapping[str, Any]] = []
         self._appended = 0  # seq of the last row appended
         self._durable = 0  # ... written and fsync'd
         self._committed = 0  # ... in the database
-        self._guard = threading.Lock()  # _lines, _appended, _committed
+        self._guard = threading.Lock()  # _rows, _appended, _committed
         self._tick_lock = threading.Lock()  # one tick at a time (thread, sync, close)
         self._closed: list[_Segment] = []
         self._current: _Segment | None = None
@@ -100,11 +103,11 @@ class SpendJournal:
         self._thread = threading.Thread(target=self._loop, name="parley-spend-journal", daemon=True)
         self._thread.start()
 
-    def append(self, row: dict[str, Any]) -> int:
-        """Queue one row for the disk; its sequence number. No I/O here."""
-        line = orjson.dumps(row) + b"\n"
+    def append(self, row: SpendRow | Mapping[str, Any]) -> int:
+        """Queue one row (a tuple in `rows.COLUMNS` order, or a mapping) for the disk; its sequence
+        number. No I/O or serialization here: the row must not change afterwards."""
         with self._guard:
-            self._lines.append(line)
+            self._rows.append(row)
             self._appended += 1
             return self._appended
 
@@ -160,12 +163,12 @@ class SpendJournal:
     def _tick(self) -> None:
         with self._tick_lock:
             with self._guard:
-                lines, self._lines = self._lines, []
+                rows, self._rows = self._rows, []
                 last = self._appended
-            if lines:
+            if rows:
                 segment = self._segment()
                 assert segment.file is not None
-                segment.file.write(b"".join(lines))
+                segment.file.write(b"".join([_line(row) for row in rows]))
                 segment.file.flush()
                 os.fsync(segment.file.fileno())
                 segment.last_seq = last
@@ -200,6 +203,14 @@ class SpendJournal:
             else:
                 keep.append(segment)
         self._closed = keep
+
+
+def _line(row: SpendRow | Mapping[str, Any]) -> bytes:
+    """One journal line: the row as a JSON object (a value JSON cannot hold is written as text)."""
+    try:
+        return orjson.dumps(as_mapping(row), option=_LINE)
+    except orjson.JSONEncodeError:
+        return orjson.dumps(as_mapping(row), option=_LINE, default=str)
 
 
 def _locked_file(directory: Path, path: Path) -> int:

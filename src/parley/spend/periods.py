@@ -59,3 +59,19 @@ def parse_time(value: str) -> float:
 
 def day_of(ts: float) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(ts))
+
+
+class DayStamp:
+    """`day_of` for times that mostly fall on the same UTC day: the day's text is kept with its bounds."""
+
+    __slots__ = ("_end", "_start", "_text")
+
+    def __init__(self) -> None:
+        self._start, self._end, self._text = 0.0, 0.0, ""
+
+    def __call__(self, ts: float) -> str:
+        if self._start <= ts < self._end:
+            return self._text
+        start = ts - ts % 86400
+        self._start, self._end, self._text = start, start + 86400, day_of(ts)
+        return self._text

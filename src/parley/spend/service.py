@@ -20,13 +20,12 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from parley.config import Config, GeneralSettings
 from parley.core.tasks import Tasks
 from parley.spend.journal import SpendJournal, claim_orphans, database_key, default_directory
 from parley.spend.ledger import LocalLedger, RedisLedger
 from parley.spend.pricing import PriceTable
+from parley.spend.rows import from_mapping
 from parley.spend.writer import SpendWriter
 from parley.store.cache import RecordCache
 from parley.store.db import make_engine, migrate, normalize_url
@@ -86,10 +85,10 @@ class StoreService:
         """Open the database; Redis work (heartbeat, invalidation listener) runs in the background,
         so the gateway starts and serves while Redis is unreachable."""
         await migrate(self.engine)
+        self.writer.start()
         if self.journal is not None:
             await asyncio.to_thread(self.journal.open)
             await self.replay_journals()
-        self.writer.start()
         if self.link is not None:
             loop = asyncio.get_running_loop()
             self._loops = [loop.create_task(self._heartbeat()), loop.create_task(self._listen())]
@@ -119,7 +118,7 @@ class StoreService:
         if len(rows) < len(orphans.rows):
             log.error("spend journal: skipped %d incomplete rows", len(orphans.rows) - len(rows))
         for row in rows:
-            self.writer.enqueue(row)
+            self.writer.enqueue(from_mapping(row))
         await asyncio.to_thread(journal.sync)
         await asyncio.to_thread(orphans.release)
         before = self.writer.rows_inserted
@@ -166,6 +165,8 @@ class StoreService:
         """Apply other instances' invalidations; resubscribe with backoff while Redis is away,
         logging once per change of state."""
         assert self.link is not None
+        from redis.exceptions import RedisError  # only with Redis configured
+
         wait, connected = LISTEN_BACKOFF[0], None
         while True:
             pubsub = self.link.client.pubsub()

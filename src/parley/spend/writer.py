@@ -1,16 +1,25 @@
-"""The background spend-log writer: batches rows off the request path into the database.
+"""The background spend-log writer: rows queued by the request path, batched into the database.
 
-`enqueue` is synchronous and cheap (called from after_call hooks). A loop flushes every `interval`
-seconds or as soon as `batch_size` rows wait, in one transaction per batch: insert the log rows
-(ignoring request ids already stored, so a retried flush never double-counts), then add the cost of
-the rows actually inserted to the spend totals of keys, users, teams, customers and tags, in a fixed
-order (no deadlocks between instances). Due budget periods are reset in the same transaction.
-A failed flush keeps its rows and retries; `stop` flushes what is left.
+`enqueue` is synchronous and cheap (called from after_call hooks): it appends the row tuple to a
+thread-safe queue (and to the spend journal's in-memory list) and adds its cost to the totals the
+budget ledger reads. Everything else happens off the request path, in one of two drivers:
 
-With a `SpendJournal` every enqueued row is also appended to the local journal (on disk within the
-journal's fsync window) and the journal is told, after each committed batch, how many rows are in
-the database; flushes run one at a time, so rows are committed in the order they were enqueued.
-A database outage is logged once when it starts (with the rows waiting) and once when it ends.
+- **SQLite file** (the embedded default): a dedicated thread, `parley-spend-writer`, with its own
+  stdlib `sqlite3` connection (WAL, busy timeout) wakes every `interval` seconds or as soon as
+  `batch_size` rows wait, and writes batch after batch, each one transaction (`BEGIN IMMEDIATE`,
+  executemany, `COMMIT`). The event loop does no SQL and holds no future per row; `flush()` (admin
+  reads, shutdown) costs one future per call.
+- **Postgres** (asyncpg) and in-memory SQLite: a task on the event loop runs the same batch code
+  through `AsyncConnection.run_sync` (asyncpg is bound to the loop): the SQL is rendered once per
+  dialect and rows are bound as tuples, so the loop's work per row is the driver's encoding.
+
+A batch inserts the rows not stored yet and adds the cost of those to the spend totals of keys,
+users, teams, customers and tags (`parley.spend.batch`); due budget periods are reset in the same
+transaction every `RESET_CHECK_SECONDS`. A failed batch is kept and written first on the next try
+(backoff doubling to 30 s); batches commit in enqueue order, so after each one the journal is told
+how many rows are in the database. `committed_total` is raised right after a commit, so a budget
+read racing a commit may count a just-committed row twice for a moment, never zero times. A
+database outage is logged once when it starts (with the rows waiting) and once when it ends.
 """
 
 from __future__ import annotations
@@ -19,37 +28,32 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import defaultdict
-from typing import Any
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
-import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from parley.spend import batch as sql
 from parley.spend.journal import SpendJournal
-from parley.spend.log_insert import LogInsert
-from parley.spend.periods import next_reset
-from parley.store import tables as t
+from parley.spend.rows import END_TIME, LEDGER_AT, SPEND, SUBJECT_AT, SpendRow, ledger_deltas
+from parley.spend.sqlite_thread import MAX_BACKOFF, STOP_RETRY_SECONDS, SqliteThread, sqlite_file
 
 log = logging.getLogger("parley.spend")
 
 RESET_CHECK_SECONDS = 10.0
-_UPSERT_TABLES = {"user": t.users, "customer": t.customers}  # created on first spend
-_UPDATE_TABLES = {"key": t.keys, "team": t.teams}  # must exist already
+Write = Callable[[list[SpendRow], float, bool], sql.Written]
+AsyncWrite = Callable[[list[SpendRow], float, bool], Awaitable[sql.Written]]
 
 
-def subjects_of(row: dict[str, Any]) -> list[str]:
-    """Ledger keys ("key:<hash>", "user:<id>", ...) a spend row counts against."""
-    out = []
-    for scope, column in (
-        ("key", "api_key"),
-        ("user", "user"),
-        ("team", "team_id"),
-        ("customer", "end_user"),
-    ):
-        if row.get(column):
-            out.append(f"{scope}:{row[column]}")
-    return out
+class Driver(Protocol):
+    def kick(self) -> None: ...
+
+    def start(self) -> None: ...
+
+    async def flush(self) -> bool: ...
+
+    async def stop(self, attempts: int) -> None: ...
 
 
 class SpendWriter:
@@ -65,96 +69,132 @@ class SpendWriter:
         self.journal = journal
         self.interval = interval
         self.batch_size = batch_size
-        self.queue: list[dict[str, Any]] = []
+        self._rows: deque[SpendRow] = deque()  # appended by the loop, taken by the driver
+        self._held: list[SpendRow] = []  # the batch being written, or kept after a failed write
         self.queued_total: dict[str, float] = defaultdict(float)  # ledger key -> cost ever queued
-        self.committed_total: dict[str, float] = defaultdict(float)  # ... and ever committed
+        self.committed_total: dict[str, float] = {}  # ... and ever committed (written by the driver)
+        self.enqueued = 0  # rows ever queued
         self.rows_written = 0  # rows committed (inserted, or already there)
         self.rows_inserted = 0  # ... of which new to the database
         self.failed_flushes = 0  # database writes that failed (read by the metrics)
         self._failing = False
-        self._flush_lock = asyncio.Lock()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
-        self._stopping = False
         self._last_reset_check = 0.0
-        self._logs: LogInsert | None = None  # the spend-log INSERT, rendered for the engine's dialect
+        self.driver: Driver = _driver_for(self)
 
-    def enqueue(self, row: dict[str, Any]) -> None:
-        self.queue.append(row)
+    def enqueue(self, row: SpendRow) -> None:
         if self.journal is not None:
-            self.journal.append(row)
-        for subject in subjects_of(row):
-            self.queued_total[subject] += row["spend"]
-        if len(self.queue) >= self.batch_size:
-            self._wake.set()
+            self.journal.append(row)  # first: the journal numbers rows in the order they are queued
+        self._rows.append(row)
+        self.enqueued += 1
+        spend = row[SPEND]
+        if spend:
+            totals = self.queued_total
+            for prefix, i in LEDGER_AT:
+                ident = row[i]
+                if ident:
+                    totals[prefix + ident] += spend
+        if len(self._rows) >= self.batch_size:
+            self.driver.kick()
 
     def pending(self, subject: str) -> float:
         return self.queued_total.get(subject, 0.0) - self.committed_total.get(subject, 0.0)
 
+    def backlog(self) -> tuple[int, float | None]:
+        """Rows not yet in the database, and the end time of the oldest (for the metrics)."""
+        held, rows = self._held, self._rows
+        oldest = None
+        with contextlib.suppress(IndexError):  # the driver may take rows meanwhile
+            oldest = held[0][END_TIME] if held else rows[0][END_TIME]
+        return len(held) + len(rows), oldest
+
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self.driver.start()
+
+    async def flush(self) -> bool:
+        """Write everything queued so far; False when a batch failed (its rows stay queued)."""
+        return await self.driver.flush()
 
     async def stop(self, attempts: int = 5) -> None:
-        self._stopping = True
-        self._wake.set()
-        if self._task is not None:
-            await self._task
-        for _ in range(attempts):
-            if not self.queue or await self.flush():
-                break
-            await asyncio.sleep(0.5)
-        if self.queue and self.journal is not None:
+        """Write what is left (up to `attempts` tries, `STOP_RETRY_SECONDS` apart) and stop."""
+        await self.driver.stop(attempts)
+        left = self.backlog()[0]
+        if left and self.journal is not None:
             log.error(
                 "spend writer: %d rows could not be written at shutdown; they stay in the spend journal "
                 "%s and the next start writes them",
-                len(self.queue),
+                left,
                 self.journal.directory,
             )
-        elif self.queue:
-            log.error("spend writer: %d rows could not be written at shutdown", len(self.queue))
+        elif left:
+            log.error("spend writer: %d rows could not be written at shutdown", left)
 
-    async def _run(self) -> None:
-        backoff = self.interval
-        while not self._stopping:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
-            self._wake.clear()
-            if self._stopping:
-                break
-            backoff = self.interval if await self.flush() else min(backoff * 2, 30.0)
+    # --- used by the drivers, on the writing side -------------------------------------------------
 
-    async def flush(self) -> bool:
-        """Write everything queued; False when a batch failed (its rows stay queued)."""
-        async with self._flush_lock:
-            while self.queue or self._reset_due():
-                batch = self.queue[: self.batch_size]
-                del self.queue[: len(batch)]
-                try:
-                    inserted = await self.write_batch(batch)
-                except Exception as e:
-                    self.queue[:0] = batch
-                    self.failed_flushes += 1
-                    self._outage(e)
-                    return False
-                self._committed(batch, inserted)
-                if not self.queue:
-                    break
-            return True
+    def drain(self, write: Write) -> bool:
+        """Write batches until the queue is empty; False when one failed (it is kept for the next try)."""
+        while True:
+            batch, now, reset = self._next()
+            if not batch and not reset:
+                return True
+            try:
+                written = write(batch, now, reset)
+            except Exception as e:
+                self._failed(e)
+                return False
+            self._written(batch, written, now, reset)
+            if not self._rows:
+                return True
 
-    def _committed(self, batch: list[dict[str, Any]], inserted: int) -> None:
-        for row in batch:
-            for subject in subjects_of(row):
-                self.committed_total[subject] += row["spend"]
+    async def drain_async(
+        self, write: Callable[[list[SpendRow], float, bool], Awaitable[sql.Written]]
+    ) -> bool:
+        """`drain` for a driver on the event loop."""
+        while True:
+            batch, now, reset = self._next()
+            if not batch and not reset:
+                return True
+            try:
+                written = await write(batch, now, reset)
+            except Exception as e:
+                self._failed(e)
+                return False
+            self._written(batch, written, now, reset)
+            if not self._rows:
+                return True
+
+    def _next(self) -> tuple[list[SpendRow], float, bool]:
+        """The batch to write (the one that failed last, else the oldest queued rows), the time, and
+        whether due budget periods should be reset with it."""
+        if not self._held:
+            rows = self._rows
+            self._held = [rows.popleft() for _ in range(min(len(rows), self.batch_size))]
+        now = time.time()
+        return self._held, now, now - self._last_reset_check >= RESET_CHECK_SECONDS
+
+    def _written(self, batch: list[SpendRow], written: sql.Written, now: float, reset: bool) -> None:
+        self._held = []
+        if reset:
+            self._last_reset_check = now
+        committed = self.committed_total
+        if written.inserted == len(batch):  # every row new: the totals the batch added are its own
+            for scope, _ in SUBJECT_AT:
+                for ident, amount in written.totals[scope].items():
+                    key = f"{scope}:{ident}"
+                    committed[key] = committed.get(key, 0.0) + amount
+        else:  # the ledger counted every row queued, the database only the new ones
+            for key, amount in ledger_deltas(batch).items():
+                committed[key] = committed.get(key, 0.0) + amount
         self.rows_written += len(batch)
-        self.rows_inserted += inserted
+        self.rows_inserted += written.inserted
         if self.journal is not None:
             self.journal.committed(self.rows_written)
         if self._failing:
             self._failing = False
-            log.warning("spend writer: database writes work again; %d rows still queued", len(self.queue))
+            log.warning("spend writer: database writes work again; %d rows still queued", self.backlog()[0])
 
-    def _outage(self, error: Exception) -> None:
-        """Log a failed flush once per outage, with how many rows wait and where."""
+    def _failed(self, error: Exception) -> None:
+        """Count a failed write; log it once per outage, with how many rows wait and where."""
+        self.failed_flushes += 1
         if self._failing:
             log.debug("spend writer: flush failed again: %r", error)
             return
@@ -163,98 +203,74 @@ class SpendWriter:
         log.error(
             "spend writer: database write failed (%r); %d rows wait in %s, retrying with backoff",
             error,
-            len(self.queue),
+            self.backlog()[0],
             where,
             exc_info=error,
         )
 
-    def _reset_due(self) -> bool:
-        return time.time() - self._last_reset_check >= RESET_CHECK_SECONDS
 
-    async def write_batch(self, batch: list[dict[str, Any]]) -> int:
-        """Insert a batch and add the cost of its new rows to the totals; how many were new."""
-        async with self.engine.begin() as conn:
-            if self._reset_due():
-                await reset_budgets(conn, time.time())
-                self._last_reset_check = time.time()
-            if not batch:
-                return 0
-            insert = _insert_for(conn)
-            if self._logs is None:
-                self._logs = LogInsert(conn.dialect)
-            # rows journaled before a column existed lack its key: they go in an insert of their own
-            rows = await self._logs.write(conn, batch)
-            await _write_tags(conn, insert, rows)
-            await _add_totals(conn, insert, rows)
-            return len(rows)
+def _driver_for(writer: SpendWriter) -> Driver:
+    path = sqlite_file(writer.engine)
+    return SqliteThread(writer, path) if path is not None else LoopDriver(writer)
 
 
-def _insert_for(conn) -> Any:
-    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+class LoopDriver:
+    """Writes on the event loop through the async engine (Postgres; in-memory SQLite)."""
 
+    def __init__(self, writer: SpendWriter) -> None:
+        self.writer = writer
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._stopping = False
+        self._stmts: sql.Statements | None = None
 
-async def _write_tags(conn, insert, rows: list[dict[str, Any]]) -> None:
-    pairs = [
-        {"request_id": row["request_id"], "tag": tag}
-        for row in rows
-        for tag in dict.fromkeys(row.get("request_tags") or ())
-    ]
-    if pairs:
-        await conn.execute(insert(t.spend_log_tags).on_conflict_do_nothing(), pairs)
+    def kick(self) -> None:
+        self._wake.set()
 
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
 
-async def _add_totals(conn, insert, rows: list[dict[str, Any]]) -> None:
-    deltas: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for row in rows:
-        for subject in subjects_of(row):
-            scope, _, ident = subject.partition(":")
-            deltas[scope][ident] += row["spend"]
-        for tag in dict.fromkeys(row.get("request_tags") or ()):
-            deltas["tag"][tag] += row["spend"]
-    now = time.time()
-    for scope in ("key", "team", "user", "customer", "tag"):  # fixed order: no deadlocks
-        items = sorted(deltas.get(scope, {}).items())
-        if not items:
-            continue
-        if scope in _UPDATE_TABLES:
-            table, id_col = t.SUBJECTS[scope]
-            stmt = (
-                sa.update(table)
-                .where(table.c[id_col] == sa.bindparam("_id"))
-                .values(spend=table.c.spend + sa.bindparam("_delta"), updated_at=now)
+    async def _run(self) -> None:
+        backoff = self.writer.interval
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+            self._wake.clear()
+            if self._stopping:
+                break
+            backoff = self.writer.interval if await self.flush() else min(backoff * 2, MAX_BACKOFF)
+
+    async def flush(self) -> bool:
+        async with self._lock:
+            return await self.writer.drain_async(self._write)
+
+    async def _write(self, batch: list[SpendRow], now: float, reset: bool) -> sql.Written:
+        async with self.writer.engine.begin() as conn:
+            stmts = self._statements(conn)
+            written: sql.Written = await conn.run_sync(
+                lambda sync: sql.write_batch(sql.DriverDb(sync), stmts, batch, now, reset)
             )
-            await conn.execute(stmt, [{"_id": i, "_delta": d} for i, d in items])
-            continue
-        table, id_col = (t.tags, "tag") if scope == "tag" else t.SUBJECTS[scope]
-        stmt = insert(table)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[id_col], set_={"spend": table.c.spend + stmt.excluded.spend, "updated_at": now}
-        )
-        await conn.execute(
-            stmt, [{id_col: i, "spend": d, "created_at": now, "updated_at": now} for i, d in items]
-        )
+            return written
+
+    def _statements(self, conn: AsyncConnection) -> sql.Statements:
+        if self._stmts is None:
+            self._stmts = sql.Statements(conn.dialect)
+        return self._stmts
+
+    async def stop(self, attempts: int) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        for _ in range(attempts):
+            if not self.writer.backlog()[0] or await self.flush():
+                break
+            await asyncio.sleep(STOP_RETRY_SECONDS)
 
 
-async def reset_budgets(conn, now: float) -> int:
+async def reset_budgets(conn: AsyncConnection, now: float) -> int:
     """Zero the spend of every subject whose budget period ended; returns how many were reset."""
-    count = 0
-    for table, id_col in t.SUBJECTS.values():
-        due = (
-            await conn.execute(
-                sa.select(table.c[id_col], table.c.budget_duration, table.c.budget_reset_at)
-                .where(table.c.budget_reset_at <= now, table.c.budget_duration.is_not(None))
-                .order_by(table.c[id_col])
-            )
-        ).all()
-        for ident, duration, reset_at in due:
-            try:
-                following = next_reset(reset_at, duration, now)
-            except ValueError:
-                continue
-            await conn.execute(
-                sa.update(table)
-                .where(table.c[id_col] == ident, table.c.budget_reset_at == reset_at)
-                .values(spend=0.0, budget_reset_at=following, updated_at=now)
-            )
-            count += 1
+    stmts = sql.Statements(conn.dialect)
+    count: int = await conn.run_sync(lambda sync: sql.reset_budgets(sql.DriverDb(sync), stmts, now))
     return count

@@ -2,6 +2,8 @@
 
 `sqlite` (or a path ending in .db) means an embedded SQLite file through aiosqlite (default
 `parley.db`); `postgresql://…` means Postgres through asyncpg with a bounded connection pool.
+A database already at the newest revision is left alone without importing Alembic (its
+modules, Mako's and Pygments' cost a worker ~8 MB it would keep for its whole life).
 """
 
 from __future__ import annotations
@@ -9,12 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.script import ScriptDirectory
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -22,10 +23,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from parley.config import GeneralSettings
 from parley.config.database import DEFAULT_SQLITE, database_target
 
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
+
 log = logging.getLogger("parley.store")
 
 __all__ = ["DEFAULT_SQLITE", "describe", "make_engine", "migrate", "normalize_url"]
 _PG_LOCK_ID = 7314150926  # advisory lock held while migrating
+_VERSIONS = Path(__file__).parent / "migrations" / "versions"
+_REVISION_LINE = re.compile(r'^(down_revision|revision)\s*(?::[^=\n]*)?=\s*(?:"([^"]+)"|None)', re.M)
 
 
 def normalize_url(url: str) -> str:
@@ -89,6 +95,8 @@ def create_private_file(path: str | None) -> None:
 
 
 def _alembic_config() -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", "parley.store:migrations")
     return cfg
@@ -96,6 +104,9 @@ def _alembic_config() -> AlembicConfig:
 
 async def migrate(engine: AsyncEngine, attempts: int = 5) -> None:
     """Upgrade the schema to the newest revision (idempotent; safe with several workers)."""
+    head = script_head()
+    if head is not None and await current_revision(engine) == head:
+        return  # nothing to do: Alembic is not even imported
     for attempt in range(attempts):
         try:
             async with engine.begin() as conn:
@@ -111,13 +122,29 @@ async def migrate(engine: AsyncEngine, attempts: int = 5) -> None:
 
 
 def _upgrade(sync_conn) -> None:
+    from alembic import command
+
     cfg = _alembic_config()
     cfg.attributes["connection"] = sync_conn
     command.upgrade(cfg, "head")
 
 
+def script_head() -> str | None:
+    """The newest revision, read from the migration files' `revision` / `down_revision` lines
+    without Alembic; None when that is not one clear head (Alembic then decides)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in _VERSIONS.glob("*.py"):
+        for kind, value in _REVISION_LINE.findall(path.read_text(encoding="utf-8")):
+            (revisions if kind == "revision" else parents).add(value)
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
 def head_revision() -> str:
     """The newest migration's revision (the chain has exactly one head)."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
     if head is None:
         raise RuntimeError("no migrations found")

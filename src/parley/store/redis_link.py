@@ -21,15 +21,12 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError, ResponseError
-
 from parley.config import RedisSettings
-from parley.store.resp import RespConnection, connect, lean_params
+from parley.store.resp import ReplyError, RespConnection, connect, lean_params
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # redis-py is imported when a link first connects, not by every gateway
+    import redis.asyncio as aioredis
+
     from parley.store.lua_batch import SettleBatch
 
 log = logging.getLogger("parley.redis")
@@ -72,6 +69,8 @@ class RedisLink:
         self.errors = 0  # failed calls since start (read by the metrics)
         self._failures = 0  # consecutive failed attempts: the wait before the next one doubles
         self.last_error: str | None = None  # why Redis is down (None while it is up)
+        # what a failed call raises: the lean connection's errors, + RedisError once redis-py is in
+        self._failures_of: tuple[type[Exception], ...] = (ReplyError, OSError, TimeoutError)
         self._later: SettleBatch | None = None
         self._lean = lean_params(url)  # None: script calls go through redis-py too
         self._conn: RespConnection | None = None
@@ -81,6 +80,12 @@ class RedisLink:
     @property
     def client(self) -> aioredis.Redis:
         if self._client is None:
+            import redis.asyncio as aioredis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+            from redis.exceptions import RedisError
+
+            self._failures_of = (RedisError, ReplyError, OSError, TimeoutError)
             pool = aioredis.BlockingConnectionPool.from_url(
                 self.url,
                 max_connections=self.max_connections,
@@ -121,7 +126,7 @@ class RedisLink:
         try:
             async with asyncio.timeout(self.timeout):
                 result = await fn(self.client)
-        except (RedisError, OSError, TimeoutError) as e:
+        except self._failures_of as e:
             self._failed(e)
             raise RedisUnavailable(str(e)) from e
         self._answered()
@@ -141,15 +146,18 @@ class RedisLink:
                     result = await self._eval_client(script, command)
             else:
                 result = await self._eval_lean(script, command)
-        except (RedisError, OSError, TimeoutError) as e:
+        except self._failures_of as e:
             self._failed(e)
             raise RedisUnavailable(str(e)) from e
         self._answered()
         return result
 
     async def _eval_client(self, script: Script, command: list[Any]) -> Any:
+        client = self.client
+        from redis.exceptions import NoScriptError
+
         try:
-            return await self.client.execute_command(*command)
+            return await client.execute_command(*command)
         except NoScriptError:
             await self.client.script_load(script.lua)
             return await self.client.execute_command(*command)
@@ -162,10 +170,10 @@ class RedisLink:
             async with asyncio.timeout_at(deadline):
                 conn = await self._connection()
         reply = await conn.send(command, deadline)
-        if isinstance(reply, ResponseError) and str(reply).startswith("NOSCRIPT"):
+        if isinstance(reply, ReplyError) and str(reply).startswith("NOSCRIPT"):
             await conn.send(["SCRIPT", "LOAD", script.lua], deadline)  # (Redis restarted, or first use)
             reply = await conn.send(command, deadline)
-        if isinstance(reply, ResponseError):
+        if isinstance(reply, ReplyError):
             raise reply
         return reply
 

@@ -6,8 +6,9 @@ connection writes the commands made in one turn of the event loop together (one 
 for all of them) and matches replies to callers in order (Redis answers a connection's commands
 in the order sent), so concurrent requests share it without a pool. A caller that gives up (a
 timeout) leaves its slot: the late reply is read and dropped. Used for `redis://` and `unix://`
-URLs (with a password, user or database); anything else (TLS, socket options in the query)
-keeps redis-py (`lean_params` says None).
+URLs (with a password, user or database); anything else (TLS, options in the query) keeps
+redis-py (`lean_params` says None). It needs nothing of redis-py (imported only when the link
+first uses redis-py's client).
 """
 
 from __future__ import annotations
@@ -18,25 +19,34 @@ import socket
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
-from redis.asyncio.connection import parse_url
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 
-_SUPPORTED = frozenset({"host", "port", "db", "username", "password", "path", "connection_class"})
+class ReplyError(Exception):
+    """An error reply from Redis (NOSCRIPT, a script that failed, WRONGPASS ...)."""
 
 
 def lean_params(url: str) -> dict[str, Any] | None:
-    """Where and how to connect, or None when this connection does not support the URL."""
+    """Where and how to connect (host and port, or a unix socket path; username, password, db),
+    or None when this connection leaves the URL to redis-py (TLS, any query option)."""
     try:
-        params: dict[str, Any] = dict(parse_url(url))
-    except ValueError:
+        u = urlsplit(url)
+        if u.query or u.fragment or u.scheme not in ("redis", "unix"):
+            return None
+        params: dict[str, Any] = {}
+        if u.username:
+            params["username"] = unquote(u.username)
+        if u.password:
+            params["password"] = unquote(u.password)
+        if u.scheme == "unix":
+            params["path"] = unquote(u.path)
+            return params
+        params["host"] = u.hostname or "localhost"
+        params["port"] = u.port or 6379
+        db = u.path.strip("/")
+        params["db"] = int(db) if db else 0
+    except ValueError:  # a port or database that is not a number: redis-py says what is wrong
         return None
-    if not set(params) <= _SUPPORTED:
-        return None
-    if "connection_class" in params and "path" not in params:  # rediss://: TLS, left to redis-py
-        return None
-    params.pop("connection_class", None)
     return params
 
 
@@ -55,7 +65,7 @@ def pack(args: Sequence[str | bytes | int | float]) -> bytes:
 
 def _parse(buf: bytes, pos: int) -> tuple[Any, int] | None:
     """One reply from `buf` at `pos`: (value, where the next starts), None if not all there yet.
-    Bulk strings are bytes, integers int, nil None, arrays lists, errors ResponseError."""
+    Bulk strings are bytes, integers int, nil None, arrays lists, errors ReplyError."""
     end = buf.find(b"\r\n", pos)
     if end < 0:
         return None
@@ -84,8 +94,8 @@ def _parse(buf: bytes, pos: int) -> tuple[Any, int] | None:
     if kind == 0x2B:  # '+'
         return line, pos
     if kind == 0x2D:  # '-'
-        return ResponseError(line.decode("utf-8", "replace")), pos
-    raise RedisConnectionError(f"unexpected reply from Redis: {buf[pos - 2 : pos + 30]!r}")
+        return ReplyError(line.decode("utf-8", "replace")), pos
+    raise ConnectionError(f"unexpected reply from Redis: {buf[pos - 2 : pos + 30]!r}")
 
 
 class RespConnection(asyncio.Protocol):
@@ -116,13 +126,13 @@ class RespConnection(asyncio.Protocol):
                 waiter, _ = self._waiters.popleft()
                 if not waiter.done():  # (a caller that timed out left its slot)
                     waiter.set_result(value)
-        except (RedisConnectionError, ValueError, IndexError) as e:  # out of step: start over
-            self._fail(RedisConnectionError(f"bad reply from Redis: {e}"))
+        except (ConnectionError, ValueError, IndexError) as e:  # out of step: start over
+            self._fail(ConnectionError(f"bad reply from Redis: {e}"))
             return
         self._buffer = buf[pos:]
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._fail(RedisConnectionError(f"connection to Redis lost: {exc or 'closed'}"))
+        self._fail(ConnectionError(f"connection to Redis lost: {exc or 'closed'}"))
 
     def _fail(self, error: Exception) -> None:
         self.closed = True
@@ -137,10 +147,10 @@ class RespConnection(asyncio.Protocol):
             self._transport.close()
 
     def send(self, args: Sequence[str | bytes | int | float], deadline: float) -> asyncio.Future[Any]:
-        """The reply to one command (a ResponseError value for an error reply); TimeoutError if
+        """The reply to one command (a ReplyError value for an error reply); TimeoutError if
         none came by `deadline` (the loop's clock). One timer serves every caller."""
         if self.closed or self._transport is None:
-            raise RedisConnectionError("connection to Redis closed")
+            raise ConnectionError("connection to Redis closed")
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
         self._waiters.append((waiter, deadline))
@@ -176,12 +186,12 @@ class RespConnection(asyncio.Protocol):
     async def call(self, *args: str | bytes | int | float, timeout: float = 5.0) -> Any:
         """The reply; an error reply raised."""
         reply = await self.send(args, asyncio.get_running_loop().time() + timeout)
-        if isinstance(reply, ResponseError):
+        if isinstance(reply, ReplyError):
             raise reply
         return reply
 
     def close(self) -> None:
-        self._fail(RedisConnectionError("connection to Redis closed"))
+        self._fail(ConnectionError("connection to Redis closed"))
 
 
 async def connect(params: dict[str, Any]) -> RespConnection:

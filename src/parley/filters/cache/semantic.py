@@ -16,9 +16,8 @@ import base64
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import orjson
 
 from parley.config import CacheParams
@@ -40,6 +39,9 @@ from parley.filters.cache.store import CacheStore
 from parley.providers.local_embed import LocalEmbedder
 from parley.spend.pricing import PriceTable
 from parley.store.records import KeyRecord
+
+if TYPE_CHECKING:
+    import numpy as np
 
 BUCKET_SIZE = 32
 SCORE_HEADER = "x-parley-cache-similarity"
@@ -185,6 +187,8 @@ def best_match(
     entries: list[dict[str, Any]], vector: np.ndarray, threshold: float
 ) -> tuple[dict[str, Any] | None, float]:
     """The stored entry most similar to `vector`, if at least `threshold`."""
+    import numpy as np
+
     best, best_score = None, -1.0
     for entry in entries:
         try:

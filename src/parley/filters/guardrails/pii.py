@@ -8,26 +8,28 @@ only), payment cards by the Luhn sum, IBANs by their ISO 7064 mod-97 check, IP a
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
+import itertools
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import phonenumbers
 
 from parley.config.guardrails import Pattern
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
+class Finding(NamedTuple):  # a tuple: built several times faster than a frozen dataclass
     start: int
     end: int
     entity: str
 
 
 # Candidates are found by cheap scans (a literal, or one character class), then checked closely.
-_NUMBERISH = re.compile(r"[0-9][0-9 ().+/-]{5,200}[0-9]")  # cards, SSNs, phones, IPv4 live in these
+# Cards, SSNs, phones and IPv4 live in runs of digits and separators; searched in the shape (below),
+# where every digit is "0": a literal first character is scanned for in C, not tested as a class.
+_NUMBERISH = re.compile(r"0[0 ().+/-]{5,200}0")
 _EMAIL = re.compile(
     r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}(?![A-Za-z0-9-])"
 )
@@ -75,6 +77,18 @@ _SECRETS: tuple[tuple[str, tuple[str, ...], re.Pattern[str]], ...] = (
     ("GOOGLE_API_KEY", ("AIza",), re.compile(r"AIza[0-9A-Za-z_-]{35}(?![0-9A-Za-z_-])")),
     ("JWT", ("eyJ",), re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")),
 )
+# One scan per shared prefix (a regex with a literal prefix is searched in C): the rules it starts.
+_SECRET_ANCHORS: tuple[tuple[re.Pattern[str], frozenset[str]], ...] = (
+    (re.compile(r"-----BEGIN "), frozenset({"PRIVATE_KEY"})),
+    (re.compile(r"sk-"), frozenset({"ANTHROPIC_API_KEY", "OPENAI_API_KEY"})),
+    (re.compile(r"A(?:KIA|SIA|BIA|CCA|Iza)"), frozenset({"AWS_ACCESS_KEY", "GOOGLE_API_KEY"})),
+    (re.compile(r"g(?:h[pousr]_|ithub_pat_)"), frozenset({"GITHUB_TOKEN"})),
+    (re.compile(r"xox"), frozenset({"SLACK_TOKEN"})),
+    (re.compile(r"eyJ"), frozenset({"JWT"})),
+)
+_V6_HINT = re.compile(r":(?::|(?:[0-9A-Fa-f]{0,4}:){6})")  # "::", or 7 colons in groups of <= 4
+_HEX_RUN = re.compile(r"[0-9A-Fa-f:]*")
+NUMBER_CACHE = 4096  # candidate digit runs whose findings are kept
 _AWS_SECRET = re.compile(r"(?i)aws_secret_access_key[\s\"']*[:=][\s\"']*([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+])")
 
 
@@ -127,10 +141,24 @@ class PiiAnalyzer:
         self.patterns = patterns
         self.regions = regions
         self.phone_cache: dict[str, bool] = {}
-        self.secrets = tuple(rule for rule in _SECRETS if rule[0] in entities)
+        self.number_cache: dict[tuple[str, str], tuple[tuple[int, int, str], ...]] = {}
+        secrets = [rule for rule in _SECRETS if rule[0] in entities]
+        self.anchors = tuple(
+            (
+                anchor,
+                tuple(
+                    (entity, literal, rx)
+                    for entity, literals, rx in secrets
+                    for literal in literals
+                    if entity in owners
+                ),
+            )
+            for anchor, owners in _SECRET_ANCHORS
+            if any(rule[0] in owners for rule in secrets)
+        )
         self.numeric = entities & {"CREDIT_CARD", "US_SSN", "PHONE_NUMBER", "IP_ADDRESS"}
-        steps: list[Callable[[str], Iterator[Finding]]] = []
-        if self.secrets:
+        steps: list[Callable[[str, str], Iterator[Finding]]] = []
+        if self.anchors:
             steps.append(self._secrets)
         if "AWS_SECRET_KEY" in entities:
             steps.append(_aws_secrets)
@@ -140,46 +168,72 @@ class PiiAnalyzer:
             steps.append(_ibans)
         if "IP_ADDRESS" in entities:
             steps.append(_ipv6)
-        if self.numeric:
-            steps.append(self._numbers)
-        if patterns:
-            steps.append(self._custom)
         self.steps = steps
 
     def analyze(self, text: str) -> list[Finding]:
         """Non-overlapping findings in `text`, in order. Overlapping ones merge into one finding that
         covers both (named after the longer), so no part of either is left unmasked."""
-        return merge_findings([f for step in self.steps for f in step(text)])
+        shape = text.translate(_SHAPE) if self.numeric or "IBAN_CODE" in self.entities else ""
+        found = [f for step in self.steps for f in step(text, shape)]
+        if self.numeric:
+            found.extend(self._numbers(text, shape, found))
+        if self.patterns:
+            found.extend(self._custom(text))
+        return merge_findings(found)
 
-    def _secrets(self, text: str) -> Iterator[Finding]:
-        for entity, literals, rx in self.secrets:
-            for literal in literals:
-                pos = text.find(literal)
-                while pos >= 0:
-                    m = rx.match(text, pos) if pos == 0 or text[pos - 1] not in _WORD_BEFORE else None
-                    if m is not None:
-                        yield Finding(m.start(), m.end(), entity)
-                    pos = text.find(literal, m.end() if m is not None else pos + 1)
+    def _secrets(self, text: str, shape: str) -> Iterator[Finding]:
+        """Each literal's hits not preceded by a word character, matched by its rule's regex; a
+        literal looks again after its own last match (as a scan per literal would)."""
+        for anchor, rules in self.anchors:
+            after = [0] * len(rules)
+            hit = anchor.search(text)
+            while hit is not None:
+                pos = hit.start()
+                if pos == 0 or text[pos - 1] not in _WORD_BEFORE:
+                    for i, (entity, literal, rx) in enumerate(rules):
+                        if pos >= after[i] and text.startswith(literal, pos):
+                            m = rx.match(text, pos)
+                            if m is not None:
+                                after[i] = m.end()
+                                yield Finding(m.start(), m.end(), entity)
+                hit = anchor.search(text, pos + 1)
 
-    def _numbers(self, text: str) -> Iterator[Finding]:
-        want = self.numeric
-        for cand in _NUMBERISH.finditer(text):
+    def _numbers(self, text: str, shape: str, before: list[Finding]) -> Iterator[Finding]:
+        """Cards, SSNs, IPv4 and phones in runs of digits and separators. A run that lies inside a
+        finding of an earlier step (an IBAN's digits), with the "+" or "(" a phone may start at, is
+        skipped: the merge would absorb whatever it held. A run's findings depend only on it and
+        the two characters before it, so they are remembered (logs repeat dates and addresses)."""
+        covered = _Cover(before)
+        cache = self.number_cache
+        for cand in _NUMBERISH.finditer(shape):
             start, end = cand.span()
-            size = end - start
-            value = cand.group()
-            found: list[Finding] = []
-            if size >= 13 and "CREDIT_CARD" in want:
-                for m in _CARD.finditer(text, start, end):
-                    found.extend(_cards(text, m.start(), m.end()))
-            if size >= 11 and "US_SSN" in want:
-                found.extend(Finding(m.start(), m.end(), "US_SSN") for m in _SSN.finditer(text, start, end))
-            if value.count(".") >= 3 and "IP_ADDRESS" in want:
-                found.extend(
-                    Finding(m.start(), m.end(), "IP_ADDRESS") for m in _IPV4.finditer(text, start, end)
+            if covered.holds(start - 1 if start > 0 and text[start - 1] in "+(" else start, end):
+                continue
+            key = (text[max(0, start - 2) : start], text[start:end])
+            known = cache.get(key)
+            if known is None:
+                if len(cache) >= NUMBER_CACHE:
+                    cache.clear()
+                known = cache[key] = tuple(
+                    (f.start - start, f.end - start, f.entity) for f in self._number_run(text, start, end)
                 )
-            yield from found
-            if "PHONE_NUMBER" in want and not any(f.end - f.start >= size - 2 for f in found):
-                yield from self._phones(text, start, end)
+            for rel_start, rel_end, entity in known:
+                yield Finding(start + rel_start, start + rel_end, entity)
+
+    def _number_run(self, text: str, start: int, end: int) -> Iterator[Finding]:
+        want = self.numeric
+        size = end - start
+        found: list[Finding] = []
+        if size >= 13 and "CREDIT_CARD" in want:
+            for m in _CARD.finditer(text, start, end):
+                found.extend(_cards(text, m.start(), m.end()))
+        if size >= 11 and "US_SSN" in want:
+            found.extend(Finding(m.start(), m.end(), "US_SSN") for m in _SSN.finditer(text, start, end))
+        if text.count(".", start, end) >= 3 and "IP_ADDRESS" in want:
+            found.extend(Finding(m.start(), m.end(), "IP_ADDRESS") for m in _IPV4.finditer(text, start, end))
+        yield from found
+        if "PHONE_NUMBER" in want and not any(f.end - f.start >= size - 2 for f in found):
+            yield from self._phones(text, start, end)
 
     def _phones(self, text: str, start: int, end: int) -> Iterator[Finding]:
         """Valid numbers among the digit groups of one candidate: from each group, the longest run
@@ -253,7 +307,7 @@ def _card_ok(value: str) -> bool:
     return 13 <= len(digits) <= 19 and digits[0] in "2345689" and luhn_ok(digits)
 
 
-def _aws_secrets(text: str) -> Iterator[Finding]:
+def _aws_secrets(text: str, shape: str) -> Iterator[Finding]:
     lower = text.lower() if "ws_secret" in text or "WS_SECRET" in text else ""
     pos = lower.find("aws_secret_access_key")
     while pos >= 0:
@@ -263,7 +317,7 @@ def _aws_secrets(text: str) -> Iterator[Finding]:
         pos = lower.find("aws_secret_access_key", pos + 1)
 
 
-def _emails(text: str) -> Iterator[Finding]:
+def _emails(text: str, shape: str) -> Iterator[Finding]:
     at = text.find("@")
     last_end = 0
     while at >= 0:
@@ -280,8 +334,8 @@ def _emails(text: str) -> Iterator[Finding]:
             at = text.find("@", at + 1)
 
 
-def _ibans(text: str) -> Iterator[Finding]:
-    shape = text.translate(_SHAPE)  # capitals -> A, digits -> 0: the IBAN head is "AA00"
+def _ibans(text: str, shape: str) -> Iterator[Finding]:
+    """`shape`: the text with capitals as A and digits as 0, where an IBAN starts with "AA00"."""
     pos = shape.find("AA00")
     while pos >= 0:
         m = None if pos > 0 and text[pos - 1].isalnum() else _IBAN.match(text, pos)
@@ -303,16 +357,17 @@ def _iban_end(text: str, start: int, end: int) -> int | None:
     return None
 
 
-def _ipv6(text: str) -> Iterator[Finding]:
-    if "::" not in text and text.count(":") < 7:
-        return
-    pos = text.find(":")
-    while pos >= 0:
-        start = end = pos
+def _ipv6(text: str, shape: str) -> Iterator[Finding]:
+    """Runs of hex digits and colons holding "::" or exactly 7 colons, valid as IPv6 addresses."""
+    last = 0
+    for hint in _V6_HINT.finditer(text):  # a valid run has a hint: no need to look at other runs
+        start = hint.start()
+        if start < last:
+            continue
         while start > 0 and text[start - 1] in _HEX_COLON:
             start -= 1
-        while end < len(text) and text[end] in _HEX_COLON:
-            end += 1
+        m = _HEX_RUN.match(text, hint.start())
+        end = last = m.end() if m is not None else hint.end()
         value = text[start:end]
         colons = value.count(":")
         if (colons == 7 or "::" in value) and any(c.isdigit() for c in value) and _IPV6.fullmatch(value):
@@ -321,4 +376,18 @@ def _ipv6(text: str) -> Iterator[Finding]:
                 yield Finding(start, end, "IP_ADDRESS")
             except ValueError:
                 pass
-        pos = text.find(":", end)
+
+
+class _Cover:
+    """Whether a span lies inside one of some findings (sorted starts, running maximum of ends)."""
+
+    __slots__ = ("ends", "starts")
+
+    def __init__(self, found: list[Finding]) -> None:
+        spans = sorted((f.start, f.end) for f in found)
+        self.starts = [s for s, _ in spans]
+        self.ends = list(itertools.accumulate((e for _, e in spans), max))
+
+    def holds(self, start: int, end: int) -> bool:
+        i = bisect.bisect_right(self.starts, start)
+        return i > 0 and self.ends[i - 1] >= end

@@ -226,9 +226,8 @@ class PrometheusMetrics(Filter, RouterEvents):
             f.redis_errors.inc(redis - seen_redis)
         self._seen_errors = (db, redis)
         if writer is not None:
-            queue = writer.queue
-            f.queue_depth.set(len(queue))
-            oldest = queue[0].get("end_time") if queue else None
+            depth, oldest = writer.backlog()
+            f.queue_depth.set(depth)
             f.queue_lag.set(max(0.0, time.time() - oldest) if isinstance(oldest, float) else 0.0)
 
     # /metrics --------------------------------------------------------------------------------

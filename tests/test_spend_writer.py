@@ -1,0 +1,138 @@
+"""The SQLite spend writer runs off the event loop: with the loop held by a blocking call, queued
+spend rows (and the key's spend) still reach the database. The writer that ran on the loop (through
+aiosqlite) could not write a row while the loop was blocked."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from dataclasses import dataclass
+
+import pytest
+import sqlalchemy as sa
+
+from keys_support import Admin, gateway_config
+from parley.spend.rows import COLUMNS, from_mapping
+from parley.spend.writer import SpendWriter
+from parley.store import tables as t
+from parley.store.db import make_engine, migrate
+
+HOLD_SECONDS = 20.0  # the longest the loop is held while waiting for the rows
+
+
+@dataclass
+class Seen:
+    before: int  # of the request ids, stored when the loop was blocked
+    during: int  # ... stored before the loop was let go
+    logged: float  # the spend of those rows, and the keys' spend, as read in the same snapshot
+    keys: float
+
+
+def _stored(conn: sqlite3.Connection, ids: list[str]) -> tuple[int, float, float]:
+    marks = ", ".join("?" * len(ids))
+    with conn:  # one read transaction: rows and totals from the same commit
+        count, logged = conn.execute(
+            f"SELECT count(*), coalesce(sum(spend), 0) FROM parley_spend_logs WHERE request_id IN ({marks})",
+            ids,
+        ).fetchone()
+        (keys,) = conn.execute("SELECT coalesce(sum(spend), 0) FROM parley_keys").fetchone()
+    return count, logged, keys
+
+
+def hold_loop_until_stored(path: str, ids: list[str]) -> Seen:
+    """Run ON the event loop: block it (no await) until every row of `ids` is in the database."""
+    conn = sqlite3.connect(path, timeout=30)
+    try:
+        before = _stored(conn, ids)[0]
+        deadline = time.monotonic() + HOLD_SECONDS
+        while True:
+            count, logged, keys = _stored(conn, ids)
+            if count == len(ids) or time.monotonic() > deadline:
+                return Seen(before, count, logged, keys)
+            time.sleep(0.02)
+    finally:
+        conn.close()
+
+
+def test_spend_reaches_sqlite_while_the_gateway_loop_is_blocked(start_inprocess, fake_upstream, tmp_path):
+    db = str(tmp_path / "parley.db")
+    gw = start_inprocess(gateway_config(fake_upstream, db, spend_flush_interval=1.0, spend_batch_size=10_000))
+    admin = Admin.of(gw)
+    key = admin.post("/key/generate", {})["key"]
+    client = gw.anthropic(api_key=key, max_retries=0)
+    ids: list[str] = []
+    for _ in range(5):  # a round whose rows were all written before the loop was held proves nothing
+        for _ in range(20):
+            message = client.messages.create(
+                model="priced", max_tokens=16, messages=[{"role": "user", "content": "hi"}]
+            )
+            ids.append(message._request_id or "")
+        seen = gw.http.portal.call(hold_loop_until_stored, db, ids)
+        if seen.before < len(ids):
+            break
+    assert seen.before < len(ids), "every row was written before the loop was held, five times"
+    assert seen.during == len(ids)  # written while the loop could not run
+    assert seen.logged > 0 and seen.keys == pytest.approx(seen.logged)  # the key's spend in the same commit
+    rows = admin.wait_logs(len(ids), api_key=key)
+    assert sorted(r["request_id"] for r in rows) == sorted(ids)
+    assert admin.get("/key/info", key=key)["info"]["spend"] == pytest.approx(sum(r["spend"] for r in rows))
+
+
+def _row(i: int) -> tuple:
+    now = time.time()
+    values = {
+        "request_id": f"req-{i}",
+        "api_key": "tok",
+        "user": "u",
+        "route": "/v1/messages",
+        "spend": 0.001,
+        "status": 200,
+        "start_time": now,
+        "end_time": now,
+        "day": "2026-01-01",
+        "request_tags": ["a"],
+    }
+    return from_mapping(values)
+
+
+def test_five_thousand_rows_are_flushed_by_the_writer_thread_not_the_loop(tmp_path):
+    """5000 queued rows, then the loop blocked (a sync wait, no await): the writer thread commits
+    every row and the key's, user's and tag's spend; the loop's flush() then just confirms."""
+    path = str(tmp_path / "units.db")
+
+    async def run() -> tuple[Seen, tuple, bool]:
+        eng = make_engine(path, {})
+        await migrate(eng)
+        async with eng.begin() as conn:
+            await conn.execute(
+                sa.insert(t.keys).values(token="tok", key_name="sk-...x", created_at=0, updated_at=0)
+            )
+        writer = SpendWriter(eng, interval=60, batch_size=500)
+        writer.start()
+        ids = [f"req-{i}" for i in range(5000)]
+        for i in range(5000):
+            writer.enqueue(_row(i))  # the 500th row wakes the writer thread
+        seen = hold_loop_until_stored(path, ids)
+        flushed = await writer.flush()
+        async with eng.connect() as conn:
+            totals = (
+                (await conn.execute(sa.select(t.users.c.spend))).scalar(),
+                (await conn.execute(sa.select(t.tags.c.spend))).scalar(),
+            )
+        await writer.stop()
+        await eng.dispose()
+        return seen, totals, flushed
+
+    seen, (user, tag), flushed = asyncio.run(run())
+    assert seen.during == 5000 and seen.keys == pytest.approx(5.0) and seen.logged == pytest.approx(5.0)
+    assert user == pytest.approx(5.0) and tag == pytest.approx(5.0)
+    assert flushed
+
+
+def test_row_tuples_hold_every_spend_log_column():
+    assert sorted(COLUMNS) == sorted(c.name for c in t.spend_logs.columns)
+    row = from_mapping({"request_id": "r", "route": "/v1/messages", "status": 200, "spend": 0.5})
+    assert (
+        dict(zip(COLUMNS, row, strict=True))["prompt_tokens"] == 0
+    )  # a column the mapping lacks: its default
