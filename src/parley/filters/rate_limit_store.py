@@ -65,8 +65,8 @@ for i = 1, n do
     end
   end
   if tpm > 0 then
-    local cur = tonumber(redis.call('HGET', kt, tostring(minute)) or '0')
-    local prev = tonumber(redis.call('HGET', kt, tostring(minute - 1)) or '0')
+    local tv = redis.call('HMGET', kt, tostring(minute), tostring(minute - 1))
+    local cur, prev = tonumber(tv[1] or '0'), tonumber(tv[2] or '0')
     toks = math.floor(prev * (1 - frac) + cur)
     if toks >= tpm then return {0, i, 'tpm', 60000 - now % 60000} end
   end

@@ -209,12 +209,15 @@ class LocalLedger:
 # per budget: limit, period end, seed ('' = unknown).
 # Per budget h: h {spent, period, reserved}; h:amt {rid: amount}; h:exp zset rid -> expiry;
 # h:inst set of instances holding money on h; h:of:<instance> set of that instance's rids.
+# A heartbeat TTL of 0 sends no heartbeat (one was sent lately). Expired holds and those of
+# instances whose heartbeat is gone are released when a reservation would get less than its bound
+# without them (with room for the bound, releasing them changes nothing it gets).
 # `budget_check` (the heartbeat, then nothing changed): {'seed', i...} when budgets i are missing
 # and have no seed. `budget_reserve`: {granted, which, least, capped}; when less than the bound is
 # granted, max_tokens is capped to what it covers and the hold shrunk to that (capped > 0).
 BUDGET_FNS = """
 local function budget_check(KEYS, ARGV)
-  redis.call('SET', ARGV[7] .. ARGV[6], 1, 'PX', ARGV[8])
+  if tonumber(ARGV[8]) > 0 then redis.call('SET', ARGV[7] .. ARGV[6], 1, 'PX', ARGV[8]) end
   local missing = {'seed'}
   for i, h in ipairs(KEYS) do
     if ARGV[10 + i * 3] == '' and not redis.call('HGET', h, 'period') then missing[#missing + 1] = i end
@@ -227,30 +230,49 @@ local function budget_drop(h, m)
   if amt then redis.call('HINCRBYFLOAT', h, 'reserved', -tonumber(amt)) end
   redis.call('HDEL', h .. ':amt', m); redis.call('ZREM', h .. ':exp', m)
 end
+local function budget_clean(h, now, alive)
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', h .. ':exp', '-inf', now)) do budget_drop(h, m) end
+  for _, other in ipairs(redis.call('SMEMBERS', h .. ':inst')) do
+    if redis.call('EXISTS', alive .. other) == 0 then
+      for _, m in ipairs(redis.call('SMEMBERS', h .. ':of:' .. other)) do budget_drop(h, m) end
+      redis.call('DEL', h .. ':of:' .. other); redis.call('SREM', h .. ':inst', other)
+    end
+  end
+end
+local function budget_least(rooms)
+  local least, which = nil, 0
+  for i, room in ipairs(rooms) do
+    if least == nil or room < least then least = room; which = i end
+  end
+  return least, which
+end
 local function budget_reserve(KEYS, ARGV)
   local now = tonumber(ARGV[1]); local rid = ARGV[2]; local bound = tonumber(ARGV[3])
   local floor = tonumber(ARGV[4]); local expiry = tonumber(ARGV[5])
   local inst = ARGV[6]; local alive = ARGV[7]
-  local least = nil; local which = 0
+  local rooms, rest = {}, {}
   for i, h in ipairs(KEYS) do
     local base = 10 + (i - 1) * 3
     local limit = tonumber(ARGV[base + 1]); local period = tonumber(ARGV[base + 2])
-    local cur = redis.call('HGET', h, 'period')
-    if not cur then
-      redis.call('HSET', h, 'spent', ARGV[base + 3], 'period', period)
-    elseif tonumber(cur) < period then
-      redis.call('HSET', h, 'spent', 0, 'period', period)
+    local v = redis.call('HMGET', h, 'period', 'spent', 'reserved')
+    local spent = tonumber(v[2] or 0)
+    if not v[1] then
+      redis.call('HSET', h, 'spent', ARGV[base + 3], 'period', period); spent = tonumber(ARGV[base + 3])
+    elseif tonumber(v[1]) < period then
+      redis.call('HSET', h, 'spent', 0, 'period', period); spent = 0
     end
-    for _, m in ipairs(redis.call('ZRANGEBYSCORE', h .. ':exp', '-inf', now)) do budget_drop(h, m) end
-    for _, other in ipairs(redis.call('SMEMBERS', h .. ':inst')) do
-      if redis.call('EXISTS', alive .. other) == 0 then
-        for _, m in ipairs(redis.call('SMEMBERS', h .. ':of:' .. other)) do budget_drop(h, m) end
-        redis.call('DEL', h .. ':of:' .. other); redis.call('SREM', h .. ':inst', other)
-      end
+    rest[i] = limit - spent
+    rooms[i] = rest[i] - tonumber(v[3] or 0)
+  end
+  local least, which = budget_least(rooms)
+  if least < math.max(bound, floor) or least <= 0 then
+    -- short of the bound: release expired holds and those of instances whose heartbeat is gone
+    -- (with room for the bound, releasing them changes nothing this reservation would get)
+    for i, h in ipairs(KEYS) do
+      budget_clean(h, now, alive)
+      rooms[i] = rest[i] - tonumber(redis.call('HGET', h, 'reserved') or 0)
     end
-    local room = limit - tonumber(redis.call('HGET', h, 'spent') or 0)
-                       - tonumber(redis.call('HGET', h, 'reserved') or 0)
-    if least == nil or room < least then least = room; which = i end
+    least, which = budget_least(rooms)
   end
   if least < floor or least <= 0 then return {0, which, string.format('%.17g', least), 0} end
   local amount = math.min(bound, least)
@@ -332,12 +354,14 @@ class RedisLedger:
         instance: str,
         hold_seconds: float = 900.0,
         heartbeat_ttl: float = 5.0,
+        heartbeat_every: float = 1.0,
     ) -> None:
         self.link = link
         self.local = local
         self.instance = instance
         self.hold_seconds = hold_seconds
         self.heartbeat_ttl = heartbeat_ttl
+        self.heartbeat_due = heartbeat_every / 2  # a heartbeat is sent when none was this long
         self._reserve = link.script(_RESERVE)
         self._shrink = link.script(_SHRINK)
         self._settle = link.script(_SETTLE)
@@ -345,7 +369,7 @@ class RedisLedger:
         self._local_holds: set[str] = set()
         self._unsettled: dict[str, tuple[float, list[BudgetLine]]] = {}
         self._shared = True  # False while reservations go to `local`
-        self._alive_at = -1e9  # monotonic time Redis last refreshed the heartbeat for this instance
+        self._alive_at = -1e9  # monotonic time this instance's heartbeat was last sent
         self._names: dict[str, str] = {}  # BudgetLine.key -> its hash's name in Redis
         self._alive_prefix = link.key("alive", "")  # + an instance id: its heartbeat key
 
@@ -427,15 +451,22 @@ class RedisLedger:
         """The reservation's keys and arguments (alone, or as a part of the admission call)."""
         now = time.time()
         args: list[Any] = [now, request_id, bound, floor, now + self.hold_seconds, self.instance]
-        args += [self._alive_prefix, int(self.heartbeat_ttl * 1000), input_cost, unit_out]
+        args += [self._alive_prefix, self._heartbeat(), input_cost, unit_out]
         for i, line in enumerate(lines):
             period = line.period_end(now)
             args += [line.limit, period if period is not None else 0, (seeds or {}).get(i, "")]
         return Ask(self._keys(lines), args)
 
+    def _heartbeat(self) -> int:
+        """The heartbeat's TTL (ms) when one is due with this call, else 0 (none is sent)."""
+        now = time.monotonic()
+        if now - self._alive_at < self.heartbeat_due:
+            return 0
+        self._alive_at = now  # (a failed call is made up for by `beat`: the TTL is 5 beats)
+        return int(self.heartbeat_ttl * 1000)
+
     def grant(self, lines: list[BudgetLine], bound: float, out: list[Any]) -> Grant | None:
         """Redis's answer to a reservation; None when budgets must first be seeded (nothing held)."""
-        self._alive_at = time.monotonic()  # the script refreshed the heartbeat either way
         self._shared = True
         if out[0] in (b"seed", "seed"):  # (the admission call's answers are JSON: str)
             return None
@@ -488,11 +519,11 @@ class RedisLedger:
         if len(self._unsettled) < _MAX_UNSETTLED:
             self._unsettled[request_id] = (cost, lines)
 
-    async def beat(self, interval: float = 1.0) -> None:
-        """Refresh this instance's heartbeat unless a reservation did within `interval` seconds;
-        then retry settlements Redis missed. Raises RedisUnavailable when Redis is down."""
-        if time.monotonic() - self._alive_at >= interval:
-            ttl = int(self.heartbeat_ttl * 1000)
+    async def beat(self) -> None:
+        """Refresh this instance's heartbeat unless a reservation did lately; then retry
+        settlements Redis missed. Raises RedisUnavailable when Redis is down."""
+        ttl = self._heartbeat()
+        if ttl:
             await self.link.run(lambda c: c.set(self._alive_key, 1, px=ttl))
         for request_id, (cost, lines) in list(self._unsettled.items()):
             del self._unsettled[request_id]

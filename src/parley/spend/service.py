@@ -71,7 +71,13 @@ class StoreService:
         )
         self.ledger: LocalLedger | RedisLedger = local
         if link is not None:
-            self.ledger = RedisLedger(link, local, self.instance, heartbeat_ttl=5 * HEARTBEAT_SECONDS)
+            self.ledger = RedisLedger(
+                link,
+                local,
+                self.instance,
+                heartbeat_ttl=5 * HEARTBEAT_SECONDS,
+                heartbeat_every=HEARTBEAT_SECONDS,
+            )
         self._loops: list[asyncio.Task[None]] = []
 
     def _pending(self, key: str) -> tuple[float, float]:
@@ -158,7 +164,7 @@ class StoreService:
         assert isinstance(self.ledger, RedisLedger)
         while True:
             with contextlib.suppress(RedisUnavailable):
-                await self.ledger.beat(HEARTBEAT_SECONDS)
+                await self.ledger.beat()
             await asyncio.sleep(HEARTBEAT_SECONDS)
 
     async def _listen(self) -> None:
