@@ -1,6 +1,7 @@
 """Work per request, counted rather than timed: function calls through the gateway in process.
 
     python bench/calls.py [--requests 300] [--spend] [--observe [prometheus,otel]]
+                          [--redis URL] [--limits] [--top N]
 
 Wall-clock numbers on a shared 2-core machine move by 10-25% from run to run; call counts do not.
 The gateway runs in process (its real ASGI app, `httpx2.ASGITransport` as the client) against
@@ -47,7 +48,14 @@ def served(app):
     return HotRoutes(app, ApiRoutes(app.state.gateway))
 
 
-async def measure(requests: int, spend: bool, observe: list[str]) -> list[str]:
+async def measure(
+    requests: int,
+    spend: bool,
+    observe: list[str],
+    redis: str | None = None,
+    limits: bool = False,
+    top: int = 0,
+) -> list[str]:
     upstream = FakeUpstream()
     receiver = None
     lines = []
@@ -65,14 +73,19 @@ async def measure(requests: int, spend: bool, observe: list[str]) -> list[str]:
             receiver = ServerProcess([sys.executable, "-m", "parley.testing.otlp", str(port)], port, "/")
             os.environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = f"http://127.0.0.1:{port}/v1/traces"
             raw["litellm_settings"] = {"callbacks": observe}
+        if redis:  # limits, budget holds and cooldowns shared through Redis
+            raw["router_settings"] = {"redis_url": redis, "redis_key_prefix": f"calls-{os.getpid()}"}
         app = create_app(build_config(raw, "bench"))
         gateway = app.state.gateway
         await gateway.start()
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=served(app)), base_url="http://parley")
         headers = HEADERS
         if spend:
+            key_limits = LIMITS if limits else {}
             made = await client.post(
-                "/key/generate", json={"key_alias": "calls"}, headers={"authorization": "Bearer " + MASTER}
+                "/key/generate",
+                json={"key_alias": "calls", **key_limits},
+                headers={"authorization": "Bearer " + MASTER},
             )
             headers = dict(HEADERS, **{"x-api-key": made.json()["key"]})
         for stream in (False, True):
@@ -106,6 +119,8 @@ async def measure(requests: int, spend: bool, observe: list[str]) -> list[str]:
                 f"{'stream' if stream else 'json':6}  {total / requests:7.0f} calls/request "
                 f"({ours / requests:.0f} in parley)  {cpu:.3f} ms CPU/request under cProfile"
             )
+            if top:
+                lines += _top(stats, top, requests)
         await client.aclose()
         await gateway.stop()
         if receiver is not None:
@@ -117,6 +132,19 @@ async def measure(requests: int, spend: bool, observe: list[str]) -> list[str]:
             receiver.stop()
         shutil.rmtree(workdir, True)
     return lines
+
+
+LIMITS = {"max_budget": 1e6, "rpm_limit": 10**8, "tpm_limit": 10**12, "max_parallel_requests": 10**5}
+
+
+def _top(stats: pstats.Stats, n: int, requests: int) -> list[str]:
+    """The `n` functions with the most time of their own, per request."""
+    rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:n]  # type: ignore[attr-defined]
+    out = ["  own µs/req  calls/req  function"]
+    for (path, line, name), (_, calls, own, *_rest) in rows:
+        where = "/".join(path.split(os.sep)[-2:])
+        out.append(f"  {own * 1e6 / requests:10.1f} {calls / requests:10.1f}  {where}:{line} {name}")
+    return out
 
 
 def main() -> int:
@@ -134,9 +162,15 @@ def main() -> int:
         default="",
         help="callbacks to turn on (default with the flag: prometheus,otel; traces go to an OTLP receiver)",
     )
+    parser.add_argument("--redis", help="router_settings.redis_url (e.g. redis://127.0.0.1:6379/0)")
+    parser.add_argument(
+        "--limits", action="store_true", help="with --spend: the key has a budget and rate limits"
+    )
+    parser.add_argument("--top", type=int, default=0, help="list the N functions with most own time")
     args = parser.parse_args()
     try:
-        lines = asyncio.run(measure(args.requests, args.spend, [c for c in args.observe.split(",") if c]))
+        observe = [c for c in args.observe.split(",") if c]
+        lines = asyncio.run(measure(args.requests, args.spend, observe, args.redis, args.limits, args.top))
     except Exception as e:  # the benchmark never crashes: say what failed
         print(f"calls.py: could not measure: {type(e).__name__}: {e}")
         return 1

@@ -1,7 +1,7 @@
 """Profile parley's hot path under wrk load with py-spy, and summarise where the time goes.
 
     python bench/profile_hotpath.py [--scenario native|native-stream] [--seconds 10] [--concurrency 16]
-                            [--out bench/out]
+                            [--out bench/out] [--redis | --limits]
 
 Writes <out>/<scenario>.collapsed (py-spy's raw collapsed stacks; feed it to any flame-graph tool)
 and prints the functions with the most inclusive and self samples, grouped by module.
@@ -27,6 +27,7 @@ sys.path.insert(1, os.path.join(os.path.dirname(HERE), "src"))
 import load  # noqa: E402
 import scenarios as sc  # noqa: E402
 import targets as tg  # noqa: E402
+from parley.testing.procs import RedisServer, free_port  # noqa: E402
 from upstreams import ensure_tool, start_stream_upstream, start_upstream  # noqa: E402
 
 
@@ -59,6 +60,16 @@ CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
             "parley/filters/budget.py",
             "parley/filters/rate_limit",
             "parley/pipeline/filter.py",
+        ),
+    ),
+    (
+        "Redis: admission + settle calls (lean connection, Lua parts)",
+        (
+            "parley/store/resp.py",
+            "parley/store/lua_batch.py",
+            "parley/store/redis_link.py",
+            "parley/filters/admission.py",
+            "redis/",
         ),
     ),
     ("router (deployment choice, retries, health)", ("parley/router/",)),
@@ -138,6 +149,12 @@ def main() -> int:
     p.add_argument("--rate", type=int, default=499, help="py-spy samples per second")
     p.add_argument("--out", default=os.path.join(HERE, "out"))
     p.add_argument("--src", help="profile parley from another checkout's src/ directory")
+    p.add_argument(
+        "--redis",
+        action="store_true",
+        help="parley with Redis (a private redis-server) and a key with a budget and rate limits",
+    )
+    p.add_argument("--limits", action="store_true", help="the key has a budget and rate limits (no Redis)")
     p.add_argument("--gc", choices=["server", "default"], default="server", help="PARLEY_GC for parley")
     p.add_argument(
         "--watch",
@@ -152,8 +169,10 @@ def main() -> int:
     pyspy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
     up = start_upstream(os.path.join(workdir, "nginx"), notes)
     fast = start_stream_upstream(workdir, 3, 0.0)
-    parley = None
+    parley = redis = None
     try:
+        if args.redis:
+            redis = RedisServer(free_port())
         watch = os.path.join(workdir, "loopwatch")
         parley, _ = tg.start_parley(
             workdir,
@@ -162,6 +181,8 @@ def main() -> int:
             notes,
             src=args.src,
             extra_env={"PARLEY_GC": args.gc, **({"PARLEY_LOOP_WATCH": watch} if args.watch else {})},
+            redis=redis.url if redis is not None else None,
+            limits=args.redis or args.limits,
         )
         s = next(s for s in sc.scenarios(up) if s.name == args.scenario)
         headers = dict(s.headers, **parley.headers)
@@ -227,6 +248,8 @@ def main() -> int:
     finally:
         if parley is not None:
             parley.stop()
+        if redis is not None:
+            redis.stop()
         fast.stop()
         up.stop()
         shutil.rmtree(workdir, True)
