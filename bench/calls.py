@@ -1,12 +1,14 @@
 """Work per request, counted rather than timed: function calls through the gateway in process.
 
-    python bench/calls.py [--requests 300] [--spend] [--observe [prometheus,otel]] [--top 25]
+    python bench/calls.py [--requests 300] [--spend] [--observe [prometheus,otel]]
+                          [--redis URL] [--limits] [--top N] [--direct [--canned]] [--only json|stream]
 
 Wall-clock numbers on a shared 2-core machine move by 10-25% from run to run; call counts do not.
 The gateway runs in process (its real ASGI app, `httpx2.ASGITransport` as the client) against
 `parley fake-upstream` on loopback; cProfile counts every call for N JSON and N streamed
 `/v1/messages` requests. Compare two builds by pointing PYTHONPATH at each one's `src`.
-`--top N` also prints the N functions with the most self time (cProfile's `tottime`), per request.
+`--top N` also prints the N functions with the most time of their own (cProfile's `tottime`) per
+request, the in-process client's own left out.
 `--direct` instead drives the served ASGI app as uvicorn would (a scope, `receive` and `send`; no
 HTTP client, no profiler) and reports the process's CPU per request (median of 5 rounds): parley's
 own work plus the upstream client, without the server's HTTP parsing. `--direct --canned` also
@@ -129,6 +131,8 @@ async def measure(
     requests: int,
     spend: bool,
     observe: list[str],
+    redis: str | None = None,
+    limits: bool = False,
     top: int = 0,
     direct: bool = False,
     canned: bool = False,
@@ -151,14 +155,19 @@ async def measure(
             receiver = ServerProcess([sys.executable, "-m", "parley.testing.otlp", str(port)], port, "/")
             os.environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = f"http://127.0.0.1:{port}/v1/traces"
             raw["litellm_settings"] = {"callbacks": observe}
+        if redis:  # limits, budget holds and cooldowns shared through Redis
+            raw["router_settings"] = {"redis_url": redis, "redis_key_prefix": f"calls-{os.getpid()}"}
         app = create_app(build_config(raw, "bench"))
         gateway = app.state.gateway
         await gateway.start()
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=served(app)), base_url="http://parley")
         headers = HEADERS
         if spend:
+            key_limits = LIMITS if limits else {}
             made = await client.post(
-                "/key/generate", json={"key_alias": "calls"}, headers={"authorization": "Bearer " + MASTER}
+                "/key/generate",
+                json={"key_alias": "calls", **key_limits},
+                headers={"authorization": "Bearer " + MASTER},
             )
             headers = dict(HEADERS, **{"x-api-key": made.json()["key"]})
         for stream in (False, True):
@@ -209,7 +218,7 @@ async def measure(
                 f"({ours / requests:.0f} in parley)  {cpu:.3f} ms CPU/request under cProfile"
             )
             if top:
-                lines.extend(_top(stats, requests, top))
+                lines += _top(stats, top, requests)
             if os.environ.get("CALLS_DUMP"):
                 stats.dump_stats(f"{os.environ['CALLS_DUMP']}.{'stream' if stream else 'json'}")
         await client.aclose()
@@ -225,18 +234,19 @@ async def measure(
     return lines
 
 
-def _top(stats: pstats.Stats, requests: int, n: int) -> list[str]:
-    """The `n` functions with the most self time: µs and calls per request, where they live (the
-    in-process client's own functions, httpx2's and this script's, left out)."""
-    rows = sorted(
-        (kv for kv in stats.stats.items() if "httpx2" not in kv[0][0] and "calls.py" not in kv[0][0]),
-        key=lambda kv: kv[1][2],
-        reverse=True,
-    )[:n]
-    out = ["    self µs/req  calls/req  function"]
-    for (path, line, name), (_, ncalls, tottime, _, _) in rows:
-        where = path.split(f"{os.sep}site-packages{os.sep}")[-1].split(f"{os.sep}src{os.sep}")[-1]
-        out.append(f"    {1e6 * tottime / requests:11.1f}  {ncalls / requests:9.2f}  {name} ({where}:{line})")
+LIMITS = {"max_budget": 1e6, "rpm_limit": 10**8, "tpm_limit": 10**12, "max_parallel_requests": 10**5}
+
+
+def _top(stats: pstats.Stats, n: int, requests: int) -> list[str]:
+    """The `n` functions with the most time of their own, per request (the in-process client's,
+    httpx2's, and this script's left out)."""
+    items = stats.stats.items()  # type: ignore[attr-defined]
+    server = [kv for kv in items if "httpx2" not in kv[0][0] and "calls.py" not in kv[0][0]]
+    rows = sorted(server, key=lambda kv: kv[1][2], reverse=True)[:n]
+    out = ["  own µs/req  calls/req  function"]
+    for (path, line, name), (_, calls, own, *_rest) in rows:
+        where = "/".join(path.split(os.sep)[-2:])
+        out.append(f"  {own * 1e6 / requests:10.1f} {calls / requests:10.1f}  {where}:{line} {name}")
     return out
 
 
@@ -255,6 +265,10 @@ def main() -> int:
         default="",
         help="callbacks to turn on (default with the flag: prometheus,otel; traces go to an OTLP receiver)",
     )
+    parser.add_argument("--redis", help="router_settings.redis_url (e.g. redis://127.0.0.1:6379/0)")
+    parser.add_argument(
+        "--limits", action="store_true", help="with --spend: the key has a budget and rate limits"
+    )
     parser.add_argument("--direct", action="store_true", help="CPU per request with the app driven directly")
     parser.add_argument("--canned", action="store_true", help="with --direct: no upstream call at all")
     parser.add_argument("--only", choices=["json", "stream"], help="measure one kind of request only")
@@ -270,6 +284,8 @@ def main() -> int:
                 args.requests,
                 args.spend,
                 observe,
+                args.redis,
+                args.limits,
                 args.top,
                 args.direct,
                 args.canned,

@@ -110,6 +110,7 @@ def start_observed(bench, results: report.Results, stack) -> tuple[tg.Target, st
             spend=not bench.args.no_spend,
             observe=f"http://127.0.0.1:{port}/v1/traces",
             name="parley+obs",
+            limits=bench.args.redis,  # (with --redis, parley's key has a budget and limits too)
         )
         stack.callback(target.stop)
     except Exception as e:

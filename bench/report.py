@@ -21,6 +21,7 @@ class Row:
     added_p99_ms: float | None = None
     ttft_ms: float | None = None
     cpu_ms_per_req: float | None = None
+    redis_cpu_ms_per_req: float | None = None  # the redis-server's, for targets using one
     peak_rss_mb: float | None = None
     errors: int = 0
     requests: int = 0
@@ -96,6 +97,7 @@ def markdown(results: Results) -> str:
         "- bare forwarder: bench/bare_forwarder.py (aiohttp + uvloop, one process)",
         f"- LiteLLM: {m['litellm']}",
         *([f"- parley@base: the same gateway run from {m['baseline']}"] if m.get("baseline") else []),
+        *([f"- /redis: {m['redis']}"] if m.get("redis") else []),
         "",
         "`added` = the target's latency percentile minus the upstream's own at the same concurrency "
         "(`direct`). CPU is user+system time of the target's processes per request; RSS is the "

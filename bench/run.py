@@ -88,6 +88,19 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="also measure parley served by granian instead of uvicorn (granian must be importable)",
     )
     p.add_argument(
+        "--redis",
+        action="store_true",
+        help="also measure parley with Redis (`parley/redis`, a redis-server started on its own port); "
+        "every parley key then has a budget and rate limits, so the rows with and without Redis "
+        "do the same work",
+    )
+    p.add_argument("--redis-port", type=int, help="port for the bench's redis-server (default: a free one)")
+    p.add_argument(
+        "--redis-first",
+        action="store_true",
+        help="measure parley/redis before parley at each step (position matters: run both orders)",
+    )
+    p.add_argument(
         "--baseline",
         metavar="SRC",
         help="also measure parley from another source tree (its src/ directory) as `parley@base`, "
@@ -154,7 +167,8 @@ class Bench:
             headers, pid = dict(s.headers, **target.headers), target.pid
             if target.name == "bare":
                 headers = s.headers
-        with Watch(pid) as watch:
+        redis_pid = target.redis_pid if target is not None else None
+        with Watch(pid) as watch, Watch(redis_pid) as redis_watch:
             try:
                 result = self.load(url, body, headers, conc)
             except Exception as e:  # a crashed load generator is a row, not the end of the suite
@@ -175,6 +189,8 @@ class Bench:
         if pid is not None and result.requests:
             row.cpu_ms_per_req = watch.cpu * 1000 / result.requests
             row.peak_rss_mb = watch.peak_rss / 2**20
+            if redis_pid is not None:
+                row.redis_cpu_ms_per_req = redis_watch.cpu * 1000 / result.requests
         if direct is not None and not result.failure and not direct.failure:
             row.added_p50_ms = row.p50_ms - direct.p50_ms
             row.added_p99_ms = row.p99_ms - direct.p99_ms
@@ -305,35 +321,7 @@ def start_systems(bench: Bench, stack: contextlib.ExitStack, results: report.Res
         )
         stack.callback(receiver.stop)
         traces = f"http://127.0.0.1:{port}/v1/traces"
-    try:
-        parley, info = tg.start_parley(
-            workdir, models, args.workers, notes, spend=not args.no_spend, observe=traces
-        )
-        stack.callback(parley.stop)
-        systems.append(parley)
-        meta["auth"] = info["auth"]
-    except Exception:
-        notes.append("parley did not start: " + _tail())
-    if args.baseline:
-        try:
-            base, _ = tg.start_parley(
-                workdir,
-                models,
-                args.workers,
-                notes,
-                spend=not args.no_spend,
-                observe=traces,
-                src=args.baseline,
-            )
-            stack.callback(base.stop)
-            if args.baseline_first:  # the first-measured target of a pair runs ~15-25% slower here
-                at = next((i for i, t in enumerate(systems) if t.name == "parley"), len(systems))
-                systems.insert(at, base)
-            else:
-                systems.append(base)
-            meta["baseline"] = args.baseline
-        except Exception:
-            notes.append(f"parley from {args.baseline} did not start: " + _tail())
+    systems += tg.start_parleys(args, workdir, notes, stack, meta, models, traces)
     if args.granian:
         gran = tg.start_parley_granian(workdir, models, notes, spend=not args.no_spend)
         if gran is not None:
@@ -495,6 +483,7 @@ def judge(results: report.Results, args: argparse.Namespace) -> None:
     features.judge(results, args, verdict)
     judge_streams(results, args, verdict)
     judge_litellm(results, mid, verdict)
+    judge_redis(results, args, mid, verdict)
     judge_baseline(results, args)
 
 
@@ -547,14 +536,43 @@ def judge_litellm(results: report.Results, mid: int, verdict) -> None:
             results.targets.append((name, f"LiteLLM {lite.rps:.1f} req/s; parley: see notes", "not measured"))
 
 
+def judge_redis(results: report.Results, args: argparse.Namespace, mid: int, verdict) -> None:
+    """With --redis: each build with Redis against itself without, per scenario and concurrency;
+    native at concurrency `mid` against the 85% target."""
+    if not args.redis:
+        return
+    for r in results.rows:
+        if not r.target.endswith("/redis") or r.failure:
+            continue
+        plain = _row(results, r.scenario, r.target.removesuffix("/redis"), r.concurrency)
+        if plain is None or plain.failure or not plain.rps:
+            continue
+        ratio = r.rps / plain.rps
+        cpu = (
+            f"; CPU {r.cpu_ms_per_req:.3f} vs {plain.cpu_ms_per_req:.3f} ms/req "
+            f"({r.cpu_ms_per_req - plain.cpu_ms_per_req:+.3f})"
+            if r.cpu_ms_per_req and plain.cpu_ms_per_req
+            else ""
+        )
+        if r.redis_cpu_ms_per_req is not None:
+            cpu += f"; redis-server {r.redis_cpu_ms_per_req:.3f} ms/req"
+        measured = f"{r.rps:.0f} vs {plain.rps:.0f} req/s = {ratio:.0%}{cpu}"
+        if r.target == "parley/redis" and r.scenario == "native" and r.concurrency == mid:
+            name = f"native with Redis, c={mid}: ≥ 85% of the req/s without Redis"
+            results.targets.append((name, measured, verdict(ratio >= 0.85)))
+        else:
+            name = f"{r.target} vs {plain.target}: {r.scenario}, c={r.concurrency}"
+            results.targets.append((name, measured, "(comparison)"))
+
+
 def judge_baseline(results: report.Results, args: argparse.Namespace) -> None:
     """With --baseline: this build against the other one, per scenario at each concurrency."""
     if not args.baseline:
         return
     for r in results.rows:
-        if r.target != "parley" or r.failure:
+        if r.target not in ("parley", "parley/redis") or r.failure:
             continue
-        base = _row(results, r.scenario, "parley@base", r.concurrency)
+        base = _row(results, r.scenario, r.target.replace("parley", "parley@base", 1), r.concurrency)
         if base is None or base.failure or not base.rps:
             continue
         cpu = (
@@ -564,7 +582,8 @@ def judge_baseline(results: report.Results, args: argparse.Namespace) -> None:
         )
         results.targets.append(
             (
-                f"this build vs parley@base: {r.scenario}, c={r.concurrency}",
+                f"this build vs parley@base: {r.scenario}{' with Redis' if '/' in r.target else ''}, "
+                f"c={r.concurrency}",
                 f"{base.rps:.0f} → {r.rps:.0f} req/s ({r.rps / base.rps - 1:+.0%}), "
                 f"p99 {base.p99_ms:.2f} → {r.p99_ms:.2f} ms{cpu}",
                 "(comparison)",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import os
 import subprocess
 import sys
+import traceback
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -12,7 +15,7 @@ from dataclasses import dataclass, field
 import orjson
 
 import bodies
-from parley.testing.procs import Gateway, ServerProcess, _wait_http, free_port
+from parley.testing.procs import Gateway, RedisServer, ServerProcess, _wait_http, free_port
 from upstreams import Upstream
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -28,6 +31,7 @@ class Target:
     headers: dict[str, str]  # credentials
     proc: ServerProcess | None
     skips: dict[str, str] = field(default_factory=dict)  # scenario -> why it was not measured
+    redis_pid: int | None = None  # the redis-server it uses (its CPU is measured too)
 
     @property
     def pid(self) -> int | None:
@@ -36,6 +40,10 @@ class Target:
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.stop()
+
+
+def _tail() -> str:
+    return " / ".join(traceback.format_exc().strip().splitlines()[-3:])[-600:]
 
 
 def model_list(up: Upstream, slow_url: str, fast_url: str) -> list[dict]:
@@ -85,10 +93,24 @@ def post_json(url: str, payload: dict, headers: dict[str, str], timeout: float =
         return e.code, e.read()
 
 
-def credential(base: str, notes: list[str], who: str) -> tuple[dict[str, str], str]:
+# With `--redis`: what every parley key gets, so the rows with and without Redis do the same work
+# (a budget reservation and rpm/tpm/parallel counters per request; none of them ever binds).
+KEY_LIMITS = {
+    "max_budget": 1_000_000.0,
+    "rpm_limit": 100_000_000,
+    "tpm_limit": 10**12,
+    "max_parallel_requests": 100_000,
+}
+
+
+def credential(
+    base: str, notes: list[str], who: str, limits: dict | None = None
+) -> tuple[dict[str, str], str]:
     """A virtual key from /key/generate when the gateway has one, else the master key."""
     status, body = post_json(
-        base + "/key/generate", {"key_alias": "bench"}, {"authorization": "Bearer " + MASTER}
+        base + "/key/generate",
+        {"key_alias": "bench", **(limits or {})},
+        {"authorization": "Bearer " + MASTER},
     )
     if status == 200:
         try:
@@ -96,7 +118,8 @@ def credential(base: str, notes: list[str], who: str) -> tuple[dict[str, str], s
         except (orjson.JSONDecodeError, KeyError, TypeError):
             key = None
         if isinstance(key, str):
-            return {"x-api-key": key, "authorization": "Bearer " + key}, "virtual key (/key/generate)"
+            what = "virtual key (/key/generate)" + (" with a budget and rate limits" if limits else "")
+            return {"x-api-key": key, "authorization": "Bearer " + key}, what
     notes.append(f"{who}: /key/generate answered {status}; the bench authenticates with the master key")
     return {"x-api-key": MASTER, "authorization": "Bearer " + MASTER}, "master key"
 
@@ -110,15 +133,21 @@ def start_parley(
     observe: str | None = None,
     src: str | None = None,
     extra_env: dict[str, str] | None = None,
+    redis: str | None = None,
+    limits: bool = False,
     name: str | None = None,
 ) -> tuple[Target, dict[str, str]]:
     """parley from this checkout, or (`src`: another checkout's src/ directory) as `parley@base`.
-    `observe`: an OTLP receiver's traces URL; metrics and traces are on, traces sent there."""
-    name = name or ("parley" if src is None else "parley@base")
+    `observe`: an OTLP receiver's traces URL; metrics and traces are on, traces sent there.
+    `redis`: a Redis URL for router_settings.redis_url (the target's name gets `/redis`);
+    `limits`: its key gets a budget and rate limits (`KEY_LIMITS`)."""
+    name = name or ("parley" if src is None else "parley@base") + ("/redis" if redis else "")
     general: dict = {"master_key": MASTER, "stream_ping_interval": 15}
     if spend:
-        general["database_url"] = f"sqlite+aiosqlite:///{workdir}/{name}-bench.db"
+        general["database_url"] = f"sqlite+aiosqlite:///{workdir}/{name.replace('/', '-')}-bench.db"
     config: dict = {"model_list": models, "general_settings": general, "guardrails": bodies.GUARDRAILS}
+    if redis:
+        config["router_settings"] = {"redis_url": redis, "redis_key_prefix": name.replace("/", "-")}
     env = dict(extra_env or {})
     if observe:
         metrics = os.path.join(workdir, f"metrics-{name}")
@@ -128,8 +157,76 @@ def start_parley(
     if src is not None:
         env["PYTHONPATH"] = os.path.abspath(src)
     gw = Gateway(config, env=env, workers=workers, extra_args=["--log-level", "warning"])
-    headers, auth = credential(gw.url, notes, name)
+    headers, auth = credential(gw.url, notes, name, KEY_LIMITS if limits else None)
     return Target(name, gw.url, headers, gw), {"auth": auth}
+
+
+def start_parleys(
+    args: argparse.Namespace,
+    workdir: str,
+    notes: list[str],
+    stack: contextlib.ExitStack,
+    meta: dict,
+    models: list[dict],
+    traces: str | None,
+) -> list[Target]:
+    """parley, parley@base (--baseline) and each with Redis (--redis), in the order to measure
+    them (--baseline-first, --redis-first); one that does not start is a note."""
+    server = start_redis(args.redis_port, notes, stack, meta) if args.redis else None
+    redis = server.url if server is not None else None
+    builds: list[str | None] = [None] + ([args.baseline] if args.baseline else [])
+    if args.baseline_first:  # the first-measured target of a pair runs ~15-25% slower here
+        builds.reverse()
+    modes: list[str | None] = [None] + ([redis] if redis else [])
+    if args.redis_first:
+        modes.reverse()
+    started = []
+    for src in builds:
+        for url in modes:
+            name = ("parley" if src is None else "parley@base") + ("/redis" if url else "")
+            try:
+                target, info = start_parley(
+                    workdir,
+                    models,
+                    args.workers,
+                    notes,
+                    spend=not args.no_spend,
+                    observe=traces,
+                    src=src,
+                    redis=url,
+                    limits=redis is not None,
+                )
+            except Exception:
+                notes.append(f"{name} did not start: " + _tail())
+                continue
+            stack.callback(target.stop)
+            if url and server is not None:
+                target.redis_pid = server.proc.pid
+            started.append(target)
+            if name == "parley":
+                meta["auth"] = info["auth"]
+    if args.baseline and any(t.name.startswith("parley@base") for t in started):
+        meta["baseline"] = args.baseline
+    return started
+
+
+def start_redis(
+    port: int | None, notes: list[str], stack: contextlib.ExitStack, meta: dict
+) -> RedisServer | None:
+    """A private redis-server for the parley/redis targets; None (and a note) if it fails."""
+    try:
+        server = RedisServer(port or free_port())
+    except Exception:
+        notes.append("redis-server did not start, no rows with Redis: " + _tail())
+        return None
+    stack.callback(server.stop)
+    version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout
+    meta["redis"] = (
+        f"parley with router_settings.redis_url pointing at {version.split(' sha=')[0].strip()} "
+        f"on 127.0.0.1:{server.port} (no persistence); with --redis every parley key has a budget "
+        "and rpm/tpm/parallel limits (none binds), with Redis or without"
+    )
+    return server
 
 
 def start_parley_granian(

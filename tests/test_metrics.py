@@ -216,7 +216,7 @@ def test_metrics_key_and_instances_do_not_share_a_directory(tmp_path):
     }
     env = {"PARLEY_METRICS_DIR": str(tmp_path)}
     port = free_port()
-    first, second = Gateway(config, env=env, port=port), Gateway(config, env=env, workers=2)
+    first, second = Gateway(config, env=env, port=port, workers=2), Gateway(config, env=env, workers=2)
     try:
         client = anthropic.Anthropic(base_url=first.url, api_key=MASTER, max_retries=0)
         client.messages.create(model="mock-m", max_tokens=8, messages=ASK)
@@ -230,7 +230,7 @@ def test_metrics_key_and_instances_do_not_share_a_directory(tmp_path):
         )
         assert len(os.listdir(tmp_path)) == 2
         first.stop()
-        first = Gateway(config, env=env, port=port)  # the same instance, restarted
+        first = Gateway(config, env=env, port=port, workers=2)  # the same instance, restarted
         assert (
             total(scrape(first.url, **{"x-api-key": MASTER})["parley_requests"], "parley_requests_total") == 0
         )

@@ -115,7 +115,9 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"parley: config error: {e}", file=sys.stderr)
         return 2
-    if config.observability.prometheus:  # before anything imports prometheus_client (check_gateway)
+    if config.observability.prometheus and args.workers > 1:  # before prometheus_client is imported
+        # Workers write their values to files that /metrics sums; one worker keeps them in memory
+        # (no file write and lock per update: the same numbers, as no worker is ever replaced).
         from parley.filters.metrics import procdir
 
         procdir.prepare(args.host, args.port)

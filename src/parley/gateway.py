@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from parley.config import Config, PassthroughSettings
 from parley.core.tasks import Tasks
 from parley.filters.access_log import AccessLog
+from parley.filters.admission import admission
 from parley.filters.cache.factory import cache_from_config
 from parley.filters.observers import build_observers
 from parley.filters.rate_limit import RateLimitPolicy
@@ -114,7 +115,7 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = (), batches:
     filters: list[Filter] = [
         AccessLog(),
         RouterAccounting(health),
-        RateLimitPolicy(config.default_limits, redis, tasks),
+        RateLimitPolicy(config.default_limits, redis),
     ]
     filters.extend(extra_filters)
     if config.guardrails:
@@ -144,6 +145,9 @@ def build_gateway(config: Config, extra_filters: Sequence[Filter] = (), batches:
     cache = cache_from_config(config, redis, tasks, embedder, PriceTable(), engine)
     if cache is not None:
         filters.append(cache)
+    one_call = admission(redis, filters, health, table)
+    if one_call is not None:
+        filters.append(one_call)
     pipeline = Pipeline(
         auth,
         FilterChain(filters),

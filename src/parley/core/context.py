@@ -46,16 +46,18 @@ class FilterState:
     __slots__ = ("_values",)
 
     def __init__(self) -> None:
-        self._values: dict[Any, Any] = {}  # StateKey[T] -> T (typed by the methods, no casts per call)
+        self._values: dict[Any, Any] = {}  # StateKey[T] -> T (no `cast` calls: this is per request)
 
     def get(self, key: StateKey[T]) -> T | None:
-        return self._values.get(key)
+        value: T | None = self._values.get(key)
+        return value
 
     def put(self, key: StateKey[T], value: T) -> None:
         self._values[key] = value
 
     def pop(self, key: StateKey[T]) -> T | None:
-        return self._values.pop(key, None)  # type: ignore[no-any-return]
+        value: T | None = self._values.pop(key, None)
+        return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ cost. Soft mode (`budget_mode: soft` on a key): refuse only once spend has reach
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -26,9 +27,10 @@ from parley.filters.spend_log import call_cost
 from parley.filters.virtual_keys import CUSTOMER
 from parley.pipeline.filter import Filter, Phase
 from parley.router.table import ModelTable
-from parley.spend.ledger import BudgetLine
+from parley.spend.ledger import ADMIT_PART, BudgetLine, Grant, RedisLedger
 from parley.spend.pricing import Price
 from parley.spend.service import StoreService
+from parley.store.lua_batch import Ask
 from parley.store.records import KeyRecord, Subject
 
 CAPPED_HEADER = "x-parley-max-tokens-capped"
@@ -90,8 +92,26 @@ def _exhausted(line: BudgetLine, remaining: float, needed: float) -> GatewayErro
 _HELD: StateKey[list[BudgetLine]] = StateKey("budget.lines")
 
 
+@dataclass(slots=True)
+class _Plan:
+    """What a request reserves: `bound` at most, `floor` at least; soft: a zero hold."""
+
+    lines: list[BudgetLine]
+    soft: bool
+    bound: float = 0.0
+    floor: float = 0.0
+    input_cost: float = 0.0
+    unit_out: float = 0.0  # the output price per token
+    field: str = "max_tokens"
+
+
+# The reservation Redis made in the admission call: the plan, and the grant.
+_ADMITTED: StateKey[tuple[_Plan, Grant]] = StateKey("budget.admitted")
+
+
 class BudgetPolicy(Filter):
     phase = Phase.BUDGET
+    admission_lua = ADMIT_PART  # with Redis, the reservation is a part of the admission call
 
     def __init__(
         self, settings: GeneralSettings, service: StoreService, table: ModelTable, tasks: Tasks
@@ -102,7 +122,7 @@ class BudgetPolicy(Filter):
         self.min_reply_tokens = settings.budget_min_reply_tokens
         self.input_margin = settings.budget_input_margin
 
-    async def on_request(self, ctx: RequestContext, body: dict[str, Any] | None) -> UpstreamReply | None:
+    def _plan(self, ctx: RequestContext, body: dict[str, Any] | None) -> _Plan | None:
         if body is None or ctx.route.endswith("/count_tokens"):
             return None
         lines = budget_lines(ctx)
@@ -112,29 +132,7 @@ class BudgetPolicy(Filter):
         deferred = ctx.route.startswith("/anthropic/") and ctx.route != "/anthropic/v1/messages"
         if deferred or (record is not None and record.budget_mode == "soft"):
             # soft keys; and pass-through calls billed later (batches): refused once nothing is left
-            await self._check_soft(ctx, lines)
-            return None
-        await self._reserve(ctx, body, lines)
-        return None
-
-    async def _check_soft(self, ctx: RequestContext, lines: list[BudgetLine]) -> None:
-        """Soft mode: a zero hold through the same ledger, refused only once nothing is left, so
-        settled spend counts at once (the ledger, not the cached record, knows what was spent)."""
-        grant = await self.service.ledger.reserve(ctx.request_id, lines, 0.0, 0.0)
-        ctx.state.put(_HELD, lines)  # settled after the call, like a strict hold
-        if grant.remaining <= 0:
-            raise _exhausted(grant.binding or lines[0], grant.remaining, 0.0)
-
-    def _price(self, ctx: RequestContext) -> Price:
-        """The dearest price among the deployments that may serve the request (the model's list
-        price on the pass-through, whose models need not be configured)."""
-        targets = self.table.resolve(ctx.model or "")
-        if not targets:
-            return self.service.prices.for_model(ctx.model)
-        prices = [self.service.prices.for_deployment(t.deployment, t.upstream_model) for t in targets]
-        return max(prices, key=lambda p: (p.output, p.max_input))
-
-    async def _reserve(self, ctx: RequestContext, body: dict[str, Any], lines: list[BudgetLine]) -> None:
+            return _Plan(lines, soft=True)
         price = self._price(ctx)
         field = "max_tokens"
         if ctx.api == "openai" and ("max_completion_tokens" in body or "max_tokens" not in body):
@@ -145,18 +143,88 @@ class BudgetPolicy(Filter):
         input_cost = self._input_cost(ctx, body, price)
         bound = input_cost + max_tokens * price.output
         floor = input_cost + min(self.min_reply_tokens, max_tokens) * price.output
+        return _Plan(lines, False, bound, floor, input_cost, price.output, field)
+
+    def admission_ask(self, ctx: RequestContext, body: dict[str, Any] | None) -> Ask | None:
         ledger = self.service.ledger
-        grant = await ledger.reserve(ctx.request_id, lines, bound, floor)
-        if (grant.amount <= 0 and bound > 0) or grant.remaining <= 0:
-            ctx.state.put(_HELD, lines)  # release whatever was held
-            raise _exhausted(grant.binding or lines[0], grant.remaining, floor)
-        ctx.state.put(_HELD, lines)
-        if grant.amount < bound and price.output > 0:
-            capped = max(1, int((grant.amount - input_cost) / price.output))
-            body[field] = capped
-            ctx.body_changed = True
-            ctx.response_headers[CAPPED_HEADER] = str(capped)
-            await ledger.shrink(ctx.request_id, input_cost + capped * price.output, lines)
+        plan = self._plan(ctx, body) if isinstance(ledger, RedisLedger) else None
+        if plan is None:
+            return None
+        assert isinstance(ledger, RedisLedger)
+        return self._ask(ctx, ledger, plan, {})
+
+    def _ask(self, ctx: RequestContext, ledger: RedisLedger, plan: _Plan, seeds: dict[int, float]) -> Ask:
+        p = plan
+        ask = ledger.ask(ctx.request_id, p.lines, p.bound, p.floor, p.input_cost, p.unit_out, seeds)
+        ask.data = (plan, seeds)
+        return ask
+
+    async def recheck(self, ctx: RequestContext, ask: Ask, result: Any) -> Ask:
+        """Budgets missing from Redis: read them from the database, then ask again."""
+        ledger = self.service.ledger
+        assert isinstance(ledger, RedisLedger)
+        plan, seeds = ask.data
+        for i in result[1:]:
+            seeds[int(i) - 1] = await ledger.seed(plan.lines[int(i) - 1])
+        return self._ask(ctx, ledger, plan, seeds)
+
+    def admitted(self, ctx: RequestContext, ask: Ask, result: Any) -> None:
+        ledger = self.service.ledger
+        plan, _ = ask.data
+        assert isinstance(ledger, RedisLedger)
+        grant = ledger.grant(plan.lines, plan.bound, result)
+        if grant is not None:  # (None: still unseeded; on_request reserves on its own then)
+            ctx.state.put(_HELD, plan.lines)  # released when done, whatever refuses the request
+            ctx.state.put(_ADMITTED, (plan, grant))
+
+    async def on_request(self, ctx: RequestContext, body: dict[str, Any] | None) -> UpstreamReply | None:
+        admitted = ctx.state.pop(_ADMITTED)
+        if admitted is not None:
+            plan, grant = admitted
+        else:
+            found = self._plan(ctx, body)
+            if found is None:
+                return None
+            plan = found
+            ledger = self.service.ledger
+            grant = await ledger.reserve(
+                ctx.request_id, plan.lines, plan.bound, plan.floor, plan.input_cost, plan.unit_out
+            )
+        ctx.state.put(_HELD, plan.lines)  # settled after the call (a refusal releases the hold)
+        if plan.soft:
+            # a zero hold through the same ledger, refused only once nothing is left, so settled
+            # spend counts at once (the ledger, not the cached record, knows what was spent)
+            if grant.remaining <= 0:
+                raise _exhausted(grant.binding or plan.lines[0], grant.remaining, 0.0)
+            return None
+        assert body is not None  # (a plan is made only for a body)
+        await self._cap(ctx, body, plan, grant)
+        return None
+
+    async def _cap(self, ctx: RequestContext, body: dict[str, Any], plan: _Plan, grant: Grant) -> None:
+        """Refuse when the budgets cannot cover a minimal reply; lower max_tokens to what they cover."""
+        if (grant.amount <= 0 and plan.bound > 0) or grant.remaining <= 0:
+            raise _exhausted(grant.binding or plan.lines[0], grant.remaining, plan.floor)
+        if grant.amount >= plan.bound or plan.unit_out <= 0:
+            return
+        capped = grant.capped  # Redis capped it and shrank the hold in the same step
+        if not capped:
+            capped = max(1, int((grant.amount - plan.input_cost) / plan.unit_out))
+            await self.service.ledger.shrink(
+                ctx.request_id, plan.input_cost + capped * plan.unit_out, plan.lines
+            )
+        body[plan.field] = capped
+        ctx.body_changed = True
+        ctx.response_headers[CAPPED_HEADER] = str(capped)
+
+    def _price(self, ctx: RequestContext) -> Price:
+        """The dearest price among the deployments that may serve the request (the model's list
+        price on the pass-through, whose models need not be configured)."""
+        targets = self.table.resolve(ctx.model or "")
+        if not targets:
+            return self.service.prices.for_model(ctx.model)
+        prices = [self.service.prices.for_deployment(t.deployment, t.upstream_model) for t in targets]
+        return max(prices, key=lambda p: (p.output, p.max_input))
 
     def _input_cost(self, ctx: RequestContext, body: dict[str, Any], price: Price) -> float:
         """What the input can cost at most: the bound on the upstream's token count (one token

@@ -51,7 +51,14 @@ class SpanRecord:
     )
 
     def __init__(
-        self, name: str, kind: int, trace_id: bytes, span_id: bytes, parent_id: bytes, start_ns: int
+        self,
+        name: str,
+        kind: int,
+        trace_id: bytes,
+        span_id: bytes,
+        parent_id: bytes,
+        start_ns: int,
+        attributes: dict[str, Any] | None = None,
     ) -> None:
         self.name = name
         self.kind = kind
@@ -60,7 +67,7 @@ class SpanRecord:
         self.parent_id = parent_id
         self.start_ns = start_ns
         self.end_ns = 0
-        self.attributes: dict[str, Any] = {}
+        self.attributes: dict[str, Any] = {} if attributes is None else attributes
         self.events: list[tuple[int, str, dict[str, Any]]] = []
         self.status = 0
         self.status_message = ""
@@ -71,11 +78,15 @@ class SpanRecord:
 
 # protobuf wire format ---------------------------------------------------------------------------
 _SMALL = tuple(bytes((i,)) for i in range(128))
+_TIMES = struct.Struct("<BQBQ")  # start_time_unix_nano (7) and end_time_unix_nano (8), fixed64
+_KINDS = {SERVER: b"\x30\x02", CLIENT: b"\x30\x03"}
 
 
 def _varint(n: int) -> bytes:
     if n < 128:
         return _SMALL[n]
+    if n < 16384:
+        return bytes((n & 0x7F | 0x80, n >> 7))
     out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)
@@ -112,66 +123,82 @@ def _any(value: Any) -> bytes:
 
 
 class Encoder:
-    """Spans to an ExportTraceServiceRequest. Most attributes repeat from span to span (operation,
-    provider, model, deployment, route, status), so encoded keys and key-value pairs are remembered
-    (bounded; values unique to a request are not kept)."""
+    """Spans to an ExportTraceServiceRequest, written in the exporter's thread. Most attributes repeat
+    from span to span (operation, provider, model, deployment, route, status), so the encoded
+    key-value pairs of strings and integers are remembered per field number (bounded; values unique
+    to a request are not kept), as are span names: a typical span is a few dictionary lookups and
+    one join."""
 
-    MAX_KEYS = 1024
     MAX_PAIRS = 4096
+    MAX_NAMES = 1024
     UNIQUE = frozenset({"parley.request_id", "gen_ai.input.messages", "gen_ai.output.messages"})
 
     def __init__(self) -> None:
-        self.keys: dict[str, bytes] = {}
-        self.pairs: dict[tuple[str, Any], bytes] = {}
+        self.pairs: dict[int, dict[tuple[str, Any], bytes]] = {}  # field -> (name, value) -> bytes
+        self.names: dict[str, bytes] = {}
 
     def pair(self, field: int, name: str, value: Any) -> bytes:
+        """One KeyValue as field `field` of its message."""
         kind = type(value)
-        if not (
-            (kind is str and name not in self.UNIQUE and len(value) <= 256)
-            or kind is bool
-            or (kind is int and 0 <= value < 1024)
-        ):
-            return _len(field, self.key(name) + _len(2, _any(value)))
-        cache_key = (name, value)
-        encoded = self.pairs.get(cache_key)
+        if kind is list or kind is tuple:
+            key: Any = (name, tuple(value))  # finish reasons: a few values, cached as a tuple
+            if not all(type(v) is str for v in value):
+                return _len(field, _str(1, name) + _len(2, _any(value)))
+        elif kind is str or kind is int:
+            key = (name, value)
+        else:
+            return _len(field, _str(1, name) + _len(2, _any(value)))
+        cache = self.pairs.get(field)
+        if cache is None:
+            cache = self.pairs[field] = {}
+        encoded = cache.get(key)
         if encoded is None:
-            if len(self.pairs) >= self.MAX_PAIRS:
-                self.pairs.clear()
-            encoded = self.pairs[cache_key] = _len(field, self.key(name) + _len(2, _any(value)))
-        return encoded
-
-    def key(self, name: str) -> bytes:
-        encoded = self.keys.get(name)
-        if encoded is None:
-            encoded = _str(1, name)
-            if len(self.keys) < self.MAX_KEYS:
-                self.keys[name] = encoded
+            encoded = _len(field, _str(1, name) + _len(2, _any(value)))
+            if kind is not str or (name not in self.UNIQUE and len(value) <= 256):
+                if len(cache) >= self.MAX_PAIRS:
+                    cache.clear()
+                cache[key] = encoded
         return encoded
 
     def attributes(self, field: int, attributes: Mapping[str, Any]) -> bytes:
-        pair = self.pair
-        return b"".join(pair(field, k, v) for k, v in attributes.items())
+        cache = self.pairs.get(field) or {}
+        parts = []
+        for name, value in attributes.items():
+            kind = type(value)
+            encoded = cache.get((name, value)) if kind is str or kind is int else None
+            parts.append(encoded if encoded is not None else self.pair(field, name, value))
+        return b"".join(parts)
 
     def span(self, s: SpanRecord) -> bytes:
+        """A Span (without its tag and length)."""
+        name = self.names.get(s.name)
+        if name is None:
+            name = _str(5, s.name)
+            if len(self.names) < self.MAX_NAMES:
+                self.names[s.name] = name
+        parent = s.parent_id
         parts = [
-            _len(1, s.trace_id),
-            _len(2, s.span_id),
-            _len(4, s.parent_id) if s.parent_id else b"",
-            _str(5, s.name),
-            b"\x30" + _varint(s.kind),
-            _fixed64(7, s.start_ns),
-            _fixed64(8, s.end_ns),
+            b"\x0a" + _SMALL[len(s.trace_id)] + s.trace_id + b"\x12" + _SMALL[len(s.span_id)] + s.span_id,
+            b"\x22" + _SMALL[len(parent)] + parent if parent else b"",
+            name,
+            _KINDS.get(s.kind) or b"\x30" + _varint(s.kind),
+            _TIMES.pack(0x39, s.start_ns, 0x41, s.end_ns),
             self.attributes(9, s.attributes),
         ]
-        for at, name, attributes in s.events:
-            parts.append(_len(11, _fixed64(1, at) + _str(2, name) + self.attributes(3, attributes)))
+        for at, event, attributes in s.events:
+            parts.append(_len(11, _fixed64(1, at) + _str(2, event) + self.attributes(3, attributes)))
         if s.status:
             parts.append(_len(15, _str(2, s.status_message) + b"\x18" + _varint(s.status)))
         return b"".join(parts)
 
     def request(self, resource: Mapping[str, Any], scope: str, spans: Iterable[SpanRecord]) -> bytes:
         """An ExportTraceServiceRequest with one resource and one instrumentation scope."""
-        scope_spans = _len(1, _str(1, scope)) + b"".join(_len(2, self.span(s)) for s in spans)
+        parts = [_len(1, _str(1, scope))]
+        for s in spans:
+            body = self.span(s)
+            parts.append(b"\x12" + _varint(len(body)))
+            parts.append(body)
+        scope_spans = b"".join(parts)
         return _len(1, _len(1, self.attributes(1, resource)) + _len(2, scope_spans))
 
 

@@ -25,13 +25,15 @@ from parley.config import DefaultLimits
 from parley.core.context import LimitSpec, RequestContext, StateKey
 from parley.core.errors import GatewayError
 from parley.core.stream import UpstreamReply
-from parley.core.tasks import Tasks
-from parley.filters.rate_limit_store import Decision, LocalLimiter, RedisLimiter
+from parley.filters.rate_limit_store import ADMIT_PART, Decision, LocalLimiter, RedisLimiter
 from parley.pipeline.filter import Filter, Phase
+from parley.store.lua_batch import Ask
 from parley.store.redis_link import RedisLink
 
 # What a request holds: the limits it counted against, and whether in Redis.
 _STATE: StateKey[tuple[list[LimitSpec], bool]] = StateKey("rate_limit")
+# Redis's answer to the acquisition, from the admission call: (the limits asked, the answer).
+_ADMITTED: StateKey[tuple[list[LimitSpec], Any]] = StateKey("rate_limit.admitted")
 
 
 def key_id(key: str | None) -> str:
@@ -133,23 +135,38 @@ def success_headers(specs: list[LimitSpec], decision: Decision) -> dict[str, str
 
 class RateLimitPolicy(Filter):
     phase = Phase.LIMITS
+    admission_lua = ADMIT_PART  # with Redis, the acquisition is a part of the admission call
 
-    def __init__(self, defaults: DefaultLimits, link: RedisLink | None, tasks: Tasks) -> None:
-        self.tasks = tasks
+    def __init__(self, defaults: DefaultLimits, link: RedisLink | None) -> None:
         self.defaults = defaults
         self.local = LocalLimiter()
         self.shared = RedisLimiter(link, self.local) if link is not None else None
 
-    async def on_request(self, ctx: RequestContext, body: dict[str, Any] | None) -> UpstreamReply | None:
+    def _specs(self, ctx: RequestContext) -> list[LimitSpec]:
         if ctx.route.endswith("/count_tokens"):  # free upstream, and Claude Code calls it often
-            return None
-        specs = applicable(ctx, self.defaults)
-        if not specs:
-            return None
-        if self.shared is not None:
-            decision, in_redis = await self.shared.acquire(specs, ctx.request_id)
+            return []
+        return applicable(ctx, self.defaults)
+
+    def admission_ask(self, ctx: RequestContext, body: dict[str, Any] | None) -> Ask | None:
+        specs = self._specs(ctx)
+        return self.shared.ask(specs, ctx.request_id) if specs and self.shared is not None else None
+
+    def admitted(self, ctx: RequestContext, ask: Ask, result: Any) -> None:
+        ctx.state.put(_ADMITTED, (ask.data, result))
+
+    async def on_request(self, ctx: RequestContext, body: dict[str, Any] | None) -> UpstreamReply | None:
+        admitted = ctx.state.pop(_ADMITTED)
+        if admitted is not None and self.shared is not None:  # Redis answered in the admission call
+            specs, result = admitted
+            decision, in_redis = self.shared.decide(specs, ctx.request_id, result)
         else:
-            decision, in_redis = self.local.acquire(specs, ctx.request_id), False
+            specs = self._specs(ctx)
+            if not specs:
+                return None
+            if self.shared is not None:
+                decision, in_redis = await self.shared.acquire(specs, ctx.request_id)
+            else:
+                decision, in_redis = self.local.acquire(specs, ctx.request_id), False
         if not decision.allowed:
             raise refusal(decision)
         ctx.state.put(_STATE, (specs, in_redis))
@@ -163,7 +180,7 @@ class RateLimitPolicy(Filter):
         specs, in_redis = state
         u = ctx.usage
         tokens = 0 if ctx.cache_hit else u.input_tokens + u.cache_creation_input_tokens + u.output_tokens
-        if in_redis and self.shared is not None:
-            self.tasks.spawn(self.shared.settle(specs, ctx.request_id, tokens, True))
+        if self.shared is not None:
+            self.shared.settle(specs, ctx.request_id, tokens, in_redis)
         else:
             self.local.settle(specs, ctx.request_id, tokens)

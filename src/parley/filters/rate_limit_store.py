@@ -18,11 +18,13 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from parley.core.context import LimitSpec
+from parley.store.lua_batch import Ask, LuaPart
 from parley.store.redis_link import RedisLink, RedisUnavailable
 
 log = logging.getLogger("parley.ratelimit")
 
 WINDOW_MS = 60_000
+_NAMES_KEPT = 4096  # subjects whose Redis key names are kept made
 LEASE_MS = 900_000
 
 
@@ -36,7 +38,10 @@ class Decision:
     used: list[tuple[int, int]] = field(default_factory=list)
 
 
-_ACQUIRE_LUA = """
+# Lua functions (KEYS and ARGV as parameters: the same body serves a script of its own and a part of
+# the admission script, `parley.filters.admission`).
+ACQUIRE_FN = """
+local function rl_acquire(KEYS, ARGV)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local n = tonumber(ARGV[1])
@@ -60,8 +65,8 @@ for i = 1, n do
     end
   end
   if tpm > 0 then
-    local cur = tonumber(redis.call('HGET', kt, tostring(minute)) or '0')
-    local prev = tonumber(redis.call('HGET', kt, tostring(minute - 1)) or '0')
+    local tv = redis.call('HMGET', kt, tostring(minute), tostring(minute - 1))
+    local cur, prev = tonumber(tv[1] or '0'), tonumber(tv[2] or '0')
     toks = math.floor(prev * (1 - frac) + cur)
     if toks >= tpm then return {0, i, 'tpm', 60000 - now % 60000} end
   end
@@ -85,9 +90,11 @@ end
 table.insert(used, 1, 60000 - now % 60000)
 table.insert(used, 1, 1)
 return used
+end
 """
 
-_SETTLE_LUA = """
+SETTLE_FN = """
+local function rl_settle(KEYS, ARGV)
 local t = redis.call('TIME')
 local minute = tostring(math.floor(tonumber(t[1]) / 60))
 local n = tonumber(ARGV[1])
@@ -100,7 +107,16 @@ for i = 1, n do
   redis.call('ZREM', KEYS[(i - 1) * 2 + 2], ARGV[2])
 end
 return 1
+end
 """
+
+_ACQUIRE_LUA = ACQUIRE_FN + "return rl_acquire(KEYS, ARGV)"
+
+# The acquisition as a part of the admission call: a refusal stops the parts after it.
+ADMIT_PART = LuaPart(
+    ACQUIRE_FN + "local function rl_admit(K, A) local r = rl_acquire(K, A); return r, r[1] == 0 end",
+    "rl_admit",
+)
 
 
 @dataclass(slots=True)
@@ -173,34 +189,50 @@ class RedisLimiter:
         self.link = link
         self.local = local
         self._acquire = link.script(_ACQUIRE_LUA)
-        self._settle = link.script(_SETTLE_LUA)
+        self._settle_step = link.later.register(SETTLE_FN, "rl_settle")
+        self._names: dict[tuple[str, str], tuple[str, str, str]] = {}  # subject -> its keys
 
     def _keys(self, spec: LimitSpec) -> tuple[str, str, str]:
-        base = self.link.key("rl", spec.scope, spec.id)
-        return base + ":req", base + ":tok", base + ":par"
+        keys = self._names.get((spec.scope, spec.id))
+        if keys is None:
+            if len(self._names) >= _NAMES_KEPT:
+                self._names.clear()
+            base = self.link.key("rl", spec.scope, spec.id)
+            keys = self._names[spec.scope, spec.id] = (base + ":req", base + ":tok", base + ":par")
+        return keys
 
-    async def acquire(self, specs: list[LimitSpec], member: str) -> tuple[Decision, bool]:
-        """The decision, and whether Redis made it (False: the local fallback did)."""
+    def ask(self, specs: list[LimitSpec], member: str) -> Ask:
+        """The acquisition, as a part of the admission call (`ADMIT_PART`)."""
         keys: list[str] = []
         args: list = [len(specs), member, LEASE_MS]
         for spec in specs:
             keys.extend(self._keys(spec))
             args.extend([spec.rpm or 0, spec.tpm or 0, spec.max_parallel or 0])
+        return Ask(keys, args, data=specs)
+
+    async def acquire(self, specs: list[LimitSpec], member: str) -> tuple[Decision, bool]:
+        """The decision, and whether Redis made it (False: the local fallback did)."""
+        ask = self.ask(specs, member)
         try:
-            out = await self.link.run(lambda c: self._acquire(keys=keys, args=args, client=c))
+            out = await self.link.eval(self._acquire, ask.keys, ask.args)
         except RedisUnavailable:
             return self.local.acquire(specs, member), False
+        return self.decide(specs, member, out)
+
+    def decide(self, specs: list[LimitSpec], member: str, out: list) -> tuple[Decision, bool]:
+        """The decision from Redis's answer to the acquisition (alone or in the admission call)."""
         if int(out[0]) == 0:
             kind = out[2].decode() if isinstance(out[2], bytes) else str(out[2])
             return Decision(False, specs[int(out[1]) - 1], kind, int(out[3])), True
         own = self.local.acquire(specs, member)  # this process's share, counted here too
         if not own.allowed:  # Redis forgot what this process already served: give the slot back
-            await self.settle(specs, member, 0, True)
+            self.settle(specs, member, 0, True)
             return own, False
         used = [(int(out[2 + 2 * i]), int(out[3 + 2 * i])) for i in range(len(specs))]
         return Decision(True, wait_ms=int(out[1]), used=used), True
 
-    async def settle(self, specs: list[LimitSpec], member: str, tokens: int, shared: bool) -> None:
+    def settle(self, specs: list[LimitSpec], member: str, tokens: int, shared: bool) -> None:
+        """After the reply: locally now; in Redis with the next batch of settlements."""
         self.local.settle(specs, member, tokens)  # the local counters see every request either way
         if not shared:
             return
@@ -210,7 +242,8 @@ class RedisLimiter:
             _, tok, par = self._keys(spec)
             keys.extend([tok, par])
             args.append("1" if spec.tpm else "0")
-        try:
-            await self.link.run(lambda c: self._settle(keys=keys, args=args, client=c))
-        except RedisUnavailable:
+
+        def failed() -> None:
             log.warning("rate limits: could not settle %d tokens in Redis; counted locally only", tokens)
+
+        self.link.later.add(self._settle_step, keys, args, failed)

@@ -49,6 +49,7 @@ class _Trace:
     attempt: SpanRecord | None = None  # the attempt in progress, or the one that served the reply
     token: Any = None  # OUTBOUND_HEADERS' reset token while an attempt runs
     ended: list[SpanRecord] = field(default_factory=list)  # failed attempts, sent with the request
+    state: str | None = None  # the client's `tracestate`, passed on with its `traceparent`
 
 
 _TRACE: StateKey[_Trace] = StateKey("tracing.trace")
@@ -94,9 +95,15 @@ class Tracing(Filter, RouterEvents):
     def __init__(self, settings: ObservabilitySettings, tasks: Tasks) -> None:
         self.exporter = OtlpExporter(_resource())
         self.sampler = _sampler()
-        self.parent_based = self.sampler.get_description().startswith("ParentBased")
+        described = self.sampler.get_description()
+        self.parent_based = described.startswith("ParentBased")
+        # the default (parent-based, always on) decides a new trace without asking the SDK
+        self.always_on = described == "AlwaysOnSampler" or described.startswith(
+            "ParentBased{root:AlwaysOnSampler,"
+        )
         self.capture = settings.otel_capture_content
         self._servers: dict[str, dict[str, Any]] = {}
+        self._client_attributes: dict[tuple[str, str, str], dict[str, Any]] = {}  # bounded: deployments
         tasks.on_startup(self.start)
         tasks.on_shutdown(self.stop)
 
@@ -115,6 +122,24 @@ class Tracing(Filter, RouterEvents):
             known = self._servers[api_base] = {"server.address": url.hostname or "", "server.port": port}
         return known
 
+    def _client_attributes_of(self, operation: str, target: Target) -> dict[str, Any]:
+        """The attributes an attempt's span shares with every attempt on that deployment and model."""
+        dep = target.deployment
+        key = (operation, dep.id, target.upstream_model)
+        known = self._client_attributes.get(key)
+        if known is None:
+            known = {
+                "gen_ai.operation.name": operation,
+                "gen_ai.provider.name": PROVIDER_NAMES.get(dep.provider, dep.provider),
+                "gen_ai.request.model": target.upstream_model,
+                "parley.deployment.id": dep.id,
+            }
+            if dep.api_base:
+                known.update(self._server_of(dep.api_base))
+            if len(self._client_attributes) < 4096:
+                self._client_attributes[key] = known
+        return known
+
     # spans -----------------------------------------------------------------------------------
     def _trace(self, ctx: RequestContext) -> _Trace | None:
         """The request's trace, started on first use; None when the sampler leaves it out."""
@@ -122,7 +147,7 @@ class Tracing(Filter, RouterEvents):
         if trace is not None or ctx.state.get(_LEFT_OUT):
             return trace
         parent = parse_traceparent(ctx.headers.get("traceparent"))
-        trace_id = parent[0] if parent else random.getrandbits(128).to_bytes(16, "big")
+        trace_id = parent[0] if parent else _new_id(128)
         if not self._sampled(trace_id, parent):
             ctx.state.put(_LEFT_OUT, True)  # the client's own traceparent still goes upstream
             return None
@@ -131,24 +156,25 @@ class Tracing(Filter, RouterEvents):
             ctx.route if passthrough else f"POST {ctx.route}",
             SERVER,
             trace_id,
-            random.getrandbits(64).to_bytes(8, "big"),
+            _new_id(64),
             parent[1] if parent else b"",
             int(ctx.started_at * 1e9),
-        )
-        server.attributes.update(
             {
                 "http.route": ctx.route,
                 "gen_ai.operation.name": OPERATION.get(ctx.route, "chat"),
                 "parley.request_id": ctx.request_id,
-            }
+            },
         )
-        trace = _Trace(server)
+        # W3C: `tracestate` goes with the `traceparent` it came with (none without one)
+        trace = _Trace(server, state=ctx.headers.get("tracestate") if parent else None)
         ctx.state.put(_TRACE, trace)
         return trace
 
     def _sampled(self, trace_id: bytes, parent: tuple[bytes, bytes, bool] | None) -> bool:
         if parent is not None and self.parent_based:
             return parent[2]
+        if self.always_on:
+            return True
         result = self.sampler.should_sample(None, int.from_bytes(trace_id, "big"), "request")
         return bool(result.decision.is_sampled())
 
@@ -186,31 +212,23 @@ class Tracing(Filter, RouterEvents):
         trace = self._trace(ctx)
         if trace is None:
             return
-        dep = target.deployment
         operation = OPERATION.get(ctx.route, "chat")
+        attributes = self._client_attributes_of(operation, target).copy()
+        attributes["parley.attempt"] = ctx.attempts + 1
+        server = trace.server
+        span_id = _new_id(64)
         span = SpanRecord(
             f"{operation} {target.upstream_model}",
             CLIENT,
-            trace.server.trace_id,
-            random.getrandbits(64).to_bytes(8, "big"),
-            trace.server.span_id,
+            server.trace_id,
+            span_id,
+            server.span_id,
             time.time_ns(),
+            attributes,
         )
-        span.attributes.update(
-            {
-                "gen_ai.operation.name": operation,
-                "gen_ai.provider.name": PROVIDER_NAMES.get(dep.provider, dep.provider),
-                "gen_ai.request.model": target.upstream_model,
-                "parley.deployment.id": dep.id,
-                "parley.attempt": ctx.attempts + 1,
-            }
-        )
-        if dep.api_base:
-            span.attributes.update(self._server_of(dep.api_base))
-        header = {"traceparent": traceparent(span.trace_id, span.span_id)}
-        state = ctx.headers.get("tracestate")
-        if state:
-            header["tracestate"] = state
+        header = {"traceparent": traceparent(server.trace_id, span_id)}
+        if trace.state:
+            header["tracestate"] = trace.state
         trace.attempt, trace.token = span, OUTBOUND_HEADERS.set(header)
 
     def attempt_ended(self, ctx: RequestContext, target: Target, end: AttemptEnd) -> None:
@@ -285,6 +303,12 @@ class Tracing(Filter, RouterEvents):
                 server.error(ctx.error_message)
         server.end_ns = end
         submit(server)
+
+
+def _new_id(bits: int) -> bytes:
+    """A random trace (128-bit) or span (64-bit) id; never all zeros, which W3C trace context
+    forbids."""
+    return (random.getrandbits(bits) or 1).to_bytes(bits // 8, "big")
 
 
 def _end_ns(ctx: RequestContext) -> int:

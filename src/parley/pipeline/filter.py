@@ -33,6 +33,7 @@ class Phase(IntEnum):
     """Where a filter runs; the chain orders filters by phase, then by the order they were added."""
 
     AUTH = 100
+    ADMISSION = 150  # with Redis: one call asks what the limits, budgets and router need
     LIMITS = 200
     BUDGET = 300
     RETRIEVAL = 350  # before the guardrails: what retrieval adds is masked and screened with the rest

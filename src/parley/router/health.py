@@ -12,8 +12,10 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from parley.router.settings import RouterSettings
+from parley.store.lua_batch import Ask, LuaPart
 from parley.store.redis_link import RedisLink, RedisUnavailable
 
 log = logging.getLogger("parley.router")
@@ -30,6 +32,18 @@ if c >= tonumber(ARGV[1]) then
 end
 return 0
 """
+
+# The cooldowns left (ms; <= 0: none) of some deployments, as a part of the admission call.
+COOLDOWN_PART = LuaPart(
+    """
+local function cooldown_ttls(KEYS, ARGV)
+  local out = {}
+  for i, k in ipairs(KEYS) do out[i] = redis.call('PTTL', k) end
+  return out
+end
+""",
+    run="cooldown_ttls",
+)
 
 
 @dataclass(slots=True)
@@ -49,6 +63,7 @@ class Health:
         self.redis = redis
         self._deps: dict[str, DeploymentHealth] = {}
         self._synced: dict[str, float] = {}  # deployment id -> monotonic time of last Redis read
+        self._names: dict[str, str] = {}  # deployment id -> its cooldown key (deployments are few)
         self._fail_script = redis.script(_FAIL_LUA) if redis is not None else None
 
     def of(self, dep_id: str) -> DeploymentHealth:
@@ -91,13 +106,32 @@ class Health:
         now = time.monotonic() if now is None else now
         return max(0.0, self.of(dep_id).cooldown_until - now)
 
-    async def sync(self, dep_ids: list[str], force: bool = False) -> None:
-        """Refresh cooldowns of `dep_ids` from Redis if the local copy is older than the interval."""
-        if self.redis is None or not self.redis.up:
-            return
+    def _stale(self, dep_ids: list[str], force: bool = False) -> list[str]:
         now = time.monotonic()
         interval = self.settings.cooldown_sync_interval
-        stale = [d for d in dep_ids if force or now - self._synced.get(d, -1e9) >= interval]
+        return [d for d in dep_ids if force or now - self._synced.get(d, -1e9) >= interval]
+
+    def cooldown_ask(self, dep_ids: list[str]) -> Ask | None:
+        """The cooldowns of `dep_ids`, to read with the admission call: needed when one of them
+        is older than the interval, else refreshed only if the call is made anyway."""
+        if self.redis is None or not dep_ids:
+            return None
+        keys = [self._key(d) for d in dep_ids]
+        return Ask(keys, [], needed=bool(self._stale(dep_ids)), data=dep_ids)
+
+    def _key(self, dep_id: str) -> str:
+        key = self._names.get(dep_id)
+        if key is None:
+            assert self.redis is not None
+            key = self._names[dep_id] = self.redis.key("cooldown", dep_id)
+        return key
+
+    async def sync(self, dep_ids: list[str], force: bool = False) -> None:
+        """Refresh cooldowns of `dep_ids` from Redis if the local copy is older than the interval
+        (the admission call usually has: then there is nothing to do here)."""
+        if self.redis is None or not self.redis.up:
+            return
+        stale = self._stale(dep_ids, force)
         if not stale:
             return
         keys = [self.redis.key("cooldown", d) for d in stale]
@@ -112,8 +146,12 @@ class Health:
             ttls = await self.redis.run(read)
         except RedisUnavailable:
             return
+        self.apply_ttls(stale, ttls)
+
+    def apply_ttls(self, dep_ids: list[str], ttls: list[Any]) -> None:
+        """What Redis says is left of each deployment's cooldown (ms; <= 0: none)."""
         now = time.monotonic()
-        for dep_id, ttl in zip(stale, ttls, strict=False):
+        for dep_id, ttl in zip(dep_ids, ttls, strict=False):
             self._synced[dep_id] = now
             h = self.of(dep_id)
             if isinstance(ttl, int) and ttl > 0:
@@ -127,16 +165,10 @@ class Health:
         redis, script = self.redis, self._fail_script  # (both set or both None)
         if redis is not None and script is not None and redis.up:
             try:
-                ms = await redis.run(
-                    lambda c: script(
-                        keys=[redis.key("fails", dep_id), redis.key("cooldown", dep_id)],
-                        args=[
-                            s.allowed_fails,
-                            int(s.allowed_fails_window * 1000),
-                            int(s.cooldown_time * 1000),
-                        ],
-                        client=c,
-                    )
+                ms = await redis.eval(
+                    script,
+                    [redis.key("fails", dep_id), redis.key("cooldown", dep_id)],
+                    [s.allowed_fails, int(s.allowed_fails_window * 1000), int(s.cooldown_time * 1000)],
                 )
             except RedisUnavailable:
                 return self._fail_local(dep_id, reason)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from parley.spend.periods import next_reset
+from parley.store.lua_batch import Ask, LuaPart
 from parley.store.outage import DATABASE_ERRORS, database_unavailable
 from parley.store.records import load_spend
 from parley.store.redis_link import RedisLink, RedisUnavailable
@@ -57,6 +58,7 @@ class Grant:
     amount: float  # reserved (may be below the bound asked for)
     binding: BudgetLine | None  # the budget with least room
     remaining: float  # what that budget had left before this reservation
+    capped: int = 0  # > 0: max_tokens capped to this, the hold already shrunk to it (Redis only)
 
 
 class _Entry:
@@ -151,7 +153,17 @@ class LocalLedger:
         self._remaining(line, time.time())
         return self.entries[line.key].spent
 
-    async def reserve(self, request_id: str, lines: list[BudgetLine], bound: float, floor: float) -> Grant:
+    async def reserve(
+        self,
+        request_id: str,
+        lines: list[BudgetLine],
+        bound: float,
+        floor: float,
+        input_cost: float = 0.0,
+        unit_out: float = 0.0,
+    ) -> Grant:
+        """Hold up to `bound` (at least `floor`) on every line; capping is left to the caller here
+        (`shrink`), so `input_cost` and `unit_out` are not used."""
         await self.prepare(lines)
         now = time.time()
         binding, least = None, float("inf")
@@ -193,56 +205,104 @@ class LocalLedger:
 
 
 # KEYS: one hash per budget. ARGV: now, request id, bound, floor, hold expiry, instance id, the
-# heartbeat key prefix, heartbeat TTL (ms), then per budget: limit, period end, seed ('' = unknown).
+# heartbeat key prefix, heartbeat TTL (ms), input cost, output price per token (0: never cap), then
+# per budget: limit, period end, seed ('' = unknown).
 # Per budget h: h {spent, period, reserved}; h:amt {rid: amount}; h:exp zset rid -> expiry;
 # h:inst set of instances holding money on h; h:of:<instance> set of that instance's rids.
-# Returns {'seed', i...} (nothing changed) when budgets i are missing and have no seed.
-_RESERVE = """
-local now = tonumber(ARGV[1]); local rid = ARGV[2]; local bound = tonumber(ARGV[3])
-local floor = tonumber(ARGV[4]); local expiry = tonumber(ARGV[5])
-local inst = ARGV[6]; local alive = ARGV[7]
-redis.call('SET', alive .. inst, 1, 'PX', ARGV[8])
-local missing = {'seed'}
-for i, h in ipairs(KEYS) do
-  if ARGV[8 + i * 3] == '' and not redis.call('HGET', h, 'period') then missing[#missing + 1] = i end
+# A heartbeat TTL of 0 sends no heartbeat (one was sent lately). Expired holds and those of
+# instances whose heartbeat is gone are released when a reservation would get less than its bound
+# without them (with room for the bound, releasing them changes nothing it gets).
+# `budget_check` (the heartbeat, then nothing changed): {'seed', i...} when budgets i are missing
+# and have no seed. `budget_reserve`: {granted, which, least, capped}; when less than the bound is
+# granted, max_tokens is capped to what it covers and the hold shrunk to that (capped > 0).
+BUDGET_FNS = """
+local function budget_check(KEYS, ARGV)
+  if tonumber(ARGV[8]) > 0 then redis.call('SET', ARGV[7] .. ARGV[6], 1, 'PX', ARGV[8]) end
+  local missing = {'seed'}
+  for i, h in ipairs(KEYS) do
+    if ARGV[10 + i * 3] == '' and not redis.call('HGET', h, 'period') then missing[#missing + 1] = i end
+  end
+  if #missing > 1 then return missing end
+  return nil
 end
-if #missing > 1 then return missing end
-local function drop(h, m)
+local function budget_drop(h, m)
   local amt = redis.call('HGET', h .. ':amt', m)
   if amt then redis.call('HINCRBYFLOAT', h, 'reserved', -tonumber(amt)) end
   redis.call('HDEL', h .. ':amt', m); redis.call('ZREM', h .. ':exp', m)
 end
-local least = nil; local which = 0
-for i, h in ipairs(KEYS) do
-  local base = 8 + (i - 1) * 3
-  local limit = tonumber(ARGV[base + 1]); local period = tonumber(ARGV[base + 2])
-  local cur = redis.call('HGET', h, 'period')
-  if not cur then
-    redis.call('HSET', h, 'spent', ARGV[base + 3], 'period', period)
-  elseif tonumber(cur) < period then
-    redis.call('HSET', h, 'spent', 0, 'period', period)
-  end
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', h .. ':exp', '-inf', now)) do drop(h, m) end
+local function budget_clean(h, now, alive)
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', h .. ':exp', '-inf', now)) do budget_drop(h, m) end
   for _, other in ipairs(redis.call('SMEMBERS', h .. ':inst')) do
     if redis.call('EXISTS', alive .. other) == 0 then
-      for _, m in ipairs(redis.call('SMEMBERS', h .. ':of:' .. other)) do drop(h, m) end
+      for _, m in ipairs(redis.call('SMEMBERS', h .. ':of:' .. other)) do budget_drop(h, m) end
       redis.call('DEL', h .. ':of:' .. other); redis.call('SREM', h .. ':inst', other)
     end
   end
-  local room = limit - tonumber(redis.call('HGET', h, 'spent') or 0)
-                     - tonumber(redis.call('HGET', h, 'reserved') or 0)
-  if least == nil or room < least then least = room; which = i end
 end
-if least < floor or least <= 0 then return {0, which, tostring(least)} end
-local amount = math.min(bound, least)
-for _, h in ipairs(KEYS) do
-  redis.call('HINCRBYFLOAT', h, 'reserved', amount)
-  redis.call('HSET', h .. ':amt', rid, amount)
-  redis.call('ZADD', h .. ':exp', expiry, rid)
-  redis.call('SADD', h .. ':inst', inst); redis.call('SADD', h .. ':of:' .. inst, rid)
+local function budget_least(rooms)
+  local least, which = nil, 0
+  for i, room in ipairs(rooms) do
+    if least == nil or room < least then least = room; which = i end
+  end
+  return least, which
 end
-return {tostring(amount), which, tostring(least)}
+local function budget_reserve(KEYS, ARGV)
+  local now = tonumber(ARGV[1]); local rid = ARGV[2]; local bound = tonumber(ARGV[3])
+  local floor = tonumber(ARGV[4]); local expiry = tonumber(ARGV[5])
+  local inst = ARGV[6]; local alive = ARGV[7]
+  local rooms, rest = {}, {}
+  for i, h in ipairs(KEYS) do
+    local base = 10 + (i - 1) * 3
+    local limit = tonumber(ARGV[base + 1]); local period = tonumber(ARGV[base + 2])
+    local v = redis.call('HMGET', h, 'period', 'spent', 'reserved')
+    local spent = tonumber(v[2] or 0)
+    if not v[1] then
+      redis.call('HSET', h, 'spent', ARGV[base + 3], 'period', period); spent = tonumber(ARGV[base + 3])
+    elseif tonumber(v[1]) < period then
+      redis.call('HSET', h, 'spent', 0, 'period', period); spent = 0
+    end
+    rest[i] = limit - spent
+    rooms[i] = rest[i] - tonumber(v[3] or 0)
+  end
+  local least, which = budget_least(rooms)
+  if least < math.max(bound, floor) or least <= 0 then
+    -- short of the bound: release expired holds and those of instances whose heartbeat is gone
+    -- (with room for the bound, releasing them changes nothing this reservation would get)
+    for i, h in ipairs(KEYS) do
+      budget_clean(h, now, alive)
+      rooms[i] = rest[i] - tonumber(redis.call('HGET', h, 'reserved') or 0)
+    end
+    least, which = budget_least(rooms)
+  end
+  if least < floor or least <= 0 then return {0, which, string.format('%.17g', least), 0} end
+  local amount = math.min(bound, least)
+  local held, capped, unit = amount, 0, tonumber(ARGV[10])
+  if amount < bound and unit > 0 then
+    local input = tonumber(ARGV[9])
+    capped = math.max(1, math.floor((amount - input) / unit))
+    if input + capped * unit < amount then held = input + capped * unit end
+  end
+  for _, h in ipairs(KEYS) do
+    redis.call('HINCRBYFLOAT', h, 'reserved', held)
+    redis.call('HSET', h .. ':amt', rid, held)
+    redis.call('ZADD', h .. ':exp', expiry, rid)
+    redis.call('SADD', h .. ':inst', inst); redis.call('SADD', h .. ':of:' .. inst, rid)
+  end
+  return {string.format('%.17g', amount), which, string.format('%.17g', least), capped}
+end
 """
+
+_RESERVE = (
+    BUDGET_FNS
+    + """
+local missing = budget_check(KEYS, ARGV)
+if missing then return missing end
+return budget_reserve(KEYS, ARGV)
+"""
+)
+
+# The reservation as a part of the admission call (`parley.filters.admission`).
+ADMIT_PART = LuaPart(BUDGET_FNS, run="budget_reserve", check="budget_check")
 
 _SHRINK = """
 local rid = ARGV[1]; local amount = tonumber(ARGV[2])
@@ -257,19 +317,23 @@ return 1
 """
 
 # A hold released by another instance (this one's heartbeat lapsed) only adds the cost.
-_SETTLE = """
-local rid = ARGV[1]; local cost = tonumber(ARGV[2]); local inst = ARGV[3]
-for _, h in ipairs(KEYS) do
-  local held = redis.call('HGET', h .. ':amt', rid)
-  if held then
-    redis.call('HINCRBYFLOAT', h, 'reserved', -tonumber(held))
-    redis.call('HDEL', h .. ':amt', rid); redis.call('ZREM', h .. ':exp', rid)
+SETTLE_FN = """
+local function budget_settle(KEYS, ARGV)
+  local rid = ARGV[1]; local cost = tonumber(ARGV[2]); local inst = ARGV[3]
+  for _, h in ipairs(KEYS) do
+    local held = redis.call('HGET', h .. ':amt', rid)
+    if held then
+      redis.call('HINCRBYFLOAT', h, 'reserved', -tonumber(held))
+      redis.call('HDEL', h .. ':amt', rid); redis.call('ZREM', h .. ':exp', rid)
+    end
+    redis.call('SREM', h .. ':of:' .. inst, rid)
+    if cost > 0 and redis.call('EXISTS', h) == 1 then redis.call('HINCRBYFLOAT', h, 'spent', cost) end
   end
-  redis.call('SREM', h .. ':of:' .. inst, rid)
-  if cost > 0 and redis.call('EXISTS', h) == 1 then redis.call('HINCRBYFLOAT', h, 'spent', cost) end
+  return 1
 end
-return 1
 """
+
+_SETTLE = SETTLE_FN + "return budget_settle(KEYS, ARGV)"
 
 _MAX_UNSETTLED = 100_000  # settlements kept for retry while Redis is down (then the hold expires)
 
@@ -279,7 +343,8 @@ class RedisLedger:
 
     While the link is down, requests reserve on `local` (this instance's view: the database's spend
     plus its own holds); settlements that could not reach Redis are retried by `beat`, which the
-    store calls every `heartbeat_interval` to keep this instance's holds alive.
+    store calls every `heartbeat_interval` to keep this instance's holds alive. A reservation also
+    refreshes the heartbeat, so `beat` sends one only when none did lately.
     """
 
     def __init__(
@@ -289,32 +354,56 @@ class RedisLedger:
         instance: str,
         hold_seconds: float = 900.0,
         heartbeat_ttl: float = 5.0,
+        heartbeat_every: float = 1.0,
     ) -> None:
         self.link = link
         self.local = local
         self.instance = instance
         self.hold_seconds = hold_seconds
         self.heartbeat_ttl = heartbeat_ttl
+        self.heartbeat_due = heartbeat_every / 2  # a heartbeat is sent when none was this long
         self._reserve = link.script(_RESERVE)
         self._shrink = link.script(_SHRINK)
         self._settle = link.script(_SETTLE)
+        self._settle_step = link.later.register(SETTLE_FN, "budget_settle")
         self._local_holds: set[str] = set()
         self._unsettled: dict[str, tuple[float, list[BudgetLine]]] = {}
         self._shared = True  # False while reservations go to `local`
+        self._alive_at = -1e9  # monotonic time this instance's heartbeat was last sent
+        self._names: dict[str, str] = {}  # BudgetLine.key -> its hash's name in Redis
+        self._alive_prefix = link.key("alive", "")  # + an instance id: its heartbeat key
 
     def _keys(self, lines: list[BudgetLine]) -> list[str]:
-        return [self.link.key("budget", line.key) for line in lines]
+        names = self._names
+        if len(names) >= 4096:  # (key names are kept made for that many budgets)
+            names.clear()
+        out = []
+        for line in lines:
+            name = names.get(line.key)
+            if name is None:
+                name = names[line.key] = self.link.key("budget", line.key)
+            out.append(name)
+        return out
 
     @property
     def _alive_key(self) -> str:
         return self.link.key("alive", self.instance)
 
-    async def reserve(self, request_id: str, lines: list[BudgetLine], bound: float, floor: float) -> Grant:
+    async def reserve(
+        self,
+        request_id: str,
+        lines: list[BudgetLine],
+        bound: float,
+        floor: float,
+        input_cost: float = 0.0,
+        unit_out: float = 0.0,
+    ) -> Grant:
+        """Hold up to `bound` (at least `floor`); when less than the bound is left and `unit_out`
+        (the output price per token) is set, the grant says what max_tokens is capped to."""
         try:
-            grant = await self._reserve_shared(request_id, lines, bound, floor)
+            grant = await self._reserve_shared(request_id, lines, bound, floor, input_cost, unit_out)
         except RedisUnavailable:
             return await self._reserve_local(request_id, lines, bound, floor)
-        self._shared = True
         return grant
 
     async def _reserve_local(
@@ -327,20 +416,66 @@ class RedisLedger:
         return await self.local.reserve(request_id, lines, bound, floor)
 
     async def _reserve_shared(
-        self, request_id: str, lines: list[BudgetLine], bound: float, floor: float
+        self,
+        request_id: str,
+        lines: list[BudgetLine],
+        bound: float,
+        floor: float,
+        input_cost: float,
+        unit_out: float,
     ) -> Grant:
         seeds: dict[int, float] = {}
         for _ in range(3):  # a budget missing from Redis is seeded from the database, then reserved
-            out = await self._call_reserve(request_id, lines, bound, floor, seeds)
-            if out[0] != b"seed":
-                amount, which = float(out[0]), int(out[1])
-                binding = lines[which - 1] if which else None
-                return Grant(amount, binding if amount < bound else None, float(out[2]))
+            ask = self.ask(request_id, lines, bound, floor, input_cost, unit_out, seeds)
+            out = await self._call_reserve(ask)
+            grant = self.grant(lines, bound, out)
+            if grant is not None:
+                return grant
             for i in out[1:]:
-                seeds[int(i) - 1] = await self._seed(lines[int(i) - 1])
+                seeds[int(i) - 1] = await self.seed(lines[int(i) - 1])
         raise RedisUnavailable("budgets kept disappearing while being seeded")
 
-    async def _seed(self, line: BudgetLine) -> float:
+    async def _call_reserve(self, ask: Ask) -> Any:
+        return await self.link.eval(self._reserve, ask.keys, ask.args)
+
+    def ask(
+        self,
+        request_id: str,
+        lines: list[BudgetLine],
+        bound: float,
+        floor: float,
+        input_cost: float = 0.0,
+        unit_out: float = 0.0,
+        seeds: dict[int, float] | None = None,
+    ) -> Ask:
+        """The reservation's keys and arguments (alone, or as a part of the admission call)."""
+        now = time.time()
+        args: list[Any] = [now, request_id, bound, floor, now + self.hold_seconds, self.instance]
+        args += [self._alive_prefix, self._heartbeat(), input_cost, unit_out]
+        for i, line in enumerate(lines):
+            period = line.period_end(now)
+            args += [line.limit, period if period is not None else 0, (seeds or {}).get(i, "")]
+        return Ask(self._keys(lines), args)
+
+    def _heartbeat(self) -> int:
+        """The heartbeat's TTL (ms) when one is due with this call, else 0 (none is sent)."""
+        now = time.monotonic()
+        if now - self._alive_at < self.heartbeat_due:
+            return 0
+        self._alive_at = now  # (a failed call is made up for by `beat`: the TTL is 5 beats)
+        return int(self.heartbeat_ttl * 1000)
+
+    def grant(self, lines: list[BudgetLine], bound: float, out: list[Any]) -> Grant | None:
+        """Redis's answer to a reservation; None when budgets must first be seeded (nothing held)."""
+        self._shared = True
+        if out[0] in (b"seed", "seed"):  # (the admission call's answers are JSON: str)
+            return None
+        amount, which = float(out[0]), int(out[1])
+        binding = lines[which - 1] if which else None
+        return Grant(amount, binding if amount < bound else None, float(out[2]), int(out[3]))
+
+    async def seed(self, line: BudgetLine) -> float:
+        """What a budget Redis does not hold has spent: the database's settled spend."""
         try:
             spend, reset_at = await settled_spend(self.local.engine, self.local.pending, line)
         except DATABASE_ERRORS:  # Redis lost the budget and the database is down: nothing to trust
@@ -349,42 +484,33 @@ class RedisLedger:
             return 0.0  # the stored spend is of a period that has ended (reset by the writer)
         return spend
 
-    async def _call_reserve(
-        self, request_id: str, lines: list[BudgetLine], bound: float, floor: float, seeds: dict[int, float]
-    ) -> list[Any]:
-        now = time.time()
-        args: list[Any] = [now, request_id, bound, floor, now + self.hold_seconds, self.instance]
-        args += [self.link.key("alive", ""), int(self.heartbeat_ttl * 1000)]
-        for i, line in enumerate(lines):
-            period = line.period_end(now)
-            args += [line.limit, period if period is not None else 0, seeds.get(i, "")]
-        keys = self._keys(lines)
-        result: list[Any] = await self.link.run(lambda c: self._reserve(keys=keys, args=args, client=c))
-        return result
-
     async def shrink(self, request_id: str, amount: float, lines: list[BudgetLine]) -> None:
         if request_id in self._local_holds:
             await self.local.shrink(request_id, amount, lines)
             return
         keys = self._keys(lines)
         with contextlib.suppress(RedisUnavailable):  # the larger hold stays: conservative
-            await self.link.run(lambda c: self._shrink(keys=keys, args=[request_id, amount], client=c))
+            await self.link.eval(self._shrink, keys, [request_id, amount])
 
     def release(self, request_id: str, cost: float, lines: list[BudgetLine]) -> None:
-        """After the call: a local hold is settled now; a shared one by a call to Redis (spawned)."""
+        """After the call: a local hold is settled now; a shared one with the next batch of
+        settlements sent to Redis (kept for `beat` to retry if Redis cannot be reached)."""
         if request_id in self._local_holds:
             self._local_holds.discard(request_id)
             self.local.settle_now(request_id, cost, lines)
             if cost > 0:  # Redis still counts the spend from before the outage: add this to it
                 self._remember(request_id, cost, lines)
         else:
-            self.local.spawn(self.settle(request_id, cost, lines))
+            args = [request_id, cost, self.instance]
+            self.link.later.add(
+                self._settle_step, self._keys(lines), args, lambda: self._remember(request_id, cost, lines)
+            )
 
     async def settle(self, request_id: str, cost: float, lines: list[BudgetLine]) -> None:
         keys = self._keys(lines)
-        args = [request_id, cost, self.instance]
+        args: list[str | float] = [request_id, cost, self.instance]
         try:
-            await self.link.run(lambda c: self._settle(keys=keys, args=args, client=c))
+            await self.link.eval(self._settle, keys, args)
         except RedisUnavailable:
             self._remember(request_id, cost, lines)
 
@@ -394,10 +520,11 @@ class RedisLedger:
             self._unsettled[request_id] = (cost, lines)
 
     async def beat(self) -> None:
-        """Refresh this instance's heartbeat; then retry settlements Redis missed. Raises
-        RedisUnavailable when Redis is down."""
-        ttl = int(self.heartbeat_ttl * 1000)
-        await self.link.run(lambda c: c.set(self._alive_key, 1, px=ttl))
+        """Refresh this instance's heartbeat unless a reservation did lately; then retry
+        settlements Redis missed. Raises RedisUnavailable when Redis is down."""
+        ttl = self._heartbeat()
+        if ttl:
+            await self.link.run(lambda c: c.set(self._alive_key, 1, px=ttl))
         for request_id, (cost, lines) in list(self._unsettled.items()):
             del self._unsettled[request_id]
             await self.settle(request_id, cost, lines)

@@ -71,7 +71,13 @@ class StoreService:
         )
         self.ledger: LocalLedger | RedisLedger = local
         if link is not None:
-            self.ledger = RedisLedger(link, local, self.instance, heartbeat_ttl=5 * HEARTBEAT_SECONDS)
+            self.ledger = RedisLedger(
+                link,
+                local,
+                self.instance,
+                heartbeat_ttl=5 * HEARTBEAT_SECONDS,
+                heartbeat_every=HEARTBEAT_SECONDS,
+            )
         self._loops: list[asyncio.Task[None]] = []
 
     def _pending(self, key: str) -> tuple[float, float]:

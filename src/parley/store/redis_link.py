@@ -14,15 +14,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from parley.config import RedisSettings
+from parley.store.resp import ReplyError, RespConnection, connect, lean_params
 
 if TYPE_CHECKING:  # redis-py is imported when a link first connects, not by every gateway
     import redis.asyncio as aioredis
+
+    from parley.store.lua_batch import SettleBatch
 
 log = logging.getLogger("parley.redis")
 
@@ -33,6 +38,14 @@ DEFAULT_MAX_CONNECTIONS = RedisSettings.max_connections
 
 class RedisUnavailable(Exception):
     """Redis is not configured or currently down: use local state."""
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """A Lua script, called by its SHA1 (EVALSHA) and loaded when Redis does not know it."""
+
+    lua: str
+    sha: str
 
 
 class RedisLink:
@@ -56,7 +69,13 @@ class RedisLink:
         self.errors = 0  # failed calls since start (read by the metrics)
         self._failures = 0  # consecutive failed attempts: the wait before the next one doubles
         self.last_error: str | None = None  # why Redis is down (None while it is up)
-        self._failures_of: tuple[type[Exception], ...] = (OSError, TimeoutError)  # + RedisError
+        # what a failed call raises: the lean connection's errors, + RedisError once redis-py is in
+        self._failures_of: tuple[type[Exception], ...] = (ReplyError, OSError, TimeoutError)
+        self._later: SettleBatch | None = None
+        self._lean = lean_params(url)  # None: script calls go through redis-py too
+        self._conn: RespConnection | None = None
+        self._conn_loop: asyncio.AbstractEventLoop | None = None
+        self._connecting: asyncio.Task[RespConnection] | None = None
 
     @property
     def client(self) -> aioredis.Redis:
@@ -66,7 +85,7 @@ class RedisLink:
             from redis.backoff import NoBackoff
             from redis.exceptions import RedisError
 
-            self._failures_of = (RedisError, OSError, TimeoutError)
+            self._failures_of = (RedisError, ReplyError, OSError, TimeoutError)
             pool = aioredis.BlockingConnectionPool.from_url(
                 self.url,
                 max_connections=self.max_connections,
@@ -87,9 +106,18 @@ class RedisLink:
     def key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
 
-    def script(self, lua: str) -> Any:
-        """A registered Lua script (EVALSHA, loaded on first use)."""
-        return self.client.register_script(lua)
+    @property
+    def later(self) -> SettleBatch:
+        """Steps sent together after the reply (settlements), one call for many requests."""
+        if self._later is None:
+            from parley.store.lua_batch import SettleBatch  # (it imports this module)
+
+            self._later = SettleBatch(self)
+        return self._later
+
+    def script(self, lua: str) -> Script:
+        """A script for `eval` (EVALSHA, loaded on first use and after a Redis restart)."""
+        return Script(lua, hashlib.sha1(lua.encode()).hexdigest())
 
     async def run(self, fn: Callable[[aioredis.Redis], Awaitable[Any]]) -> Any:
         """`await fn(client)` within the timeout; RedisUnavailable if Redis is down or fails."""
@@ -99,9 +127,76 @@ class RedisLink:
             async with asyncio.timeout(self.timeout):
                 result = await fn(self.client)
         except self._failures_of as e:
-            self.errors += 1
-            self._mark_down(e)
+            self._failed(e)
             raise RedisUnavailable(str(e)) from e
+        self._answered()
+        return result
+
+    async def eval(
+        self, script: Script, keys: Sequence[str], args: Sequence[str | bytes | int | float]
+    ) -> Any:
+        """Run `script` within the timeout, on the lean pipelined connection (`parley.store.resp`)
+        when the URL allows; RedisUnavailable if Redis is down or fails, as for `run`."""
+        if not self.up:
+            raise RedisUnavailable(self.url)
+        command = ["EVALSHA", script.sha, len(keys), *keys, *args]
+        try:
+            if self._lean is None:
+                async with asyncio.timeout(self.timeout):
+                    result = await self._eval_client(script, command)
+            else:
+                result = await self._eval_lean(script, command)
+        except self._failures_of as e:
+            self._failed(e)
+            raise RedisUnavailable(str(e)) from e
+        self._answered()
+        return result
+
+    async def _eval_client(self, script: Script, command: list[Any]) -> Any:
+        client = self.client
+        from redis.exceptions import NoScriptError
+
+        try:
+            return await client.execute_command(*command)
+        except NoScriptError:
+            await self.client.script_load(script.lua)
+            return await self.client.execute_command(*command)
+
+    async def _eval_lean(self, script: Script, command: list[Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        conn = self._conn
+        if conn is None or conn.closed or self._conn_loop is not loop:
+            async with asyncio.timeout_at(deadline):
+                conn = await self._connection()
+        reply = await conn.send(command, deadline)
+        if isinstance(reply, ReplyError) and str(reply).startswith("NOSCRIPT"):
+            await conn.send(["SCRIPT", "LOAD", script.lua], deadline)  # (Redis restarted, or first use)
+            reply = await conn.send(command, deadline)
+        if isinstance(reply, ReplyError):
+            raise reply
+        return reply
+
+    async def _connection(self) -> RespConnection:
+        """The lean connection, opened (once, whoever asks meanwhile) when there is none."""
+        loop = asyncio.get_running_loop()
+        conn = self._conn
+        if conn is not None and not conn.closed and self._conn_loop is loop:
+            return conn
+        task = self._connecting
+        if task is None or task.done() or task.get_loop() is not loop:
+            assert self._lean is not None
+            task = self._connecting = loop.create_task(connect(self._lean))
+            task.add_done_callback(_retrieved)
+        self._conn = await asyncio.shield(task)  # a caller that times out leaves it to the others
+        self._conn_loop = loop
+        return self._conn
+
+    def _failed(self, error: Exception) -> None:
+        self.errors += 1
+        self._mark_down(error)
+
+    def _answered(self) -> None:
         if self._down_since is not None:
             log.warning(
                 "Redis at %s is reachable again after %.1fs: shared state restored",
@@ -111,7 +206,6 @@ class RedisLink:
             self._down_since = None
         self._failures = 0
         self.last_error = None
-        return result
 
     def _mark_down(self, error: Exception) -> None:
         now = time.monotonic()
@@ -133,9 +227,20 @@ class RedisLink:
         self._retry_at = now + wait
 
     async def close(self) -> None:
+        if self._later is not None:
+            with contextlib.suppress(RedisUnavailable):
+                await self._later.drain()
+        if self._conn is not None:
+            self._conn.close()
         if self._client is not None:
             with contextlib.suppress(Exception):  # closing a dead connection may fail; nothing to do
                 await self._client.aclose()
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    """A connection attempt's failure is reported to its callers; none is left unread."""
+    if not task.cancelled():
+        task.exception()
 
 
 def redis_url_from(settings: Mapping[str, Any], env: Mapping[str, str]) -> str | None:
