@@ -14,11 +14,14 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from parley.store.redis_link import RedisLink, RedisUnavailable
+from parley.store.redis_errors import RedisUnavailable
+
+if TYPE_CHECKING:
+    from parley.store.redis_link import RedisLink
 
 log = logging.getLogger("parley.redis")
 

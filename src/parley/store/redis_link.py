@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from parley.config import RedisSettings
+from parley.store.redis_errors import RedisUnavailable
 from parley.store.resp import ReplyError, RespConnection, connect, lean_params
 
 if TYPE_CHECKING:  # redis-py is imported when a link first connects, not by every gateway
@@ -34,10 +35,6 @@ log = logging.getLogger("parley.redis")
 DEFAULT_PREFIX = "parley"
 MAX_RETRY_INTERVAL = 30.0  # the longest wait between reconnection attempts
 DEFAULT_MAX_CONNECTIONS = RedisSettings.max_connections
-
-
-class RedisUnavailable(Exception):
-    """Redis is not configured or currently down: use local state."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +107,7 @@ class RedisLink:
     def later(self) -> SettleBatch:
         """Steps sent together after the reply (settlements), one call for many requests."""
         if self._later is None:
-            from parley.store.lua_batch import SettleBatch  # (it imports this module)
+            from parley.store.lua_batch import SettleBatch  # lazily: most requests never settle
 
             self._later = SettleBatch(self)
         return self._later
