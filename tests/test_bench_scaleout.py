@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 
 import pytest
+
+from bench_support import run_smoke
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "bench")
@@ -25,19 +26,7 @@ from scale_report import Run, Share  # noqa: E402
 
 
 def run_scaleout(out_dir, *extra: str) -> str:
-    env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "src"), os.environ.get("PYTHONPATH", "")])
-    )
-    proc = subprocess.run(
-        [sys.executable, os.path.join(BENCH, "scaleout.py"), "--smoke", "--out", str(out_dir), *extra],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    with open(os.path.join(out_dir, "RESULTS.md")) as f:
-        return f.read()
+    return run_smoke("scaleout.py", out_dir, *extra)
 
 
 def rows(text: str, columns: int) -> list[list[str]]:

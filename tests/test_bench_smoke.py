@@ -13,24 +13,13 @@ import sys
 
 import pytest
 
+from bench_support import run_smoke
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RUN = os.path.join(ROOT, "bench", "run.py")
 
 
 def run_bench(out_dir, *extra: str) -> str:
-    env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "src"), os.environ.get("PYTHONPATH", "")])
-    )
-    proc = subprocess.run(
-        [sys.executable, RUN, "--smoke", "--out", str(out_dir), *extra],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    with open(os.path.join(out_dir, "RESULTS.md")) as f:
-        return f.read()
+    return run_smoke("run.py", out_dir, *extra)
 
 
 def table_rows(text: str, scenario: str, target: str) -> list[list[str]]:
