@@ -44,15 +44,19 @@ def key_id(key: str | None) -> str:
 
 
 def default_specs(defaults: DefaultLimits, key: str | None, model: str | None) -> list[LimitSpec]:
+    per_key = bool(defaults.rpm_limit or defaults.tpm_limit or defaults.max_parallel_requests)
+    rpm = defaults.model_rpm_limit.get(model) if model else None
+    tpm = defaults.model_tpm_limit.get(model) if model else None
+    per_model = bool(model and (rpm or tpm))
+    if not (per_key or per_model):
+        return []  # no default applies: the key is not hashed again on every request
     kid = key_id(key)
     specs = []
-    if defaults.rpm_limit or defaults.tpm_limit or defaults.max_parallel_requests:
+    if per_key:
         specs.append(
             LimitSpec("key", kid, defaults.rpm_limit, defaults.tpm_limit, defaults.max_parallel_requests)
         )
-    rpm = defaults.model_rpm_limit.get(model) if model else None
-    tpm = defaults.model_tpm_limit.get(model) if model else None
-    if model and (rpm or tpm):
+    if per_model:
         specs.append(LimitSpec("key_model", f"{kid}:{model}", rpm, tpm))
     return specs
 
