@@ -1,0 +1,172 @@
+"""Instructions per request of `parley serve`, counted by valgrind's callgrind: a figure that does not
+move with the machine's load, for comparing builds and features on a shared machine.
+
+    python bench/instructions.py [--requests 600] [--concurrency 8] [--stream]
+                                 [--callbacks none --callbacks prometheus,otel ...] [--src DIR]
+
+Each configuration is one `parley serve` (one worker, a virtual key's master key, spend logging to
+SQLite, the fake upstream; `--callbacks` turns on observers, traces go to a counting OTLP receiver)
+run under callgrind with instrumentation off until a warm-up of 100 requests is done; then
+`--requests` requests are counted, and the exporter gets 6 s to send its spans. Every thread of
+the gateway is counted (the event loop, the spend writer, the OTLP exporter ...), so moving work
+off the loop does not make it look cheaper. Under valgrind a request takes ~50x longer, so
+batching that depends on time (the OTLP exporter's 5 s schedule) sends smaller batches than under
+real load. `--src` measures another checkout's `src` (PYTHONPATH) to compare two builds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import yaml
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(1, os.path.join(os.path.dirname(HERE), "src"))
+
+from observe_cost import MASTER, drive  # noqa: E402
+
+from parley.testing.procs import FakeUpstream, ServerProcess, anthropic_deployment, free_port  # noqa: E402
+
+WARMUP = 100
+
+
+def _wait(url: str, proc: subprocess.Popen, timeout: float = 600.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"parley under valgrind exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except Exception:
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")
+
+
+def _control(pid: int, *args: str) -> None:
+    subprocess.run(["callgrind_control", *args, str(pid)], capture_output=True, check=False, timeout=60)
+
+
+def _totals(prefix: str) -> dict[int, int]:
+    """Instructions by callgrind thread number (1 is the main thread), from the dumps."""
+    out: dict[int, int] = {}
+    for path in glob.glob(prefix + "*"):
+        thread, total = 0, 0
+        with open(path) as f:
+            for line in f:
+                if line.startswith("thread:"):
+                    thread = int(line.split()[1])
+                elif line.startswith("totals:"):
+                    total = int(line.split()[1])
+        out[thread] = out.get(thread, 0) + total
+    return out
+
+
+def count(callbacks: list[str], args: argparse.Namespace, upstream: FakeUpstream, receiver_port: int) -> dict:
+    work = tempfile.mkdtemp(prefix="parley-instr-")
+    try:
+        config = {
+            "model_list": [anthropic_deployment("m", upstream)],
+            "general_settings": {"master_key": MASTER, "database_url": os.path.join(work, "spend.db")},
+            "litellm_settings": {"callbacks": callbacks},
+        }
+        path = os.path.join(work, "config.yaml")
+        with open(path, "w") as f:
+            yaml.safe_dump(config, f)
+        port, out = free_port(), os.path.join(work, "callgrind.out")
+        env = dict(
+            os.environ,
+            OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=f"http://127.0.0.1:{receiver_port}/v1/traces",
+            PYTHONPATH=args.src,
+        )
+        argv = [
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            "--separate-threads=yes",
+            f"--callgrind-out-file={out}",
+            sys.executable,
+            "-m",
+            "parley",
+            "serve",
+            "--config",
+            path,
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ]
+        with open(os.path.join(work, "log"), "wb") as log:
+            proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=work)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            _wait(url + "/health/liveness", proc)
+            asyncio.run(drive(url, WARMUP, args.concurrency, args.stream))
+            _control(proc.pid, "--instr=on")
+            asyncio.run(drive(url, args.requests, args.concurrency, args.stream))
+            time.sleep(6)  # the OTLP exporter's schedule (5 s): its work is counted too
+            _control(proc.pid, "--instr=off")
+            _control(proc.pid, "--dump")
+        finally:
+            proc.terminate()
+            proc.wait(120)
+        by_thread = _totals(out)
+        n = args.requests
+        main = by_thread.get(1, 0) / n
+        return {"total": sum(by_thread.values()) / n, "main": main, "others": sum(by_thread.values()) / n - main}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--requests", type=int, default=600)
+    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--stream", action="store_true", help="streamed requests")
+    p.add_argument(
+        "--callbacks",
+        action="append",
+        help="observers for one configuration (comma-separated; `none`); repeat to compare",
+    )
+    p.add_argument("--src", default=os.path.join(os.path.dirname(HERE), "src"), help="the parley to measure")
+    args = p.parse_args()
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        print("bench/instructions.py needs valgrind (apt-get install valgrind)", file=sys.stderr)
+        return 2
+    configs = args.callbacks or ["none", "prometheus", "otel", "prometheus,otel"]
+    upstream = FakeUpstream()
+    receiver_port = free_port()
+    receiver = ServerProcess(
+        [sys.executable, "-m", "parley.testing.otlp", str(receiver_port), "--count-only"], receiver_port, "/"
+    )
+    base = None
+    try:
+        print(f"| callbacks | k instructions/request | main thread | other threads | vs first |")
+        print("|---|---:|---:|---:|---:|")
+        for name in configs:
+            callbacks = [c for c in name.split(",") if c and c != "none"]
+            r = count(callbacks, args, upstream, receiver_port)
+            base = base or r["total"]
+            print(
+                f"| {name} | {r['total'] / 1e3:.0f} | {r['main'] / 1e3:.0f} | {r['others'] / 1e3:.0f} "
+                f"| {100 * (r['total'] / base - 1):+.1f}% |",
+                flush=True,
+            )
+    finally:
+        receiver.stop()
+        upstream.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
