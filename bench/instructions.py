@@ -7,11 +7,12 @@ move with the machine's load, for comparing builds and features on a shared mach
 Each configuration is one `parley serve` (one worker, a virtual key's master key, spend logging to
 SQLite, the fake upstream; `--callbacks` turns on observers, traces go to a counting OTLP receiver)
 run under callgrind with instrumentation off until a warm-up of 100 requests is done; then
-`--requests` requests are counted, and the exporter gets 6 s to send its spans. Every thread of
-the gateway is counted (the event loop, the spend writer, the OTLP exporter ...), so moving work
-off the loop does not make it look cheaper. Under valgrind a request takes ~50x longer, so
-batching that depends on time (the OTLP exporter's 5 s schedule) sends smaller batches than under
-real load. `--src` measures another checkout's `src` (PYTHONPATH) to compare two builds.
+`--requests` requests are counted, and the exporter gets 3 s to send its last batch. Every thread
+of the gateway is counted (the event loop, the spend writer, the OTLP exporter ...), so moving work
+off the loop does not make it look cheaper. Under valgrind a request takes ~50x longer, so the
+OTLP exporter's time schedule is turned off and it sends full batches of 512 spans, as it does
+under real load (a multiple of 256 requests of two spans each is whole batches). `--src` measures
+another checkout's `src` (PYTHONPATH) to compare two builds.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ sys.path.insert(0, HERE)
 sys.path.insert(1, os.path.join(os.path.dirname(HERE), "src"))
 
 from observe_cost import MASTER, drive  # noqa: E402
-
 from parley.testing.procs import FakeUpstream, ServerProcess, anthropic_deployment, free_port  # noqa: E402
 
 WARMUP = 100
@@ -87,6 +87,8 @@ def count(callbacks: list[str], args: argparse.Namespace, upstream: FakeUpstream
         env = dict(
             os.environ,
             OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=f"http://127.0.0.1:{receiver_port}/v1/traces",
+            # batches of 512 spans, as under real load (valgrind makes the 5 s schedule send small ones)
+            OTEL_BSP_SCHEDULE_DELAY="600000",
             PYTHONPATH=args.src,
         )
         argv = [
@@ -114,7 +116,7 @@ def count(callbacks: list[str], args: argparse.Namespace, upstream: FakeUpstream
             asyncio.run(drive(url, WARMUP, args.concurrency, args.stream))
             _control(proc.pid, "--instr=on")
             asyncio.run(drive(url, args.requests, args.concurrency, args.stream))
-            time.sleep(6)  # the OTLP exporter's schedule (5 s): its work is counted too
+            time.sleep(3)  # the OTLP exporter sends its last full batch: its work is counted too
             _control(proc.pid, "--instr=off")
             _control(proc.pid, "--dump")
         finally:
@@ -123,14 +125,15 @@ def count(callbacks: list[str], args: argparse.Namespace, upstream: FakeUpstream
         by_thread = _totals(out)
         n = args.requests
         main = by_thread.get(1, 0) / n
-        return {"total": sum(by_thread.values()) / n, "main": main, "others": sum(by_thread.values()) / n - main}
+        total = sum(by_thread.values()) / n
+        return {"total": total, "main": main, "others": total - main}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--requests", type=int, default=600)
+    p.add_argument("--requests", type=int, default=768, help="a multiple of 256: whole OTLP batches")
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--stream", action="store_true", help="streamed requests")
     p.add_argument(
@@ -151,7 +154,7 @@ def main() -> int:
     )
     base = None
     try:
-        print(f"| callbacks | k instructions/request | main thread | other threads | vs first |")
+        print("| callbacks | k instructions/request | main thread | other threads | vs first |")
         print("|---|---:|---:|---:|---:|")
         for name in configs:
             callbacks = [c for c in name.split(",") if c and c != "none"]

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from parley.filters.otlp import CLIENT, SERVER, STATUS_ERROR, Encoder, SpanRecord
-from parley.testing.otlp import _value
+from parley.core.context import GuardrailAction
+from parley.core.deployment import Deployment, Target
+from parley.filters.otlp import CLIENT, SERVER, STATUS_ERROR, Encoder, OtlpExporter, SpanRecord
+from parley.filters.trace_record import Attempt, Outcome, Trace
+from parley.testing.otlp import OtlpReceiver, _value
+from parley.testing.procs import free_port
 
 
 def _span(n: int, kind: int, parent: bytes = b"") -> SpanRecord:
@@ -71,3 +75,87 @@ def test_spans_decode_to_what_was_recorded_across_batches_and_cached_pairs():
         }
         assert (d.status.code, d.status.message) == (s.status, s.status_message)
     assert decoded[3].status.code == STATUS_ERROR
+
+
+def _trace(n: int, params: tuple) -> Trace:
+    dep = Deployment(
+        id="dep",
+        model_name="m",
+        provider="anthropic",
+        api="anthropic",
+        model="up-model",
+        api_base="https://api.example:8443",
+        api_key=None,
+        timeout=60.0,
+        extra_headers={},
+        params={},
+    )
+    trace = Trace(
+        bytes(range(1, 17)), n.to_bytes(8, "big"), b"", "/v1/messages", f"req_{n}", 10**18, None, "m"
+    )
+    trace.params = params
+    first = Attempt(b"\x01" * 8, 10**18 + 1, Target(dep, "up-model"), "chat", 1, 10**18 + 2, 529, "http_529")
+    served = Attempt(b"\x02" * 8, 10**18 + 3, Target(dep, "up-model"), "chat", 2, 0, 200)
+    trace.attempts = [first, served]
+    trace.events.append((10**18 + 2, "parley.fallback", {"gen_ai.request.model": "m", "fallback": "g"}))
+    usage = (10 + n, 5, 30, 0)
+    trace.outcome = Outcome(
+        10**18 + 9,
+        200,
+        None,
+        None,
+        2,
+        dep.id,
+        usage,
+        "up-model-1",
+        "end_turn",
+        True,
+        0.25,
+        (GuardrailAction("pii", "mask", "EMAIL", 2),),
+    )
+    return trace
+
+
+def test_request_traces_decode_to_a_server_span_and_one_client_span_per_attempt():
+    encoder = Encoder()
+    traces = [_trace(n, (100, 1.0 if n % 2 else 1, None, None)) for n in range(4)]
+    decoded = _decode(encoder.request({"service.name": "parley", "service.port": 4318}, "parley", traces))
+    assert len(decoded) == 12
+    for n in range(4):
+        server, failed, served = decoded[3 * n : 3 * n + 3]
+        attrs = {kv.key: kv.value for kv in server.attributes}
+        assert server.name == "POST /v1/messages" and server.kind == SERVER
+        assert _value(attrs["parley.request_id"]) == f"req_{n}"
+        assert _value(attrs["gen_ai.request.max_tokens"]) == 100
+        # cached per request shape, yet 1 and 1.0 stay an int and a double
+        kind = attrs["gen_ai.request.temperature"].WhichOneof("value")
+        assert kind == ("double_value" if n % 2 else "int_value")
+        assert [e.name for e in server.events] == ["parley.fallback", "parley.guardrail"]
+        assert _value(attrs["gen_ai.response.time_to_first_chunk"]) == 0.25
+        failed_attrs = {kv.key: _value(kv.value) for kv in failed.attributes}
+        assert failed.parent_span_id == server.span_id and failed.status.code == STATUS_ERROR
+        assert failed_attrs["error.type"] == "http_529" and failed_attrs["parley.attempt"] == 1
+        assert failed.end_time_unix_nano == 10**18 + 2
+        served_attrs = {kv.key: _value(kv.value) for kv in served.attributes}
+        assert served.end_time_unix_nano == 10**18 + 9 and served.status.code == 0
+        assert served_attrs["gen_ai.usage.input_tokens"] == 10 + n + 30
+        assert served_attrs["gen_ai.usage.cache_read.input_tokens"] == 30
+        assert served_attrs["gen_ai.response.finish_reasons"] == ["end_turn"]
+        assert (served_attrs["server.address"], served_attrs["server.port"]) == ("api.example", 8443)
+        assert served_attrs["gen_ai.request.stream"] is True
+
+
+def test_the_exporter_sends_every_span_in_batches_over_one_connection():
+    receiver = OtlpReceiver(free_port())
+    env = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": receiver.endpoint, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "6"}
+    exporter = OtlpExporter({"service.name": "parley"}, env)
+    exporter.start()
+    try:
+        for n in range(10):
+            exporter.submit(_trace(n, ()), 3)
+        assert len(receiver.wait_for(30)) == 30
+    finally:
+        exporter.shutdown()
+        receiver.stop()
+    assert receiver.batches == 5  # two requests of three spans each per batch
+    assert len(receiver.connections) == 1

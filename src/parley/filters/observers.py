@@ -47,11 +47,11 @@ def build_observers(config: Config, table: ModelTable, tasks: Tasks, redis: Redi
         out.filters.append(out.metrics)
         events.append(out.metrics)
     if settings.otel:
-        from parley.filters.tracing import Tracing
+        from parley.filters.tracing import tracing
 
-        tracing = Tracing(settings, tasks)
-        out.filters.append(tracing)
-        events.append(tracing)
+        traces = tracing(settings, tasks)
+        out.filters.append(traces)
+        events.append(traces)
     if settings.custom_callbacks:
         from parley.filters.callbacks import CallbackDispatch
 

@@ -15,22 +15,30 @@ drops spans (counted, logged once per 1,000) rather than slow a request.
 from __future__ import annotations
 
 import gzip
+import http.client
 import logging
 import os
 import struct
 import threading
 import time
 import urllib.parse
-import urllib.request
 from collections import deque
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 log = logging.getLogger("parley.otel")
 
 SERVER, CLIENT = 2, 3  # SpanKind in trace.proto
 STATUS_OK, STATUS_ERROR = 1, 2
 DEFAULT_ENDPOINT = "http://localhost:4318/v1/traces"
+
+
+class Exportable(Protocol):
+    """What the exporter queues: something that encodes to one or more Span messages."""
+
+    def encode(self, encoder: Encoder) -> list[bytes]:
+        """The Span messages (each without its tag and length), in the exporter's thread."""
+        ...
 
 
 class SpanRecord:
@@ -75,6 +83,9 @@ class SpanRecord:
     def error(self, message: str | None = None) -> None:
         self.status, self.status_message = STATUS_ERROR, message or ""
 
+    def encode(self, encoder: Encoder) -> list[bytes]:
+        return [encoder.span(self)]
+
 
 # protobuf wire format ---------------------------------------------------------------------------
 _SMALL = tuple(bytes((i,)) for i in range(128))
@@ -107,6 +118,38 @@ def _fixed64(field: int, n: int) -> bytes:
     return _varint(field << 3 | 1) + struct.pack("<Q", n)
 
 
+_IDS = struct.Struct("<BB16sBB8sBBBQBQ")  # trace id, span id, kind, start and end times
+_IDS_PARENT = struct.Struct("<BB16sBB8sBB8sBBBQBQ")  # the same with a parent span id
+_DOUBLE = struct.Struct("<Bd")
+
+
+def span_head(trace_id: bytes, span_id: bytes, parent: bytes, kind: int, start: int, end: int) -> bytes:
+    """A Span's ids, kind and times (fields 1, 2, 4, 6, 7, 8) in one pack; 16- and 8-byte ids."""
+    if parent:
+        return _IDS_PARENT.pack(
+            0x0A, 16, trace_id, 0x12, 8, span_id, 0x22, 8, parent, 0x30, kind, 0x39, start, 0x41, end
+        )
+    return _IDS.pack(0x0A, 16, trace_id, 0x12, 8, span_id, 0x30, kind, 0x39, start, 0x41, end)
+
+
+def attribute_key(name: str) -> bytes:
+    """The key of a KeyValue, to pass to `int_attribute` and `float_attribute`."""
+    return _str(1, name)
+
+
+def int_attribute(key: bytes, n: int) -> bytes:
+    """A Span attribute (field 9) with an int value, `key` from `attribute_key`."""
+    value = b"\x18" + (_SMALL[n] if 0 <= n < 128 else _varint(n & 0xFFFFFFFFFFFFFFFF))
+    inner = key + b"\x12" + _SMALL[len(value)] + value
+    return b"\x4a" + _varint(len(inner)) + inner
+
+
+def float_attribute(key: bytes, x: float) -> bytes:
+    """A Span attribute (field 9) with a double value."""
+    inner = key + b"\x12\x09" + _DOUBLE.pack(0x21, x)
+    return b"\x4a" + _varint(len(inner)) + inner
+
+
 def _any(value: Any) -> bytes:
     """An AnyValue: string 1, bool 2, int 3, double 4, array 5."""
     if isinstance(value, str):
@@ -136,6 +179,17 @@ class Encoder:
     def __init__(self) -> None:
         self.pairs: dict[int, dict[tuple[str, Any], bytes]] = {}  # field -> (name, value) -> bytes
         self.names: dict[str, bytes] = {}
+        self.groups: dict[tuple[Any, ...], bytes] = {}  # encoded runs of attributes, by the caller's key
+
+    def cached(self, key: tuple[Any, ...], make: Callable[[], bytes]) -> bytes:
+        """Bytes remembered under `key` (bounded): e.g. the attributes one deployment's spans share."""
+        found = self.groups.get(key)
+        if found is None:
+            found = make()
+            if len(self.groups) >= self.MAX_PAIRS:
+                self.groups.clear()
+            self.groups[key] = found
+        return found
 
     def pair(self, field: int, name: str, value: Any) -> bytes:
         """One KeyValue as field `field` of its message."""
@@ -169,35 +223,56 @@ class Encoder:
             parts.append(encoded if encoded is not None else self.pair(field, name, value))
         return b"".join(parts)
 
+    def span_name(self, name: str) -> bytes:
+        """A Span's name (field 5), remembered."""
+        encoded = self.names.get(name)
+        if encoded is None:
+            encoded = _str(5, name)
+            if len(self.names) < self.MAX_NAMES:
+                self.names[name] = encoded
+        return encoded
+
+    def header(
+        self, trace_id: bytes, span_id: bytes, parent: bytes, name: str, kind: int, start: int, end: int
+    ) -> bytes:
+        """A Span's ids, name, kind and times (fields 1, 2, 4, 5, 6, 7, 8)."""
+        return b"".join(
+            (
+                b"\x0a" + _SMALL[len(trace_id)] + trace_id + b"\x12" + _SMALL[len(span_id)] + span_id,
+                b"\x22" + _SMALL[len(parent)] + parent if parent else b"",
+                self.span_name(name),
+                _KINDS.get(kind) or b"\x30" + _varint(kind),
+                _TIMES.pack(0x39, start, 0x41, end),
+            )
+        )
+
+    def event(self, at: int, name: str, attributes: Mapping[str, Any]) -> bytes:
+        """A Span.Event as field 11."""
+        return _len(11, _fixed64(1, at) + _str(2, name) + self.attributes(3, attributes))
+
+    @staticmethod
+    def status(code: int, message: str) -> bytes:
+        """A Span's Status as field 15."""
+        return _len(15, _str(2, message) + b"\x18" + _varint(code))
+
     def span(self, s: SpanRecord) -> bytes:
         """A Span (without its tag and length)."""
-        name = self.names.get(s.name)
-        if name is None:
-            name = _str(5, s.name)
-            if len(self.names) < self.MAX_NAMES:
-                self.names[s.name] = name
-        parent = s.parent_id
         parts = [
-            b"\x0a" + _SMALL[len(s.trace_id)] + s.trace_id + b"\x12" + _SMALL[len(s.span_id)] + s.span_id,
-            b"\x22" + _SMALL[len(parent)] + parent if parent else b"",
-            name,
-            _KINDS.get(s.kind) or b"\x30" + _varint(s.kind),
-            _TIMES.pack(0x39, s.start_ns, 0x41, s.end_ns),
+            self.header(s.trace_id, s.span_id, s.parent_id, s.name, s.kind, s.start_ns, s.end_ns),
             self.attributes(9, s.attributes),
         ]
-        for at, event, attributes in s.events:
-            parts.append(_len(11, _fixed64(1, at) + _str(2, event) + self.attributes(3, attributes)))
+        parts.extend(self.event(at, event, attributes) for at, event, attributes in s.events)
         if s.status:
-            parts.append(_len(15, _str(2, s.status_message) + b"\x18" + _varint(s.status)))
+            parts.append(self.status(s.status, s.status_message))
         return b"".join(parts)
 
-    def request(self, resource: Mapping[str, Any], scope: str, spans: Iterable[SpanRecord]) -> bytes:
+    def request(self, resource: Mapping[str, Any], scope: str, items: Iterable[Exportable]) -> bytes:
         """An ExportTraceServiceRequest with one resource and one instrumentation scope."""
         parts = [_len(1, _str(1, scope))]
-        for s in spans:
-            body = self.span(s)
-            parts.append(b"\x12" + _varint(len(body)))
-            parts.append(body)
+        for item in items:
+            for body in item.encode(self):
+                parts.append(b"\x12" + _varint(len(body)))
+                parts.append(body)
         scope_spans = b"".join(parts)
         return _len(1, _len(1, self.attributes(1, resource)) + _len(2, scope_spans))
 
@@ -226,7 +301,8 @@ def headers_from(env: Mapping[str, str]) -> dict[str, str]:
 
 
 class OtlpExporter:
-    """A bounded queue of finished spans and the thread that sends them in batches."""
+    """A bounded queue of finished spans and the thread that sends them in batches, over one
+    kept-alive connection to the collector."""
 
     def __init__(self, resource: Mapping[str, Any], env: Mapping[str, str] = os.environ) -> None:
         self.resource = dict(resource)
@@ -242,12 +318,18 @@ class OtlpExporter:
         self.delay = float(env.get("OTEL_BSP_SCHEDULE_DELAY", "5000")) / 1000.0
         self.max_queue = int(env.get("OTEL_BSP_MAX_QUEUE_SIZE", "2048"))
         self.batch = int(env.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "512"))
-        self.queue: deque[SpanRecord] = deque()
+        self.queue: deque[tuple[Exportable, int]] = deque()  # (item, its span count)
+        # spans queued so far and taken so far: each written by one thread only (the loop, the
+        # exporter), so neither update can lose the other's
+        self.added = 0
+        self.taken = 0
         self.encoder = Encoder()
         self.dropped = 0
         self.sent = 0
         self.failed = 0
+        self._conn: http.client.HTTPConnection | None = None
         self._wake = threading.Event()
+        self._woken = False  # set by the loop when it wakes the thread, cleared by the thread
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="parley-otlp", daemon=True)
 
@@ -255,15 +337,18 @@ class OtlpExporter:
         """Start the sending thread (a gateway that is only built, never started, has none)."""
         self._thread.start()
 
-    def submit(self, span: SpanRecord) -> None:
-        """Queue a finished span; called on the request path, never blocks."""
-        if len(self.queue) >= self.max_queue:
-            self.dropped += 1
-            if self.dropped == 1 or self.dropped % 1000 == 0:
+    def submit(self, item: Exportable, spans: int = 1) -> None:
+        """Queue finished spans (`item` encodes to `spans` of them); called on the request path,
+        never blocks."""
+        if self.added - self.taken + spans > self.max_queue:
+            self.dropped += spans
+            if self.dropped <= spans or self.dropped // 1000 != (self.dropped - spans) // 1000:
                 log.warning("OTLP export falls behind: %d spans dropped so far", self.dropped)
             return
-        self.queue.append(span)
-        if len(self.queue) >= self.batch:
+        self.queue.append((item, spans))
+        self.added += spans
+        if not self._woken and self.added - self.taken >= self.batch:
+            self._woken = True  # one wake per batch: Event.set takes a lock and notifies
             self._wake.set()
 
     def shutdown(self, timeout: float = 5.0) -> None:
@@ -277,26 +362,57 @@ class OtlpExporter:
         while True:
             self._wake.wait(self.delay)
             self._wake.clear()
+            self._woken = False
             while self.queue:
-                batch = [self.queue.popleft() for _ in range(min(self.batch, len(self.queue)))]
-                self._send(batch)
+                self._send(self._take())
             if self._stopping:
+                if self._conn is not None:
+                    self._conn.close()
                 return
 
-    def _send(self, batch: list[SpanRecord]) -> None:
-        body = self.encoder.request(self.resource, "parley", batch)
+    def _take(self) -> tuple[list[Exportable], int]:
+        """Items from the queue's head up to a batch of spans (at least one item)."""
+        items: list[Exportable] = []
+        spans, queue = 0, self.queue
+        while queue and (not items or spans + queue[0][1] <= self.batch):
+            item, n = queue.popleft()
+            items.append(item)
+            spans += n
+        self.taken += spans
+        return items, spans
+
+    def _send(self, batch: tuple[list[Exportable], int]) -> None:
+        items, spans = batch
+        body = self.encoder.request(self.resource, "parley", items)
         if self.gzip:
             body = gzip.compress(body)
-        request = urllib.request.Request(self.endpoint, data=body, headers=self.headers, method="POST")
         for attempt in range(3):
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as reply:
-                    reply.read()
-                self.sent += len(batch)
+                self._post(body)
+                self.sent += spans
                 return
             except Exception as e:  # an unreachable collector is logged, never raised into requests
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
                 if attempt == 2:
-                    self.failed += len(batch)
-                    log.warning("OTLP export to %s failed (%s); %d spans lost", self.endpoint, e, len(batch))
+                    self.failed += spans
+                    log.warning("OTLP export to %s failed (%s); %d spans lost", self.endpoint, e, spans)
                     return
                 time.sleep(0.2 * 2**attempt)
+
+    def _post(self, body: bytes) -> None:
+        """POST one request on the kept-alive connection (opened on first use or after a failure)."""
+        url = urllib.parse.urlsplit(self.endpoint)
+        if self._conn is None:
+            kind = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+            self._conn = kind(url.hostname or "localhost", url.port, timeout=self.timeout)
+        path = (url.path or "/") + (f"?{url.query}" if url.query else "")
+        self._conn.request("POST", path, body, self.headers)
+        reply = self._conn.getresponse()
+        reply.read()
+        if reply.status >= 300:
+            raise OSError(f"HTTP {reply.status} {reply.reason}")
+        if reply.will_close:
+            self._conn.close()
+            self._conn = None

@@ -55,11 +55,15 @@ class OtlpReceiver:
         self.counted = 0  # spans received, also when not decoded
         self.endpoint = f"http://127.0.0.1:{port}/v1/traces"
         self.spans: list[ReceivedSpan] = []
+        self.connections: set[tuple[str, int]] = set()  # client addresses seen (kept-alive reuse)
         self._lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as collectors do
+
             def do_POST(self) -> None:
+                receiver.connections.add(self.client_address)
                 raw = self.rfile.read(int(self.headers.get("content-length") or 0))
                 if self.headers.get("content-encoding") == "gzip":
                     raw = gzip.decompress(raw)
@@ -81,6 +85,7 @@ class OtlpReceiver:
                 body = f"{receiver.counted} spans, {receiver.batches} batches".encode()
                 self.send_response(200)
                 self.send_header("content-length", str(len(body)))
+                self.send_header("connection", "close")
                 self.end_headers()
                 self.wfile.write(body)
 
