@@ -1,7 +1,7 @@
 """Instructions per request of `parley serve`, counted by valgrind's callgrind: a figure that does not
 move with the machine's load, for comparing builds and features on a shared machine.
 
-    python bench/instructions.py [--requests 600] [--concurrency 8] [--stream]
+    python bench/instructions.py [--requests 600] [--concurrency 8] [--stream] [--threads] [--keep DIR]
                                  [--callbacks none --callbacks prometheus,otel ...] [--src DIR]
 
 Each configuration is one `parley serve` (one worker, a virtual key's master key, spend logging to
@@ -34,7 +34,6 @@ sys.path.insert(0, HERE)
 sys.path.insert(1, os.path.join(os.path.dirname(HERE), "src"))
 
 from observe_cost import MASTER, drive  # noqa: E402
-
 from parley.testing.procs import FakeUpstream, ServerProcess, anthropic_deployment, free_port  # noqa: E402
 
 WARMUP = 100
@@ -121,11 +120,24 @@ def count(callbacks: list[str], args: argparse.Namespace, upstream: FakeUpstream
             proc.terminate()
             proc.wait(120)
         by_thread = _totals(out)
+        if args.keep:
+            os.makedirs(args.keep, exist_ok=True)
+            for dump in glob.glob(out + "*"):
+                shutil.copy(dump, args.keep)
         n = args.requests
         main = by_thread.get(1, 0) / n
-        return {"total": sum(by_thread.values()) / n, "main": main, "others": sum(by_thread.values()) / n - main}
+        total = sum(by_thread.values()) / n
+        threads = {k: v / n for k, v in sorted(by_thread.items())}
+        return {"total": total, "main": main, "others": total - main, "threads": threads}
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _print_threads(name: str, threads: dict[int, float]) -> None:
+    """One row per callgrind thread (numbered in creation order; 1 is the event loop's)."""
+    for number, per_request in threads.items():
+        if per_request >= 500:
+            print(f"| {name} thread {number} | {per_request / 1e3:.1f} | | | |", flush=True)
 
 
 def main() -> int:
@@ -138,6 +150,8 @@ def main() -> int:
         action="append",
         help="observers for one configuration (comma-separated; `none`); repeat to compare",
     )
+    p.add_argument("--threads", action="store_true", help="also instructions/request of each thread")
+    p.add_argument("--keep", help="copy the callgrind dumps here (for callgrind_annotate)")
     p.add_argument("--src", default=os.path.join(os.path.dirname(HERE), "src"), help="the parley to measure")
     args = p.parse_args()
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
@@ -151,7 +165,7 @@ def main() -> int:
     )
     base = None
     try:
-        print(f"| callbacks | k instructions/request | main thread | other threads | vs first |")
+        print("| callbacks | k instructions/request | main thread | other threads | vs first |")
         print("|---|---:|---:|---:|---:|")
         for name in configs:
             callbacks = [c for c in name.split(",") if c and c != "none"]
@@ -162,6 +176,8 @@ def main() -> int:
                 f"| {100 * (r['total'] / base - 1):+.1f}% |",
                 flush=True,
             )
+            if args.threads:
+                _print_threads(name, r["threads"])
     finally:
         receiver.stop()
         upstream.stop()
