@@ -46,8 +46,28 @@ def sqlite_file(engine: AsyncEngine) -> str | None:
     return db
 
 
+def _null(value: None) -> None:
+    return None
+
+
+def register_adapters() -> None:
+    """Bind None and bool through sqlite3's adapter registry (idempotent; values stored unchanged).
+
+    sqlite3 binds only exact int, float, str and bytearray directly; any other value (None, bool)
+    goes through `pysqlite_microprotocols_adapt`, which misses the registry, then formats an
+    AttributeError for `PrepareProtocol.__adapt__` before binding the value as it is: ~2k
+    instructions per value, and a spend row holds a dozen Nones and three bools. A registered
+    adapter is found first. None still binds as NULL, a bool as the integer 0 or 1 (as sqlite3
+    binds an int subclass), so nothing stored changes; the registry is process-wide, so the
+    engine's aiosqlite connections bind the same values the same way.
+    """
+    sqlite3.register_adapter(type(None), _null)
+    sqlite3.register_adapter(bool, int)
+
+
 def connect(path: str) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit), WAL, the gateway's busy timeout."""
+    register_adapters()
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, cached_statements=16)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
