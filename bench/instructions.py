@@ -1,7 +1,7 @@
 """Instructions per request of `parley serve`, counted by valgrind's callgrind: a figure that does not
 move with the machine's load, for comparing builds and features on a shared machine.
 
-    python bench/instructions.py [--requests 600] [--concurrency 8] [--stream]
+    python bench/instructions.py [--requests 600] [--concurrency 8] [--stream] [--threads] [--keep DIR]
                                  [--callbacks none --callbacks prometheus,otel ...] [--src DIR]
 
 Each configuration is one `parley serve` (one worker, a virtual key's master key, spend logging to
@@ -123,12 +123,24 @@ def count(callbacks: list[str], args: argparse.Namespace, upstream: FakeUpstream
             proc.terminate()
             proc.wait(120)
         by_thread = _totals(out)
+        if args.keep:
+            os.makedirs(args.keep, exist_ok=True)
+            for dump in glob.glob(out + "*"):
+                shutil.copy(dump, args.keep)
         n = args.requests
         main = by_thread.get(1, 0) / n
         total = sum(by_thread.values()) / n
-        return {"total": total, "main": main, "others": total - main}
+        threads = {k: v / n for k, v in sorted(by_thread.items())}
+        return {"total": total, "main": main, "others": total - main, "threads": threads}
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _print_threads(name: str, threads: dict[int, float]) -> None:
+    """One row per callgrind thread (numbered in creation order; 1 is the event loop's)."""
+    for number, per_request in threads.items():
+        if per_request >= 500:
+            print(f"| {name} thread {number} | {per_request / 1e3:.1f} | | | |", flush=True)
 
 
 def main() -> int:
@@ -141,6 +153,8 @@ def main() -> int:
         action="append",
         help="observers for one configuration (comma-separated; `none`); repeat to compare",
     )
+    p.add_argument("--threads", action="store_true", help="also instructions/request of each thread")
+    p.add_argument("--keep", help="copy the callgrind dumps here (for callgrind_annotate)")
     p.add_argument("--src", default=os.path.join(os.path.dirname(HERE), "src"), help="the parley to measure")
     args = p.parse_args()
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
@@ -165,6 +179,8 @@ def main() -> int:
                 f"| {100 * (r['total'] / base - 1):+.1f}% |",
                 flush=True,
             )
+            if args.threads:
+                _print_threads(name, r["threads"])
     finally:
         receiver.stop()
         upstream.stop()

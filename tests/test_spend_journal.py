@@ -16,6 +16,7 @@ import pytest
 
 from keys_support import Admin, create_pg_database, drop_pg_database, gateway_config
 from parley.spend.journal import SpendJournal, claim_orphans, database_key
+from parley.spend.rows import COLUMNS, from_mapping
 from parley.store.db import normalize_url
 from parley.store.tables import spend_logs
 from parley.testing.inprocess import anthropic_client
@@ -211,8 +212,8 @@ def test_journal_segments_go_once_committed_and_live_journals_are_not_claimed(tm
             journal.append({"request_id": f"r{i}", "spend": 1.0})
         journal.sync()
         assert claim_orphans(tmp_path, "k").journals == 0  # locked by a live journal
-        (segment,) = tmp_path.glob("*.jsonl")
-        assert len(segment.read_bytes().splitlines()) == 3
+        (segment,) = tmp_path.glob("*.rows")
+        assert len(segment.read_bytes().splitlines()) == 4  # the columns, then one line per row
         journal.committed(2)
         journal.sync()
         assert segment.exists()  # r2 is not in the database yet
@@ -226,3 +227,25 @@ def test_journal_segments_go_once_committed_and_live_journals_are_not_claimed(tm
     assert [r["request_id"] for r in orphans.rows] == ["r3"] and orphans.journals == 1
     orphans.release()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_row_tuples_come_back_from_a_kept_journal_as_they_were_queued(tmp_path):
+    """Tuples are journaled as JSON arrays under the segment's column header; replay reads them
+    back as mappings that rebuild the same tuples (a torn last line is skipped)."""
+    base = {"route": "/v1/messages", "status": 200, "spend": 0.25, "stream": True, "day": "2026-11-30"}
+    rows = [
+        from_mapping({**base, "request_id": "a", "request_tags": ["x", "y"], "start_time": 1.5}),
+        from_mapping({**base, "request_id": "b", "retrieval": {"stores": ["s"], "chunks": 2}}),
+    ]
+    journal = SpendJournal(tmp_path, "k", fsync_seconds=3600)
+    journal.open()
+    for row in rows:
+        journal.append(row)
+    assert journal.close() == 2
+    (segment,) = tmp_path.glob("*.rows")
+    assert orjson.loads(segment.read_bytes().splitlines()[0]) == {"columns": list(COLUMNS)}
+    with segment.open("ab") as f:
+        f.write(b'["torn", null')
+    orphans = claim_orphans(tmp_path, "k")
+    assert [from_mapping(r) for r in orphans.rows] == rows
+    orphans.release()

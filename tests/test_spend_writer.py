@@ -136,3 +136,32 @@ def test_row_tuples_hold_every_spend_log_column():
     assert (
         dict(zip(COLUMNS, row, strict=True))["prompt_tokens"] == 0
     )  # a column the mapping lacks: its default
+
+
+def test_the_writer_thread_stores_bools_as_integers_and_nones_as_null(tmp_path):
+    """Rows bound through sqlite3's adapters (bool -> int, None -> NULL) store what sqlite3 stored
+    without them: the booleans as integer 0/1 (SQLAlchemy reads them back as bool), None as NULL."""
+    path = str(tmp_path / "types.db")
+    flags = {"estimated": True, "stream": False, "cache_hit": True}
+
+    async def run() -> sa.Row:
+        eng = make_engine(path, {})
+        await migrate(eng)
+        writer = SpendWriter(eng, interval=60)
+        writer.start()
+        writer.enqueue(from_mapping({**dict(zip(COLUMNS, _row(1), strict=True)), **flags}))
+        assert await writer.flush()
+        await writer.stop()
+        async with eng.connect() as conn:
+            stored = (await conn.execute(sa.select(t.spend_logs))).one()
+        await eng.dispose()
+        return stored
+
+    stored = asyncio.run(run())
+    assert (stored.estimated, stored.stream, stored.cache_hit) == (True, False, True)
+    with sqlite3.connect(path) as conn:
+        raw = conn.execute(
+            "SELECT typeof(estimated), estimated, stream, cache_hit, typeof(team_id), typeof(ttft_ms), "
+            "request_tags, retrieval FROM parley_spend_logs"
+        ).fetchone()
+    assert raw == ("integer", 1, 0, 1, "null", "null", '["a"]', "null")

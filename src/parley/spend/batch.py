@@ -112,10 +112,8 @@ class Statements:
     def existing(self, n: int) -> str:
         """Which of n request ids are stored."""
         sql = self._existing.get(n)
-        if sql is None:
-            sql = self._existing_head + self.marks(n)
-            if n == _ID_CHUNK:  # the one size that repeats under load; the rest are rendered each time
-                self._existing[n] = sql
+        if sql is None:  # at most _ID_CHUNK sizes
+            sql = self._existing[n] = self._existing_head + self.marks(n)
         return sql
 
     def _add(self, scope: str) -> str:

@@ -1,8 +1,12 @@
 """The spend journal: every spend row on local disk before the writer commits it to the database.
 
 One journal per process: a lock file `spend-<db>-<pid>-<random>.lock`, `flock`ed for the process's
-lifetime, and segments `spend-<db>-<pid>-<random>.<n>.jsonl` (one orjson line per row). `<db>`
-names the database, so journals of different databases in one directory never mix.
+lifetime, and segments `spend-<db>-<pid>-<random>.<n>.rows`: a first line `{"columns": [...]}`,
+then one orjson line per row, the row tuple as a JSON array in those columns' order (a row queued as
+a mapping is written as a JSON object). `<db>` names the database, so journals of different
+databases in one directory never mix. Replay also reads the `.<n>.jsonl` segments of earlier
+versions (one JSON object per row); those versions do not see `.rows` segments, so after a
+downgrade they stay on disk for the next upgraded start instead of being read as empty.
 
 `append` only queues the row (no I/O or serialization on the event loop); a background thread
 turns the queued rows into lines, writes and fsyncs them every `fsync_seconds`, rotates the segment
@@ -30,10 +34,12 @@ from typing import IO, Any
 import orjson
 from sqlalchemy.engine import make_url
 
-from parley.spend.rows import SpendRow, as_mapping
+from parley.spend.rows import COLUMNS, SpendRow
 
 log = logging.getLogger("parley.spend")
 _LINE = orjson.OPT_APPEND_NEWLINE
+_HEADER = orjson.dumps({"columns": COLUMNS}, option=_LINE)  # a segment's first line
+_SEGMENTS = ("*.rows", "*.jsonl")  # this version's segments, and those of versions before it
 
 
 def _sqlite_file(url: str) -> Path | None:
@@ -181,8 +187,10 @@ class SpendJournal:
     def _segment(self) -> _Segment:
         if self._current is None:
             self._counter += 1
-            path = self.directory / f"{self.name}.{self._counter:06d}.jsonl"
-            self._current = _Segment(path, file=open(path, "ab"))  # noqa: SIM115  # closed on retire
+            path = self.directory / f"{self.name}.{self._counter:06d}.rows"
+            file = open(path, "ab")  # noqa: SIM115  # closed on retire
+            file.write(_HEADER)
+            self._current = _Segment(path, file=file)
             _fsync_dir(self.directory)
         return self._current
 
@@ -206,11 +214,12 @@ class SpendJournal:
 
 
 def _line(row: SpendRow | Mapping[str, Any]) -> bytes:
-    """One journal line: the row as a JSON object (a value JSON cannot hold is written as text)."""
+    """One journal line: a row tuple as a JSON array (no dict built per row), a mapping as a JSON
+    object; a value JSON cannot hold is written as text."""
     try:
-        return orjson.dumps(as_mapping(row), option=_LINE)
+        return orjson.dumps(row, option=_LINE)
     except orjson.JSONEncodeError:
-        return orjson.dumps(as_mapping(row), option=_LINE, default=str)
+        return orjson.dumps(row, option=_LINE, default=str)
 
 
 def _locked_file(directory: Path, path: Path) -> int:
@@ -265,7 +274,7 @@ def claim_orphans(directory: Path, db_key: str, own_name: str = "") -> Orphans:
             fd = _try_lock(lock)
         except BlockingIOError:
             continue  # a live process holds it
-        segments = sorted(directory.glob(f"{name}.*.jsonl"))
+        segments = sorted(p for pattern in _SEGMENTS for p in directory.glob(f"{name}.{pattern}"))
         for segment in segments:
             out.rows.extend(_read_rows(segment))
         out.files.extend([*segments, lock])
@@ -290,8 +299,9 @@ def _try_lock(path: Path) -> int | None:
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:
-    """The rows of a segment; a torn last line (the process died mid-write) is skipped."""
+    """The rows of a segment as mappings; a torn last line (the process died mid-write) is skipped."""
     rows = []
+    columns: list[str] | None = None
     with open(path, "rb") as f:
         for line in f:
             try:
@@ -299,6 +309,14 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
             except orjson.JSONDecodeError:
                 log.warning("spend journal: skipped a torn line in %s", path)
                 continue
+            if isinstance(row, dict) and columns is None and "columns" in row and "request_id" not in row:
+                columns = row["columns"]  # the header of a `.rows` segment
+                continue
+            if isinstance(row, list):
+                if columns is None or len(row) != len(columns):
+                    log.warning("spend journal: skipped a row that does not fit its columns in %s", path)
+                    continue
+                row = dict(zip(columns, row, strict=True))
             if isinstance(row, dict) and row.get("request_id"):
                 rows.append(row)
     return rows

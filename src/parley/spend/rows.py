@@ -1,9 +1,10 @@
 """A spend-log row as the writer carries it: a plain tuple in `COLUMNS` order, built once per request.
 
 The request path builds the tuple (`filters.spend_log.spend_row`) and hands it to the writer; the
-journal thread turns it into a JSON object (`as_mapping`), the database writer binds it as it is
-(JSON columns serialized). Rows read back from a journal are mappings, possibly written before a
-column existed: `from_mapping` fills what they lack with the column's default.
+journal thread writes it as a JSON array (its segment's header names the columns), the database
+writer binds it as it is (JSON columns serialized). Rows read back from a journal are mappings,
+possibly written before a column existed: `from_mapping` fills what they lack with the column's
+default.
 """
 
 from __future__ import annotations
@@ -73,11 +74,6 @@ _DEFAULTS = {
     "stream": False,
     "cache_hit": False,
 }
-
-
-def as_mapping(row: SpendRow | Mapping[str, Any]) -> Mapping[str, Any]:
-    """The row as column -> value (a mapping is returned as it is)."""
-    return row if isinstance(row, Mapping) else dict(zip(COLUMNS, row, strict=True))
 
 
 def from_mapping(row: Mapping[str, Any]) -> SpendRow:
