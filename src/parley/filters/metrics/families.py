@@ -72,7 +72,11 @@ SPECS: dict[str, Spec] = {  # by `Families` field, in exposition order
         buckets=TPOT_BUCKETS,
     ),
     "in_flight": Spec(
-        "parley_requests_in_flight", "Requests routed and not yet finished", "gauge", ("route",), mode="livesum"
+        "parley_requests_in_flight",
+        "Requests routed and not yet finished",
+        "gauge",
+        ("route",),
+        mode="livesum",
     ),
     "attempts": Spec(
         "parley_upstream_attempts",
@@ -80,8 +84,12 @@ SPECS: dict[str, Spec] = {  # by `Families` field, in exposition order
         "counter",
         ("model", "deployment", "status_class"),
     ),
-    "retries": Spec("parley_upstream_retries", "Attempts that failed and were retried", "counter", ("model",)),
-    "fallbacks": Spec("parley_fallbacks", "Moves to a fallback model group", "counter", ("model", "fallback")),
+    "retries": Spec(
+        "parley_upstream_retries", "Attempts that failed and were retried", "counter", ("model",)
+    ),
+    "fallbacks": Spec(
+        "parley_fallbacks", "Moves to a fallback model group", "counter", ("model", "fallback")
+    ),
     "cooldowns": Spec("parley_deployment_cooldowns", "Cooldowns started", "counter", ("deployment",)),
     "refusals": Spec(
         "parley_refusals", "Requests refused by parley (budget, rate_limit)", "counter", ("reason", "model")

@@ -130,7 +130,12 @@ class PrometheusMetrics(Filter, RouterEvents):
         else:
             model, dep_id = dep.model_name, dep.id
         status = ctx.status
-        labels = (route, model, dep_id, STATUS_CLASSES[status] if 0 <= status < 600 else "error")
+        labels: tuple[str, ...] = (
+            route,
+            model,
+            dep_id,
+            STATUS_CLASSES[status] if 0 <= status < 600 else "error",
+        )
         if self.key_labels:
             labels += self._key_values(ctx)
         row = self._rows.get(labels)

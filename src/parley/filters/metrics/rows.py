@@ -13,6 +13,7 @@ from typing import Any
 
 from parley.filters.metrics.families import Families, Labeled
 
+
 class Pending:
     """Stands in for a child not made yet; its first update makes the child and replaces it."""
 
@@ -34,7 +35,17 @@ class Pending:
 
 
 class Row:
-    __slots__ = ("cache_read", "cache_write", "input", "latency", "output", "requests", "spend", "tpot", "ttft")
+    __slots__ = (
+        "cache_read",
+        "cache_write",
+        "input",
+        "latency",
+        "output",
+        "requests",
+        "spend",
+        "tpot",
+        "ttft",
+    )
 
     def __init__(self, f: Families, labels: tuple[str, ...]) -> None:
         route, model, dep, _status, *keys = labels
