@@ -61,11 +61,8 @@ def route_label(route: str) -> str:
     return route
 
 
+# a status's class label by status (600 and above, or below 100: "error"), not formatted per request
 STATUS_CLASSES = tuple(f"{s // 100}xx" if s >= 100 else "error" for s in range(600))
-
-
-def status_class(status: int) -> str:
-    return STATUS_CLASSES[status] if 0 <= status < 600 else "error"
 
 
 class PrometheusMetrics(Filter, RouterEvents):
@@ -248,8 +245,8 @@ class PrometheusMetrics(Filter, RouterEvents):
     # /metrics --------------------------------------------------------------------------------
     def render(self) -> tuple[bytes, str]:
         """The exposition text (every worker's values in multi-process mode) and its content type.
-        Reads files in multi-process mode: call it off the event loop."""
-        self.sample()
+        Only reads (call `sample` first, on the event loop); reads files in multi-process mode: call
+        it off the event loop."""
         registry = self.registry
         if registry is None:
             registry = CollectorRegistry()
