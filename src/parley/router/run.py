@@ -39,6 +39,9 @@ from parley.router.table import ModelTable
 from parley.transport.http import UpstreamBroken
 
 log = logging.getLogger("parley.router")
+# The two common ends of an attempt, built once (a frozen dataclass costs ~7k instructions to build)
+_CANCELLED = AttemptEnd(0, False, "cancelled")
+_OK = AttemptEnd(200, True)
 
 Attempt = Callable[[Target], Awaitable[UpstreamReply]]
 
@@ -240,7 +243,7 @@ class Router:
         """`_try` with the observers told when the attempt starts and how it ended."""
         for e in self.events:
             e.attempt_started(ctx, target)
-        end = AttemptEnd(0, False, "cancelled")
+        end = _CANCELLED
         try:
             outcome = await self._try(ctx, target, attempt)
             end = _attempt_end(outcome, last_try)
@@ -324,7 +327,7 @@ async def _first_byte(attempt: Attempt, target: Target) -> UpstreamReply:
 
 def _attempt_end(outcome: UpstreamReply | Failure, last_try: bool) -> AttemptEnd:
     if isinstance(outcome, UpstreamReply):
-        return AttemptEnd(outcome.status, True)
+        return _OK if outcome.status == 200 else AttemptEnd(outcome.status, True)
     status = outcome.reply.status if outcome.reply else outcome.error.status if outcome.error else 0
     error = outcome.error.type if outcome.error else f"http_{status}"
     return AttemptEnd(status, False, error, retried=outcome.kind == "retry" and not last_try)

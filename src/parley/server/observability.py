@@ -31,6 +31,7 @@ class ObservabilityRoutes:
         assert metrics is not None  # the route exists only with metrics on
         if metrics.require_key and (denied := self._denied(request)) is not None:
             return denied
+        metrics.sample()  # on the event loop, where every update happens: the render only reads
         body, content_type = await asyncio.to_thread(metrics.render)  # reads every worker's files
         return Response(body, media_type=content_type)
 

@@ -4,7 +4,8 @@ router (attempts, retries, fallbacks, cooldowns), and renders `/metrics`.
 Labels are bounded: a model label is a configured model name (the deployment's group, or the
 requested name when it is one of the configured names or aliases), anything else is `other`;
 deployments are configured ids; key alias and team only with `metrics_key_labels`. Label children
-are cached, so a request costs a few dictionary lookups and counter increments.
+are cached, so a request costs a few dictionary lookups and updates. With one worker the values are
+lean in-memory children (`lean.py`); in multi-process mode prometheus_client's file-backed ones.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from parley.core.context import RequestContext, StateKey
 from parley.core.deployment import Target
 from parley.core.tasks import Tasks
 from parley.filters.metrics import procdir
-from parley.filters.metrics.families import Families, make_families
+from parley.filters.metrics.families import CounterChild, Families, GaugeChild, client_maker, make_families
+from parley.filters.metrics.lean import LeanCollector, lean_maker
+from parley.filters.metrics.rows import Row
 from parley.pipeline.filter import Filter, Phase
 from parley.router.events import AttemptEnd, RouterEvents
 from parley.spend.pricing import PriceTable
@@ -48,23 +51,8 @@ PASSTHROUGH_ROUTES = frozenset(
     )
 )
 SAMPLE_SECONDS = 1.0
-_COUNTED: StateKey[str] = StateKey("metrics.in_flight")  # the route label counted in flight
-
-
-class _Children:
-    """`family.labels(*values)`, memoized (label sets are bounded)."""
-
-    __slots__ = ("children", "family")
-
-    def __init__(self, family: Any) -> None:
-        self.family = family
-        self.children: dict[tuple[str, ...], Any] = {}
-
-    def __call__(self, *values: str) -> Any:
-        child = self.children.get(values)
-        if child is None:
-            child = self.children[values] = self.family.labels(*values)
-        return child
+# the route label counted in flight, and its gauge
+_COUNTED: StateKey[tuple[str, GaugeChild]] = StateKey("metrics.in_flight")
 
 
 def route_label(route: str) -> str:
@@ -73,8 +61,8 @@ def route_label(route: str) -> str:
     return route
 
 
-def status_class(status: int) -> str:
-    return f"{status // 100}xx" if 100 <= status < 600 else "error"
+# a status's class label by status (600 and above, or below 100: "error"), not formatted per request
+STATUS_CLASSES = tuple(f"{s // 100}xx" if s >= 100 else "error" for s in range(600))
 
 
 class PrometheusMetrics(Filter, RouterEvents):
@@ -89,22 +77,25 @@ class PrometheusMetrics(Filter, RouterEvents):
         redis: RedisLink | None = None,
     ) -> None:
         self.multiproc_dir = procdir.active()
-        self.registry = None if self.multiproc_dir else CollectorRegistry()
-        self.families: Families = make_families(self.registry, settings.metrics_key_labels)
+        self.registry: CollectorRegistry | None = None
+        if self.multiproc_dir:
+            self.families: Families = make_families(settings.metrics_key_labels, client_maker)
+        else:
+            self.families = make_families(settings.metrics_key_labels, lean_maker)
+            self.registry = CollectorRegistry()
+            self.registry.register(LeanCollector(self.families.all()))
         self.key_labels = settings.metrics_key_labels
         self.require_key = settings.metrics_require_key
         self.names = frozenset(model_names)
         self.prices = prices
         self.redis = redis
         self.writer: SpendWriter | None = None  # set by `watch_writer` when spend logs are on
-        f = self.families
-        self._requests, self._tokens, self._spend = (
-            _Children(f.requests),
-            _Children(f.tokens),
-            _Children(f.spend),
-        )
-        self._latency, self._ttft, self._tpot = _Children(f.latency), _Children(f.ttft), _Children(f.tpot)
-        self._in_flight, self._attempts = _Children(f.in_flight), _Children(f.attempts)
+        self._in_flight, self._attempts = self.families.in_flight, self.families.attempts
+        # the children each request updates, found with one lookup: by request labels, by route
+        # (requests in flight), by deployment id and status class (attempts)
+        self._rows: dict[tuple[str, ...], Row] = {}
+        self._gauges: dict[str, GaugeChild] = {}
+        self._attempt_counts: dict[tuple[str, str], CounterChild] = {}
         self._seen_errors = (0, 0)  # (db, redis) errors already counted
         self._sampler: asyncio.Task[None] | None = None
         tasks.on_startup(self.start)
@@ -114,66 +105,83 @@ class PrometheusMetrics(Filter, RouterEvents):
         self.writer = writer
 
     # the request -----------------------------------------------------------------------------
-    def model_label(self, ctx: RequestContext) -> str:
-        if ctx.deployment is not None:
-            return ctx.deployment.model_name
-        return ctx.model if ctx.model in self.names else OTHER
-
     async def on_request(self, ctx: RequestContext, body: dict[str, Any] | None) -> None:
         route = route_label(ctx.route)
-        self._in_flight(route).inc()
-        ctx.state.put(_COUNTED, route)
+        gauge = self._gauges.get(route)
+        if gauge is None:
+            gauge = self._gauges[route] = self._in_flight(route)
+        gauge.inc()
+        ctx.state.put(_COUNTED, (route, gauge))
         return None
 
     def on_done(self, ctx: RequestContext) -> None:
         counted = ctx.state.pop(_COUNTED)
-        if counted is not None:
-            self._in_flight(counted).dec()
-        route = route_label(ctx.route)
-        model = self.model_label(ctx)
-        dep = ctx.deployment.id if ctx.deployment is not None else "none"
-        keys = self._key_values(ctx) if self.key_labels else ()
-        self._requests(route, model, dep, status_class(ctx.status), *keys).inc()
-        self._count_usage(ctx, model, dep, keys)
-        self._count_times(ctx, route, model)
-        self._count_refusals(ctx, model)
+        if counted is None:
+            route = route_label(ctx.route)
+        else:
+            route, gauge = counted
+            gauge.dec()
+        dep = ctx.deployment
+        if dep is None:
+            model, dep_id = (ctx.model if ctx.model in self.names else OTHER), "none"
+        else:
+            model, dep_id = dep.model_name, dep.id
+        status = ctx.status
+        labels: tuple[str, ...] = (
+            route,
+            model,
+            dep_id,
+            STATUS_CLASSES[status] if 0 <= status < 600 else "error",
+        )
+        if self.key_labels:
+            labels += self._key_values(ctx)
+        row = self._rows.get(labels)
+        if row is None:
+            row = self._rows[labels] = Row(self.families, labels)
+        row.requests.inc()
+        self._count_usage(ctx, row)
+        self._count_times(ctx, row)
+        if ctx.cache_hit or not ctx.attempts or ctx.guardrail_actions:
+            self._count_refusals(ctx, model)
 
-    def _count_usage(self, ctx: RequestContext, model: str, dep: str, keys: tuple[str, ...]) -> None:
+    def _count_usage(self, ctx: RequestContext, row: Row) -> None:
         u = ctx.usage
-        for kind, n in (
-            ("input", u.input_tokens),
-            ("output", u.output_tokens),
-            ("cache_read", u.cache_read_input_tokens),
-            ("cache_write", u.cache_creation_input_tokens),
-        ):
-            if n:
-                self._tokens(model, dep, kind).inc(n)
+        if u.input_tokens:
+            row.input.inc(u.input_tokens)
+        if u.output_tokens:
+            row.output.inc(u.output_tokens)
+        if u.cache_read_input_tokens:
+            row.cache_read.inc(u.cache_read_input_tokens)
+        if u.cache_creation_input_tokens:
+            row.cache_write.inc(u.cache_creation_input_tokens)
         cost = ctx.cost
         if cost is None and ctx.deployment is not None and (u.input_tokens or u.output_tokens):
             cost = self.prices.for_deployment(ctx.deployment, ctx.upstream_model or ctx.model).cost(u)
         if cost:
-            self._spend(model, *keys).inc(cost)
+            row.spend.inc(cost)
 
-    def _count_times(self, ctx: RequestContext, route: str, model: str) -> None:
+    def _count_times(self, ctx: RequestContext, row: Row) -> None:
         end = ctx.ended_at if ctx.ended_at is not None else time.perf_counter()
         total = end - ctx.started
-        self._latency(route, model).observe(total)
+        row.latency.observe(total)
         output = ctx.usage.output_tokens
-        if ctx.stream and ctx.first_byte_at is not None and ctx.status < 400:
-            self._ttft(model).observe(ctx.first_byte_at - ctx.started)
+        if ctx.status >= 400:
+            return
+        if ctx.stream and ctx.first_byte_at is not None:
+            row.ttft.observe(ctx.first_byte_at - ctx.started)
             if output > 1:
-                self._tpot(model).observe((end - ctx.first_byte_at) / (output - 1))
-        elif output > 0 and ctx.status < 400:
-            self._tpot(model).observe(total / output)
+                row.tpot.observe((end - ctx.first_byte_at) / (output - 1))
+        elif output > 0:
+            row.tpot.observe(total / output)
 
     def _count_refusals(self, ctx: RequestContext, model: str) -> None:
         f = self.families
         if ctx.cache_hit:
-            f.cache_hits.labels(model).inc()
+            f.cache_hits(model).inc()
         if ctx.attempts == 0 and ctx.status in (402, 429):
-            f.refusals.labels("budget" if ctx.status == 402 else "rate_limit", model).inc()
+            f.refusals("budget" if ctx.status == 402 else "rate_limit", model).inc()
         for action in ctx.guardrail_actions:
-            f.guardrails.labels(action.guardrail, action.action).inc(action.count)
+            f.guardrails(action.guardrail, action.action).inc(action.count)
 
     @staticmethod
     def _key_values(ctx: RequestContext) -> tuple[str, str]:
@@ -184,17 +192,21 @@ class PrometheusMetrics(Filter, RouterEvents):
 
     # the router ------------------------------------------------------------------------------
     def attempt_ended(self, ctx: RequestContext, target: Target, end: AttemptEnd) -> None:
-        dep = target.deployment
-        self._attempts(dep.model_name, dep.id, status_class(end.status)).inc()
+        dep, status = target.deployment, end.status
+        key = (dep.id, STATUS_CLASSES[status] if 0 <= status < 600 else "error")
+        counter = self._attempt_counts.get(key)
+        if counter is None:
+            counter = self._attempt_counts[key] = self._attempts(dep.model_name, *key)
+        counter.inc()
         if end.retried:
-            self.families.retries.labels(dep.model_name).inc()
+            self.families.retries(dep.model_name).inc()
 
     def fallback(self, ctx: RequestContext, model: str, group: str) -> None:
         requested = model if model in self.names else OTHER
-        self.families.fallbacks.labels(requested, group if group in self.names else OTHER).inc()
+        self.families.fallbacks(requested, group if group in self.names else OTHER).inc()
 
     def cooldown(self, deployment_id: str, seconds: float) -> None:
-        self.families.cooldowns.labels(deployment_id).inc()
+        self.families.cooldowns(deployment_id).inc()
 
     # background: gauges and error counts that are not per request -----------------------------
     async def start(self) -> None:
@@ -221,20 +233,20 @@ class PrometheusMetrics(Filter, RouterEvents):
         redis = self.redis.errors if self.redis is not None else 0
         seen_db, seen_redis = self._seen_errors
         if db > seen_db:
-            f.db_errors.inc(db - seen_db)
+            f.db_errors().inc(db - seen_db)
         if redis > seen_redis:
-            f.redis_errors.inc(redis - seen_redis)
+            f.redis_errors().inc(redis - seen_redis)
         self._seen_errors = (db, redis)
         if writer is not None:
             depth, oldest = writer.backlog()
-            f.queue_depth.set(depth)
-            f.queue_lag.set(max(0.0, time.time() - oldest) if isinstance(oldest, float) else 0.0)
+            f.queue_depth().set(depth)
+            f.queue_lag().set(max(0.0, time.time() - oldest) if isinstance(oldest, float) else 0.0)
 
     # /metrics --------------------------------------------------------------------------------
     def render(self) -> tuple[bytes, str]:
         """The exposition text (every worker's values in multi-process mode) and its content type.
-        Reads files in multi-process mode: call it off the event loop."""
-        self.sample()
+        Only reads (call `sample` first, on the event loop); reads files in multi-process mode: call
+        it off the event loop."""
         registry = self.registry
         if registry is None:
             registry = CollectorRegistry()
