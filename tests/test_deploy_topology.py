@@ -146,12 +146,13 @@ async def race(urls: list[str], key: str, n: int) -> list[str]:
 
     async def one(i: int) -> str:
         try:
-            await clients[i % len(clients)].messages.create(
+            raw = await clients[i % len(clients)].messages.with_raw_response.create(
                 model="claude-sonnet-4-5", max_tokens=MAX_TOKENS, messages=[{"role": "user", "content": "go"}]
             )
         except anthropic.PaymentRequiredError:
             return "402"
-        return "ok"
+        # a call admitted with less than the budget's room for a whole one has max_tokens capped
+        return "capped" if raw.headers.get("x-parley-max-tokens-capped") else "ok"
 
     try:
         return await asyncio.gather(*(one(i) for i in range(n)))

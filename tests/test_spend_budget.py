@@ -48,8 +48,15 @@ def run_race(gateway, upstream, budget_calls: int = 10, n: int = 50) -> None:
     results = asyncio.run(race(gateway.url, key, n))
     kinds = [kind for kind, _ in results]
     assert set(kinds) <= {"ok", "capped", "402"}
-    assert kinds.count("402") >= n - budget_calls - 1
-    assert 1 <= kinds.count("ok") <= budget_calls
+    assert 1 <= kinds.count("ok") <= budget_calls and "402" in kinds
+    # What was admitted fits the budget at its worst (every reply cut at the max_tokens it was
+    # granted). How many calls were capped rather than refused depends on timing: a settled call
+    # gives back what its hold overestimated (the input is held at one token per byte), and a
+    # request arriving after that gets a capped call instead of a 402.
+    worst = sum(
+        COST_PER_CALL if kind == "ok" else 8 * 3e-6 + c * 15e-6 for kind, c in results if c or kind == "ok"
+    )
+    assert worst <= budget + 1e-12
     rows = admin.wait_logs(n, api_key=key)
     assert len(rows) == n
     spent = sum(r["spend"] for r in rows)
