@@ -23,7 +23,7 @@ import threading
 import time
 import urllib.parse
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 log = logging.getLogger("parley.otel")
@@ -144,6 +144,14 @@ def int_attribute(key: bytes, n: int) -> bytes:
     return b"\x4a" + _varint(len(inner)) + inner
 
 
+def str_attribute(key: bytes, text: str) -> bytes:
+    """A Span attribute (field 9) with a string value."""
+    data = text.encode("utf-8", "replace")
+    value = b"\x0a" + _varint(len(data)) + data
+    inner = key + b"\x12" + _varint(len(value)) + value
+    return b"\x4a" + _varint(len(inner)) + inner
+
+
 def float_attribute(key: bytes, x: float) -> bytes:
     """A Span attribute (field 9) with a double value."""
     inner = key + b"\x12\x09" + _DOUBLE.pack(0x21, x)
@@ -181,15 +189,13 @@ class Encoder:
         self.names: dict[str, bytes] = {}
         self.groups: dict[tuple[Any, ...], bytes] = {}  # encoded runs of attributes, by the caller's key
 
-    def cached(self, key: tuple[Any, ...], make: Callable[[], bytes]) -> bytes:
-        """Bytes remembered under `key` (bounded): e.g. the attributes one deployment's spans share."""
-        found = self.groups.get(key)
-        if found is None:
-            found = make()
-            if len(self.groups) >= self.MAX_PAIRS:
-                self.groups.clear()
-            self.groups[key] = found
-        return found
+    def remember(self, key: tuple[Any, ...], encoded: bytes) -> bytes:
+        """Keep `encoded` under `key` in `groups` (bounded): e.g. the attributes one deployment's
+        spans share. Callers look in `groups` first."""
+        if len(self.groups) >= self.MAX_PAIRS:
+            self.groups.clear()
+        self.groups[key] = encoded
+        return encoded
 
     def pair(self, field: int, name: str, value: Any) -> bytes:
         """One KeyValue as field `field` of its message."""

@@ -24,6 +24,7 @@ from parley.filters.otlp import (
     float_attribute,
     int_attribute,
     span_head,
+    str_attribute,
 )
 
 # parley's provider prefixes -> gen_ai.provider.name (well-known values where the spec has one)
@@ -103,13 +104,13 @@ class Trace:
         key = (route, self.model, out.status, out.attempts, out.deployment_id, out.response_model, params)
         try:  # the parameters' types too: 1 and 1.0 are equal keys but not equal attributes
             typed = (*key, tuple(map(type, params)))
-            constants = enc.cached(typed, lambda: _server_constants(enc, self, out))
+            constants = enc.groups.get(typed) or enc.remember(typed, _server_constants(enc, self, out))
         except TypeError:  # a parameter that is not a number (unhashable): left out, as below
             constants = _server_constants(enc, self, out)
         parts = [
             span_head(self.trace_id, self.span_id, self.parent_id, SERVER, self.start_ns, out.end_ns),
             constants,
-            enc.pair(9, "parley.request_id", self.request_id),
+            str_attribute(_REQUEST_ID, self.request_id),
         ]
         if out.ttft is not None:
             parts.append(float_attribute(_TTFT, out.ttft))
@@ -148,7 +149,8 @@ class Trace:
                 status,
                 error,
             )
-            return head + enc.cached(ended, lambda: _attempt_constants(enc, attempt, None, error))
+            blob = enc.groups.get(ended) or enc.remember(ended, _attempt_constants(enc, attempt, None, error))
+            return head + blob
         if served.status >= 400 or served.error_type is not None:
             error = served.error_type or f"http_{served.status}"
         head = span_head(
@@ -165,7 +167,8 @@ class Trace:
             served.stream,
             error,
         )
-        parts = [head, enc.cached(key, lambda: _attempt_constants(enc, attempt, served, error))]
+        blob = enc.groups.get(key) or enc.remember(key, _attempt_constants(enc, attempt, served, error))
+        parts = [head, blob]
         input_tokens, output_tokens, cache_read, cache_write = served.usage
         if input_tokens or output_tokens or cache_read or cache_write:
             parts.append(int_attribute(_INPUT, input_tokens + cache_read + cache_write))
@@ -177,6 +180,7 @@ class Trace:
         return b"".join(parts)
 
 
+_REQUEST_ID = attribute_key("parley.request_id")
 _TTFT = attribute_key("gen_ai.response.time_to_first_chunk")
 _INPUT = attribute_key("gen_ai.usage.input_tokens")
 _OUTPUT = attribute_key("gen_ai.usage.output_tokens")
