@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 import yaml
 
@@ -35,22 +34,15 @@ sys.path.insert(0, HERE)
 sys.path.insert(1, os.path.join(os.path.dirname(HERE), "src"))
 
 from observe_cost import MASTER, drive  # noqa: E402
-from parley.testing.procs import FakeUpstream, ServerProcess, anthropic_deployment, free_port  # noqa: E402
+from parley.testing.procs import (  # noqa: E402
+    FakeUpstream,
+    ServerProcess,
+    _wait_http,
+    anthropic_deployment,
+    free_port,
+)
 
 WARMUP = 100
-
-
-def _wait(url: str, proc: subprocess.Popen, timeout: float = 600.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"parley under valgrind exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except Exception:
-            time.sleep(0.5)
-    raise TimeoutError(f"{url} did not answer within {timeout:.0f}s")
 
 
 def _control(pid: int, *args: str) -> None:
@@ -112,7 +104,7 @@ def count(callbacks: list[str], args: argparse.Namespace, upstream: FakeUpstream
             proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=work)
         try:
             url = f"http://127.0.0.1:{port}"
-            _wait(url + "/health/liveness", proc)
+            _wait_http(url + "/health/liveness", proc, timeout=600.0)  # valgrind starts slowly
             asyncio.run(drive(url, WARMUP, args.concurrency, args.stream))
             _control(proc.pid, "--instr=on")
             asyncio.run(drive(url, args.requests, args.concurrency, args.stream))
