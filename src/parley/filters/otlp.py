@@ -313,6 +313,7 @@ class OtlpExporter:
     def __init__(self, resource: Mapping[str, Any], env: Mapping[str, str] = os.environ) -> None:
         self.resource = dict(resource)
         self.endpoint = endpoint_from(env)
+        self._url = urllib.parse.urlsplit(self.endpoint)
         protocol = _env(env, "PROTOCOL", "http/protobuf")
         if protocol != "http/protobuf":
             log.warning("OTEL_EXPORTER_OTLP_PROTOCOL=%s is not supported; sending http/protobuf", protocol)
@@ -409,7 +410,7 @@ class OtlpExporter:
 
     def _post(self, body: bytes) -> None:
         """POST one request on the kept-alive connection (opened on first use or after a failure)."""
-        url = urllib.parse.urlsplit(self.endpoint)
+        url = self._url
         if self._conn is None:
             kind = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
             self._conn = kind(url.hostname or "localhost", url.port, timeout=self.timeout)
