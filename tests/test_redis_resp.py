@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import sys
 import time
 
 import pytest
@@ -124,5 +125,72 @@ async def test_the_redis_py_path_runs_scripts_too(own_redis):
         assert (await link.eval(script, ["r"], ["one"]))[1:] == [b"one", 1]
         redis.Redis(port=own_redis.port).script_flush()
         assert (await link.eval(script, ["r"], ["two"]))[1:] == [b"two", 2]
+    finally:
+        await link.close()
+
+
+LATE_LOOP = """
+import asyncio, sys, time
+import uvloop
+from parley.store.redis_link import RedisLink
+
+async def main():
+    url, kind = sys.argv[1], sys.argv[2]
+    link = RedisLink(url, "late", timeout=0.2, retry_interval=30.0)
+    script = link.script("return ARGV[1]")
+    if kind == "run":  # redis-py: imported, connected and answered while the loop is blocked
+        call = lambda i: link.run(lambda c: c.incr("late:n"))
+    else:  # the lean connection, connected on first use
+        call = lambda i: link.eval(script, [], [f"v{i}"])
+    calls = [asyncio.ensure_future(call(i)) for i in range(3)]
+    await asyncio.sleep(0)
+    time.sleep(0.3)  # blocked past the deadline (a CPU-overloaded gateway)
+    await asyncio.sleep(0)
+    time.sleep(0.3)  # and again, once the commands are written
+    print(sorted(await asyncio.gather(*calls)), link.up, link.errors)
+    await link.close()
+
+(uvloop.run if sys.argv[3] == "uvloop" else asyncio.run)(main())
+"""
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+@pytest.mark.parametrize("kind", ["run", "eval"])
+def test_a_late_event_loop_is_not_a_slow_redis(own_redis, kind, loop_kind):
+    """Redis answers in time, but the gateway's loop is blocked past the 0.2 s deadline, twice
+    (before the commands are written, and after): every call gets its reply and the link stays
+    up (a link marked down would move budgets to per-process holds). In a fresh process, so
+    redis-py's import on first use happens too."""
+    out = subprocess.run(
+        [sys.executable, "-c", LATE_LOOP, own_redis.url, kind, loop_kind],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    expected = "[1, 2, 3]" if kind == "run" else "[b'v0', b'v1', b'v2']"
+    assert out.stdout.strip() == f"{expected} True 0", out.stderr[-2000:]
+
+
+async def test_a_silent_redis_still_fails_the_call_on_a_late_loop(own_redis):
+    """The late-loop allowance is given once: a paused Redis still fails the call, within about
+    twice the timeout plus the loop's own delay."""
+    link = RedisLink(own_redis.url, "t", timeout=0.2, retry_interval=30.0)
+    script = link.script(ECHO)
+    try:
+        await link.eval(script, ["s"], ["warm"])
+        await link.run(lambda c: c.ping())
+        own_redis.pause()
+        try:
+            for call in (link.eval(script, ["s"], ["x"]), link.run(lambda c: c.ping())):
+                link._retry_at = 0.0  # (the first failure marked the link down: try anyway)
+                task = asyncio.ensure_future(call)
+                await asyncio.sleep(0)
+                started = time.monotonic()
+                time.sleep(0.4)  # the loop is late
+                with pytest.raises(RedisUnavailable):
+                    await task
+                assert time.monotonic() - started < 1.0
+        finally:
+            own_redis.resume()
     finally:
         await link.close()

@@ -29,6 +29,7 @@ from parley.spend.rows import from_mapping
 from parley.spend.writer import SpendWriter
 from parley.store.cache import RecordCache
 from parley.store.db import make_engine, migrate, normalize_url
+from parley.store.deadline import within
 from parley.store.redis_link import RedisLink, RedisUnavailable
 from parley.store.tables import spend_logs
 
@@ -212,7 +213,7 @@ class StoreService:
 
 
 async def _bounded(seconds: float, call: Awaitable[Any]) -> Any:
-    async with asyncio.timeout(seconds):
+    async with within(seconds):  # (a late loop is not a lost Redis: `parley.store.deadline`)
         return await call
 
 

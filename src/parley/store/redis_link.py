@@ -2,12 +2,13 @@
 
 Router cooldowns, rate-limit counters and the response cache use it when Redis is configured
 (`REDIS_URL`, or `router_settings.redis_url` / `redis_host` + `redis_port` + `redis_password`).
-Every call is bounded by a short timeout, waiting for a free connection included (a blocking pool
-of `max_connections`, sized to the gateway's concurrency: a full pool is treated like a slow Redis,
-never an error to the client). When Redis fails, the link is marked down with one loud
-log line; callers get `RedisUnavailable` and fall back to in-process state until `retry_interval`
-has passed (doubling from the fourth failed attempt on, up to 30 s), then the next call tries again (and
-logs the recovery). `last_error` says why it is down, for /health/readiness.
+Every call is bounded by a short timeout (a late event loop tolerated: `parley.store.deadline`),
+waiting for a free connection included (a blocking pool of `max_connections`, sized to the
+gateway's concurrency: a full pool is treated like a slow Redis, never an error to the client).
+When Redis fails, the link is marked down with one loud log line; callers get `RedisUnavailable`
+and fall back to in-process state until `retry_interval` has passed (doubling from the fourth
+failed attempt on, up to 30 s), then the next call tries again (and logs the recovery).
+`last_error` says why it is down, for /health/readiness.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from parley.config import RedisSettings
+from parley.store.deadline import within
 from parley.store.redis_errors import RedisUnavailable
 from parley.store.resp import ReplyError, RespConnection, connect, lean_params
 
@@ -83,12 +85,15 @@ class RedisLink:
             from redis.exceptions import RedisError
 
             self._failures_of = (RedisError, ReplyError, OSError, TimeoutError)
+            # `run` bounds each call (a late loop tolerated: `parley.store.deadline`); redis-py's
+            # own bounds are a backstop, longer, so a late loop does not trip them either
+            backstop = self.timeout * 4
             pool = aioredis.BlockingConnectionPool.from_url(
                 self.url,
                 max_connections=self.max_connections,
-                timeout=self.timeout,  # waiting for a free connection: as long as a call may take
-                socket_timeout=self.timeout,
-                socket_connect_timeout=self.timeout,
+                timeout=backstop,  # waiting for a free connection
+                socket_timeout=backstop,
+                socket_connect_timeout=backstop,
                 retry=Retry(NoBackoff(), 0),
                 health_check_interval=0,
             )
@@ -120,9 +125,10 @@ class RedisLink:
         """`await fn(client)` within the timeout; RedisUnavailable if Redis is down or fails."""
         if not self.up:
             raise RedisUnavailable(self.url)
+        client = self.client  # (redis-py is imported on first use: not inside the timeout)
         try:
-            async with asyncio.timeout(self.timeout):
-                result = await fn(self.client)
+            async with within(self.timeout):
+                result = await fn(client)
         except self._failures_of as e:
             self._failed(e)
             raise RedisUnavailable(str(e)) from e
@@ -139,8 +145,9 @@ class RedisLink:
         command = ["EVALSHA", script.sha, len(keys), *keys, *args]
         try:
             if self._lean is None:
-                async with asyncio.timeout(self.timeout):
-                    result = await self._eval_client(script, command)
+                client = self.client
+                async with within(self.timeout):
+                    result = await self._eval_client(client, script, command)
             else:
                 result = await self._eval_lean(script, command)
         except self._failures_of as e:
@@ -149,23 +156,23 @@ class RedisLink:
         self._answered()
         return result
 
-    async def _eval_client(self, script: Script, command: list[Any]) -> Any:
-        client = self.client
+    async def _eval_client(self, client: aioredis.Redis, script: Script, command: list[Any]) -> Any:
         from redis.exceptions import NoScriptError
 
         try:
             return await client.execute_command(*command)
         except NoScriptError:
-            await self.client.script_load(script.lua)
-            return await self.client.execute_command(*command)
+            await client.script_load(script.lua)
+            return await client.execute_command(*command)
 
     async def _eval_lean(self, script: Script, command: list[Any]) -> Any:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         conn = self._conn
         if conn is None or conn.closed or self._conn_loop is not loop:
-            async with asyncio.timeout_at(deadline):
+            async with within(self.timeout):
                 conn = await self._connection()
+            deadline = loop.time() + self.timeout  # (connected: the command gets its own time)
         reply = await conn.send(command, deadline)
         if isinstance(reply, ReplyError) and str(reply).startswith("NOSCRIPT"):
             await conn.send(["SCRIPT", "LOAD", script.lua], deadline)  # (Redis restarted, or first use)

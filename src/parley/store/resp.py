@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from parley.store.deadline import STRETCH, extended
+
 
 class ReplyError(Exception):
     """An error reply from Redis (NOSCRIPT, a script that failed, WRONGPASS ...)."""
@@ -98,10 +100,20 @@ def _parse(buf: bytes, pos: int) -> tuple[Any, int] | None:
     raise ConnectionError(f"unexpected reply from Redis: {buf[pos - 2 : pos + 30]!r}")
 
 
+class _Waiter:
+    """A caller waiting for its reply: by `deadline`, or later while the loop runs late."""
+
+    __slots__ = ("deadline", "future", "limit", "timeout")
+
+    def __init__(self, future: asyncio.Future[Any], deadline: float, timeout: float) -> None:
+        self.future, self.deadline, self.timeout = future, deadline, timeout
+        self.limit = deadline + timeout * (STRETCH - 1)
+
+
 class RespConnection(asyncio.Protocol):
     def __init__(self) -> None:
         # callers waiting for a reply, in the order their commands were sent, each with its deadline
-        self._waiters: deque[tuple[asyncio.Future[Any], float]] = deque()
+        self._waiters: deque[_Waiter] = deque()
         self._timer: asyncio.TimerHandle | None = None
         self._buffer = b""
         self._transport: Any = None  # (uvloop's transports are not asyncio.Transport subclasses)
@@ -123,7 +135,7 @@ class RespConnection(asyncio.Protocol):
                 if got is None:
                     break
                 value, pos = got
-                waiter, _ = self._waiters.popleft()
+                waiter = self._waiters.popleft().future
                 if not waiter.done():  # (a caller that timed out left its slot)
                     waiter.set_result(value)
         except (ConnectionError, ValueError, IndexError) as e:  # out of step: start over
@@ -140,7 +152,7 @@ class RespConnection(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
         while self._waiters:
-            waiter, _ = self._waiters.popleft()
+            waiter = self._waiters.popleft().future
             if not waiter.done():
                 waiter.set_exception(error)
         if self._transport is not None:
@@ -153,7 +165,7 @@ class RespConnection(asyncio.Protocol):
             raise ConnectionError("connection to Redis closed")
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
-        self._waiters.append((waiter, deadline))
+        self._waiters.append(_Waiter(waiter, deadline, deadline - loop.time()))
         if self._timer is None or deadline < self._timer.when():
             if self._timer is not None:
                 self._timer.cancel()
@@ -164,17 +176,25 @@ class RespConnection(asyncio.Protocol):
         return waiter
 
     def _expire(self) -> None:
-        """Fail the callers whose deadline passed (their replies, if they come, are dropped)."""
+        """Fail the callers whose deadline passed (their replies, if they come, are dropped).
+        A timer that ran late (the loop was blocked: the command may even have been written
+        late) gives them more time, as `parley.store.deadline.within` does."""
+        assert self._timer is not None
+        due = self._timer.when()
         self._timer = None
         loop = asyncio.get_running_loop()
         now, soonest = loop.time(), None
-        for waiter, deadline in self._waiters:
-            if waiter.done():
+        for w in self._waiters:
+            if w.future.done():
                 continue
-            if deadline <= now:
-                waiter.set_exception(TimeoutError("no reply from Redis in time"))
-            elif soonest is None or deadline < soonest:
-                soonest = deadline
+            if w.deadline <= now:
+                later = extended(due, now, w.timeout, w.limit)
+                if later is None:
+                    w.future.set_exception(TimeoutError("no reply from Redis in time"))
+                    continue
+                w.deadline = later
+            if soonest is None or w.deadline < soonest:
+                soonest = w.deadline
         if soonest is not None:
             self._timer = loop.call_at(soonest, self._expire)
 
