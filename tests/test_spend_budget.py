@@ -98,6 +98,10 @@ def redis_gateway(start_gateway, fake_upstream, tmp_path_factory):
 
 def test_shared_reservations_across_workers_with_redis(redis_gateway, upstream):
     run_race(redis_gateway, upstream)
+    # Redis stayed healthy: no worker may have taken it for down (budgets would then be held per
+    # process). Once, each worker's first call imported redis-py inside its 0.5 s timeout.
+    log = redis_gateway.log()
+    assert "unreachable" not in log and "IN-PROCESS" not in log, log[-3000:]
 
 
 def test_block_reaches_every_worker_through_redis(redis_gateway, upstream):
