@@ -24,7 +24,7 @@ from parley.core.context import LimitSpec
 from parley.filters.rate_limit_store import ADMIT_PART as LIMITS
 from parley.filters.rate_limit_store import LocalLimiter, RedisLimiter
 from parley.router.health import COOLDOWN_PART
-from parley.spend.ledger import ADMIT_PART as BUDGET
+from parley.spend.budget_lua import ADMIT_PART as BUDGET
 from parley.spend.ledger import BudgetLine, LocalLedger, RedisLedger
 from parley.store.lua_batch import Ask, Combined
 from parley.store.redis_link import RedisLink
@@ -54,7 +54,7 @@ async def measure(url: str, requests: int) -> list[str]:
         ]
         results, _ = await script.call(asks)
         limiter.decide(specs, rid, results[1])
-        ledger.grant(lines, 0.003, results[2])
+        ledger.grant(lines, 0.003, results[2], rid)
         await asyncio.sleep(0)  # (the upstream call)
         limiter.settle(specs, rid, 30, True)
         ledger.release(rid, 0.0001, lines)

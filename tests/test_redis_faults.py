@@ -9,9 +9,11 @@ import os
 import signal
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import anthropic
 import pytest
+import redis
 
 from keys_support import Admin, gateway_config
 from parley.testing.procs import RedisServer, free_port
@@ -191,3 +193,56 @@ def test_spend_during_a_pause_reaches_redis_afterwards(start_gateway, upstream, 
         own_redis.resume()
     time.sleep(3.5)  # the link retries; the heartbeat adds the outage's spend to Redis
     assert call(gw.url, key) == 402  # Redis knows all three calls, not just the first
+
+
+async def _race(url: str, key: str, n: int) -> list[tuple[str, int]]:
+    """n concurrent calls: ("ok", MAX_TOKENS), ("capped", the max_tokens granted) or ("402", 0)."""
+    client = anthropic.AsyncAnthropic(base_url=url, api_key=key, max_retries=0, timeout=60)
+
+    async def one() -> tuple[str, int]:
+        try:
+            raw = await client.messages.with_raw_response.create(
+                model="claude-sonnet-4-5", max_tokens=MAX_TOKENS, messages=[{"role": "user", "content": "go"}]
+            )
+        except anthropic.PaymentRequiredError:
+            return "402", 0
+        capped = raw.headers.get("x-parley-max-tokens-capped")
+        return ("capped", int(capped)) if capped else ("ok", MAX_TOKENS)
+
+    try:
+        return await asyncio.gather(*(one() for _ in range(n)))
+    finally:
+        await client.close()
+
+
+def test_a_redis_outage_splits_what_is_left_between_the_processes(
+    start_gateway, upstream, tmp_path, own_redis
+):
+    """Two workers, then Redis stops with two calls in flight: each worker may hold and spend half
+    of what the budget had left, its calls already in flight included, so together they stay
+    within it (before, each on its own admitted up to all of it: 16 whole calls for 8 left)."""
+    gw = start_gateway(config(upstream, tmp_path, own_redis.url), workers=2)
+    admin = Admin(gw.url)
+    key = admin.post("/key/generate", {"max_budget": 10 * COST_PER_CALL})["key"]
+    upstream.script(*[FULL] * 2, *[{**FULL, "delay": 4}] * 2, *[{**FULL, "delay": 0.5}] * 40)
+    assert [call(gw.url, key) for _ in range(2)] == [200, 200]
+    admin.wait_logs(2, api_key=key)
+    peers = redis.Redis(port=own_redis.port)
+    deadline = time.monotonic() + 10
+    while peers.zcard("t:peers") < 2 and time.monotonic() < deadline:  # both workers have counted
+        time.sleep(0.1)
+    time.sleep(1.2)  # (and each has read the count back)
+    with ThreadPoolExecutor(2) as pool:
+        slow = [pool.submit(call, gw.url, key) for _ in range(2)]  # held in Redis when it stops
+        while len(upstream.requests()) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        own_redis.stop()
+        results = asyncio.run(_race(gw.url, key, 40))
+        assert [f.result() for f in slow] == [200, 200]
+    kinds = [kind for kind, _ in results]
+    assert set(kinds) <= {"ok", "capped", "402"} and "402" in kinds and "ok" in kinds
+    # what was admitted, each call at its worst (cut at the max_tokens granted), fits what was left
+    worst = 2 * COST_PER_CALL + sum(8 * 3e-6 + tokens * 15e-6 for kind, tokens in results if kind != "402")
+    assert worst <= 8 * COST_PER_CALL + 1e-12, results
+    spent = sum(r["spend"] for r in admin.wait_logs(4 + 40 - kinds.count("402"), api_key=key))
+    assert spent <= 10 * COST_PER_CALL + 1e-12

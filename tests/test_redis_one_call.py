@@ -67,8 +67,13 @@ def parts(cmd: Command) -> set[str]:
 
 
 def per_request(seen: list[Command]) -> list[Command]:
-    """Leave out the heartbeat loop's own SET (sent only when no reservation refreshed it lately)."""
-    return [c for c in seen if not (c.name == "SET" and ":alive:" in c.args[1])]
+    """Leave out the heartbeat loop's own calls: its SET (sent only when no reservation refreshed
+    it lately) and, every second, the count of the processes sharing the budgets (`:peers`)."""
+    return [c for c in seen if not (c.name == "SET" and ":alive:" in c.args[1]) and not _peers(c)]
+
+
+def _peers(cmd: Command) -> bool:
+    return cmd.name == "EVALSHA" and cmd.args[2:4] == ("1", f"{PREFIX}:peers")
 
 
 def during_one_request(gw, upstream, own_redis, key: str) -> tuple[list[Command], list[Command]]:

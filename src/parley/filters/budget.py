@@ -27,7 +27,8 @@ from parley.filters.spend_log import call_cost
 from parley.filters.virtual_keys import CUSTOMER
 from parley.pipeline.filter import Filter, Phase
 from parley.router.table import ModelTable
-from parley.spend.ledger import ADMIT_PART, BudgetLine, Grant, RedisLedger
+from parley.spend.budget_lua import ADMIT_PART
+from parley.spend.ledger import BudgetLine, Grant, RedisLedger
 from parley.spend.pricing import Price
 from parley.spend.service import StoreService
 from parley.store.lua_batch import Ask
@@ -172,7 +173,7 @@ class BudgetPolicy(Filter):
         ledger = self.service.ledger
         plan, _ = ask.data
         assert isinstance(ledger, RedisLedger)
-        grant = ledger.grant(plan.lines, plan.bound, result)
+        grant = ledger.grant(plan.lines, plan.bound, result, ctx.request_id)
         if grant is not None:  # (None: still unseeded; on_request reserves on its own then)
             ctx.state.put(_HELD, plan.lines)  # released when done, whatever refuses the request
             ctx.state.put(_ADMITTED, (plan, grant))

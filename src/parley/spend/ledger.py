@@ -4,7 +4,8 @@ A request reserves its cost bound on every budget that applies (key, user, team,
 step, so concurrent requests can never together commit more than remains; after the call the hold
 is released and the real cost added. `LocalLedger` keeps holds in this process (spend seeded from
 the database, refreshed in the background); `RedisLedger` keeps them in Redis (one Lua script per
-step), shared by every instance, and falls back to its `LocalLedger` while Redis is down.
+step, `parley.spend.budget_lua`), shared by every instance, and falls back to its `LocalLedger`
+while Redis is down, with 1/N of what each budget had left for each of the N processes.
 
 In Redis each hold names its instance; every instance refreshes a short-lived heartbeat key, and a
 reservation first releases the holds of instances whose heartbeat is gone (a crashed gateway's
@@ -22,8 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from parley.spend.budget_lua import PEERS, RESERVE, SETTLE, SETTLE_FN, SHRINK
 from parley.spend.periods import next_reset
-from parley.store.lua_batch import Ask, LuaPart
+from parley.store.lua_batch import Ask
 from parley.store.outage import DATABASE_ERRORS, database_unavailable
 from parley.store.records import load_spend
 from parley.store.redis_link import RedisLink, RedisUnavailable
@@ -100,6 +102,28 @@ class LocalLedger:
         self.reserved: dict[str, float] = {}
         self.holds: dict[str, tuple[list[str], float]] = {}
         self._loading: dict[str, asyncio.Future] = {}
+        # While a Redis outage splits budgets between processes (`begin_share`): this process's
+        # part of what each budget had left when it was first used in the outage, and what it has
+        # settled on each since.
+        self.share = 1.0
+        self.allowance: dict[str, float] = {}
+        self.used: dict[str, float] = {}
+
+    def begin_share(self, share: float) -> None:
+        """From now on hold and spend at most `share` of what each budget has left (its spend
+        re-read from the database: call `invalidate` first)."""
+        self.share = share
+        self.allowance.clear()
+        self.used.clear()
+
+    def end_share(self) -> None:
+        self.begin_share(1.0)
+
+    def adopt(self, request_id: str, keys: list[str], amount: float) -> None:
+        """A hold taken elsewhere (in Redis, before an outage), now counted here."""
+        for key in keys:
+            self.reserved[key] = self.reserved.get(key, 0.0) + amount
+        self.holds[request_id] = (keys, amount)
 
     async def prepare(self, lines: list[BudgetLine]) -> None:
         for line in lines:
@@ -147,7 +171,14 @@ class LocalLedger:
         if entry.period_end is not None and line.duration and entry.period_end <= now:
             entry.spent = 0.0
             entry.period_end = next_reset(entry.period_end, line.duration, now)
-        return line.limit - entry.spent - self.reserved.get(line.key, 0.0)
+        reserved = self.reserved.get(line.key, 0.0)
+        room = line.limit - entry.spent - reserved
+        if self.share < 1.0:
+            allowed = self.allowance.get(line.key)
+            if allowed is None:
+                allowed = self.allowance[line.key] = max(0.0, line.limit - entry.spent) * self.share
+            room = min(room, allowed - self.used.get(line.key, 0.0) - reserved)
+        return room
 
     def spent(self, line: BudgetLine) -> float:
         self._remaining(line, time.time())
@@ -202,138 +233,9 @@ class LocalLedger:
             entry = self.entries.get(line.key)
             if entry is not None:
                 entry.spent += cost
+            if self.share < 1.0:
+                self.used[line.key] = self.used.get(line.key, 0.0) + cost
 
-
-# KEYS: one hash per budget. ARGV: now, request id, bound, floor, hold expiry, instance id, the
-# heartbeat key prefix, heartbeat TTL (ms), input cost, output price per token (0: never cap), then
-# per budget: limit, period end, seed ('' = unknown).
-# Per budget h: h {spent, period, reserved}; h:amt {rid: amount}; h:exp zset rid -> expiry;
-# h:inst set of instances holding money on h; h:of:<instance> set of that instance's rids.
-# A heartbeat TTL of 0 sends no heartbeat (one was sent lately). Expired holds and those of
-# instances whose heartbeat is gone are released when a reservation would get less than its bound
-# without them (with room for the bound, releasing them changes nothing it gets).
-# `budget_check` (the heartbeat, then nothing changed): {'seed', i...} when budgets i are missing
-# and have no seed. `budget_reserve`: {granted, which, least, capped}; when less than the bound is
-# granted, max_tokens is capped to what it covers and the hold shrunk to that (capped > 0).
-BUDGET_FNS = """
-local function budget_check(KEYS, ARGV)
-  if tonumber(ARGV[8]) > 0 then redis.call('SET', ARGV[7] .. ARGV[6], 1, 'PX', ARGV[8]) end
-  local missing = {'seed'}
-  for i, h in ipairs(KEYS) do
-    if ARGV[10 + i * 3] == '' and not redis.call('HGET', h, 'period') then missing[#missing + 1] = i end
-  end
-  if #missing > 1 then return missing end
-  return nil
-end
-local function budget_drop(h, m)
-  local amt = redis.call('HGET', h .. ':amt', m)
-  if amt then redis.call('HINCRBYFLOAT', h, 'reserved', -tonumber(amt)) end
-  redis.call('HDEL', h .. ':amt', m); redis.call('ZREM', h .. ':exp', m)
-end
-local function budget_clean(h, now, alive)
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', h .. ':exp', '-inf', now)) do budget_drop(h, m) end
-  for _, other in ipairs(redis.call('SMEMBERS', h .. ':inst')) do
-    if redis.call('EXISTS', alive .. other) == 0 then
-      for _, m in ipairs(redis.call('SMEMBERS', h .. ':of:' .. other)) do budget_drop(h, m) end
-      redis.call('DEL', h .. ':of:' .. other); redis.call('SREM', h .. ':inst', other)
-    end
-  end
-end
-local function budget_least(rooms)
-  local least, which = nil, 0
-  for i, room in ipairs(rooms) do
-    if least == nil or room < least then least = room; which = i end
-  end
-  return least, which
-end
-local function budget_reserve(KEYS, ARGV)
-  local now = tonumber(ARGV[1]); local rid = ARGV[2]; local bound = tonumber(ARGV[3])
-  local floor = tonumber(ARGV[4]); local expiry = tonumber(ARGV[5])
-  local inst = ARGV[6]; local alive = ARGV[7]
-  local rooms, rest = {}, {}
-  for i, h in ipairs(KEYS) do
-    local base = 10 + (i - 1) * 3
-    local limit = tonumber(ARGV[base + 1]); local period = tonumber(ARGV[base + 2])
-    local v = redis.call('HMGET', h, 'period', 'spent', 'reserved')
-    local spent = tonumber(v[2] or 0)
-    if not v[1] then
-      redis.call('HSET', h, 'spent', ARGV[base + 3], 'period', period); spent = tonumber(ARGV[base + 3])
-    elseif tonumber(v[1]) < period then
-      redis.call('HSET', h, 'spent', 0, 'period', period); spent = 0
-    end
-    rest[i] = limit - spent
-    rooms[i] = rest[i] - tonumber(v[3] or 0)
-  end
-  local least, which = budget_least(rooms)
-  if least < math.max(bound, floor) or least <= 0 then
-    -- short of the bound: release expired holds and those of instances whose heartbeat is gone
-    -- (with room for the bound, releasing them changes nothing this reservation would get)
-    for i, h in ipairs(KEYS) do
-      budget_clean(h, now, alive)
-      rooms[i] = rest[i] - tonumber(redis.call('HGET', h, 'reserved') or 0)
-    end
-    least, which = budget_least(rooms)
-  end
-  if least < floor or least <= 0 then return {0, which, string.format('%.17g', least), 0} end
-  local amount = math.min(bound, least)
-  local held, capped, unit = amount, 0, tonumber(ARGV[10])
-  if amount < bound and unit > 0 then
-    local input = tonumber(ARGV[9])
-    capped = math.max(1, math.floor((amount - input) / unit))
-    if input + capped * unit < amount then held = input + capped * unit end
-  end
-  for _, h in ipairs(KEYS) do
-    redis.call('HINCRBYFLOAT', h, 'reserved', held)
-    redis.call('HSET', h .. ':amt', rid, held)
-    redis.call('ZADD', h .. ':exp', expiry, rid)
-    redis.call('SADD', h .. ':inst', inst); redis.call('SADD', h .. ':of:' .. inst, rid)
-  end
-  return {string.format('%.17g', amount), which, string.format('%.17g', least), capped}
-end
-"""
-
-_RESERVE = (
-    BUDGET_FNS
-    + """
-local missing = budget_check(KEYS, ARGV)
-if missing then return missing end
-return budget_reserve(KEYS, ARGV)
-"""
-)
-
-# The reservation as a part of the admission call (`parley.filters.admission`).
-ADMIT_PART = LuaPart(BUDGET_FNS, run="budget_reserve", check="budget_check")
-
-_SHRINK = """
-local rid = ARGV[1]; local amount = tonumber(ARGV[2])
-for _, h in ipairs(KEYS) do
-  local held = redis.call('HGET', h .. ':amt', rid)
-  if held and tonumber(held) > amount then
-    redis.call('HINCRBYFLOAT', h, 'reserved', amount - tonumber(held))
-    redis.call('HSET', h .. ':amt', rid, amount)
-  end
-end
-return 1
-"""
-
-# A hold released by another instance (this one's heartbeat lapsed) only adds the cost.
-SETTLE_FN = """
-local function budget_settle(KEYS, ARGV)
-  local rid = ARGV[1]; local cost = tonumber(ARGV[2]); local inst = ARGV[3]
-  for _, h in ipairs(KEYS) do
-    local held = redis.call('HGET', h .. ':amt', rid)
-    if held then
-      redis.call('HINCRBYFLOAT', h, 'reserved', -tonumber(held))
-      redis.call('HDEL', h .. ':amt', rid); redis.call('ZREM', h .. ':exp', rid)
-    end
-    redis.call('SREM', h .. ':of:' .. inst, rid)
-    if cost > 0 and redis.call('EXISTS', h) == 1 then redis.call('HINCRBYFLOAT', h, 'spent', cost) end
-  end
-  return 1
-end
-"""
-
-_SETTLE = SETTLE_FN + "return budget_settle(KEYS, ARGV)"
 
 _MAX_UNSETTLED = 100_000  # settlements kept for retry while Redis is down (then the hold expires)
 
@@ -342,9 +244,12 @@ class RedisLedger:
     """Holds in Redis, shared by every instance, through the gateway's one `RedisLink`.
 
     While the link is down, requests reserve on `local` (this instance's view: the database's spend
-    plus its own holds); settlements that could not reach Redis are retried by `beat`, which the
-    store calls every `heartbeat_interval` to keep this instance's holds alive. A reservation also
-    refreshes the heartbeat, so `beat` sends one only when none did lately.
+    plus its own holds), which then holds and spends at most 1/N of what each budget had left, N
+    being the processes that shared Redis when it was last reached (`peers`, counted by `beat`):
+    together they stay within the budget. The holds this process had in Redis move to `local`.
+    Settlements that could not reach Redis are retried by `beat`, which the store calls every
+    `heartbeat_interval` to keep this instance's holds alive. A reservation also refreshes the
+    heartbeat, so `beat` sends one only when none did lately.
     """
 
     def __init__(
@@ -362,11 +267,15 @@ class RedisLedger:
         self.hold_seconds = hold_seconds
         self.heartbeat_ttl = heartbeat_ttl
         self.heartbeat_due = heartbeat_every / 2  # a heartbeat is sent when none was this long
-        self._reserve = link.script(_RESERVE)
-        self._shrink = link.script(_SHRINK)
-        self._settle = link.script(_SETTLE)
+        self._reserve = link.script(RESERVE)
+        self._shrink = link.script(SHRINK)
+        self._settle = link.script(SETTLE)
         self._settle_step = link.later.register(SETTLE_FN, "budget_settle")
         self._local_holds: set[str] = set()
+        self._held: dict[str, tuple[list[str], float]] = {}  # holds in Redis: rid -> (keys, amount)
+        self.peers = 1  # processes sharing Redis, this one included (as last counted)
+        self._peers = link.script(PEERS)
+        self._peers_key = link.key("peers")
         self._unsettled: dict[str, tuple[float, list[BudgetLine]]] = {}
         self._shared = True  # False while reservations go to `local`
         self._alive_at = -1e9  # monotonic time this instance's heartbeat was last sent
@@ -412,6 +321,11 @@ class RedisLedger:
         if self._shared:  # the local view is stale from before the outage: re-read the database
             self._shared = False
             await self.local.invalidate()
+            self.local.begin_share(1.0 / max(1, self.peers))
+            for rid, (keys, amount) in self._held.items():  # (released into `local` from now on)
+                self.local.adopt(rid, keys, amount)
+                self._local_holds.add(rid)
+            self._held.clear()
         self._local_holds.add(request_id)
         return await self.local.reserve(request_id, lines, bound, floor)
 
@@ -428,7 +342,7 @@ class RedisLedger:
         for _ in range(3):  # a budget missing from Redis is seeded from the database, then reserved
             ask = self.ask(request_id, lines, bound, floor, input_cost, unit_out, seeds)
             out = await self._call_reserve(ask)
-            grant = self.grant(lines, bound, out)
+            grant = self.grant(lines, bound, out, request_id)
             if grant is not None:
                 return grant
             for i in out[1:]:
@@ -465,12 +379,16 @@ class RedisLedger:
         self._alive_at = now  # (a failed call is made up for by `beat`: the TTL is 5 beats)
         return int(self.heartbeat_ttl * 1000)
 
-    def grant(self, lines: list[BudgetLine], bound: float, out: list[Any]) -> Grant | None:
+    def grant(self, lines: list[BudgetLine], bound: float, out: list[Any], request_id: str) -> Grant | None:
         """Redis's answer to a reservation; None when budgets must first be seeded (nothing held)."""
-        self._shared = True
+        if not self._shared:
+            self._shared = True
+            self.local.end_share()
         if out[0] in (b"seed", "seed"):  # (the admission call's answers are JSON: str)
             return None
         amount, which = float(out[0]), int(out[1])
+        if amount > 0:  # (its upper bound when capped: counted in full if an outage comes)
+            self._held[request_id] = ([line.key for line in lines], amount)
         binding = lines[which - 1] if which else None
         return Grant(amount, binding if amount < bound else None, float(out[2]), int(out[3]))
 
@@ -501,6 +419,7 @@ class RedisLedger:
             if cost > 0:  # Redis still counts the spend from before the outage: add this to it
                 self._remember(request_id, cost, lines)
         else:
+            self._held.pop(request_id, None)
             args = [request_id, cost, self.instance]
             self.link.later.add(
                 self._settle_step, self._keys(lines), args, lambda: self._remember(request_id, cost, lines)
@@ -525,6 +444,9 @@ class RedisLedger:
         ttl = self._heartbeat()
         if ttl:
             await self.link.run(lambda c: c.set(self._alive_key, 1, px=ttl))
+        now = time.time()
+        peers: list[str | float] = [now, now + self.heartbeat_ttl, self.instance]
+        self.peers = int(await self.link.eval(self._peers, [self._peers_key], peers))
         for request_id, (cost, lines) in list(self._unsettled.items()):
             del self._unsettled[request_id]
             await self.settle(request_id, cost, lines)
