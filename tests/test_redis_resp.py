@@ -194,3 +194,22 @@ async def test_a_silent_redis_still_fails_the_call_on_a_late_loop(own_redis):
             own_redis.resume()
     finally:
         await link.close()
+
+
+@pytest.mark.parametrize("url_kind", ["lean", "redis-py"])
+async def test_commands_carry_any_bytes_both_ways(own_redis, url_kind):
+    """GET and SET as the response cache sends them (`RedisLink.command`): text, non-ASCII text
+    and bytes that are not UTF-8 come back byte for byte, on the lean connection and through
+    redis-py (a URL with a query option)."""
+    url = own_redis.url if url_kind == "lean" else own_redis.url + "?socket_keepalive=true"
+    link = RedisLink(url, "t")
+    values = [b'{"a": 1}', "héllo ✓".encode(), bytes(range(256)) * 3, b""]
+    try:
+        for i, value in enumerate(values):
+            assert await link.command("SET", f"t:bin:{i}", value, "PX", 60_000) in (b"OK", True)
+        got = [await link.command("GET", f"t:bin:{i}") for i in range(len(values))]
+        assert await link.command("GET", "t:bin:missing") is None
+    finally:
+        await link.close()
+    assert got == values
+    assert redis.Redis(port=own_redis.port).get("t:bin:2") == bytes(range(256)) * 3

@@ -140,32 +140,40 @@ class RedisLink:
     ) -> Any:
         """Run `script` within the timeout, on the lean pipelined connection (`parley.store.resp`)
         when the URL allows; RedisUnavailable if Redis is down or fails, as for `run`."""
+        return await self._call(["EVALSHA", script.sha, len(keys), *keys, *args], script)
+
+    async def command(self, *args: str | bytes | int | float) -> Any:
+        """One command (GET, SET ...) as `eval` sends a script: on the lean connection when the
+        URL allows, within the timeout; RedisUnavailable if Redis is down or fails."""
+        return await self._call(list(args), None)
+
+    async def _call(self, command: list[Any], script: Script | None) -> Any:
         if not self.up:
             raise RedisUnavailable(self.url)
-        command = ["EVALSHA", script.sha, len(keys), *keys, *args]
         try:
             if self._lean is None:
                 client = self.client
                 async with within(self.timeout):
-                    result = await self._eval_client(client, script, command)
+                    result = await self._call_client(client, command, script)
             else:
-                result = await self._eval_lean(script, command)
+                result = await self._call_lean(command, script)
         except self._failures_of as e:
             self._failed(e)
             raise RedisUnavailable(str(e)) from e
         self._answered()
         return result
 
-    async def _eval_client(self, client: aioredis.Redis, script: Script, command: list[Any]) -> Any:
+    async def _call_client(self, client: aioredis.Redis, command: list[Any], script: Script | None) -> Any:
         from redis.exceptions import NoScriptError
 
         try:
             return await client.execute_command(*command)
         except NoScriptError:
+            assert script is not None
             await client.script_load(script.lua)
             return await client.execute_command(*command)
 
-    async def _eval_lean(self, script: Script, command: list[Any]) -> Any:
+    async def _call_lean(self, command: list[Any], script: Script | None) -> Any:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         conn = self._conn
@@ -174,7 +182,7 @@ class RedisLink:
                 conn = await self._connection()
             deadline = loop.time() + self.timeout  # (connected: the command gets its own time)
         reply = await conn.send(command, deadline)
-        if isinstance(reply, ReplyError) and str(reply).startswith("NOSCRIPT"):
+        if script is not None and isinstance(reply, ReplyError) and str(reply).startswith("NOSCRIPT"):
             await conn.send(["SCRIPT", "LOAD", script.lua], deadline)  # (Redis restarted, or first use)
             reply = await conn.send(command, deadline)
         if isinstance(reply, ReplyError):

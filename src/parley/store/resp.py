@@ -53,14 +53,21 @@ def lean_params(url: str) -> dict[str, Any] | None:
 
 
 def pack(args: Sequence[str | bytes | int | float]) -> bytes:
-    """One command in RESP (ints and floats as repr, like redis-py; bytes as UTF-8 text)."""
-    strs = [a if type(a) is str else a.decode() if type(a) is bytes else repr(a) for a in args]
+    """One command in RESP (ints and floats as repr, like redis-py; bytes as they are)."""
+    try:
+        strs = [a if type(a) is str else a.decode() if type(a) is bytes else repr(a) for a in args]
+    except UnicodeDecodeError:  # bytes that are not text (a cached value): sent as they are
+        return _pack_bytes(args)
     body = "".join([f"${len(s)}\r\n{s}\r\n" for s in strs])
     if body.isascii():  # (then len() counted bytes)
         return f"*{len(strs)}\r\n{body}".encode()
-    chunks = [b"*%d\r\n" % len(strs)]
-    for s in strs:
-        b = s.encode()
+    return _pack_bytes(strs)
+
+
+def _pack_bytes(args: Sequence[str | bytes | int | float]) -> bytes:
+    chunks = [b"*%d\r\n" % len(args)]
+    for a in args:
+        b = a if type(a) is bytes else (a if type(a) is str else repr(a)).encode()
         chunks.append(b"$%d\r\n%b\r\n" % (len(b), b))
     return b"".join(chunks)
 

@@ -58,13 +58,14 @@ class RedisStore:
 
     async def get(self, key: str) -> bytes | None:
         try:
-            return await self.link.run(lambda c: c.get(self._key(key)))
+            value: bytes | None = await self.link.command("GET", self._key(key))
         except RedisUnavailable:
             return None
+        return value
 
     async def set(self, key: str, value: bytes, ttl: float) -> None:
         with contextlib.suppress(RedisUnavailable):
-            await self.link.run(lambda c: c.set(self._key(key), value, px=max(1, int(ttl * 1000))))
+            await self.link.command("SET", self._key(key), value, "PX", max(1, int(ttl * 1000)))
 
 
 class DatabaseStore:
