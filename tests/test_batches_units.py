@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -93,3 +94,48 @@ def test_batch_settings_are_checked_at_load():
         with pytest.raises(ConfigError) as info:
             build_config({"batch_settings": bad}, "cfg.yaml")
         assert str(info.value).startswith(f"cfg.yaml: batch_settings.{needle}: must be")
+
+
+def test_an_idle_runner_looks_for_work_less_often_and_a_new_batch_wakes_it(start_inprocess, tmp_path):
+    """With no work, the runner's looks at the database back off from poll_interval (0.1 s here)
+    to IDLE_POLL_SECONDS (an idle gateway used to query it 10 times a second here, 2 by default,
+    forever); a batch created on the gateway still starts at once."""
+    from keys_support import MASTER
+
+    config = {
+        "model_list": [{"model_name": "parley-mock", "params": {"model": "mock/parley-mock"}}],
+        "general_settings": {"master_key": MASTER, "database_url": str(tmp_path / "parley.db")},
+        "batch_settings": {"poll_interval": 0.1},
+    }
+    gw = start_inprocess(config)
+    runner = gw.gateway.batches
+    assert runner is not None
+    claims: list[float] = []
+    claim = runner.store.claim
+
+    async def counted(*args, **kwargs):
+        claims.append(time.monotonic())
+        return await claim(*args, **kwargs)
+
+    runner.store.claim = counted
+    time.sleep(3.0)
+    assert 2 <= len(claims) <= 7, len(claims)  # 0.1 s apart at first, then 0.2, 0.4 ... (30 before)
+    requests = [
+        {
+            "custom_id": f"c{i}",
+            "params": {
+                "model": "parley-mock",
+                "max_tokens": 8,
+                "messages": [{"role": "user", "content": "hi"}],
+            },
+        }
+        for i in range(3)
+    ]
+    headers = {"x-api-key": MASTER, "anthropic-version": "2023-06-01"}
+    created = time.monotonic()
+    batch = gw.post("/v1/messages/batches", json={"requests": requests}, headers=headers).json()
+    while (
+        gw.get(f"/v1/messages/batches/{batch['id']}", headers=headers).json()["processing_status"] != "ended"
+    ):
+        assert time.monotonic() - created < 3.0, "an idle runner was not woken by a new batch"
+        time.sleep(0.05)

@@ -42,6 +42,9 @@ from parley.transport.http import HttpClient
 log = logging.getLogger("parley.batches")
 
 SWEEP_SECONDS = 1.0  # how often batches are checked for their end, expiry and cancellation
+# With no work, the wait between looks doubles from poll_interval up to this (a batch created on
+# this instance wakes the runner at once; one created on another is seen within this).
+IDLE_POLL_SECONDS = 5.0
 PURGE_SECONDS = 600.0
 STOP_GRACE = 8.0  # seconds running items get to finish when the gateway stops
 DURABLE_WAIT = 5.0  # longest wait for a spend row to reach the journal's disk
@@ -182,6 +185,7 @@ class BatchRunner:
 
     async def _loop(self) -> None:
         last_sweep = last_renew = last_purge = 0.0
+        idle = self.settings.poll_interval  # the wait before the next look when there is no work
         while not self.stopping.is_set():
             free = 0
             claimed: list[Claimed] = []
@@ -210,10 +214,16 @@ class BatchRunner:
             for item in claimed:
                 key = (item.batch_id, item.idx)
                 self.running[key] = asyncio.get_running_loop().create_task(self._work(item))
+            if self.running or self.parked or claimed:
+                idle = self.settings.poll_interval
             if free <= 0 or len(claimed) < free:
                 self.wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), self.settings.poll_interval)
+                    await asyncio.wait_for(self.wake.wait(), idle)
+                if self.wake.is_set():
+                    idle = self.settings.poll_interval
+                else:  # nothing to do: look less often, up to every IDLE_POLL_SECONDS
+                    idle = min(2 * idle, max(IDLE_POLL_SECONDS, self.settings.poll_interval))
 
     async def _work(self, item: Claimed) -> None:
         key = (item.batch_id, item.idx)

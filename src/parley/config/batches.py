@@ -6,7 +6,8 @@ the share of each deployment's rpm/tpm (and, while interactive calls are in flig
 concurrency) batches may use; deployment_concurrency: batch items in flight per deployment;
 max_concurrency: batch items in flight per instance; lease_seconds: how long a claimed item is
 held without renewal (a crashed instance's items are taken over after it); poll_interval: seconds
-between looks for work when idle; discount: off list price for gateway-run items (0 to 1);
+between looks for work (doubling while none is found, up to 5 s; a batch created on this process
+wakes its runner at once); discount: off list price for gateway-run items (0 to 1);
 native_gather_seconds / native_poll_seconds: how long items for a `native_batches` deployment are
 gathered into one upstream batch, and how often that batch is polled.
 """

@@ -39,6 +39,7 @@ import yaml
 from starlette.testclient import TestClient
 
 from parley.config import build_config
+from parley.gateway import build_gateway
 from parley.server.app import create_app
 
 BASE_URL = "http://parley.inprocess"
@@ -182,7 +183,8 @@ class InProcessGateway(_Clients):
 
     def __init__(self, config: dict, headers: dict[str, str] | None = None, path: str = CONFIG_PATH) -> None:
         self.config = _config_from(config, path)
-        self.app = create_app(self.config)
+        self.gateway = build_gateway(self.config)  # (its parts, for tests that look inside)
+        self.app = create_app(self.config, self.gateway)
         # server errors come back as the 500 response a real client would get, not as exceptions
         self.http = TestClient(
             self.app,
@@ -265,7 +267,8 @@ class AsyncInProcessGateway(_Clients):
 
     def __init__(self, config: dict, path: str = CONFIG_PATH) -> None:
         self.config = _config_from(config, path)
-        self.app = create_app(self.config)
+        self.gateway = build_gateway(self.config)  # (its parts, for tests that look inside)
+        self.app = create_app(self.config, self.gateway)
         self._task: asyncio.Task | None = None
 
     async def __aenter__(self) -> AsyncInProcessGateway:
