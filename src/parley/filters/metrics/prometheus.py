@@ -105,7 +105,7 @@ class PrometheusMetrics(Filter, RouterEvents):
         self.writer = writer
 
     # the request -----------------------------------------------------------------------------
-    async def on_request(self, ctx: RequestContext, body: dict[str, Any] | None) -> None:
+    def observe_request(self, ctx: RequestContext, body: dict[str, Any] | None) -> None:
         route = route_label(ctx.route)
         gauge = self._gauges.get(route)
         if gauge is None:
