@@ -1,10 +1,11 @@
 """A traced request as the request path leaves it, and its spans as the exporter thread writes them.
 
-On the request path a trace is a few raw fields: ids, times, the attempts' targets and outcomes,
-and (when the request ends) a snapshot of what the context knew. Attribute names and values by the
-GenAI semantic conventions are put together here, in the exporter's thread, straight into the
-OTLP wire format: the request path builds no dictionaries, and what repeats from request to
-request (a route's or a deployment's attributes) is encoded once and cached by the encoder.
+On the request path a trace is a few raw fields: ids, perf_counter times, the attempts' targets and
+outcomes, and (when the request ends) what the context knew, as one plain tuple (`Outcome`).
+Attribute names and values by the GenAI semantic conventions are put together here, in the
+exporter's thread, straight into the OTLP wire format: the request path builds no dictionaries,
+and what repeats from request to request (a route's or a deployment's attributes) is encoded once
+and cached by the encoder.
 """
 
 from __future__ import annotations
@@ -194,7 +195,7 @@ class Trace:
             parent,
             CLIENT,
             self.ns(attempt.start),
-            self.ns(attempt.end),
+            self.ns(attempt.end) if attempt.end else 0,  # 0: never ended (as before)
         )
         operation = OPERATION.get(self.route, "chat")
         dep_id, model, number = target.deployment.id, target.upstream_model, attempt.number
