@@ -90,8 +90,11 @@ def count(callbacks: list[str], args: argparse.Namespace, upstream: FakeUpstream
             "--separate-threads=yes",
             f"--callgrind-out-file={out}",
             sys.executable,
-            "-m",
-            "parley",
+            "-c",
+            # `parley serve`, with the database preflight's 10 s timeout lifted: under valgrind on a
+            # loaded machine the migration check alone can take longer (it runs before counting)
+            "import sys, parley.store.preflight as p, parley.cli as c; p.CONNECT_SECONDS = 600.0; "
+            "sys.argv[0] = 'parley'; sys.exit(c.main())",
             "serve",
             "--config",
             path,
@@ -104,10 +107,16 @@ def count(callbacks: list[str], args: argparse.Namespace, upstream: FakeUpstream
             proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=work)
         try:
             url = f"http://127.0.0.1:{port}"
-            _wait_http(url + "/health/liveness", proc, timeout=600.0)  # valgrind starts slowly
-            asyncio.run(drive(url, WARMUP, args.concurrency, args.stream))
+            try:
+                _wait_http(url + "/health/liveness", proc, timeout=600.0)  # valgrind starts slowly
+            except RuntimeError:
+                with open(os.path.join(work, "log"), errors="replace") as f:
+                    print(f"parley serve did not start; its log ends:\n{f.read()[-3000:]}", file=sys.stderr)
+                raise
+            # a request under valgrind on a loaded machine can take longer than drive's usual 30 s
+            asyncio.run(drive(url, WARMUP, args.concurrency, args.stream, timeout=600))
             _control(proc.pid, "--instr=on")
-            asyncio.run(drive(url, args.requests, args.concurrency, args.stream))
+            asyncio.run(drive(url, args.requests, args.concurrency, args.stream, timeout=600))
             time.sleep(3)  # the OTLP exporter sends its last full batch: its work is counted too
             _control(proc.pid, "--instr=off")
             _control(proc.pid, "--dump")

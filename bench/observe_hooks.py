@@ -4,9 +4,10 @@
 
 One real request goes through a gateway with `callbacks: [prometheus, otel]` (multi-process
 metrics, as `parley serve` runs them); its context is then replayed through each observer's
-hooks (`on_request`, `attempt_started`, `attempt_ended`, `on_done`) `--repeat` times, and the spans
-recorded on the way are encoded as the exporter thread would. CPU time, not wall clock; compare
-two builds by alternating PYTHONPATH in one session (docs/performance.md, "Features on and off").
+hooks (`observe_request`, or `on_request` in older builds, `attempt_started`, `attempt_ended`,
+`on_done`) `--repeat` times, and the spans recorded on the way are encoded as the exporter thread
+would. CPU time, not wall clock; compare two builds by alternating PYTHONPATH in one session
+(docs/performance.md, "Features on and off").
 """
 
 from __future__ import annotations
@@ -42,9 +43,12 @@ def replay(observer, ctx, target, body, repeat: int) -> float:
     started = time.process_time()
     for _ in range(repeat):
         ctx.state, ctx.finished = FilterState(), False
-        coroutine = observer.on_request(ctx, body)
-        with contextlib.suppress(StopIteration):
-            coroutine.send(None)
+        if hasattr(observer, "observe_request"):  # the synchronous hook (builds that have it)
+            observer.observe_request(ctx, body)
+        else:
+            coroutine = observer.on_request(ctx, body)
+            with contextlib.suppress(StopIteration):
+                coroutine.send(None)
         observer.attempt_started(ctx, target)
         observer.attempt_ended(ctx, target, end)
         observer.on_done(ctx)

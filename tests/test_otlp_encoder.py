@@ -90,28 +90,36 @@ def _trace(n: int, params: tuple) -> Trace:
         extra_headers={},
         params={},
     )
+    # perf_counter readings map to wall clock through started_at (1e9 s) and started (1000.0)
     trace = Trace(
-        bytes(range(1, 17)), n.to_bytes(8, "big"), b"", "/v1/messages", f"req_{n}", 10**18, None, "m"
+        bytes(range(1, 17)), (n + 1).to_bytes(8, "big"), b"", "/v1/messages", f"req_{n}", 1e9, 1000.0
     )
+    trace.model = "m"
     trace.params = params
-    first = Attempt(b"\x01" * 8, 10**18 + 1, Target(dep, "up-model"), "chat", 1, 10**18 + 2, 529, "http_529")
-    served = Attempt(b"\x02" * 8, 10**18 + 3, Target(dep, "up-model"), "chat", 2, 0, 200)
+    first = Attempt(b"\x01" * 8, 1000.25, Target(dep, "up-model"), 1)
+    first.end, first.status, first.error = 1000.5, 529, "http_529"
+    served = Attempt(b"\x02" * 8, 1000.75, Target(dep, "up-model"), 2)
+    served.status = 200
     trace.attempts = [first, served]
-    trace.events.append((10**18 + 2, "parley.fallback", {"gen_ai.request.model": "m", "fallback": "g"}))
-    usage = (10 + n, 5, 30, 0)
-    trace.outcome = Outcome(
-        10**18 + 9,
-        200,
-        None,
-        None,
-        2,
-        dep.id,
-        usage,
-        "up-model-1",
-        "end_turn",
-        True,
-        0.25,
-        (GuardrailAction("pii", "mask", "EMAIL", 2),),
+    trace.events = [(10**18 + 2, "parley.fallback", {"gen_ai.request.model": "m", "fallback": "g"})]
+    trace.outcome = tuple(  # the request path stores a plain tuple in this order
+        Outcome(
+            ended=1002.0,
+            status=200,
+            error_type=None,
+            error_message=None,
+            attempts=2,
+            deployment_id=dep.id,
+            input_tokens=10 + n,
+            output_tokens=5,
+            cache_read=30,
+            cache_write=0,
+            response_model="up-model-1",
+            stop_reason="end_turn",
+            stream=True,
+            first_byte=1000.25,  # 0.25 s after the start
+            guardrails=(GuardrailAction("pii", "mask", "EMAIL", 2),),
+        )
     )
     return trace
 
@@ -135,9 +143,16 @@ def test_request_traces_decode_to_a_server_span_and_one_client_span_per_attempt(
         failed_attrs = {kv.key: _value(kv.value) for kv in failed.attributes}
         assert failed.parent_span_id == server.span_id and failed.status.code == STATUS_ERROR
         assert failed_attrs["error.type"] == "http_529" and failed_attrs["parley.attempt"] == 1
-        assert failed.end_time_unix_nano == 10**18 + 2
+        assert server.trace_id == bytes(range(1, 17)) and server.span_id == (n + 1).to_bytes(8, "big")
+        assert failed.span_id == b"\x01" * 8 and served.span_id == b"\x02" * 8
+        assert (server.start_time_unix_nano, server.end_time_unix_nano) == (10**18, 10**18 + 2 * 10**9)
+        assert (failed.start_time_unix_nano, failed.end_time_unix_nano) == (
+            10**18 + 25 * 10**7,
+            10**18 + 5 * 10**8,
+        )
         served_attrs = {kv.key: _value(kv.value) for kv in served.attributes}
-        assert served.end_time_unix_nano == 10**18 + 9 and served.status.code == 0
+        assert served.start_time_unix_nano == 10**18 + 75 * 10**7
+        assert served.end_time_unix_nano == server.end_time_unix_nano and served.status.code == 0
         assert served_attrs["gen_ai.usage.input_tokens"] == 10 + n + 30
         assert served_attrs["gen_ai.usage.cache_read.input_tokens"] == 30
         assert served_attrs["gen_ai.response.finish_reasons"] == ["end_turn"]

@@ -110,6 +110,49 @@ async def test_phases_order_and_every_on_done_runs_once_after_a_refusal():
     assert seen == ["request:AUTH", "request:LIMITS", "done:AUTH", "done:LIMITS", "done:BUDGET"]
 
 
+class Noting(Filter):
+    """Takes note with the synchronous hook only."""
+
+    def __init__(self, phase: Phase, seen: list[str]) -> None:
+        self.phase = phase  # type: ignore[misc]
+        self.seen = seen
+
+    def observe_request(self, ctx, body):
+        self.seen.append(f"noted:{self.phase.name}")
+
+
+class Answering(Filter):
+    phase = Phase.CACHE
+
+    async def on_request(self, ctx, body):
+        return UpstreamReply(200, {}, body=b"{}")  # a cache hit: the walk ends here
+
+
+async def test_observe_request_runs_in_phase_order_and_not_after_an_answer():
+    seen: list[str] = []
+    ctx = RequestContext(api="anthropic", route="/v1/messages", headers={})
+    chain = FilterChain([Noting(Phase.METRICS, seen), Order(Phase.AUTH, seen), Noting(Phase.LIMITS, seen)])
+    assert await chain.request(ctx, {}) is None
+    assert seen == ["request:AUTH", "noted:LIMITS", "noted:METRICS"]
+    seen.clear()
+    answered = FilterChain([Noting(Phase.METRICS, seen), Answering(), Noting(Phase.AUTH, seen)])
+    reply = await answered.request(ctx, {})
+    assert reply is not None and reply.status == 200
+    assert seen == ["noted:AUTH"]  # the observer after the cache, like an on_request, is skipped
+
+
+def test_a_filter_may_not_override_both_request_hooks():
+    class Both(Filter):
+        async def on_request(self, ctx, body):
+            return None
+
+        def observe_request(self, ctx, body):
+            return None
+
+    with pytest.raises(TypeError, match="both"):
+        FilterChain([Both()])
+
+
 async def test_held_back_placeholder_is_restored_and_released_before_the_upstream_ends():
     restore = Restore()
     chain = FilterChain([restore])

@@ -40,24 +40,26 @@ class StateKey(Generic[T]):
         return f"StateKey({self.name!r})"
 
 
-class FilterState:
-    """Per-request state of filters, keyed by `StateKey` objects (identity, not strings)."""
+class FilterState(dict[StateKey[Any], Any]):
+    """Per-request state of filters, keyed by `StateKey` objects (identity, not strings). A dict, so
+    `get` and `put` are the dict's own C methods (several filters use them on every request); the
+    type checker sees them typed by the key."""
 
-    __slots__ = ("_values",)
+    __slots__ = ()
 
-    def __init__(self) -> None:
-        self._values: dict[Any, Any] = {}  # StateKey[T] -> T (no `cast` calls: this is per request)
+    if TYPE_CHECKING:
 
-    def get(self, key: StateKey[T]) -> T | None:
-        value: T | None = self._values.get(key)
-        return value
+        def get(self, key: StateKey[T]) -> T | None: ...  # type: ignore[override]
 
-    def put(self, key: StateKey[T], value: T) -> None:
-        self._values[key] = value
+        def put(self, key: StateKey[T], value: T) -> None: ...
 
-    def pop(self, key: StateKey[T]) -> T | None:
-        value: T | None = self._values.pop(key, None)
-        return value
+        def pop(self, key: StateKey[T]) -> T | None: ...  # type: ignore[override]
+
+    else:
+        put = dict.__setitem__
+
+        def pop(self, key):
+            return dict.pop(self, key, None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,8 +36,9 @@ DEFAULT_ENDPOINT = "http://localhost:4318/v1/traces"
 class Exportable(Protocol):
     """What the exporter queues: something that encodes to one or more Span messages."""
 
-    def encode(self, encoder: Encoder) -> list[bytes]:
-        """The Span messages (each without its tag and length), in the exporter's thread."""
+    def write(self, encoder: Encoder, out: list[bytes]) -> None:
+        """Append its Span messages to `out`, each as field 2 of ScopeSpans (`span_field`, then the
+        span), in the exporter's thread."""
         ...
 
 
@@ -83,8 +84,10 @@ class SpanRecord:
     def error(self, message: str | None = None) -> None:
         self.status, self.status_message = STATUS_ERROR, message or ""
 
-    def encode(self, encoder: Encoder) -> list[bytes]:
-        return [encoder.span(self)]
+    def write(self, encoder: Encoder, out: list[bytes]) -> None:
+        body = encoder.span(self)
+        out.append(span_field(len(body)))
+        out.append(body)
 
 
 # protobuf wire format ---------------------------------------------------------------------------
@@ -104,6 +107,15 @@ def _varint(n: int) -> bytes:
         n >>= 7
     out.append(n)
     return bytes(out)
+
+
+# field 2 of ScopeSpans (a Span) with its length, for the usual lengths
+_SPAN_FIELDS = tuple(b"\x12" + _varint(n) for n in range(2048))
+
+
+def span_field(length: int) -> bytes:
+    """The tag and length before a Span of `length` bytes in ScopeSpans."""
+    return _SPAN_FIELDS[length] if length < 2048 else b"\x12" + _varint(length)
 
 
 def _len(field: int, payload: bytes) -> bytes:
@@ -158,6 +170,41 @@ def float_attribute(key: bytes, x: float) -> bytes:
     return b"\x4a" + _varint(len(inner)) + inner
 
 
+def _int_prefixes(name: str) -> tuple[bytes, ...]:
+    """For a Span attribute (field 9) named `name` with an int value: the bytes before the value's
+    varint, by the varint's length (1 to 10)."""
+    key = attribute_key(name)
+    return (
+        b"",
+        *(
+            b"\x4a" + _varint(len(key) + 3 + n) + key + b"\x12" + _SMALL[1 + n] + b"\x18"
+            for n in range(1, 11)
+        ),
+    )
+
+
+_USAGE = tuple(
+    _int_prefixes(name)
+    for name in (
+        "gen_ai.usage.input_tokens",
+        "gen_ai.usage.output_tokens",
+        "gen_ai.usage.cache_read.input_tokens",
+        "gen_ai.usage.cache_creation.input_tokens",
+    )
+)
+
+
+def usage_attributes(input_tokens: int, output_tokens: int, cache_read: int, cache_write: int) -> bytes:
+    """The four gen_ai.usage.* attributes of a CLIENT span, in one step (input includes the cache's
+    tokens; the caller adds them)."""
+    p_in, p_out, p_read, p_write = _USAGE
+    a = _SMALL[input_tokens] if 0 <= input_tokens < 128 else _varint(input_tokens & 0xFFFFFFFFFFFFFFFF)
+    b = _SMALL[output_tokens] if 0 <= output_tokens < 128 else _varint(output_tokens & 0xFFFFFFFFFFFFFFFF)
+    c = _SMALL[cache_read] if 0 <= cache_read < 128 else _varint(cache_read & 0xFFFFFFFFFFFFFFFF)
+    d = _SMALL[cache_write] if 0 <= cache_write < 128 else _varint(cache_write & 0xFFFFFFFFFFFFFFFF)
+    return p_in[len(a)] + a + p_out[len(b)] + b + p_read[len(c)] + c + p_write[len(d)] + d
+
+
 def _any(value: Any) -> bytes:
     """An AnyValue: string 1, bool 2, int 3, double 4, array 5."""
     if isinstance(value, str):
@@ -171,6 +218,9 @@ def _any(value: Any) -> bytes:
     if isinstance(value, (list, tuple)):
         return _len(5, b"".join(_len(1, _any(v)) for v in value))
     return _len(1, str(value).encode("utf-8", "replace"))
+
+
+_REQUEST_ID = attribute_key("parley.request_id")
 
 
 class Encoder:
@@ -188,6 +238,20 @@ class Encoder:
         self.pairs: dict[int, dict[tuple[str, Any], bytes]] = {}  # field -> (name, value) -> bytes
         self.names: dict[str, bytes] = {}
         self.groups: dict[tuple[Any, ...], bytes] = {}  # encoded runs of attributes, by the caller's key
+        self.id_prefixes: dict[int, bytes] = {}  # parley.request_id's framing, by the id's length
+
+    def request_id(self, text: str) -> bytes:
+        """The `parley.request_id` attribute (field 9): its framing is remembered by length."""
+        data = text.encode("utf-8", "replace")
+        n = len(data)
+        prefix = self.id_prefixes.get(n)
+        if prefix is None:
+            value = b"\x0a" + _varint(n)
+            inner = len(_REQUEST_ID) + 1 + len(_varint(len(value) + n)) + len(value) + n
+            prefix = b"\x4a" + _varint(inner) + _REQUEST_ID + b"\x12" + _varint(len(value) + n) + value
+            if n < 256:
+                self.id_prefixes[n] = prefix
+        return prefix + data
 
     def remember(self, key: tuple[Any, ...], encoded: bytes) -> bytes:
         """Keep `encoded` under `key` in `groups` (bounded): e.g. the attributes one deployment's
@@ -273,14 +337,15 @@ class Encoder:
         return b"".join(parts)
 
     def request(self, resource: Mapping[str, Any], scope: str, items: Iterable[Exportable]) -> bytes:
-        """An ExportTraceServiceRequest with one resource and one instrumentation scope."""
-        parts = [_len(1, _str(1, scope))]
+        """An ExportTraceServiceRequest with one resource and one instrumentation scope (the spans
+        are copied once, by the final join)."""
+        parts = [b"", _len(1, _str(1, scope))]
         for item in items:
-            for body in item.encode(self):
-                parts.append(b"\x12" + _varint(len(body)))
-                parts.append(body)
-        scope_spans = b"".join(parts)
-        return _len(1, _len(1, self.attributes(1, resource)) + _len(2, scope_spans))
+            item.write(self, parts)
+        scope_spans = sum(map(len, parts))
+        head = _len(1, self.attributes(1, resource)) + b"\x12" + _varint(scope_spans)  # ResourceSpans
+        parts[0] = b"\x0a" + _varint(len(head) + scope_spans) + head
+        return b"".join(parts)
 
 
 # the exporter -----------------------------------------------------------------------------------

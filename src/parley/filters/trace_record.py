@@ -1,16 +1,16 @@
 """A traced request as the request path leaves it, and its spans as the exporter thread writes them.
 
-On the request path a trace is a few raw fields: ids, times, the attempts' targets and outcomes,
-and (when the request ends) a snapshot of what the context knew. Attribute names and values by the
-GenAI semantic conventions are put together here, in the exporter's thread, straight into the
-OTLP wire format: the request path builds no dictionaries, and what repeats from request to
-request (a route's or a deployment's attributes) is encoded once and cached by the encoder.
+On the request path a trace is a few raw fields: ids, perf_counter times, the attempts' targets and
+outcomes, and (when the request ends) what the context knew, as one plain tuple (`Outcome`).
+Attribute names and values by the GenAI semantic conventions are put together here, in the
+exporter's thread, straight into the OTLP wire format: the request path builds no dictionaries,
+and what repeats from request to request (a route's or a deployment's attributes) is encoded once
+and cached by the encoder.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from parley.core.context import GuardrailAction
@@ -22,9 +22,9 @@ from parley.filters.otlp import (
     Encoder,
     attribute_key,
     float_attribute,
-    int_attribute,
+    span_field,
     span_head,
-    str_attribute,
+    usage_attributes,
 )
 
 # parley's provider prefixes -> gen_ai.provider.name (well-known values where the spec has one)
@@ -38,68 +38,121 @@ PARAMS = (
 )
 
 
-@dataclass(slots=True)
 class Attempt:
-    """One upstream attempt: its CLIENT span."""
+    """One upstream attempt: its CLIENT span. Times are `time.perf_counter()` readings, made wall
+    clock nanoseconds by the exporter (`Trace.ns`)."""
 
-    span_id: bytes
-    start_ns: int
-    target: Target
-    operation: str
-    number: int
-    end_ns: int = 0
-    status: int = 0  # the upstream's HTTP status (0: none)
-    error: str | None = None  # error.type of an attempt that failed and ended before the request
+    __slots__ = ("end", "error", "number", "span_id", "start", "status", "target")
+
+    def __init__(self, span_id: bytes, start: float, target: Target, number: int) -> None:
+        self.span_id = span_id
+        self.start = start
+        self.target = target
+        self.number = number
+        self.end = 0.0  # set when the attempt fails and ends before the request
+        self.status = 0  # the upstream's HTTP status (0: none)
+        self.error: str | None = None  # error.type of an attempt that failed and ended before the request
 
 
-@dataclass(slots=True)
-class Outcome:
-    """What the request context knew when the request ended (copied on the request path)."""
+class Outcome(NamedTuple):
+    """What the request context knew when the request ended. The request path stores it as a plain
+    tuple in this order (`Trace.outcome`); the exporter reads it by name."""
 
-    end_ns: int
+    ended: float  # perf_counter
     status: int
     error_type: str | None
     error_message: str | None
     attempts: int
     deployment_id: str | None
-    usage: tuple[int, int, int, int]  # input, output, cache read, cache creation
+    input_tokens: int
+    output_tokens: int
+    cache_read: int
+    cache_write: int
     response_model: str | None
     stop_reason: str | None
     stream: bool
-    ttft: float | None  # seconds to the first byte of a stream
+    first_byte: float | None  # perf_counter at a stream's first byte (None: not a stream)
     guardrails: tuple[GuardrailAction, ...]
 
 
-@dataclass(slots=True)
 class Trace:
-    """A request's trace: the SERVER span's ids and what it collects until the request ends."""
+    """A request's trace: the SERVER span's ids and what it collects until the request ends.
+    `started_at` (wall clock) and `started` (perf_counter) are the request context's, so every
+    perf_counter reading maps to wall clock time in the exporter."""
 
-    trace_id: bytes
-    span_id: bytes
-    parent_id: bytes  # the client's span (empty: a new trace)
-    route: str
-    request_id: str
-    start_ns: int
-    state: str | None = None  # the client's `tracestate`, passed on with its `traceparent`
-    model: str | None = None
-    params: tuple[Any, ...] = ()  # max_tokens, temperature, top_p, top_k as the body had them
-    content: list[tuple[str, str]] = field(default_factory=list)  # captured messages (opt-in)
-    attempts: list[Attempt] = field(default_factory=list)
-    events: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)  # fallbacks
-    token: Any = None  # OUTBOUND_HEADERS' reset token while an attempt runs
-    outcome: Outcome | None = None
+    __slots__ = (
+        "attempts",
+        "content",
+        "events",
+        "model",
+        "outcome",
+        "params",
+        "parent_id",
+        "request_id",
+        "route",
+        "span_id",
+        "started",
+        "started_at",
+        "state",
+        "token",
+        "trace_id",
+    )
 
-    def encode(self, encoder: Encoder) -> list[bytes]:
+    def __init__(
+        self,
+        trace_id: bytes,
+        span_id: bytes,
+        parent_id: bytes,  # the client's span (empty: a new trace)
+        route: str,
+        request_id: str,
+        started_at: float,
+        started: float,
+        state: str | None = None,  # the client's `tracestate`, passed on with its `traceparent`
+    ) -> None:
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.parent_id = parent_id
+        self.route = route
+        self.request_id = request_id
+        self.started_at = started_at
+        self.started = started
+        self.state = state
+        self.model: str | None = None
+        self.params: tuple[Any, ...] = ()  # max_tokens, temperature, top_p, top_k as the body had them
+        self.content: list[tuple[str, str]] | None = None  # captured messages (opt-in)
+        self.attempts: list[Attempt] = []
+        self.events: list[tuple[int, str, dict[str, Any]]] | None = None  # fallbacks
+        self.token: Any = None  # OUTBOUND_HEADERS' reset token while an attempt runs
+        self.outcome: tuple[Any, ...] = ()  # an `Outcome`'s fields, set when the request ends
+
+    def ns(self, perf: float) -> int:
+        """A perf_counter reading of this request as wall clock nanoseconds."""
+        return int((self.started_at + (perf - self.started)) * 1e9)
+
+    def write(self, encoder: Encoder, out: list[bytes]) -> None:
         """The SERVER span and one CLIENT span per attempt (exporter thread)."""
-        out = self.outcome
-        assert out is not None  # submitted only once ended
-        spans = [self._server(encoder, out)]
-        last = len(self.attempts) - 1
-        for i, attempt in enumerate(self.attempts):
-            spans.append(self._client(encoder, attempt, out if i == last and attempt.error is None else None))
-        return spans
+        out_ = Outcome._make(self.outcome)
+        started = self.started
+        end_ns = int((self.started_at + (out_.ended - started)) * 1e9)
+        trace_id, span_id = self.trace_id, self.span_id
+        first = out_.first_byte
+        ttft = first - started if first is not None else None
+        span = self._server(encoder, out_, trace_id, span_id, end_ns, ttft)
+        out.append(span_field(len(span)))
+        out.append(span)
+        attempts = self.attempts
+        last = len(attempts) - 1
+        for i, attempt in enumerate(attempts):
+            if i == last and attempt.error is None:  # the attempt that served: it ends with the request
+                span = self._served(encoder, attempt, out_, trace_id, span_id, end_ns, ttft)
+            else:
+                span = self._ended(encoder, attempt, trace_id, span_id)
+            out.append(span_field(len(span)))
+            out.append(span)
 
-    def _server(self, enc: Encoder, out: Outcome) -> bytes:
+    def _server(
+        self, enc: Encoder, out: Outcome, trace_id: bytes, span_id: bytes, end_ns: int, ttft: float | None
+    ) -> bytes:
         route, params = self.route, self.params
         key = (route, self.model, out.status, out.attempts, out.deployment_id, out.response_model, params)
         try:  # the parameters' types too: 1 and 1.0 are equal keys but not equal attributes
@@ -107,16 +160,16 @@ class Trace:
             constants = enc.groups.get(typed) or enc.remember(typed, _server_constants(enc, self, out))
         except TypeError:  # a parameter that is not a number (unhashable): left out, as below
             constants = _server_constants(enc, self, out)
-        parts = [
-            span_head(self.trace_id, self.span_id, self.parent_id, SERVER, self.start_ns, out.end_ns),
-            constants,
-            str_attribute(_REQUEST_ID, self.request_id),
-        ]
-        if out.ttft is not None:
-            parts.append(float_attribute(_TTFT, out.ttft))
+        head = span_head(trace_id, span_id, self.parent_id, SERVER, int(self.started_at * 1e9), end_ns)
+        request_id = enc.request_id(self.request_id)
+        failed = out.status >= 400 or out.error_type is not None
+        if ttft is None and not (failed or self.content or self.events or out.guardrails):
+            return head + constants + request_id  # the common case
+        parts = [head, constants, request_id]
+        if ttft is not None:
+            parts.append(float_attribute(_TTFT, ttft))
         if self.content:
             parts.extend(enc.pair(9, name, text) for name, text in self.content)
-        failed = out.status >= 400 or out.error_type is not None
         if failed:
             parts.append(enc.pair(9, "error.type", out.error_type or f"http_{out.status}"))
             if out.status >= 500 or out.status < 400:
@@ -130,62 +183,79 @@ class Trace:
                 "target": action.target,
                 "count": action.count,
             }
-            parts.append(enc.event(out.end_ns, "parley.guardrail", attributes))
+            parts.append(enc.event(end_ns, "parley.guardrail", attributes))
         return b"".join(parts)
 
-    def _client(self, enc: Encoder, attempt: Attempt, served: Outcome | None) -> bytes:
-        """An attempt's span; `served` is the request's outcome when this attempt gave the reply."""
-        target, number, status, error = attempt.target, attempt.number, attempt.status, attempt.error
-        if served is None:
-            head = span_head(
-                self.trace_id, attempt.span_id, self.span_id, CLIENT, attempt.start_ns, attempt.end_ns
-            )
-            ended = (
-                "ended",
-                target.deployment.id,
-                target.upstream_model,
-                attempt.operation,
-                number,
-                status,
-                error,
-            )
-            blob = enc.groups.get(ended) or enc.remember(ended, _attempt_constants(enc, attempt, None, error))
-            return head + blob
-        if served.status >= 400 or served.error_type is not None:
-            error = served.error_type or f"http_{served.status}"
+    def _ended(self, enc: Encoder, attempt: Attempt, trace_id: bytes, parent: bytes) -> bytes:
+        """The span of an attempt that failed and ended before the request."""
+        target, error = attempt.target, attempt.error
         head = span_head(
-            self.trace_id, attempt.span_id, self.span_id, CLIENT, attempt.start_ns, served.end_ns
+            trace_id,
+            attempt.span_id,
+            parent,
+            CLIENT,
+            self.ns(attempt.start),
+            self.ns(attempt.end) if attempt.end else 0,  # 0: never ended (as before)
         )
+        operation = OPERATION.get(self.route, "chat")
+        dep_id, model, number = target.deployment.id, target.upstream_model, attempt.number
+        key = ("ended", dep_id, model, operation, number, attempt.status, error)
+        blob = enc.groups.get(key) or enc.remember(
+            key, _attempt_constants(enc, attempt, operation, None, error)
+        )
+        return head + blob
+
+    def _served(
+        self,
+        enc: Encoder,
+        attempt: Attempt,
+        out: Outcome,
+        trace_id: bytes,
+        parent: bytes,
+        end_ns: int,
+        ttft: float | None,
+    ) -> bytes:
+        """The span of the attempt that gave the reply: it ends with the request."""
+        target, status = attempt.target, attempt.status
+        error = None
+        if out.status >= 400 or out.error_type is not None:
+            error = out.error_type or f"http_{out.status}"
+        operation = OPERATION.get(self.route, "chat")
         key = (
             target.deployment.id,
             target.upstream_model,
-            attempt.operation,
-            number,
+            operation,
+            attempt.number,
             status,
-            served.response_model,
-            served.stop_reason,
-            served.stream,
+            out.response_model,
+            out.stop_reason,
+            out.stream,
             error,
         )
-        blob = enc.groups.get(key) or enc.remember(key, _attempt_constants(enc, attempt, served, error))
-        parts = [head, blob]
-        input_tokens, output_tokens, cache_read, cache_write = served.usage
+        blob = enc.groups.get(key) or enc.remember(
+            key, _attempt_constants(enc, attempt, operation, out, error)
+        )
+        start_ns = int((self.started_at + (attempt.start - self.started)) * 1e9)
+        head = span_head(trace_id, attempt.span_id, parent, CLIENT, start_ns, end_ns)
+        input_tokens, output_tokens, cache_read, cache_write = (
+            out.input_tokens,
+            out.output_tokens,
+            out.cache_read,
+            out.cache_write,
+        )
         if input_tokens or output_tokens or cache_read or cache_write:
-            parts.append(int_attribute(_INPUT, input_tokens + cache_read + cache_write))
-            parts.append(int_attribute(_OUTPUT, output_tokens))
-            parts.append(int_attribute(_CACHE_READ, cache_read))
-            parts.append(int_attribute(_CACHE_WRITE, cache_write))
-        if served.ttft is not None:
-            parts.append(float_attribute(_TTFT, served.ttft))
-        return b"".join(parts)
+            usage = usage_attributes(
+                input_tokens + cache_read + cache_write, output_tokens, cache_read, cache_write
+            )
+            if ttft is None:
+                return head + blob + usage
+            return head + blob + usage + float_attribute(_TTFT, ttft)
+        if ttft is None:
+            return head + blob
+        return head + blob + float_attribute(_TTFT, ttft)
 
 
-_REQUEST_ID = attribute_key("parley.request_id")
 _TTFT = attribute_key("gen_ai.response.time_to_first_chunk")
-_INPUT = attribute_key("gen_ai.usage.input_tokens")
-_OUTPUT = attribute_key("gen_ai.usage.output_tokens")
-_CACHE_READ = attribute_key("gen_ai.usage.cache_read.input_tokens")
-_CACHE_WRITE = attribute_key("gen_ai.usage.cache_creation.input_tokens")
 
 
 def _server_constants(enc: Encoder, trace: Trace, out: Outcome) -> bytes:
@@ -207,13 +277,15 @@ def _server_constants(enc: Encoder, trace: Trace, out: Outcome) -> bytes:
     return enc.span_name(name) + enc.attributes(9, attributes)
 
 
-def _attempt_constants(enc: Encoder, attempt: Attempt, served: Outcome | None, error: str | None) -> bytes:
+def _attempt_constants(
+    enc: Encoder, attempt: Attempt, operation: str, served: Outcome | None, error: str | None
+) -> bytes:
     """A CLIENT span's name and attributes but the usage and timing: the deployment's, the
     attempt's number and status, and (the attempt that served) the response model, finish reasons
     and stream flag; its error when the attempt or the request failed."""
     dep, target = attempt.target.deployment, attempt.target
     attributes: dict[str, Any] = {
-        "gen_ai.operation.name": attempt.operation,
+        "gen_ai.operation.name": operation,
         "gen_ai.provider.name": PROVIDER_NAMES.get(dep.provider, dep.provider),
         "gen_ai.request.model": target.upstream_model,
         "parley.deployment.id": dep.id,
@@ -232,7 +304,7 @@ def _attempt_constants(enc: Encoder, attempt: Attempt, served: Outcome | None, e
             attributes["gen_ai.response.finish_reasons"] = [served.stop_reason]
         if served.stream:
             attributes["gen_ai.request.stream"] = True
-    name = enc.span_name(f"{attempt.operation} {target.upstream_model}")
+    name = enc.span_name(f"{operation} {target.upstream_model}")
     if error is None:
         return name + enc.attributes(9, attributes)
     attributes["error.type"] = error

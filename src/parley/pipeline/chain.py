@@ -1,14 +1,15 @@
 """The ordered filter chain, and the stream wrapper that shows filters each parsed event.
 
 Filters are sorted once by phase (stable, so filters of one phase keep the order they were added
-in). Each hook runs only the filters that override it, so an unused hook costs nothing per request.
+in). Each hook runs only the filters that override it, so an unused hook costs nothing per request;
+a filter's synchronous `observe_request` runs in the request walk in its place, without a coroutine.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -28,7 +29,15 @@ def _overrides(f: Filter, hook: str) -> bool:
 class FilterChain:
     def __init__(self, filters: Iterable[Filter]) -> None:
         self.filters = sorted(filters, key=lambda f: f.phase)
-        self._request = [f for f in self.filters if _overrides(f, "on_request")]
+        # the request walk: (hook, is a coroutine function), bound once
+        self._request: list[tuple[Callable[[RequestContext, dict[str, Any] | None], Any], bool]] = []
+        for f in self.filters:
+            if _overrides(f, "observe_request"):
+                if _overrides(f, "on_request"):
+                    raise TypeError(f"{type(f).__name__} overrides both on_request and observe_request")
+                self._request.append((f.observe_request, False))
+            elif _overrides(f, "on_request"):
+                self._request.append((f.on_request, True))
         self._response = [f for f in self.filters if _overrides(f, "on_response")]
         self._events = [f for f in self.filters if _overrides(f, "wants_events")]
         self._done = [f for f in self.filters if _overrides(f, "on_done")]
@@ -38,10 +47,13 @@ class FilterChain:
 
     async def request(self, ctx: RequestContext, body: dict[str, Any] | None) -> UpstreamReply | None:
         """Run `on_request` in order; a filter that answers (a cache hit) ends the walk."""
-        for f in self._request:
-            reply = await f.on_request(ctx, body)
-            if reply is not None:
-                return reply
+        for hook, waits in self._request:
+            if waits:
+                reply: UpstreamReply | None = await hook(ctx, body)
+                if reply is not None:
+                    return reply
+            else:
+                hook(ctx, body)
         return None
 
     async def reply(self, ctx: RequestContext, reply: UpstreamReply) -> UpstreamReply:

@@ -4,6 +4,8 @@
 2. `Filter.on_request(ctx, body)` after parsing and routing, before the upstream call, in phase
    order. It may edit `body` (then set `ctx.body_changed`), refuse (raise GatewayError) or answer
    itself (return an UpstreamReply, e.g. a cache hit: later filters' `on_request` is skipped).
+   `Filter.observe_request(ctx, body)` is its synchronous form for filters that only take note
+   (metrics, traces): called at the same point of the same walk, no coroutine per request.
 3. `Filter.on_response(ctx, reply)` for a whole (not streamed) reply, in the client's protocol.
 4. `Filter.on_event(ctx, event)` for each event of a streamed reply, parsed, in the client's
    protocol; only for filters whose `wants_events(ctx)` is true (else the stream stays bytes).
@@ -76,6 +78,11 @@ class Filter:
     phase: ClassVar[Phase] = Phase.LOGGING
 
     async def on_request(self, ctx: RequestContext, body: dict[str, Any] | None) -> UpstreamReply | None:
+        return None
+
+    def observe_request(self, ctx: RequestContext, body: dict[str, Any] | None) -> None:
+        """`on_request` for a filter that neither waits nor answers (override one of the two, not
+        both): the chain calls it in the same walk, without a coroutine."""
         return None
 
     async def on_response(self, ctx: RequestContext, reply: UpstreamReply) -> None:

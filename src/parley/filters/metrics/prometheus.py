@@ -105,7 +105,7 @@ class PrometheusMetrics(Filter, RouterEvents):
         self.writer = writer
 
     # the request -----------------------------------------------------------------------------
-    async def on_request(self, ctx: RequestContext, body: dict[str, Any] | None) -> None:
+    def observe_request(self, ctx: RequestContext, body: dict[str, Any] | None) -> None:
         route = route_label(ctx.route)
         gauge = self._gauges.get(route)
         if gauge is None:
@@ -139,13 +139,7 @@ class PrometheusMetrics(Filter, RouterEvents):
         if row is None:
             row = self._rows[labels] = Row(self.families, labels)
         row.requests.inc()
-        self._count_usage(ctx, row)
-        self._count_times(ctx, row)
-        if ctx.cache_hit or not ctx.attempts or ctx.guardrail_actions:
-            self._count_refusals(ctx, model)
-
-    def _count_usage(self, ctx: RequestContext, row: Row) -> None:
-        u = ctx.usage
+        u = ctx.usage  # the usage and the times inline: two calls less per request
         if u.input_tokens:
             row.input.inc(u.input_tokens)
         if u.output_tokens:
@@ -155,24 +149,23 @@ class PrometheusMetrics(Filter, RouterEvents):
         if u.cache_creation_input_tokens:
             row.cache_write.inc(u.cache_creation_input_tokens)
         cost = ctx.cost
-        if cost is None and ctx.deployment is not None and (u.input_tokens or u.output_tokens):
-            cost = self.prices.for_deployment(ctx.deployment, ctx.upstream_model or ctx.model).cost(u)
+        if cost is None and dep is not None and (u.input_tokens or u.output_tokens):
+            cost = self.prices.for_deployment(dep, ctx.upstream_model or ctx.model).cost(u)
         if cost:
             row.spend.inc(cost)
-
-    def _count_times(self, ctx: RequestContext, row: Row) -> None:
         end = ctx.ended_at if ctx.ended_at is not None else time.perf_counter()
         total = end - ctx.started
         row.latency.observe(total)
-        output = ctx.usage.output_tokens
-        if ctx.status >= 400:
-            return
-        if ctx.stream and ctx.first_byte_at is not None:
-            row.ttft.observe(ctx.first_byte_at - ctx.started)
-            if output > 1:
-                row.tpot.observe((end - ctx.first_byte_at) / (output - 1))
-        elif output > 0:
-            row.tpot.observe(total / output)
+        if status < 400:
+            output = u.output_tokens
+            if ctx.stream and ctx.first_byte_at is not None:
+                row.ttft.observe(ctx.first_byte_at - ctx.started)
+                if output > 1:
+                    row.tpot.observe((end - ctx.first_byte_at) / (output - 1))
+            elif output > 0:
+                row.tpot.observe(total / output)
+        if ctx.cache_hit or not ctx.attempts or ctx.guardrail_actions:
+            self._count_refusals(ctx, model)
 
     def _count_refusals(self, ctx: RequestContext, model: str) -> None:
         f = self.families
