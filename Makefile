@@ -43,8 +43,9 @@ chaos: $(STAMP)
 
 FUZZ_EXAMPLES ?= 500
 
-# and the stream translator's property tests (tests/fuzz_support.py `examples`: short in `make test`)
-FUZZ_TESTS := tests/test_fuzz_*.py tests/test_translate_stream.py
+# and the translators' property tests (tests/fuzz_support.py `examples`: short in `make test`)
+FUZZ_TESTS := tests/test_fuzz_*.py tests/test_translate_stream.py tests/test_translate_request.py \
+	tests/test_translate_gemini.py tests/test_translate_bedrock.py
 
 fuzz: $(STAMP)
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q $(FUZZ_TESTS)
