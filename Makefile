@@ -1,7 +1,8 @@
 # `make run`: venv + install + start the gateway with the shipped default config
 #   (make run PORT=4001 HOST=0.0.0.0 CONFIG=my.yaml).
 # `make test`: venv + dev install + the whole suite.
-# `make fuzz`: the fuzz suite (tests/test_fuzz_*.py) long: FUZZ_EXAMPLES examples per target, random seed.
+# `make fuzz`: the fuzz suite (tests/test_fuzz_*.py, and the property tests that read FUZZ_EXAMPLES) long:
+#   FUZZ_EXAMPLES examples per target, random seed.
 # `make check`: venv + dev install + ruff lint, ruff format check and mypy (settings in pyproject.toml).
 # `make chaos`: venv + dev install + the long fault-injection run (tests/test_chaos.py, several minutes;
 #   the default suite runs its short version).
@@ -42,8 +43,12 @@ chaos: $(STAMP)
 
 FUZZ_EXAMPLES ?= 500
 
+# and the translators' property tests (tests/fuzz_support.py `examples`: short in `make test`)
+FUZZ_TESTS := tests/test_fuzz_*.py tests/test_translate_stream.py tests/test_translate_request.py \
+	tests/test_translate_gemini.py tests/test_translate_bedrock.py
+
 fuzz: $(STAMP)
-	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q tests/test_fuzz_*.py
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q $(FUZZ_TESTS)
 
 check: $(STAMP)
 	$(BIN)/ruff check src tests bench scripts

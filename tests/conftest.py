@@ -46,9 +46,11 @@ def b(fake_upstream_b):
     return fake_upstream_b
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def start_gateway():
-    """Start `parley serve` with a config dict; every gateway started is stopped at session end."""
+    """Start `parley serve` with a config dict; every gateway started is stopped when the module ends
+    (an idle gateway still runs its timers: spend flushes, batch polls; left running to the session's
+    end, dozens of them took a good part of the machine's two cores)."""
     started: list[Gateway] = []
 
     def start(config: dict, **kw) -> Gateway:

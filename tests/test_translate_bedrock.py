@@ -19,11 +19,12 @@ from anthropic.types import Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fuzz_support import examples
 from parley.testing.fake_bedrock import _converse_problem, schema_errors
 from parley.translate.bedrock.converse_request import to_converse_request
 from parley.translate.bedrock.converse_response import ConverseStreamTranslator, to_anthropic_message
 
-SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 TEXT = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=20)
 CACHE = st.sampled_from([None, {"type": "ephemeral"}, {"type": "ephemeral", "ttl": "1h"}])

@@ -22,6 +22,7 @@ from anthropic.types import Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fuzz_support import examples
 from parley.core.errors import GatewayError
 from parley.testing.fake_gemini import Invalid, check, signature_bytes
 from parley.translate.gemini.errors import google_error_fields
@@ -30,7 +31,7 @@ from parley.translate.gemini.request import to_gemini_request
 from parley.translate.gemini.response import to_anthropic_message
 from parley.translate.gemini.stream import GeminiStreamTranslator
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=examples(50), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 text = st.text(min_size=1, max_size=30)
 name = st.from_regex(r"[a-zA-Z_][a-zA-Z0-9_]{0,12}", fullmatch=True)

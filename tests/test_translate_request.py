@@ -18,6 +18,7 @@ from openai.types.chat.completion_create_params import (
 )
 from pydantic import TypeAdapter
 
+from fuzz_support import examples
 from parley.config import ConfigError
 from parley.core.errors import GatewayError
 from parley.testing.fake_openai import check_request
@@ -191,7 +192,7 @@ def request(draw) -> dict:
     return body
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(50), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=request(), which=st.integers(0, len(OPTIONS) - 1))
 def test_any_valid_request_is_a_valid_openai_request(body, which):
     out, dropped = to_openai_request(body, OPTIONS[which], model="upstream-model")

@@ -17,6 +17,7 @@ from anthropic.types import Message
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from fuzz_support import examples
 from parley.translate.json_prefix import JsonPrefix
 from parley.translate.openai_errors import stream_error_payload, translate_error
 from parley.translate.openai_stream import OpenAIStreamTranslator
@@ -167,7 +168,7 @@ def accumulate(events):
     return snapshot
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=chunked())
 def test_stream_equals_whole_reply(case):
     reply, chunks = case
@@ -331,7 +332,7 @@ def test_error_translation():
     assert stream_error_payload({"code": 429, "message": "slow down"})["error"]["type"] == "rate_limit_error"
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(value=st.dictionaries(ident, json_value, max_size=4), cuts=st.lists(st.integers(0, 200), max_size=5))
 def test_json_prefix_accepts_every_split_of_valid_json(value, cuts):
     text = json.dumps(value)
@@ -342,7 +343,7 @@ def test_json_prefix_accepts_every_split_of_valid_json(value, cuts):
     assert checker.complete
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(text=st.text(alphabet="{}[]\":,0123456789.-+eE truefalsn\\'ab", max_size=30))
 @example(text='{"\\0')  # an invalid escape the checker once let through
 @example(text='{"a\\u12g')

@@ -364,7 +364,7 @@ def test_request_headers_host_length_and_hop_by_hop(run):
             assert seen.headers == {
                 "content-type": "application/json",
                 "anthropic-beta": "a,b",
-                "host": f"127.0.0.1:{server.port}",
+                "host": f"{server.host}:{server.port}",
                 "accept": "*/*",
                 "accept-encoding": "gzip, deflate",
                 "content-length": "5",
@@ -430,7 +430,8 @@ def test_ipv6_literal(run):
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
-    """A CA and a server certificate for `localhost` signed by it (openssl's command line)."""
+    """A CA and a server certificate for `localhost` signed by it (openssl's command line). P-256
+    keys: an RSA key's prime search cost up to seconds of CPU on a loaded machine."""
     import shutil
     import subprocess
 
@@ -445,7 +446,9 @@ def certs(tmp_path_factory):
         "req",
         "-x509",
         "-newkey",
-        "rsa:2048",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
         "-nodes",
         "-keyout",
         "ca.key",
@@ -463,7 +466,9 @@ def certs(tmp_path_factory):
     openssl(
         "req",
         "-newkey",
-        "rsa:2048",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
         "-nodes",
         "-keyout",
         "server.key",
@@ -503,7 +508,7 @@ def test_https_verifies_the_certificate_and_sends_sni(run, certs, monkeypatch):
     context.sni_callback = lambda sock, name, ctx: names.append(name)  # type: ignore[assignment,misc]
 
     async def main():
-        async with RawServer(tls=context) as server:
+        async with RawServer(host="127.0.0.1", tls=context) as server:  # localhost must reach it
             client = HttpClient()
             for _ in range(2):
                 got = await client.send(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import random
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -77,14 +78,24 @@ async def ok(seen: Seen, conn: Conn) -> bool:
     return True
 
 
+def private_loopback() -> str:
+    """A random address in 127.0.0.0/8 other than 127.0.0.1 (Linux routes all of it to lo)."""
+    return f"127.{random.randrange(1, 255)}.{random.randrange(256)}.{random.randrange(1, 255)}"
+
+
 class RawServer:
-    """Serves `answer` for every request; counts connections and records requests."""
+    """Serves `answer` for every request; counts connections and records requests.
+
+    By default it listens on an address of its own in 127.0.0.0/8 (`private_loopback`), not on
+    127.0.0.1: another process of the suite still dialing a port it used earlier (a gateway
+    retrying its stopped Redis every few seconds) would otherwise land on a server handed the same
+    port number, and be counted as one of the client's connections."""
 
     def __init__(
-        self, answer: Answer = ok, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None
+        self, answer: Answer = ok, host: str | None = None, tls: ssl.SSLContext | None = None
     ) -> None:
         self.answer = answer
-        self.host = host
+        self.host = host or private_loopback()
         self.tls = tls
         self.conns: list[Conn] = []
         self.seen: list[Seen] = []
