@@ -183,6 +183,14 @@ def test_a_budget_holds_across_both_instances(topology, upstream):
     after = [gw.log().count('"route"') for gw in topology.gateways]
     # both took part; which one admitted the few calls the budget allows is a race either can win
     assert all(a > b for a, b in zip(after, before, strict=True))
+    _redis_never_taken_for_down(topology)
+
+
+def _redis_never_taken_for_down(topology) -> None:
+    """Redis was up: no instance fell back to per-process budgets (once, each instance's first
+    redis-py call imported redis-py inside the 0.5 s timeout; 9 calls passed a budget of 6)."""
+    for gw in topology.gateways:
+        assert "IN-PROCESS" not in gw.log(), gw.log()[-3000:]
 
 
 @pytest.mark.skipif(NGINX is None, reason="nginx is not installed (apt-get install nginx-light)")
@@ -195,6 +203,7 @@ def test_through_nginx_as_in_the_compose_file(topology, upstream, tmp_path):
         spend_race([lb.url], Admin(lb.url, MASTER), upstream)
         after = [gw.log().count('"route"') for gw in topology.gateways]
         assert all(a > b for a, b in zip(after, before, strict=True))  # nginx spread the load
+        _redis_never_taken_for_down(topology)
         upstream.reset()  # replies scripted for requests the budget refused
         stream = anthropic.Anthropic(base_url=lb.url, api_key=MASTER, max_retries=0)
         with stream.messages.stream(
