@@ -35,8 +35,12 @@ run: $(STAMP)
 system-deps:
 	@bash deploy/install-system-deps.sh
 
+# Two pytest workers (pytest-xdist): the suite mostly waits on processes, sleeps and timeouts, so
+# on 2 cores it takes 9-10 min instead of 17 (measured on a fresh clone). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
+
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 chaos: $(STAMP)
 	PARLEY_CHAOS=long $(BIN)/python -m pytest -q -s -m chaos
