@@ -16,7 +16,10 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: run test chaos fuzz check install bench bench-compare bench-scale clean system-deps
 
-$(STAMP): pyproject.toml
+# the compiled parts (setup.py) are rebuilt when their sources change
+NATIVE_SOURCES := setup.py src/parley/filters/_spans.c src/parley/filters/metrics/_lean.c
+
+$(STAMP): pyproject.toml $(NATIVE_SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev,presidio]'

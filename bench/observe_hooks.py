@@ -37,6 +37,19 @@ from parley.server.app import create_app  # noqa: E402
 from parley.testing.procs import FakeUpstream  # noqa: E402
 
 
+def encoders() -> list[tuple[str, Encoder]]:
+    """The Python encoder, and the compiled writer's when this build has one."""
+    out = [("OTLP encoder, Python", Encoder())]
+    try:
+        from parley.filters.trace_record import span_writer
+    except ImportError:  # builds before the compiled writer
+        return out
+    writer = span_writer()
+    if writer is not None:
+        out.append(("OTLP encoder, C", Encoder(writer)))
+    return out
+
+
 def replay(observer, ctx, target, body, repeat: int) -> float:
     """Microseconds of CPU per request for the observer's four hooks."""
     end = AttemptEnd(200, True)
@@ -84,12 +97,12 @@ async def measure(repeat: int) -> list[str]:
             lines.append(f"{name:20} {best:6.1f} us/request (loop side, best of 3)")
         queued = list(tracing.exporter.queue)[:2000]  # (a request's trace, its span count)
         items, spans = [item for item, _ in queued], sum(n for _, n in queued)
-        encoder = Encoder()
-        encoder.request(tracing.exporter.resource, "parley", items[:10])  # its caches, as in a server
-        started = time.process_time()
-        encoder.request(tracing.exporter.resource, "parley", items)
-        per_span = (time.process_time() - started) / spans * 1e6
-        lines.append(f"{'OTLP encoder':20} {per_span:6.1f} us/span ({spans} spans, exporter thread)")
+        for name, encoder in encoders():
+            encoder.request(tracing.exporter.resource, "parley", items[:10])  # its caches, as in a server
+            started = time.process_time()
+            encoder.request(tracing.exporter.resource, "parley", items)
+            per_span = (time.process_time() - started) / spans * 1e6
+            lines.append(f"{name:20} {per_span:6.1f} us/span ({spans} spans, exporter thread)")
         return lines
     finally:
         upstream.stop()

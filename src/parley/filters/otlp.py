@@ -33,6 +33,15 @@ STATUS_OK, STATUS_ERROR = 1, 2
 DEFAULT_ENDPOINT = "http://localhost:4318/v1/traces"
 
 
+class NativeWriter(Protocol):
+    """The compiled writer of the common case (`trace_record.span_writer`): writes each item it can,
+    byte for byte as the items' own `write` would, and calls `item.write(encoder, parts)` for the rest."""
+
+    def write(
+        self, items: Iterable[Exportable], encoder: Encoder, groups: dict[Any, bytes], parts: list[bytes]
+    ) -> None: ...
+
+
 class Exportable(Protocol):
     """What the exporter queues: something that encodes to one or more Span messages."""
 
@@ -183,15 +192,14 @@ def _int_prefixes(name: str) -> tuple[bytes, ...]:
     )
 
 
-_USAGE = tuple(
-    _int_prefixes(name)
-    for name in (
-        "gen_ai.usage.input_tokens",
-        "gen_ai.usage.output_tokens",
-        "gen_ai.usage.cache_read.input_tokens",
-        "gen_ai.usage.cache_creation.input_tokens",
-    )
+USAGE_NAMES = (
+    "gen_ai.usage.input_tokens",
+    "gen_ai.usage.output_tokens",
+    "gen_ai.usage.cache_read.input_tokens",
+    "gen_ai.usage.cache_creation.input_tokens",
 )
+USAGE_KEYS = tuple(attribute_key(name) for name in USAGE_NAMES)
+_USAGE = tuple(_int_prefixes(name) for name in USAGE_NAMES)
 
 
 def usage_attributes(input_tokens: int, output_tokens: int, cache_read: int, cache_write: int) -> bytes:
@@ -220,7 +228,7 @@ def _any(value: Any) -> bytes:
     return _len(1, str(value).encode("utf-8", "replace"))
 
 
-_REQUEST_ID = attribute_key("parley.request_id")
+REQUEST_ID_KEY = attribute_key("parley.request_id")
 
 
 class Encoder:
@@ -234,7 +242,8 @@ class Encoder:
     MAX_NAMES = 1024
     UNIQUE = frozenset({"parley.request_id", "gen_ai.input.messages", "gen_ai.output.messages"})
 
-    def __init__(self) -> None:
+    def __init__(self, native: NativeWriter | None = None) -> None:
+        self.native = native  # the compiled common case, if built (None: all in Python)
         self.pairs: dict[int, dict[tuple[str, Any], bytes]] = {}  # field -> (name, value) -> bytes
         self.names: dict[str, bytes] = {}
         self.groups: dict[tuple[Any, ...], bytes] = {}  # encoded runs of attributes, by the caller's key
@@ -247,8 +256,8 @@ class Encoder:
         prefix = self.id_prefixes.get(n)
         if prefix is None:
             value = b"\x0a" + _varint(n)
-            inner = len(_REQUEST_ID) + 1 + len(_varint(len(value) + n)) + len(value) + n
-            prefix = b"\x4a" + _varint(inner) + _REQUEST_ID + b"\x12" + _varint(len(value) + n) + value
+            inner = len(REQUEST_ID_KEY) + 1 + len(_varint(len(value) + n)) + len(value) + n
+            prefix = b"\x4a" + _varint(inner) + REQUEST_ID_KEY + b"\x12" + _varint(len(value) + n) + value
             if n < 256:
                 self.id_prefixes[n] = prefix
         return prefix + data
@@ -340,8 +349,11 @@ class Encoder:
         """An ExportTraceServiceRequest with one resource and one instrumentation scope (the spans
         are copied once, by the final join)."""
         parts = [b"", _len(1, _str(1, scope))]
-        for item in items:
-            item.write(self, parts)
+        if self.native is not None:
+            self.native.write(items, self, self.groups, parts)
+        else:
+            for item in items:
+                item.write(self, parts)
         scope_spans = sum(map(len, parts))
         head = _len(1, self.attributes(1, resource)) + b"\x12" + _varint(scope_spans)  # ResourceSpans
         parts[0] = b"\x0a" + _varint(len(head) + scope_spans) + head
@@ -375,7 +387,9 @@ class OtlpExporter:
     """A bounded queue of finished spans and the thread that sends them in batches, over one
     kept-alive connection to the collector."""
 
-    def __init__(self, resource: Mapping[str, Any], env: Mapping[str, str] = os.environ) -> None:
+    def __init__(
+        self, resource: Mapping[str, Any], env: Mapping[str, str] = os.environ, encoder: Encoder | None = None
+    ) -> None:
         self.resource = dict(resource)
         self.endpoint = endpoint_from(env)
         self._url = urllib.parse.urlsplit(self.endpoint)
@@ -395,7 +409,7 @@ class OtlpExporter:
         # exporter), so neither update can lose the other's
         self.added = 0
         self.taken = 0
-        self.encoder = Encoder()
+        self.encoder = encoder or Encoder()
         self.dropped = 0
         self.sent = 0
         self.failed = 0

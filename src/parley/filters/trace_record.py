@@ -10,16 +10,22 @@ and cached by the encoder.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from parley.core.context import GuardrailAction
 from parley.core.deployment import Target
+from parley.core.native import native
 from parley.filters.otlp import (
     CLIENT,
+    REQUEST_ID_KEY,
     SERVER,
     STATUS_ERROR,
+    USAGE_KEYS,
     Encoder,
+    NativeWriter,
     attribute_key,
     float_attribute,
     span_field,
@@ -309,3 +315,15 @@ def _attempt_constants(
         return name + enc.attributes(9, attributes)
     attributes["error.type"] = error
     return name + enc.attributes(9, attributes) + enc.status(STATUS_ERROR, "")
+
+
+def span_writer(env: Mapping[str, str] = os.environ) -> NativeWriter | None:
+    """The compiled writer of a trace's common case (`_spans.c`), or None when it was not built or
+    PARLEY_NATIVE=0; it writes the same bytes as `Trace.write`."""
+    module = native("parley.filters._spans", env)
+    if module is None:
+        return None
+    writer: NativeWriter = module.SpanWriter(
+        Trace, Attempt, Target, OPERATION, "chat", REQUEST_ID_KEY, _TTFT, USAGE_KEYS
+    )
+    return writer

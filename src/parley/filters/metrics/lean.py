@@ -3,22 +3,26 @@
 prometheus_client's children take a lock per value, check observability and exemplars on every
 update and walk a histogram's buckets in Python. Here a counter's `inc` is one addition and a
 histogram finds its bucket with `bisect` (C). There are no locks: every update happens on the event
-loop's thread and the scrape (in a thread) only reads. The collector yields what prometheus_client
-yields for the same families and values: `_total` and `_created` for counters; cumulative
-`_bucket`s up to `+Inf`, `_count`, `_sum` and `_created` for histograms; one sample per gauge.
+loop's thread and the scrape (in a thread) only reads. Where `_lean.c` was built, its types (the
+same attributes and methods) take these classes' place: an update is one C call. The collector
+yields what prometheus_client yields for the same families and values: `_total` and `_created`
+for counters; cumulative `_bucket`s up to `+Inf`, `_count`, `_sum` and `_created` for histograms;
+one sample per gauge.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import metrics as client_metrics
 from prometheus_client.metrics_core import Metric
 from prometheus_client.utils import INF, floatToGoString
 
+from parley.core.native import native
 from parley.filters.metrics.families import Labeled, Spec
 
 
@@ -65,13 +69,23 @@ class LeanHistogram:
         self.sum += amount
 
 
-def lean_maker(spec: Spec, labels: tuple[str, ...]) -> Callable[[tuple[str, ...]], Any]:
-    """Lean children for `families.make_families`."""
+def lean_maker(
+    spec: Spec, labels: tuple[str, ...], env: Mapping[str, str] = os.environ
+) -> Callable[[tuple[str, ...]], Any]:
+    """Lean children for `families.make_families`: `_lean.c`'s where built (the same attributes and
+    methods, one C call per update), else the classes above."""
+    compiled = native("parley.filters.metrics._lean", env)
+    bounds = (*spec.buckets, INF)
+    if compiled is not None:
+        if spec.kind == "counter":
+            return lambda _values: compiled.Counter(time.time())
+        if spec.kind == "gauge":
+            return lambda _values: compiled.Gauge()
+        return lambda _values: compiled.Histogram(bounds, time.time())
     if spec.kind == "counter":
         return lambda _values: LeanCounter()
     if spec.kind == "gauge":
         return lambda _values: LeanGauge()
-    bounds = (*spec.buckets, INF)
     return lambda _values: LeanHistogram(bounds)
 
 
