@@ -114,9 +114,11 @@ def test_per_request_ttl(gateway, upstream):
     import time
 
     text = f"ttl {uuid.uuid4()}"
-    ask(gateway, text, extra_body={"litellm_metadata": {"cache": {"ttl": 1}}})
+    # 3 s: a request on a loaded CI machine has taken over 1 s, so a 1 s entry expired before the hit
+    ask(gateway, text, extra_body={"litellm_metadata": {"cache": {"ttl": 3}}})
+    stored = time.monotonic()
     assert ask(gateway, text).headers["x-parley-cache"] == "hit"
-    time.sleep(1.2)
+    time.sleep(max(0.0, stored + 3.3 - time.monotonic()))
     assert ask(gateway, text).headers["x-parley-cache"] == "miss"
 
 
