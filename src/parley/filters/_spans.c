@@ -232,6 +232,15 @@ static PyObject *lookup(Memo *memo, PyObject *groups, PyObject **values, int n) 
     return found;
 }
 
+/* Whether `p` is the end of `span`: the sizes computed before writing and the bytes written agree
+ * (else SystemError: a bug here, never a malformed span sent). */
+static int filled(PyObject *span, const char *p) {
+    if (p == PyBytes_AS_STRING(span) + PyBytes_GET_SIZE(span))
+        return 1;
+    PyErr_SetString(PyExc_SystemError, "_spans: span size mismatch");
+    return 0;
+}
+
 /* The params' types, as a tuple (a new reference; NULL on failure). */
 static PyObject *types_of(PyObject *params) {
     Py_ssize_t n = PyTuple_GET_SIZE(params);
@@ -288,14 +297,11 @@ static int write_trace(SpanWriter *self, PyObject *trace, PyObject *groups, PyOb
     if (!get_i64(o[1], &status) || status >= 400 || o[2] != Py_None)
         return 0; /* failed: error attributes and status */
     PyObject *flags[3] = {v[T_CONTENT], v[T_EVENTS], o[14]};
-    for (int i = 0; i < 3; i++) {
-        if (flags[i] == Py_None)
-            continue;
-        int truth = PyObject_IsTrue(flags[i]);
-        if (truth != 0) {
-            PyErr_Clear();
-            return 0; /* content, events or guardrail actions */
-        }
+    for (int i = 0; i < 3; i++) { /* content, events or guardrail actions: the Python encoder */
+        PyObject *f = flags[i];
+        if (f != Py_None && !(PyList_CheckExact(f) && PyList_GET_SIZE(f) == 0)
+            && !(PyTuple_CheckExact(f) && PyTuple_GET_SIZE(f) == 0))
+            return 0;
     }
     PyObject *route = v[T_ROUTE], *request_id = v[T_REQUEST_ID], *parent_obj = v[T_PARENT_ID];
     const char *trace_id = id_of(v[T_TRACE_ID], 16), *span_id = id_of(v[T_SPAN_ID], 8);
@@ -327,7 +333,7 @@ static int write_trace(SpanWriter *self, PyObject *trace, PyObject *groups, PyOb
     Py_INCREF(constants); /* the memo may change below */
 
     /* the client span first (nothing is appended unless both spans can be written here) */
-    PyObject *client = NULL, *server = NULL;
+    PyObject *client = NULL, *server = NULL, *dep_id = NULL;
     int done = 0;
     if (PyList_GET_SIZE(attempts) == 1) {
         PyObject *attempt = PyList_GET_ITEM(attempts, 0), *a[ATTEMPT_SLOTS], *g[TARGET_SLOTS];
@@ -344,12 +350,11 @@ static int write_trace(SpanWriter *self, PyObject *trace, PyObject *groups, PyOb
         for (int i = 0; i < TARGET_SLOTS; i++)
             if ((g[i] = SLOT(a[A_TARGET], self->target_slots[i])) == NULL)
                 goto out;
-        PyObject *dep_id = PyObject_GetAttr(g[G_DEPLOYMENT], s_id);
+        dep_id = PyObject_GetAttr(g[G_DEPLOYMENT], s_id);
         if (dep_id == NULL) {
             PyErr_Clear();
             goto out;
         }
-        Py_DECREF(dep_id); /* the deployment holds it */
         PyObject *op = PyDict_GetItemWithError(self->operations, route);
         if (op == NULL) {
             if (PyErr_Occurred()) {
@@ -391,6 +396,8 @@ static int write_trace(SpanWriter *self, PyObject *trace, PyObject *groups, PyOb
                 p = put_int_attr(p, self->usage_keys[i], counts[i]);
         if (has_ttft)
             p = put_float_attr(p, self->ttft_key, ttft);
+        if (!filled(client, p))
+            goto fail;
     }
 
     /* the server span: head, constants, parley.request_id, the time to the first chunk */
@@ -413,6 +420,8 @@ static int write_trace(SpanWriter *self, PyObject *trace, PyObject *groups, PyOb
     p = put_bytes(p, id_data, id_len);
     if (has_ttft)
         p = put_float_attr(p, self->ttft_key, ttft);
+    if (!filled(server, p))
+        goto fail;
 
     if (PyList_Append(parts, server) < 0 || (client != NULL && PyList_Append(parts, client) < 0))
         goto fail;
@@ -423,6 +432,7 @@ fail:
 out:
     Py_XDECREF(server);
     Py_XDECREF(client);
+    Py_XDECREF(dep_id);
     Py_DECREF(constants);
     return done;
 }
