@@ -12,7 +12,10 @@ of the gateway is counted (the event loop, the spend writer, the OTLP exporter .
 off the loop does not make it look cheaper. Under valgrind a request takes ~50x longer, so the
 OTLP exporter's time schedule is turned off and it sends full batches of 512 spans, as it does
 under real load (a multiple of 256 requests of two spans each is whole batches). `--src` measures
-another checkout's `src` (PYTHONPATH) to compare two builds.
+another checkout's `src` (PYTHONPATH) to compare two builds. `--redis`: every configuration is
+measured twice, without and with Redis (`<name>/redis`, a private redis-server), with requests
+made by a virtual key with a budget and rpm/tpm/parallel limits that never bind (bench/targets.py's
+`KEY_LIMITS`), so both rows do the same work: the difference is what Redis costs the gateway.
 """
 
 from __future__ import annotations
@@ -36,11 +39,14 @@ sys.path.insert(1, os.path.join(os.path.dirname(HERE), "src"))
 from observe_cost import MASTER, drive  # noqa: E402
 from parley.testing.procs import (  # noqa: E402
     FakeUpstream,
+    RedisServer,
     ServerProcess,
     _wait_http,
     anthropic_deployment,
     free_port,
 )
+from targets import KEY_LIMITS, credential  # noqa: E402
+from targets import MASTER as KEY_MASTER  # noqa: E402  (the master key `credential` uses)
 
 WARMUP = 100
 
@@ -64,14 +70,25 @@ def _totals(prefix: str) -> dict[int, int]:
     return out
 
 
-def count(callbacks: list[str], args: argparse.Namespace, upstream: FakeUpstream, receiver_port: int) -> dict:
+def count(
+    callbacks: list[str],
+    args: argparse.Namespace,
+    upstream: FakeUpstream,
+    receiver_port: int,
+    redis: str | None = None,
+) -> dict:
     work = tempfile.mkdtemp(prefix="parley-instr-")
     try:
-        config = {
+        config: dict = {
             "model_list": [anthropic_deployment("m", upstream)],
-            "general_settings": {"master_key": MASTER, "database_url": os.path.join(work, "spend.db")},
+            "general_settings": {
+                "master_key": KEY_MASTER if args.redis else MASTER,
+                "database_url": os.path.join(work, "spend.db"),
+            },
             "litellm_settings": {"callbacks": callbacks},
         }
+        if redis is not None:
+            config["router_settings"] = {"redis_url": redis, "redis_key_prefix": os.path.basename(work)}
         path = os.path.join(work, "config.yaml")
         with open(path, "w") as f:
             yaml.safe_dump(config, f)
@@ -113,10 +130,17 @@ def count(callbacks: list[str], args: argparse.Namespace, upstream: FakeUpstream
                 with open(os.path.join(work, "log"), errors="replace") as f:
                     print(f"parley serve did not start; its log ends:\n{f.read()[-3000:]}", file=sys.stderr)
                 raise
+            key = MASTER
+            if args.redis:  # a key with a budget and limits, with Redis or without
+                notes: list[str] = []
+                headers, _what = credential(url, notes, "parley", KEY_LIMITS)
+                key = headers["x-api-key"]
+                if notes:
+                    raise RuntimeError("; ".join(notes))
             # a request under valgrind on a loaded machine can take longer than drive's usual 30 s
-            asyncio.run(drive(url, WARMUP, args.concurrency, args.stream, timeout=600))
+            asyncio.run(drive(url, WARMUP, args.concurrency, args.stream, timeout=600, key=key))
             _control(proc.pid, "--instr=on")
-            asyncio.run(drive(url, args.requests, args.concurrency, args.stream, timeout=600))
+            asyncio.run(drive(url, args.requests, args.concurrency, args.stream, timeout=600, key=key))
             time.sleep(3)  # the OTLP exporter sends its last full batch: its work is counted too
             _control(proc.pid, "--instr=off")
             _control(proc.pid, "--dump")
@@ -157,6 +181,7 @@ def main() -> int:
     p.add_argument("--threads", action="store_true", help="also instructions/request of each thread")
     p.add_argument("--keep", help="copy the callgrind dumps here (for callgrind_annotate)")
     p.add_argument("--src", default=os.path.join(os.path.dirname(HERE), "src"), help="the parley to measure")
+    p.add_argument("--redis", action="store_true", help="each configuration without and with Redis")
     args = p.parse_args()
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("bench/instructions.py needs valgrind (apt-get install valgrind)", file=sys.stderr)
@@ -167,13 +192,17 @@ def main() -> int:
     receiver = ServerProcess(
         [sys.executable, "-m", "parley.testing.otlp", str(receiver_port), "--count-only"], receiver_port, "/"
     )
+    redis = RedisServer(free_port()) if args.redis else None
     base = None
     try:
         print("| callbacks | k instructions/request | main thread | other threads | vs first |")
         print("|---|---:|---:|---:|---:|")
-        for name in configs:
-            callbacks = [c for c in name.split(",") if c and c != "none"]
-            r = count(callbacks, args, upstream, receiver_port)
+        runs = [(name, None) for name in configs]
+        if redis is not None:
+            runs = [run for name in configs for run in ((name, None), (name + "/redis", redis.url))]
+        for name, redis_url in runs:
+            callbacks = [c for c in name.removesuffix("/redis").split(",") if c and c != "none"]
+            r = count(callbacks, args, upstream, receiver_port, redis_url)
             base = base or r["total"]
             print(
                 f"| {name} | {r['total'] / 1e3:.0f} | {r['main'] / 1e3:.0f} | {r['others'] / 1e3:.0f} "
@@ -185,6 +214,8 @@ def main() -> int:
     finally:
         receiver.stop()
         upstream.stop()
+        if redis is not None:
+            redis.stop()
     return 0
 
 

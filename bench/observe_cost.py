@@ -38,9 +38,11 @@ from procstats import cpu_seconds  # noqa: E402
 MASTER = "sk-bench-observe"
 
 
-async def drive(url: str, requests: int, concurrency: int, stream: bool, timeout: float = 30) -> None:
+async def drive(
+    url: str, requests: int, concurrency: int, stream: bool, timeout: float = 30, key: str = MASTER
+) -> None:
     body = {"model": "m", "max_tokens": 16, "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
-    headers = {"x-api-key": MASTER, "anthropic-version": "2023-06-01"}
+    headers = {"x-api-key": key, "anthropic-version": "2023-06-01"}
     left = requests
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=timeout) as client:
 

@@ -15,7 +15,6 @@ Tokens (input, cache writes and output) are settled after the call. Over a limit
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import math
 import time
@@ -70,8 +69,9 @@ def applicable(ctx: RequestContext, defaults: DefaultLimits) -> list[LimitSpec]:
 
 
 def rfc3339(ms_from_now: int) -> str:
-    when = dt.datetime.fromtimestamp(time.time() + ms_from_now / 1000, dt.UTC)
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """UTC, whole seconds (time.gmtime: a third of what a datetime costs; every limited request
+    sends it)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + ms_from_now / 1000))
 
 
 def refusal(decision: Decision) -> GatewayError:
