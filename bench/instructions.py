@@ -148,10 +148,11 @@ def count(
             proc.terminate()
             proc.wait(120)
         by_thread = _totals(out)
-        if args.keep:
-            os.makedirs(args.keep, exist_ok=True)
+        if args.keep:  # each configuration's dumps in a directory of its own (same file names)
+            kept = os.path.join(args.keep, (",".join(callbacks) or "none") + ("-redis" if redis else ""))
+            os.makedirs(kept, exist_ok=True)
             for dump in glob.glob(out + "*"):
-                shutil.copy(dump, args.keep)
+                shutil.copy(dump, kept)
         n = args.requests
         main = by_thread.get(1, 0) / n
         total = sum(by_thread.values()) / n
@@ -179,7 +180,7 @@ def main() -> int:
         help="observers for one configuration (comma-separated; `none`); repeat to compare",
     )
     p.add_argument("--threads", action="store_true", help="also instructions/request of each thread")
-    p.add_argument("--keep", help="copy the callgrind dumps here (for callgrind_annotate)")
+    p.add_argument("--keep", help="copy the callgrind dumps here, one directory per configuration")
     p.add_argument("--src", default=os.path.join(os.path.dirname(HERE), "src"), help="the parley to measure")
     p.add_argument("--redis", action="store_true", help="each configuration without and with Redis")
     args = p.parse_args()
