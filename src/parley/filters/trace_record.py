@@ -138,11 +138,10 @@ class Trace:
     def write(self, encoder: Encoder, out: list[bytes]) -> None:
         """The SERVER span and one CLIENT span per attempt (exporter thread)."""
         out_ = Outcome._make(self.outcome)
-        started = self.started
-        end_ns = int((self.started_at + (out_.ended - started)) * 1e9)
+        end_ns = self.ns(out_.ended)
         trace_id, span_id = self.trace_id, self.span_id
         first = out_.first_byte
-        ttft = first - started if first is not None else None
+        ttft = first - self.started if first is not None else None
         span = self._server(encoder, out_, trace_id, span_id, end_ns, ttft)
         out.append(span_field(len(span)))
         out.append(span)
@@ -241,8 +240,7 @@ class Trace:
         blob = enc.groups.get(key) or enc.remember(
             key, _attempt_constants(enc, attempt, operation, out, error)
         )
-        start_ns = int((self.started_at + (attempt.start - self.started)) * 1e9)
-        head = span_head(trace_id, attempt.span_id, parent, CLIENT, start_ns, end_ns)
+        head = span_head(trace_id, attempt.span_id, parent, CLIENT, self.ns(attempt.start), end_ns)
         input_tokens, output_tokens, cache_read, cache_write = (
             out.input_tokens,
             out.output_tokens,

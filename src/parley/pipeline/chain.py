@@ -15,15 +15,12 @@ from typing import Any
 import orjson
 
 from parley.core.context import RequestContext
+from parley.core.hooks import overrides
 from parley.core.sse import Event, SSEDecoder
 from parley.core.stream import ChunkSource, UpstreamReply, WrappedSource
 from parley.pipeline.filter import Filter, StreamEvent
 
 log = logging.getLogger("parley")
-
-
-def _overrides(f: Filter, hook: str) -> bool:
-    return getattr(type(f), hook) is not getattr(Filter, hook)
 
 
 class FilterChain:
@@ -32,15 +29,15 @@ class FilterChain:
         # the request walk: (hook, is a coroutine function), bound once
         self._request: list[tuple[Callable[[RequestContext, dict[str, Any] | None], Any], bool]] = []
         for f in self.filters:
-            if _overrides(f, "observe_request"):
-                if _overrides(f, "on_request"):
+            if overrides(f, Filter, "observe_request"):
+                if overrides(f, Filter, "on_request"):
                     raise TypeError(f"{type(f).__name__} overrides both on_request and observe_request")
                 self._request.append((f.observe_request, False))
-            elif _overrides(f, "on_request"):
+            elif overrides(f, Filter, "on_request"):
                 self._request.append((f.on_request, True))
-        self._response = [f for f in self.filters if _overrides(f, "on_response")]
-        self._events = [f for f in self.filters if _overrides(f, "wants_events")]
-        self._done = [f for f in self.filters if _overrides(f, "on_done")]
+        self._response = [f for f in self.filters if overrides(f, Filter, "on_response")]
+        self._events = [f for f in self.filters if overrides(f, Filter, "wants_events")]
+        self._done = [f for f in self.filters if overrides(f, Filter, "on_done")]
 
     def names(self) -> list[str]:
         return [f"{f.phase.name.lower()}:{type(f).__name__}" for f in self.filters]

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from parley.core.context import RequestContext, StateKey
 from parley.core.deployment import Target
 from parley.core.errors import GatewayError
+from parley.core.hooks import overrides
 from parley.core.stream import UpstreamReply
 from parley.core.usage import Usage
 from parley.router.events import AttemptEnd, RouterEvents
@@ -72,8 +73,8 @@ class Router:
         self.health = health or Health(self.settings)
         self.events = events  # observers of attempts, fallbacks, cooldowns (metrics, traces)
         # the observers that hear of each attempt's start and end (overriding the no-op)
-        self._started = tuple(e for e in events if _overrides(e, "attempt_started"))
-        self._ended = tuple(e for e in events if _overrides(e, "attempt_ended"))
+        self._started = tuple(e for e in events if overrides(e, RouterEvents, "attempt_started"))
+        self._ended = tuple(e for e in events if overrides(e, RouterEvents, "attempt_ended"))
 
     def targets(self, model: str, allowed: tuple[str, ...] = ()) -> list[Target]:
         """The deployments serving `model`; 404 naming what may be asked for instead: every served
@@ -319,10 +320,6 @@ async def _first_byte(attempt: Attempt, target: Target) -> UpstreamReply:
     if reply.source is not None and reply.status < 400:
         reply = await peek(reply)
     return reply
-
-
-def _overrides(observer: RouterEvents, hook: str) -> bool:
-    return getattr(type(observer), hook) is not getattr(RouterEvents, hook)
 
 
 def _attempt_end(outcome: UpstreamReply | Failure, last_try: bool) -> AttemptEnd:

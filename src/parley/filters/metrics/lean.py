@@ -29,9 +29,9 @@ from parley.filters.metrics.families import Labeled, Spec
 class LeanCounter:
     __slots__ = ("created", "value")
 
-    def __init__(self) -> None:
+    def __init__(self, created: float = 0.0) -> None:
         self.value = 0.0
-        self.created = time.time()
+        self.created = created  # Unix time
 
     def inc(self, amount: float = 1) -> None:
         self.value += amount
@@ -58,11 +58,11 @@ class LeanHistogram:
 
     __slots__ = ("bounds", "counts", "created", "sum")
 
-    def __init__(self, bounds: tuple[float, ...]) -> None:
+    def __init__(self, bounds: tuple[float, ...], created: float = 0.0) -> None:
         self.bounds = bounds  # ends with +Inf, so every value has a bucket
         self.counts = [0] * len(bounds)
         self.sum = 0.0
-        self.created = time.time()
+        self.created = created  # Unix time
 
     def observe(self, amount: float) -> None:
         self.counts[bisect_left(self.bounds, amount)] += 1  # the first bound >= amount (`le`)
@@ -75,18 +75,17 @@ def lean_maker(
     """Lean children for `families.make_families`: `_lean.c`'s where built (the same attributes and
     methods, one C call per update), else the classes above."""
     compiled = native("parley.filters.metrics._lean", env)
-    bounds = (*spec.buckets, INF)
-    if compiled is not None:
-        if spec.kind == "counter":
-            return lambda _values: compiled.Counter(time.time())
-        if spec.kind == "gauge":
-            return lambda _values: compiled.Gauge()
-        return lambda _values: compiled.Histogram(bounds, time.time())
+    counter, gauge, histogram = (
+        (compiled.Counter, compiled.Gauge, compiled.Histogram)
+        if compiled is not None
+        else (LeanCounter, LeanGauge, LeanHistogram)
+    )
     if spec.kind == "counter":
-        return lambda _values: LeanCounter()
+        return lambda _values: counter(time.time())
     if spec.kind == "gauge":
-        return lambda _values: LeanGauge()
-    return lambda _values: LeanHistogram(bounds)
+        return lambda _values: gauge()
+    bounds = (*spec.buckets, INF)
+    return lambda _values: histogram(bounds, time.time())
 
 
 class LeanCollector:
