@@ -116,3 +116,19 @@ def test_a_hanging_load_run_is_a_timeout_row_and_the_table_is_still_written(tmp_
         assert cells[11] == "timeout", cells
         assert cells[3] == "0", cells
     assert "timeout: wrk still running after 2 s (killed)" in text
+
+
+@pytest.mark.slow
+def test_redis_target_is_judged_on_pairs_measured_side_by_side(tmp_path):
+    """--redis: the scenario rows' pair plus `--redis-rounds` more, each pair's ratio listed, the
+    target judged on their median."""
+    text = run_bench(tmp_path, "--redis", "--only", "native", "--redis-rounds", "2", "--streams", "0")
+    served_without_errors(text, "native", "parley/redis")
+    line = next(line for line in text.splitlines() if "(pairs side by side)" in line)
+    assert "median" in line and "of 3 pairs" in line, line
+    ratios = re.findall(r"(\d+)/(\d+) = (\d+)%", line)
+    assert len(ratios) == 3, line
+    for redis_rps, plain_rps, percent in ratios:
+        assert int(redis_rps) > 0 and int(plain_rps) > 0
+        assert abs(int(redis_rps) / int(plain_rps) * 100 - int(percent)) <= 1, line
+    assert "ms CPU/req (gateway + redis-server)" in line, line  # what Redis costs, both sides

@@ -5,7 +5,8 @@ Per subject (a LimitSpec):
 - tokens per minute: a sliding-window counter (this minute + the previous one, weighted by how much
   of it is still inside the window), settled after each call with its real token count;
 - parallel requests: a set of request ids in flight, removed when the reply is over (entries older
-  than `lease` seconds are dropped, so a crashed worker cannot hold a slot forever).
+  than `lease` seconds are dropped when they would fill the set, so a crashed worker cannot hold a
+  slot forever).
 
 `acquire` checks every subject and records the request in all of them only if all pass, atomically.
 """
@@ -18,7 +19,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from parley.core.context import LimitSpec
-from parley.store.lua_batch import Ask, LuaPart
+from parley.store.lua_batch import CLOCK, Ask, LuaPart
 from parley.store.redis_link import RedisLink, RedisUnavailable
 
 log = logging.getLogger("parley.ratelimit")
@@ -42,8 +43,7 @@ class Decision:
 # the admission script, `parley.filters.admission`).
 ACQUIRE_FN = """
 local function rl_acquire(KEYS, ARGV)
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now, nows = clock()
 local n = tonumber(ARGV[1])
 local member = ARGV[2]
 local lease = tonumber(ARGV[3])
@@ -57,7 +57,7 @@ for i = 1, n do
   local kr, kt, kp = KEYS[(i - 1) * 3 + 1], KEYS[(i - 1) * 3 + 2], KEYS[(i - 1) * 3 + 3]
   local reqs, toks = 0, 0
   if rpm > 0 then
-    redis.call('ZREMRANGEBYSCORE', kr, '-inf', now - 60000)
+    redis.call('ZREMRANGEBYSCORE', kr, '-inf', string.format('%d', now - 60000))
     reqs = redis.call('ZCARD', kr)
     if reqs >= rpm then
       local oldest = redis.call('ZRANGE', kr, 0, 0, 'WITHSCORES')
@@ -65,26 +65,28 @@ for i = 1, n do
     end
   end
   if tpm > 0 then
-    local tv = redis.call('HMGET', kt, tostring(minute), tostring(minute - 1))
+    local tv = redis.call('HMGET', kt, string.format('%d', minute), string.format('%d', minute - 1))
     local cur, prev = tonumber(tv[1] or '0'), tonumber(tv[2] or '0')
     toks = math.floor(prev * (1 - frac) + cur)
     if toks >= tpm then return {0, i, 'tpm', 60000 - now % 60000} end
   end
-  if par > 0 then
-    redis.call('ZREMRANGEBYSCORE', kp, '-inf', now - lease)
+  -- leases older than `lease` (a crashed worker's) are dropped when they would fill the set
+  if par > 0 and redis.call('ZCARD', kp) >= par then
+    redis.call('ZREMRANGEBYSCORE', kp, '-inf', string.format('%d', now - lease))
     if redis.call('ZCARD', kp) >= par then return {0, i, 'parallel', 1000} end
   end
   used[#used + 1] = reqs + 1
   used[#used + 1] = toks
 end
+local leases = string.format('%d', lease)
 for i = 1, n do
   if tonumber(ARGV[3 + (i - 1) * 3 + 1]) > 0 then
-    redis.call('ZADD', KEYS[(i - 1) * 3 + 1], now, member)
-    redis.call('PEXPIRE', KEYS[(i - 1) * 3 + 1], 61000)
+    redis.call('ZADD', KEYS[(i - 1) * 3 + 1], nows, member)
+    redis.call('PEXPIRE', KEYS[(i - 1) * 3 + 1], '61000')
   end
   if tonumber(ARGV[3 + (i - 1) * 3 + 3]) > 0 then
-    redis.call('ZADD', KEYS[(i - 1) * 3 + 3], now, member)
-    redis.call('PEXPIRE', KEYS[(i - 1) * 3 + 3], lease)
+    redis.call('ZADD', KEYS[(i - 1) * 3 + 3], nows, member)
+    redis.call('PEXPIRE', KEYS[(i - 1) * 3 + 3], leases)
   end
 end
 table.insert(used, 1, 60000 - now % 60000)
@@ -95,14 +97,13 @@ end
 
 SETTLE_FN = """
 local function rl_settle(KEYS, ARGV)
-local t = redis.call('TIME')
-local minute = tostring(math.floor(tonumber(t[1]) / 60))
+local minute = string.format('%d', math.floor(clock() / 60000))
 local n = tonumber(ARGV[1])
 local tokens = tonumber(ARGV[3])
 for i = 1, n do
   if tokens > 0 and ARGV[3 + i] == '1' then
-    redis.call('HINCRBY', KEYS[(i - 1) * 2 + 1], minute, tokens)
-    redis.call('PEXPIRE', KEYS[(i - 1) * 2 + 1], 130000)
+    redis.call('HINCRBY', KEYS[(i - 1) * 2 + 1], minute, string.format('%d', tokens))
+    redis.call('PEXPIRE', KEYS[(i - 1) * 2 + 1], '130000')
   end
   redis.call('ZREM', KEYS[(i - 1) * 2 + 2], ARGV[2])
 end
@@ -110,7 +111,7 @@ return 1
 end
 """
 
-_ACQUIRE_LUA = ACQUIRE_FN + "return rl_acquire(KEYS, ARGV)"
+_ACQUIRE_LUA = CLOCK + ACQUIRE_FN + "return rl_acquire(KEYS, ARGV)"
 
 # The acquisition as a part of the admission call: a refusal stops the parts after it.
 ADMIT_PART = LuaPart(

@@ -49,7 +49,7 @@ local function budget_least(rooms)
 end
 local function budget_reserve(KEYS, ARGV)
   local now = tonumber(ARGV[1]); local rid = ARGV[2]; local bound = tonumber(ARGV[3])
-  local floor = tonumber(ARGV[4]); local expiry = tonumber(ARGV[5])
+  local floor = tonumber(ARGV[4])
   local inst = ARGV[6]; local alive = ARGV[7]
   local rooms, rest = {}, {}
   for i, h in ipairs(KEYS) do
@@ -83,10 +83,11 @@ local function budget_reserve(KEYS, ARGV)
     capped = math.max(1, math.floor((amount - input) / unit))
     if input + capped * unit < amount then held = input + capped * unit end
   end
+  held = string.format('%.17g', held)  -- (formatted once; a number would be, per call, to 14 digits)
   for _, h in ipairs(KEYS) do
     redis.call('HINCRBYFLOAT', h, 'reserved', held)
     redis.call('HSET', h .. ':amt', rid, held)
-    redis.call('ZADD', h .. ':exp', expiry, rid)
+    redis.call('ZADD', h .. ':exp', ARGV[5], rid)
     redis.call('SADD', h .. ':inst', inst); redis.call('SADD', h .. ':of:' .. inst, rid)
   end
   return {string.format('%.17g', amount), which, string.format('%.17g', least), capped}
@@ -121,6 +122,7 @@ return 1
 SETTLE_FN = """
 local function budget_settle(KEYS, ARGV)
   local rid = ARGV[1]; local cost = tonumber(ARGV[2]); local inst = ARGV[3]
+  local costs = string.format('%.17g', cost)
   for _, h in ipairs(KEYS) do
     local held = redis.call('HGET', h .. ':amt', rid)
     if held then
@@ -128,7 +130,10 @@ local function budget_settle(KEYS, ARGV)
       redis.call('HDEL', h .. ':amt', rid); redis.call('ZREM', h .. ':exp', rid)
     end
     redis.call('SREM', h .. ':of:' .. inst, rid)
-    if cost > 0 and redis.call('EXISTS', h) == 1 then redis.call('HINCRBYFLOAT', h, 'spent', cost) end
+    -- (a budget gone from Redis is not made again by a cost alone; one with a hold is there)
+    if cost > 0 and (held or redis.call('EXISTS', h) == 1) then
+      redis.call('HINCRBYFLOAT', h, 'spent', costs)
+    end
   end
   return 1
 end

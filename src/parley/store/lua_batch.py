@@ -25,13 +25,28 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("parley.redis")
 
-_SLICE = """
-local function slice(t, from, n)
-  local out = {}
-  for i = 1, n do out[i] = t[from + i - 1] end
-  return out
+# The time, read from Redis once per script call and shared by its parts (the settlements carried
+# along and the acquisition then agree on the minute): ms since the epoch, a number and its digits.
+CLOCK = """
+local clock_ms, clock_digits
+local function clock()
+  if not clock_ms then
+    local t = redis.call('TIME')
+    clock_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    clock_digits = string.format('%d', clock_ms)
+  end
+  return clock_ms, clock_digits
 end
 """
+
+_SLICE = (
+    CLOCK
+    + """
+local function slice(t, from, n)
+  return {unpack(t, from, from + n - 1)}
+end
+"""
+)
 
 
 @dataclass(frozen=True, slots=True)
