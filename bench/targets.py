@@ -93,6 +93,10 @@ def post_json(url: str, payload: dict, headers: dict[str, str], timeout: float =
         return e.code, e.read()
 
 
+# What every parley key gets: a budget that never binds (issue 22's "key + budget"); with `--redis`
+# rate limits too (`KEY_LIMITS`).
+KEY_BUDGET = {"max_budget": 1_000_000.0}
+
 # With `--redis`: what every parley key gets, so the rows with and without Redis do the same work
 # (a budget reservation and rpm/tpm/parallel counters per request; none of them ever binds).
 KEY_LIMITS = {
@@ -118,10 +122,16 @@ def credential(
         except (orjson.JSONDecodeError, KeyError, TypeError):
             key = None
         if isinstance(key, str):
-            what = "virtual key (/key/generate)" + (" with a budget and rate limits" if limits else "")
+            what = "virtual key (/key/generate)" + _with(limits or {})
             return {"x-api-key": key, "authorization": "Bearer " + key}, what
     notes.append(f"{who}: /key/generate answered {status}; the bench authenticates with the master key")
     return {"x-api-key": MASTER, "authorization": "Bearer " + MASTER}, "master key"
+
+
+def _with(limits: dict) -> str:
+    if "rpm_limit" in limits:
+        return " with a budget and rate limits"
+    return " with a budget" if "max_budget" in limits else ""
 
 
 def start_parley(
@@ -140,7 +150,7 @@ def start_parley(
     """parley from this checkout, or (`src`: another checkout's src/ directory) as `parley@base`.
     `observe`: an OTLP receiver's traces URL; metrics and traces are on, traces sent there.
     `redis`: a Redis URL for router_settings.redis_url (the target's name gets `/redis`);
-    `limits`: its key gets a budget and rate limits (`KEY_LIMITS`)."""
+    Its key has a budget (`KEY_BUDGET`); `limits`: rate limits too (`KEY_LIMITS`)."""
     name = name or ("parley" if src is None else "parley@base") + ("/redis" if redis else "")
     general: dict = {"master_key": MASTER, "stream_ping_interval": 15}
     if spend:
@@ -157,7 +167,7 @@ def start_parley(
     if src is not None:
         env["PYTHONPATH"] = os.path.abspath(src)
     gw = Gateway(config, env=env, workers=workers, extra_args=["--log-level", "warning"])
-    headers, auth = credential(gw.url, notes, name, KEY_LIMITS if limits else None)
+    headers, auth = credential(gw.url, notes, name, KEY_LIMITS if limits else KEY_BUDGET)
     return Target(name, gw.url, headers, gw), {"auth": auth}
 
 

@@ -118,3 +118,35 @@ def test_stream_holds_its_parallel_slot_until_done(start_gateway, upstream):
             ask(c)
         s.until_done()
     assert ask(c).http_response.status_code == 200
+
+
+def test_the_tightest_limits_are_reported_and_the_reset_names_the_window_end():
+    """Several subjects (key, user, team): the headers name the one with least left, the first of
+    equals; the reset is the end of the window, the same text for every request of a second."""
+    import time
+
+    from parley.core.context import LimitSpec
+    from parley.filters.rate_limit import ResetTimes, rfc3339, success_headers
+    from parley.filters.rate_limit_store import Decision
+
+    specs = [
+        LimitSpec("key", "k", rpm=10, tpm=1000),
+        LimitSpec("user", "u", rpm=4, tpm=None),
+        LimitSpec("team", "t", rpm=6, tpm=5000),
+    ]
+    used = [(3, 900), (2, 0), (4, 100)]  # left: rpm 7, 2, 2 (the user first); tpm 100, -, 4900
+    resets = ResetTimes()
+    wait_ms = 60_000 - int(time.time() * 1000) % 60_000
+    headers = success_headers(specs, Decision(True, wait_ms=wait_ms, used=used), resets.at(wait_ms))
+    assert headers["anthropic-ratelimit-requests-limit"] == "4"
+    assert headers["anthropic-ratelimit-requests-remaining"] == "2"
+    assert headers["anthropic-ratelimit-tokens-limit"] == "1000"
+    assert headers["anthropic-ratelimit-tokens-remaining"] == "100"
+    reset = headers["anthropic-ratelimit-requests-reset"]
+    assert reset == headers["anthropic-ratelimit-tokens-reset"]
+    assert reset in (rfc3339(wait_ms), rfc3339(wait_ms - 1000))  # (a second may turn meanwhile)
+    assert reset.endswith(":00Z")  # the next minute starts the window again
+    over = success_headers(specs[:1], Decision(True, wait_ms=wait_ms, used=[(12, 2000)]), "r")
+    assert over["anthropic-ratelimit-requests-remaining"] == "0"  # never negative
+    assert over["anthropic-ratelimit-tokens-remaining"] == "0"
+    assert success_headers([LimitSpec("key", "k", max_parallel=2)], Decision(True, used=[(1, 0)]), "r") == {}

@@ -69,9 +69,25 @@ def applicable(ctx: RequestContext, defaults: DefaultLimits) -> list[LimitSpec]:
 
 
 def rfc3339(ms_from_now: int) -> str:
-    """UTC, whole seconds (time.gmtime: a third of what a datetime costs; every limited request
-    sends it)."""
+    """UTC, whole seconds."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + ms_from_now / 1000))
+
+
+class ResetTimes:
+    """`rfc3339`, remembered for the second it names: every request of a window reports the same
+    reset, so one in a second formats it."""
+
+    __slots__ = ("_second", "_text")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._text = ""
+
+    def at(self, ms_from_now: int) -> str:
+        second = int(time.time() + ms_from_now / 1000)
+        if second != self._second:
+            self._second, self._text = second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+        return self._text
 
 
 def refusal(decision: Decision) -> GatewayError:
@@ -110,30 +126,25 @@ def refusal(decision: Decision) -> GatewayError:
     )
 
 
-def success_headers(specs: list[LimitSpec], decision: Decision) -> dict[str, str]:
-    """The tightest request and token limits, as Anthropic reports its own."""
+def success_headers(specs: list[LimitSpec], decision: Decision, reset: str) -> dict[str, str]:
+    """The tightest request and token limits, as Anthropic reports its own (`reset`: when the
+    window resets, `rfc3339`)."""
+    rpm: tuple[int, LimitSpec] | None = None
+    tpm: tuple[int, LimitSpec] | None = None
+    for spec, (requests, tokens) in zip(specs, decision.used, strict=False):
+        if spec.rpm and (rpm is None or spec.rpm - requests < rpm[0]):
+            rpm = (spec.rpm - requests, spec)
+        if spec.tpm and (tpm is None or spec.tpm - tokens < tpm[0]):
+            tpm = (spec.tpm - tokens, spec)
     headers: dict[str, str] = {}
-    reset = rfc3339(decision.wait_ms)
-    with_rpm = [(s.rpm - used[0], s) for s, used in zip(specs, decision.used, strict=False) if s.rpm]
-    if with_rpm:
-        remaining, spec = min(with_rpm, key=lambda x: x[0])
-        headers.update(
-            {
-                "anthropic-ratelimit-requests-limit": str(spec.rpm),
-                "anthropic-ratelimit-requests-remaining": str(max(0, remaining)),
-                "anthropic-ratelimit-requests-reset": reset,
-            }
-        )
-    with_tpm = [(s.tpm - used[1], s) for s, used in zip(specs, decision.used, strict=False) if s.tpm]
-    if with_tpm:
-        remaining, spec = min(with_tpm, key=lambda x: x[0])
-        headers.update(
-            {
-                "anthropic-ratelimit-tokens-limit": str(spec.tpm),
-                "anthropic-ratelimit-tokens-remaining": str(max(0, remaining)),
-                "anthropic-ratelimit-tokens-reset": reset,
-            }
-        )
+    if rpm is not None:
+        headers["anthropic-ratelimit-requests-limit"] = str(rpm[1].rpm)
+        headers["anthropic-ratelimit-requests-remaining"] = str(max(0, rpm[0]))
+        headers["anthropic-ratelimit-requests-reset"] = reset
+    if tpm is not None:
+        headers["anthropic-ratelimit-tokens-limit"] = str(tpm[1].tpm)
+        headers["anthropic-ratelimit-tokens-remaining"] = str(max(0, tpm[0]))
+        headers["anthropic-ratelimit-tokens-reset"] = reset
     return headers
 
 
@@ -145,6 +156,7 @@ class RateLimitPolicy(Filter):
         self.defaults = defaults
         self.local = LocalLimiter()
         self.shared = RedisLimiter(link, self.local) if link is not None else None
+        self.resets = ResetTimes()
 
     def _specs(self, ctx: RequestContext) -> list[LimitSpec]:
         if ctx.route.endswith("/count_tokens"):  # free upstream, and Claude Code calls it often
@@ -174,7 +186,7 @@ class RateLimitPolicy(Filter):
         if not decision.allowed:
             raise refusal(decision)
         ctx.state.put(_STATE, (specs, in_redis))
-        ctx.response_headers.update(success_headers(specs, decision))
+        ctx.response_headers.update(success_headers(specs, decision, self.resets.at(decision.wait_ms)))
         return None
 
     def on_done(self, ctx: RequestContext) -> None:

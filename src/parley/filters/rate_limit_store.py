@@ -153,10 +153,13 @@ class LocalLimiter:
             toks = int(s.tokens.get(minute - 1, 0) * (1 - frac) + s.tokens.get(minute, 0))
             if spec.tpm and toks >= spec.tpm:
                 return Decision(False, spec, "tpm", WINDOW_MS - now % WINDOW_MS)
-            for m in [m for m, at in s.inflight.items() if at <= now - LEASE_MS]:
-                del s.inflight[m]
             if spec.max_parallel and len(s.inflight) >= spec.max_parallel:
-                return Decision(False, spec, "parallel", 1000)
+                # leases older than LEASE_MS (a request whose end was never seen) are dropped when
+                # they would fill the set: the scan is paid at the limit, not on every request
+                for m in [m for m, at in s.inflight.items() if at <= now - LEASE_MS]:
+                    del s.inflight[m]
+                if len(s.inflight) >= spec.max_parallel:
+                    return Decision(False, spec, "parallel", 1000)
             used.append((len(s.requests) + 1, toks))
         for spec in specs:
             s = self._subject(spec)
