@@ -45,7 +45,7 @@ from parley.testing.procs import (  # noqa: E402
     anthropic_deployment,
     free_port,
 )
-from targets import KEY_LIMITS, credential  # noqa: E402
+from targets import KEY_BUDGET, KEY_LIMITS, credential  # noqa: E402
 from targets import MASTER as KEY_MASTER  # noqa: E402  (the master key `credential` uses)
 
 WARMUP = 100
@@ -82,7 +82,7 @@ def count(
         config: dict = {
             "model_list": [anthropic_deployment("m", upstream)],
             "general_settings": {
-                "master_key": KEY_MASTER if args.redis else MASTER,
+                "master_key": KEY_MASTER if args.key != "master" else MASTER,
                 "database_url": os.path.join(work, "spend.db"),
             },
             "litellm_settings": {"callbacks": callbacks},
@@ -131,9 +131,10 @@ def count(
                     print(f"parley serve did not start; its log ends:\n{f.read()[-3000:]}", file=sys.stderr)
                 raise
             key = MASTER
-            if args.redis:  # a key with a budget and limits, with Redis or without
+            if args.key != "master":  # a key with a budget (and limits), with Redis or without
                 notes: list[str] = []
-                headers, _what = credential(url, notes, "parley", KEY_LIMITS)
+                limits = KEY_LIMITS if args.key == "limits" else KEY_BUDGET
+                headers, _what = credential(url, notes, "parley", limits)
                 key = headers["x-api-key"]
                 if notes:
                     raise RuntimeError("; ".join(notes))
@@ -149,7 +150,8 @@ def count(
             proc.wait(120)
         by_thread = _totals(out)
         if args.keep:  # each configuration's dumps in a directory of its own (same file names)
-            kept = os.path.join(args.keep, (",".join(callbacks) or "none") + ("-redis" if redis else ""))
+            name = (",".join(callbacks) or "none") + f"-{args.key}" + ("-redis" if redis else "")
+            kept = os.path.join(args.keep, name)
             os.makedirs(kept, exist_ok=True)
             for dump in glob.glob(out + "*"):
                 shutil.copy(dump, kept)
@@ -183,7 +185,14 @@ def main() -> int:
     p.add_argument("--keep", help="copy the callgrind dumps here, one directory per configuration")
     p.add_argument("--src", default=os.path.join(os.path.dirname(HERE), "src"), help="the parley to measure")
     p.add_argument("--redis", action="store_true", help="each configuration without and with Redis")
+    p.add_argument(
+        "--key",
+        choices=["master", "budget", "limits"],
+        help="the requests' credential: the master key, a virtual key with a budget (KEY_BUDGET), or "
+        "with a budget and rpm/tpm/parallel limits (KEY_LIMITS; the default with --redis)",
+    )
     args = p.parse_args()
+    args.key = args.key or ("limits" if args.redis else "master")
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("bench/instructions.py needs valgrind (apt-get install valgrind)", file=sys.stderr)
         return 2
