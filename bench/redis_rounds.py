@@ -2,9 +2,10 @@
 
 One measurement of each target differs by 5-15% between runs on this machine (and which of the two
 goes first matters), so a single `parley` row against a single `parley/redis` row cannot settle an
-85% line. After the scenarios, `rounds` more pairs of native at the middle concurrency are measured
-back to back, the order alternating (Redis second, then first, ...). The verdict is on the median
-of every pair's ratio (the scenario rows' own pair included), and each ratio is listed.
+85% line. At the end of the run (after the slow streams, whose RSS they would raise), `rounds`
+more pairs of native at the middle concurrency are measured back to back, the order alternating
+(Redis second, then first, ...). The verdict is on the median of every pair's ratio (the scenario
+rows' own pair included), and each ratio is listed.
 """
 
 from __future__ import annotations
