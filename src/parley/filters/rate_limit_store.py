@@ -1,7 +1,8 @@
 """Rate-limit counters: in process, or in Redis (atomic Lua) shared by every worker and instance.
 
 Per subject (a LimitSpec):
-- requests per minute: a sliding-window log (a sorted set of request times), exact;
+- requests per minute: a sliding-window log (a sorted set of request times in Redis, an array of
+  them in process), exact;
 - tokens per minute: a sliding-window counter (this minute + the previous one, weighted by how much
   of it is still inside the window), settled after each call with its real token count;
 - parallel requests: a set of request ids in flight, removed when the reply is over (entries older
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
+from array import array
 from dataclasses import dataclass, field
 
 from parley.core.context import LimitSpec
@@ -27,6 +28,7 @@ log = logging.getLogger("parley.ratelimit")
 WINDOW_MS = 60_000
 _NAMES_KEPT = 4096  # subjects whose Redis key names are kept made
 LEASE_MS = 900_000
+_COMPACT_AT = 4096  # expired request times kept before the in-process log is compacted
 
 
 @dataclass(slots=True)
@@ -122,7 +124,11 @@ ADMIT_PART = LuaPart(
 
 @dataclass(slots=True)
 class _Subject:
-    requests: deque = field(default_factory=deque)  # ms times
+    # ms times of the requests in the window, oldest first from `head` (8 bytes each: at thousands
+    # of requests a second a minute of them is a large log; a deque of ints took five times that)
+    requests: array = field(default_factory=lambda: array("q"))
+    head: int = 0
+    last: int = 0  # the latest time in the log
     tokens: dict = field(default_factory=dict)  # minute -> tokens
     inflight: dict = field(default_factory=dict)  # member -> ms time
 
@@ -146,10 +152,17 @@ class LocalLimiter:
         used = []
         for spec in specs:
             s = self._subject(spec)
-            while s.requests and s.requests[0] <= now - WINDOW_MS:
-                s.requests.popleft()
-            if spec.rpm and len(s.requests) >= spec.rpm:
-                return Decision(False, spec, "rpm", s.requests[0] + WINDOW_MS - now)
+            times, head, cutoff = s.requests, s.head, now - WINDOW_MS
+            end = len(times)
+            while head < end and times[head] <= cutoff:  # (each time passes here once)
+                head += 1
+            s.head = head
+            if head > _COMPACT_AT and head * 2 > len(times):  # drop the expired half at once
+                del times[:head]
+                head = s.head = 0
+            count = len(times) - head
+            if spec.rpm and count >= spec.rpm:
+                return Decision(False, spec, "rpm", times[head] + WINDOW_MS - now)
             toks = int(s.tokens.get(minute - 1, 0) * (1 - frac) + s.tokens.get(minute, 0))
             if spec.tpm and toks >= spec.tpm:
                 return Decision(False, spec, "tpm", WINDOW_MS - now % WINDOW_MS)
@@ -160,11 +173,13 @@ class LocalLimiter:
                     del s.inflight[m]
                 if len(s.inflight) >= spec.max_parallel:
                     return Decision(False, spec, "parallel", 1000)
-            used.append((len(s.requests) + 1, toks))
+            used.append((count + 1, toks))
         for spec in specs:
             s = self._subject(spec)
-            if spec.rpm:
-                s.requests.append(now)
+            if spec.rpm:  # (kept in order if the clock steps back: such a time counts a bit longer)
+                if now > s.last:
+                    s.last = now
+                s.requests.append(s.last)
             if spec.max_parallel:
                 s.inflight[member] = now
         return Decision(True, wait_ms=WINDOW_MS - now % WINDOW_MS, used=used)
