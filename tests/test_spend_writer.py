@@ -165,3 +165,50 @@ def test_the_writer_thread_stores_bools_as_integers_and_nones_as_null(tmp_path):
             "request_tags, retrieval FROM parley_spend_logs"
         ).fetchone()
     assert raw == ("integer", 1, 0, 1, "null", "null", '["a"]', "null")
+
+
+def test_rows_inserted_a_hundred_to_a_statement_store_what_row_by_row_inserts_store(tmp_path):
+    """The SQLite writer's multi-row INSERT (chunks of `SqliteDb.rows_per_insert`, a remainder,
+    JSON and NULL columns, ids already stored, an id twice in one batch) leaves the spend log, the
+    tags and the totals exactly as one INSERT per row does."""
+    from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+    from parley.spend.batch import SqliteDb, Statements, write_batch
+
+    def rows() -> list[tuple]:
+        out = []
+        for i in range(237):
+            values = dict(zip(COLUMNS, _row(i), strict=True))
+            values.update(start_time=1000.0 + i, end_time=1001.0 + i, spend=0.001 * (i % 7))
+            if i % 3:
+                values["request_tags"] = None if i % 2 else ["t1", "t2"]
+            if i % 5 == 0:
+                values["retrieval"] = {"chunks": i}
+            out.append(from_mapping(values))
+        return out + [rows_again for rows_again in out[:3]]  # an id twice in one batch
+
+    def store(path: str, per: int) -> dict[str, list]:
+        eng = make_engine(path, {})
+        asyncio.run(migrate(eng))
+        asyncio.run(eng.dispose())
+        conn = sqlite3.connect(path, isolation_level=None)
+        db = SqliteDb(conn)
+        db.rows_per_insert = per  # (an instance attribute: the class keeps 100)
+        stmts = Statements(sqlite_dialect.dialect())
+        batch = rows()
+        conn.execute("BEGIN")
+        first = write_batch(db, stmts, batch[:40], 5000.0, False)  # 40 stored before the rest
+        second = write_batch(db, stmts, batch, 5000.0, False)
+        conn.execute("COMMIT")
+        assert (first.inserted, second.inserted) == (40, 197)
+        tables = {
+            name: conn.execute(f"SELECT * FROM {name} ORDER BY 1, 2").fetchall()
+            for name in ("parley_spend_logs", "parley_spend_log_tags", "parley_users", "parley_tags")
+        }
+        conn.close()
+        return tables
+
+    many, one_by_one = store(str(tmp_path / "many.db"), 100), store(str(tmp_path / "one.db"), 1)
+    assert len(many["parley_spend_logs"]) == 237
+    assert many["parley_spend_log_tags"] and many["parley_users"] and many["parley_tags"]
+    assert many == one_by_one
