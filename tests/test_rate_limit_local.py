@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime as dt
+import time
 
 import anthropic
 import pytest
 
+from parley.core.context import LimitSpec
+from parley.filters.rate_limit import ResetTimes, rfc3339, success_headers
+from parley.filters.rate_limit_store import Decision
 from parley.testing.inprocess import anthropic_client
 from parley.testing.procs import anthropic_deployment
 
@@ -123,12 +127,6 @@ def test_stream_holds_its_parallel_slot_until_done(start_gateway, upstream):
 def test_the_tightest_limits_are_reported_and_the_reset_names_the_window_end():
     """Several subjects (key, user, team): the headers name the one with least left, the first of
     equals; the reset is the end of the window, the same text for every request of a second."""
-    import time
-
-    from parley.core.context import LimitSpec
-    from parley.filters.rate_limit import ResetTimes, rfc3339, success_headers
-    from parley.filters.rate_limit_store import Decision
-
     specs = [
         LimitSpec("key", "k", rpm=10, tpm=1000),
         LimitSpec("user", "u", rpm=4, tpm=None),

@@ -185,7 +185,7 @@ def test_rows_inserted_a_hundred_to_a_statement_store_what_row_by_row_inserts_st
             if i % 5 == 0:
                 values["retrieval"] = {"chunks": i}
             out.append(from_mapping(values))
-        return out + [rows_again for rows_again in out[:3]]  # an id twice in one batch
+        return out + out[:3]  # an id twice in one batch
 
     def store(path: str, per: int) -> dict[str, list]:
         eng = make_engine(path, {})

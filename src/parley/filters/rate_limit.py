@@ -68,9 +68,11 @@ def applicable(ctx: RequestContext, defaults: DefaultLimits) -> list[LimitSpec]:
     return specs
 
 
+RFC3339 = "%Y-%m-%dT%H:%M:%SZ"  # UTC, whole seconds
+
+
 def rfc3339(ms_from_now: int) -> str:
-    """UTC, whole seconds."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + ms_from_now / 1000))
+    return time.strftime(RFC3339, time.gmtime(time.time() + ms_from_now / 1000))
 
 
 class ResetTimes:
@@ -86,7 +88,7 @@ class ResetTimes:
     def at(self, ms_from_now: int) -> str:
         second = int(time.time() + ms_from_now / 1000)
         if second != self._second:
-            self._second, self._text = second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+            self._second, self._text = second, time.strftime(RFC3339, time.gmtime(second))
         return self._text
 
 
