@@ -5,6 +5,7 @@ aiosqlite) could not write a row while the loop was blocked."""
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -13,7 +14,10 @@ import pytest
 import sqlalchemy as sa
 
 from keys_support import Admin, gateway_config
+from parley.core.context import new_request_id
+from parley.spend.batch import SCOPES, Written
 from parley.spend.rows import COLUMNS, from_mapping
+from parley.spend.sqlite_thread import connect
 from parley.spend.writer import SpendWriter
 from parley.store import tables as t
 from parley.store.db import make_engine, migrate
@@ -212,3 +216,92 @@ def test_rows_inserted_a_hundred_to_a_statement_store_what_row_by_row_inserts_st
     assert len(many["parley_spend_logs"]) == 237
     assert many["parley_spend_log_tags"] and many["parley_users"] and many["parley_tags"]
     assert many == one_by_one
+
+
+def test_a_kick_writes_full_batches_and_the_interval_writes_the_rest(tmp_path):
+    """`drain` after a kick stops once less than a full batch waits; after the interval (or a
+    flush) it writes everything. A failed batch is retried first either way."""
+    eng = make_engine(str(tmp_path / "unused.db"), {})
+    writer = SpendWriter(eng, interval=60, batch_size=100)
+    for i in range(234):
+        writer.enqueue(_row(i))
+    sizes: list[int] = []
+    fail = [True]
+
+    def write(batch: list[tuple], now: float, reset: bool) -> Written:
+        if fail[0]:
+            fail[0] = False
+            raise sqlite3.OperationalError("disk I/O error")
+        sizes.append(len(batch))
+        return Written(len(batch), {scope: {} for scope in SCOPES})
+
+    assert not writer.drain(write, everything=False)  # the first batch failed: kept
+    assert writer.drain(write, everything=False)
+    assert sizes == [100, 100] and writer.backlog()[0] == 34
+    assert writer.drain(write, everything=False) and sizes == [100, 100]  # 34 rows: not a batch
+    assert writer.drain(write) and sizes == [100, 100, 34] and writer.backlog()[0] == 0
+    asyncio.run(eng.dispose())
+
+
+def test_under_a_steady_trickle_the_writer_thread_writes_full_batches(tmp_path):
+    """Rows keep arriving while a batch is written (a slow disk: 20 ms per batch). Every batch the
+    kicks write is full; only the last, written by the flush, is partial. Writing whatever came
+    while the previous batch was written gave batches of a few rows, each its own transaction."""
+    path = str(tmp_path / "trickle.db")
+
+    async def run() -> list[int]:
+        eng = make_engine(path, {})
+        await migrate(eng)
+        writer = SpendWriter(eng, interval=60, batch_size=100)
+        thread = writer.driver
+        real = thread._write  # type: ignore[attr-defined]
+        sizes: list[int] = []
+
+        def slow(batch: list[tuple], now: float, reset: bool) -> Written:
+            sizes.append(len(batch))
+            time.sleep(0.02)
+            return real(batch, now, reset)
+
+        thread._write = slow  # type: ignore[attr-defined]
+        writer.start()
+        for i in range(1050):
+            writer.enqueue(_row(i))
+            if i % 2:
+                await asyncio.sleep(0.002)  # under a row per millisecond: ~20 arrive per write
+        assert await writer.flush()
+        await writer.stop()
+        async with eng.connect() as conn:
+            stored = (await conn.execute(sa.select(sa.func.count()).select_from(t.spend_logs))).scalar()
+        await eng.dispose()
+        assert stored == 1050
+        return sizes
+
+    sizes = asyncio.run(run())
+    assert sum(sizes) == 1050 and len(sizes) >= 2
+    assert all(size == 100 for size in sizes[:-1]) and sizes[-1] == 50, sizes
+
+
+def test_request_ids_sort_in_the_order_they_were_made():
+    """Request ids lead with the time in milliseconds, so the spend log's primary key grows at its
+    right edge (random ids dirtied a different index page per row). 80 random bits follow."""
+    made = []
+    for _ in range(4):
+        made += [new_request_id() for _ in range(1000)]
+        time.sleep(0.002)
+    assert all(re.fullmatch(r"req_[0-9a-f]{32}", rid) for rid in made)
+    assert len(set(made)) == len(made)
+    stamps = [int(rid[4:16], 16) for rid in made]
+    assert stamps == sorted(stamps) and stamps[-1] - stamps[0] >= 6
+    assert abs(stamps[-1] - time.time() * 1000) < 5000
+    by_ms: dict[int, set[str]] = {}
+    for rid in made:
+        by_ms.setdefault(int(rid[4:16], 16), set()).add(rid[16:])
+    assert sum(len(v) for v in by_ms.values()) == len(made)  # the random part differs within a millisecond
+
+
+def test_the_writer_keeps_statement_journals_in_memory(tmp_path):
+    """A multi-row INSERT's statement journal stays in memory: on disk, SQLite created and
+    unlinked a temporary file in /var/tmp for each batch."""
+    conn = connect(str(tmp_path / "temp.db"))
+    assert conn.execute("PRAGMA temp_store").fetchone() == (2,)  # 2: MEMORY
+    conn.close()

@@ -23,9 +23,14 @@ T = TypeVar("T")
 
 
 def new_request_id() -> str:
-    """A unique id; not a secret, so no system call for randomness (it showed at 2.5% of CPU).
-    `req_` and 24 hex digits: 96 random bits."""
-    return "req_" + random.getrandbits(96).to_bytes(12, "big").hex()
+    """A unique id, in time order: `req_`, the Unix time in milliseconds (12 hex digits), then 80
+    random bits (20 hex digits), 128 bits in all like a UUIDv7.
+
+    Time order keeps the spend log's primary-key index appending at its right edge: random ids put
+    each new row in a different leaf page of that index, which SQLite then writes to its WAL and
+    back (a 500-row batch cost 24.5 µs of CPU per row with random ids, 11.4 with these). Not a
+    secret, so no system call for randomness (it showed at 2.5% of CPU)."""
+    return "req_" + ((int(time.time() * 1000) << 80) | random.getrandbits(80)).to_bytes(16, "big").hex()
 
 
 class StateKey(Generic[T]):

@@ -73,6 +73,10 @@ def connect(path: str) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_SECONDS * 1000}")
+    # A multi-row INSERT keeps a statement journal (the pages it changed, to undo it alone); past
+    # 64 KiB SQLite spills it to a new file in /var/tmp, created and unlinked per batch (~0.3 page
+    # writes per row). In memory it is a copy.
+    conn.execute("PRAGMA temp_store=MEMORY")
     return conn
 
 
@@ -125,11 +129,14 @@ class SqliteThread(threading.Thread):
         backoff = self.writer.interval
         try:
             while not self._stopping:
-                self._wake.wait(backoff)
+                kicked = self._wake.wait(backoff)
                 self._wake.clear()
                 if self._stopping:
                     break
-                backoff = self.writer.interval if self._drain() else min(backoff * 2, MAX_BACKOFF)
+                with self._guard:
+                    everything = not kicked or bool(self._waiters)  # the interval, or a flush
+                ok = self._drain(everything)
+                backoff = self.writer.interval if ok else min(backoff * 2, MAX_BACKOFF)
             for _ in range(self._attempts):
                 if not self.writer.backlog()[0] or self._drain():
                     break
@@ -142,9 +149,9 @@ class SqliteThread(threading.Thread):
             for _, future in waiters:
                 _resolve(future, not self.writer.backlog()[0])
 
-    def _drain(self) -> bool:
+    def _drain(self, everything: bool = True) -> bool:
         try:
-            ok = self.writer.drain(self._write)
+            ok = self.writer.drain(self._write, everything)
         except Exception:  # not the database's doing (that is caught in drain): keep the thread alive
             log.exception("spend writer: unexpected error")
             ok = False
