@@ -5,9 +5,9 @@ thread-safe queue (and to the spend journal's in-memory list) and adds its cost 
 budget ledger reads. Everything else happens off the request path, in one of two drivers:
 
 - **SQLite file** (the embedded default): a dedicated thread, `parley-spend-writer`, with its own
-  stdlib `sqlite3` connection (WAL, busy timeout) wakes every `interval` seconds or as soon as
-  `batch_size` rows wait, and writes batch after batch, each one transaction (`BEGIN IMMEDIATE`,
-  executemany, `COMMIT`). The event loop does no SQL and holds no future per row; `flush()` (admin
+  stdlib `sqlite3` connection (WAL, busy timeout) wakes as soon as `batch_size` rows wait and
+  writes full batches, or every `interval` seconds and writes everything queued, each batch one
+  transaction (`BEGIN IMMEDIATE`, multi-row INSERTs, `COMMIT`). The event loop does no SQL and holds no future per row; `flush()` (admin
   reads, shutdown) costs one future per call.
 - **Postgres** (asyncpg) and in-memory SQLite: a task on the event loop runs the same batch code
   through `AsyncConnection.run_sync` (asyncpg is bound to the loop): the SQL is rendered once per
