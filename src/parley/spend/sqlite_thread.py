@@ -2,8 +2,9 @@
 
 The event loop only appends row tuples to the writer's queue and, when `batch_size` rows wait, sets
 an event. The thread wakes on that and writes full batches, or every `interval` seconds and writes
-everything queued, each batch in one `BEGIN IMMEDIATE ... COMMIT` (the write lock is taken up front, so the read that picks the new
-rows and the inserts see the same database; other connections wait on the busy timeout, never fail).
+everything queued, each batch in one `BEGIN IMMEDIATE ... COMMIT` (the write lock is taken up
+front, so the read that picks the new rows and the inserts see the same database; other
+connections wait on the busy timeout, never fail).
 `sqlite3` releases the GIL while SQLite executes, so the loop keeps running meanwhile.
 
 `flush()` (admin reads, journal replay) registers a future with the number of rows queued so far and

@@ -7,8 +7,8 @@ budget ledger reads. Everything else happens off the request path, in one of two
 - **SQLite file** (the embedded default): a dedicated thread, `parley-spend-writer`, with its own
   stdlib `sqlite3` connection (WAL, busy timeout) wakes as soon as `batch_size` rows wait and
   writes full batches, or every `interval` seconds and writes everything queued, each batch one
-  transaction (`BEGIN IMMEDIATE`, multi-row INSERTs, `COMMIT`). The event loop does no SQL and holds no future per row; `flush()` (admin
-  reads, shutdown) costs one future per call.
+  transaction (`BEGIN IMMEDIATE`, multi-row INSERTs, `COMMIT`). The event loop does no SQL and
+  holds no future per row; `flush()` (admin reads, shutdown) costs one future per call.
 - **Postgres** (asyncpg) and in-memory SQLite: a task on the event loop runs the same batch code
   through `AsyncConnection.run_sync` (asyncpg is bound to the loop): the SQL is rendered once per
   dialect and rows are bound as tuples, so the loop's work per row is the driver's encoding.
