@@ -9,14 +9,15 @@ parley has no WebSocket route and runs uvicorn with `ws="none"` (the `websockets
 a worker ~2.5 MB): a request asking to upgrade (WebSocket, `h2c`) is answered over HTTP/1.1, as
 before, without uvicorn's warning that no WebSocket library is installed.
 
-A reply with a Content-Length goes out in one write, head and body together (`CorkedCycle`).
+A reply with a Content-Length goes out in one write, head and body together (`_Cork`).
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from parley.core.context import new_request_id
 from parley.core.errors import anthropic_error_body, openai_error_body
@@ -24,64 +25,78 @@ from parley.core.errors import anthropic_error_body, openai_error_body
 MESSAGE = "malformed HTTP request: the request line or a header (e.g. Content-Length) could not be parsed"
 
 
-class _Collect:
-    """Stands in for the transport while uvicorn renders one ASGI message: keeps what it writes."""
-
-    __slots__ = ("closed", "data", "transport")
-
-    def __init__(self, transport: Any) -> None:
-        self.transport = transport
-        self.data = b""
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.data += data
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed or bool(self.transport.is_closing())
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
-class CorkedCycle(RequestResponseCycle):
-    """uvicorn's request cycle, but a head with a Content-Length waits for the body's first bytes.
+class _Cork:
+    """The transport a connection's request cycles write to: a reply head with a Content-Length is
+    held and written with the body's first bytes.
 
     uvicorn writes the head when `http.response.start` is sent and the body when it comes; uvloop
     writes each at once: two system calls and two TCP segments per reply (a loopback write costs
-    ~5.5 µs of system time here). The head is rendered and checked by uvicorn as before, kept, and
-    written with the next message's bytes. Heads of chunked replies (streams) and of HEAD requests
-    (no body is written) go out at once, as before."""
+    ~5.5 µs of system time here). Cycles write one after another (a pipelined request's cycle
+    starts once the reply before it is complete), so the first write after a reply completes is
+    the next head (an interim 100 Continue aside). Chunked heads (streams) go out at once; a held
+    head whose reply writes no body (HEAD) goes out when the reply completes, or before a close."""
 
-    _held = b""
+    __slots__ = ("head_next", "held", "transport")
 
-    async def send(self, message: Any) -> None:
-        held = self._held
-        if self.response_started and not held:
-            await super().send(message)
-            return
-        real = self.transport
-        collect = _Collect(real)
-        self.transport = collect  # type: ignore[assignment]
-        try:
-            await super().send(message)
-        finally:
-            self.transport = real
-            data = held + collect.data
-            self._held = b""
-            if not held and self.chunked_encoding is False and self.scope["method"] != "HEAD":
-                self._held = data  # the head: out with the body
-            elif data and not self.disconnected:
-                real.write(data)
-            if collect.closed:
-                real.close()
+    def __init__(self, transport: Any) -> None:
+        self.transport = transport
+        self.held = b""
+        self.head_next = True
+
+    def write(self, data: bytes) -> None:
+        if self.held:
+            data = self.held + data
+            self.held = b""
+        elif self.head_next and data != CONTINUE:
+            self.head_next = False
+            if b"\r\ncontent-length: " in data:  # (uvicorn writes header names in lower case)
+                self.held = data
+                return
+        self.transport.write(data)
+
+    def complete(self) -> None:
+        """The reply is complete: what is held goes out, and the next write is a head."""
+        self.head_next = True
+        if self.held:
+            held, self.held = self.held, b""
+            if not self.transport.is_closing():
+                self.transport.write(held)
+
+    def close(self) -> None:
+        self.complete()
+        self.transport.close()
+
+    def is_closing(self) -> bool:
+        return bool(self.transport.is_closing())
+
+    def __getattr__(self, name: str) -> Any:  # anything else a cycle may ask of its transport
+        return getattr(self.transport, name)
 
 
 class EnvelopeHttpToolsProtocol(HttpToolsProtocol):
+    _cork: _Cork | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[arg-type]
+        self._cork = _Cork(transport)
+
     def on_headers_complete(self) -> None:
-        super().on_headers_complete()
-        if type(self.cycle) is RequestResponseCycle:  # (not swapped yet; None before a request)
-            self.cycle.__class__ = CorkedCycle
+        """uvicorn's, with the request's cycle made on the cork (the protocol keeps the transport)."""
+        real = self.transport
+        if self._cork is not None:
+            self.transport = self._cork  # type: ignore[assignment]
+        try:
+            super().on_headers_complete()
+        finally:
+            self.transport = real
+
+    def on_response_complete(self) -> None:
+        if self._cork is not None:
+            self._cork.complete()
+        super().on_response_complete()
 
     def _unsupported_upgrade_warning(self) -> None:
         self.logger.debug("upgrade request served over HTTP/1.1 (parley has no WebSocket route)")
