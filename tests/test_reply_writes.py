@@ -59,6 +59,8 @@ async def app(scope, receive, send) -> None:
     body = b'{"ok":true}'
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
+    if path == "/fail":  # a bug after the head: uvicorn closes the connection
+        raise RuntimeError("boom")
     if path == "/parts":  # a Content-Length body sent in two messages
         await send({"type": "http.response.body", "body": body[:4], "more_body": True})
         await send({"type": "http.response.body", "body": body[4:]})
@@ -76,6 +78,8 @@ async def _serve(requests: bytes, replies: int) -> Recorder:
     for _ in range(400):  # until the last reply is complete
         heads = sum(w.startswith(b"HTTP/1.1 ") for w in transport.writes)
         if heads >= replies and protocol.cycle is not None and protocol.cycle.response_complete:
+            break
+        if transport.closed:
             break
         await asyncio.sleep(0.005)
     protocol.connection_lost(None)
@@ -115,4 +119,14 @@ def test_a_head_reply_and_the_replies_after_it_on_one_connection():
     assert b"content-length: 11" in transport.writes[0] and transport.writes[0].endswith(b"\r\n\r\n")
     assert all(
         w.startswith(b"HTTP/1.1 200 OK\r\n") and w.endswith(b'{"ok":true}') for w in transport.writes[1:]
+    )
+
+
+def test_a_held_head_goes_out_before_the_connection_closes():
+    """The app fails after sending the head: the client gets the head, then the close, as from
+    uvicorn without the cork."""
+    transport = asyncio.run(_serve(_request("POST", "/fail"), 1))
+    assert transport.closed and len(transport.writes) == 1
+    assert transport.writes[0].startswith(b"HTTP/1.1 200 OK\r\n") and transport.writes[0].endswith(
+        b"\r\n\r\n"
     )
