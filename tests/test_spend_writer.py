@@ -218,9 +218,11 @@ def test_rows_inserted_a_hundred_to_a_statement_store_what_row_by_row_inserts_st
     assert many == one_by_one
 
 
-def test_a_kick_writes_full_batches_and_the_interval_writes_the_rest(tmp_path):
+@pytest.mark.parametrize("driver", ["thread", "loop"])
+def test_a_kick_writes_full_batches_and_the_interval_writes_the_rest(tmp_path, driver):
     """`drain` after a kick stops once less than a full batch waits; after the interval (or a
-    flush) it writes everything. A failed batch is retried first either way."""
+    flush) it writes everything. A failed batch is retried first either way. The same for the
+    SQLite thread's `drain` and the loop driver's (Postgres) `drain_async`."""
     eng = make_engine(str(tmp_path / "unused.db"), {})
     writer = SpendWriter(eng, interval=60, batch_size=100)
     for i in range(234):
@@ -235,11 +237,19 @@ def test_a_kick_writes_full_batches_and_the_interval_writes_the_rest(tmp_path):
         sizes.append(len(batch))
         return Written(len(batch), {scope: {} for scope in SCOPES})
 
-    assert not writer.drain(write, everything=False)  # the first batch failed: kept
-    assert writer.drain(write, everything=False)
+    async def write_async(batch: list[tuple], now: float, reset: bool) -> Written:
+        return write(batch, now, reset)
+
+    def drain(everything: bool) -> bool:
+        if driver == "thread":
+            return writer.drain(write, everything)
+        return asyncio.run(writer.drain_async(write_async, everything))
+
+    assert not drain(everything=False)  # the first batch failed: kept
+    assert drain(everything=False)
     assert sizes == [100, 100] and writer.backlog()[0] == 34
-    assert writer.drain(write, everything=False) and sizes == [100, 100]  # 34 rows: not a batch
-    assert writer.drain(write) and sizes == [100, 100, 34] and writer.backlog()[0] == 0
+    assert drain(everything=False) and sizes == [100, 100]  # 34 rows: not a batch
+    assert drain(everything=True) and sizes == [100, 100, 34] and writer.backlog()[0] == 0
     asyncio.run(eng.dispose())
 
 
@@ -304,4 +314,43 @@ def test_the_writer_keeps_statement_journals_in_memory(tmp_path):
     unlinked a temporary file in /var/tmp for each batch."""
     conn = connect(str(tmp_path / "temp.db"))
     assert conn.execute("PRAGMA temp_store").fetchone() == (2,)  # 2: MEMORY
+    conn.close()
+
+
+def test_batches_of_any_size_use_a_few_statements_and_store_every_row(tmp_path):
+    """A connection keeps every distinct statement it ran compiled (~100 KB for a 100-row INSERT):
+    batches of 1 to 130 rows run at most 8 INSERT shapes (100 and powers of two up to 64) and 9 id
+    lookups (padded to powers of two, 1 to 256), and store every row once."""
+    from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+    from parley.spend.batch import SqliteDb, Statements, write_batch
+
+    path = str(tmp_path / "shapes.db")
+    eng = make_engine(path, {})
+    asyncio.run(migrate(eng))
+    asyncio.run(eng.dispose())
+    conn = connect(path)
+    seen: set[str] = set()
+
+    class Recording(SqliteDb):
+        def rows(self, sql, params):  # type: ignore[no-untyped-def]
+            seen.add(sql)
+            return super().rows(sql, params)
+
+        def run(self, sql, params):  # type: ignore[no-untyped-def]
+            seen.add(sql)
+            super().run(sql, params)
+
+    db, stmts, i = Recording(conn), Statements(sqlite_dialect.dialect()), 0
+    for size in range(1, 131):
+        batch = [_row(i + k) for k in range(size)]
+        i += size
+        conn.execute("BEGIN IMMEDIATE")
+        assert write_batch(db, stmts, batch, 5000.0, False).inserted == size
+        conn.execute("COMMIT")
+    inserts = {sql for sql in seen if sql.startswith("INSERT INTO parley_spend_logs")}
+    lookups = {sql for sql in seen if sql.startswith("SELECT")}
+    assert len(inserts) <= 8 and len(lookups) <= 9, (len(inserts), len(lookups))
+    stored = conn.execute("SELECT count(*), count(DISTINCT request_id) FROM parley_spend_logs").fetchone()
+    assert stored == (i, i) and i == 130 * 131 // 2
     conn.close()
