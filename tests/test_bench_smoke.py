@@ -132,3 +132,23 @@ def test_redis_target_is_judged_on_pairs_measured_side_by_side(tmp_path):
         assert int(redis_rps) > 0 and int(plain_rps) > 0
         assert abs(int(redis_rps) / int(plain_rps) * 100 - int(percent)) <= 1, line
     assert "ms CPU/req (gateway + redis-server)" in line, line  # what Redis costs, both sides
+
+
+@pytest.mark.slow
+def test_threads_bench_reports_the_named_threads_of_a_loaded_gateway():
+    """bench/threads.py under a short wrk run: the event loop and the spend writer and journal,
+    by the names parley gives its threads in the OS, with some CPU per request each."""
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench", "threads.py"), "--duration", "1", "--no-bare"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {}
+    for line in proc.stdout.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 8 and cells[0] == "parley":
+            rows[cells[1]] = cells
+    assert {"main (event loop)", "parley-spend-wr", "parley-spend-jo"} <= set(rows), proc.stdout
+    assert float(rows["main (event loop)"][5]) > 0 and float(rows["parley-spend-wr"][5]) > 0, proc.stdout

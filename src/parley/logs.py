@@ -16,6 +16,8 @@ from typing import TextIO
 
 import orjson
 
+from parley.core.runtime import name_os_thread
+
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # what a key looks like in a log line: kept to its first characters
 KEY_PATTERN = re.compile(r"((?:sk|pk|rk)-[A-Za-z0-9]{0,4})[A-Za-z0-9_\-]{8,}|(Bearer\s+)\S+")
@@ -59,6 +61,7 @@ class BatchWriter(threading.Thread):
         self.formatter = formatter
 
     def run(self) -> None:
+        name_os_thread()
         while True:
             batch = [self.records.get()]
             while len(batch) < 1000:

@@ -22,6 +22,8 @@ from typing import Any
 
 import orjson
 
+from parley.core.runtime import name_os_thread
+
 ENV = "PARLEY_LOOP_WATCH"
 BUCKETS_MS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 50, 100, float("inf"))
 
@@ -81,6 +83,7 @@ class LoopWatch:
             self.gc[info["generation"]].add((time.perf_counter() - self._gc_started) * 1000)
 
     def _run(self) -> None:
+        name_os_thread()
         last_write = time.monotonic()
         while not self._stop.wait(self.interval):
             ran = threading.Event()

@@ -26,6 +26,8 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
+from parley.core.runtime import name_os_thread
+
 log = logging.getLogger("parley.otel")
 
 SERVER, CLIENT = 2, 3  # SpanKind in trace.proto
@@ -445,6 +447,7 @@ class OtlpExporter:
             self._thread.join(timeout)
 
     def _run(self) -> None:
+        name_os_thread()
         while True:
             self._wake.wait(self.delay)
             self._wake.clear()

@@ -34,6 +34,7 @@ from typing import IO, Any
 import orjson
 from sqlalchemy.engine import make_url
 
+from parley.core.runtime import name_os_thread
 from parley.spend.rows import COLUMNS, SpendRow
 
 log = logging.getLogger("parley.spend")
@@ -160,6 +161,7 @@ class SpendJournal:
         return kept
 
     def _loop(self) -> None:
+        name_os_thread()
         while not self._stop.wait(self.fsync_seconds):
             try:
                 self._tick()

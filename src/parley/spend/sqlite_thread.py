@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from parley.core.runtime import name_os_thread
 from parley.spend.batch import SqliteDb, Statements, Written, write_batch
 from parley.spend.rows import SpendRow
 
@@ -127,6 +128,7 @@ class SqliteThread(threading.Thread):
     # --- the thread -------------------------------------------------------------------------------
 
     def run(self) -> None:
+        name_os_thread()
         backoff = self.writer.interval
         try:
             while not self._stopping:
