@@ -76,7 +76,8 @@ class Results:
     features: list[FeatureRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     targets: list[tuple[str, str, str]] = field(default_factory=list)  # (target, measured, verdict)
-    redis_pairs: list[Any] = field(default_factory=list)  # redis_rounds.Pair: native with/without Redis
+    redis_pairs: list[Any] = field(default_factory=list)  # rounds.Pair: native with/without Redis
+    forwarder_pairs: list[Any] = field(default_factory=list)  # rounds.Pair: bare, parley
 
 
 def _f(value: float | None, digits: int = 2) -> str:

@@ -30,8 +30,8 @@ sys.path.insert(1, os.path.join(os.path.dirname(HERE), "src"))
 
 import features  # noqa: E402
 import load  # noqa: E402
-import redis_rounds  # noqa: E402
 import report  # noqa: E402
+import rounds  # noqa: E402
 import scenarios as sc  # noqa: E402
 import targets as tg  # noqa: E402
 from parley.testing.procs import ServerProcess, free_port  # noqa: E402
@@ -109,6 +109,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "order alternating; the 85%% target is judged on the median pair (default 4, smoke 0)",
     )
     p.add_argument(
+        "--forwarder-rounds",
+        type=int,
+        help="pairs of native at c=16, bare forwarder and parley, measured back to back after the "
+        "scenarios, the order alternating; the 70%%, 1.5x and 2x targets are judged on the median "
+        "pair (default 4, smoke 0)",
+    )
+    p.add_argument(
         "--baseline",
         metavar="SRC",
         help="also measure parley from another source tree (its src/ directory) as `parley@base`, "
@@ -123,6 +130,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.stream_interval = args.stream_interval or (0.2 if smoke else 0.5)
     args.stream_ramp = args.stream_ramp if args.stream_ramp is not None else (0.2 if smoke else 2.0)
     args.redis_rounds = args.redis_rounds if args.redis_rounds is not None else (0 if smoke else 4)
+    args.forwarder_rounds = (
+        args.forwarder_rounds if args.forwarder_rounds is not None else (0 if smoke else 4)
+    )
     return args
 
 
@@ -254,9 +264,9 @@ def main(argv: list[str] | None = None) -> int:
             phase(results, "scenarios", run_scenarios, bench, bench.up, systems, results)
             phase(results, "features on/off", features.run_features, bench, systems, results)
             phase(results, "slow streams", run_slow_streams, bench, systems, results)
-            if args.redis:  # last: a minute more of native load leaves each gateway larger (the
-                # in-process rpm log keeps a minute of requests), which the streams' RSS would see
-                phase(results, "Redis rounds", redis_rounds.run, bench, systems, results, middle(args))
+            # last: a minute more of native load leaves each gateway larger (the in-process rpm log
+            # keeps a minute of requests), which the streams' RSS would see
+            phase(results, "rounds", rounds.run, bench, systems, results, middle(args))
         phase(results, "targets", judge, results, args)
         text = report.write(results, args.out)
     print(text)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 
 import features
-import redis_rounds
 import report
+import rounds
 
 
 def _row(results: report.Results, scenario: str, target: str, conc: int) -> report.Row | None:
@@ -28,7 +28,9 @@ def judge(results: report.Results, args: argparse.Namespace) -> None:
     t = results.targets
     mid = middle(args)
     p, b = _row(results, "native", "parley", mid), _row(results, "native", "bare", mid)
-    if p and b and not (p.failure or b.failure) and b.rps:
+    if len(results.forwarder_pairs) > 1:  # the rounds ran: the medians of the pairs decide
+        t.extend(rounds.judge_forwarder(results.forwarder_pairs, mid, verdict))
+    elif p and b and not (p.failure or b.failure) and b.rps:
         ratio = p.rps / b.rps
         t.append(
             (
@@ -144,7 +146,7 @@ def judge_redis(results: report.Results, args: argparse.Namespace, mid: int, ver
         measured = f"{r.rps:.0f} vs {plain.rps:.0f} req/s = {ratio:.0%}{cpu}"
         name = f"{r.target} vs {plain.target}: {r.scenario}, c={r.concurrency}"
         results.targets.append((name, measured, "(comparison)"))
-    target = redis_rounds.judge(results.redis_pairs, mid, verdict)
+    target = rounds.judge_redis(results.redis_pairs, mid, verdict)
     if target is not None:
         results.targets.append(target)
 

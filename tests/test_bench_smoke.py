@@ -119,12 +119,23 @@ def test_a_hanging_load_run_is_a_timeout_row_and_the_table_is_still_written(tmp_
 
 
 @pytest.mark.slow
-def test_redis_target_is_judged_on_pairs_measured_side_by_side(tmp_path):
+def test_redis_and_forwarder_targets_are_judged_on_pairs_measured_side_by_side(tmp_path):
     """--redis: the scenario rows' pair plus `--redis-rounds` more, each pair's ratio listed, the
-    target judged on their median."""
-    text = run_bench(tmp_path, "--redis", "--only", "native", "--redis-rounds", "2", "--streams", "0")
+    target judged on their median; the forwarder's targets the same way (`--forwarder-rounds`)."""
+    text = run_bench(
+        tmp_path,
+        "--redis",
+        "--only",
+        "native",
+        "--redis-rounds",
+        "2",
+        "--forwarder-rounds",
+        "2",
+        "--streams",
+        "0",
+    )
     served_without_errors(text, "native", "parley/redis")
-    line = next(line for line in text.splitlines() if "(pairs side by side)" in line)
+    line = next(line for line in text.splitlines() if "without Redis (pairs side by side)" in line)
     assert "median" in line and "of 3 pairs" in line, line
     ratios = re.findall(r"(\d+)/(\d+) = (\d+)%", line)
     assert len(ratios) == 3, line
@@ -132,6 +143,13 @@ def test_redis_target_is_judged_on_pairs_measured_side_by_side(tmp_path):
         assert int(redis_rps) > 0 and int(plain_rps) > 0
         assert abs(int(redis_rps) / int(plain_rps) * 100 - int(percent)) <= 1, line
     assert "ms CPU/req (gateway + redis-server)" in line, line  # what Redis costs, both sides
+    # the forwarder's targets too: the scenario rows' pair and 2 more, each listed, on their median
+    rps = next(line for line in text.splitlines() if "forwarder's req/s (pairs side by side)" in line)
+    cpu = next(
+        line for line in text.splitlines() if "forwarder's (pairs side by side)" in line and "CPU" in line
+    )
+    assert "of 3 pairs" in rps and len(re.findall(r"(\d+)/(\d+) = (\d+)%", rps)) == 3, rps
+    assert "of 3 pairs" in cpu and len(re.findall(r"\d+\.\d{3}/\d+\.\d{3} ms", cpu)) == 3, cpu
 
 
 @pytest.mark.slow
