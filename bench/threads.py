@@ -32,7 +32,6 @@ import targets as tg  # noqa: E402
 from upstreams import ensure_tool, start_bare_forwarder, start_upstream  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
-KEYS = {"master": None, "budget": tg.KEY_BUDGET, "limits": tg.KEY_LIMITS}
 
 
 @dataclass
@@ -152,7 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--runs", type=int, default=1, help="measurements of each target, one after another")
     p.add_argument("--no-bare", action="store_true", help="parley only")
-    p.add_argument("--key", choices=sorted(KEYS), default="budget", help="the credential's budget and limits")
+    p.add_argument(
+        "--key",
+        choices=("budget", "limits", "master"),
+        default="budget",
+        help="key + budget, + limits, or master",
+    )
     args = p.parse_args(argv)
     notes: list[str] = []
     results: list[Result] = []
@@ -170,12 +174,11 @@ def main(argv: list[str] | None = None) -> int:
                 bare = start_bare_forwarder(workdir, up)
                 stack.callback(bare.stop)
                 systems.append(("bare", bare.url, native.headers, bare.proc.pid))
-            parley, _ = tg.start_parley(workdir, tg.model_list(up, up.anthropic, up.anthropic), 1, notes)
+            models = tg.model_list(up, up.anthropic, up.anthropic)
+            parley, _ = tg.start_parley(workdir, models, 1, notes, limits=args.key == "limits")
             stack.callback(parley.stop)
-            if args.key != "budget":  # (start_parley made a key with a budget)
-                parley.headers, _ = tg.credential(parley.url, notes, "parley", KEYS[args.key])
-                if args.key == "master":
-                    parley.headers = {"x-api-key": tg.MASTER}
+            if args.key == "master":  # (start_parley made a virtual key)
+                parley.headers = {"x-api-key": tg.MASTER}
             assert parley.pid is not None
             systems.append(("parley", parley.url, dict(native.headers, **parley.headers), parley.pid))
             for _ in range(args.runs):

@@ -27,35 +27,9 @@ def judge(results: report.Results, args: argparse.Namespace) -> None:
     verdict = (lambda ok: "met" if ok else "NOT met") if not args.smoke else (lambda ok: "(smoke run)")
     t = results.targets
     mid = middle(args)
-    p, b = _row(results, "native", "parley", mid), _row(results, "native", "bare", mid)
-    if len(results.forwarder_pairs) > 1:  # the rounds ran: the medians of the pairs decide
+    if results.forwarder_pairs:  # the scenario rows' pair and the rounds': their medians decide
         t.extend(rounds.judge_forwarder(results.forwarder_pairs, mid, verdict))
-    elif p and b and not (p.failure or b.failure) and b.rps:
-        ratio = p.rps / b.rps
-        t.append(
-            (
-                f"native, 1 worker, c={mid}: ≥ 70% of the bare forwarder's req/s",
-                f"{p.rps:.0f} vs {b.rps:.0f} req/s = {ratio:.0%}",
-                verdict(ratio >= 0.7),
-            )
-        )
-        t.append(
-            (
-                f"native, c={mid}: p99 ≤ 2× the bare forwarder's",
-                f"{p.p99_ms:.2f} vs {b.p99_ms:.2f} ms = {p.p99_ms / b.p99_ms:.2f}×",
-                verdict(p.p99_ms <= 2 * b.p99_ms),
-            )
-        )
-        if p.cpu_ms_per_req and b.cpu_ms_per_req:
-            ratio = p.cpu_ms_per_req / b.cpu_ms_per_req
-            t.append(
-                (
-                    f"native, c={mid}: CPU per request ≤ 1.5× the bare forwarder's",
-                    f"{p.cpu_ms_per_req:.3f} vs {b.cpu_ms_per_req:.3f} ms = {ratio:.2f}×",
-                    verdict(ratio <= 1.5),
-                )
-            )
-    elif p or b:
+    elif _row(results, "native", "parley", mid) or _row(results, "native", "bare", mid):
         t.append((f"native, c={mid}: parley against the bare forwarder", "a run failed", "not measured"))
     low = min(args.concurrency)
     r = _row(results, "native", "parley", low)
