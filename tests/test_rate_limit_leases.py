@@ -36,8 +36,9 @@ async def _admit(server: RedisServer, prefix: str, rid: str, combined: bool) -> 
     limiter = RedisLimiter(link, LocalLimiter())
     try:
         if combined:
-            results, _ = await Combined(link, [ADMIT_PART]).call([limiter.ask([SPEC], rid)])
-            decision, _ = limiter.decide([SPEC], rid, results[0])
+            ask = limiter.ask([SPEC], rid)
+            results, _ = await Combined(link, [ADMIT_PART]).call([ask])
+            decision, _ = limiter.decide(ask.data, rid, results[0])
         else:
             decision, _ = await limiter.acquire([SPEC], rid)
     finally:

@@ -39,6 +39,7 @@ def config(upstream, db: str, redis_url: str) -> dict:
             "redis_url": redis_url,
             "redis_key_prefix": PREFIX,
             "cooldown_sync_interval": 3600,  # read once, then only along with other parts
+            "redis_lease_ms": 0,  # every request asks Redis (leases: tests/test_quota_leases.py)
         },
     }
 

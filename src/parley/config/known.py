@@ -74,6 +74,8 @@ ROUTER = frozenset(
         "redis_key_prefix",
         "redis_timeout",
         "redis_max_connections",
+        "redis_lease_ms",
+        "redis_lease_max_requests",
     }
 )
 LITELLM_SETTINGS = frozenset(

@@ -4,7 +4,8 @@ Router: routing_strategy, routing_strategy_args.lowest_latency_buffer, num_retri
 max_retry_after, allowed_fails, allowed_fails_window, cooldown_time, timeout, stream_timeout,
 fallbacks, context_window_fallbacks, content_policy_fallbacks, cooldown_sync_interval,
 retry_backoff_initial, retry_backoff_max. Redis: redis_url, or redis_host + redis_port +
-redis_password; redis_key_prefix, redis_timeout, redis_max_connections. Also default_limits and
+redis_password; redis_key_prefix, redis_timeout, redis_max_connections, redis_lease_ms,
+redis_lease_max_requests. Also default_limits and
 model_group_alias.
 """
 
@@ -89,6 +90,8 @@ class RedisSettings:
     key_prefix: str | None = None  # None: PARLEY_REDIS_PREFIX or "parley"
     timeout: float = 0.5
     max_connections: int = 512  # the pool: one connection per concurrent Redis call, waits <= timeout
+    lease_ms: int = 1000  # quota leases live this long (0: every request asks Redis)
+    lease_max_requests: int = 256  # the most requests one lease is sized for
 
     @classmethod
     def from_config(cls, settings: Mapping[str, Any], where: str = "router_settings") -> RedisSettings:
@@ -106,6 +109,8 @@ class RedisSettings:
             key_prefix=f.text("redis_key_prefix"),
             timeout=f.number("redis_timeout", 0.5, positive=True),
             max_connections=f.integer("redis_max_connections", 512, positive=True),
+            lease_ms=f.integer("redis_lease_ms", 1000),
+            lease_max_requests=f.integer("redis_lease_max_requests", 256, positive=True),
         )
 
 

@@ -8,10 +8,16 @@ before anything changed (the budget filter seeds it and reserves on its own), a 
 stops the reservation after it. A part not asked (no limits, no budget, cooldowns read less than
 `cooldown_sync_interval` ago) is left out; with nothing to ask, or Redis down, no call is made and
 each filter does what it does without the admission (its own call, or its local fallback).
+
+With leases (`parley.store.lease`, `router_settings.redis_lease_ms`), a request every part can
+admit on this process's leases makes no call at all: each part claims first (nothing changes),
+then all commit; one part without a lease with room sends the request to Redis as above, and the
+parts then ask for new leases along with its own ask.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from parley.core.context import RequestContext
@@ -19,6 +25,7 @@ from parley.core.stream import UpstreamReply
 from parley.pipeline.filter import Filter, Phase
 from parley.router.health import COOLDOWN_PART, Health
 from parley.router.table import ModelTable
+from parley.store.lease import nothing
 from parley.store.lua_batch import Ask, Combined, LuaPart, failed
 from parley.store.redis_link import RedisLink, RedisUnavailable
 
@@ -32,6 +39,11 @@ class Asker(Protocol):
     def admission_ask(self, ctx: RequestContext, body: dict[str, Any] | None) -> Ask | None: ...
 
     def admitted(self, ctx: RequestContext, ask: Ask, result: Any) -> None: ...
+
+    def lease_claim(self, ctx: RequestContext, body: dict[str, Any] | None) -> Callable[[], None] | None:
+        """What admits the request on this process's leases, to run once every part has one
+        (`nothing`: no part in this request), or None when Redis must be asked."""
+        ...
 
 
 @runtime_checkable
@@ -59,6 +71,10 @@ class CooldownAsk:
     def admitted(self, ctx: RequestContext, ask: Ask, result: Any) -> None:
         self.health.apply_ttls(ask.data, result)
 
+    def lease_claim(self, ctx: RequestContext, body: dict[str, Any] | None) -> Callable[[], None] | None:
+        ask = self.admission_ask(ctx, body)  # (read at most every cooldown_sync_interval)
+        return nothing if ask is None or not ask.needed else None
+
 
 MAX_RECHECKS = 2  # calls after the first one a check may ask for (budgets seeded meanwhile)
 
@@ -73,8 +89,11 @@ class Admission(Filter):
         self.settle_kinds = self.later.kinds
         parts = [self.later.part(), *(a.admission_lua for a in askers)]
         self.script = Combined(link, parts)
+        self.leasing = link.lease_ms > 0
 
     async def on_request(self, ctx: RequestContext, body: dict[str, Any] | None) -> UpstreamReply | None:
+        if self.leasing and self._leased(ctx, body):
+            return None
         if not self.link.up:
             return None
         asks = [a.admission_ask(ctx, body) for a in self.askers]
@@ -87,6 +106,19 @@ class Admission(Filter):
                 if ask is not None and result is not None:
                     asker.admitted(ctx, ask, result)
         return None
+
+    def _leased(self, ctx: RequestContext, body: dict[str, Any] | None) -> bool:
+        """Admit the request on leases if every part can (nothing is awaited: atomic)."""
+        commits = []
+        for asker in self.askers:
+            commit = asker.lease_claim(ctx, body)
+            if commit is None:
+                return False
+            if commit is not nothing:
+                commits.append(commit)
+        for commit in commits:
+            commit()
+        return True
 
     async def _call(self, ctx: RequestContext, asks: list[Ask | None]) -> list[Any] | None:
         """Each part's answer; None when Redis gave none (the filters then fall back). A part

@@ -12,6 +12,7 @@ cost. Soft mode (`budget_mode: soft` on a key): refuse only once spend has reach
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,10 +28,12 @@ from parley.filters.spend_log import call_cost
 from parley.filters.virtual_keys import CUSTOMER
 from parley.pipeline.filter import Filter, Phase
 from parley.router.table import ModelTable
+from parley.spend.budget_lease import BudgetLease
 from parley.spend.budget_lua import ADMIT_PART
 from parley.spend.ledger import BudgetLine, Grant, RedisLedger
 from parley.spend.pricing import Price
 from parley.spend.service import StoreService
+from parley.store.lease import nothing
 from parley.store.lua_batch import Ask
 from parley.store.records import KeyRecord, Subject
 
@@ -108,6 +111,9 @@ class _Plan:
 
 # The reservation Redis made in the admission call: the plan, and the grant.
 _ADMITTED: StateKey[tuple[_Plan, Grant]] = StateKey("budget.admitted")
+# A request holding its cost bound on a lease (`parley.spend.budget_lease`), not in Redis.
+_LEASED: StateKey[tuple[BudgetLease, float]] = StateKey("budget.leased")
+_PLAN: StateKey[_Plan] = StateKey("budget.plan")  # (made once per request)
 
 
 class BudgetPolicy(Filter):
@@ -146,44 +152,82 @@ class BudgetPolicy(Filter):
         floor = input_cost + min(self.min_reply_tokens, max_tokens) * price.output
         return _Plan(lines, False, bound, floor, input_cost, price.output, field)
 
+    def _plan_of(self, ctx: RequestContext, body: dict[str, Any] | None) -> _Plan | None:
+        plan = ctx.state.get(_PLAN)
+        if plan is None:
+            plan = self._plan(ctx, body)
+            if plan is not None:
+                ctx.state.put(_PLAN, plan)
+        return plan
+
     def admission_ask(self, ctx: RequestContext, body: dict[str, Any] | None) -> Ask | None:
         ledger = self.service.ledger
-        plan = self._plan(ctx, body) if isinstance(ledger, RedisLedger) else None
+        plan = self._plan_of(ctx, body) if isinstance(ledger, RedisLedger) else None
         if plan is None:
             return None
         assert isinstance(ledger, RedisLedger)
         return self._ask(ctx, ledger, plan, {})
 
-    def _ask(self, ctx: RequestContext, ledger: RedisLedger, plan: _Plan, seeds: dict[int, float]) -> Ask:
+    def lease_claim(self, ctx: RequestContext, body: dict[str, Any] | None) -> Callable[[], None] | None:
+        """Hold the request's cost bound on a lease of this process (a commit to run), None to ask
+        Redis (no lease with room, or a soft budget: those ask Redis every time)."""
+        ledger = self.service.ledger
+        assert isinstance(ledger, RedisLedger)  # (an asker only with Redis)
+        plan = self._plan_of(ctx, body)
+        if plan is None:
+            return nothing
+        lease = ledger.leases.claim(plan.lines, plan.bound) if ledger.leases and not plan.soft else None
+        if lease is None:
+            return None
+
+        def commit() -> None:
+            lease.take(plan.bound)
+            ctx.state.put(_LEASED, (lease, plan.bound))  # (done with it whatever refuses the request)
+
+        return commit
+
+    def _ask(
+        self,
+        ctx: RequestContext,
+        ledger: RedisLedger,
+        plan: _Plan,
+        seeds: dict[int, float],
+        lease: tuple[str, float] | None = None,
+    ) -> Ask:
+        """The reservation, with a lease asked for (`lease`: the one asked already, when asking again)."""
         p = plan
-        ask = ledger.ask(ctx.request_id, p.lines, p.bound, p.floor, p.input_cost, p.unit_out, seeds)
-        ask.data = (plan, seeds)
+        if lease is None:
+            lease = ledger.leases.ask(p.lines, p.bound) if ledger.leases and not p.soft else ("", 0.0)
+        ask = ledger.ask(ctx.request_id, p.lines, p.bound, p.floor, p.input_cost, p.unit_out, seeds, lease)
+        ask.data = (plan, seeds, lease)
         return ask
 
     async def recheck(self, ctx: RequestContext, ask: Ask, result: Any) -> Ask:
         """Budgets missing from Redis: read them from the database, then ask again."""
         ledger = self.service.ledger
         assert isinstance(ledger, RedisLedger)
-        plan, seeds = ask.data
+        plan, seeds, lease = ask.data
         for i in result[1:]:
             seeds[int(i) - 1] = await ledger.seed(plan.lines[int(i) - 1])
-        return self._ask(ctx, ledger, plan, seeds)
+        return self._ask(ctx, ledger, plan, seeds, lease)
 
     def admitted(self, ctx: RequestContext, ask: Ask, result: Any) -> None:
         ledger = self.service.ledger
-        plan, _ = ask.data
+        plan, _, lease = ask.data
         assert isinstance(ledger, RedisLedger)
-        grant = ledger.grant(plan.lines, plan.bound, result, ctx.request_id)
+        grant = ledger.grant(plan.lines, plan.bound, result, ctx.request_id, lease)
         if grant is not None:  # (None: still unseeded; on_request reserves on its own then)
             ctx.state.put(_HELD, plan.lines)  # released when done, whatever refuses the request
             ctx.state.put(_ADMITTED, (plan, grant))
 
     async def on_request(self, ctx: RequestContext, body: dict[str, Any] | None) -> UpstreamReply | None:
+        if ctx.state.get(_LEASED) is not None:  # its whole bound is held on a lease: nothing to cap
+            return None
         admitted = ctx.state.pop(_ADMITTED)
         if admitted is not None:
             plan, grant = admitted
         else:
-            found = self._plan(ctx, body)
+            found = self._plan_of(ctx, body)
             if found is None:
                 return None
             plan = found
@@ -236,6 +280,11 @@ class BudgetPolicy(Filter):
         return tokens * (price.max_input if _uses_cache(body) else price.input)
 
     def on_done(self, ctx: RequestContext) -> None:
+        leased = ctx.state.pop(_LEASED)
+        if leased is not None:
+            lease, bound = leased
+            lease.finish(bound, call_cost(self.service, ctx))
+            return
         lines = ctx.state.pop(_HELD)
         if not lines:
             return

@@ -18,21 +18,26 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 from parley.config import DefaultLimits
 from parley.core.context import LimitSpec, RequestContext, StateKey
 from parley.core.errors import GatewayError
 from parley.core.stream import UpstreamReply
-from parley.filters.rate_limit_store import ADMIT_PART, Decision, LocalLimiter, RedisLimiter
+from parley.filters.rate_lease import RateLease
+from parley.filters.rate_limit_store import ADMIT_PART, Asked, Decision, LocalLimiter, RedisLimiter
 from parley.pipeline.filter import Filter, Phase
+from parley.store.lease import nothing
 from parley.store.lua_batch import Ask
 from parley.store.redis_link import RedisLink
 
-# What a request holds: the limits it counted against, and whether in Redis.
-_STATE: StateKey[tuple[list[LimitSpec], bool]] = StateKey("rate_limit")
-# Redis's answer to the acquisition, from the admission call: (the limits asked, the answer).
-_ADMITTED: StateKey[tuple[list[LimitSpec], Any]] = StateKey("rate_limit.admitted")
+# What a request holds: the limits it counted against, and whether in Redis (or on which leases).
+_STATE: StateKey[tuple[list[LimitSpec], bool | list[RateLease]]] = StateKey("rate_limit")
+# Redis's answer to the acquisition, from the admission call: (what was asked, the answer).
+_ADMITTED: StateKey[tuple[Asked, Any]] = StateKey("rate_limit.admitted")
+# The decision on a request admitted on leases, without Redis (its leases are in `_STATE`).
+_LEASED: StateKey[tuple[list[LimitSpec], Decision]] = StateKey("rate_limit.leased")
 
 
 def key_id(key: str | None) -> str:
@@ -172,11 +177,37 @@ class RateLimitPolicy(Filter):
     def admitted(self, ctx: RequestContext, ask: Ask, result: Any) -> None:
         ctx.state.put(_ADMITTED, (ask.data, result))
 
+    def lease_claim(self, ctx: RequestContext, body: dict[str, Any] | None) -> Callable[[], None] | None:
+        """With Redis: admit on this process's leases (a commit to run), None to ask Redis."""
+        specs = self._specs(ctx)
+        if not specs:
+            return nothing
+        assert self.shared is not None  # (an asker only with Redis)
+        leases = self.shared.claim(specs)
+        if leases is None:
+            return None
+        shared = self.shared
+
+        def commit() -> None:  # (done with the leases whatever refuses the request: `on_done`)
+            ctx.state.put(_STATE, (specs, leases))
+            ctx.state.put(_LEASED, (specs, shared.leased(specs, leases, ctx.request_id)))
+
+        return commit
+
     async def on_request(self, ctx: RequestContext, body: dict[str, Any] | None) -> UpstreamReply | None:
+        leased = ctx.state.pop(_LEASED)
+        if leased is not None:  # admitted on leases (`Admission`), without Redis
+            specs, decision = leased
+            if not decision.allowed:  # (by this process's own count)
+                raise refusal(decision)
+            ctx.response_headers.update(success_headers(specs, decision, self.resets.at(decision.wait_ms)))
+            return None
         admitted = ctx.state.pop(_ADMITTED)
+        in_redis: bool | list[RateLease]
         if admitted is not None and self.shared is not None:  # Redis answered in the admission call
-            specs, result = admitted
-            decision, in_redis = self.shared.decide(specs, ctx.request_id, result)
+            asked, result = admitted
+            specs = asked.specs
+            decision, in_redis = self.shared.decide(asked, ctx.request_id, result)
         else:
             specs = self._specs(ctx)
             if not specs:

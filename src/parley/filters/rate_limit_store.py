@@ -20,6 +20,7 @@ from array import array
 from dataclasses import dataclass, field
 
 from parley.core.context import LimitSpec
+from parley.filters.rate_lease import RateLease, RateLeases
 from parley.store.lua_batch import CLOCK, Ask, LuaPart
 from parley.store.redis_link import RedisLink, RedisUnavailable
 
@@ -44,26 +45,32 @@ class Decision:
 # Lua functions (KEYS and ARGV as parameters: the same body serves a script of its own and a part of
 # the admission script, `parley.filters.admission`).
 ACQUIRE_FN = """
+local function rl_grant(k, limit, used)
+  if limit <= 0 then return k end  -- (no limit: the lease counts its requests only)
+  local g = math.min(k, math.floor((limit - used) / 8))
+  if g < 1 then return 0 end
+  return g
+end
 local function rl_acquire(KEYS, ARGV)
 local now, nows = clock()
 local n = tonumber(ARGV[1])
 local member = ARGV[2]
 local lease = tonumber(ARGV[3])
+local tag = ARGV[4]
 local minute = math.floor(now / 60000)
 local frac = (now % 60000) / 60000
-local used = {}
+local used, pars = {}, {}
 for i = 1, n do
-  local rpm = tonumber(ARGV[3 + (i - 1) * 3 + 1])
-  local tpm = tonumber(ARGV[3 + (i - 1) * 3 + 2])
-  local par = tonumber(ARGV[3 + (i - 1) * 3 + 3])
+  local b = 5 + (i - 1) * 5
+  local rpm, tpm, par = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
   local kr, kt, kp = KEYS[(i - 1) * 3 + 1], KEYS[(i - 1) * 3 + 2], KEYS[(i - 1) * 3 + 3]
-  local reqs, toks = 0, 0
+  local reqs, toks, pc = 0, 0, 0
   if rpm > 0 then
     redis.call('ZREMRANGEBYSCORE', kr, '-inf', string.format('%d', now - 60000))
     reqs = redis.call('ZCARD', kr)
     if reqs >= rpm then
       local oldest = redis.call('ZRANGE', kr, 0, 0, 'WITHSCORES')
-      return {0, i, 'rpm', tonumber(oldest[2]) + 60000 - now}
+      return {0, i, 'rpm', math.max(1, tonumber(oldest[2]) + 60000 - now)}
     end
   end
   if tpm > 0 then
@@ -72,27 +79,61 @@ for i = 1, n do
     toks = math.floor(prev * (1 - frac) + cur)
     if toks >= tpm then return {0, i, 'tpm', 60000 - now % 60000} end
   end
-  -- leases older than `lease` (a crashed worker's) are dropped when they would fill the set
-  if par > 0 and redis.call('ZCARD', kp) >= par then
-    redis.call('ZREMRANGEBYSCORE', kp, '-inf', string.format('%d', now - lease))
-    if redis.call('ZCARD', kp) >= par then return {0, i, 'parallel', 1000} end
+  if par > 0 then
+    pc = redis.call('ZCARD', kp)
+    -- leases older than `lease` (a crashed worker's) are dropped when they would fill the set
+    if pc >= par then
+      redis.call('ZREMRANGEBYSCORE', kp, '-inf', string.format('%d', now - lease))
+      pc = redis.call('ZCARD', kp)
+      if pc >= par then return {0, i, 'parallel', 1000} end
+    end
   end
   used[#used + 1] = reqs + 1
   used[#used + 1] = toks
+  pars[i] = pc + 1
 end
 local leases = string.format('%d', lease)
+local grants = {}
+local horizon = 0
+if tag ~= '' then horizon = tonumber(ARGV[5]) end
+local later = string.format('%d', now + horizon)  -- a leased rpm slot counts from its latest use
 for i = 1, n do
-  if tonumber(ARGV[3 + (i - 1) * 3 + 1]) > 0 then
-    redis.call('ZADD', KEYS[(i - 1) * 3 + 1], nows, member)
-    redis.call('PEXPIRE', KEYS[(i - 1) * 3 + 1], '61000')
+  local b = 5 + (i - 1) * 5
+  local rpm, tpm, par = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
+  local gr, gp = 0, 0
+  if tag ~= '' and not (tpm > 0 and used[2 * i] * 2 >= tpm) then
+    gr = rl_grant(tonumber(ARGV[b + 4]), rpm, used[2 * i - 1])
+    gp = rl_grant(tonumber(ARGV[b + 5]), par, pars[i])
+    if gr == 0 or gp == 0 then gr, gp = 0, 0 end
   end
-  if tonumber(ARGV[3 + (i - 1) * 3 + 3]) > 0 then
-    redis.call('ZADD', KEYS[(i - 1) * 3 + 3], nows, member)
-    redis.call('PEXPIRE', KEYS[(i - 1) * 3 + 3], leases)
+  if rpm > 0 then
+    local kr = KEYS[(i - 1) * 3 + 1]
+    redis.call('ZADD', kr, nows, member)
+    if gr > 0 then
+      local z = {}
+      for j = 1, gr do z[#z + 1] = later; z[#z + 1] = tag .. ':' .. j end
+      redis.call('ZADD', kr, unpack(z))
+    end
+    redis.call('PEXPIRE', kr, string.format('%d', 61000 + horizon))
   end
+  if par > 0 then
+    local kp = KEYS[(i - 1) * 3 + 3]
+    redis.call('ZADD', kp, nows, member)
+    if gp > 0 then
+      local z = {}
+      for j = 1, gp do z[#z + 1] = nows; z[#z + 1] = tag .. ':p' .. j end
+      redis.call('ZADD', kp, unpack(z))
+    end
+    redis.call('PEXPIRE', kp, leases)
+  end
+  grants[#grants + 1] = gr
+  grants[#grants + 1] = gp
 end
 table.insert(used, 1, 60000 - now % 60000)
 table.insert(used, 1, 1)
+if tag ~= '' then
+  for _, g in ipairs(grants) do used[#used + 1] = g end
+end
 return used
 end
 """
@@ -195,6 +236,15 @@ class LocalLimiter:
                 s.tokens[minute] = s.tokens.get(minute, 0) + tokens
 
 
+@dataclass(slots=True)
+class Asked:
+    """An acquisition asked of Redis: the limits, and the leases asked for with it."""
+
+    specs: list[LimitSpec]
+    wants: list[int]  # per spec, the lease size asked for (0: none)
+    tag: str  # the leases' tag ('' when none was asked for)
+
+
 class RedisLimiter:
     """Counters in Redis, and this process's own share counted locally as well.
 
@@ -202,7 +252,8 @@ class RedisLimiter:
     served in the window, whatever admitted them. So while Redis is down the local limiter stands in
     knowing what this process already served, and when Redis comes back empty (a restart) no process
     serves more than a window's limit on its own: across N instances a window can admit at most N
-    limits, never more per instance (see docs/reliability.md)."""
+    limits, never more per instance (see docs/reliability.md). Far from their limits, subjects are
+    served from leases (`parley.filters.rate_lease`) between calls to Redis."""
 
     def __init__(self, link: RedisLink, local: LocalLimiter) -> None:
         self.link = link
@@ -210,6 +261,7 @@ class RedisLimiter:
         self._acquire = link.script(_ACQUIRE_LUA)
         self._settle_step = link.later.register(SETTLE_FN, "rl_settle")
         self._names: dict[tuple[str, str], tuple[str, str, str]] = {}  # subject -> its keys
+        self.leases = RateLeases(link, self._keys) if link.lease_ms > 0 else None
 
     def _keys(self, spec: LimitSpec) -> tuple[str, str, str]:
         keys = self._names.get((spec.scope, spec.id))
@@ -221,13 +273,17 @@ class RedisLimiter:
         return keys
 
     def ask(self, specs: list[LimitSpec], member: str) -> Ask:
-        """The acquisition, as a part of the admission call (`ADMIT_PART`)."""
+        """The acquisition, as a part of the admission call (`ADMIT_PART`), with leases asked for
+        the subjects whose lease is out."""
+        leases = self.leases
+        wants = leases.wants(specs) if leases is not None else [0] * len(specs)
+        tag = leases.tag() if leases is not None and any(wants) else ""
         keys: list[str] = []
-        args: list = [len(specs), member, LEASE_MS]
-        for spec in specs:
+        args: list = [len(specs), member, LEASE_MS, tag, self.link.lease_ms]
+        for spec, want in zip(specs, wants, strict=True):
             keys.extend(self._keys(spec))
-            args.extend([spec.rpm or 0, spec.tpm or 0, spec.max_parallel or 0])
-        return Ask(keys, args, data=specs)
+            args.extend([spec.rpm or 0, spec.tpm or 0, spec.max_parallel or 0, want, want])
+        return Ask(keys, args, data=Asked(specs, wants, tag))
 
     async def acquire(self, specs: list[LimitSpec], member: str) -> tuple[Decision, bool]:
         """The decision, and whether Redis made it (False: the local fallback did)."""
@@ -236,23 +292,51 @@ class RedisLimiter:
             out = await self.link.eval(self._acquire, ask.keys, ask.args)
         except RedisUnavailable:
             return self.local.acquire(specs, member), False
-        return self.decide(specs, member, out)
+        return self.decide(ask.data, member, out)
 
-    def decide(self, specs: list[LimitSpec], member: str, out: list) -> tuple[Decision, bool]:
+    def decide(self, asked: Asked, member: str, out: list) -> tuple[Decision, bool]:
         """The decision from Redis's answer to the acquisition (alone or in the admission call)."""
+        specs = asked.specs
         if int(out[0]) == 0:
+            if self.leases is not None and asked.tag:
+                for spec, want in zip(specs, asked.wants, strict=True):
+                    if want:
+                        self.leases.install((spec.scope, spec.id), None)
             kind = out[2].decode() if isinstance(out[2], bytes) else str(out[2])
             return Decision(False, specs[int(out[1]) - 1], kind, int(out[3])), True
+        used = [(int(out[2 + 2 * i]), int(out[3 + 2 * i])) for i in range(len(specs))]
+        if self.leases is not None and asked.tag:  # (installed first: given back if refused below)
+            self.leases.granted(specs, asked.wants, asked.tag, out, used)
         own = self.local.acquire(specs, member)  # this process's share, counted here too
         if not own.allowed:  # Redis forgot what this process already served: give the slot back
             self.settle(specs, member, 0, True)
             return own, False
-        used = [(int(out[2 + 2 * i]), int(out[3 + 2 * i])) for i in range(len(specs))]
         return Decision(True, wait_ms=int(out[1]), used=used), True
 
-    def settle(self, specs: list[LimitSpec], member: str, tokens: int, shared: bool) -> None:
-        """After the reply: locally now; in Redis with the next batch of settlements."""
+    def claim(self, specs: list[LimitSpec]) -> list[RateLease] | None:
+        """Leases that can admit a request under all of `specs` now (None: ask Redis)."""
+        return self.leases.claim(specs) if self.leases is not None else None
+
+    def leased(self, specs: list[LimitSpec], leases: list[RateLease], member: str) -> Decision:
+        """Admit a request on `leases` (from `claim`, nothing awaited since)."""
+        for lease in leases:
+            lease.admit()
+        own = self.local.acquire(specs, member)
+        if not own.allowed:
+            return own
+        now = int(time.time() * 1000)
+        return Decision(True, wait_ms=WINDOW_MS - now % WINDOW_MS, used=[lease.used() for lease in leases])
+
+    def settle(
+        self, specs: list[LimitSpec], member: str, tokens: int, shared: bool | list[RateLease]
+    ) -> None:
+        """After the reply: locally now; in Redis with the next batch of settlements (a leased
+        request: with its leases' ends)."""
         self.local.settle(specs, member, tokens)  # the local counters see every request either way
+        if not isinstance(shared, bool):
+            for lease in shared:
+                lease.finish(tokens)
+            return
         if not shared:
             return
         keys: list[str] = []

@@ -7,15 +7,16 @@ from parley.store.lua_batch import LuaPart
 
 # KEYS: one hash per budget. ARGV: now, request id, bound, floor, hold expiry, instance id, the
 # heartbeat key prefix, heartbeat TTL (ms), input cost, output price per token (0: never cap), then
-# per budget: limit, period end, seed ('' = unknown).
+# per budget: limit, period end, seed ('' = unknown); then, optionally, a lease's id and amount.
 # Per budget h: h {spent, period, reserved}; h:amt {rid: amount}; h:exp zset rid -> expiry;
 # h:inst set of instances holding money on h; h:of:<instance> set of that instance's rids.
 # A heartbeat TTL of 0 sends no heartbeat (one was sent lately). Expired holds and those of
 # instances whose heartbeat is gone are released when a reservation would get less than its bound
 # without them (with room for the bound, releasing them changes nothing it gets).
 # `budget_check` (the heartbeat, then nothing changed): {'seed', i...} when budgets i are missing
-# and have no seed. `budget_reserve`: {granted, which, least, capped}; when less than the bound is
-# granted, max_tokens is capped to what it covers and the hold shrunk to that (capped > 0).
+# and have no seed. `budget_reserve`: {granted, which, least, capped, leased}; when less than the
+# bound is granted, max_tokens is capped to what it covers and the hold shrunk to that (capped > 0);
+# `leased`: the lease held too (0: none, when what is left after the hold is under 8 leases).
 BUDGET_FNS = """
 local function budget_check(KEYS, ARGV)
   if tonumber(ARGV[8]) > 0 then redis.call('SET', ARGV[7] .. ARGV[6], 1, 'PX', ARGV[8]) end
@@ -46,6 +47,14 @@ local function budget_least(rooms)
     if least == nil or room < least then least = room; which = i end
   end
   return least, which
+end
+local function budget_hold(KEYS, rid, held, expiry, inst)
+  for _, h in ipairs(KEYS) do
+    redis.call('HINCRBYFLOAT', h, 'reserved', held)
+    redis.call('HSET', h .. ':amt', rid, held)
+    redis.call('ZADD', h .. ':exp', expiry, rid)
+    redis.call('SADD', h .. ':inst', inst); redis.call('SADD', h .. ':of:' .. inst, rid)
+  end
 end
 local function budget_reserve(KEYS, ARGV)
   local now = tonumber(ARGV[1]); local rid = ARGV[2]; local bound = tonumber(ARGV[3])
@@ -83,14 +92,17 @@ local function budget_reserve(KEYS, ARGV)
     capped = math.max(1, math.floor((amount - input) / unit))
     if input + capped * unit < amount then held = input + capped * unit end
   end
-  held = string.format('%.17g', held)  -- (formatted once; a number would be, per call, to 14 digits)
-  for _, h in ipairs(KEYS) do
-    redis.call('HINCRBYFLOAT', h, 'reserved', held)
-    redis.call('HSET', h .. ':amt', rid, held)
-    redis.call('ZADD', h .. ':exp', ARGV[5], rid)
-    redis.call('SADD', h .. ':inst', inst); redis.call('SADD', h .. ':of:' .. inst, rid)
+  budget_hold(KEYS, rid, string.format('%.17g', held), ARGV[5], inst)
+  -- a lease asked for with it (`parley.spend.budget_lease`): held only far from every limit
+  local lease_at = 10 + 3 * #KEYS
+  local lease, leased = ARGV[lease_at + 1], 0
+  local want = tonumber(ARGV[lease_at + 2] or '0')
+  if lease and lease ~= '' and want > 0 and least - amount >= 8 * want then
+    leased = want
+    budget_hold(KEYS, lease, string.format('%.17g', want), ARGV[5], inst)
   end
-  return {string.format('%.17g', amount), which, string.format('%.17g', least), capped}
+  return {string.format('%.17g', amount), which, string.format('%.17g', least), capped,
+    string.format('%.17g', leased)}
 end
 """
 

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from parley.spend.budget_lease import BudgetLeases
 from parley.spend.budget_lua import PEERS, RESERVE, SETTLE, SETTLE_FN, SHRINK
 from parley.spend.periods import next_reset
 from parley.store.lua_batch import Ask
@@ -281,6 +282,10 @@ class RedisLedger:
         self._alive_at = -1e9  # monotonic time this instance's heartbeat was last sent
         self._names: dict[str, str] = {}  # BudgetLine.key -> its hash's name in Redis
         self._alive_prefix = link.key("alive", "")  # + an instance id: its heartbeat key
+        self.leases: BudgetLeases | None = None  # far from every limit, requests hold on these
+        if link.lease_ms > 0:
+            self.leases = BudgetLeases(link.lease_ms, link.lease_max_requests, self._settle_lease)
+            link.closers.append(self.leases.close_all)
 
     def _keys(self, lines: list[BudgetLine]) -> list[str]:
         names = self._names
@@ -320,6 +325,8 @@ class RedisLedger:
     ) -> Grant:
         if self._shared:  # the local view is stale from before the outage: re-read the database
             self._shared = False
+            if self.leases is not None:  # (settled when Redis answers again: `_remember`)
+                self.leases.close_all()
             await self.local.invalidate()
             self.local.begin_share(1.0 / max(1, self.peers))
             for rid, (keys, amount) in self._held.items():  # (released into `local` from now on)
@@ -361,14 +368,18 @@ class RedisLedger:
         input_cost: float = 0.0,
         unit_out: float = 0.0,
         seeds: dict[int, float] | None = None,
+        lease: tuple[str, float] = ("", 0.0),
     ) -> Ask:
-        """The reservation's keys and arguments (alone, or as a part of the admission call)."""
+        """The reservation's keys and arguments (alone, or as a part of the admission call), with
+        a lease (tag, amount) to hold as well if far enough from every limit."""
         now = time.time()
         args: list[Any] = [now, request_id, bound, floor, now + self.hold_seconds, self.instance]
         args += [self._alive_prefix, self._heartbeat(), input_cost, unit_out]
         for i, line in enumerate(lines):
             period = line.period_end(now)
             args += [line.limit, period if period is not None else 0, (seeds or {}).get(i, "")]
+        if lease[0]:
+            args += lease
         return Ask(self._keys(lines), args)
 
     def _heartbeat(self) -> int:
@@ -379,13 +390,22 @@ class RedisLedger:
         self._alive_at = now  # (a failed call is made up for by `beat`: the TTL is 5 beats)
         return int(self.heartbeat_ttl * 1000)
 
-    def grant(self, lines: list[BudgetLine], bound: float, out: list[Any], request_id: str) -> Grant | None:
+    def grant(
+        self,
+        lines: list[BudgetLine],
+        bound: float,
+        out: list[Any],
+        request_id: str,
+        lease: tuple[str, float] = ("", 0.0),
+    ) -> Grant | None:
         """Redis's answer to a reservation; None when budgets must first be seeded (nothing held)."""
         if not self._shared:
             self._shared = True
             self.local.end_share()
         if out[0] in (b"seed", "seed"):  # (the admission call's answers are JSON: str)
             return None
+        if lease[0] and self.leases is not None:
+            self.leases.granted(lines, lease[0], float(out[4]) if len(out) > 4 else 0.0)
         amount, which = float(out[0]), int(out[1])
         if amount > 0:  # (its upper bound when capped: counted in full if an outage comes)
             self._held[request_id] = ([line.key for line in lines], amount)
@@ -425,6 +445,13 @@ class RedisLedger:
                 self._settle_step, self._keys(lines), args, lambda: self._remember(request_id, cost, lines)
             )
 
+    def _settle_lease(self, tag: str, cost: float, lines: list[BudgetLine]) -> None:
+        """A lease whose requests are all done: settled like a request's hold."""
+        args = [tag, cost, self.instance]
+        self.link.later.add(
+            self._settle_step, self._keys(lines), args, lambda: self._remember(tag, cost, lines)
+        )
+
     async def settle(self, request_id: str, cost: float, lines: list[BudgetLine]) -> None:
         keys = self._keys(lines)
         args: list[str | float] = [request_id, cost, self.instance]
@@ -454,6 +481,8 @@ class RedisLedger:
     async def invalidate(self, key: str | None = None) -> None:
         """Forget the shared spend of one budget (re-seeded from the database on next use)."""
         await self.local.invalidate(key)
+        if self.leases is not None:
+            self.leases.close_budget(key)
         if key is not None:
             name = self.link.key("budget", key)
             with contextlib.suppress(RedisUnavailable):

@@ -56,12 +56,17 @@ class RedisLink:
         timeout: float = 0.5,
         retry_interval: float = 2.0,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        lease_ms: int = 0,
+        lease_max_requests: int = 256,
     ) -> None:
         self.url = url
         self.prefix = prefix
         self.timeout = timeout
         self.retry_interval = retry_interval
         self.max_connections = max_connections
+        self.lease_ms = lease_ms  # quota leases' lifetime (`parley.store.lease`); 0: none
+        self.lease_max_requests = lease_max_requests
+        self.closers: list[Callable[[], None]] = []  # run at close, before the last settlements go
         self._client: aioredis.Redis | None = None
         self._down_since: float | None = None
         self._retry_at = 0.0
@@ -239,6 +244,8 @@ class RedisLink:
         self._retry_at = now + wait
 
     async def close(self) -> None:
+        for close in self.closers:  # (leases given back: their steps join the last settlements)
+            close()
         if self._later is not None:
             with contextlib.suppress(RedisUnavailable):
                 await self._later.drain()
@@ -282,4 +289,11 @@ def link_from_config(settings: RedisSettings, env: Mapping[str, str]) -> RedisLi
     if not url:
         return None
     prefix = settings.key_prefix or env.get("PARLEY_REDIS_PREFIX") or DEFAULT_PREFIX
-    return RedisLink(url, prefix, timeout=settings.timeout, max_connections=settings.max_connections)
+    return RedisLink(
+        url,
+        prefix,
+        timeout=settings.timeout,
+        max_connections=settings.max_connections,
+        lease_ms=settings.lease_ms,
+        lease_max_requests=settings.lease_max_requests,
+    )

@@ -1,0 +1,95 @@
+"""Budget leases (`parley.store.lease`): money held in Redis in one block, handed out in process.
+
+A lease is a hold like a request's (`budget_lua.budget_hold`: on every budget of the request, under
+the instance's heartbeat), taken with one request's own reservation when what is left after it
+covers at least eight such blocks. The requests it admits hold their cost bound on it locally and
+add their real cost when done; when it closes and its last request is done, it is settled in Redis
+like a request's hold: released, and the cost of all its requests added to every budget's spend.
+No more can be spent than the budgets have left: a lease is money the other instances already see
+as held. A crashed instance's leases are released with its other holds (its heartbeat lapses).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING
+
+from parley.store.lease import Lease, LeaseBook
+
+if TYPE_CHECKING:
+    from parley.spend.ledger import BudgetLine
+
+Subject = tuple[tuple[str, float], ...]  # the budgets (key, limit) a request holds money on
+
+
+def subject_of(lines: list[BudgetLine]) -> Subject:
+    return tuple((line.key, line.limit) for line in lines)
+
+
+class BudgetLease(Lease):
+    __slots__ = ("amount", "cost", "held", "lines", "settle")
+
+    def __init__(
+        self, tag: str, expires: float, amount: float, lines: list[BudgetLine], settle: Callable
+    ) -> None:
+        super().__init__(tag, expires)
+        self.amount = amount  # held in Redis
+        self.held = 0.0  # the cost bounds of its requests in flight
+        self.cost = 0.0  # the real cost of its requests that are done
+        self.lines = lines
+        self.settle = settle
+
+    def room(self, bound: float) -> bool:
+        return self.amount - self.held - self.cost >= bound
+
+    def take(self, bound: float) -> None:
+        self.admit()
+        self.held += bound
+
+    def finish(self, bound: float, cost: float) -> None:
+        self.held -= bound
+        self.cost += cost
+        self.done()
+
+
+class BudgetLeases(LeaseBook[BudgetLease]):
+    """The budget leases of one ledger; `settle(tag, cost, lines)` settles one in Redis."""
+
+    def __init__(self, lease_ms: int, max_requests: int, settle: Callable[[str, float, list], None]) -> None:
+        super().__init__(lease_ms, max_requests)
+        self._settle = settle
+
+    def claim(self, lines: list[BudgetLine], bound: float) -> BudgetLease | None:
+        lease = self.serving(subject_of(lines))
+        return lease if lease is not None and lease.room(bound) else None
+
+    def ask(self, lines: list[BudgetLine], bound: float) -> tuple[str, float]:
+        """The lease to ask for with a request's reservation: (tag, amount); ('', 0): none."""
+        subject = subject_of(lines)
+        lease = self.serving(subject)
+        if bound <= 0 or (lease is not None and lease.room(bound)):
+            return "", 0.0
+        size = self.want(subject)
+        return (self.tag(), size * bound) if size else ("", 0.0)
+
+    def granted(self, lines: list[BudgetLine], tag: str, amount: float) -> None:
+        subject = subject_of(lines)
+        if amount <= 0:
+            self.install(subject, None)
+            return
+        lease = BudgetLease(tag, self.expiry(), amount, lines, self._settle)
+        lease.on_end = _ended
+        self.install(subject, lease)
+
+    def close_budget(self, key: str | None) -> None:
+        """Close the leases on budget `key` (None: all): its limit or spend changed."""
+
+        def on(subject: Hashable) -> bool:
+            return key is None or any(k == key for k, _ in subject)  # type: ignore[attr-defined]
+
+        self.close_all(on)
+
+
+def _ended(lease: Lease) -> None:
+    assert isinstance(lease, BudgetLease)
+    lease.settle(lease.tag, lease.cost, lease.lines)

@@ -1,0 +1,174 @@
+"""Quota leases (issue 22, Redis at 85%): far from its limits, a key's requests are served from
+blocks of rpm/parallel slots and budget money taken from Redis with one request's own ask; once
+the leases end, Redis holds exactly what was served, and a limit or a budget is never exceeded.
+Real `parley serve` processes and a private redis-server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import anthropic
+import pytest
+import redis
+
+from keys_support import Admin, gateway_config
+from parley.testing.procs import RedisServer, free_port
+from parley.testing.redis_monitor import RedisMonitor
+
+MAX_TOKENS = 200
+COST_PER_CALL = 8 * 3e-6 + MAX_TOKENS * 15e-6  # 8 input tokens at $3/M, 200 output at $15/M
+FULL = {"content": [{"type": "text", "text": "word " * 400}]}  # cut at max_tokens: costs its bound
+FAR = {"rpm_limit": 10**6, "tpm_limit": 10**9, "max_parallel_requests": 1000}
+
+
+@pytest.fixture
+def own_redis():
+    server = RedisServer(free_port())
+    yield server
+    server.stop()
+
+
+def config(upstream, db: str, redis_url: str, lease_ms: int) -> dict:
+    cfg = gateway_config(upstream, db)
+    cfg["router_settings"] = {"redis_url": redis_url, "redis_key_prefix": "q", "redis_lease_ms": lease_ms}
+    return cfg
+
+
+def call(url: str, key: str) -> int:
+    client = anthropic.Anthropic(base_url=url, api_key=key, max_retries=0, timeout=30)
+    try:
+        client.messages.create(
+            model="claude-sonnet-4-5", max_tokens=MAX_TOKENS, messages=[{"role": "user", "content": "go"}]
+        )
+    except anthropic.APIStatusError as e:
+        return e.status_code
+    return 200
+
+
+def one_key(r: redis.Redis, pattern: str) -> bytes:
+    names = list(r.scan_iter(pattern))
+    assert len(names) == 1, names
+    return names[0]
+
+
+def budget_hash(r: redis.Redis) -> bytes:
+    """The key's budget (a hash with its period, spent and reserved)."""
+    names = [n for n in r.scan_iter("q:budget:key:*") if r.type(n) == b"hash" and r.hexists(n, "spent")]
+    assert len(names) == 1, names
+    return names[0]
+
+
+def what_redis_holds(r: redis.Redis) -> dict:
+    """The key's rate-limit and budget state in Redis."""
+    budget = budget_hash(r)
+    tokens = r.hgetall(one_key(r, "q:rl:key:*:tok"))
+    return {
+        "requests": r.zcard(one_key(r, "q:rl:key:*:req")),
+        "parallel": r.zcard(one_key(r, "q:rl:key:*:par")) if list(r.scan_iter("q:rl:key:*:par")) else 0,
+        "tokens": sum(int(v) for v in tokens.values()),
+        "reserved": float(r.hget(budget, "reserved") or 0),
+        "spent": float(r.hget(budget, "spent") or 0),
+    }
+
+
+def script_calls(monitor: RedisMonitor) -> int:
+    """EVALSHA calls but the heartbeat loop's count of the processes (`:peers`)."""
+    return sum(1 for c in monitor.commands(settle=0.3) if c.name == "EVALSHA" and "q:peers" not in c.args)
+
+
+def test_far_from_limits_leases_serve_and_redis_ends_exact(start_gateway, upstream, tmp_path, own_redis):
+    gw = start_gateway(config(upstream, str(tmp_path / "p.db"), own_redis.url, lease_ms=3000))
+    admin = Admin(gw.url)
+    key = admin.post("/key/generate", {"max_budget": 100.0, **FAR})["key"]
+    upstream.script(*[FULL] * 60)
+    with RedisMonitor(own_redis.port) as monitor:
+        statuses = [call(gw.url, key) for _ in range(60)]
+        calls = script_calls(monitor)
+    assert statuses == [200] * 60
+    # leases of 4, 4, 8, 16, 32 requests: a handful of admission calls (and their settlements),
+    # where every request used to make one, and one more for its settlement
+    assert calls <= 20, calls
+    rows = admin.wait_logs(60, api_key=key)
+    time.sleep(3.5)  # the leases end (3 s): what they did not hand out goes back, their spend in
+    held = what_redis_holds(redis.Redis(port=own_redis.port))
+    assert held["requests"] == 60  # each request counted once; no leased slot left over
+    assert held["parallel"] == 0
+    assert held["tokens"] == sum(r["prompt_tokens"] + r["completion_tokens"] for r in rows)
+    assert held["reserved"] == pytest.approx(0.0, abs=1e-12)
+    assert held["spent"] == pytest.approx(sum(r["spend"] for r in rows), rel=1e-9)
+
+
+def test_a_stopping_gateway_gives_its_leases_back(start_gateway, upstream, tmp_path, own_redis):
+    gw = start_gateway(config(upstream, str(tmp_path / "p.db"), own_redis.url, lease_ms=600_000))
+    admin = Admin(gw.url)
+    key = admin.post("/key/generate", {"max_budget": 100.0, **FAR})["key"]
+    upstream.script(*[FULL] * 6)
+    assert [call(gw.url, key) for _ in range(6)] == [200] * 6
+    r = redis.Redis(port=own_redis.port)
+    assert what_redis_holds(r)["reserved"] > 4 * COST_PER_CALL  # a lease is held (10 minutes)
+    spent = sum(row["spend"] for row in admin.wait_logs(6, api_key=key))
+    gw.stop()
+    held = what_redis_holds(r)
+    assert held["requests"] == 6 and held["parallel"] == 0
+    assert held["reserved"] == pytest.approx(0.0, abs=1e-12)
+    assert held["spent"] == pytest.approx(spent, rel=1e-9)
+
+
+def race(url: str, key: str, n: int) -> list[int]:
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(lambda _: call(url, key), range(n)))
+
+
+def test_two_workers_keep_an_rpm_limit_exact(start_gateway, upstream, tmp_path, own_redis):
+    gw = start_gateway(config(upstream, str(tmp_path / "p.db"), own_redis.url, lease_ms=5000), workers=2)
+    key = Admin(gw.url).post("/key/generate", {"rpm_limit": 60, "max_parallel_requests": 100})["key"]
+    upstream.script(*[{"content": [{"type": "text", "text": "ok"}]}] * 100)
+    statuses = race(gw.url, key, 100)
+    # leases far from the limit (an eighth of what is left at most), every request near it in Redis
+    assert statuses.count(200) == 60 and statuses.count(429) == 40
+
+
+def test_two_workers_on_leases_never_overspend(start_gateway, upstream, tmp_path, own_redis):
+    gw = start_gateway(config(upstream, str(tmp_path / "p.db"), own_redis.url, lease_ms=500), workers=2)
+    admin = Admin(gw.url)
+    budget = 60 * COST_PER_CALL
+    key = admin.post("/key/generate", {"max_budget": budget})["key"]
+    upstream.script(*[FULL] * 100)
+    statuses = race(gw.url, key, 100)
+    assert set(statuses) <= {200, 402} and statuses.count(200) >= 45
+    rows = admin.wait_logs(statuses.count(200), api_key=key)
+    spent = sum(r["spend"] for r in rows)
+    assert spent <= budget + 1e-12
+    time.sleep(1.0)  # every lease has ended
+    held = what_redis_holds_budget(redis.Redis(port=own_redis.port))
+    assert held["reserved"] == pytest.approx(0.0, abs=1e-12)
+    assert held["spent"] == pytest.approx(spent, rel=1e-9)
+
+
+def what_redis_holds_budget(r: redis.Redis) -> dict:
+    budget = budget_hash(r)
+    return {"reserved": float(r.hget(budget, "reserved") or 0), "spent": float(r.hget(budget, "spent") or 0)}
+
+
+def test_a_killed_gateways_lease_is_freed(start_gateway, upstream, tmp_path, own_redis):
+    db = str(tmp_path / "p.db")
+    a = start_gateway(config(upstream, db, own_redis.url, lease_ms=600_000))
+    key = Admin(a.url).post("/key/generate", {"max_budget": 50 * COST_PER_CALL})["key"]
+    upstream.script(*[FULL] * 80)
+    assert call(a.url, key) == 200
+    r = redis.Redis(port=own_redis.port)
+    time.sleep(0.3)  # its own hold settled
+    leased = what_redis_holds_budget(r)["reserved"]
+    assert leased >= 4 * COST_PER_CALL  # a lease of four requests' bounds
+    os.killpg(a.proc.pid, signal.SIGKILL)
+    a.proc.wait()
+    b = start_gateway(config(upstream, db, own_redis.url, lease_ms=500))
+    time.sleep(6)  # the killed gateway's heartbeat (5 s) lapses
+    statuses = [call(b.url, key) for _ in range(60)]
+    spent = sum(row["spend"] for row in Admin(b.url).wait_logs(1 + statuses.count(200), api_key=key))
+    assert spent <= 50 * COST_PER_CALL + 1e-12
+    # the killed gateway's lease went back: b spent all but about a request of what was left
+    assert spent > 50 * COST_PER_CALL - 2 * COST_PER_CALL, (spent, statuses)
