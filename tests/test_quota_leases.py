@@ -172,3 +172,27 @@ def test_a_killed_gateways_lease_is_freed(start_gateway, upstream, tmp_path, own
     assert spent <= 50 * COST_PER_CALL + 1e-12
     # the killed gateway's lease went back: b spent all but about a request of what was left
     assert spent > 50 * COST_PER_CALL - 2 * COST_PER_CALL, (spent, statuses)
+
+
+def test_redis_dying_under_leased_requests_never_overspends(start_gateway, upstream, tmp_path, own_redis):
+    """Requests in flight on a lease when Redis dies are held in process too: the budget the
+    gateway then keeps in process (what the database says is left) does not count them twice."""
+    gw = start_gateway(config(upstream, str(tmp_path / "p.db"), own_redis.url, lease_ms=10_000))
+    admin = Admin(gw.url)
+    budget = 40 * COST_PER_CALL
+    key = admin.post("/key/generate", {"max_budget": budget})["key"]
+    slow = {**FULL, "delay": 2.0}
+    upstream.script(FULL, *[slow] * 4, *[{**FULL, "delay": 0.1}] * 60)
+    assert call(gw.url, key) == 200  # a lease of four requests' bounds, with its own hold
+    with ThreadPoolExecutor(4) as pool:
+        in_flight = [pool.submit(call, gw.url, key) for _ in range(4)]  # all four on the lease
+        time.sleep(0.5)
+        assert len(upstream.requests()) == 5  # (the four reached the upstream without Redis)
+        own_redis.stop()
+        statuses = race(gw.url, key, 60)  # the lease is full: in process, from the database's spend
+        statuses += [f.result() for f in in_flight]
+    assert set(statuses) <= {200, 402}, statuses
+    rows = admin.wait_logs(1 + statuses.count(200), api_key=key)
+    spent = sum(r["spend"] for r in rows)
+    assert spent <= budget + 1e-12, (spent / COST_PER_CALL, statuses)
+    assert spent > budget - 6 * COST_PER_CALL  # (what was left was used, not refused)

@@ -27,17 +27,15 @@ def subject_of(lines: list[BudgetLine]) -> Subject:
 
 
 class BudgetLease(Lease):
-    __slots__ = ("amount", "cost", "held", "lines", "settle")
+    __slots__ = ("amount", "cost", "cost_before", "held", "lines")
 
-    def __init__(
-        self, tag: str, expires: float, amount: float, lines: list[BudgetLine], settle: Callable
-    ) -> None:
+    def __init__(self, tag: str, expires: float, amount: float, lines: list[BudgetLine]) -> None:
         super().__init__(tag, expires)
         self.amount = amount  # held in Redis
         self.held = 0.0  # the cost bounds of its requests in flight
         self.cost = 0.0  # the real cost of its requests that are done
+        self.cost_before = 0.0  # its cost when Redis went down (the rest is settled in process)
         self.lines = lines
-        self.settle = settle
 
     def room(self, bound: float) -> bool:
         return self.amount - self.held - self.cost >= bound
@@ -53,9 +51,9 @@ class BudgetLease(Lease):
 
 
 class BudgetLeases(LeaseBook[BudgetLease]):
-    """The budget leases of one ledger; `settle(tag, cost, lines)` settles one in Redis."""
+    """The budget leases of one ledger; `settle` settles one whose requests are all done."""
 
-    def __init__(self, lease_ms: int, max_requests: int, settle: Callable[[str, float, list], None]) -> None:
+    def __init__(self, lease_ms: int, max_requests: int, settle: Callable[[BudgetLease], None]) -> None:
         super().__init__(lease_ms, max_requests)
         self._settle = settle
 
@@ -67,19 +65,24 @@ class BudgetLeases(LeaseBook[BudgetLease]):
         """The lease to ask for with a request's reservation: (tag, amount); ('', 0): none."""
         subject = subject_of(lines)
         lease = self.serving(subject)
-        if bound <= 0 or (lease is not None and lease.room(bound)):
+        if lease is not None and lease.room(bound):
             return "", 0.0
         size = self.want(subject)
         return (self.tag(), size * bound) if size else ("", 0.0)
 
-    def granted(self, lines: list[BudgetLine], tag: str, amount: float) -> None:
+    def granted(self, lines: list[BudgetLine], tag: str, amount: float | None) -> None:
+        """Install the lease Redis granted (None: none; 0 for requests of no price)."""
         subject = subject_of(lines)
-        if amount <= 0:
+        if amount is None:
             self.install(subject, None)
             return
-        lease = BudgetLease(tag, self.expiry(), amount, lines, self._settle)
-        lease.on_end = _ended
+        lease = BudgetLease(tag, self.expiry(), amount, lines)
+        lease.on_end = self._ended
         self.install(subject, lease)
+
+    def _ended(self, lease: Lease) -> None:
+        assert isinstance(lease, BudgetLease)
+        self._settle(lease)
 
     def close_budget(self, key: str | None) -> None:
         """Close the leases on budget `key` (None: all): its limit or spend changed."""
@@ -88,8 +91,3 @@ class BudgetLeases(LeaseBook[BudgetLease]):
             return key is None or any(k == key for k, _ in subject)  # type: ignore[attr-defined]
 
         self.close_all(on)
-
-
-def _ended(lease: Lease) -> None:
-    assert isinstance(lease, BudgetLease)
-    lease.settle(lease.tag, lease.cost, lease.lines)

@@ -16,7 +16,7 @@ from parley.store.lua_batch import LuaPart
 # `budget_check` (the heartbeat, then nothing changed): {'seed', i...} when budgets i are missing
 # and have no seed. `budget_reserve`: {granted, which, least, capped, leased}; when less than the
 # bound is granted, max_tokens is capped to what it covers and the hold shrunk to that (capped > 0);
-# `leased`: the lease held too (0: none, when what is left after the hold is under 8 leases).
+# `leased`: the lease held too ('': none, when what is left after the hold is under 8 leases).
 BUDGET_FNS = """
 local function budget_check(KEYS, ARGV)
   if tonumber(ARGV[8]) > 0 then redis.call('SET', ARGV[7] .. ARGV[6], 1, 'PX', ARGV[8]) end
@@ -95,14 +95,13 @@ local function budget_reserve(KEYS, ARGV)
   budget_hold(KEYS, rid, string.format('%.17g', held), ARGV[5], inst)
   -- a lease asked for with it (`parley.spend.budget_lease`): held only far from every limit
   local lease_at = 10 + 3 * #KEYS
-  local lease, leased = ARGV[lease_at + 1], 0
-  local want = tonumber(ARGV[lease_at + 2] or '0')
-  if lease and lease ~= '' and want > 0 and least - amount >= 8 * want then
-    leased = want
-    budget_hold(KEYS, lease, string.format('%.17g', want), ARGV[5], inst)
+  local lease, leased = ARGV[lease_at + 1], ''
+  local want = tonumber(ARGV[lease_at + 2] or '')
+  if lease and lease ~= '' and want and least - amount > 0 and least - amount >= 8 * want then
+    leased = string.format('%.17g', want)  -- (0 for requests of no price: a lease of no money)
+    budget_hold(KEYS, lease, leased, ARGV[5], inst)
   end
-  return {string.format('%.17g', amount), which, string.format('%.17g', least), capped,
-    string.format('%.17g', leased)}
+  return {string.format('%.17g', amount), which, string.format('%.17g', least), capped, leased}
 end
 """
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from parley.spend.budget_lease import BudgetLeases
+from parley.spend.budget_lease import BudgetLease, BudgetLeases
 from parley.spend.budget_lua import PEERS, RESERVE, SETTLE, SETTLE_FN, SHRINK
 from parley.spend.periods import next_reset
 from parley.store.lua_batch import Ask
@@ -325,7 +325,12 @@ class RedisLedger:
     ) -> Grant:
         if self._shared:  # the local view is stale from before the outage: re-read the database
             self._shared = False
-            if self.leases is not None:  # (settled when Redis answers again: `_remember`)
+            if self.leases is not None:  # requests in flight on leases: held in `local` too
+                for lease in self.leases.live:
+                    if lease.inflight and lease.tag not in self._local_holds:
+                        self.local.adopt(lease.tag, [line.key for line in lease.lines], lease.held)
+                        self._local_holds.add(lease.tag)
+                        lease.cost_before = lease.cost
                 self.leases.close_all()
             await self.local.invalidate()
             self.local.begin_share(1.0 / max(1, self.peers))
@@ -405,7 +410,8 @@ class RedisLedger:
         if out[0] in (b"seed", "seed"):  # (the admission call's answers are JSON: str)
             return None
         if lease[0] and self.leases is not None:
-            self.leases.granted(lines, lease[0], float(out[4]) if len(out) > 4 else 0.0)
+            leased = out[4] if len(out) > 4 else ""
+            self.leases.granted(lines, lease[0], float(leased) if leased not in ("", b"") else None)
         amount, which = float(out[0]), int(out[1])
         if amount > 0:  # (its upper bound when capped: counted in full if an outage comes)
             self._held[request_id] = ([line.key for line in lines], amount)
@@ -445,8 +451,16 @@ class RedisLedger:
                 self._settle_step, self._keys(lines), args, lambda: self._remember(request_id, cost, lines)
             )
 
-    def _settle_lease(self, tag: str, cost: float, lines: list[BudgetLine]) -> None:
-        """A lease whose requests are all done: settled like a request's hold."""
+    def _settle_lease(self, lease: BudgetLease) -> None:
+        """A lease whose requests are all done: settled like a request's hold (in `local` too for
+        the requests in flight on it when Redis went down)."""
+        tag, cost, lines = lease.tag, lease.cost, lease.lines
+        if tag in self._local_holds:
+            self._local_holds.discard(tag)
+            self.local.settle_now(tag, cost - lease.cost_before, lines)
+            if cost > 0:
+                self._remember(tag, cost, lines)
+            return
         args = [tag, cost, self.instance]
         self.link.later.add(
             self._settle_step, self._keys(lines), args, lambda: self._remember(tag, cost, lines)

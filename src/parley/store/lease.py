@@ -87,6 +87,7 @@ class LeaseBook(Generic[L]):
         self.current: dict[Hashable, L] = {}
         self._asked: dict[Hashable, float] = {}  # subject -> when a renewal was asked for
         self._size: dict[Hashable, int] = {}  # subject -> the next lease's size
+        self.live: set[L] = set()  # leases not ended (serving, or closed with requests in flight)
 
     def serving(self, subject: Hashable) -> L | None:
         lease = self.current.get(subject)
@@ -117,6 +118,15 @@ class LeaseBook(Generic[L]):
             return
         self.drop(subject)
         self.current[subject] = lease
+        self.live.add(lease)
+        end = lease.on_end
+
+        def ended(done: Lease) -> None:
+            self.live.discard(lease)
+            if end is not None:
+                end(done)
+
+        lease.on_end = ended
         if len(self.current) > 4 * 4096:  # (subjects that went quiet: their leases ended long ago)
             self.current = {s: x for s, x in self.current.items() if not x.closed}
         wait = max(0.0, lease.expires - time.monotonic()) + 0.001
