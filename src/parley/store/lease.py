@@ -105,6 +105,8 @@ class LeaseBook(Generic[L]):
         asked = self._asked.get(subject)
         if asked is not None and now - asked < RENEWAL_WAIT:
             return 0
+        if len(self._asked) > 4096:  # (renewals never answered: Redis failed meanwhile)
+            self._asked = {s: t for s, t in self._asked.items() if now - t < RENEWAL_WAIT}
         self._asked[subject] = now
         return self._size.get(subject, MIN_REQUESTS)
 
