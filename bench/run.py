@@ -98,6 +98,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--redis-port", type=int, help="port for the bench's redis-server (default: a free one)")
     p.add_argument(
+        "--redis-lease-ms",
+        type=int,
+        help="router_settings.redis_lease_ms for parley/redis (default: parley's, 1000; 0: every "
+        "request asks Redis, no quota leases)",
+    )
+    p.add_argument(
         "--redis-first",
         action="store_true",
         help="measure parley/redis before parley at each step (position matters: run both orders)",

@@ -146,11 +146,13 @@ def start_parley(
     redis: str | None = None,
     limits: bool = False,
     name: str | None = None,
+    lease_ms: int | None = None,
 ) -> tuple[Target, dict[str, str]]:
     """parley from this checkout, or (`src`: another checkout's src/ directory) as `parley@base`.
     `observe`: an OTLP receiver's traces URL; metrics and traces are on, traces sent there.
-    `redis`: a Redis URL for router_settings.redis_url (the target's name gets `/redis`);
-    Its key has a budget (`KEY_BUDGET`); `limits`: rate limits too (`KEY_LIMITS`)."""
+    `redis`: a Redis URL for router_settings.redis_url (the target's name gets `/redis`), with
+    `lease_ms` as router_settings.redis_lease_ms (None: parley's default). Its key has a budget
+    (`KEY_BUDGET`); `limits`: rate limits too (`KEY_LIMITS`)."""
     name = name or ("parley" if src is None else "parley@base") + ("/redis" if redis else "")
     general: dict = {"master_key": MASTER, "stream_ping_interval": 15}
     if spend:
@@ -158,6 +160,8 @@ def start_parley(
     config: dict = {"model_list": models, "general_settings": general, "guardrails": bodies.GUARDRAILS}
     if redis:
         config["router_settings"] = {"redis_url": redis, "redis_key_prefix": name.replace("/", "-")}
+        if lease_ms is not None:
+            config["router_settings"]["redis_lease_ms"] = lease_ms
     env = dict(extra_env or {})
     if observe:
         metrics = os.path.join(workdir, f"metrics-{name}")
@@ -182,7 +186,7 @@ def start_parleys(
 ) -> list[Target]:
     """parley, parley@base (--baseline) and each with Redis (--redis), in the order to measure
     them (--baseline-first, --redis-first); one that does not start is a note."""
-    server = start_redis(args.redis_port, notes, stack, meta) if args.redis else None
+    server = start_redis(args.redis_port, notes, stack, meta, args.redis_lease_ms) if args.redis else None
     redis = server.url if server is not None else None
     builds: list[str | None] = [None] + ([args.baseline] if args.baseline else [])
     if args.baseline_first:  # the first-measured target of a pair runs ~15-25% slower here
@@ -205,6 +209,7 @@ def start_parleys(
                     src=src,
                     redis=url,
                     limits=redis is not None,
+                    lease_ms=args.redis_lease_ms,
                 )
             except Exception:
                 notes.append(f"{name} did not start: " + _tail())
@@ -221,7 +226,7 @@ def start_parleys(
 
 
 def start_redis(
-    port: int | None, notes: list[str], stack: contextlib.ExitStack, meta: dict
+    port: int | None, notes: list[str], stack: contextlib.ExitStack, meta: dict, lease_ms: int | None = None
 ) -> RedisServer | None:
     """A private redis-server for the parley/redis targets; None (and a note) if it fails."""
     try:
@@ -234,7 +239,8 @@ def start_redis(
     meta["redis"] = (
         f"parley with router_settings.redis_url pointing at {version.split(' sha=')[0].strip()} "
         f"on 127.0.0.1:{server.port} (no persistence); with --redis every parley key has a budget "
-        "and rpm/tpm/parallel limits (none binds), with Redis or without"
+        "and rpm/tpm/parallel limits (none binds), with Redis or without; quota leases "
+        + ("off (redis_lease_ms: 0)" if lease_ms == 0 else f"of {lease_ms or 'the default'} ms")
     )
     return server
 
