@@ -112,12 +112,20 @@ class RateLeases(LeaseBook[RateLease]):
         return out
 
     def wants(self, specs: list[LimitSpec]) -> list[int]:
-        """Per spec, the lease size to ask for with a request (0: none)."""
+        """Per spec, the lease size to ask for with a request that asks Redis anyway (0: none).
+        A lease without room is closed first, so what it gives back (its tokens) rides along with
+        the request's own ask and Redis counts it before it grants the next lease."""
         out = []
         for spec in specs:
             subject = (spec.scope, spec.id)
             lease = self.serving(subject)
-            out.append(0 if lease is not None and lease.spec == spec and lease.room() else self.want(subject))
+            if lease is not None and lease.spec == spec and lease.room():
+                # (renewed along with a call made anyway once half used: renewals stay in step)
+                out.append(self.want(subject) if 2 * lease.served >= lease.rpm else 0)
+                continue
+            if lease is not None:
+                self.drop(subject)
+            out.append(self.want(subject))
         return out
 
     def granted(

@@ -272,10 +272,11 @@ class RedisLimiter:
             keys = self._names[spec.scope, spec.id] = (base + ":req", base + ":tok", base + ":par")
         return keys
 
-    def ask(self, specs: list[LimitSpec], member: str) -> Ask:
+    def ask(self, specs: list[LimitSpec], member: str, lease: bool = True) -> Ask:
         """The acquisition, as a part of the admission call (`ADMIT_PART`), with leases asked for
-        the subjects whose lease is out."""
-        leases = self.leases
+        the subjects whose lease is out (`lease`: only where the settlements queued ride along
+        first, so Redis counts what the closed leases give back before it grants new ones)."""
+        leases = self.leases if lease else None
         wants = leases.wants(specs) if leases is not None else [0] * len(specs)
         tag = leases.tag() if leases is not None and any(wants) else ""
         keys: list[str] = []
@@ -287,7 +288,7 @@ class RedisLimiter:
 
     async def acquire(self, specs: list[LimitSpec], member: str) -> tuple[Decision, bool]:
         """The decision, and whether Redis made it (False: the local fallback did)."""
-        ask = self.ask(specs, member)
+        ask = self.ask(specs, member, lease=False)
         try:
             out = await self.link.eval(self._acquire, ask.keys, ask.args)
         except RedisUnavailable:

@@ -65,8 +65,11 @@ class BudgetLeases(LeaseBook[BudgetLease]):
         """The lease to ask for with a request's reservation: (tag, amount); ('', 0): none."""
         subject = subject_of(lines)
         lease = self.serving(subject)
-        if lease is not None and lease.room(bound):
-            return "", 0.0
+        if lease is not None:
+            if lease.room(bound) and 2 * (lease.held + lease.cost) < lease.amount:
+                return "", 0.0  # (renewed along with a call made anyway once half used)
+            if not lease.room(bound):
+                self.drop(subject)  # (settled along with this call)
         size = self.want(subject)
         return (self.tag(), size * bound) if size else ("", 0.0)
 
