@@ -29,6 +29,7 @@ sys.path.insert(1, os.path.join(os.path.dirname(HERE), "src"))
 import load  # noqa: E402
 import scenarios as sc  # noqa: E402
 import targets as tg  # noqa: E402
+from parley.testing.procs import ServerProcess, free_port  # noqa: E402
 from upstreams import ensure_tool, start_bare_forwarder, start_upstream  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -152,6 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=1, help="measurements of each target, one after another")
     p.add_argument("--no-bare", action="store_true", help="parley only")
     p.add_argument(
+        "--observe",
+        action="store_true",
+        help="also parley with Prometheus metrics and OTLP traces on (`parley+obs`, traces to a "
+        "loopback receiver), measured beside parley",
+    )
+    p.add_argument(
         "--key",
         choices=("budget", "limits", "master"),
         default="budget",
@@ -175,12 +182,23 @@ def main(argv: list[str] | None = None) -> int:
                 stack.callback(bare.stop)
                 systems.append(("bare", bare.url, native.headers, bare.proc.pid))
             models = tg.model_list(up, up.anthropic, up.anthropic)
-            parley, _ = tg.start_parley(workdir, models, 1, notes, limits=args.key == "limits")
-            stack.callback(parley.stop)
-            if args.key == "master":  # (start_parley made a virtual key)
-                parley.headers = {"x-api-key": tg.MASTER}
-            assert parley.pid is not None
-            systems.append(("parley", parley.url, dict(native.headers, **parley.headers), parley.pid))
+            traces = None
+            if args.observe:
+                port = free_port()
+                receiver = ServerProcess(
+                    [sys.executable, "-m", "parley.testing.otlp", str(port), "--count-only"], port, "/"
+                )
+                stack.callback(receiver.stop)
+                traces = f"http://127.0.0.1:{port}/v1/traces"
+            for name, observe in [("parley", None)] + ([("parley+obs", traces)] if traces else []):
+                parley, _ = tg.start_parley(
+                    workdir, models, 1, notes, limits=args.key == "limits", observe=observe, name=name
+                )
+                stack.callback(parley.stop)
+                if args.key == "master":  # (start_parley made a virtual key)
+                    parley.headers = {"x-api-key": tg.MASTER}
+                assert parley.pid is not None
+                systems.append((name, parley.url, dict(native.headers, **parley.headers), parley.pid))
             for _ in range(args.runs):
                 for name, url, headers, pid in systems:
                     results.append(

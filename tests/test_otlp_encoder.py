@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from parley.core.context import GuardrailAction
@@ -174,3 +176,35 @@ def test_the_exporter_sends_every_span_in_batches_over_one_connection():
         receiver.stop()
     assert receiver.batches == 5  # two requests of three spans each per batch
     assert len(receiver.connections) == 1
+
+
+class _SlowExporter(OtlpExporter):
+    """Sends nothing: records each batch's span count and takes 10 ms per batch, as a collector
+    across a network would."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        super().__init__({"service.name": "parley"}, env)
+        self.batches: list[int] = []
+
+    def _send(self, batch: tuple[list, int]) -> None:
+        time.sleep(0.01)
+        self.batches.append(batch[1])
+
+
+def test_a_steady_stream_of_spans_goes_out_in_full_batches():
+    """Spans keep arriving while a batch is sent; the kick sends full batches only (before, it
+    sent whatever had come meanwhile: batches of about half the size, twice the POSTs)."""
+    env = {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "100", "OTEL_BSP_SCHEDULE_DELAY": "30000"}
+    exporter = _SlowExporter(env)
+    exporter.start()
+    sent = 0
+    try:
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:  # ~5 spans a ms, 50 during each 10-ms send
+            exporter.submit(object(), 1)  # type: ignore[arg-type]
+            sent += 1
+            time.sleep(0.0002)
+    finally:
+        exporter.shutdown()
+    assert sum(exporter.batches) == sent  # the shutdown sent the rest
+    assert exporter.batches[:-1] == [100] * (len(exporter.batches) - 1), exporter.batches

@@ -449,12 +449,19 @@ class OtlpExporter:
     def _run(self) -> None:
         name_os_thread()
         while True:
-            self._wake.wait(self.delay)
+            kicked = self._wake.wait(self.delay)
             self._wake.clear()
             self._woken = False
-            while self.queue:
+            # a kick (a batch queued) sends full batches only: spans keep arriving while one is
+            # sent, and sending what came meanwhile made many small batches (66 POSTs a second for
+            # ~16 batches' worth of spans, each with its GIL hand-offs); the schedule delay or the
+            # shutdown sends the rest
+            everything = not kicked or self._stopping
+            while self.queue and (everything or self.added - self.taken >= self.batch):
                 self._send(self._take())
             if self._stopping:
+                while self.queue:  # (stopped while full batches were sent: the rest too)
+                    self._send(self._take())
                 if self._conn is not None:
                     self._conn.close()
                 return
