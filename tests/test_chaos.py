@@ -1,5 +1,6 @@
 """Issue 13: fault injection. Two `parley serve` gateways share a private Postgres and a private Redis;
-bounded load from a few threads through the anthropic SDK (keys with a budget, an rpm limit, neither)
+bounded load from a few threads through the anthropic SDK (keys with a budget, an rpm limit, neither,
+and one far from large limits, served from quota leases)
 while Redis, Postgres and one gateway are killed (-9), paused (SIGSTOP) and restarted. Afterwards:
 no 500s, one spend row per success (minus the journal window of a killed gateway), budgets and rate
 limits within their documented worst cases, and every fault recovered from without a restart.
@@ -130,7 +131,13 @@ def stored_rows(url: str, wait_for: set[str], timeout: float = 20.0) -> dict[str
 
 
 def make_keys(admin: Admin) -> dict[str, str]:
-    specs = {"budget": {"max_budget": BUDGET}, "rpm": {"rpm_limit": RPM, "max_budget": 100.0}, "free": {}}
+    specs = {
+        "budget": {"max_budget": BUDGET},
+        "rpm": {"rpm_limit": RPM, "max_budget": 100.0},
+        "free": {},
+        # far from every limit: served from quota leases (docs/reliability.md) through the faults
+        "far": {"max_budget": 100.0, "rpm_limit": 10**6, "tpm_limit": 10**9, "max_parallel_requests": 1000},
+    }
     return {name: admin.post("/key/generate", spec)["key"] for name, spec in specs.items()}
 
 
