@@ -129,12 +129,11 @@ class LeaseBook(Generic[L]):
                 end(done)
 
         lease.on_end = ended
-        if len(self.current) > 4 * 4096:  # (subjects that went quiet: their leases ended long ago)
-            self.current = {s: x for s, x in self.current.items() if not x.closed}
         wait = max(0.0, lease.expires - time.monotonic()) + 0.001
         asyncio.get_running_loop().call_later(wait, self._expire, subject, lease)
 
     def _expire(self, subject: Hashable, lease: L) -> None:
+        """The lease's time is up (a quiet subject's lease leaves `current` here)."""
         if self.current.get(subject) is lease:
             self.drop(subject)
         else:
