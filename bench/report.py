@@ -78,6 +78,7 @@ class Results:
     targets: list[tuple[str, str, str]] = field(default_factory=list)  # (target, measured, verdict)
     redis_pairs: list[Any] = field(default_factory=list)  # rounds.Pair: native with/without Redis
     forwarder_pairs: list[Any] = field(default_factory=list)  # rounds.Pair: bare, parley
+    forwarder_key: str = ""  # parley's key in those pairs, when not the scenario rows' own
 
 
 def _f(value: float | None, digits: int = 2) -> str:

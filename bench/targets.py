@@ -32,6 +32,9 @@ class Target:
     proc: ServerProcess | None
     skips: dict[str, str] = field(default_factory=dict)  # scenario -> why it was not measured
     redis_pid: int | None = None  # the redis-server it uses (its CPU is measured too)
+    # a key with a budget only (issue 22's setup), when its own key has limits too (--redis): the
+    # forwarder's targets are judged with it
+    budget_headers: dict[str, str] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -108,12 +111,12 @@ KEY_LIMITS = {
 
 
 def credential(
-    base: str, notes: list[str], who: str, limits: dict | None = None
+    base: str, notes: list[str], who: str, limits: dict | None = None, alias: str = "bench"
 ) -> tuple[dict[str, str], str]:
     """A virtual key from /key/generate when the gateway has one, else the master key."""
     status, body = post_json(
         base + "/key/generate",
-        {"key_alias": "bench", **(limits or {})},
+        {"key_alias": alias, **(limits or {})},
         {"authorization": "Bearer " + MASTER},
     )
     if status == 200:
@@ -172,7 +175,10 @@ def start_parley(
         env["PYTHONPATH"] = os.path.abspath(src)
     gw = Gateway(config, env=env, workers=workers, extra_args=["--log-level", "warning"])
     headers, auth = credential(gw.url, notes, name, KEY_LIMITS if limits else KEY_BUDGET)
-    return Target(name, gw.url, headers, gw), {"auth": auth}
+    target = Target(name, gw.url, headers, gw)
+    if limits and spend:
+        target.budget_headers, _ = credential(gw.url, notes, name, KEY_BUDGET, alias="bench-budget")
+    return target, {"auth": auth}
 
 
 def start_parleys(

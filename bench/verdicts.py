@@ -28,7 +28,7 @@ def judge(results: report.Results, args: argparse.Namespace) -> None:
     t = results.targets
     mid = middle(args)
     if results.forwarder_pairs:  # the scenario rows' pair and the rounds': their medians decide
-        t.extend(rounds.judge_forwarder(results.forwarder_pairs, mid, verdict))
+        t.extend(rounds.judge_forwarder(results.forwarder_pairs, mid, verdict, results.forwarder_key))
     elif _row(results, "native", "parley", mid) or _row(results, "native", "bare", mid):
         t.append((f"native, c={mid}: parley against the bare forwarder", "a run failed", "not measured"))
     low = min(args.concurrency)

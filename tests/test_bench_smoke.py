@@ -121,7 +121,8 @@ def test_a_hanging_load_run_is_a_timeout_row_and_the_table_is_still_written(tmp_
 @pytest.mark.slow
 def test_redis_and_forwarder_targets_are_judged_on_pairs_measured_side_by_side(tmp_path):
     """--redis: the scenario rows' pair plus `--redis-rounds` more, each pair's ratio listed, the
-    target judged on their median; the forwarder's targets the same way (`--forwarder-rounds`)."""
+    target judged on their median; the forwarder's targets the same way (`--forwarder-rounds`), on
+    a key with a budget only."""
     text = run_bench(
         tmp_path,
         "--redis",
@@ -149,6 +150,9 @@ def test_redis_and_forwarder_targets_are_judged_on_pairs_measured_side_by_side(t
         line for line in text.splitlines() if "forwarder's (pairs side by side)" in line and "CPU" in line
     )
     assert "of 3 pairs" in rps and len(re.findall(r"(\d+)/(\d+) = (\d+)%", rps)) == 3, rps
+    # with --redis the keys have limits too: the forwarder's targets on a key with a budget only
+    # (issue 22's setup), measured in the rounds
+    assert "key with a budget:" in rps, rps
     assert "of 3 pairs" in cpu and len(re.findall(r"\d+\.\d{3}/\d+\.\d{3} ms", cpu)) == 3, cpu
 
 
