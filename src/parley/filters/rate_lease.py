@@ -40,7 +40,6 @@ local function rl_lease_end(KEYS, ARGV)
 end
 """
 
-Subject = tuple[str, str]
 Keys = tuple[str, str, str]
 
 
@@ -112,20 +111,14 @@ class RateLeases(LeaseBook[RateLease]):
         return out
 
     def wants(self, specs: list[LimitSpec]) -> list[int]:
-        """Per spec, the lease size to ask for with a request that asks Redis anyway (0: none).
-        A lease without room is closed first, so what it gives back (its tokens) rides along with
-        the request's own ask and Redis counts it before it grants the next lease."""
+        """Per spec, the lease size to ask for with a request that asks Redis anyway (0: none)."""
         out = []
         for spec in specs:
             subject = (spec.scope, spec.id)
             lease = self.serving(subject)
-            if lease is not None and lease.spec == spec and lease.room():
-                # (renewed along with a call made anyway once half used: renewals stay in step)
-                out.append(self.want(subject) if 2 * lease.served >= lease.rpm else 0)
-                continue
-            if lease is not None:
-                self.drop(subject)
-            out.append(self.want(subject))
+            room = lease is not None and lease.spec == spec and lease.room()
+            half_used = lease is not None and 2 * lease.served >= lease.rpm
+            out.append(self.renewal(subject, lease, room, half_used))
         return out
 
     def granted(
@@ -141,14 +134,10 @@ class RateLeases(LeaseBook[RateLease]):
             if rpm <= 0 or par <= 0:
                 self.install(subject, None)
                 continue
-            lease = RateLease(self, spec, self.keys(spec), tag, (rpm, par, *used[i]))
-            lease.on_end = _ended
-            self.install(subject, lease)
+            self.install(subject, RateLease(self, spec, self.keys(spec), tag, (rpm, par, *used[i])))
 
-
-def _ended(lease: Lease) -> None:
-    assert isinstance(lease, RateLease)
-    lease.ended()
+    def ended(self, lease: RateLease) -> None:
+        lease.ended()
 
 
 def _lost() -> None:

@@ -51,6 +51,16 @@ local function rl_grant(k, limit, used)
   if g < 1 then return 0 end
   return g
 end
+-- the request's own member (scored now), a lease's `g` members `<prefix>1..g` (scored `score`)
+local function rl_record(key, nows, member, g, score, prefix, ttl)
+  redis.call('ZADD', key, nows, member)
+  if g > 0 then
+    local z = {}
+    for j = 1, g do z[#z + 1] = score; z[#z + 1] = prefix .. j end
+    redis.call('ZADD', key, unpack(z))
+  end
+  redis.call('PEXPIRE', key, ttl)
+end
 local function rl_acquire(KEYS, ARGV)
 local now, nows = clock()
 local n = tonumber(ARGV[1])
@@ -97,6 +107,7 @@ local grants = {}
 local horizon = 0
 if tag ~= '' then horizon = tonumber(ARGV[5]) end
 local later = string.format('%d', now + horizon)  -- a leased rpm slot counts from its latest use
+local window = string.format('%d', 61000 + horizon)  -- (the rpm log lives as long as its entries)
 for i = 1, n do
   local b = 5 + (i - 1) * 5
   local rpm, tpm, par = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3])
@@ -106,26 +117,8 @@ for i = 1, n do
     gp = rl_grant(tonumber(ARGV[b + 5]), par, pars[i])
     if gr == 0 or gp == 0 then gr, gp = 0, 0 end
   end
-  if rpm > 0 then
-    local kr = KEYS[(i - 1) * 3 + 1]
-    redis.call('ZADD', kr, nows, member)
-    if gr > 0 then
-      local z = {}
-      for j = 1, gr do z[#z + 1] = later; z[#z + 1] = tag .. ':' .. j end
-      redis.call('ZADD', kr, unpack(z))
-    end
-    redis.call('PEXPIRE', kr, string.format('%d', 61000 + horizon))
-  end
-  if par > 0 then
-    local kp = KEYS[(i - 1) * 3 + 3]
-    redis.call('ZADD', kp, nows, member)
-    if gp > 0 then
-      local z = {}
-      for j = 1, gp do z[#z + 1] = nows; z[#z + 1] = tag .. ':p' .. j end
-      redis.call('ZADD', kp, unpack(z))
-    end
-    redis.call('PEXPIRE', kp, leases)
-  end
+  if rpm > 0 then rl_record(KEYS[(i - 1) * 3 + 1], nows, member, gr, later, tag .. ':', window) end
+  if par > 0 then rl_record(KEYS[(i - 1) * 3 + 3], nows, member, gp, nows, tag .. ':p', leases) end
   grants[#grants + 1] = gr
   grants[#grants + 1] = gp
 end

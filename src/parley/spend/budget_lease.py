@@ -65,12 +65,9 @@ class BudgetLeases(LeaseBook[BudgetLease]):
         """The lease to ask for with a request's reservation: (tag, amount); ('', 0): none."""
         subject = subject_of(lines)
         lease = self.serving(subject)
-        if lease is not None:
-            if lease.room(bound) and 2 * (lease.held + lease.cost) < lease.amount:
-                return "", 0.0  # (renewed along with a call made anyway once half used)
-            if not lease.room(bound):
-                self.drop(subject)  # (settled along with this call)
-        size = self.want(subject)
+        room = lease is not None and lease.room(bound)
+        half_used = lease is not None and 2 * (lease.held + lease.cost) >= lease.amount
+        size = self.renewal(subject, lease, room, half_used)
         return (self.tag(), size * bound) if size else ("", 0.0)
 
     def granted(self, lines: list[BudgetLine], tag: str, amount: float | None) -> None:
@@ -79,12 +76,9 @@ class BudgetLeases(LeaseBook[BudgetLease]):
         if amount is None:
             self.install(subject, None)
             return
-        lease = BudgetLease(tag, self.expiry(), amount, lines)
-        lease.on_end = self._ended
-        self.install(subject, lease)
+        self.install(subject, BudgetLease(tag, self.expiry(), amount, lines))
 
-    def _ended(self, lease: Lease) -> None:
-        assert isinstance(lease, BudgetLease)
+    def ended(self, lease: BudgetLease) -> None:
         self._settle(lease)
 
     def close_budget(self, key: str | None) -> None:

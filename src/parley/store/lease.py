@@ -21,7 +21,7 @@ import itertools
 import os
 import time
 from collections.abc import Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 MIN_REQUESTS = 4  # a first lease's size, and the least one is asked for
 RENEWAL_WAIT = 2.0  # s: a renewal asked for and never answered (Redis failed) is given up after this
@@ -30,16 +30,15 @@ RENEWAL_WAIT = 2.0  # s: a renewal asked for and never answered (Redis failed) i
 class Lease:
     """What every lease has: its tag in Redis, when it closes, what it serves now."""
 
-    __slots__ = ("closed", "expires", "inflight", "on_end", "peak", "served", "tag")
+    __slots__ = ("closed", "expires", "inflight", "on_end", "served", "tag")
 
     def __init__(self, tag: str, expires: float) -> None:
         self.tag = tag  # its name in Redis (members, hold id): unique across instances
         self.expires = expires  # monotonic time it stops serving
         self.closed = False
         self.inflight = 0  # requests it admitted that are not done
-        self.peak = 0  # the most in flight at once
         self.served = 0  # requests it admitted
-        self.on_end: Callable[[Lease], None] | None = None  # closed and nothing in flight
+        self.on_end: Callable[[Any], None] | None = None  # its book's, once closed with none in flight
 
     def serving(self, now: float) -> bool:
         return not self.closed and now < self.expires
@@ -47,8 +46,6 @@ class Lease:
     def admit(self) -> None:
         self.served += 1
         self.inflight += 1
-        if self.inflight > self.peak:
-            self.peak = self.inflight
 
     def done(self) -> None:
         self.inflight -= 1
@@ -121,16 +118,26 @@ class LeaseBook(Generic[L]):
         self.drop(subject)
         self.current[subject] = lease
         self.live.add(lease)
-        end = lease.on_end
-
-        def ended(done: Lease) -> None:
-            self.live.discard(lease)
-            if end is not None:
-                end(done)
-
-        lease.on_end = ended
+        lease.on_end = self._ended
         wait = max(0.0, lease.expires - time.monotonic()) + 0.001
         asyncio.get_running_loop().call_later(wait, self._expire, subject, lease)
+
+    def _ended(self, lease: L) -> None:
+        self.live.discard(lease)
+        self.ended(lease)
+
+    def ended(self, lease: L) -> None:
+        """What a kind of lease does once closed with no request in flight (give back, settle)."""
+
+    def renewal(self, subject: Hashable, lease: L | None, room: bool, half_used: bool) -> int:
+        """The size of the lease to ask for along with a call to Redis made anyway (0: none). A
+        lease without room is closed first, so what it gives back rides along with the call and
+        Redis counts it before the grant; one half used is renewed along (renewals stay in step)."""
+        if lease is not None and room:
+            return self.want(subject) if half_used else 0
+        if lease is not None:
+            self.drop(subject)
+        return self.want(subject)
 
     def _expire(self, subject: Hashable, lease: L) -> None:
         """The lease's time is up (a quiet subject's lease leaves `current` here)."""
