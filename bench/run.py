@@ -34,7 +34,6 @@ import report  # noqa: E402
 import rounds  # noqa: E402
 import scenarios as sc  # noqa: E402
 import targets as tg  # noqa: E402
-from parley.testing.procs import ServerProcess, free_port  # noqa: E402
 from procstats import Watch  # noqa: E402
 from streams import StreamStats, run_streams  # noqa: E402
 from upstreams import ensure_tool, start_bare_forwarder, start_stream_upstream, start_upstream  # noqa: E402
@@ -341,14 +340,7 @@ def start_systems(bench: Bench, stack: contextlib.ExitStack, results: report.Res
         systems.append(tg.Target("bare", bare_proc.url, {}, bare_proc))
     except Exception:
         notes.append("the bare forwarder did not start: " + _tail())
-    traces = None
-    if args.observe:
-        port = free_port()
-        receiver = ServerProcess(
-            [sys.executable, "-m", "parley.testing.otlp", str(port), "--count-only"], port, "/"
-        )
-        stack.callback(receiver.stop)
-        traces = f"http://127.0.0.1:{port}/v1/traces"
+    traces = tg.start_traces_receiver(stack) if args.observe else None
     systems += tg.start_parleys(args, workdir, notes, stack, meta, models, traces)
     if args.granian:
         gran = tg.start_parley_granian(workdir, models, notes, spend=not args.no_spend)

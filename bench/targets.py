@@ -231,6 +231,16 @@ def start_parleys(
     return started
 
 
+def start_traces_receiver(stack: contextlib.ExitStack) -> str:
+    """A loopback OTLP receiver that counts spans (`parley.testing.otlp`); its traces URL."""
+    port = free_port()
+    receiver = ServerProcess(
+        [sys.executable, "-m", "parley.testing.otlp", str(port), "--count-only"], port, "/"
+    )
+    stack.callback(receiver.stop)
+    return f"http://127.0.0.1:{port}/v1/traces"
+
+
 def start_redis(
     port: int | None, notes: list[str], stack: contextlib.ExitStack, meta: dict, lease_ms: int | None = None
 ) -> RedisServer | None:

@@ -29,7 +29,6 @@ sys.path.insert(1, os.path.join(os.path.dirname(HERE), "src"))
 import load  # noqa: E402
 import scenarios as sc  # noqa: E402
 import targets as tg  # noqa: E402
-from parley.testing.procs import ServerProcess, free_port  # noqa: E402
 from upstreams import ensure_tool, start_bare_forwarder, start_upstream  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -182,14 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                 stack.callback(bare.stop)
                 systems.append(("bare", bare.url, native.headers, bare.proc.pid))
             models = tg.model_list(up, up.anthropic, up.anthropic)
-            traces = None
-            if args.observe:
-                port = free_port()
-                receiver = ServerProcess(
-                    [sys.executable, "-m", "parley.testing.otlp", str(port), "--count-only"], port, "/"
-                )
-                stack.callback(receiver.stop)
-                traces = f"http://127.0.0.1:{port}/v1/traces"
+            traces = tg.start_traces_receiver(stack) if args.observe else None
             for name, observe in [("parley", None)] + ([("parley+obs", traces)] if traces else []):
                 parley, _ = tg.start_parley(
                     workdir, models, 1, notes, limits=args.key == "limits", observe=observe, name=name

@@ -135,6 +135,27 @@ def gateway_config(upstream: Any, database_url: str, **general: Any) -> dict:
     }
 
 
+def redis_config(upstream: Any, database_url: str, redis_url: str, prefix: str = "t", **router: Any) -> dict:
+    """`gateway_config` with a Redis (`router`: more router_settings)."""
+    cfg = gateway_config(upstream, database_url)
+    cfg["router_settings"] = {"redis_url": redis_url, "redis_key_prefix": prefix, **router}
+    return cfg
+
+
+def call(url: str, key: str, max_tokens: int = 200, timeout: float = 30) -> int:
+    """One `/v1/messages` call through the anthropic SDK (no retries): its status."""
+    import anthropic
+
+    client = anthropic.Anthropic(base_url=url, api_key=key, max_retries=0, timeout=timeout)
+    try:
+        client.messages.create(
+            model="claude-sonnet-4-5", max_tokens=max_tokens, messages=[{"role": "user", "content": "go"}]
+        )
+    except anthropic.APIStatusError as e:
+        return e.status_code
+    return 200
+
+
 def pick_gateway(request: Any, in_process: str, served: str) -> Any:
     """For a module with both: the in-process gateway fixture `in_process`, or the `parley serve`
     fixture `served` for tests marked `process` (streaming relays, disconnects)."""

@@ -10,11 +10,10 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import anthropic
 import pytest
 import redis
 
-from keys_support import Admin, gateway_config
+from keys_support import Admin, call, redis_config
 from parley.testing.procs import RedisServer, free_port
 from parley.testing.redis_monitor import RedisMonitor
 
@@ -32,20 +31,7 @@ def own_redis():
 
 
 def config(upstream, db: str, redis_url: str, lease_ms: int) -> dict:
-    cfg = gateway_config(upstream, db)
-    cfg["router_settings"] = {"redis_url": redis_url, "redis_key_prefix": "q", "redis_lease_ms": lease_ms}
-    return cfg
-
-
-def call(url: str, key: str) -> int:
-    client = anthropic.Anthropic(base_url=url, api_key=key, max_retries=0, timeout=30)
-    try:
-        client.messages.create(
-            model="claude-sonnet-4-5", max_tokens=MAX_TOKENS, messages=[{"role": "user", "content": "go"}]
-        )
-    except anthropic.APIStatusError as e:
-        return e.status_code
-    return 200
+    return redis_config(upstream, db, redis_url, "q", redis_lease_ms=lease_ms)
 
 
 def one_key(r: redis.Redis, pattern: str) -> bytes:

@@ -15,7 +15,7 @@ import anthropic
 import pytest
 import redis
 
-from keys_support import Admin, gateway_config
+from keys_support import Admin, call, redis_config
 from parley.testing.procs import RedisServer, free_port
 
 MAX_TOKENS = 200
@@ -31,20 +31,7 @@ def own_redis():
 
 
 def config(upstream, tmp_path, redis_url: str, **router) -> dict:
-    cfg = gateway_config(upstream, str(tmp_path / "parley.db"))
-    cfg["router_settings"] = {"redis_url": redis_url, "redis_key_prefix": "t", **router}
-    return cfg
-
-
-def call(url: str, key: str, timeout: float = 30) -> int:
-    client = anthropic.Anthropic(base_url=url, api_key=key, max_retries=0, timeout=timeout)
-    try:
-        client.messages.create(
-            model="claude-sonnet-4-5", max_tokens=MAX_TOKENS, messages=[{"role": "user", "content": "go"}]
-        )
-    except anthropic.APIStatusError as e:
-        return e.status_code
-    return 200
+    return redis_config(upstream, str(tmp_path / "parley.db"), redis_url, **router)
 
 
 def timed(url: str, key: str) -> tuple[int, float]:
